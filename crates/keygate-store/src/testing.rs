@@ -1,0 +1,39 @@
+//! Test helpers shared by the crates' test suites: a fresh, empty PostgreSQL database per test.
+//!
+//! The PostgreSQL server comes from `scripts/test`, which starts one on a loopback port and sets
+//! `KEYGATE_TEST_POSTGRES_URL`. Without it these helpers fail with a message saying so: the
+//! PostgreSQL half of the suite never skips itself.
+
+use sqlx::Executor;
+use sqlx::any::AnyPoolOptions;
+
+/// The environment variable naming the test server's admin URL.
+pub const POSTGRES_URL_VAR: &str = "KEYGATE_TEST_POSTGRES_URL";
+
+/// Creates a new empty database on the test server and returns its URL.
+pub async fn fresh_postgres_url() -> String {
+    let admin = std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_URL_VAR} is not set. The PostgreSQL tests need a server: run `scripts/test`, \
+             which installs and starts one on loopback, or set {POSTGRES_URL_VAR}=postgres://USER@127.0.0.1:PORT/postgres"
+        )
+    });
+    sqlx::any::install_default_drivers();
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).expect("random source");
+    let name = format!("kg_test_{}", hex::encode(suffix));
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {admin}: {e}"));
+    pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+    pool.close().await;
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin.clone());
+    format!("{base}/{name}")
+}

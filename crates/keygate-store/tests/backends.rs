@@ -1,0 +1,294 @@
+//! The store suite: every test runs once against SQLite and once against PostgreSQL.
+//!
+//! The PostgreSQL half needs `KEYGATE_TEST_POSTGRES_URL` (set by `scripts/test`); without it
+//! those tests fail with a message saying how to run them.
+
+use keygate_store::{
+    Backend, CredentialStatus, NewCredential, OpenMode, Store, StoreError, testing,
+};
+
+/// A fresh, migrated store of the given backend, plus the temp dir that holds a SQLite file.
+async fn fresh(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("kg.db").display());
+            (
+                Store::open(&url, OpenMode::Create).await.unwrap(),
+                Some(dir),
+            )
+        }
+        Backend::Postgres => {
+            let url = testing::fresh_postgres_url().await;
+            (Store::open(&url, OpenMode::Existing).await.unwrap(), None)
+        }
+    }
+}
+
+fn cred(id: &str, version: u32, tag: u8) -> NewCredential {
+    NewCredential {
+        id: id.into(),
+        version,
+        venue: "binance-main".into(),
+        kind: "binance-hmac".into(),
+        fingerprint: format!("fp{version}{tag}"),
+        key_id: "k1".into(),
+        wrapped_key: vec![1, tag, 0, 255],
+        ciphertext: vec![2, tag, 0, 255, 7],
+        created_ms: 1_700_000_000_000 + i64::from(version) * 1000,
+    }
+}
+
+/// Generates `sqlite_NAME` and `postgres_NAME` tests from one `async fn NAME(Backend)`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(keygate_store::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(keygate_store::Backend::Postgres).await })*
+        }
+    };
+}
+
+both_backends!(
+    migrations_apply_once_and_are_idempotent,
+    meta_roundtrip,
+    credential_add_list_get,
+    duplicate_id_is_a_conflict_and_changes_nothing,
+    rotate_disables_old_version,
+    rotate_from_a_stale_version_changes_nothing,
+    concurrent_rotations_leave_one_active_version,
+    remove_deletes_every_version,
+    rekey_replaces_every_wrapped_key_atomically,
+    rekey_with_a_missing_row_changes_nothing,
+);
+
+async fn migrations_apply_once_and_are_idempotent(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    assert_eq!(s.backend(), b);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1]);
+    s.migrate().await.unwrap();
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1]);
+    match b {
+        Backend::Sqlite => assert_eq!(
+            s.sqlite_journal_mode().await.unwrap().as_deref(),
+            Some("wal")
+        ),
+        Backend::Postgres => assert_eq!(s.sqlite_journal_mode().await.unwrap(), None),
+    }
+}
+
+async fn meta_roundtrip(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    assert_eq!(s.get_meta("master_key_id").await.unwrap(), None);
+    assert_eq!(s.init_meta("master_key_id", "a").await.unwrap(), "a");
+    // init_meta never replaces.
+    assert_eq!(s.init_meta("master_key_id", "b").await.unwrap(), "a");
+    s.set_meta("master_key_id", "c").await.unwrap();
+    assert_eq!(
+        s.get_meta("master_key_id").await.unwrap().as_deref(),
+        Some("c")
+    );
+}
+
+async fn credential_add_list_get(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.insert_credential(&cred("c2", 1, 2)).await.unwrap();
+    s.insert_credential(&NewCredential {
+        venue: "okx-main".into(),
+        kind: "okx-hmac".into(),
+        ..cred("c1", 1, 1)
+    })
+    .await
+    .unwrap();
+    let list = s.list_credentials().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, "c1");
+    assert_eq!(list[0].venue, "okx-main");
+    assert_eq!(list[0].kind, "okx-hmac");
+    assert_eq!(list[0].rotated_ms, None);
+    assert_eq!(list[1].id, "c2");
+    let row = s.active_credential("c2").await.unwrap().unwrap();
+    assert_eq!(row.wrapped_key, vec![1, 2, 0, 255]);
+    assert_eq!(row.ciphertext, vec![2, 2, 0, 255, 7]);
+    assert_eq!(row.status, CredentialStatus::Active);
+    assert_eq!(row.version, 1);
+    assert!(s.active_credential("nope").await.unwrap().is_none());
+}
+
+async fn duplicate_id_is_a_conflict_and_changes_nothing(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    let e = s.insert_credential(&cred("c1", 1, 9)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    let rows = s.credential_versions("c1").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].ciphertext, cred("c1", 1, 1).ciphertext);
+    // Version numbers other than 1 are refused for a new credential.
+    assert!(s.insert_credential(&cred("c3", 2, 1)).await.is_err());
+    assert!(s.credential_versions("c3").await.unwrap().is_empty());
+}
+
+async fn rotate_disables_old_version(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    s.rotate_credential(&cred("c1", 2, 2)).await.unwrap();
+    let rows = s.credential_versions("c1").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].status, CredentialStatus::Disabled);
+    assert_eq!(rows[1].status, CredentialStatus::Active);
+    let active = s.active_credential("c1").await.unwrap().unwrap();
+    assert_eq!(active.version, 2);
+    let list = s.list_credentials().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].version, 2);
+    assert_eq!(list[0].created_ms, cred("c1", 1, 1).created_ms);
+    assert_eq!(list[0].rotated_ms, Some(cred("c1", 2, 2).created_ms));
+    assert_eq!(list[0].fingerprint, "fp22");
+}
+
+async fn rotate_from_a_stale_version_changes_nothing(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    s.rotate_credential(&cred("c1", 2, 2)).await.unwrap();
+    // Someone still believing version 1 is active tries to rotate to 2 again.
+    let e = s.rotate_credential(&cred("c1", 2, 3)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    // A rotation that changes the venue is refused too.
+    let moved = NewCredential {
+        venue: "elsewhere".into(),
+        ..cred("c1", 3, 3)
+    };
+    assert!(s.rotate_credential(&moved).await.is_err());
+    assert!(s.rotate_credential(&cred("ghost", 2, 1)).await.is_err());
+    let rows = s.credential_versions("c1").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].fingerprint, "fp22");
+    assert!(s.credential_versions("ghost").await.unwrap().is_empty());
+}
+
+async fn concurrent_rotations_leave_one_active_version(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    let mut tasks = Vec::new();
+    for tag in 0..8u8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.rotate_credential(&cred("c1", 2, tag)).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict(_)) | Err(StoreError::Query(_)) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one rotation may win");
+    let rows = s.credential_versions("c1").await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.status == CredentialStatus::Active)
+            .count(),
+        1
+    );
+}
+
+async fn remove_deletes_every_version(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    s.rotate_credential(&cred("c1", 2, 2)).await.unwrap();
+    s.insert_credential(&cred("c2", 1, 1)).await.unwrap();
+    assert_eq!(s.remove_credential("c1").await.unwrap(), 2);
+    assert_eq!(s.remove_credential("c1").await.unwrap(), 0);
+    assert!(s.credential_versions("c1").await.unwrap().is_empty());
+    assert_eq!(s.list_credentials().await.unwrap().len(), 1);
+}
+
+async fn rekey_replaces_every_wrapped_key_atomically(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.set_meta("master_key_id", "k1").await.unwrap();
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    s.rotate_credential(&cred("c1", 2, 2)).await.unwrap();
+    s.insert_credential(&cred("c2", 1, 3)).await.unwrap();
+    let rewrapped: Vec<_> = s
+        .all_credential_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.version, vec![9, r.wrapped_key[1]]))
+        .collect();
+    assert_eq!(rewrapped.len(), 3);
+    s.rekey("master_key_id", "k1", "k2", &rewrapped)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_meta("master_key_id").await.unwrap().as_deref(),
+        Some("k2")
+    );
+    for r in s.all_credential_rows().await.unwrap() {
+        assert_eq!(r.key_id, "k2");
+        assert_eq!(r.wrapped_key[0], 9);
+        // The sealed secrets themselves are untouched.
+        assert_eq!(r.ciphertext[0], 2);
+    }
+    // A second rekey claiming the old key id is refused.
+    let e = s
+        .rekey("master_key_id", "k1", "k3", &rewrapped)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+}
+
+async fn rekey_with_a_missing_row_changes_nothing(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.set_meta("master_key_id", "k1").await.unwrap();
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    s.insert_credential(&cred("c2", 1, 2)).await.unwrap();
+    let before = s.all_credential_rows().await.unwrap();
+    // Only c1 is rewrapped: c2 would be left under the old key, so nothing may change.
+    let partial = vec![("c1".to_string(), 1, vec![9u8, 9])];
+    let e = s
+        .rekey("master_key_id", "k1", "k2", &partial)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    assert_eq!(s.all_credential_rows().await.unwrap(), before);
+    assert_eq!(
+        s.get_meta("master_key_id").await.unwrap().as_deref(),
+        Some("k1")
+    );
+    // A row that does not exist fails the same way.
+    let ghost = vec![
+        ("c1".to_string(), 1, vec![9u8]),
+        ("c2".to_string(), 1, vec![9u8]),
+        ("c9".to_string(), 1, vec![9u8]),
+    ];
+    assert!(s.rekey("master_key_id", "k1", "k2", &ghost).await.is_err());
+    assert_eq!(s.all_credential_rows().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn sqlite_existing_mode_refuses_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("missing.db").display());
+    let e = Store::open(&url, OpenMode::Existing).await.unwrap_err();
+    assert!(e.to_string().contains("keygate init"), "{e}");
+    assert!(!dir.path().join("missing.db").exists());
+}
+
+#[tokio::test]
+async fn postgres_connect_error_hides_password() {
+    // Port 9 on loopback: nothing listens there.
+    let e = Store::open("postgres://kg:hunter2pw@127.0.0.1:9/kg", OpenMode::Existing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("hunter2pw"), "{e}");
+    assert!(e.contains("PostgreSQL is running"), "{e}");
+}
