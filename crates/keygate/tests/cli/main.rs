@@ -1,0 +1,8 @@
+//! End-to-end tests of the `keygate` binary, compiled as one test binary (one module per area).
+
+mod util;
+
+mod canary;
+mod init;
+mod master_key;
+mod tamper;
