@@ -248,6 +248,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Decoding arbitrary bytes (a corrupted or hostile plaintext) never panics, and whatever
+        // decodes re-encodes to the same bytes.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            for kind in CredentialKind::ALL {
+                let input = SecretBytes::new(bytes.clone());
+                if let Ok(s) = CredentialSecret::decode(kind, &input) {
+                    proptest::prop_assert_eq!(s.encode(), input);
+                }
+            }
+        }
+
+        // Any valid set of parts survives encode and decode.
+        #[test]
+        fn roundtrip_any_parts(parts in proptest::collection::vec("[!-~]{1,40}", 3)) {
+            let ps: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let s = CredentialSecret::new(CredentialKind::OkxHmac, super::tests::parts(&ps)).unwrap();
+            proptest::prop_assert_eq!(CredentialSecret::decode(CredentialKind::OkxHmac, &s.encode()).unwrap(), s);
+        }
+    }
+
     #[test]
     fn kind_parses() {
         for k in CredentialKind::ALL {

@@ -95,6 +95,25 @@ mod tests {
     }
 
     #[test]
+    fn any_input_gives_parts_or_an_error_without_the_content() {
+        // A cheap stand-in for fuzzing: odd line endings, empty lines, unicode.
+        for text in [
+            "",
+            "\n",
+            "\r\n\r\n",
+            "a\n\nb\n",
+            "ä\r\n✓\n",
+            "a\rb\n",
+            "a\nb\nc\nd",
+        ] {
+            match split_parts(CredentialKind::BinanceHmac, text) {
+                Ok(parts) => assert_eq!(parts.len(), 2, "{text:?}"),
+                Err(e) => assert!(e.to_string().contains("expected 2 line(s)"), "{e}"),
+            }
+        }
+    }
+
+    #[test]
     fn wrong_line_count_names_the_parts_not_the_content() {
         let e = split_parts(CredentialKind::BinanceHmac, "only-one-canary\n")
             .unwrap_err()
