@@ -93,18 +93,9 @@ impl MasterKey {
             path: path.to_path_buf(),
             reason,
         };
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| err(format!("cannot create it: {e}")))?;
         let mut text = Zeroizing::new(hex::encode(self.0.as_ref()));
         text.push('\n');
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| err(format!("cannot write it: {e}")))?;
-        Ok(())
+        write_new_private_file(path, text.as_bytes()).map_err(err)
     }
 
     /// Reads a key file written by [`MasterKey::write_key_file`], after checking that neither
@@ -155,6 +146,20 @@ impl MasterKey {
         }
         Ok(key)
     }
+}
+
+/// Creates `path` with mode 0600 (refusing to overwrite), writes `bytes` and syncs them to disk.
+/// The error says which step failed.
+fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create it: {e}"))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("cannot write it: {e}"))
 }
 
 /// Refuses a key file that group or others may read or write, or that is not a regular file.
@@ -237,17 +242,9 @@ impl KdfParams {
             path: path.to_path_buf(),
             reason,
         };
-        let text = serde_json::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| err(format!("cannot create it: {e}")))?;
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.write_all(b"\n"))
-            .and_then(|_| f.sync_all())
-            .map_err(|e| err(format!("cannot write it: {e}")))
+        let mut text = serde_json::to_string_pretty(self).map_err(|e| err(e.to_string()))?;
+        text.push('\n');
+        write_new_private_file(path, text.as_bytes()).map_err(err)
     }
 }
 
