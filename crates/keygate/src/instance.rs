@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use keygate_store::{OpenMode, Store};
-use keygate_vault::{KdfParams, KeyId, MasterKey, SecretString};
+use keygate_vault::{KdfParams, KeyId, MasterKey};
 
 use crate::cli::Cli;
 use crate::config::{Config, MasterKeySource, resolve_path};
@@ -139,7 +139,7 @@ pub fn load_master_key(config: &Config, paths: &Paths) -> Result<MasterKey> {
             let path = resolve_path(&config.vault.kdf_file, &paths.base);
             let params = KdfParams::read(&path)?;
             let pass = input::read_passphrase("KEYGATE_PASSPHRASE", "Master passphrase", false)?;
-            derive(&pass, &params).with_context(|| {
+            MasterKey::derive(&pass, &params).with_context(|| {
                 format!(
                     "cannot derive the master key with the parameters in {}",
                     path.display()
@@ -147,10 +147,6 @@ pub fn load_master_key(config: &Config, paths: &Paths) -> Result<MasterKey> {
             })
         }
     }
-}
-
-pub fn derive(pass: &SecretString, params: &KdfParams) -> Result<MasterKey> {
-    Ok(MasterKey::derive(pass, params)?)
 }
 
 /// Minimum passphrase length accepted when setting one.
@@ -166,7 +162,7 @@ pub fn new_passphrase_key(env_var: &str) -> Result<(MasterKey, KdfParams)> {
         );
     }
     let mut params = KdfParams::generate()?;
-    let key = derive(&pass, &params)?;
+    let key = MasterKey::derive(&pass, &params)?;
     params.key_id = Some(key.id());
     Ok((key, params))
 }
