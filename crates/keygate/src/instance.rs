@@ -79,7 +79,7 @@ impl Instance {
             let pending = pending_key_path(&config, &paths);
             bail!(
                 "{}",
-                mismatch_message(&master.id(), &stored, &pending, &config)
+                mismatch_message(&master.id(), &stored, &pending, &config, &paths)
             );
         }
         store.migrate().await?;
@@ -107,11 +107,20 @@ pub fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn mismatch_message(got: &KeyId, stored: &str, pending: &Path, config: &Config) -> String {
-    let final_path = match config.vault.master_key {
-        MasterKeySource::File => &config.vault.key_file,
-        MasterKeySource::Passphrase => &config.vault.kdf_file,
-    };
+fn mismatch_message(
+    got: &KeyId,
+    stored: &str,
+    pending: &Path,
+    config: &Config,
+    paths: &Paths,
+) -> String {
+    let final_path = resolve_path(
+        match config.vault.master_key {
+            MasterKeySource::File => &config.vault.key_file,
+            MasterKeySource::Passphrase => &config.vault.kdf_file,
+        },
+        &paths.base,
+    );
     if pending.exists() {
         format!(
             "the master key (id {got}) is not the one the store uses (id {stored}), and {} is left from an interrupted `keygate rekey` that had already committed. \
