@@ -6,7 +6,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError};
+use crate::{MASTER_KEY_ID, Store, StoreError, is_unique_violation};
 
 /// Whether a credential version may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +108,36 @@ fn row_to_credential(r: &AnyRow) -> Result<CredentialRow, StoreError> {
     })
 }
 
+/// Inside a write transaction: confirms the store's master key id is still `key_id`, and locks
+/// the meta row (PostgreSQL row lock; SQLite's write lock) so that a concurrent rekey waits for
+/// this transaction or makes it fail. A row sealed under a key the store has moved away from
+/// would be unreadable once the old key file is replaced.
+async fn lock_master_key_id(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key_id: &str,
+) -> Result<(), StoreError> {
+    let done = sqlx::query("UPDATE meta SET value = value WHERE key = $1 AND value = $2")
+        .bind(MASTER_KEY_ID)
+        .bind(key_id)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(StoreError::Conflict(format!(
+            "the store's master key is no longer {key_id} (a rekey ran meanwhile); nothing was changed, run the command again"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a unique-constraint violation to `Conflict` with `what`.
+fn conflict_on_unique(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::Conflict(what())
+    } else {
+        StoreError::Query(e)
+    }
+}
+
 async fn insert_version<'e, E>(exec: E, c: &NewCredential) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
@@ -126,12 +156,21 @@ where
     .bind(&c.ciphertext)
     .bind(c.created_ms)
     .execute(exec)
-    .await?;
+    .await
+    .map_err(|e| {
+        conflict_on_unique(e, || {
+            format!(
+                "credential {} version {} was written by someone else meanwhile",
+                c.id, c.version
+            )
+        })
+    })?;
     Ok(())
 }
 
 impl Store {
-    /// Adds a new credential (version 1). Fails with `Conflict` if the id is taken.
+    /// Adds a new credential (version 1). Fails with `Conflict` if the id is taken or if the
+    /// store's master key id is not `c.key_id`.
     pub async fn insert_credential(&self, c: &NewCredential) -> Result<(), StoreError> {
         if c.version != 1 {
             return Err(StoreError::Conflict(format!(
@@ -139,7 +178,8 @@ impl Store {
                 c.version
             )));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        lock_master_key_id(&mut tx, &c.key_id).await?;
         let taken = sqlx::query("SELECT 1 FROM credentials WHERE id = $1")
             .bind(&c.id)
             .fetch_optional(&mut *tx)
@@ -157,7 +197,7 @@ impl Store {
 
     /// Adds version `c.version` and disables version `c.version - 1`, in one transaction. Fails
     /// with `Conflict` if `c.version - 1` is not the active version any more (another rotation
-    /// won), and changes nothing.
+    /// won) or the store's master key id is not `c.key_id`, and changes nothing.
     pub async fn rotate_credential(&self, c: &NewCredential) -> Result<(), StoreError> {
         let prev = c
             .version
@@ -166,7 +206,8 @@ impl Store {
             .ok_or_else(|| {
                 StoreError::Conflict(format!("cannot rotate to version {}", c.version))
             })?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
+        lock_master_key_id(&mut tx, &c.key_id).await?;
         let done = sqlx::query(
             "UPDATE credentials SET status = 'disabled' \
              WHERE id = $1 AND version = $2 AND venue = $3 AND kind = $4 AND status = 'active'",
@@ -256,15 +297,14 @@ impl Store {
     /// `old_key_id`, nothing changes.
     pub async fn rekey(
         &self,
-        meta_key: &str,
         old_key_id: &str,
         new_key_id: &str,
         rewrapped: &[(String, u32, Vec<u8>)],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3")
             .bind(new_key_id)
-            .bind(meta_key)
+            .bind(MASTER_KEY_ID)
             .bind(old_key_id)
             .execute(&mut *tx)
             .await?;

@@ -45,3 +45,8 @@ impl StoreError {
         }
     }
 }
+
+/// Whether a database error is a unique-constraint violation (two writers raced for one key).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}

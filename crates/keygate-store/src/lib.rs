@@ -22,6 +22,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
 pub use error::StoreError;
+pub(crate) use error::is_unique_violation;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -65,16 +66,103 @@ pub struct Store {
     backend: Backend,
 }
 
-/// A URL with its password, if any, replaced by `***`, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    // scheme://user:password@host/...
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
-        && let Some((user, _password)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
+/// The metadata key under which the store records the id of the master key its credentials are
+/// sealed under. Every write of a sealed row checks it in the same transaction.
+pub const MASTER_KEY_ID: &str = "master_key_id";
+
+/// What replaces a password in a shown URL.
+const REDACTED: &str = "REDACTED";
+
+fn is_password_param(k: &str) -> bool {
+    k.eq_ignore_ascii_case("password")
+}
+
+/// A URL with its password (in the user info or a `password=` parameter) replaced, for
+/// messages and logs. A URL that does not parse is not shown at all if it might hold one.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return if raw.contains('@') || raw.to_ascii_lowercase().contains("password") {
+            "<store url, not shown: it does not parse and may hold a password>".to_string()
+        } else {
+            raw.to_string()
+        };
+    };
+    if !has_password(raw) {
+        return raw.to_string();
     }
-    url.to_string()
+    if u.password().is_some() {
+        let _ = u.set_password(Some(REDACTED));
+    }
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if is_password_param(&k) {
+                REDACTED.to_string()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    if !pairs.is_empty() {
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// Whether a store URL carries a password, in the user info or as a `password=` parameter.
+pub fn has_password(raw: &str) -> bool {
+    match url::Url::parse(raw) {
+        Ok(u) => u.password().is_some() || u.query_pairs().any(|(k, _)| is_password_param(&k)),
+        Err(_) => raw.contains('@') || raw.to_ascii_lowercase().contains("password"),
+    }
+}
+
+/// The file a `sqlite:PATH` or `sqlite://PATH` URL names, if it is one.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .filter(|p| !p.is_empty())
+}
+
+/// Fail closed on a PostgreSQL server reached over the network without TLS: sqlx's default
+/// (`prefer`) silently falls back to plaintext. Loopback and Unix sockets need no TLS.
+fn check_postgres_tls(raw: &str) -> Result<(), StoreError> {
+    let u = url::Url::parse(raw).map_err(|e| {
+        StoreError::Config(format!("store url {} is not valid: {e}", redact_url(raw)))
+    })?;
+    let param = |name: &str| {
+        u.query_pairs()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.into_owned())
+    };
+    let socket = param("host").is_some_and(|h| h.starts_with('/'));
+    let local = match u.host() {
+        None => true,
+        // For postgres:// (not a "special" scheme) the url crate leaves IPs as opaque names.
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost")
+                || d.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+    };
+    if socket || local {
+        return Ok(());
+    }
+    match param("sslmode").or_else(|| param("ssl-mode")).as_deref() {
+        Some("require" | "verify-ca" | "verify-full") => Ok(()),
+        other => Err(StoreError::Config(format!(
+            "PostgreSQL at {} would be reached without verified TLS (sslmode {}); add \
+             ?sslmode=verify-full (and sslrootcert=PATH for a private CA), or sslmode=require to \
+             encrypt without checking the server's certificate",
+            u.host_str().unwrap_or("?"),
+            other.unwrap_or("not set, which means 'prefer'")
+        ))),
+    }
 }
 
 static DRIVERS: Once = Once::new();
@@ -94,7 +182,10 @@ impl Store {
         let shown = redact_url(url);
         let url = match backend {
             Backend::Sqlite => sqlite_url(url, mode)?,
-            Backend::Postgres => url.to_string(),
+            Backend::Postgres => {
+                check_postgres_tls(url)?;
+                url.to_string()
+            }
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| StoreError::Config(format!("store url {shown} is not valid: {e}")))?
@@ -211,6 +302,16 @@ impl Store {
             .ok_or_else(|| StoreError::Config(format!("meta key {key} vanished after insert")))
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so concurrent writers wait for each other (up to the busy timeout)
+    /// instead of failing when a read would have to be upgraded.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Closes every connection (checkpointing SQLite's WAL).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -219,10 +320,7 @@ impl Store {
 
 /// Turns `sqlite://PATH` into the URL sqlx wants, with the open mode set.
 fn sqlite_url(url: &str, mode: OpenMode) -> Result<String, StoreError> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url);
+    let rest = sqlite_path(url).unwrap_or("");
     if rest.contains('?') {
         return Err(StoreError::Config(format!(
             "store url {url} has query parameters; keygate sets SQLite's options itself, give only sqlite://PATH"
@@ -250,13 +348,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://kg:s3cret@db:5432/kg"),
-            "postgres://kg:***@db:5432/kg"
+    fn redacts_passwords_in_every_form() {
+        for (raw, secret) in [
+            ("postgres://kg:s3cret@db:5432/kg", "s3cret"),
+            ("postgres://kg:p@ss@db/kg", "p@ss"),
+            ("postgres://kg:p%40ss@db/kg", "p%40ss"),
+            (
+                "postgres://kg@db/kg?password=s3cret&sslmode=require",
+                "s3cret",
+            ),
+            ("postgres://kg@db/kg?PASSWORD=s3cret", "s3cret"),
+            ("postgres://kg:a@db/kg?password=b", "kg:a@"),
+            ("postgres://kg:s3cret@[::1/kg", "s3cret"),
+        ] {
+            let shown = redact_url(raw);
+            assert!(!shown.contains(secret), "{raw} -> {shown}");
+            assert!(has_password(raw), "{raw}");
+        }
+        assert!(redact_url("postgres://kg:p@ss@db/kg").contains("@db/kg"));
+        assert!(
+            redact_url("postgres://kg@db/kg?password=x&sslmode=require")
+                .contains("sslmode=require")
         );
-        assert_eq!(redact_url("postgres://kg@db/kg"), "postgres://kg@db/kg");
-        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        for clean in [
+            "postgres://kg@db/kg",
+            "sqlite:///tmp/x.db",
+            "sqlite://rel.db",
+        ] {
+            assert_eq!(redact_url(clean), clean);
+            assert!(!has_password(clean), "{clean}");
+        }
+    }
+
+    #[test]
+    fn remote_postgres_needs_tls() {
+        for ok in [
+            "postgres://kg@127.0.0.1:5432/kg",
+            "postgres://kg@localhost/kg",
+            "postgres://kg@[::1]/kg",
+            "postgres://kg@db.internal/kg?sslmode=verify-full",
+            "postgres://kg@db.internal/kg?sslmode=require",
+            "postgres://kg@x/kg?host=/var/run/postgresql",
+        ] {
+            check_postgres_tls(ok).unwrap();
+        }
+        for bad in [
+            "postgres://kg@db.internal/kg",
+            "postgres://kg@10.0.0.5/kg?sslmode=prefer",
+            "postgres://kg:pw@db.internal/kg?sslmode=disable",
+        ] {
+            let e = check_postgres_tls(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("sslmode=verify-full") && !e.contains("pw@"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -277,5 +423,8 @@ mod tests {
             sqlite_url("sqlite:///x/a.db", OpenMode::Create).unwrap(),
             "sqlite:///x/a.db?mode=rwc"
         );
+        assert_eq!(sqlite_path("sqlite:rel.db"), Some("rel.db"));
+        assert_eq!(sqlite_path("sqlite://rel.db"), Some("rel.db"));
+        assert_eq!(sqlite_path("postgres://h/db"), None);
     }
 }

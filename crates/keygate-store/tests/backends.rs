@@ -4,11 +4,18 @@
 //! those tests fail with a message saying how to run them.
 
 use keygate_store::{
-    Backend, CredentialStatus, NewCredential, OpenMode, Store, StoreError, testing,
+    Backend, CredentialStatus, MASTER_KEY_ID, NewCredential, OpenMode, Store, StoreError, testing,
 };
 
-/// A fresh, migrated store of the given backend, plus the temp dir that holds a SQLite file.
+/// A fresh, migrated store of the given backend whose master key id is "k1", plus the temp dir
+/// that holds a SQLite file.
 async fn fresh(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
+    let (s, d) = fresh_empty(backend).await;
+    s.set_meta(MASTER_KEY_ID, "k1").await.unwrap();
+    (s, d)
+}
+
+async fn fresh_empty(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
     match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().unwrap();
@@ -64,6 +71,9 @@ both_backends!(
     remove_deletes_every_version,
     rekey_replaces_every_wrapped_key_atomically,
     rekey_with_a_missing_row_changes_nothing,
+    writes_under_a_stale_master_key_are_refused,
+    concurrent_adds_and_rekey_never_strand_a_row,
+    concurrent_duplicate_adds_are_conflicts,
 );
 
 async fn migrations_apply_once_and_are_idempotent(b: Backend) {
@@ -82,7 +92,7 @@ async fn migrations_apply_once_and_are_idempotent(b: Backend) {
 }
 
 async fn meta_roundtrip(b: Backend) {
-    let (s, _d) = fresh(b).await;
+    let (s, _d) = fresh_empty(b).await;
     assert_eq!(s.get_meta("master_key_id").await.unwrap(), None);
     assert_eq!(s.init_meta("master_key_id", "a").await.unwrap(), "a");
     // init_meta never replaces.
@@ -184,8 +194,8 @@ async fn concurrent_rotations_leave_one_active_version(b: Backend) {
     for t in tasks {
         match t.await.unwrap() {
             Ok(()) => won += 1,
-            Err(StoreError::Conflict(_)) | Err(StoreError::Query(_)) => {}
-            Err(e) => panic!("unexpected error: {e}"),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a losing rotation must be a Conflict, got: {e}"),
         }
     }
     assert_eq!(won, 1, "exactly one rotation may win");
@@ -212,7 +222,6 @@ async fn remove_deletes_every_version(b: Backend) {
 
 async fn rekey_replaces_every_wrapped_key_atomically(b: Backend) {
     let (s, _d) = fresh(b).await;
-    s.set_meta("master_key_id", "k1").await.unwrap();
     s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
     s.rotate_credential(&cred("c1", 2, 2)).await.unwrap();
     s.insert_credential(&cred("c2", 1, 3)).await.unwrap();
@@ -224,9 +233,7 @@ async fn rekey_replaces_every_wrapped_key_atomically(b: Backend) {
         .map(|r| (r.id, r.version, vec![9, r.wrapped_key[1]]))
         .collect();
     assert_eq!(rewrapped.len(), 3);
-    s.rekey("master_key_id", "k1", "k2", &rewrapped)
-        .await
-        .unwrap();
+    s.rekey("k1", "k2", &rewrapped).await.unwrap();
     assert_eq!(
         s.get_meta("master_key_id").await.unwrap().as_deref(),
         Some("k2")
@@ -238,25 +245,18 @@ async fn rekey_replaces_every_wrapped_key_atomically(b: Backend) {
         assert_eq!(r.ciphertext[0], 2);
     }
     // A second rekey claiming the old key id is refused.
-    let e = s
-        .rekey("master_key_id", "k1", "k3", &rewrapped)
-        .await
-        .unwrap_err();
+    let e = s.rekey("k1", "k3", &rewrapped).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e}");
 }
 
 async fn rekey_with_a_missing_row_changes_nothing(b: Backend) {
     let (s, _d) = fresh(b).await;
-    s.set_meta("master_key_id", "k1").await.unwrap();
     s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
     s.insert_credential(&cred("c2", 1, 2)).await.unwrap();
     let before = s.all_credential_rows().await.unwrap();
     // Only c1 is rewrapped: c2 would be left under the old key, so nothing may change.
     let partial = vec![("c1".to_string(), 1, vec![9u8, 9])];
-    let e = s
-        .rekey("master_key_id", "k1", "k2", &partial)
-        .await
-        .unwrap_err();
+    let e = s.rekey("k1", "k2", &partial).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e}");
     assert_eq!(s.all_credential_rows().await.unwrap(), before);
     assert_eq!(
@@ -269,8 +269,117 @@ async fn rekey_with_a_missing_row_changes_nothing(b: Backend) {
         ("c2".to_string(), 1, vec![9u8]),
         ("c9".to_string(), 1, vec![9u8]),
     ];
-    assert!(s.rekey("master_key_id", "k1", "k2", &ghost).await.is_err());
+    assert!(s.rekey("k1", "k2", &ghost).await.is_err());
     assert_eq!(s.all_credential_rows().await.unwrap(), before);
+}
+
+async fn writes_under_a_stale_master_key_are_refused(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
+    s.rekey("k1", "k2", &[("c1".into(), 1, vec![9])])
+        .await
+        .unwrap();
+    // An add or a rotation sealed under k1 by a process that has not seen the rekey.
+    let e = s.insert_credential(&cred("c2", 1, 1)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    let e = s.rotate_credential(&cred("c1", 2, 1)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    assert_eq!(s.all_credential_rows().await.unwrap().len(), 1);
+    // Under the current key they go through.
+    let k2 = |c: NewCredential| NewCredential {
+        key_id: "k2".into(),
+        ..c
+    };
+    s.insert_credential(&k2(cred("c2", 1, 1))).await.unwrap();
+    s.rotate_credential(&k2(cred("c1", 2, 1))).await.unwrap();
+}
+
+async fn concurrent_adds_and_rekey_never_strand_a_row(b: Backend) {
+    // Writers keep adding rows sealed under k1 while a rekey k1 -> k2 rewraps the rows it saw.
+    // Adds before the rekey must be caught by it (it retries), adds after it must be refused:
+    // at the end every stored row is under the key the store names.
+    let (s, _d) = fresh(b).await;
+    for i in 0..5 {
+        s.insert_credential(&cred(&format!("pre{i}"), 1, i))
+            .await
+            .unwrap();
+    }
+    let mut adders = Vec::new();
+    for w in 0..4u8 {
+        let s = s.clone();
+        adders.push(tokio::spawn(async move {
+            let mut refused = 0;
+            for i in 0..25u8 {
+                match s.insert_credential(&cred(&format!("w{w}n{i}"), 1, i)).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict(_)) => refused += 1,
+                    Err(e) => panic!("unexpected: {e}"),
+                }
+                // Leave gaps in which the rekey can win while adds keep coming.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            refused
+        }));
+    }
+    let rekeyer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            for _ in 0..200 {
+                let rows = s.all_credential_rows().await.unwrap();
+                let rewrapped: Vec<_> = rows
+                    .into_iter()
+                    .map(|r| (r.id, r.version, vec![9]))
+                    .collect();
+                match s.rekey("k1", "k2", &rewrapped).await {
+                    Ok(()) => return true,
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => panic!("a failed rekey must be a Conflict, got: {e}"),
+                }
+            }
+            false
+        })
+    };
+    let mut refused = 0;
+    for a in adders {
+        refused += a.await.unwrap();
+    }
+    let rekeyed = rekeyer.await.unwrap();
+    let current = s.get_meta(MASTER_KEY_ID).await.unwrap().unwrap();
+    assert_eq!(current, if rekeyed { "k2" } else { "k1" });
+    let rows = s.all_credential_rows().await.unwrap();
+    for r in &rows {
+        assert_eq!(
+            r.key_id, current,
+            "row {} is stranded under another key",
+            r.id
+        );
+    }
+    eprintln!(
+        "rekeyed: {rekeyed}, rows: {}, adds refused: {refused}",
+        rows.len()
+    );
+}
+
+async fn concurrent_duplicate_adds_are_conflicts(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    let mut tasks = Vec::new();
+    for tag in 0..8u8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.insert_credential(&cred("same", 1, tag)).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("a duplicate add must be a Conflict, got: {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(s.credential_versions("same").await.unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -49,6 +49,7 @@ fn main() {
     let binding = Binding {
         id: "cr_benchmark01",
         venue: "binance-main",
+        kind: "binance-hmac",
         version: 1,
     };
     let secret = CredentialSecret::new(

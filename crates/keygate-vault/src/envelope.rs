@@ -4,10 +4,10 @@
 //! data key  = 32 random bytes, one per credential version
 //! ciphertext   = 0x01 || nonce(12) || AES-256-GCM(data key, secret,   aad = "keygate/credential/v1" || binding)
 //! wrapped key  = 0x01 || nonce(12) || AES-256-GCM(master,   data key, aad = "keygate/data-key/v1"   || binding)
-//! binding      = length-prefixed id, venue, and the version as 4 bytes big-endian
+//! binding      = length-prefixed id, venue and kind, and the version as 4 bytes big-endian
 //! ```
 //!
-//! Both ciphertexts are bound to the credential's id, venue and version, so a ciphertext or a
+//! Both ciphertexts are bound to the credential's id, venue, kind and version, so a ciphertext or a
 //! wrapped key copied into another row fails authentication. Rekeying rewraps the data keys and
 //! leaves the secret ciphertexts untouched.
 
@@ -30,14 +30,22 @@ const DATA_KEY_LABEL: &[u8] = b"keygate/data-key/v1";
 pub struct Binding<'a> {
     pub id: &'a str,
     pub venue: &'a str,
+    /// The credential kind's name, e.g. "binance-hmac".
+    pub kind: &'a str,
     pub version: u32,
 }
 
 impl Binding<'_> {
     fn aad(&self, label: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(label.len() + self.id.len() + self.venue.len() + 16);
+        let parts = [
+            self.id.as_bytes(),
+            self.venue.as_bytes(),
+            self.kind.as_bytes(),
+        ];
+        let mut aad =
+            Vec::with_capacity(label.len() + parts.iter().map(|p| 4 + p.len()).sum::<usize>() + 4);
         aad.extend_from_slice(label);
-        for part in [self.id.as_bytes(), self.venue.as_bytes()] {
+        for part in parts {
             aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
             aad.extend_from_slice(part);
         }
@@ -180,6 +188,7 @@ mod tests {
         Binding {
             id: Box::leak(id.to_string().into_boxed_str()),
             venue: Box::leak(venue.to_string().into_boxed_str()),
+            kind: "binance-hmac",
             version,
         }
     }
@@ -209,6 +218,10 @@ mod tests {
             b("c1", "okx", 1),
             b("c1", "binance", 2),
             b("c1binance", "", 1),
+            Binding {
+                kind: "okx-hmac",
+                ..b("c1", "binance", 1)
+            },
         ] {
             let e = open(&mk, &other, &sealed).unwrap_err();
             assert!(matches!(e, VaultError::Decrypt { .. }), "{e}");

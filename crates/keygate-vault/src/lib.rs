@@ -3,7 +3,7 @@
 //! keygate is the only holder of venue API secrets and wallet keys. This crate keeps them
 //! encrypted with envelope encryption: every credential version has its own random data key
 //! (AES-256-GCM), and that data key is wrapped by the instance's master key. The credential's
-//! id, venue and version are bound to both ciphertexts as associated data, so a ciphertext copied
+//! id, venue, kind and version are bound to both ciphertexts as associated data, so a ciphertext copied
 //! to another row fails to decrypt instead of yielding another credential's secret.
 //!
 //! The crate knows nothing of databases, HTTP or venues: it turns plaintext into [`SealedSecret`]s

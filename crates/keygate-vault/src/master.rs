@@ -205,6 +205,11 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
+    /// Upper bounds accepted when reading parameters: 4 GiB, 64 passes, 16 lanes.
+    pub const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
+    pub const MAX_T_COST: u32 = 64;
+    pub const MAX_P_COST: u32 = 16;
+
     /// Fresh parameters with a random 16-byte salt: 64 MiB, 3 passes, 1 lane (stronger than the
     /// argon2 crate's interactive default, still well under a second on a server).
     pub fn generate() -> Result<Self, VaultError> {
@@ -231,6 +236,18 @@ impl KdfParams {
             return Err(err(format!(
                 "unsupported algorithm {:?} (only argon2id)",
                 p.algorithm
+            )));
+        }
+        // Bounds, so that an edited file cannot make keygate allocate without limit or spin.
+        if !(8..=Self::MAX_M_COST_KIB).contains(&p.m_cost_kib)
+            || !(1..=Self::MAX_T_COST).contains(&p.t_cost)
+            || !(1..=Self::MAX_P_COST).contains(&p.p_cost)
+        {
+            return Err(err(format!(
+                "parameters out of range: m_cost_kib must be 8..={}, t_cost 1..={}, p_cost 1..={}",
+                Self::MAX_M_COST_KIB,
+                Self::MAX_T_COST,
+                Self::MAX_P_COST
             )));
         }
         Ok(p)
@@ -313,6 +330,40 @@ mod tests {
             ..quick_params()
         };
         assert_ne!(MasterKey::derive(&pass, &other_salt).unwrap().id(), k1.id());
+    }
+
+    #[test]
+    fn kdf_file_bounds_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = quick_params();
+        for (i, bad) in [
+            KdfParams {
+                m_cost_kib: u32::MAX,
+                ..ok.clone()
+            },
+            KdfParams {
+                t_cost: 0,
+                ..ok.clone()
+            },
+            KdfParams {
+                p_cost: 1000,
+                ..ok.clone()
+            },
+            KdfParams {
+                algorithm: "scrypt".into(),
+                ..ok.clone()
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let path = dir.path().join(format!("kdf{i}"));
+            bad.write_new(&path).unwrap();
+            assert!(KdfParams::read(&path).is_err(), "{bad:?}");
+        }
+        let path = dir.path().join("ok");
+        ok.write_new(&path).unwrap();
+        assert_eq!(KdfParams::read(&path).unwrap(), ok);
     }
 
     #[test]

@@ -161,13 +161,14 @@ impl Config {
     }
 }
 
-/// `sqlite://rel/path` → `sqlite:///base/rel/path`; other URLs unchanged.
+/// `sqlite://rel/path` or `sqlite:rel/path` → `sqlite:///base/rel/path`; other URLs unchanged.
 pub fn resolve_sqlite_url(url: &str, base: &Path) -> String {
-    match url.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() && !path.starts_with('/') => {
+    match keygate_store::sqlite_path(url) {
+        Some(path) if !path.starts_with('/') => {
             format!("sqlite://{}", base.join(path).display())
         }
-        _ => url.to_string(),
+        Some(path) => format!("sqlite://{path}"),
+        None => url.to_string(),
     }
 }
 
@@ -273,6 +274,10 @@ mod tests {
         assert_eq!(
             resolve_sqlite_url("sqlite:///abs.db", base),
             "sqlite:///abs.db"
+        );
+        assert_eq!(
+            resolve_sqlite_url("sqlite:rel.db", base),
+            "sqlite:///data/kg/rel.db"
         );
         assert_eq!(
             resolve_sqlite_url("postgres://h/db", base),

@@ -23,7 +23,8 @@ pub fn read_secret_parts(kind: CredentialKind) -> Result<Vec<SecretString>> {
             })
             .collect()
     } else {
-        let mut text = Zeroizing::new(String::new());
+        // Room for all of it up front: a growing buffer would leave unzeroed copies behind.
+        let mut text = Zeroizing::new(String::with_capacity(MAX_STDIN as usize + 1));
         std::io::stdin()
             .take(MAX_STDIN + 1)
             .read_to_string(&mut text)

@@ -1,18 +1,15 @@
 //! Opening a keygate instance: config, master key and store, checked against each other before
-//! anything is read or written.
+//! anything is written.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use keygate_store::{OpenMode, Store};
-use keygate_vault::{KdfParams, KeyId, MasterKey};
+use keygate_store::{MASTER_KEY_ID, OpenMode, Store};
+use keygate_vault::{KdfParams, MasterKey, VaultError};
 
 use crate::cli::Cli;
 use crate::config::{Config, MasterKeySource, resolve_path};
 use crate::input;
-
-/// The metadata key under which the store records its master key's id.
-pub const MASTER_KEY_ID: &str = "master_key_id";
 
 /// Where the files of an instance are.
 #[derive(Debug, Clone)]
@@ -34,6 +31,28 @@ impl Paths {
             .unwrap_or_else(|| PathBuf::from("."));
         Self { config_file, base }
     }
+
+    /// The file that holds (file mode) or describes (passphrase mode) the master key.
+    pub fn key_material(&self, config: &Config) -> PathBuf {
+        resolve_path(
+            match config.vault.master_key {
+                MasterKeySource::File => &config.vault.key_file,
+                MasterKeySource::Passphrase => &config.vault.kdf_file,
+            },
+            &self.base,
+        )
+    }
+
+    /// Where `rekey` writes the new key material before the store commits to it.
+    pub fn pending_key_material(&self, config: &Config) -> PathBuf {
+        with_suffix(&self.key_material(config), ".new")
+    }
+}
+
+pub fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
 }
 
 /// A running instance's view of its own state.
@@ -44,116 +63,132 @@ pub struct Instance {
     pub master: MasterKey,
 }
 
+/// A master key as loaded, and whether it came from the `.new` file of an interrupted rekey.
+struct LoadedKey {
+    key: MasterKey,
+    from_pending: bool,
+}
+
 impl Instance {
-    pub fn key_file(&self) -> PathBuf {
-        resolve_path(&self.config.vault.key_file, &self.paths.base)
-    }
-
-    pub fn kdf_file(&self) -> PathBuf {
-        resolve_path(&self.config.vault.kdf_file, &self.paths.base)
-    }
-
-    /// Loads the master key, opens the store, and checks that the key is the store's.
+    /// Loads the master key, opens the store, and checks that the key is the store's. Nothing
+    /// is written (not even a migration) before that check passes.
     pub async fn open(config: Config, paths: Paths) -> Result<Self> {
-        let master = load_master_key(&config, &paths)?;
+        let loaded = load_master_key(&config, &paths)?;
         let url = config.store_url(&paths.base);
-        // Connect without migrating: nothing is written until the key is known to be right.
         let store = Store::connect(&url, OpenMode::Existing).await?;
-        let stored = match store.get_meta(MASTER_KEY_ID).await {
-            Ok(s) => s,
+        match check_key_against_store(&store, &loaded, &config, &paths).await {
+            Ok(()) => {}
             Err(e) => {
                 store.close().await;
-                return Err(anyhow::Error::new(e).context(
-                    "cannot read the store's master key id; is store.url a keygate store?",
-                ));
+                return Err(e);
             }
-        };
-        let Some(stored) = stored else {
-            store.close().await;
-            bail!(
-                "the store has no master key id: it was not set up by `keygate init`; run init with --store-url pointing at it"
-            );
-        };
-        if stored != master.id().as_str() {
-            store.close().await;
-            let pending = pending_key_path(&config, &paths);
-            bail!(
-                "{}",
-                mismatch_message(&master.id(), &stored, &pending, &config, &paths)
-            );
         }
         store.migrate().await?;
         Ok(Self {
             config,
             paths,
             store,
-            master,
+            master: loaded.key,
         })
     }
 }
 
-/// Where `rekey` writes the new key before it commits.
-pub fn pending_key_path(config: &Config, paths: &Paths) -> PathBuf {
-    let p = match config.vault.master_key {
-        MasterKeySource::File => resolve_path(&config.vault.key_file, &paths.base),
-        MasterKeySource::Passphrase => resolve_path(&config.vault.kdf_file, &paths.base),
-    };
-    with_suffix(&p, ".new")
-}
-
-pub fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn mismatch_message(
-    got: &KeyId,
-    stored: &str,
-    pending: &Path,
+async fn check_key_against_store(
+    store: &Store,
+    loaded: &LoadedKey,
     config: &Config,
     paths: &Paths,
-) -> String {
-    let final_path = resolve_path(
-        match config.vault.master_key {
-            MasterKeySource::File => &config.vault.key_file,
-            MasterKeySource::Passphrase => &config.vault.kdf_file,
-        },
-        &paths.base,
-    );
-    if pending.exists() {
+) -> Result<()> {
+    let stored = store
+        .get_meta(MASTER_KEY_ID)
+        .await
+        .context("cannot read the store's master key id; is store.url a keygate store?")?
+        .context(
+            "the store has no master key id: it was not set up by `keygate init`; run init with --store-url pointing at it",
+        )?;
+    let got = loaded.key.id();
+    let finish = || {
+        let pending = paths.pending_key_material(config);
         format!(
-            "the master key (id {got}) is not the one the store uses (id {stored}), and {} is left from an interrupted `keygate rekey` that had already committed. \
-             Finish it with: mv {} {}",
+            "an interrupted `keygate rekey` had already committed the store to the key in {}. Finish it with: mv {} {}",
             pending.display(),
             pending.display(),
-            final_path.display()
+            paths.key_material(config).display()
         )
-    } else {
-        format!(
-            "the master key (id {got}) is not the one this store was set up with (id {stored}): wrong key file, wrong passphrase, or wrong --data-dir. Nothing was changed."
-        )
+    };
+    if loaded.from_pending {
+        if stored == got.as_str() {
+            bail!("this is the new passphrase, but {}", finish());
+        }
+        bail!("{}", VaultError::WrongPassphrase);
+    }
+    if stored == got.as_str() {
+        return Ok(());
+    }
+    if pending_key_id(config, paths).is_some_and(|p| p == stored) {
+        bail!(
+            "the master key (id {got}) is not the one the store uses (id {stored}): {}",
+            finish()
+        );
+    }
+    bail!(
+        "the master key (id {got}) is not the one this store was set up with (id {stored}): wrong key file, wrong passphrase, or wrong --data-dir. Nothing was changed."
+    )
+}
+
+/// The id of the key material a rekey left in `.new`, if there is one that can be read. Never
+/// asks for a passphrase: passphrase mode records the id in the parameters file.
+pub fn pending_key_id(config: &Config, paths: &Paths) -> Option<String> {
+    let pending = paths.pending_key_material(config);
+    if !pending.exists() {
+        return None;
+    }
+    match config.vault.master_key {
+        MasterKeySource::File => MasterKey::read_key_file(&pending)
+            .ok()
+            .map(|k| k.id().to_string()),
+        MasterKeySource::Passphrase => KdfParams::read(&pending)
+            .ok()
+            .and_then(|p| p.key_id)
+            .map(|k| k.to_string()),
     }
 }
 
 /// The master key as the config says: from the key file (after a permission check) or from a
-/// passphrase and the Argon2id parameters beside it.
-pub fn load_master_key(config: &Config, paths: &Paths) -> Result<MasterKey> {
+/// passphrase and the Argon2id parameters beside it. A passphrase that only fits the `.new`
+/// parameters of an interrupted rekey is reported as such by the caller.
+fn load_master_key(config: &Config, paths: &Paths) -> Result<LoadedKey> {
+    let path = paths.key_material(config);
     match config.vault.master_key {
-        MasterKeySource::File => {
-            let path = resolve_path(&config.vault.key_file, &paths.base);
-            Ok(MasterKey::read_key_file(&path)?)
-        }
+        MasterKeySource::File => Ok(LoadedKey {
+            key: MasterKey::read_key_file(&path)?,
+            from_pending: false,
+        }),
         MasterKeySource::Passphrase => {
-            let path = resolve_path(&config.vault.kdf_file, &paths.base);
             let params = KdfParams::read(&path)?;
             let pass = input::read_passphrase("KEYGATE_PASSPHRASE", "Master passphrase", false)?;
-            MasterKey::derive(&pass, &params).with_context(|| {
-                format!(
+            match MasterKey::derive(&pass, &params) {
+                Ok(key) => Ok(LoadedKey {
+                    key,
+                    from_pending: false,
+                }),
+                Err(VaultError::WrongPassphrase) => {
+                    let pending = paths.pending_key_material(config);
+                    if let Ok(p) = KdfParams::read(&pending)
+                        && let Ok(key) = MasterKey::derive(&pass, &p)
+                    {
+                        return Ok(LoadedKey {
+                            key,
+                            from_pending: true,
+                        });
+                    }
+                    Err(VaultError::WrongPassphrase.into())
+                }
+                Err(e) => Err(anyhow::Error::new(e).context(format!(
                     "cannot derive the master key with the parameters in {}",
                     path.display()
-                )
-            })
+                ))),
+            }
         }
     }
 }

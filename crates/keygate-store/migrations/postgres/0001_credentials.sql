@@ -8,7 +8,7 @@ CREATE TABLE meta (
 
 -- One row per credential version. Secrets are never stored here in plaintext: `ciphertext` is
 -- sealed under a per-version data key, `wrapped_key` is that data key wrapped by the master key
--- whose id is `key_id`. Both are bound to (id, venue, version).
+-- whose id is `key_id`. Both are bound to (id, venue, kind, version).
 CREATE TABLE credentials (
     id          TEXT   NOT NULL,
     version     BIGINT NOT NULL CHECK (version >= 1),

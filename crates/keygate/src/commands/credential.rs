@@ -62,7 +62,12 @@ fn sealed_row(
 ) -> Result<NewCredential> {
     let sealed = seal(
         &inst.master,
-        &Binding { id, venue, version },
+        &Binding {
+            id,
+            venue,
+            kind: secret.kind().as_str(),
+            version,
+        },
         &secret.encode(),
     )?;
     Ok(NewCredential {
@@ -247,6 +252,7 @@ fn check_row(inst: &Instance, r: &CredentialRow) -> Result<()> {
         &Binding {
             id: &r.id,
             venue: &r.venue,
+            kind: &r.kind,
             version: r.version,
         },
         &SealedSecret {

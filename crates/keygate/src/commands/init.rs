@@ -1,48 +1,57 @@
 //! `keygate init`: a new data directory with config, database and master key. Never overwrites;
-//! on failure it removes what it created.
+//! on failure it removes exactly what it created.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use keygate_store::{OpenMode, Store, redact_url};
+use keygate_store::{MASTER_KEY_ID, OpenMode, Store, has_password, redact_url, sqlite_path};
 use keygate_vault::MasterKey;
 
 use crate::cli::{Cli, InitArgs};
-use crate::config::{
-    Config, MasterKeySource, default_config_text, resolve_path, resolve_sqlite_url,
-};
-use crate::instance::{MASTER_KEY_ID, Paths, new_passphrase_key};
+use crate::config::{Config, MasterKeySource, default_config_text, resolve_sqlite_url};
+use crate::instance::{Paths, new_passphrase_key, with_suffix};
+
+/// What this run of init created, so that a failure can take exactly that back.
+#[derive(Default)]
+struct Created {
+    dir: Option<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+impl Created {
+    fn undo(&self) {
+        for f in &self.files {
+            let _ = fs::remove_file(f);
+        }
+        if let Some(dir) = &self.dir {
+            // Only if empty: never delete something this run did not make.
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
 
 pub async fn run(cli: &Cli, args: &InitArgs) -> Result<()> {
-    let dir = &cli.data_dir;
     if cli.config.is_some() {
         bail!(
             "`init` writes its config inside the data directory; drop --config and use --data-dir"
         );
     }
-    let created = prepare_dir(dir)?;
-    match populate(cli, args).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            // Leave nothing half-made behind, so that a corrected retry works.
-            if created {
-                let _ = fs::remove_dir_all(dir);
-            } else if let Ok(entries) = fs::read_dir(dir) {
-                for entry in entries.flatten() {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-            Err(e)
-        }
+    let mut created = Created::default();
+    let result = match prepare_dir(&cli.data_dir, &mut created) {
+        Ok(()) => populate(cli, args, &mut created).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        created.undo();
     }
+    result
 }
 
-/// Creates the directory with mode 0700, or accepts an existing empty one. Returns whether it
-/// created it.
-fn prepare_dir(dir: &Path) -> Result<bool> {
+/// Creates the directory with mode 0700, or accepts an existing empty one.
+fn prepare_dir(dir: &Path, created: &mut Created) -> Result<()> {
     if dir.exists() {
         let empty = fs::read_dir(dir)
             .with_context(|| format!("cannot read {}", dir.display()))?
@@ -55,22 +64,34 @@ fn prepare_dir(dir: &Path) -> Result<bool> {
                 dir.display()
             );
         }
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
-        Ok(false)
     } else {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-        // `recursive` applies the mode to every new level, but umask may have narrowed it.
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        Ok(true)
+        created.dir = Some(dir.to_path_buf());
     }
+    // Umask may have narrowed the mode; an existing directory may have had a looser one.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))
 }
 
-async fn populate(cli: &Cli, args: &InitArgs) -> Result<()> {
+/// Writes a new file with mode 0600, recording it as created.
+fn write_private(path: &Path, text: &str, created: &mut Created) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    created.files.push(path.to_path_buf());
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn populate(cli: &Cli, args: &InitArgs, created: &mut Created) -> Result<()> {
     let paths = Paths::from_cli(cli);
     let source = if args.passphrase {
         MasterKeySource::Passphrase
@@ -82,58 +103,69 @@ async fn populate(cli: &Cli, args: &InitArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| "sqlite://keygate.db".to_string());
     keygate_store::Backend::of_url(&store_url)?;
-    if redact_url(&store_url) != store_url {
+    if has_password(&store_url) {
         bail!(
             "--store-url carries a password, which would be written into keygate.toml; \
              give the URL without it and set the full URL in KEYGATE_STORE_URL when you run keygate"
         );
     }
-
     let config_text = default_config_text(&store_url, source);
     let config = Config::parse(&config_text, |_| None)?;
 
-    // The master key first: it is what everything else is checked against.
+    // The master key first: everything else is checked against it.
+    let key_path = paths.key_material(&config);
     let key = match source {
         MasterKeySource::File => {
             let key = MasterKey::generate()?;
-            key.write_key_file(&resolve_path(&config.vault.key_file, &paths.base))?;
+            key.write_key_file(&key_path)?;
             key
         }
         MasterKeySource::Passphrase => {
             let (key, params) = new_passphrase_key("KEYGATE_PASSPHRASE")?;
-            params.write_new(&resolve_path(&config.vault.kdf_file, &paths.base))?;
+            params.write_new(&key_path)?;
             key
         }
     };
+    created.files.push(key_path);
+    write_private(&paths.config_file, &config_text, created)?;
 
-    // The store: created and migrated; a shared PostgreSQL store may already have a key.
+    // The store: created (SQLite) and migrated. Recording our key id is the last step that can
+    // fail, so a failed init never leaves a store claimed by a key that was then deleted.
     let url = std::env::var("KEYGATE_STORE_URL")
         .ok()
         .filter(|_| args.store_url.is_some())
         .unwrap_or_else(|| resolve_sqlite_url(&store_url, &paths.base));
+    let db_file = sqlite_path(&url).map(PathBuf::from);
+    if let Some(db) = &db_file {
+        if db.exists() {
+            bail!(
+                "{} already exists; init creates a new database. Point --store-url at a new file",
+                db.display()
+            );
+        }
+        created.files.push(db.clone());
+        created.files.push(with_suffix(db, "-wal"));
+        created.files.push(with_suffix(db, "-shm"));
+    }
     let store = Store::open(&url, OpenMode::Create).await?;
-    let stored = store.init_meta(MASTER_KEY_ID, key.id().as_str()).await?;
+    let claimed = async {
+        if let Some(db) = &db_file {
+            fs::set_permissions(db, fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot set mode 0600 on {}", db.display()))?;
+        }
+        let stored = store.init_meta(MASTER_KEY_ID, key.id().as_str()).await?;
+        if stored != key.id().as_str() {
+            bail!(
+                "the store at {} already belongs to another keygate master key (id {stored}). \
+                 To add an instance to it, copy an existing instance's data directory instead of running init",
+                redact_url(&url)
+            );
+        }
+        Ok(())
+    }
+    .await;
     store.close().await;
-    if stored != key.id().as_str() {
-        bail!(
-            "the store at {} already belongs to another keygate master key (id {stored}). \
-             To add an instance to it, copy an existing instance's data directory instead of running init",
-            redact_url(&url)
-        );
-    }
-
-    // Nothing in the data directory is for anyone else's eyes.
-    if let Some(db) = url.strip_prefix("sqlite://") {
-        fs::set_permissions(db, fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot set mode 0600 on {db}"))?;
-    }
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&paths.config_file)
-        .and_then(|mut f| f.write_all(config_text.as_bytes()))
-        .with_context(|| format!("cannot write {}", paths.config_file.display()))?;
+    claimed?;
 
     tracing::info!(
         data_dir = %cli.data_dir.display(),
@@ -142,31 +174,43 @@ async fn populate(cli: &Cli, args: &InitArgs) -> Result<()> {
         store = %redact_url(&url),
         "initialised data directory"
     );
+    print_summary(cli, &paths, &config, source, &key, &url);
+    Ok(())
+}
+
+fn print_summary(
+    cli: &Cli,
+    paths: &Paths,
+    config: &Config,
+    source: MasterKeySource,
+    key: &MasterKey,
+    url: &str,
+) {
     let dir = cli.data_dir.display();
+    let key_path = paths.key_material(config);
     println!("Created keygate data directory {dir}");
     println!("  config      {}", paths.config_file.display());
     match source {
         MasterKeySource::File => println!(
             "  master key  {} (mode 0600, id {})",
-            resolve_path(&config.vault.key_file, &paths.base).display(),
+            key_path.display(),
             key.id()
         ),
         MasterKeySource::Passphrase => println!(
             "  master key  from your passphrase, Argon2id parameters in {} (id {})",
-            resolve_path(&config.vault.kdf_file, &paths.base).display(),
+            key_path.display(),
             key.id()
         ),
     }
-    println!("  store       {}", redact_url(&url));
+    println!("  store       {}", redact_url(url));
     println!();
-    println!(
-        "Back up the master key{}: without it no credential can be decrypted.",
-        if source == MasterKeySource::Passphrase {
-            " parameters and remember the passphrase"
-        } else {
-            " file"
+    match source {
+        MasterKeySource::File => {
+            println!("Back up the master key file: without it no credential can be decrypted.")
         }
-    );
+        MasterKeySource::Passphrase => println!(
+            "Back up the parameters file and remember the passphrase: without both no credential can be decrypted."
+        ),
+    }
     println!("Next: keygate --data-dir {dir} credential add --venue NAME --kind binance-hmac");
-    Ok(())
 }

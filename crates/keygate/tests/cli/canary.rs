@@ -87,12 +87,49 @@ fn sqlite_canary_never_leaks() {
 }
 
 #[test]
+fn passphrase_canaries_never_leak() {
+    let (old, new) = (canary("OLDPASS"), canary("NEWPASS"));
+    let mut kg = Kg::new();
+    kg.env("KEYGATE_PASSPHRASE", &old);
+    kg.ok(&["init", "--passphrase"], None);
+    kg.add("binance-main", "binance-hmac", "k\ns\n");
+    kg.env("KEYGATE_PASSPHRASE", "not the passphrase at all");
+    kg.fails(&["credential", "list"], None);
+    kg.env("KEYGATE_PASSPHRASE", &old);
+    kg.env("KEYGATE_NEW_PASSPHRASE", &new);
+    kg.ok(&["rekey"], None);
+    kg.env("KEYGATE_PASSPHRASE", &new);
+    kg.ok(&["credential", "verify"], None);
+    let mut forms = leak_forms(&old);
+    forms.extend(leak_forms(&new));
+    for (path, bytes) in snapshot(&kg.data) {
+        assert_no_leak(&path.display().to_string(), &bytes, &forms);
+    }
+    assert_no_leak(
+        "the commands' stdout, stderr and logs",
+        &kg.transcript,
+        &forms,
+    );
+}
+
+#[test]
 fn postgres_canary_never_leaks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = rt.block_on(keygate_store::testing::fresh_postgres_url());
     let mut kg = Kg::new();
     kg.ok(&["init", "--store-url", &url], None);
-    let forms = exercise(&mut kg);
+    // The database password travels in KEYGATE_STORE_URL, as docs/config.md says. The test
+    // server trusts loopback, so any password connects, and it must show up nowhere.
+    let db_password = canary("DBPASS");
+    let with_password = url.replacen(
+        "postgres://keygate@",
+        &format!("postgres://keygate:{db_password}@"),
+        1,
+    );
+    assert_ne!(with_password, url);
+    kg.env("KEYGATE_STORE_URL", &with_password);
+    let mut forms = exercise(&mut kg);
+    forms.extend(leak_forms(&db_password));
 
     let dump = kg.tmp.path().join("dump.sql");
     let status = std::process::Command::new("pg_dump")

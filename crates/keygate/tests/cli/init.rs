@@ -84,18 +84,51 @@ fn a_failed_init_leaves_nothing_behind() {
 #[test]
 fn refuses_a_password_in_the_store_url() {
     let mut kg = Kg::new();
+    for url in [
+        "postgres://kg:pw-canary@127.0.0.1:9/kg",
+        "postgres://kg@127.0.0.1:9/kg?password=pw-canary",
+    ] {
+        let e = kg.fails(&["init", "--store-url", url], None);
+        assert!(
+            e.contains("KEYGATE_STORE_URL") && !e.contains("pw-canary"),
+            "{e}"
+        );
+        assert!(!kg.data.exists());
+    }
+}
+
+#[test]
+fn refuses_a_remote_postgres_without_tls() {
+    let mut kg = Kg::new();
     let e = kg.fails(
-        &[
-            "init",
-            "--store-url",
-            "postgres://kg:pw-canary@127.0.0.1:9/kg",
-        ],
+        &["init", "--store-url", "postgres://kg@db.example.invalid/kg"],
         None,
     );
-    assert!(
-        e.contains("KEYGATE_STORE_URL") && !e.contains("pw-canary"),
-        "{e}"
+    assert!(e.contains("sslmode=verify-full"), "{e}");
+    assert!(!kg.data.exists());
+}
+
+#[test]
+fn a_failed_init_in_an_existing_directory_removes_only_its_own_files() {
+    let mut kg = Kg::new();
+    std::fs::create_dir(&kg.data).unwrap();
+    kg.fails(
+        &["init", "--store-url", "postgres://kg@127.0.0.1:9/kg"],
+        None,
     );
+    assert!(kg.data.exists(), "the directory was there before: it stays");
+    assert_eq!(std::fs::read_dir(&kg.data).unwrap().count(), 0);
+}
+
+#[test]
+fn refuses_an_existing_sqlite_file_named_by_store_url() {
+    let mut kg = Kg::new();
+    let other = kg.tmp.path().join("theirs.db");
+    std::fs::write(&other, b"not ours").unwrap();
+    let url = format!("sqlite://{}", other.display());
+    let e = kg.fails(&["init", "--store-url", &url], None);
+    assert!(e.contains("already exists"), "{e}");
+    assert_eq!(std::fs::read(&other).unwrap(), b"not ours");
     assert!(!kg.data.exists());
 }
 

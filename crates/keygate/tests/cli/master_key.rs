@@ -176,3 +176,74 @@ fn an_interrupted_rekey_says_how_to_finish() {
     std::fs::rename(kg.data.join("master.key.new"), kg.data.join("master.key")).unwrap();
     kg.ok(&["credential", "verify"], None);
 }
+
+#[test]
+fn two_rekeys_never_interleave() {
+    let mut kg = Kg::new();
+    kg.ok(&["init"], None);
+    kg.add("binance-main", "binance-hmac", "k\ns\n");
+    // Another rekey holds the data directory's lock.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(kg.data.join("keygate.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let before = durable(&kg);
+    let e = kg.fails(&["rekey"], None);
+    assert!(e.contains("another `keygate rekey` is running"), "{e}");
+    assert_eq!(durable(&kg), before);
+    drop(lock);
+    kg.ok(&["rekey"], None);
+    kg.ok(&["credential", "verify"], None);
+}
+
+#[test]
+fn an_interrupted_passphrase_rekey_says_how_to_finish() {
+    let mut kg = Kg::new();
+    kg.env("KEYGATE_PASSPHRASE", "old passphrase here");
+    kg.ok(&["init", "--passphrase"], None);
+    kg.add("okx-main", "okx-hmac", "k\ns\np\n");
+    let old_kdf = std::fs::read(kg.data.join("master.kdf")).unwrap();
+    kg.env("KEYGATE_NEW_PASSPHRASE", "new passphrase here");
+    kg.ok(&["rekey"], None);
+    // As if keygate died after the commit and before the rename.
+    std::fs::rename(kg.data.join("master.kdf"), kg.data.join("master.kdf.new")).unwrap();
+    std::fs::write(kg.data.join("master.kdf"), &old_kdf).unwrap();
+    kg.env("KEYGATE_PASSPHRASE", "new passphrase here");
+    let e = kg.fails(&["credential", "list"], None);
+    let kdf = kg.data.join("master.kdf");
+    assert!(
+        e.contains("this is the new passphrase")
+            && e.contains(&format!("mv {}.new {}", kdf.display(), kdf.display())),
+        "{e}"
+    );
+    // The old passphrase is told apart too: the store has moved on.
+    kg.env("KEYGATE_PASSPHRASE", "old passphrase here");
+    let e = kg.fails(&["credential", "list"], None);
+    assert!(e.contains("interrupted `keygate rekey`"), "{e}");
+    std::fs::rename(kg.data.join("master.kdf.new"), &kdf).unwrap();
+    kg.env("KEYGATE_PASSPHRASE", "new passphrase here");
+    kg.ok(&["credential", "verify"], None);
+}
+
+#[test]
+fn a_stale_new_key_file_never_gets_an_mv_hint() {
+    // A .new left by a rekey that never committed, and a wrong key in master.key: moving .new
+    // into place would not help, so keygate must not suggest it.
+    let mut a = Kg::new();
+    a.ok(&["init"], None);
+    let mut b = Kg::new();
+    b.ok(&["init"], None);
+    let mut c = Kg::new();
+    c.ok(&["init"], None);
+    std::fs::copy(b.data.join("master.key"), a.data.join("master.key.new")).unwrap();
+    std::fs::copy(c.data.join("master.key"), a.data.join("master.key")).unwrap();
+    let e = a.fails(&["credential", "list"], None);
+    assert!(
+        e.contains("is not the one this store was set up with"),
+        "{e}"
+    );
+    assert!(!e.contains("mv "), "{e}");
+}
