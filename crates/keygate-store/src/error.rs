@@ -22,9 +22,6 @@ pub enum StoreError {
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
 
-    #[error("{0} not found")]
-    NotFound(String),
-
     #[error("conflict: {0}")]
     Conflict(String),
 }

@@ -116,7 +116,7 @@ const ENV_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// The environment variable that overrides `section.field`.
-pub fn env_var_name(section: &str, field: &str) -> String {
+fn env_var_name(section: &str, field: &str) -> String {
     format!("KEYGATE_{}_{}", section, field).to_ascii_uppercase()
 }
 

@@ -138,7 +138,7 @@ async fn check_key_against_store(
 
 /// The id of the key material a rekey left in `.new`, if there is one that can be read. Never
 /// asks for a passphrase: passphrase mode records the id in the parameters file.
-pub fn pending_key_id(config: &Config, paths: &Paths) -> Option<String> {
+fn pending_key_id(config: &Config, paths: &Paths) -> Option<String> {
     let pending = paths.pending_key_material(config);
     if !pending.exists() {
         return None;

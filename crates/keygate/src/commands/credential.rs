@@ -114,6 +114,13 @@ async fn add(inst: &Instance, a: &AddArgs) -> Result<()> {
     Ok(())
 }
 
+/// The kind of a stored row; an unknown one means the row was not written by this keygate.
+fn stored_kind(r: &CredentialRow) -> Result<CredentialKind> {
+    r.kind.parse().map_err(|e: String| {
+        anyhow::anyhow!("stored credential {} version {}: {e}", r.id, r.version)
+    })
+}
+
 fn fmt_ms(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
@@ -201,10 +208,7 @@ async fn rotate(inst: &Instance, a: &IdArg) -> Result<()> {
                 a.id
             )
         })?;
-    let kind: CredentialKind = current
-        .kind
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!("stored credential {}: {e}", a.id))?;
+    let kind = stored_kind(&current)?;
     let secret = CredentialSecret::new(kind, read_secret_parts(kind)?)?;
     if secret.fingerprint() == current.fingerprint {
         bail!(
@@ -246,7 +250,7 @@ async fn remove(inst: &Instance, a: &IdArg) -> Result<()> {
 /// Decrypts one stored version and checks its fingerprint. The secret is dropped (zeroized)
 /// before this returns.
 fn check_row(inst: &Instance, r: &CredentialRow) -> Result<()> {
-    let kind: CredentialKind = r.kind.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let kind = stored_kind(r)?;
     let plain = open(
         &inst.master,
         &Binding {
