@@ -1,0 +1,394 @@
+//! `decide`: (engine, state, intent, now) -> verdict with reasons. Pure and synchronous; the
+//! store wraps it in one durable decide-and-record transaction, and the replay engine calls it
+//! with a simulated clock.
+//!
+//! The checks run in a fixed order and the first that refuses decides: the intent is well formed;
+//! the client exists, is enabled and may use this venue and action; the asset has a fresh price;
+//! a destination is usable in the address book; every limit has room; and the client's slice of
+//! the Cedar policies allows (or holds). Anything unexpected is a deny that says why.
+//!
+//! Time only moves forward: a decision is dated `max(now, the previous decision's time)`, so a
+//! limit window can never be reopened by a clock that steps back.
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use serde::Serialize;
+
+use crate::auth::ClientRecord;
+use crate::book::{AddressBook, Destination};
+use crate::intent::{Action, Intent};
+pub use crate::limits::LimitCheck;
+use crate::limits::{LimitSpec, LimitState, Move, MoveRef, Selector};
+pub use crate::policy::Outcome;
+use crate::policy::{DestinationRef, Policies, PolicyContext, Subject, World};
+use crate::price::PriceTable;
+use crate::time::{HOUR, MINUTE, Millis, hour_utc};
+
+/// A value-moving intent that was allowed and is now counted by the limits.
+pub type Debit = Move;
+
+/// What the engine is configured with: it changes only when the config is reloaded.
+#[derive(Debug)]
+pub struct Engine {
+    pub policies: Policies,
+    pub limits: Vec<LimitSpec>,
+    /// Prices pinned in the config.
+    pub pinned: Vec<(String, Decimal)>,
+    pub price_max_age: Millis,
+    /// (venue, asset) pairs the config names, so policies can refer to them.
+    pub assets: Vec<(String, String)>,
+}
+
+/// Why an engine or state could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Limit(String),
+    #[error("cannot describe the clients, venues and destinations to the policies: {0}")]
+    Entities(String),
+}
+
+impl Engine {
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let mut names = std::collections::HashSet::new();
+        for l in &self.limits {
+            l.validate().map_err(EngineError::Limit)?;
+            if !names.insert(&l.name) {
+                return Err(EngineError::Limit(format!(
+                    "limit {} is declared twice",
+                    l.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which check decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Intent,
+    Client,
+    Price,
+    AddressBook,
+    Limit,
+    Policy,
+}
+
+/// The answer to one intent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// The time the decision is dated (never before the previous decision).
+    pub at: Millis,
+    pub stage: Stage,
+    pub reasons: Vec<String>,
+    /// The policies that decided, if it got that far.
+    pub policies: Vec<String>,
+    /// Every limit that covers the intent, with its usage before it.
+    pub limits: Vec<LimitCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usd_value_cents: Option<i64>,
+    /// What an allow counts against the limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debit: Option<Debit>,
+}
+
+impl Verdict {
+    fn deny(at: Millis, stage: Stage, reason: impl Into<String>) -> Self {
+        Verdict {
+            outcome: Outcome::Deny,
+            at,
+            stage,
+            reasons: vec![reason.into()],
+            policies: vec![],
+            limits: vec![],
+            usd_value_cents: None,
+            debit: None,
+        }
+    }
+}
+
+/// Statistics windows every client gets, for the policy context: 10m, 1h and 24h of allowed
+/// withdrawals and transfers.
+fn stat_specs() -> Vec<LimitSpec> {
+    [10 * MINUTE, HOUR, 24 * HOUR]
+        .into_iter()
+        .map(|window| LimitSpec {
+            name: format!("client-stats-{window}"),
+            client: Selector::Each,
+            venue: Selector::All,
+            asset: Selector::All,
+            actions: vec![Action::Withdraw, Action::Transfer],
+            window,
+            max_usd_cents: None,
+            max_amount: None,
+            max_count: None,
+        })
+        .collect()
+}
+
+/// What changes between decisions: clients, destinations, observed prices, limit windows, the
+/// clock. Built from the store; [`State::record`] applies an allowed decision.
+pub struct State {
+    clients: HashMap<String, ClientRecord>,
+    book: AddressBook,
+    prices: PriceTable,
+    limits: LimitState,
+    entities: cedar_policy::Entities,
+    clock: Millis,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("clients", &self.clients.len())
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The inputs to build a [`State`].
+pub struct StateInputs {
+    pub clients: Vec<ClientRecord>,
+    pub destinations: Vec<Destination>,
+    /// Observed prices: (asset, USD per unit, observed at).
+    pub prices: Vec<(String, Decimal, Millis)>,
+    /// Allowed moves within the longest window, in time order.
+    pub moves: Vec<Move>,
+    /// The time of the latest decision.
+    pub clock: Millis,
+}
+
+impl State {
+    pub fn new(engine: &Engine, inputs: StateInputs) -> Result<Self, EngineError> {
+        let mut prices = PriceTable::new(engine.price_max_age);
+        for (asset, usd) in &engine.pinned {
+            prices.pin(asset, *usd);
+        }
+        for (asset, usd, at) in &inputs.prices {
+            prices.observe(asset, *usd, *at);
+        }
+        let mut limits = LimitState::with_stats(engine.limits.clone(), stat_specs());
+        for m in &inputs.moves {
+            limits.record(&m.as_ref());
+        }
+        let assets: Vec<(&str, &str)> = engine
+            .assets
+            .iter()
+            .map(|(v, a)| (v.as_str(), a.as_str()))
+            .collect();
+        let dests: Vec<&Destination> = inputs.destinations.iter().collect();
+        let entities = engine
+            .policies
+            .entities(&World {
+                clients: &inputs.clients,
+                assets: &assets,
+                destinations: &dests,
+            })
+            .map_err(EngineError::Entities)?;
+        Ok(Self {
+            clients: inputs
+                .clients
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect(),
+            book: AddressBook::new(inputs.destinations),
+            prices,
+            limits,
+            entities,
+            clock: inputs.clock,
+        })
+    }
+
+    /// The time of the latest decision.
+    pub fn clock(&self) -> Millis {
+        self.clock
+    }
+
+    pub fn prices(&self) -> &PriceTable {
+        &self.prices
+    }
+
+    pub fn limits(&self) -> &LimitState {
+        &self.limits
+    }
+
+    /// Applies a decision: an allow's debit is counted, and the clock moves to its time.
+    pub fn record(&mut self, verdict: &Verdict) {
+        if let Some(d) = &verdict.debit {
+            self.limits.record(&d.as_ref());
+        }
+        self.clock = self.clock.max(verdict.at);
+    }
+
+    /// Moves the clock forward without a decision (an admin action dated later, say).
+    pub fn advance(&mut self, to: Millis) {
+        self.clock = self.clock.max(to);
+    }
+}
+
+/// Millionths of a unit, rounded up, saturating.
+fn micros(amount: Decimal) -> i64 {
+    amount
+        .checked_mul(Decimal::from(1_000_000))
+        .map(|d| d.ceil().to_i64().unwrap_or(i64::MAX))
+        .unwrap_or(i64::MAX)
+}
+
+/// Decides one intent. Pure: the same engine, state, intent and time always give the same verdict.
+/// `signals`, `anomaly_score` and `approvals` feed the policy context (detectors and approvals
+/// fill them; a plain request passes none).
+pub fn decide(engine: &Engine, state: &State, intent: &Intent, now: Millis) -> Verdict {
+    decide_with(engine, state, intent, now, &Extra::default())
+}
+
+/// Inputs to the policy context that come from outside the intent.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    pub signals: Vec<String>,
+    pub anomaly_score: i64,
+    pub approvals: i64,
+}
+
+pub fn decide_with(
+    engine: &Engine,
+    state: &State,
+    intent: &Intent,
+    now: Millis,
+    extra: &Extra,
+) -> Verdict {
+    let at = now.max(state.clock);
+    if let Err(e) = intent.validate() {
+        return Verdict::deny(at, Stage::Intent, format!("the request is not valid: {e}"));
+    }
+    let client = match state.clients.get(&intent.client) {
+        None => {
+            return Verdict::deny(
+                at,
+                Stage::Client,
+                format!("client {} is not known", intent.client),
+            );
+        }
+        Some(c) if !c.enabled => {
+            return Verdict::deny(
+                at,
+                Stage::Client,
+                format!("client {} is disabled", intent.client),
+            );
+        }
+        Some(c) => c,
+    };
+    if !client.may(&intent.venue, intent.action) {
+        return Verdict::deny(
+            at,
+            Stage::Client,
+            format!(
+                "client {} may not {} on {}",
+                intent.client, intent.action, intent.venue
+            ),
+        );
+    }
+    let asset = intent.asset.as_deref();
+    let mut ctx = PolicyContext {
+        hour_utc: hour_utc(at),
+        source_ip: intent.source_ip,
+        asset: asset.unwrap_or_default().to_string(),
+        signals: extra.signals.clone(),
+        anomaly_score: extra.anomaly_score,
+        approvals: extra.approvals,
+        ..PolicyContext::default()
+    };
+    let mut usd_value_cents = None;
+    let mut limits = vec![];
+    let mut debit = None;
+    if let (Some(asset), Some(amount)) = (asset, intent.amount) {
+        let usd = match state.prices.usd_cents(asset, amount, at) {
+            Ok(v) => v,
+            Err(e) => {
+                return Verdict::deny(at, Stage::Price, format!("cannot value the request: {e}"));
+            }
+        };
+        usd_value_cents = Some(usd);
+        ctx.amount_micros = micros(amount);
+        ctx.usd_value_cents = usd;
+        if intent.action.moves_funds_out() {
+            let to = intent.destination.as_deref().unwrap_or_default();
+            let d = match state.book.usable(&intent.venue, asset, to, at) {
+                Ok(d) => d,
+                Err(e) => return Verdict::deny(at, Stage::AddressBook, e.to_string()),
+            };
+            ctx.destination = Some(DestinationRef {
+                address: d.address.clone(),
+                label: d.label.clone(),
+                age_hours: (at - d.added_at).max(0) / HOUR,
+            });
+        }
+        let m = MoveRef {
+            at,
+            client: &intent.client,
+            venue: &intent.venue,
+            asset,
+            action: intent.action,
+            amount,
+            usd_cents: usd,
+        };
+        let saturate = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
+        ctx.client_usd_cents_10m = saturate(state.limits.stat(0, &m).usd_cents);
+        let hour = state.limits.stat(1, &m);
+        ctx.client_usd_cents_1h = saturate(hour.usd_cents);
+        ctx.client_count_1h = i64::try_from(hour.count).unwrap_or(i64::MAX);
+        ctx.client_usd_cents_24h = saturate(state.limits.stat(2, &m).usd_cents);
+        limits = state.limits.check(&m);
+        let broken: Vec<String> = limits
+            .iter()
+            .filter(|c| c.exceeded.is_some())
+            .map(LimitCheck::describe)
+            .collect();
+        if !broken.is_empty() {
+            return Verdict {
+                outcome: Outcome::Deny,
+                at,
+                stage: Stage::Limit,
+                reasons: broken,
+                policies: vec![],
+                limits,
+                usd_value_cents,
+                debit: None,
+            };
+        }
+        debit = Some(Move {
+            at,
+            client: intent.client.clone(),
+            venue: intent.venue.clone(),
+            asset: asset.to_string(),
+            action: intent.action,
+            amount,
+            usd_cents: usd,
+        });
+    }
+    let subject = Subject {
+        client: &intent.client,
+        venue: &intent.venue,
+        action: intent.action,
+        asset,
+    };
+    let pv = engine.policies.evaluate(&subject, &ctx, &state.entities);
+    Verdict {
+        outcome: pv.outcome,
+        at,
+        stage: Stage::Policy,
+        reasons: pv.reasons,
+        policies: pv.policies,
+        limits,
+        usd_value_cents,
+        debit: if pv.outcome == Outcome::Allow {
+            debit
+        } else {
+            None
+        },
+    }
+}

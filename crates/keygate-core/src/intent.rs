@@ -1,0 +1,245 @@
+//! Intents: what a request would do, normalised across venues.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+/// What a client asks a venue to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Balances, orders, history: moves nothing.
+    Read,
+    /// Place an order: its amount is the order's notional.
+    Trade,
+    /// Cancel an order.
+    Cancel,
+    /// Withdraw from an exchange account to an address.
+    Withdraw,
+    /// Send funds from a wallet (an EVM transfer).
+    Transfer,
+}
+
+impl Action {
+    pub const ALL: [Action; 5] = [
+        Action::Read,
+        Action::Trade,
+        Action::Cancel,
+        Action::Withdraw,
+        Action::Transfer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Trade => "trade",
+            Action::Cancel => "cancel",
+            Action::Withdraw => "withdraw",
+            Action::Transfer => "transfer",
+        }
+    }
+
+    /// Whether the action sends funds out of the treasury (and so needs a destination).
+    pub fn moves_funds_out(self) -> bool {
+        matches!(self, Action::Withdraw | Action::Transfer)
+    }
+
+    /// Whether the action carries an asset and an amount that must be valued.
+    pub fn carries_value(self) -> bool {
+        matches!(self, Action::Trade | Action::Withdraw | Action::Transfer)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown action {s:?}; the actions are read, trade, cancel, withdraw and transfer")
+            })
+    }
+}
+
+/// One request, normalised: who asks which venue to do what, with how much of which asset, to
+/// where. Amounts are decimals in the asset's own units, never floats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intent {
+    pub client: String,
+    pub venue: String,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Decimal>,
+    /// The destination address of a withdrawal or transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<IpAddr>,
+    /// The token the request came with (its public id, never the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+}
+
+/// Why an intent is not well formed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntentError {
+    #[error("a {action} needs an asset")]
+    MissingAsset { action: Action },
+    #[error("a {action} needs an amount")]
+    MissingAmount { action: Action },
+    #[error("the amount {amount} is not positive")]
+    NotPositive { amount: Decimal },
+    #[error("a {action} needs a destination address")]
+    MissingDestination { action: Action },
+    #[error("a {action} carries no {what}; remove it")]
+    Unexpected { action: Action, what: &'static str },
+    #[error("{what} {value:?} is not a valid name (1-64 characters: letters, digits, . _ - : /)")]
+    BadName { what: &'static str, value: String },
+}
+
+/// Whether `s` is an acceptable name for a client, venue or asset.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
+}
+
+impl Intent {
+    /// Checks that the intent carries exactly what its action needs.
+    pub fn validate(&self) -> Result<(), IntentError> {
+        for (what, value) in [("client", &self.client), ("venue", &self.venue)] {
+            if !valid_name(value) {
+                return Err(IntentError::BadName {
+                    what,
+                    value: value.clone(),
+                });
+            }
+        }
+        if let Some(asset) = &self.asset
+            && !valid_name(asset)
+        {
+            return Err(IntentError::BadName {
+                what: "asset",
+                value: asset.clone(),
+            });
+        }
+        let action = self.action;
+        if action.carries_value() {
+            if self.asset.is_none() {
+                return Err(IntentError::MissingAsset { action });
+            }
+            let amount = self.amount.ok_or(IntentError::MissingAmount { action })?;
+            if amount <= Decimal::ZERO {
+                return Err(IntentError::NotPositive { amount });
+            }
+        } else if self.amount.is_some() {
+            return Err(IntentError::Unexpected {
+                action,
+                what: "amount",
+            });
+        }
+        if action.moves_funds_out() {
+            if self
+                .destination
+                .as_deref()
+                .is_none_or(|d| d.trim().is_empty())
+            {
+                return Err(IntentError::MissingDestination { action });
+            }
+        } else if self.destination.is_some() {
+            return Err(IntentError::Unexpected {
+                action,
+                what: "destination",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The canonical form of an address for comparison: EVM hex addresses are case-insensitive
+/// (EIP-55 checksums only change case), everything else is compared exactly.
+pub fn normalize_address(address: &str) -> String {
+    let a = address.trim();
+    let is_evm = a.len() == 42
+        && (a.starts_with("0x") || a.starts_with("0X"))
+        && a[2..].bytes().all(|b| b.is_ascii_hexdigit());
+    if is_evm {
+        a.to_ascii_lowercase()
+    } else {
+        a.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn withdraw() -> Intent {
+        Intent {
+            client: "mm-bot".into(),
+            venue: "binance".into(),
+            action: Action::Withdraw,
+            asset: Some("USDT".into()),
+            amount: Some(Decimal::new(72, 0)),
+            destination: Some("0xAbC0000000000000000000000000000000000001".into()),
+            source_ip: None,
+            token_id: None,
+        }
+    }
+
+    #[test]
+    fn validates_what_each_action_needs() {
+        assert_eq!(withdraw().validate(), Ok(()));
+        let mut i = withdraw();
+        i.destination = None;
+        assert!(matches!(
+            i.validate(),
+            Err(IntentError::MissingDestination { .. })
+        ));
+        let mut i = withdraw();
+        i.amount = Some(Decimal::ZERO);
+        assert!(matches!(i.validate(), Err(IntentError::NotPositive { .. })));
+        let mut i = withdraw();
+        i.action = Action::Read;
+        assert!(matches!(i.validate(), Err(IntentError::Unexpected { .. })));
+        let mut i = withdraw();
+        i.client = "bad name".into();
+        assert!(matches!(i.validate(), Err(IntentError::BadName { .. })));
+    }
+
+    #[test]
+    fn evm_addresses_compare_without_case() {
+        assert_eq!(
+            normalize_address("0xAbC0000000000000000000000000000000000001"),
+            "0xabc0000000000000000000000000000000000001"
+        );
+        assert_eq!(normalize_address("TXyzAbc"), "TXyzAbc");
+    }
+
+    #[test]
+    fn parses_json_with_decimal_strings() {
+        let i: Intent = serde_json::from_str(
+            r#"{"client":"a","venue":"b","action":"withdraw","asset":"USDT","amount":"72.5","destination":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(i.amount, Some(Decimal::new(725, 1)));
+        assert!(
+            serde_json::from_str::<Intent>(r#"{"client":"a","venue":"b","action":"steal"}"#)
+                .is_err()
+        );
+    }
+}

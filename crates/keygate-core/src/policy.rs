@@ -1,0 +1,628 @@
+//! Policy in Cedar. Policies are validated against keygate's schema (`schema.cedarschema`) when
+//! they are loaded; an invalid policy set is refused as a whole.
+//!
+//! Semantics: default deny, forbid wins, and a policy that fails to evaluate makes the answer a
+//! deny (Cedar itself would skip it). A `forbid` annotated `@hold` turns a would-be allow into a
+//! hold for approval instead of a deny. `@id("…")` names a policy; `@reason("…")` gives the text
+//! shown when it decides.
+//!
+//! Each client is judged by its own slice: the policies whose principal is that client, plus every
+//! policy not bound to one client. Evaluation cost grows with the number of policies evaluated,
+//! so the slices keep `decide` fast as the policy set grows.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Policy, PolicyId, PolicySet, PrincipalConstraint, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
+};
+use serde::Serialize;
+
+use crate::intent::Action;
+
+/// keygate's Cedar schema, in Cedar's schema syntax.
+pub const SCHEMA: &str = include_str!("schema.cedarschema");
+
+/// A policy file's name and text.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    pub name: String,
+    pub text: String,
+}
+
+/// Why policies could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("policy {id} is defined twice; give each policy a unique @id")]
+    Duplicate { id: String },
+    #[error("{file}: policy templates are not supported; write static policies")]
+    Template { file: String },
+    #[error("the policies do not match keygate's schema:\n{0}")]
+    Invalid(String),
+    #[error("internal schema error: {0}")]
+    Schema(String),
+}
+
+/// The outcome of a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Allow,
+    Hold,
+    Deny,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Hold => "hold",
+            Outcome::Deny => "deny",
+        }
+    }
+}
+
+/// What the policies said, and which of them said it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyVerdict {
+    pub outcome: Outcome,
+    /// The ids of the policies that decided.
+    pub policies: Vec<String>,
+    /// One line per deciding policy (its `@reason`, or what it did), or why nothing decided.
+    pub reasons: Vec<String>,
+}
+
+/// The context of one request, typed; turned into Cedar's context by [`PolicySet`] evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyContext {
+    pub amount_micros: i64,
+    pub usd_value_cents: i64,
+    pub asset: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<DestinationRef>,
+    pub client_usd_cents_10m: i64,
+    pub client_usd_cents_1h: i64,
+    pub client_usd_cents_24h: i64,
+    pub client_count_1h: i64,
+    pub hour_utc: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<IpAddr>,
+    pub signals: Vec<String>,
+    pub anomaly_score: i64,
+    pub approvals: i64,
+}
+
+/// The destination of a request as the policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationRef {
+    pub address: String,
+    #[serde(default)]
+    pub label: String,
+    pub age_hours: i64,
+}
+
+/// Who asks to do what to which resource.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub client: &'a str,
+    pub venue: &'a str,
+    pub action: Action,
+    pub asset: Option<&'a str>,
+}
+
+struct Slice {
+    all: PolicySet,
+    /// The slice without its `@hold` forbids, if it has any.
+    without_holds: Option<PolicySet>,
+}
+
+/// Entity type names, parsed once.
+struct Types {
+    client: EntityTypeName,
+    venue: EntityTypeName,
+    asset: EntityTypeName,
+    destination: EntityTypeName,
+    actions: HashMap<Action, EntityUid>,
+}
+
+impl Types {
+    fn new() -> Result<Self, PolicyError> {
+        let t =
+            |s: &str| EntityTypeName::from_str(s).map_err(|e| PolicyError::Schema(e.to_string()));
+        let action_type = t("Keygate::Action")?;
+        let actions = Action::ALL
+            .into_iter()
+            .map(|a| {
+                (
+                    a,
+                    EntityUid::from_type_name_and_id(
+                        action_type.clone(),
+                        EntityId::new(a.as_str()),
+                    ),
+                )
+            })
+            .collect();
+        Ok(Self {
+            client: t("Keygate::Client")?,
+            venue: t("Keygate::Venue")?,
+            asset: t("Keygate::Asset")?,
+            destination: t("Keygate::Destination")?,
+            actions,
+        })
+    }
+}
+
+/// A loaded, validated policy set, split into per-client slices.
+pub struct Policies {
+    schema: Schema,
+    types: Types,
+    whole: PolicySet,
+    global: Slice,
+    per_client: HashMap<String, Slice>,
+    holds: HashSet<PolicyId>,
+    reasons: HashMap<PolicyId, String>,
+    authorizer: Authorizer,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Policies({} policies)", self.len())
+    }
+}
+
+/// keygate's schema, parsed.
+pub fn schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(s, _)| s)
+        .map_err(|e| PolicyError::Schema(e.to_string()))
+}
+
+/// Parses policy files into one set, naming each policy by its `@id` or `FILE#N`.
+pub fn parse(sources: &[PolicySource]) -> Result<PolicySet, PolicyError> {
+    let mut set = PolicySet::new();
+    let mut seen = HashSet::new();
+    for src in sources {
+        let parsed = PolicySet::from_str(&src.text).map_err(|e| PolicyError::Parse {
+            file: src.name.clone(),
+            message: e.to_string(),
+        })?;
+        if parsed.templates().next().is_some() {
+            return Err(PolicyError::Template {
+                file: src.name.clone(),
+            });
+        }
+        let mut policies: Vec<&Policy> = parsed.policies().collect();
+        // Cedar names unnamed policies policy0, policy1, ... in file order.
+        policies.sort_by_key(|p| {
+            AsRef::<str>::as_ref(p.id())
+                .strip_prefix("policy")
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(usize::MAX)
+        });
+        for (n, p) in policies.into_iter().enumerate() {
+            let id = match p.annotation("id") {
+                Some(id) => id.to_string(),
+                None => format!("{}#{}", src.name, n + 1),
+            };
+            if !seen.insert(id.clone()) {
+                return Err(PolicyError::Duplicate { id });
+            }
+            set.add(p.new_id(PolicyId::new(id.clone())))
+                .map_err(|_| PolicyError::Duplicate { id })?;
+        }
+    }
+    Ok(set)
+}
+
+/// Validates a policy set against keygate's schema; the error lists every problem, one per line.
+pub fn validate(set: &PolicySet) -> Result<(), PolicyError> {
+    let validator = Validator::new(schema()?);
+    let result = validator.validate(set, ValidationMode::Strict);
+    if result.validation_passed() {
+        return Ok(());
+    }
+    let lines: Vec<String> = result
+        .validation_errors()
+        .map(|e| format!("  policy {}: {e}", e.policy_id()))
+        .collect();
+    Err(PolicyError::Invalid(lines.join("\n")))
+}
+
+impl Policies {
+    /// Parses, validates and slices policy files.
+    pub fn load(sources: &[PolicySource]) -> Result<Self, PolicyError> {
+        let set = parse(sources)?;
+        validate(&set)?;
+        Self::from_set(set)
+    }
+
+    fn from_set(whole: PolicySet) -> Result<Self, PolicyError> {
+        let types = Types::new()?;
+        let mut holds = HashSet::new();
+        let mut reasons = HashMap::new();
+        let mut global = Vec::new();
+        let mut by_client: HashMap<String, Vec<Policy>> = HashMap::new();
+        for p in whole.policies() {
+            if p.effect() == Effect::Forbid && p.annotation("hold").is_some() {
+                holds.insert(p.id().clone());
+            }
+            if let Some(r) = p.annotation("reason") {
+                reasons.insert(p.id().clone(), r.to_string());
+            }
+            match p.principal_constraint() {
+                PrincipalConstraint::Eq(uid) if uid.type_name() == &types.client => {
+                    by_client
+                        .entry(uid.id().unescaped().to_string())
+                        .or_default()
+                        .push(p.clone());
+                }
+                _ => global.push(p.clone()),
+            }
+        }
+        let make = |policies: Vec<Policy>| -> Result<Slice, PolicyError> {
+            let has_holds = policies.iter().any(|p| holds.contains(p.id()));
+            let without_holds = if has_holds {
+                Some(
+                    PolicySet::from_policies(
+                        policies.iter().filter(|p| !holds.contains(p.id())).cloned(),
+                    )
+                    .map_err(|e| PolicyError::Schema(e.to_string()))?,
+                )
+            } else {
+                None
+            };
+            Ok(Slice {
+                all: PolicySet::from_policies(policies)
+                    .map_err(|e| PolicyError::Schema(e.to_string()))?,
+                without_holds,
+            })
+        };
+        let mut per_client = HashMap::new();
+        for (client, mut own) in by_client {
+            own.extend(global.iter().cloned());
+            per_client.insert(client, make(own)?);
+        }
+        Ok(Self {
+            schema: schema()?,
+            types,
+            global: make(global)?,
+            whole,
+            per_client,
+            holds,
+            reasons,
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.whole.policies().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole set (for benchmarks and listings).
+    pub fn whole(&self) -> &PolicySet {
+        &self.whole
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// How many policies judge this client.
+    pub fn slice_len(&self, client: &str) -> usize {
+        self.slice(client).all.policies().count()
+    }
+
+    fn slice(&self, client: &str) -> &Slice {
+        self.per_client.get(client).unwrap_or(&self.global)
+    }
+
+    pub fn client_uid(&self, name: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.types.client.clone(), EntityId::new(name))
+    }
+
+    pub fn venue_uid(&self, venue: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.types.venue.clone(), EntityId::new(venue))
+    }
+
+    pub fn asset_uid(&self, venue: &str, asset: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(
+            self.types.asset.clone(),
+            EntityId::new(format!("{venue}/{asset}")),
+        )
+    }
+
+    pub fn destination_uid(&self, venue: &str, asset: &str, address: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(
+            self.types.destination.clone(),
+            EntityId::new(format!("{venue}/{asset}/{address}")),
+        )
+    }
+
+    fn action_uid(&self, a: Action) -> EntityUid {
+        // Every action is in the map by construction.
+        self.types
+            .actions
+            .get(&a)
+            .cloned()
+            .unwrap_or_else(|| self.venue_uid("?"))
+    }
+
+    /// The entities policies may refer to: clients, venues, assets and destinations.
+    pub fn entities(&self, world: &World<'_>) -> Result<Entities, String> {
+        let s = |v: &str| RestrictedExpression::new_string(v.to_string());
+        let mut out = Vec::new();
+        let mut venues = HashSet::new();
+        for c in world.clients {
+            let tags = RestrictedExpression::new_set(c.tags.iter().map(|t| s(t)));
+            out.push(
+                Entity::new(
+                    self.client_uid(&c.name),
+                    HashMap::from([("name".into(), s(&c.name)), ("tags".into(), tags)]),
+                    HashSet::new(),
+                )
+                .map_err(|e| e.to_string())?,
+            );
+            venues.extend(c.venues.iter().map(String::as_str));
+        }
+        let mut assets = HashSet::new();
+        for (v, a) in world.assets {
+            venues.insert(v);
+            assets.insert((*v, *a));
+        }
+        for d in world.destinations {
+            venues.insert(&d.venue);
+            assets.insert((&d.venue, &d.asset));
+            out.push(
+                Entity::new(
+                    self.destination_uid(&d.venue, &d.asset, &d.address),
+                    HashMap::from([
+                        ("address".into(), s(&d.address)),
+                        ("asset".into(), s(&d.asset)),
+                        ("label".into(), s(&d.label)),
+                    ]),
+                    HashSet::from([self.venue_uid(&d.venue)]),
+                )
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        for (v, a) in assets {
+            out.push(self.asset_entity(v, a)?);
+        }
+        for v in venues {
+            out.push(self.venue_entity(v)?);
+        }
+        Entities::from_entities(out, Some(&self.schema)).map_err(|e| e.to_string())
+    }
+
+    fn venue_entity(&self, venue: &str) -> Result<Entity, String> {
+        Entity::new(
+            self.venue_uid(venue),
+            HashMap::from([(
+                "name".into(),
+                RestrictedExpression::new_string(venue.into()),
+            )]),
+            HashSet::new(),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn asset_entity(&self, venue: &str, asset: &str) -> Result<Entity, String> {
+        Entity::new(
+            self.asset_uid(venue, asset),
+            HashMap::from([
+                (
+                    "symbol".into(),
+                    RestrictedExpression::new_string(asset.into()),
+                ),
+                (
+                    "venue".into(),
+                    RestrictedExpression::new_string(venue.into()),
+                ),
+            ]),
+            HashSet::from([self.venue_uid(venue)]),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Judges one request against its client's slice. Never fails: anything that goes wrong
+    /// (a bad context, a policy that errors) is a deny that says why.
+    pub fn evaluate(
+        &self,
+        subject: &Subject<'_>,
+        ctx: &PolicyContext,
+        entities: &Entities,
+    ) -> PolicyVerdict {
+        let resource = match subject.asset {
+            Some(a) => self.asset_uid(subject.venue, a),
+            None => self.venue_uid(subject.venue),
+        };
+        // An asset or venue nobody declared still gets its entity, so `resource in Venue` and
+        // its attributes work for it too.
+        let extended;
+        let entities = if entities.get(&resource).is_none() {
+            let mut extra = vec![];
+            if let Some(a) = subject.asset {
+                extra.push(self.asset_entity(subject.venue, a));
+            }
+            if entities.get(&self.venue_uid(subject.venue)).is_none() {
+                extra.push(self.venue_entity(subject.venue));
+            }
+            let extra: Result<Vec<Entity>, String> = extra.into_iter().collect();
+            match extra.and_then(|x| {
+                entities
+                    .clone()
+                    .add_entities(x, Some(&self.schema))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(e) => {
+                    extended = e;
+                    &extended
+                }
+                Err(e) => {
+                    return deny_error(format!(
+                        "cannot describe {}/{:?} to the policies: {e}",
+                        subject.venue, subject.asset
+                    ));
+                }
+            }
+        } else {
+            entities
+        };
+        let context = match self.context(subject, ctx) {
+            Ok(c) => c,
+            Err(e) => return deny_error(format!("cannot build the policy context: {e}")),
+        };
+        let request = match Request::new(
+            self.client_uid(subject.client),
+            self.action_uid(subject.action),
+            resource,
+            context,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(e) => return deny_error(format!("cannot build the policy request: {e}")),
+        };
+        let slice = self.slice(subject.client);
+        let response = self
+            .authorizer
+            .is_authorized(&request, &slice.all, entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        if !errors.is_empty() {
+            return PolicyVerdict {
+                outcome: Outcome::Deny,
+                policies: response
+                    .diagnostics()
+                    .errors()
+                    .map(|e| match e {
+                        cedar_policy::AuthorizationError::PolicyEvaluationError(p) => {
+                            p.policy_id().to_string()
+                        }
+                    })
+                    .collect(),
+                reasons: errors
+                    .into_iter()
+                    .map(|e| format!("a policy failed to evaluate, which counts as a deny: {e}"))
+                    .collect(),
+            };
+        }
+        let deciding: Vec<PolicyId> = response.diagnostics().reason().cloned().collect();
+        match response.decision() {
+            Decision::Allow => self.verdict(Outcome::Allow, &deciding, "permits"),
+            Decision::Deny if deciding.is_empty() => PolicyVerdict {
+                outcome: Outcome::Deny,
+                policies: vec![],
+                reasons: vec![format!(
+                    "no policy permits client {} to {} on {} (default deny)",
+                    subject.client, subject.action, subject.venue
+                )],
+            },
+            Decision::Deny => {
+                let only_holds = deciding.iter().all(|id| self.holds.contains(id));
+                if only_holds && let Some(rest) = &slice.without_holds {
+                    let again = self.authorizer.is_authorized(&request, rest, entities);
+                    if again.decision() == Decision::Allow
+                        && again.diagnostics().errors().next().is_none()
+                    {
+                        return self.verdict(Outcome::Hold, &deciding, "holds");
+                    }
+                }
+                let forbids: Vec<PolicyId> = deciding
+                    .into_iter()
+                    .filter(|id| !self.holds.contains(id) || only_holds)
+                    .collect();
+                self.verdict(Outcome::Deny, &forbids, "forbids")
+            }
+        }
+    }
+
+    fn verdict(&self, outcome: Outcome, ids: &[PolicyId], verb: &str) -> PolicyVerdict {
+        PolicyVerdict {
+            outcome,
+            policies: ids.iter().map(ToString::to_string).collect(),
+            reasons: ids
+                .iter()
+                .map(|id| match self.reasons.get(id) {
+                    Some(r) => format!("{id}: {r}"),
+                    None => format!("policy {id} {verb} this"),
+                })
+                .collect(),
+        }
+    }
+
+    fn context(&self, subject: &Subject<'_>, c: &PolicyContext) -> Result<Context, String> {
+        let long = RestrictedExpression::new_long;
+        let mut pairs: Vec<(String, RestrictedExpression)> = vec![
+            ("amount_micros".into(), long(c.amount_micros)),
+            ("usd_value_cents".into(), long(c.usd_value_cents)),
+            (
+                "asset".into(),
+                RestrictedExpression::new_string(c.asset.clone()),
+            ),
+            ("client_usd_cents_10m".into(), long(c.client_usd_cents_10m)),
+            ("client_usd_cents_1h".into(), long(c.client_usd_cents_1h)),
+            ("client_usd_cents_24h".into(), long(c.client_usd_cents_24h)),
+            ("client_count_1h".into(), long(c.client_count_1h)),
+            ("hour_utc".into(), long(c.hour_utc)),
+            (
+                "signals".into(),
+                RestrictedExpression::new_set(
+                    c.signals
+                        .iter()
+                        .map(|s| RestrictedExpression::new_string(s.clone())),
+                ),
+            ),
+            ("anomaly_score".into(), long(c.anomaly_score)),
+            ("approvals".into(), long(c.approvals)),
+        ];
+        if let Some(d) = &c.destination {
+            let asset = subject.asset.unwrap_or_default();
+            pairs.push((
+                "destination".into(),
+                RestrictedExpression::new_entity_uid(self.destination_uid(
+                    subject.venue,
+                    asset,
+                    &d.address,
+                )),
+            ));
+            pairs.push(("destination_age_hours".into(), long(d.age_hours)));
+        }
+        if let Some(ip) = c.source_ip {
+            pairs.push((
+                "source_ip".into(),
+                RestrictedExpression::new_ip(ip.to_string()),
+            ));
+        }
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
+    }
+}
+
+fn deny_error(reason: String) -> PolicyVerdict {
+    PolicyVerdict {
+        outcome: Outcome::Deny,
+        policies: vec![],
+        reasons: vec![reason],
+    }
+}
+
+/// What the policies may refer to, borrowed from the engine's state.
+pub struct World<'a> {
+    pub clients: &'a [crate::auth::ClientRecord],
+    /// (venue, asset) pairs known from the config.
+    pub assets: &'a [(&'a str, &'a str)],
+    pub destinations: &'a [&'a crate::book::Destination],
+}

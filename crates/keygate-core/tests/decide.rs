@@ -1,0 +1,267 @@
+//! The decide function end to end: each check refuses what it should, policies hold and deny,
+//! and a policy that fails to evaluate is a deny.
+
+use keygate_core::auth::ClientRecord;
+use keygate_core::book::Destination;
+use keygate_core::decide::{Stage, StateInputs};
+use keygate_core::limits::{LimitSpec, Selector};
+use keygate_core::policy::{Policies, PolicySource};
+use keygate_core::time::{HOUR, MINUTE};
+use keygate_core::{Action, Engine, Intent, Outcome, State, decide};
+use rust_decimal::Decimal;
+
+const DEST: &str = "0x00000000000000000000000000000000000000aa";
+const T0: i64 = 1_700_000_000_000;
+
+const POLICIES: &str = r#"
+@id("trade-and-read")
+permit(principal, action in [Keygate::Action::"read", Keygate::Action::"trade", Keygate::Action::"cancel"], resource);
+
+@id("mm-withdraw")
+@reason("the market maker rebalances to the cold wallet")
+permit(principal == Keygate::Client::"mm", action == Keygate::Action::"withdraw", resource in Keygate::Venue::"binance")
+when { context has destination && context.destination.label == "cold" };
+
+@id("big-needs-approval")
+@hold
+@reason("withdrawals over $100,000 need approval")
+forbid(principal, action == Keygate::Action::"withdraw", resource)
+when { context.usd_value_cents > 10000000 }
+unless { context.approvals >= 2 };
+
+@id("no-btc-from-mm")
+forbid(principal == Keygate::Client::"mm", action == Keygate::Action::"withdraw", resource)
+when { resource.symbol == "BTC" };
+
+@id("broken")
+forbid(principal == Keygate::Client::"buggy", action, resource)
+when { context.amount_micros * 9223372036854775807 > 0 };
+"#;
+
+fn engine(policies: &str) -> Engine {
+    Engine {
+        policies: Policies::load(&[PolicySource {
+            name: "test.cedar".into(),
+            text: policies.into(),
+        }])
+        .unwrap(),
+        limits: vec![LimitSpec {
+            name: "mm-1h".into(),
+            client: Selector::Only("mm".into()),
+            venue: Selector::All,
+            asset: Selector::All,
+            actions: vec![Action::Withdraw, Action::Transfer],
+            window: HOUR,
+            max_usd_cents: Some(50_000_000),
+            max_amount: None,
+            max_count: None,
+        }],
+        pinned: vec![("USDT".into(), Decimal::ONE)],
+        price_max_age: 5 * MINUTE,
+        assets: vec![("binance".into(), "USDT".into())],
+    }
+}
+
+fn client(name: &str) -> ClientRecord {
+    ClientRecord {
+        name: name.into(),
+        venues: vec!["binance".into()],
+        actions: Action::ALL.to_vec(),
+        tags: vec![],
+        enabled: true,
+    }
+}
+
+fn dest(asset: &str, approved: bool) -> Destination {
+    Destination {
+        id: 1,
+        venue: "binance".into(),
+        asset: asset.into(),
+        address: DEST.into(),
+        label: "cold".into(),
+        added_at: T0 - 48 * HOUR,
+        added_by: "admin".into(),
+        usable_from: T0 - 24 * HOUR,
+        approved_at: approved.then_some(T0 - 30 * HOUR),
+        approved_by: approved.then(|| "admin".into()),
+    }
+}
+
+fn state(e: &Engine) -> State {
+    State::new(
+        e,
+        StateInputs {
+            clients: vec![client("mm"), client("buggy"), {
+                let mut c = client("off");
+                c.enabled = false;
+                c
+            }],
+            destinations: vec![dest("USDT", true), dest("BTC", true)],
+            prices: vec![("BTC".into(), Decimal::from(40_000), T0)],
+            moves: vec![],
+            clock: T0,
+        },
+    )
+    .unwrap()
+}
+
+fn withdraw(client: &str, asset: &str, amount: i64) -> Intent {
+    Intent {
+        client: client.into(),
+        venue: "binance".into(),
+        action: Action::Withdraw,
+        asset: Some(asset.into()),
+        amount: Some(Decimal::from(amount)),
+        destination: Some(DEST.to_uppercase().replace("0X", "0x")),
+        source_ip: Some("10.0.0.5".parse().unwrap()),
+        token_id: None,
+    }
+}
+
+#[test]
+fn allows_within_policy_and_limits_and_debits() {
+    let e = engine(POLICIES);
+    let mut s = state(&e);
+    let v = decide(&e, &s, &withdraw("mm", "USDT", 72), T0);
+    assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+    assert_eq!(v.policies, vec!["mm-withdraw"]);
+    assert_eq!(v.usd_value_cents, Some(7200));
+    assert_eq!(v.debit.as_ref().unwrap().usd_cents, 7200);
+    s.record(&v);
+    let v2 = decide(&e, &s, &withdraw("mm", "USDT", 72), T0 + 1);
+    assert_eq!(v2.limits[0].used_usd_cents, 7200);
+}
+
+#[test]
+fn big_withdrawals_are_held_not_denied() {
+    let e = engine(POLICIES);
+    let s = state(&e);
+    let v = decide(&e, &s, &withdraw("mm", "USDT", 200_000), T0);
+    assert_eq!(v.outcome, Outcome::Hold, "{v:?}");
+    assert_eq!(v.policies, vec!["big-needs-approval"]);
+    assert!(v.reasons[0].contains("need approval"));
+    assert!(v.debit.is_none());
+}
+
+#[test]
+fn forbid_wins_and_default_denies() {
+    let e = engine(POLICIES);
+    let s = state(&e);
+    let v = decide(&e, &s, &withdraw("mm", "BTC", 1), T0);
+    assert_eq!(
+        (v.outcome, v.stage),
+        (Outcome::Deny, Stage::Policy),
+        "{v:?}"
+    );
+    assert_eq!(v.policies, vec!["no-btc-from-mm"]);
+    // "buggy" has no withdraw permit: default deny, and it names nothing.
+    let mut i = withdraw("buggy", "USDT", 1);
+    i.client = "buggy".into();
+    let v = decide(&e, &s, &i, T0);
+    assert_eq!(v.outcome, Outcome::Deny);
+}
+
+#[test]
+fn a_policy_that_errors_is_a_deny() {
+    let e = engine(POLICIES);
+    let s = state(&e);
+    let mut i = withdraw("buggy", "USDT", 1);
+    i.action = Action::Trade;
+    i.destination = None;
+    let v = decide(&e, &s, &i, T0);
+    assert_eq!(v.outcome, Outcome::Deny, "{v:?}");
+    assert!(v.reasons[0].contains("failed to evaluate"), "{v:?}");
+    assert_eq!(v.policies, vec!["broken"]);
+}
+
+#[test]
+fn each_check_refuses_with_its_reason() {
+    let e = engine(POLICIES);
+    let s = state(&e);
+    let stage = |i: &Intent, now| {
+        let v = decide(&e, &s, i, now);
+        assert_eq!(v.outcome, Outcome::Deny, "{v:?}");
+        (v.stage, v.reasons.join("; "))
+    };
+    let mut bad = withdraw("mm", "USDT", 1);
+    bad.destination = None;
+    assert_eq!(stage(&bad, T0).0, Stage::Intent);
+    assert_eq!(stage(&withdraw("nobody", "USDT", 1), T0).0, Stage::Client);
+    assert!(
+        stage(&withdraw("off", "USDT", 1), T0)
+            .1
+            .contains("disabled")
+    );
+    let mut okx = withdraw("mm", "USDT", 1);
+    okx.venue = "okx".into();
+    assert_eq!(stage(&okx, T0).0, Stage::Client);
+    let (st, why) = stage(&withdraw("mm", "BTC", 1), T0 + 6 * MINUTE);
+    assert_eq!(st, Stage::Price);
+    assert!(why.contains("old"), "{why}");
+    assert_eq!(stage(&withdraw("mm", "ETH", 1), T0).0, Stage::Price);
+    let mut elsewhere = withdraw("mm", "USDT", 1);
+    elsewhere.destination = Some("0x00000000000000000000000000000000000000bb".into());
+    assert_eq!(stage(&elsewhere, T0).0, Stage::AddressBook);
+    let (st, why) = stage(&withdraw("mm", "USDT", 500_001), T0);
+    assert_eq!(st, Stage::Limit);
+    assert!(why.contains("mm-1h"), "{why}");
+}
+
+#[test]
+fn unapproved_destinations_are_refused() {
+    let e = engine(POLICIES);
+    let s = State::new(
+        &e,
+        StateInputs {
+            clients: vec![client("mm")],
+            destinations: vec![dest("USDT", false)],
+            prices: vec![],
+            moves: vec![],
+            clock: T0,
+        },
+    )
+    .unwrap();
+    let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0);
+    assert_eq!(v.stage, Stage::AddressBook);
+    assert!(v.reasons[0].contains("approve"), "{v:?}");
+}
+
+#[test]
+fn time_never_goes_backwards() {
+    let e = engine(POLICIES);
+    let mut s = state(&e);
+    let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0 + HOUR);
+    s.record(&v);
+    let earlier = decide(&e, &s, &withdraw("mm", "USDT", 1), T0);
+    assert_eq!(earlier.at, T0 + HOUR);
+}
+
+#[test]
+fn invalid_policies_are_refused_with_the_reason() {
+    let load = |text: &str| {
+        Policies::load(&[PolicySource {
+            name: "p.cedar".into(),
+            text: text.into(),
+        }])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(
+        load("permit(principal, action, resource) when { context.nope > 1 };").contains("nope")
+    );
+    assert!(load("permit(principal action resource);").contains("p.cedar"));
+    assert!(
+        load("@id(\"a\") permit(principal, action, resource);\n@id(\"a\") forbid(principal, action, resource);")
+            .contains("twice")
+    );
+}
+
+#[test]
+fn clients_are_judged_by_their_own_slice() {
+    let e = engine(POLICIES);
+    assert_eq!(e.policies.len(), 5);
+    assert_eq!(e.policies.slice_len("mm"), 4);
+    assert_eq!(e.policies.slice_len("buggy"), 3);
+    assert_eq!(e.policies.slice_len("someone-else"), 2);
+}

@@ -1,0 +1,172 @@
+//! Property: for random interleavings of intents and times (times may even step back), the
+//! value allowed in every rolling window never exceeds its cap, for every limit and bucket.
+
+use keygate_core::auth::ClientRecord;
+use keygate_core::book::Destination;
+use keygate_core::decide::StateInputs;
+use keygate_core::limits::{LimitSpec, Move, Selector};
+use keygate_core::policy::{Policies, PolicySource};
+use keygate_core::time::{HOUR, MINUTE};
+use keygate_core::{Action, Engine, Intent, Outcome, State, decide};
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+
+const CLIENTS: [&str; 3] = ["a", "b", "c"];
+const ASSETS: [&str; 2] = ["USDT", "ETH"];
+const T0: i64 = 1_700_000_000_000;
+
+fn limit(name: &str, client: Selector, asset: Selector, window: i64) -> LimitSpec {
+    LimitSpec {
+        name: name.into(),
+        client,
+        venue: Selector::All,
+        asset,
+        actions: vec![Action::Withdraw, Action::Transfer],
+        window,
+        max_usd_cents: None,
+        max_amount: None,
+        max_count: None,
+    }
+}
+
+fn engine() -> Engine {
+    let mut treasury = limit("treasury-1h", Selector::All, Selector::All, HOUR);
+    treasury.max_usd_cents = Some(2_000_000);
+    let mut per_client = limit("client-10m", Selector::Each, Selector::All, 10 * MINUTE);
+    per_client.max_usd_cents = Some(700_000);
+    let mut eth = limit(
+        "eth-units-24h",
+        Selector::All,
+        Selector::Only("ETH".into()),
+        24 * HOUR,
+    );
+    eth.max_amount = Some(Decimal::from(9));
+    let mut count = limit(
+        "b-count-1h",
+        Selector::Only("b".into()),
+        Selector::Each,
+        HOUR,
+    );
+    count.max_count = Some(5);
+    Engine {
+        policies: Policies::load(&[PolicySource {
+            name: "all.cedar".into(),
+            text: "permit(principal, action, resource);".into(),
+        }])
+        .unwrap(),
+        limits: vec![treasury, per_client, eth, count],
+        pinned: vec![
+            ("USDT".into(), Decimal::ONE),
+            ("ETH".into(), Decimal::from(2_000)),
+        ],
+        price_max_age: MINUTE,
+        assets: vec![],
+    }
+}
+
+fn state(e: &Engine) -> State {
+    let clients = CLIENTS
+        .iter()
+        .map(|c| ClientRecord {
+            name: c.to_string(),
+            venues: vec!["v".into()],
+            actions: Action::ALL.to_vec(),
+            tags: vec![],
+            enabled: true,
+        })
+        .collect();
+    let destinations = ASSETS
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Destination {
+            id: i as i64,
+            venue: "v".into(),
+            asset: a.to_string(),
+            address: "dest".into(),
+            label: "d".into(),
+            added_at: 0,
+            added_by: "t".into(),
+            usable_from: 0,
+            approved_at: Some(0),
+            approved_by: Some("t".into()),
+        })
+        .collect();
+    State::new(
+        e,
+        StateInputs {
+            clients,
+            destinations,
+            prices: vec![],
+            moves: vec![],
+            clock: T0,
+        },
+    )
+    .unwrap()
+}
+
+/// The largest total of any window of `window` ms over `moves` that a filter selects, checked at
+/// every move's time (a window's total can only peak at a move).
+fn max_window<F: Fn(&Move) -> bool>(
+    moves: &[Move],
+    window: i64,
+    f: F,
+    value: impl Fn(&Move) -> Decimal,
+) -> Decimal {
+    let mut best = Decimal::ZERO;
+    for end in moves.iter().map(|m| m.at) {
+        let total: Decimal = moves
+            .iter()
+            .filter(|m| m.at > end - window && m.at <= end && f(m))
+            .map(&value)
+            .sum();
+        best = best.max(total);
+    }
+    best
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn allowed_value_never_exceeds_a_cap(
+        steps in prop::collection::vec(
+            (0usize..3, 0usize..2, 1i64..4000, -10 * MINUTE..20 * MINUTE, any::<bool>()),
+            1..120,
+        )
+    ) {
+        let e = engine();
+        let mut s = state(&e);
+        let mut now = T0;
+        let mut allowed: Vec<Move> = vec![];
+        for (c, a, amount, dt, transfer) in steps {
+            now += dt;
+            let intent = Intent {
+                client: CLIENTS[c].into(),
+                venue: "v".into(),
+                action: if transfer { Action::Transfer } else { Action::Withdraw },
+                asset: Some(ASSETS[a].into()),
+                // ETH amounts in thousandths, USDT in whole units.
+                amount: Some(if a == 1 { Decimal::new(amount, 3) } else { Decimal::from(amount) }),
+                destination: Some("dest".into()),
+                source_ip: None,
+                token_id: None,
+            };
+            let v = decide(&e, &s, &intent, now);
+            prop_assert!(v.at >= now);
+            if v.outcome == Outcome::Allow {
+                allowed.push(v.debit.clone().unwrap());
+            }
+            s.record(&v);
+        }
+        let usd = |m: &Move| Decimal::from(m.usd_cents);
+        prop_assert!(max_window(&allowed, HOUR, |_| true, usd) <= Decimal::from(2_000_000));
+        for c in CLIENTS {
+            prop_assert!(max_window(&allowed, 10 * MINUTE, |m| m.client == c, usd) <= Decimal::from(700_000));
+        }
+        prop_assert!(max_window(&allowed, 24 * HOUR, |m| m.asset == "ETH", |m| m.amount) <= Decimal::from(9));
+        for a in ASSETS {
+            prop_assert!(max_window(&allowed, HOUR, |m| m.client == "b" && m.asset == a, |_| Decimal::ONE) <= Decimal::from(5));
+        }
+        // And the limits did bite at least sometimes when traffic was heavy.
+        prop_assert!(allowed.iter().all(|m| m.usd_cents > 0));
+    }
+}
