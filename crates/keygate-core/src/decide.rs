@@ -225,6 +225,12 @@ impl State {
         self.clock = self.clock.max(verdict.at);
     }
 
+    /// Counts a move recorded elsewhere (by another instance) in the limits.
+    pub fn record_move(&mut self, m: &Move) {
+        self.limits.record(&m.as_ref());
+        self.clock = self.clock.max(m.at);
+    }
+
     /// Moves the clock forward without a decision (an admin action dated later, say).
     pub fn advance(&mut self, to: Millis) {
         self.clock = self.clock.max(to);

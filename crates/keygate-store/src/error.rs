@@ -24,6 +24,15 @@ pub enum StoreError {
 
     #[error("conflict: {0}")]
     Conflict(String),
+
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    #[error("the store holds something keygate cannot read: {0}")]
+    Corrupt(String),
+
+    #[error("the decision writer has stopped; restart keygate (the store is unchanged)")]
+    WriterGone,
 }
 
 impl StoreError {

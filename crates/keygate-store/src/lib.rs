@@ -7,7 +7,10 @@
 //! The store knows rows, transactions and migrations. It does not know cryptography: the vault
 //! seals secrets, the store keeps the sealed bytes.
 
+pub mod audit;
 mod credentials;
+pub mod decider;
+mod engine;
 mod error;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,6 +24,8 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
+pub use decider::{Decider, DeciderOptions, Decision};
+pub use engine::{PriceRow, TokenSummary};
 pub use error::StoreError;
 pub(crate) use error::is_unique_violation;
 

@@ -37,3 +37,40 @@ pub async fn fresh_postgres_url() -> String {
         .unwrap_or(admin.clone());
     format!("{base}/{name}")
 }
+
+/// The URL of a fresh, migrated store of the given backend, plus the temp dir that holds a
+/// SQLite file (keep it alive as long as the store is used).
+pub async fn fresh_store_url(backend: crate::Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        crate::Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("kg.db").display());
+            let store = crate::Store::open(&url, crate::OpenMode::Create)
+                .await
+                .unwrap_or_else(|e| panic!("cannot create SQLite store: {e}"));
+            store.close().await;
+            (url, Some(dir))
+        }
+        crate::Backend::Postgres => {
+            let url = fresh_postgres_url().await;
+            let store = crate::Store::open(&url, crate::OpenMode::Existing)
+                .await
+                .unwrap_or_else(|e| panic!("cannot open PostgreSQL store: {e}"));
+            store.close().await;
+            (url, None)
+        }
+    }
+}
+
+/// A fresh, migrated store of the given backend, plus the temp dir that holds a SQLite file.
+pub async fn fresh_store(backend: crate::Backend) -> (crate::Store, Option<tempfile::TempDir>) {
+    let (url, dir) = fresh_store_url(backend).await;
+    (open(&url).await, dir)
+}
+
+/// Opens another handle on an existing store, as a second instance (or a restart) would.
+pub async fn open(url: &str) -> crate::Store {
+    crate::Store::open(url, crate::OpenMode::Existing)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the store: {e}"))
+}

@@ -16,20 +16,7 @@ async fn fresh(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
 }
 
 async fn fresh_empty(backend: Backend) -> (Store, Option<tempfile::TempDir>) {
-    match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("kg.db").display());
-            (
-                Store::open(&url, OpenMode::Create).await.unwrap(),
-                Some(dir),
-            )
-        }
-        Backend::Postgres => {
-            let url = testing::fresh_postgres_url().await;
-            (Store::open(&url, OpenMode::Existing).await.unwrap(), None)
-        }
-    }
+    testing::fresh_store(backend).await
 }
 
 fn cred(id: &str, version: u32, tag: u8) -> NewCredential {
@@ -79,9 +66,9 @@ both_backends!(
 async fn migrations_apply_once_and_are_idempotent(b: Backend) {
     let (s, _d) = fresh(b).await;
     assert_eq!(s.backend(), b);
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
     s.migrate().await.unwrap();
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
     match b {
         Backend::Sqlite => assert_eq!(
             s.sqlite_journal_mode().await.unwrap().as_deref(),

@@ -1,0 +1,548 @@
+//! The engine's state in the store: clients, tokens, the address book and observed prices.
+//! Every change is one transaction that also appends its audit entry, so nothing changes
+//! without a record, and every decider sees the change on its next batch (the audit head moves).
+
+use ipnet::IpNet;
+use keygate_core::auth::{ClientRecord, TokenRecord};
+use keygate_core::book::Destination;
+use keygate_core::intent::normalize_address;
+use keygate_core::{Action, Millis};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::audit::{NewEntry, append, lock_head};
+use crate::{Store, StoreError, is_unique_violation};
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn row_to_client(r: &AnyRow) -> Result<ClientRecord, StoreError> {
+    let name: String = r.try_get("name")?;
+    let what = format!("client {name}");
+    Ok(ClientRecord {
+        venues: from_json(&r.try_get::<String, _>("venues")?, &what)?,
+        actions: from_json(&r.try_get::<String, _>("actions")?, &what)?,
+        tags: from_json(&r.try_get::<String, _>("tags")?, &what)?,
+        enabled: r.try_get::<i64, _>("enabled")? == 1,
+        name,
+    })
+}
+
+fn row_to_token(r: &AnyRow) -> Result<TokenRecord, StoreError> {
+    let id: String = r.try_get("id")?;
+    let what = format!("token {id}");
+    let mut secret_hash = [0u8; 32];
+    hex::decode_to_slice(r.try_get::<String, _>("secret_hash")?, &mut secret_hash)
+        .map_err(|_| StoreError::Corrupt(format!("{what}: bad secret hash")))?;
+    let cidrs: Vec<String> = from_json(&r.try_get::<String, _>("cidrs")?, &what)?;
+    let cidrs = cidrs
+        .iter()
+        .map(|c| c.parse::<IpNet>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| StoreError::Corrupt(format!("{what}: bad CIDR")))?;
+    Ok(TokenRecord {
+        client: r.try_get("client")?,
+        secret_hash,
+        venues: from_json(&r.try_get::<String, _>("venues")?, &what)?,
+        actions: from_json(&r.try_get::<String, _>("actions")?, &what)?,
+        cidrs,
+        issued_at: r.try_get("issued_ms")?,
+        expires_at: r.try_get("expires_ms")?,
+        revoked_at: r.try_get("revoked_ms")?,
+        id,
+    })
+}
+
+fn row_to_destination(r: &AnyRow) -> Result<Destination, StoreError> {
+    Ok(Destination {
+        id: r.try_get("id")?,
+        venue: r.try_get("venue")?,
+        asset: r.try_get("asset")?,
+        address: r.try_get("address")?,
+        label: r.try_get("label")?,
+        added_at: r.try_get("added_ms")?,
+        added_by: r.try_get("added_by")?,
+        usable_from: r.try_get("usable_from_ms")?,
+        approved_at: r.try_get("approved_ms")?,
+        approved_by: r.try_get("approved_by")?,
+    })
+}
+
+/// A token as listed (no hash).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenSummary {
+    pub id: String,
+    pub client: String,
+    pub venues: Vec<String>,
+    pub actions: Vec<Action>,
+    pub cidrs: Vec<String>,
+    pub issued_ms: Millis,
+    pub expires_ms: Millis,
+    pub revoked_ms: Option<Millis>,
+}
+
+/// An observed price as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PriceRow {
+    pub asset: String,
+    pub usd: Decimal,
+    pub as_of_ms: Millis,
+    pub set_by: String,
+}
+
+const CLIENT_COLS: &str = "SELECT name, venues, actions, tags, enabled FROM clients";
+const TOKEN_COLS: &str = "SELECT id, client, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms FROM tokens";
+const DEST_COLS: &str = "SELECT id, venue, asset, address, label, added_ms, added_by, usable_from_ms, approved_ms, approved_by FROM destinations";
+
+fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
+    NewEntry {
+        kind: "admin",
+        actor: actor.to_string(),
+        at_ms,
+        data,
+        debit: None,
+    }
+}
+
+/// A write transaction with the audit head locked: make the change, append its entry, commit.
+struct Audited {
+    tx: Transaction<'static, Any>,
+    head: crate::audit::Head,
+}
+
+impl Audited {
+    async fn begin(store: &Store) -> Result<Self, StoreError> {
+        let mut tx = store.begin_write().await?;
+        let head = lock_head(&mut tx).await?;
+        Ok(Self { tx, head })
+    }
+
+    async fn commit(mut self, entry: NewEntry) -> Result<i64, StoreError> {
+        let seqs = append(&mut self.tx, &mut self.head, vec![entry]).await?;
+        self.tx.commit().await?;
+        Ok(seqs.first().copied().unwrap_or_default())
+    }
+}
+
+impl Store {
+    /// Adds a client. Returns the audit entry's sequence number.
+    pub async fn add_client(
+        &self,
+        c: &ClientRecord,
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        sqlx::query(
+            "INSERT INTO clients (name, venues, actions, tags, enabled, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(c.name.clone())
+        .bind(to_json(&c.venues))
+        .bind(to_json(&c.actions))
+        .bind(to_json(&c.tags))
+        .bind(i64::from(c.enabled))
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("client {} already exists", c.name))
+            } else {
+                e.into()
+            }
+        })?;
+        w.commit(admin(
+            actor,
+            now,
+            json!({"action": "client.add", "client": c}),
+        ))
+        .await
+    }
+
+    /// Enables or disables a client; its tokens stop (or start) working on the next request.
+    pub async fn set_client_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        let done = sqlx::query("UPDATE clients SET enabled = $1, updated_ms = $2 WHERE name = $3")
+            .bind(i64::from(enabled))
+            .bind(now)
+            .bind(name.to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "client {name}; see `keygate client list`"
+            )));
+        }
+        let action = if enabled {
+            "client.enable"
+        } else {
+            "client.disable"
+        };
+        w.commit(admin(actor, now, json!({"action": action, "client": name})))
+            .await
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{CLIENT_COLS} ORDER BY name")))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(row_to_client).collect()
+    }
+
+    pub async fn client(&self, name: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{CLIENT_COLS} WHERE name = $1"
+        )))
+        .bind(name.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(row_to_client).transpose()
+    }
+
+    /// Stores a new token (only its hash) and audits its issue (without any secret).
+    pub async fn insert_token(&self, t: &TokenRecord, actor: &str) -> Result<i64, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        let cidrs: Vec<String> = t.cidrs.iter().map(ToString::to_string).collect();
+        sqlx::query(
+            "INSERT INTO tokens (id, client, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+        )
+        .bind(t.id.clone())
+        .bind(t.client.clone())
+        .bind(hex::encode(t.secret_hash))
+        .bind(to_json(&t.venues))
+        .bind(to_json(&t.actions))
+        .bind(to_json(&cidrs))
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("token id {} already exists; issue again", t.id))
+            } else {
+                e.into()
+            }
+        })?;
+        w.commit(admin(
+            actor,
+            t.issued_at,
+            json!({"action": "token.issue", "token": t.id, "client": t.client, "venues": t.venues,
+                   "actions": t.actions, "cidrs": cidrs, "expires_ms": t.expires_at}),
+        ))
+        .await
+    }
+
+    /// Revokes a token; it stops working on the next request of every instance.
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL")
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *w.tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "token {id} (or it is already revoked); see `keygate token list`"
+            )));
+        }
+        w.commit(admin(
+            actor,
+            now,
+            json!({"action": "token.revoke", "token": id}),
+        ))
+        .await
+    }
+
+    /// A token and its client, read fresh from the store (so revocations and disables made by
+    /// any instance count at once).
+    pub async fn token_with_client(
+        &self,
+        id: &str,
+    ) -> Result<(Option<TokenRecord>, Option<ClientRecord>), StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{TOKEN_COLS} WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(token) = row.as_ref().map(row_to_token).transpose()? else {
+            return Ok((None, None));
+        };
+        let client = self.client(&token.client).await?;
+        Ok((Some(token), client))
+    }
+
+    pub async fn tokens(&self, client: Option<&str>) -> Result<Vec<TokenSummary>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{TOKEN_COLS} WHERE ($1 IS NULL OR client = $1) ORDER BY issued_ms, id"
+        )))
+        .bind(client.map(str::to_string))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let t = row_to_token(r)?;
+                Ok(TokenSummary {
+                    id: t.id,
+                    client: t.client,
+                    venues: t.venues,
+                    actions: t.actions,
+                    cidrs: t.cidrs.iter().map(ToString::to_string).collect(),
+                    issued_ms: t.issued_at,
+                    expires_ms: t.expires_at,
+                    revoked_ms: t.revoked_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Adds an address-book entry, usable after `cooldown` and an admin's approval.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_destination(
+        &self,
+        venue: &str,
+        asset: &str,
+        address: &str,
+        label: &str,
+        cooldown: Millis,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Destination, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        let address = normalize_address(address);
+        let row = sqlx::query(
+            "INSERT INTO destinations (venue, asset, address, label, added_ms, added_by, usable_from_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(venue.to_string())
+        .bind(asset.to_string())
+        .bind(address.clone())
+        .bind(label.to_string())
+        .bind(now)
+        .bind(actor.to_string())
+        .bind(now.saturating_add(cooldown))
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("{address} is already in the address book for {asset} on {venue}"))
+            } else {
+                e.into()
+            }
+        })?;
+        let d = Destination {
+            id: row.try_get(0)?,
+            venue: venue.into(),
+            asset: asset.into(),
+            address,
+            label: label.into(),
+            added_at: now,
+            added_by: actor.into(),
+            usable_from: now.saturating_add(cooldown),
+            approved_at: None,
+            approved_by: None,
+        };
+        w.commit(admin(
+            actor,
+            now,
+            json!({"action": "address.add", "destination": d}),
+        ))
+        .await?;
+        Ok(d)
+    }
+
+    /// Approves an address-book entry. An admin may not approve an entry they added.
+    pub async fn approve_destination(
+        &self,
+        id: i64,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Destination, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEST_COLS} WHERE id = $1 AND removed_ms IS NULL"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let mut d = row
+            .as_ref()
+            .map(row_to_destination)
+            .transpose()?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!(
+                    "address-book entry {id}; see `keygate address list`"
+                ))
+            })?;
+        if d.approved_at.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "address-book entry {id} is already approved"
+            )));
+        }
+        if d.added_by == actor {
+            return Err(StoreError::Conflict(format!(
+                "{actor} added address-book entry {id} and so may not approve it; another admin must"
+            )));
+        }
+        sqlx::query("UPDATE destinations SET approved_ms = $1, approved_by = $2 WHERE id = $3")
+            .bind(now)
+            .bind(actor.to_string())
+            .bind(id)
+            .execute(&mut *w.tx)
+            .await?;
+        d.approved_at = Some(now);
+        d.approved_by = Some(actor.into());
+        w.commit(admin(
+            actor,
+            now,
+            json!({"action": "address.approve", "destination": d}),
+        ))
+        .await?;
+        Ok(d)
+    }
+
+    /// Removes an address-book entry; withdrawals to it are refused from the next decision on.
+    pub async fn remove_destination(
+        &self,
+        id: i64,
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        let done = sqlx::query(
+            "UPDATE destinations SET removed_ms = $1 WHERE id = $2 AND removed_ms IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *w.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "address-book entry {id}; see `keygate address list`"
+            )));
+        }
+        w.commit(admin(
+            actor,
+            now,
+            json!({"action": "address.remove", "id": id}),
+        ))
+        .await
+    }
+
+    /// The live address book.
+    pub async fn destinations(&self) -> Result<Vec<Destination>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DEST_COLS} WHERE removed_ms IS NULL ORDER BY id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(row_to_destination).collect()
+    }
+
+    /// Records an observed price.
+    pub async fn set_price(
+        &self,
+        asset: &str,
+        usd: Decimal,
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        sqlx::query(
+            "INSERT INTO prices (asset, usd, as_of_ms, set_by) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (asset) DO UPDATE SET usd = excluded.usd, as_of_ms = excluded.as_of_ms, set_by = excluded.set_by",
+        )
+        .bind(asset.to_string())
+        .bind(usd.to_string())
+        .bind(now)
+        .bind(actor.to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit(admin(
+            actor,
+            now,
+            json!({"action": "price.set", "asset": asset, "usd": usd}),
+        ))
+        .await
+    }
+
+    pub async fn prices(&self) -> Result<Vec<PriceRow>, StoreError> {
+        let rows = sqlx::query("SELECT asset, usd, as_of_ms, set_by FROM prices ORDER BY asset")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let asset: String = r.try_get(0)?;
+                let usd: String = r.try_get(1)?;
+                Ok(PriceRow {
+                    usd: usd.parse().map_err(|_| {
+                        StoreError::Corrupt(format!("the stored price of {asset} is not a decimal"))
+                    })?,
+                    asset,
+                    as_of_ms: r.try_get(2)?,
+                    set_by: r.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Everything `decide` needs from the store, read inside the decider's transaction.
+pub(crate) async fn load_inputs(
+    tx: &mut Transaction<'static, Any>,
+    moves_since: Millis,
+    clock: Millis,
+) -> Result<keygate_core::decide::StateInputs, StoreError> {
+    let clients = sqlx::query(sqlx::AssertSqlSafe(format!("{CLIENT_COLS} ORDER BY name")))
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(row_to_client)
+        .collect::<Result<Vec<_>, _>>()?;
+    let destinations = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{DEST_COLS} WHERE removed_ms IS NULL ORDER BY id"
+    )))
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(row_to_destination)
+    .collect::<Result<Vec<_>, _>>()?;
+    let mut prices = vec![];
+    for r in sqlx::query("SELECT asset, usd, as_of_ms FROM prices")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let asset: String = r.try_get(0)?;
+        let usd: String = r.try_get(1)?;
+        let usd: Decimal = usd.parse().map_err(|_| {
+            StoreError::Corrupt(format!("the stored price of {asset} is not a decimal"))
+        })?;
+        prices.push((asset, usd, r.try_get(2)?));
+    }
+    let moves = crate::audit::moves_since(&mut **tx, moves_since).await?;
+    Ok(keygate_core::decide::StateInputs {
+        clients,
+        destinations,
+        prices,
+        moves,
+        clock,
+    })
+}

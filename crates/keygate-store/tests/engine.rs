@@ -1,0 +1,459 @@
+//! The engine's store: durable decide-and-record, limits under concurrency and restarts, admin
+//! changes seen by every instance, and the audit chain's verification. Every test runs on SQLite
+//! and on PostgreSQL.
+
+use std::sync::Arc;
+
+use keygate_core::auth::ClientRecord;
+use keygate_core::limits::{LimitSpec, Selector};
+use keygate_core::policy::{Policies, PolicySource};
+use keygate_core::time::{HOUR, MINUTE};
+use keygate_core::{Action, Engine, Intent, Outcome};
+use keygate_store::audit::{CheckpointPolicy, Signer, Verifier};
+use keygate_store::{Backend, Decider, DeciderOptions, Store, testing};
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+
+const T0: i64 = 1_700_000_000_000;
+const DEST: &str = "0x00000000000000000000000000000000000000aa";
+const CAP_CENTS: i64 = 5_000_000; // $50,000
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(keygate_store::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(keygate_store::Backend::Postgres).await })*
+        }
+    };
+}
+
+both_backends!(
+    allows_are_durable_and_limits_survive_a_restart,
+    two_instances_racing_at_a_cap_never_exceed_it,
+    admin_changes_reach_every_instance_on_the_next_decision,
+    tokens_are_stored_as_hashes_and_revocable,
+    address_book_needs_another_admin_and_a_cool_down,
+    edited_deleted_or_reordered_entries_are_named,
+    signed_checkpoints_catch_a_rewritten_chain,
+);
+
+fn engine() -> Arc<Engine> {
+    Arc::new(Engine {
+        policies: Policies::load(&[PolicySource {
+            name: "p.cedar".into(),
+            text: "permit(principal, action, resource);".into(),
+        }])
+        .unwrap(),
+        limits: vec![LimitSpec {
+            name: "treasury-1h".into(),
+            client: Selector::All,
+            venue: Selector::All,
+            asset: Selector::All,
+            actions: vec![Action::Withdraw, Action::Transfer],
+            window: HOUR,
+            max_usd_cents: Some(CAP_CENTS),
+            max_amount: None,
+            max_count: None,
+        }],
+        pinned: vec![("USDT".into(), Decimal::ONE)],
+        price_max_age: 5 * MINUTE,
+        assets: vec![],
+    })
+}
+
+async fn setup(s: &Store) {
+    s.add_client(
+        &ClientRecord {
+            name: "mm".into(),
+            venues: vec!["binance".into()],
+            actions: Action::ALL.to_vec(),
+            tags: vec![],
+            enabled: true,
+        },
+        "alice",
+        T0 - 2 * 24 * HOUR,
+    )
+    .await
+    .unwrap();
+    let d = s
+        .add_destination(
+            "binance",
+            "USDT",
+            DEST,
+            "cold",
+            24 * HOUR,
+            "alice",
+            T0 - 2 * 24 * HOUR,
+        )
+        .await
+        .unwrap();
+    s.approve_destination(d.id, "bob", T0 - 2 * 24 * HOUR + 1)
+        .await
+        .unwrap();
+}
+
+fn withdraw(amount: i64) -> Intent {
+    Intent {
+        client: "mm".into(),
+        venue: "binance".into(),
+        action: Action::Withdraw,
+        asset: Some("USDT".into()),
+        amount: Some(Decimal::from(amount)),
+        destination: Some(DEST.into()),
+        source_ip: None,
+        token_id: None,
+    }
+}
+
+async fn allows_are_durable_and_limits_survive_a_restart(b: Backend) {
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let s = testing::open(&url).await;
+    setup(&s).await;
+    let d = Decider::start(s.clone(), engine(), DeciderOptions::default());
+    let first = d.decide(withdraw(40_000), T0).await.unwrap();
+    assert_eq!(first.verdict.outcome, Outcome::Allow, "{:?}", first.verdict);
+    let row = s.audit_entry(first.id).await.unwrap().unwrap();
+    assert_eq!(row.kind, "decision");
+    assert_eq!(row.debit.as_ref().unwrap().usd_cents, 4_000_000);
+    drop(d);
+    s.close().await;
+    // A restart: a new handle and a new decider remember the debit.
+    let s = testing::open(&url).await;
+    let d = Decider::start(s.clone(), engine(), DeciderOptions::default());
+    let v = d
+        .decide(withdraw(20_000), T0 + MINUTE)
+        .await
+        .unwrap()
+        .verdict;
+    assert_eq!(v.outcome, Outcome::Deny);
+    assert!(v.reasons[0].contains("treasury-1h"), "{v:?}");
+    let v = d
+        .decide(withdraw(10_000), T0 + 2 * MINUTE)
+        .await
+        .unwrap()
+        .verdict;
+    assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+    // After the hour the window has room again.
+    let v = d
+        .decide(withdraw(40_000), T0 + HOUR + 5 * MINUTE)
+        .await
+        .unwrap()
+        .verdict;
+    assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+}
+
+async fn two_instances_racing_at_a_cap_never_exceed_it(b: Backend) {
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let a = testing::open(&url).await;
+    setup(&a).await;
+    let b2 = testing::open(&url).await;
+    let da = Decider::start(a.clone(), engine(), DeciderOptions::default());
+    let db = Decider::start(b2.clone(), engine(), DeciderOptions::default());
+    // 40 tasks, each sending 5 requests one after another, spread over both instances, so
+    // that each instance decides many small batches interleaved with the other's.
+    let mut tasks = vec![];
+    for i in 0..40i64 {
+        let d = if i % 2 == 0 { da.clone() } else { db.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut out = vec![];
+            for j in 0..5 {
+                out.push(d.decide(withdraw(1_000), T0 + i * 5 + j).await.unwrap());
+            }
+            out
+        }));
+    }
+    let mut allowed = 0i64;
+    let mut ids = vec![];
+    for t in tasks {
+        for dec in t.await.unwrap() {
+            ids.push(dec.id);
+            if dec.verdict.outcome == Outcome::Allow {
+                allowed += dec.verdict.usd_value_cents.unwrap();
+            }
+        }
+    }
+    // Exactly the cap: never more, and no room wasted by a stale view.
+    assert_eq!(allowed, CAP_CENTS);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every decision has its own audit entry");
+    let report = a.verify_audit(&NoKeys, &[]).await.unwrap();
+    assert_eq!(report.problem, None);
+}
+
+async fn admin_changes_reach_every_instance_on_the_next_decision(b: Backend) {
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let a = testing::open(&url).await;
+    setup(&a).await;
+    let other = testing::open(&url).await;
+    let d = Decider::start(other.clone(), engine(), DeciderOptions::default());
+    assert_eq!(
+        d.decide(withdraw(1), T0).await.unwrap().verdict.outcome,
+        Outcome::Allow
+    );
+    // Another instance removes the destination: the very next decision here is a deny.
+    let dest = a.destinations().await.unwrap()[0].clone();
+    a.remove_destination(dest.id, "alice", T0 + 1)
+        .await
+        .unwrap();
+    let v = d.decide(withdraw(1), T0 + 2).await.unwrap().verdict;
+    assert_eq!(v.outcome, Outcome::Deny);
+    assert!(v.reasons[0].contains("not in the address book"), "{v:?}");
+    // And a disabled client is refused.
+    a.set_client_enabled("mm", false, "alice", T0 + 3)
+        .await
+        .unwrap();
+    let mut read = withdraw(1);
+    read.action = Action::Read;
+    read.asset = None;
+    read.amount = None;
+    read.destination = None;
+    let v = d.decide(read, T0 + 4).await.unwrap().verdict;
+    assert_eq!(v.outcome, Outcome::Deny);
+    assert!(v.reasons[0].contains("disabled"), "{v:?}");
+}
+
+async fn tokens_are_stored_as_hashes_and_revocable(b: Backend) {
+    let (s, _dir) = testing::fresh_store(b).await;
+    setup(&s).await;
+    let t = keygate_core::auth::new_token([3; 8], [9; 32]);
+    let rec = keygate_core::auth::TokenRecord {
+        id: t.id.clone(),
+        client: "mm".into(),
+        secret_hash: t.secret_hash,
+        venues: vec!["binance".into()],
+        actions: vec![Action::Read],
+        cidrs: vec!["10.0.0.0/24".parse().unwrap()],
+        issued_at: T0,
+        expires_at: T0 + 15 * MINUTE,
+        revoked_at: None,
+    };
+    s.insert_token(&rec, "alice").await.unwrap();
+    let (got, client) = s.token_with_client(&t.id).await.unwrap();
+    assert_eq!(got.as_ref(), Some(&rec));
+    assert_eq!(client.unwrap().name, "mm");
+    assert_eq!(s.tokens(Some("mm")).await.unwrap().len(), 1);
+    assert_eq!(s.tokens(None).await.unwrap().len(), 1);
+    // The secret is nowhere in the audit log.
+    let secret_hex = hex::encode([9u8; 32]);
+    for row in s.audit_tail(100).await.unwrap() {
+        assert!(!row.entry.contains(&secret_hex));
+        assert!(!row.entry.contains(&hex::encode(t.secret_hash)));
+    }
+    s.revoke_token(&t.id, "alice", T0 + 1).await.unwrap();
+    assert!(
+        s.token_with_client(&t.id)
+            .await
+            .unwrap()
+            .0
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(s.revoke_token(&t.id, "alice", T0 + 2).await.is_err());
+}
+
+async fn address_book_needs_another_admin_and_a_cool_down(b: Backend) {
+    let (s, _dir) = testing::fresh_store(b).await;
+    setup(&s).await;
+    let d = s
+        .add_destination(
+            "binance",
+            "USDT",
+            "0x00000000000000000000000000000000000000BB",
+            "new",
+            24 * HOUR,
+            "alice",
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.address, "0x00000000000000000000000000000000000000bb");
+    let e = s
+        .approve_destination(d.id, "alice", T0 + 1)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("another admin"), "{e}");
+    assert!(
+        s.add_destination("binance", "USDT", &d.address, "dup", HOUR, "alice", T0)
+            .await
+            .is_err()
+    );
+    s.approve_destination(d.id, "bob", T0 + 2).await.unwrap();
+    let dec = Decider::start(s.clone(), engine(), DeciderOptions::default());
+    let mut i = withdraw(5);
+    i.destination = Some(d.address.clone());
+    let v = dec.decide(i.clone(), T0 + HOUR).await.unwrap().verdict;
+    assert_eq!(v.outcome, Outcome::Deny);
+    assert!(v.reasons[0].contains("cool-down"), "{v:?}");
+    let v = dec.decide(i, T0 + 24 * HOUR).await.unwrap().verdict;
+    assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+}
+
+/// A verifier that trusts nothing: for chains without checkpoints.
+struct NoKeys;
+impl Verifier for NoKeys {
+    fn verify(&self, _: &str, _: &[u8], _: &str) -> Result<(), String> {
+        Err("no key is trusted".into())
+    }
+}
+
+/// A stand-in signer for the store's own tests (the binary signs with Ed25519): a keyed hash.
+struct TestSigner(&'static str);
+impl Signer for TestSigner {
+    fn public_key(&self) -> String {
+        self.0.to_string()
+    }
+    fn sign(&self, message: &[u8]) -> String {
+        hex::encode(
+            Sha256::new()
+                .chain_update(self.0)
+                .chain_update(message)
+                .finalize(),
+        )
+    }
+}
+impl Verifier for TestSigner {
+    fn verify(&self, key: &str, message: &[u8], sig: &str) -> Result<(), String> {
+        if key == self.0 && self.sign(message) == sig {
+            Ok(())
+        } else {
+            Err("signature does not verify".into())
+        }
+    }
+}
+
+async fn raw(s: &Store, sql: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(s.pool())
+        .await
+        .unwrap();
+}
+
+async fn edited_deleted_or_reordered_entries_are_named(b: Backend) {
+    for (tamper, seq, word) in [
+        (
+            "UPDATE audit_log SET entry = REPLACE(entry, '\"mm\"', '\"mx\"') WHERE seq = 7",
+            7,
+            "edited",
+        ),
+        (
+            "UPDATE audit_log SET actor = 'client:other' WHERE seq = 6",
+            6,
+            "edited",
+        ),
+        (
+            "UPDATE audit_log SET mv_usd_cents = 1 WHERE seq = 6",
+            6,
+            "edited",
+        ),
+        ("DELETE FROM audit_log WHERE seq = 5", 5, "deleted"),
+        (
+            "UPDATE audit_log SET seq = -seq WHERE seq IN (5, 6); UPDATE audit_log SET seq = 11 WHERE seq = -5; \
+          UPDATE audit_log SET seq = 5 WHERE seq = -6; UPDATE audit_log SET seq = 6 WHERE seq = 11",
+            5,
+            "reordered",
+        ),
+        (
+            "DELETE FROM audit_log WHERE seq = 9",
+            9,
+            "removed from the end",
+        ),
+    ] {
+        let (s, _dir) = testing::fresh_store(b).await;
+        setup(&s).await; // entries 1-3
+        let d = Decider::start(s.clone(), engine(), DeciderOptions::default());
+        for i in 0..6 {
+            d.decide(withdraw(10), T0 + i).await.unwrap(); // entries 4-9
+        }
+        assert_eq!(s.verify_audit(&NoKeys, &[]).await.unwrap().problem, None);
+        for stmt in tamper.split("; ") {
+            raw(&s, stmt).await;
+        }
+        let p = s
+            .verify_audit(&NoKeys, &[])
+            .await
+            .unwrap()
+            .problem
+            .unwrap_or_else(|| panic!("{tamper} not found"));
+        assert_eq!(p.seq, seq, "{tamper}: {p:?}");
+        assert!(p.what.contains(word), "{tamper}: {p:?}");
+    }
+}
+
+async fn signed_checkpoints_catch_a_rewritten_chain(b: Backend) {
+    let (s, _dir) = testing::fresh_store(b).await;
+    setup(&s).await;
+    let exported = Arc::new(std::sync::Mutex::new(vec![]));
+    let sink = exported.clone();
+    let d = Decider::start(
+        s.clone(),
+        engine(),
+        DeciderOptions {
+            signer: Some(Arc::new(TestSigner("k1"))),
+            checkpoints: CheckpointPolicy {
+                every_entries: 3,
+                every_ms: HOUR,
+            },
+            on_checkpoint: Some(Arc::new(move |cp| sink.lock().unwrap().push(cp.clone()))),
+        },
+    );
+    for i in 0..7 {
+        d.decide(withdraw(10), T0 + i).await.unwrap();
+    }
+    let exported: Vec<_> = exported.lock().unwrap().clone();
+    assert!(!exported.is_empty());
+    let report = s.verify_audit(&TestSigner("k1"), &exported).await.unwrap();
+    assert_eq!(report.problem, None, "{report:?}");
+    assert!(report.checkpoints >= 2);
+    // Someone with write access rewrites entry 5 and re-hashes the chain from there: the
+    // chain is consistent again, but the signed checkpoints are not.
+    let rows = s.audit_tail(100).await.unwrap();
+    let mut prev = rows.iter().find(|r| r.seq == 4).unwrap().hash.clone();
+    for r in rows.iter().filter(|r| r.seq >= 5) {
+        let entry = if r.seq == 5 {
+            r.entry
+                .replace("\"stage\":\"policy\"", "\"stage\":\"limit\"")
+        } else {
+            r.entry.clone()
+        };
+        assert!(
+            r.seq != 5 || entry != r.entry,
+            "the rewrite changes entry 5"
+        );
+        let hash = keygate_store::audit::chain_hash(&prev, &entry);
+        sqlx::query("UPDATE audit_log SET entry = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(entry)
+            .bind(prev.clone())
+            .bind(hash.clone())
+            .bind(r.seq)
+            .execute(s.pool())
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET hash = $1")
+        .bind(prev)
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let p = s
+        .verify_audit(&TestSigner("k1"), &exported)
+        .await
+        .unwrap()
+        .problem
+        .unwrap();
+    assert!(p.what.contains("rewritten"), "{p:?}");
+    // A checkpoint signed by a key nobody trusts is refused.
+    let p = s
+        .verify_audit(&TestSigner("k2"), &[])
+        .await
+        .unwrap()
+        .problem
+        .unwrap();
+    assert!(p.what.contains("bad signature"), "{p:?}");
+}
