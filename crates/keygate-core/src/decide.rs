@@ -176,11 +176,21 @@ impl State {
         for m in &inputs.moves {
             limits.record(&m.as_ref());
         }
-        let assets: Vec<(&str, &str)> = engine
+        // Every priced asset on every venue a client uses, so that policies see each asset as
+        // an entity without building one per request.
+        let mut assets: std::collections::BTreeSet<(&str, &str)> = engine
             .assets
             .iter()
             .map(|(v, a)| (v.as_str(), a.as_str()))
             .collect();
+        for c in &inputs.clients {
+            for v in &c.venues {
+                for (a, _) in prices.iter() {
+                    assets.insert((v.as_str(), a.as_str()));
+                }
+            }
+        }
+        let assets: Vec<(&str, &str)> = assets.into_iter().collect();
         let dests: Vec<&Destination> = inputs.destinations.iter().collect();
         let entities = engine
             .policies
@@ -207,6 +217,11 @@ impl State {
     /// The time of the latest decision.
     pub fn clock(&self) -> Millis {
         self.clock
+    }
+
+    /// The entities the policies see.
+    pub fn entities(&self) -> &cedar_policy::Entities {
+        &self.entities
     }
 
     pub fn prices(&self) -> &PriceTable {

@@ -479,19 +479,9 @@ impl Policies {
         } else {
             entities
         };
-        let context = match self.context(subject, ctx) {
-            Ok(c) => c,
-            Err(e) => return deny_error(format!("cannot build the policy context: {e}")),
-        };
-        let request = match Request::new(
-            self.client_uid(subject.client),
-            self.action_uid(subject.action),
-            resource,
-            context,
-            None,
-        ) {
+        let request = match self.request(subject, ctx) {
             Ok(r) => r,
-            Err(e) => return deny_error(format!("cannot build the policy request: {e}")),
+            Err(e) => return deny_error(e),
         };
         let slice = self.slice(subject.client);
         let response = self
@@ -548,6 +538,25 @@ impl Policies {
                 self.verdict(Outcome::Deny, &forbids, "forbids")
             }
         }
+    }
+
+    /// The Cedar request for a subject and context (for benchmarks and tools).
+    pub fn request(&self, subject: &Subject<'_>, ctx: &PolicyContext) -> Result<Request, String> {
+        let resource = match subject.asset {
+            Some(a) => self.asset_uid(subject.venue, a),
+            None => self.venue_uid(subject.venue),
+        };
+        let context = self
+            .context(subject, ctx)
+            .map_err(|e| format!("cannot build the policy context: {e}"))?;
+        Request::new(
+            self.client_uid(subject.client),
+            self.action_uid(subject.action),
+            resource,
+            context,
+            None,
+        )
+        .map_err(|e| format!("cannot build the policy request: {e}"))
     }
 
     fn verdict(&self, outcome: Outcome, ids: &[PolicyId], verb: &str) -> PolicyVerdict {

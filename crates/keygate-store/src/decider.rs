@@ -123,6 +123,29 @@ impl Decider {
     }
 }
 
+/// How far back moves must be read to rebuild every window (the longest limit or statistics
+/// window, plus the slot rounding of `keygate_core::limits`).
+fn rebuild_from(engine: &Engine, head: &Head) -> Millis {
+    let longest = engine
+        .limits
+        .iter()
+        .map(|l| l.window)
+        .max()
+        .unwrap_or(0)
+        .max(keygate_core::time::DAY);
+    head.at_ms.saturating_sub(longest + longest / 512 + 1)
+}
+
+/// The state a decider would decide with now, read without writing anything (for dry runs).
+pub async fn current_state(store: &Store, engine: &Engine) -> Result<State, StoreError> {
+    let mut tx = store.pool().begin().await?;
+    let head = audit::read_head(&mut *tx).await?;
+    let since = rebuild_from(engine, &head);
+    let inputs = crate::engine::load_inputs(&mut tx, since, head.at_ms).await?;
+    tx.rollback().await?;
+    State::new(engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 impl Writer {
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut pending: Option<Msg> = None;

@@ -15,12 +15,14 @@ mod envelope;
 mod error;
 mod master;
 mod secret;
+mod signing;
 
 pub use credential::{CredentialKind, CredentialSecret};
 pub use envelope::{Binding, SealedSecret, open, rewrap, seal};
 pub use error::VaultError;
 pub use master::{KdfParams, KeyId, MasterKey, check_key_file_permissions};
 pub use secret::{SecretBytes, SecretString};
+pub use signing::{AuditKey, verify_signature};
 
 /// Fill `buf` with bytes from the operating system's secure random source.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), VaultError> {

@@ -150,7 +150,7 @@ impl MasterKey {
 
 /// Creates `path` with mode 0600 (refusing to overwrite), writes `bytes` and syncs them to disk.
 /// The error says which step failed.
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub(crate) fn write_new_private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -29,6 +29,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "KEYGATE_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
 
+    /// Who is acting, as recorded in the audit log [default: $USER].
+    #[arg(long, global = true, env = "KEYGATE_ACTOR")]
+    pub actor: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +54,266 @@ pub enum Command {
     Credential(CredentialCommand),
     /// Move every credential's data key to a new master key, in one transaction.
     Rekey,
+    /// Add, list, disable or enable clients (bots and services) and their scope.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Issue, list, revoke or check client tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Set or list observed asset prices in USD.
+    #[command(subcommand)]
+    Price(PriceCommand),
+    /// Manage the address book of withdrawal and transfer destinations.
+    #[command(subcommand)]
+    Address(AddressCommand),
+    /// Validate policies against the schema, or dry-run them on test cases.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Verify, read, checkpoint or export the hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Show what keygate would decide for an intent now (JSON, file or stdin); records nothing.
+    Decide(DecideArgs),
+    /// Run a benchmark and print its figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Add a client with the venues and actions it may ever use.
+    Add(ClientAddArgs),
+    /// List clients and their scope.
+    List(ListArgs),
+    /// Disable a client: its tokens stop working on the next request.
+    Disable(NameArg),
+    /// Enable a disabled client again.
+    Enable(NameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientAddArgs {
+    /// The client's name, e.g. mm-bot.
+    pub name: String,
+    /// A venue it may use (repeat for several).
+    #[arg(long = "venue", required = true)]
+    pub venues: Vec<String>,
+    /// An action it may take: read, trade, cancel, withdraw or transfer (repeat for several).
+    #[arg(long = "action", required = true)]
+    pub actions: Vec<keygate_core::Action>,
+    /// A tag policies can test (`principal.tags.contains("…")`); repeat for several.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token for a client; it is printed once, and stored only as a hash.
+    Issue(TokenIssueArgs),
+    /// List tokens (never their secrets).
+    List(TokenListArgs),
+    /// Revoke a token: it stops working on the next request of every instance.
+    Revoke(TokenIdArg),
+    /// Check a token (read from stdin) as a request would; failures are audited.
+    Check(TokenCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// The client the token is for.
+    pub client: String,
+    /// Lifetime, e.g. 15m, 8h [default: tokens.default_ttl].
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Source addresses it may be used from, e.g. 10.0.0.5/32 (repeat) [default: tokens.default_cidrs].
+    #[arg(long = "cidr")]
+    pub cidrs: Vec<String>,
+    /// Narrow it to these venues (repeat) [default: the client's].
+    #[arg(long = "venue")]
+    pub venues: Vec<String>,
+    /// Narrow it to these actions (repeat) [default: the client's].
+    #[arg(long = "action")]
+    pub actions: Vec<keygate_core::Action>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// Only this client's tokens.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenIdArg {
+    /// The token's id (the 16 hex digits after kgt_).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCheckArgs {
+    /// The source address the request comes from.
+    #[arg(long)]
+    pub ip: std::net::IpAddr,
+    #[arg(long)]
+    pub venue: String,
+    #[arg(long)]
+    pub action: keygate_core::Action,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PriceCommand {
+    /// Record an asset's price in USD per unit, observed now.
+    Set(PriceSetArgs),
+    /// List pinned and observed prices and whether each is fresh.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PriceSetArgs {
+    pub asset: String,
+    /// USD per unit, a decimal such as 43000.50.
+    pub usd: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AddressCommand {
+    /// Add a destination; it is usable after the cool-down and another admin's approval.
+    Add(AddressAddArgs),
+    /// Approve a destination someone else added.
+    Approve(EntryIdArg),
+    /// Remove a destination: withdrawals to it are refused from the next decision on.
+    Remove(EntryIdArg),
+    /// List the address book with each entry's state.
+    List(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddressAddArgs {
+    /// The destination address.
+    pub address: String,
+    #[arg(long)]
+    pub venue: String,
+    #[arg(long)]
+    pub asset: String,
+    /// What the address is, e.g. "cold wallet" (policies can test it).
+    #[arg(long)]
+    pub label: String,
+    /// Cool-down before it is usable [default: address_book.cooldown].
+    #[arg(long)]
+    pub cooldown: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EntryIdArg {
+    /// The entry's id, as `address list` shows it.
+    pub id: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check policy files against the schema [default: the configured policies, limits and prices].
+    Validate(PolicyValidateArgs),
+    /// Dry-run policies on cases (JSON lines) and print each verdict and the policies behind it.
+    Test(PolicyTestArgs),
+    /// Print keygate's Cedar schema.
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyValidateArgs {
+    /// Policy files or directories.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyTestArgs {
+    /// A policy file or directory.
+    pub policies: PathBuf,
+    /// Cases, one JSON object per line (see docs/policy.md).
+    pub cases: PathBuf,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and checkpoint signatures; name the first bad entry.
+    Verify(AuditVerifyArgs),
+    /// Print the latest entries.
+    Tail(AuditTailArgs),
+    /// Print one entry in full.
+    Show(AuditShowArgs),
+    /// Sign a checkpoint of the chain now.
+    Checkpoint,
+    /// Write every checkpoint to a file (JSON lines), to keep outside the store.
+    Export(AuditExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// Also check checkpoints exported earlier [default: audit.export_file, if it exists].
+    #[arg(long)]
+    pub checkpoints: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditTailArgs {
+    /// How many entries.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub count: i64,
+    /// Print JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditShowArgs {
+    /// The entry's sequence number (a decision's id).
+    pub seq: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditExportArgs {
+    /// The file to write (refuses to overwrite).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The intent as JSON (see docs/policy.md), or - for stdin.
+    pub intent: PathBuf,
+    /// Decide as of this time (RFC 3339) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time pure `decide` against bare Cedar, and durable decisions per second on SQLite.
+    Decide(BenchDecideArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchDecideArgs {
+    /// Samples for the latency figures.
+    #[arg(long, default_value_t = 20_000)]
+    pub samples: usize,
+    /// Durable decisions to time.
+    #[arg(long, default_value_t = 50_000)]
+    pub durable: usize,
+    /// Concurrent submitters for the durable run.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,169 @@ pub struct Config {
     pub vault: VaultConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub prices: PricesConfig,
+    #[serde(default)]
+    pub tokens: TokensConfig,
+    #[serde(default)]
+    pub address_book: AddressBookConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub limits: Vec<LimitConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Cedar policy files, or directories whose `*.cedar` files are all loaded (sorted by name).
+    #[serde(default = "default_policy_files")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesConfig {
+    /// An observed price older than this is stale, and a value-moving request priced from it
+    /// is denied.
+    #[serde(default = "default_price_max_age")]
+    pub max_age: String,
+    /// Prices fixed by the operator, in USD per unit (decimal strings); they never go stale.
+    #[serde(default)]
+    pub pinned: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    /// The lifetime of a token when `token issue` is given no --ttl.
+    #[serde(default = "default_token_ttl")]
+    pub default_ttl: String,
+    /// The longest lifetime `token issue` accepts.
+    #[serde(default = "default_token_max_ttl")]
+    pub max_ttl: String,
+    /// Where a token may be used from when `token issue` is given no --cidr.
+    #[serde(default = "default_token_cidrs")]
+    pub default_cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBookConfig {
+    /// How long a new address-book entry waits before it can be used.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The instance's Ed25519 key that signs checkpoints (mode 0600).
+    #[serde(default = "default_signing_key")]
+    pub signing_key: PathBuf,
+    /// Write a signed checkpoint after this many entries...
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: i64,
+    /// ...or this long after the last one, whichever comes first.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: String,
+    /// Every checkpoint is also appended to this file, outside the store ("" to disable).
+    #[serde(default = "default_export_file")]
+    pub export_file: PathBuf,
+    /// Other instances' public keys (hex) whose checkpoints `audit verify` accepts.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+}
+
+/// One rolling limit; see docs/config.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitConfig {
+    pub name: String,
+    pub window: String,
+    pub client: Option<String>,
+    pub venue: Option<String>,
+    pub asset: Option<String>,
+    pub actions: Option<Vec<keygate_core::Action>>,
+    pub max_usd: Option<String>,
+    pub max_amount: Option<String>,
+    pub max_count: Option<u64>,
+}
+
+fn default_policy_files() -> Vec<PathBuf> {
+    vec!["policies".into()]
+}
+fn default_price_max_age() -> String {
+    "5m".into()
+}
+fn default_token_ttl() -> String {
+    "15m".into()
+}
+fn default_token_max_ttl() -> String {
+    "24h".into()
+}
+fn default_token_cidrs() -> Vec<String> {
+    vec!["127.0.0.1/32".into(), "::1/128".into()]
+}
+fn default_cooldown() -> String {
+    "24h".into()
+}
+fn default_signing_key() -> PathBuf {
+    "audit.key".into()
+}
+fn default_checkpoint_every() -> i64 {
+    1000
+}
+fn default_checkpoint_interval() -> String {
+    "1m".into()
+}
+fn default_export_file() -> PathBuf {
+    "audit-checkpoints.jsonl".into()
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            files: default_policy_files(),
+        }
+    }
+}
+impl Default for PricesConfig {
+    fn default() -> Self {
+        Self {
+            max_age: default_price_max_age(),
+            pinned: Default::default(),
+        }
+    }
+}
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: default_token_ttl(),
+            max_ttl: default_token_max_ttl(),
+            default_cidrs: default_token_cidrs(),
+        }
+    }
+}
+impl Default for AddressBookConfig {
+    fn default() -> Self {
+        Self {
+            cooldown: default_cooldown(),
+        }
+    }
+}
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: default_signing_key(),
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval: default_checkpoint_interval(),
+            export_file: default_export_file(),
+            trusted_keys: vec![],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +276,12 @@ const ENV_FIELDS: &[(&str, &str)] = &[
     ("vault", "kdf_file"),
     ("log", "format"),
     ("log", "level"),
+    ("prices", "max_age"),
+    ("tokens", "default_ttl"),
+    ("tokens", "max_ttl"),
+    ("address_book", "cooldown"),
+    ("audit", "signing_key"),
+    ("audit", "export_file"),
 ];
 
 /// The environment variable that overrides `section.field`.
@@ -214,6 +383,53 @@ kdf_file = "master.kdf"
 format = "auto"
 # A level (error, warn, info, debug, trace) or tracing directives such as "keygate=debug".
 level = "info"
+
+[policy]
+# Cedar policy files, or directories whose *.cedar files are all loaded. Nothing is allowed that
+# no policy permits. Check changes first: keygate policy validate; keygate policy test.
+files = ["policies"]
+
+[prices]
+# A value-moving request priced from an observed price older than this is denied.
+max_age = "5m"
+
+[prices.pinned]
+# Prices you fix yourself (USD per unit); they never go stale. Others: `keygate price set`.
+USDT = "1"
+USDC = "1"
+
+[tokens]
+default_ttl = "15m"
+max_ttl = "24h"
+# Where a token may be used from when `token issue` gets no --cidr: this machine only.
+default_cidrs = ["127.0.0.1/32", "::1/128"]
+
+[address_book]
+# A new destination is usable only after this cool-down and another admin's approval.
+cooldown = "24h"
+
+[audit]
+# The Ed25519 key that signs audit checkpoints, and where checkpoints are exported (keep a copy
+# of that file somewhere the store's writers cannot reach).
+signing_key = "audit.key"
+checkpoint_every = 1000
+checkpoint_interval = "1m"
+export_file = "audit-checkpoints.jsonl"
+trusted_keys = []
+
+# Rolling limits over allowed withdrawals and transfers (see docs/config.md). client, venue and
+# asset narrow a limit; "*" gives each client (venue, asset) its own bucket.
+[[limits]]
+name = "treasury-24h"
+window = "24h"
+max_usd = "1000000"
+
+[[limits]]
+name = "per-client-1h"
+client = "*"
+window = "1h"
+max_usd = "100000"
+max_count = 20
 "#
     )
 }

@@ -210,3 +210,53 @@ pub fn new_passphrase_key(env_var: &str) -> Result<(MasterKey, KdfParams)> {
     params.key_id = Some(key.id());
     Ok((key, params))
 }
+
+/// What the engine's admin commands need: the config and the store, without the master key
+/// (they touch no secret). The store must be one `keygate init` set up.
+pub struct StateHandle {
+    pub config: Config,
+    pub paths: Paths,
+    pub store: Store,
+}
+
+impl StateHandle {
+    pub async fn open(config: Config, paths: Paths) -> Result<Self> {
+        let url = config.store_url(&paths.base);
+        let store = Store::connect(&url, OpenMode::Existing).await?;
+        let claimed = store
+            .get_meta(MASTER_KEY_ID)
+            .await
+            .context("cannot read the store's metadata; is store.url a keygate store?")?;
+        if claimed.is_none() {
+            store.close().await;
+            bail!(
+                "the store was not set up by `keygate init`; run init, or point --data-dir at your data directory"
+            );
+        }
+        store.migrate().await?;
+        Ok(Self {
+            config,
+            paths,
+            store,
+        })
+    }
+
+    /// The instance's audit signing key; created (with a warning) if this data directory
+    /// predates it.
+    pub fn audit_key(&self) -> Result<keygate_vault::AuditKey> {
+        let path = resolve_path(&self.config.audit.signing_key, &self.paths.base);
+        if !path.exists() {
+            let key = keygate_vault::AuditKey::generate()?;
+            key.write_file(&path)?;
+            tracing::warn!(path = %path.display(), public_key = %key.public_hex(), "created a new audit signing key");
+            return Ok(key);
+        }
+        Ok(keygate_vault::AuditKey::read_file(&path)?)
+    }
+
+    /// Where checkpoints are exported, if anywhere.
+    pub fn export_file(&self) -> Option<PathBuf> {
+        let p = &self.config.audit.export_file;
+        (!p.as_os_str().is_empty()).then(|| resolve_path(p, &self.paths.base))
+    }
+}

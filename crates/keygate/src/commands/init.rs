@@ -8,16 +8,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use keygate_store::{MASTER_KEY_ID, OpenMode, Store, has_password, redact_url, sqlite_path};
-use keygate_vault::MasterKey;
+use keygate_vault::{AuditKey, MasterKey};
 
 use crate::cli::{Cli, InitArgs};
-use crate::config::{Config, MasterKeySource, default_config_text, resolve_sqlite_url};
+use crate::config::{
+    Config, MasterKeySource, default_config_text, resolve_path, resolve_sqlite_url,
+};
+use crate::engine::DEFAULT_POLICY;
 use crate::instance::{Paths, new_passphrase_key, with_suffix};
 
 /// What this run of init created, so that a failure can take exactly that back.
 #[derive(Default)]
 struct Created {
     dir: Option<PathBuf>,
+    subdirs: Vec<PathBuf>,
     files: Vec<PathBuf>,
 }
 
@@ -25,6 +29,9 @@ impl Created {
     fn undo(&self) {
         for f in &self.files {
             let _ = fs::remove_file(f);
+        }
+        for d in self.subdirs.iter().rev() {
+            let _ = fs::remove_dir(d);
         }
         if let Some(dir) = &self.dir {
             // Only if empty: never delete something this run did not make.
@@ -129,6 +136,19 @@ async fn populate(cli: &Cli, args: &InitArgs, created: &mut Created) -> Result<(
     created.files.push(key_path);
     write_private(&paths.config_file, &config_text, created)?;
 
+    // The audit signing key, and a starting policy that allows no withdrawal.
+    let audit_key_path = resolve_path(&config.audit.signing_key, &paths.base);
+    let audit_key = AuditKey::generate()?;
+    audit_key.write_file(&audit_key_path)?;
+    created.files.push(audit_key_path);
+    let policy_dir = paths.base.join("policies");
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&policy_dir)
+        .with_context(|| format!("cannot create {}", policy_dir.display()))?;
+    created.subdirs.push(policy_dir.clone());
+    write_private(&policy_dir.join("default.cedar"), DEFAULT_POLICY, created)?;
+
     // The store: created (SQLite) and migrated. Recording our key id is the last step that can
     // fail, so a failed init never leaves a store claimed by a key that was then deleted.
     let url = std::env::var("KEYGATE_STORE_URL")
@@ -203,6 +223,7 @@ fn print_summary(
         ),
     }
     println!("  store       {}", redact_url(url));
+    println!("  policies    {}", paths.base.join("policies").display());
     println!();
     match source {
         MasterKeySource::File => {
@@ -213,4 +234,7 @@ fn print_summary(
         ),
     }
     println!("Next: keygate --data-dir {dir} credential add --venue NAME --kind binance-hmac");
+    println!(
+        "      keygate --data-dir {dir} client add NAME --venue NAME --action read --action trade"
+    );
 }

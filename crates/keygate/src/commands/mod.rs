@@ -1,14 +1,19 @@
 //! One function per subcommand; `run` dispatches.
 
+mod admin;
+mod audit;
+pub(crate) mod audit_sign;
+mod bench;
 mod credential;
 mod init;
+mod policy;
 mod rekey;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use crate::cli::{Cli, Command};
 use crate::config::Config;
-use crate::instance::{Instance, Paths};
+use crate::instance::{Instance, Paths, StateHandle};
 use crate::logging;
 
 pub async fn run(cli: Cli) -> Result<()> {
@@ -23,6 +28,44 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Credential(cmd) => credential::run(open(&cli, paths).await?, cmd).await,
         Command::Rekey => rekey::run(open(&cli, paths).await?).await,
+        Command::Policy(cmd) => {
+            logging::init(
+                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
+                "info",
+            );
+            policy::run(&paths, cmd)
+        }
+        Command::Bench(cmd) => {
+            logging::init(
+                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
+                "warn",
+            );
+            bench::run(cmd).await
+        }
+        Command::Client(cmd) => {
+            let (h, actor) = state(&cli, paths).await?;
+            close(&h, admin::client(&h, &actor, cmd).await).await
+        }
+        Command::Token(cmd) => {
+            let (h, actor) = state(&cli, paths).await?;
+            close(&h, admin::token(&h, &actor, cmd).await).await
+        }
+        Command::Price(cmd) => {
+            let (h, actor) = state(&cli, paths).await?;
+            close(&h, admin::price(&h, &actor, cmd).await).await
+        }
+        Command::Address(cmd) => {
+            let (h, actor) = state(&cli, paths).await?;
+            close(&h, admin::address(&h, &actor, cmd).await).await
+        }
+        Command::Decide(args) => {
+            let (h, _) = state(&cli, paths).await?;
+            close(&h, decide(&h, args).await).await
+        }
+        Command::Audit(cmd) => {
+            let (h, _) = state(&cli, paths).await?;
+            close(&h, audit::run(&h, cmd).await).await
+        }
     }
 }
 
@@ -34,4 +77,59 @@ async fn open(cli: &Cli, paths: Paths) -> Result<Instance> {
         &config.log.level,
     );
     Instance::open(config, paths).await
+}
+
+/// Who is acting: --actor, else $USER. Names an admin in the audit log.
+fn actor(cli: &Cli) -> Result<String> {
+    let a = cli
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "admin".into());
+    if !keygate_core::intent::valid_name(&a) {
+        bail!("--actor {a:?} is not a valid name (letters, digits, . _ - : /)");
+    }
+    Ok(format!("admin:{a}"))
+}
+
+/// Opens the store for an admin command (no master key needed) and names the actor.
+async fn state(cli: &Cli, paths: Paths) -> Result<(StateHandle, String)> {
+    let config = Config::load(&paths.config_file)?;
+    logging::init(
+        cli.log_format.unwrap_or(config.log.format),
+        &config.log.level,
+    );
+    let actor = actor(cli)?;
+    Ok((StateHandle::open(config, paths).await?, actor))
+}
+
+async fn close(h: &StateHandle, result: Result<()>) -> Result<()> {
+    h.store.close().await;
+    result
+}
+
+/// `keygate decide`: the verdict the current state would give, without recording it.
+async fn decide(h: &StateHandle, a: &crate::cli::DecideArgs) -> Result<()> {
+    use anyhow::Context;
+    let text = if a.intent.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the intent from stdin")?
+    } else {
+        std::fs::read_to_string(&a.intent)
+            .with_context(|| format!("cannot read {}", a.intent.display()))?
+    };
+    let intent: keygate_core::Intent = serde_json::from_str(&text)
+        .context("the intent is not valid JSON of the documented shape (see docs/policy.md)")?;
+    let now = match &a.at {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| {
+                format!("--at {t:?} is not an RFC 3339 time such as 2023-11-18T16:47:00Z")
+            })?
+            .timestamp_millis(),
+        None => admin::now_ms(),
+    };
+    let engine = crate::engine::build(&h.config, &h.paths.base)?;
+    let state = keygate_store::decider::current_state(&h.store, &engine).await?;
+    let v = keygate_core::decide(&engine, &state, &intent, now);
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }

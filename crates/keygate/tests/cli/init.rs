@@ -17,6 +17,8 @@ fn creates_dir_key_config_and_migrated_database() {
     assert_eq!(mode(&kg.data.join("master.key")), 0o600);
     assert_eq!(mode(&kg.data.join("keygate.toml")), 0o600);
     assert_eq!(mode(&kg.data.join("keygate.db")), 0o600);
+    assert_eq!(mode(&kg.data.join("audit.key")), 0o600);
+    assert_eq!(mode(&kg.data.join("policies/default.cedar")), 0o600);
     let key = std::fs::read_to_string(kg.data.join("master.key")).unwrap();
     assert_eq!(key.trim().len(), 64);
     let config = std::fs::read_to_string(kg.data.join("keygate.toml")).unwrap();
@@ -27,7 +29,7 @@ fn creates_dir_key_config_and_migrated_database() {
         let s = keygate_store::Store::connect(&kg.db_url(), keygate_store::OpenMode::Existing)
             .await
             .unwrap();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1]);
+        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2]);
         assert_eq!(
             s.sqlite_journal_mode().await.unwrap().as_deref(),
             Some("wal")

@@ -3,6 +3,7 @@
 mod util;
 
 mod canary;
+mod engine;
 mod init;
 mod master_key;
 mod tamper;

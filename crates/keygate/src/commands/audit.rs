@@ -1,0 +1,132 @@
+//! `keygate audit verify|tail|show|checkpoint|export`.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::AuditCommand;
+use crate::commands::admin::time_text;
+use crate::commands::audit_sign::{KeySigner, Trusted, export, read_exported};
+use crate::instance::StateHandle;
+
+pub async fn run(h: &StateHandle, cmd: &AuditCommand) -> Result<()> {
+    match cmd {
+        AuditCommand::Verify(a) => {
+            let mut trusted = h.config.audit.trusted_keys.clone();
+            trusted.push(h.audit_key()?.public_hex());
+            let external = match (&a.checkpoints, h.export_file()) {
+                (Some(p), _) => read_exported(p)?,
+                (None, Some(p)) if p.exists() => read_exported(&p)?,
+                _ => vec![],
+            };
+            let r = h.store.verify_audit(&Trusted(trusted), &external).await?;
+            match &r.problem {
+                None => {
+                    println!(
+                        "ok: {} entries chain correctly; {} stored and {} exported checkpoint(s) verify",
+                        r.entries, r.checkpoints, r.external_checkpoints
+                    );
+                    Ok(())
+                }
+                Some(p) => bail!(
+                    "the audit log does not verify: {} (checked {} entries before it)",
+                    p.what,
+                    r.entries
+                ),
+            }
+        }
+        AuditCommand::Tail(a) => {
+            if a.count < 1 {
+                bail!("-n must be at least 1");
+            }
+            for row in h.store.audit_tail(a.count).await? {
+                if a.json {
+                    println!("{}", row.entry);
+                } else {
+                    println!("{}", summary(&row));
+                }
+            }
+            Ok(())
+        }
+        AuditCommand::Show(a) => {
+            let row = h
+                .store
+                .audit_entry(a.seq)
+                .await?
+                .with_context(|| format!("there is no audit entry {}", a.seq))?;
+            let mut v: serde_json::Value = serde_json::from_str(&row.entry)?;
+            v["hash"] = row.hash.into();
+            v["prev_hash"] = row.prev_hash.into();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        AuditCommand::Checkpoint => {
+            let signer = KeySigner(h.audit_key()?);
+            match h.store.checkpoint_now(&signer).await? {
+                Some(cp) => {
+                    if let Some(p) = h.export_file() {
+                        export(&p, &cp)?;
+                    }
+                    println!("Checkpoint at entry {} signed by {}", cp.seq, cp.public_key);
+                }
+                None => println!("Nothing new since the last checkpoint"),
+            }
+            Ok(())
+        }
+        AuditCommand::Export(a) => {
+            let cps = h.store.checkpoints().await?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&a.out)
+                .with_context(|| {
+                    format!("cannot create {} (it must not exist yet)", a.out.display())
+                })?;
+            for cp in &cps {
+                writeln!(f, "{}", serde_json::to_string(cp)?)?;
+            }
+            f.sync_all()?;
+            println!("{} checkpoint(s) written to {}", cps.len(), a.out.display());
+            Ok(())
+        }
+    }
+}
+
+/// One line per entry: seq, time, kind, actor, and what happened.
+fn summary(row: &keygate_store::audit::AuditRow) -> String {
+    let d = row.data();
+    let what = match row.kind.as_str() {
+        "decision" => {
+            let i = &d["intent"];
+            let mut s = format!(
+                "{} {} {} on {}",
+                d["outcome"].as_str().unwrap_or("?").to_uppercase(),
+                i["action"].as_str().unwrap_or("?"),
+                i["amount"]
+                    .as_str()
+                    .map(|a| format!("{a} {}", i["asset"].as_str().unwrap_or("")))
+                    .unwrap_or_default(),
+                i["venue"].as_str().unwrap_or("?"),
+            );
+            if let Some(r) = d["reasons"]
+                .as_array()
+                .and_then(|r| r.first())
+                .and_then(|r| r.as_str())
+            {
+                s.push_str(&format!(": {r}"));
+            }
+            s
+        }
+        "auth" => format!("token refused: {}", d["message"].as_str().unwrap_or("?")),
+        _ => d["action"].as_str().unwrap_or("?").to_string(),
+    };
+    format!(
+        "{:>8} {} {:<8} {:<20} {what}",
+        row.seq,
+        time_text(row.at_ms),
+        row.kind,
+        row.actor
+    )
+}

@@ -1,0 +1,393 @@
+//! `keygate bench decide`: prints the latency of pure `decide` (20 policies, 6 limits) next to
+//! bare Cedar on the same policies in the same run, and durable decisions per second on SQLite
+//! with group commit next to one commit per decision. Figures, not assertions: run it on a quiet
+//! machine, in a release build.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cedar_policy::Authorizer;
+use keygate_core::auth::ClientRecord;
+use keygate_core::book::Destination;
+use keygate_core::decide::StateInputs;
+use keygate_core::limits::{LimitSpec, Selector};
+use keygate_core::policy::{Policies, PolicyContext, PolicySource, Subject};
+use keygate_core::time::{HOUR, MINUTE};
+use keygate_core::{Action, Engine, Intent, Outcome, State, decide};
+use keygate_store::{Decider, DeciderOptions, OpenMode, Store};
+use rust_decimal::Decimal;
+
+use crate::cli::{BenchCommand, BenchDecideArgs};
+
+const T0: i64 = 1_700_000_000_000;
+const DEST: &str = "0x00000000000000000000000000000000000000aa";
+const CLIENTS: usize = 5;
+
+pub async fn run(cmd: &BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Decide(a) => decide_bench(a).await,
+    }
+}
+
+/// 20 policies: 3 per client for 5 clients, and 5 that apply to everyone.
+fn policy_text() -> String {
+    let mut p = String::from(
+        r#"permit(principal, action in [Keygate::Action::"read", Keygate::Action::"cancel"], resource);
+forbid(principal, action, resource) when { context.signals.contains("freeze") };
+forbid(principal, action == Keygate::Action::"withdraw", resource) when { context.anomaly_score > 90 };
+@hold forbid(principal, action in [Keygate::Action::"withdraw", Keygate::Action::"transfer"], resource)
+  when { context.usd_value_cents > 50000000 } unless { context.approvals >= 2 };
+forbid(principal, action, resource) when { context has source_ip && context.source_ip.isInRange(ip("192.0.2.0/24")) };
+"#,
+    );
+    for c in 0..CLIENTS {
+        p.push_str(&format!(
+            r#"permit(principal == Keygate::Client::"c{c}", action == Keygate::Action::"trade", resource in Keygate::Venue::"binance")
+  when {{ context.usd_value_cents < 100000000 }};
+permit(principal == Keygate::Client::"c{c}", action == Keygate::Action::"withdraw", resource)
+  when {{ context has destination && context.destination.label == "cold" && context.client_usd_cents_1h < 500000000 && context.hour_utc >= 0 }};
+forbid(principal == Keygate::Client::"c{c}", action == Keygate::Action::"withdraw", resource)
+  when {{ resource.symbol == "BTC" && context.amount_micros > 10000000 }};
+"#
+        ));
+    }
+    p
+}
+
+fn limits() -> Vec<LimitSpec> {
+    let l = |name: &str, client: Selector, asset: Selector, window, usd: i64| LimitSpec {
+        name: name.into(),
+        client,
+        venue: Selector::All,
+        asset,
+        actions: vec![Action::Withdraw, Action::Transfer],
+        window,
+        max_usd_cents: Some(usd),
+        max_amount: None,
+        max_count: None,
+    };
+    let mut count = l(
+        "count-10m",
+        Selector::Each,
+        Selector::All,
+        10 * MINUTE,
+        i64::MAX,
+    );
+    count.max_count = Some(1_000_000_000);
+    vec![
+        l(
+            "treasury-24h",
+            Selector::All,
+            Selector::All,
+            24 * HOUR,
+            i64::MAX / 4,
+        ),
+        l(
+            "treasury-1h",
+            Selector::All,
+            Selector::All,
+            HOUR,
+            i64::MAX / 4,
+        ),
+        l(
+            "client-1h",
+            Selector::Each,
+            Selector::All,
+            HOUR,
+            i64::MAX / 4,
+        ),
+        l(
+            "client-24h",
+            Selector::Each,
+            Selector::All,
+            24 * HOUR,
+            i64::MAX / 4,
+        ),
+        l(
+            "asset-1h",
+            Selector::All,
+            Selector::Each,
+            HOUR,
+            i64::MAX / 4,
+        ),
+        count,
+    ]
+}
+
+fn engine() -> Result<Engine> {
+    let e = Engine {
+        policies: Policies::load(&[PolicySource {
+            name: "bench.cedar".into(),
+            text: policy_text(),
+        }])?,
+        limits: limits(),
+        pinned: vec![("USDT".into(), Decimal::ONE)],
+        price_max_age: 5 * MINUTE,
+        assets: vec![],
+    };
+    e.validate()?;
+    Ok(e)
+}
+
+fn clients() -> Vec<ClientRecord> {
+    (0..CLIENTS)
+        .map(|c| ClientRecord {
+            name: format!("c{c}"),
+            venues: vec!["binance".into()],
+            actions: Action::ALL.to_vec(),
+            tags: vec![],
+            enabled: true,
+        })
+        .collect()
+}
+
+fn intent(c: usize) -> Intent {
+    Intent {
+        client: format!("c{c}"),
+        venue: "binance".into(),
+        action: Action::Withdraw,
+        asset: Some("USDT".into()),
+        amount: Some(Decimal::from(100)),
+        destination: Some(DEST.into()),
+        source_ip: Some("10.0.0.5".parse().expect("literal")),
+        token_id: None,
+    }
+}
+
+fn destination() -> Destination {
+    Destination {
+        id: 1,
+        venue: "binance".into(),
+        asset: "USDT".into(),
+        address: DEST.into(),
+        label: "cold".into(),
+        added_at: T0 - 48 * HOUR,
+        added_by: "a".into(),
+        usable_from: T0 - 24 * HOUR,
+        approved_at: Some(T0 - 30 * HOUR),
+        approved_by: Some("b".into()),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    // Display only: an index into the sorted samples.
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.2} µs", d.as_nanos() as f64 / 1000.0)
+}
+
+async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; run `cargo run --release -p keygate -- bench decide` for real figures"
+        );
+    }
+    let engine = engine()?;
+    let mut state = State::new(
+        &engine,
+        StateInputs {
+            clients: clients(),
+            destinations: vec![destination()],
+            prices: vec![],
+            moves: vec![],
+            clock: T0,
+        },
+    )?;
+    // Some history in the windows, as a running instance would have.
+    for i in 0..2_000 {
+        let v = decide(&engine, &state, &intent(i % CLIENTS), T0 + i as i64 * 1_000);
+        state.record(&v);
+    }
+    let now = T0 + 2_000 * 1_000;
+    let probe = intent(0);
+    let v = decide(&engine, &state, &probe, now);
+    anyhow::ensure!(
+        v.outcome == Outcome::Allow,
+        "benchmark intent is not allowed: {v:?}"
+    );
+
+    // The bare Cedar call on the whole 20-policy set, with the same request and entities.
+    let ctx = PolicyContext {
+        amount_micros: 100_000_000,
+        usd_value_cents: 10_000,
+        asset: "USDT".into(),
+        destination: Some(keygate_core::policy::DestinationRef {
+            address: DEST.into(),
+            label: "cold".into(),
+            age_hours: 48,
+        }),
+        hour_utc: 12,
+        source_ip: probe.source_ip,
+        ..Default::default()
+    };
+    let subject = Subject {
+        client: "c0",
+        venue: "binance",
+        action: Action::Withdraw,
+        asset: Some("USDT"),
+    };
+    let request = engine
+        .policies
+        .request(&subject, &ctx)
+        .map_err(anyhow::Error::msg)?;
+    let authorizer = Authorizer::new();
+    let whole = engine.policies.whole();
+    anyhow::ensure!(
+        authorizer
+            .is_authorized(&request, whole, state.entities())
+            .decision()
+            == cedar_policy::Decision::Allow,
+        "bare Cedar does not allow the benchmark request"
+    );
+
+    let n = a.samples.max(100);
+    let mut cedar = Vec::with_capacity(n);
+    let mut ours = Vec::with_capacity(n);
+    // Interleave the two so that machine noise hits both alike.
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = authorizer.is_authorized(&request, whole, state.entities());
+        cedar.push(t.elapsed());
+        std::hint::black_box(r);
+        let t = Instant::now();
+        let v = decide(&engine, &state, &probe, now);
+        ours.push(t.elapsed());
+        std::hint::black_box(v);
+    }
+    cedar.sort();
+    ours.sort();
+    let (c50, c99, d50, d99) = (
+        percentile(&cedar, 0.5),
+        percentile(&cedar, 0.99),
+        percentile(&ours, 0.5),
+        percentile(&ours, 0.99),
+    );
+    println!(
+        "keygate bench decide: {} policies ({} in client c0's slice), {} limits, {n} samples",
+        engine.policies.len(),
+        engine.policies.slice_len("c0"),
+        engine.limits.len()
+    );
+    println!();
+    println!("{:<44} {:>12} {:>12}", "", "p50", "p99");
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "bare Cedar is_authorized, all 20 policies",
+        micros(c50),
+        micros(c99)
+    );
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "keygate decide (slice + limits + checks)",
+        micros(d50),
+        micros(d99)
+    );
+    println!(
+        "{:<44} {:>11.2}x {:>11.2}x",
+        "ratio decide / bare Cedar",
+        d50.as_secs_f64() / c50.as_secs_f64(),
+        d99.as_secs_f64() / c99.as_secs_f64()
+    );
+    println!();
+
+    let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+    let engine = Arc::new(engine);
+    let one = durable_run(
+        dir.path(),
+        "one.db",
+        engine.clone(),
+        (a.durable / 50).clamp(50, 1_000),
+        1,
+    )
+    .await?;
+    let many = durable_run(
+        dir.path(),
+        "many.db",
+        engine,
+        a.durable.max(1_000),
+        a.concurrency.max(1),
+    )
+    .await?;
+    println!(
+        "{:<44} {:>12}",
+        "durable decisions on SQLite (synchronous=FULL)", "per second"
+    );
+    println!("{:<44} {:>12.0}", "one at a time (a commit each)", one);
+    println!(
+        "{:<44} {:>12.0}",
+        format!("{} concurrent (group commit)", a.concurrency),
+        many
+    );
+    println!(
+        "{:<44} {:>11.1}x",
+        "ratio group commit / one at a time",
+        many / one
+    );
+    Ok(())
+}
+
+/// Decisions per second through the decider with `concurrency` submitters.
+async fn durable_run(
+    dir: &std::path::Path,
+    file: &str,
+    engine: Arc<Engine>,
+    total: usize,
+    concurrency: usize,
+) -> Result<f64> {
+    let url = format!("sqlite://{}", dir.join(file).display());
+    let store = Store::open(&url, OpenMode::Create).await?;
+    for c in clients() {
+        store.add_client(&c, "bench", T0 - 72 * HOUR).await?;
+    }
+    let d = store
+        .add_destination(
+            "binance",
+            "USDT",
+            DEST,
+            "cold",
+            HOUR,
+            "alice",
+            T0 - 72 * HOUR,
+        )
+        .await?;
+    store
+        .approve_destination(d.id, "bob", T0 - 72 * HOUR)
+        .await?;
+    let decider = Decider::start(store.clone(), engine, DeciderOptions::default());
+    // Warm up: the first batch loads the state.
+    decider.decide(intent(0), T0).await?;
+    let per_task = total.div_ceil(concurrency);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for t in 0..concurrency {
+        let d = decider.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut allowed = 0usize;
+            for i in 0..per_task {
+                let dec = d
+                    .decide(intent((t + i) % CLIENTS), T0 + 1 + (i as i64))
+                    .await?;
+                if dec.verdict.outcome == Outcome::Allow {
+                    allowed += 1;
+                }
+            }
+            Ok::<usize, keygate_store::StoreError>(allowed)
+        }));
+    }
+    let mut allowed = 0;
+    for t in tasks {
+        allowed += t.await??;
+    }
+    let elapsed = start.elapsed();
+    let done = per_task * concurrency;
+    anyhow::ensure!(
+        allowed > done / 2,
+        "most benchmark decisions should be allowed ({allowed} of {done})"
+    );
+    store.close().await;
+    Ok(done as f64 / elapsed.as_secs_f64())
+}

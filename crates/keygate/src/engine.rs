@@ -1,0 +1,201 @@
+//! Building the decision engine from the config: policy files, limits and prices.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use keygate_core::limits::{LimitSpec, Selector};
+use keygate_core::policy::{Policies, PolicySource};
+use keygate_core::price::parse_usd_cents;
+use keygate_core::time::parse_duration;
+use keygate_core::{Action, Engine, Millis};
+use rust_decimal::Decimal;
+
+use crate::config::{Config, LimitConfig, resolve_path};
+
+/// A duration field of the config, with the field named in the error.
+pub fn duration(field: &str, text: &str) -> Result<Millis> {
+    parse_duration(text).map_err(|e| anyhow::anyhow!("{field}: {e}"))
+}
+
+/// The policy files a list of paths names: files as given, directories as their `*.cedar` files
+/// sorted by name. A path that does not exist is an error: policies never silently vanish.
+pub fn policy_files(paths: &[PathBuf], base: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = vec![];
+    for p in paths {
+        let p = resolve_path(p, base);
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
+                .with_context(|| format!("cannot read policy directory {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "cedar"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p);
+        } else {
+            bail!(
+                "policy path {} does not exist; create it or fix [policy] files in the config",
+                p.display()
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Reads policy files into sources named by their file names.
+pub fn read_policies(files: &[PathBuf]) -> Result<Vec<PolicySource>> {
+    files
+        .iter()
+        .map(|f| {
+            Ok(PolicySource {
+                name: f
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| f.display().to_string()),
+                text: std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read policy file {}", f.display()))?,
+            })
+        })
+        .collect()
+}
+
+fn limit(l: &LimitConfig) -> Result<LimitSpec> {
+    let ctx = || format!("limit {}", l.name);
+    let spec = LimitSpec {
+        name: l.name.clone(),
+        client: Selector::parse(l.client.as_deref()),
+        venue: Selector::parse(l.venue.as_deref()),
+        asset: Selector::parse(l.asset.as_deref()),
+        actions: l
+            .actions
+            .clone()
+            .unwrap_or_else(|| vec![Action::Withdraw, Action::Transfer]),
+        window: duration(&format!("limit {} window", l.name), &l.window)?,
+        max_usd_cents: l
+            .max_usd
+            .as_deref()
+            .map(parse_usd_cents)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .with_context(ctx)?,
+        max_amount: l
+            .max_amount
+            .as_deref()
+            .map(|a| {
+                a.parse::<Decimal>()
+                    .map_err(|_| anyhow::anyhow!("max_amount {a:?} is not a decimal"))
+            })
+            .transpose()
+            .with_context(ctx)?,
+        max_count: l.max_count,
+    };
+    spec.validate().map_err(anyhow::Error::msg)?;
+    Ok(spec)
+}
+
+/// The engine the config describes, with policies loaded and validated.
+pub fn build(config: &Config, base: &Path) -> Result<Engine> {
+    let files = policy_files(&config.policy.files, base)?;
+    let policies = Policies::load(&read_policies(&files)?)?;
+    let limits = config
+        .limits
+        .iter()
+        .map(limit)
+        .collect::<Result<Vec<_>>>()?;
+    let pinned = config
+        .prices
+        .pinned
+        .iter()
+        .map(|(asset, usd)| {
+            let d: Decimal = usd.parse().map_err(|_| {
+                anyhow::anyhow!("[prices.pinned] {asset} = {usd:?} is not a decimal")
+            })?;
+            if d <= Decimal::ZERO {
+                bail!("[prices.pinned] {asset} must be positive");
+            }
+            Ok((asset.clone(), d))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let engine = Engine {
+        policies,
+        limits,
+        pinned,
+        price_max_age: duration("prices.max_age", &config.prices.max_age)?,
+        assets: vec![],
+    };
+    engine.validate()?;
+    Ok(engine)
+}
+
+/// The policy the config written by `init` points at: nothing but reads, trades and cancels,
+/// and only within each client's scope (which the engine checks before any policy).
+pub const DEFAULT_POLICY: &str = r#"// keygate policies, in Cedar (https://docs.cedarpolicy.com). See docs/policy.md.
+// Nothing is allowed unless a policy permits it; a forbid always wins; a forbid marked @hold
+// turns an allow into a hold for approval. Check every change before it goes live:
+//   keygate policy validate            (against keygate's schema)
+//   keygate policy test FILE CASES.jsonl
+
+@id("read-trade-cancel")
+@reason("bots may read, trade and cancel within their scope")
+permit (
+  principal,
+  action in [Keygate::Action::"read", Keygate::Action::"trade", Keygate::Action::"cancel"],
+  resource
+);
+
+// Withdrawals and transfers are not permitted until you write a policy for them, for example:
+//
+// @id("mm-rebalance")
+// @reason("the market maker rebalances to its own cold wallet, in office hours")
+// permit (principal == Keygate::Client::"mm-bot", action == Keygate::Action::"withdraw", resource)
+// when { context has destination && context.destination.label == "cold" &&
+//        context.hour_utc >= 6 && context.hour_utc < 20 };
+//
+// @id("big-withdrawals-need-approval")
+// @hold
+// @reason("withdrawals over $100,000 need approval")
+// forbid (principal, action in [Keygate::Action::"withdraw", Keygate::Action::"transfer"], resource)
+// when { context.usd_value_cents > 10000000 } unless { context.approvals >= 2 };
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_and_policy_build_an_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/default.cedar"), DEFAULT_POLICY).unwrap();
+        let text = crate::config::default_config_text(
+            "sqlite://keygate.db",
+            crate::config::MasterKeySource::File,
+        );
+        let config = Config::parse(&text, |_| None).unwrap();
+        let e = build(&config, dir.path()).unwrap();
+        assert_eq!(e.policies.len(), 1);
+        assert_eq!(e.limits.len(), 2);
+        assert_eq!(e.limits[1].client, Selector::Each);
+        assert_eq!(e.price_max_age, 5 * 60_000);
+    }
+
+    #[test]
+    fn bad_limits_and_missing_policies_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::parse("", |_| None).unwrap();
+        let e = build(&config, dir.path()).unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        let bad = Config::parse(
+            "[[limits]]\nname = \"x\"\nwindow = \"1h\"\nmax_usd = \"1.001\"\n",
+            |_| None,
+        )
+        .unwrap();
+        let e = format!("{:#}", build(&bad, dir.path()).unwrap_err());
+        assert!(e.contains("limit x") && e.contains("two decimal"), "{e}");
+        let bad = Config::parse("[[limits]]\nname = \"x\"\nwindow = \"1h\"\n", |_| None).unwrap();
+        let e = format!("{:#}", build(&bad, dir.path()).unwrap_err());
+        assert!(e.contains("at least one"), "{e}");
+    }
+}
