@@ -181,7 +181,7 @@ fn every_token_refusal_is_distinct_and_audited() {
         ]
     );
     // Token secrets are nowhere in the data directory.
-    let secret = token[21..].as_bytes().to_vec();
+    let secret = token.as_bytes()[21..].to_vec();
     for (path, bytes) in snapshot(&kg.data) {
         assert!(
             !find(&bytes, &secret),
