@@ -65,24 +65,23 @@ pub enum BookError {
     },
 }
 
-/// Every entry, keyed by (venue, asset, normalised address).
+/// Every entry, keyed by normalised address (then matched on venue and asset).
 #[derive(Debug, Clone, Default)]
 pub struct AddressBook {
-    entries: HashMap<(String, String, String), Destination>,
+    entries: HashMap<String, Vec<Destination>>,
 }
 
 impl AddressBook {
     pub fn new(entries: impl IntoIterator<Item = Destination>) -> Self {
-        Self {
-            entries: entries
-                .into_iter()
-                .map(|d| ((d.venue.clone(), d.asset.clone(), d.address.clone()), d))
-                .collect(),
+        let mut map: HashMap<String, Vec<Destination>> = HashMap::new();
+        for d in entries {
+            map.entry(d.address.clone()).or_default().push(d);
         }
+        Self { entries: map }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Destination> {
-        self.entries.values()
+        self.entries.values().flatten()
     }
 
     /// The entry for a destination, if it is usable at `now`.
@@ -94,12 +93,15 @@ impl AddressBook {
         now: Millis,
     ) -> Result<&Destination, BookError> {
         let address = normalize_address(address);
-        let key = (venue.to_string(), asset.to_string(), address);
-        let Some(d) = self.entries.get(&key) else {
+        let found = self
+            .entries
+            .get(&address)
+            .and_then(|ds| ds.iter().find(|d| d.venue == venue && d.asset == asset));
+        let Some(d) = found else {
             return Err(BookError::NotListed {
-                venue: key.0,
-                asset: key.1,
-                address: key.2,
+                venue: venue.to_string(),
+                asset: asset.to_string(),
+                address,
             });
         };
         if d.approved_at.is_none() {

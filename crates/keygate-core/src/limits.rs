@@ -262,7 +262,7 @@ pub enum Cap {
 pub struct LimitCheck {
     pub limit: String,
     pub bucket: String,
-    pub window: String,
+    pub window_ms: Millis,
     pub used_usd_cents: i128,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_usd_cents: Option<i64>,
@@ -300,7 +300,9 @@ impl LimitCheck {
         };
         format!(
             "limit {} ({}, {} window): {what}",
-            self.limit, self.bucket, self.window
+            self.limit,
+            self.bucket,
+            format_duration(self.window_ms)
         )
     }
 }
@@ -312,7 +314,8 @@ pub struct LimitState {
     /// The configured limits, then uncapped statistics windows (counted, never checked).
     specs: Vec<LimitSpec>,
     configured: usize,
-    windows: HashMap<(usize, String), Window>,
+    /// Per spec (by index), the windows of its buckets.
+    windows: Vec<HashMap<String, Window>>,
 }
 
 impl LimitState {
@@ -325,9 +328,9 @@ impl LimitState {
         let configured = specs.len();
         specs.extend(stats);
         Self {
+            windows: vec![HashMap::new(); specs.len()],
             specs,
             configured,
-            windows: HashMap::new(),
         }
     }
 
@@ -342,8 +345,8 @@ impl LimitState {
         let Some(bucket) = self.specs.get(i).and_then(|s| s.bucket(m)) else {
             return Usage::default();
         };
-        self.windows
-            .get(&(i, bucket))
+        self.windows[i]
+            .get(&bucket)
             .map(|w| w.usage(m.at))
             .unwrap_or_default()
     }
@@ -360,9 +363,8 @@ impl LimitState {
             let Some(bucket) = spec.bucket(m) else {
                 continue;
             };
-            let used = self
-                .windows
-                .get(&(i, bucket.clone()))
+            let used = self.windows[i]
+                .get(&bucket)
                 .map(|w| w.usage(m.at))
                 .unwrap_or_default();
             let exceeded = if spec
@@ -384,7 +386,7 @@ impl LimitState {
             out.push(LimitCheck {
                 limit: spec.name.clone(),
                 bucket,
-                window: format_duration(spec.window),
+                window_ms: spec.window,
                 used_usd_cents: used.usd_cents,
                 max_usd_cents: spec.max_usd_cents,
                 used_amount: used.amount,
@@ -402,8 +404,8 @@ impl LimitState {
     pub fn record(&mut self, m: &MoveRef<'_>) {
         for (i, spec) in self.specs.iter().enumerate() {
             if let Some(bucket) = spec.bucket(m) {
-                self.windows
-                    .entry((i, bucket))
+                self.windows[i]
+                    .entry(bucket)
                     .or_insert_with(|| Window::new(spec.window))
                     .record(m.at, m.usd_cents, m.amount);
             }

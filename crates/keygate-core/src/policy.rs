@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    ActionConstraint, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
     Policy, PolicyId, PolicySet, PrincipalConstraint, Request, RestrictedExpression, Schema,
     ValidationMode, Validator,
 };
@@ -121,6 +121,51 @@ struct Slice {
     all: PolicySet,
     /// The slice without its `@hold` forbids, if it has any.
     without_holds: Option<PolicySet>,
+    /// The context fields its policies mention; only these are built per request. (A policy can
+    /// only read a context attribute by writing its name, so one not mentioned is never read.)
+    uses: Vec<bool>,
+}
+
+/// A client's policies split by the action they can apply to (a policy whose action scope
+/// excludes an action can never decide it, so it is not evaluated for it).
+struct Actions {
+    by_action: HashMap<Action, Slice>,
+    /// How many policies judge the client, over all actions.
+    count: usize,
+}
+
+fn applies_to(p: &Policy, action: &EntityUid) -> bool {
+    match p.action_constraint() {
+        ActionConstraint::Any => true,
+        ActionConstraint::Eq(a) => &a == action,
+        ActionConstraint::In(list) => list.contains(action),
+    }
+}
+
+/// Every context attribute, in the order of `Uses` indexes.
+const CONTEXT_FIELDS: [&str; 14] = [
+    "amount_micros",
+    "usd_value_cents",
+    "asset",
+    "destination",
+    "destination_age_hours",
+    "client_usd_cents_10m",
+    "client_usd_cents_1h",
+    "client_usd_cents_24h",
+    "client_count_1h",
+    "hour_utc",
+    "source_ip",
+    "signals",
+    "anomaly_score",
+    "approvals",
+];
+
+fn field_uses(policies: &[Policy]) -> Vec<bool> {
+    let texts: Vec<String> = policies.iter().map(ToString::to_string).collect();
+    CONTEXT_FIELDS
+        .iter()
+        .map(|f| texts.iter().any(|t| t.contains(f)))
+        .collect()
 }
 
 /// Entity type names, parsed once.
@@ -164,11 +209,15 @@ pub struct Policies {
     schema: Schema,
     types: Types,
     whole: PolicySet,
-    global: Slice,
-    per_client: HashMap<String, Slice>,
+    /// For clients no policy names: the policies for each action.
+    global: Actions,
+    per_client: HashMap<String, Actions>,
     holds: HashSet<PolicyId>,
     reasons: HashMap<PolicyId, String>,
     authorizer: Authorizer,
+    /// Cedar builds an `ip(…)` value slowly (it parses the function name each time), so the
+    /// values of recently seen addresses are kept. A cache, not state: it never changes a verdict.
+    ip_values: std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>,
 }
 
 impl std::fmt::Debug for Policies {
@@ -279,25 +328,37 @@ impl Policies {
                 None
             };
             Ok(Slice {
+                uses: field_uses(&policies),
                 all: PolicySet::from_policies(policies)
                     .map_err(|e| PolicyError::Schema(e.to_string()))?,
                 without_holds,
             })
         };
+        let action_uids = types.actions.clone();
+        let split = |policies: Vec<Policy>| -> Result<Actions, PolicyError> {
+            let count = policies.len();
+            let mut by_action = HashMap::new();
+            for (action, uid) in &action_uids {
+                let mine = policies.iter().filter(|p| applies_to(p, uid)).cloned().collect();
+                by_action.insert(*action, make(mine)?);
+            }
+            Ok(Actions { by_action, count })
+        };
         let mut per_client = HashMap::new();
         for (client, mut own) in by_client {
             own.extend(global.iter().cloned());
-            per_client.insert(client, make(own)?);
+            per_client.insert(client, split(own)?);
         }
         Ok(Self {
             schema: schema()?,
             types,
-            global: make(global)?,
+            global: split(global)?,
             whole,
             per_client,
             holds,
             reasons,
             authorizer: Authorizer::new(),
+            ip_values: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -318,13 +379,22 @@ impl Policies {
         &self.schema
     }
 
-    /// How many policies judge this client.
+    /// How many policies judge this client (over all actions).
     pub fn slice_len(&self, client: &str) -> usize {
-        self.slice(client).all.policies().count()
+        self.per_client.get(client).unwrap_or(&self.global).count
     }
 
-    fn slice(&self, client: &str) -> &Slice {
-        self.per_client.get(client).unwrap_or(&self.global)
+    /// How many policies are evaluated for this client and action.
+    pub fn slice_len_for(&self, client: &str, action: Action) -> usize {
+        self.slice(client, action).map_or(0, |s| s.all.policies().count())
+    }
+
+    fn slice(&self, client: &str, action: Action) -> Option<&Slice> {
+        self.per_client
+            .get(client)
+            .unwrap_or(&self.global)
+            .by_action
+            .get(&action)
     }
 
     pub fn client_uid(&self, name: &str) -> EntityUid {
@@ -483,7 +553,9 @@ impl Policies {
             Ok(r) => r,
             Err(e) => return deny_error(e),
         };
-        let slice = self.slice(subject.client);
+        let Some(slice) = self.slice(subject.client, subject.action) else {
+            return deny_error(format!("no policy slice for {}", subject.action));
+        };
         let response = self
             .authorizer
             .is_authorized(&request, &slice.all, entities);
@@ -573,49 +645,54 @@ impl Policies {
         }
     }
 
+    fn ip_value(&self, ip: IpAddr) -> RestrictedExpression {
+        let Ok(mut cache) = self.ip_values.lock() else {
+            return RestrictedExpression::new_ip(ip.to_string());
+        };
+        if let Some(v) = cache.get(&ip) {
+            return v.clone();
+        }
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        let v = RestrictedExpression::new_ip(ip.to_string());
+        cache.insert(ip, v.clone());
+        v
+    }
+
     fn context(&self, subject: &Subject<'_>, c: &PolicyContext) -> Result<Context, String> {
+        let uses = self.slice(subject.client, subject.action).map(|s| s.uses.as_slice());
+        let used = |i: usize| uses.and_then(|u| u.get(i)).copied().unwrap_or(true);
         let long = RestrictedExpression::new_long;
-        let mut pairs: Vec<(String, RestrictedExpression)> = vec![
-            ("amount_micros".into(), long(c.amount_micros)),
-            ("usd_value_cents".into(), long(c.usd_value_cents)),
-            (
-                "asset".into(),
-                RestrictedExpression::new_string(c.asset.clone()),
-            ),
-            ("client_usd_cents_10m".into(), long(c.client_usd_cents_10m)),
-            ("client_usd_cents_1h".into(), long(c.client_usd_cents_1h)),
-            ("client_usd_cents_24h".into(), long(c.client_usd_cents_24h)),
-            ("client_count_1h".into(), long(c.client_count_1h)),
-            ("hour_utc".into(), long(c.hour_utc)),
-            (
-                "signals".into(),
-                RestrictedExpression::new_set(
-                    c.signals
-                        .iter()
-                        .map(|s| RestrictedExpression::new_string(s.clone())),
-                ),
-            ),
-            ("anomaly_score".into(), long(c.anomaly_score)),
-            ("approvals".into(), long(c.approvals)),
-        ];
+        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(CONTEXT_FIELDS.len());
+        let mut push = |i: usize, v: &dyn Fn() -> RestrictedExpression| {
+            if used(i) {
+                pairs.push((CONTEXT_FIELDS[i].to_string(), v()));
+            }
+        };
+        push(0, &|| long(c.amount_micros));
+        push(1, &|| long(c.usd_value_cents));
+        push(2, &|| RestrictedExpression::new_string(c.asset.clone()));
         if let Some(d) = &c.destination {
             let asset = subject.asset.unwrap_or_default();
-            pairs.push((
-                "destination".into(),
-                RestrictedExpression::new_entity_uid(self.destination_uid(
-                    subject.venue,
-                    asset,
-                    &d.address,
-                )),
-            ));
-            pairs.push(("destination_age_hours".into(), long(d.age_hours)));
+            push(3, &|| {
+                RestrictedExpression::new_entity_uid(self.destination_uid(subject.venue, asset, &d.address))
+            });
+            push(4, &|| long(d.age_hours));
         }
+        push(5, &|| long(c.client_usd_cents_10m));
+        push(6, &|| long(c.client_usd_cents_1h));
+        push(7, &|| long(c.client_usd_cents_24h));
+        push(8, &|| long(c.client_count_1h));
+        push(9, &|| long(c.hour_utc));
         if let Some(ip) = c.source_ip {
-            pairs.push((
-                "source_ip".into(),
-                RestrictedExpression::new_ip(ip.to_string()),
-            ));
+            push(10, &|| self.ip_value(ip));
         }
+        push(11, &|| {
+            RestrictedExpression::new_set(c.signals.iter().map(|s| RestrictedExpression::new_string(s.clone())))
+        });
+        push(12, &|| long(c.anomaly_score));
+        push(13, &|| long(c.approvals));
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 }

@@ -267,9 +267,10 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         percentile(&ours, 0.99),
     );
     println!(
-        "keygate bench decide: {} policies ({} in client c0's slice), {} limits, {n} samples",
+        "keygate bench decide: {} policies ({} judge client c0, {} of them can apply to its withdrawals), {} limits, {n} samples",
         engine.policies.len(),
         engine.policies.slice_len("c0"),
+        engine.policies.slice_len_for("c0", Action::Withdraw),
         engine.limits.len()
     );
     println!();
