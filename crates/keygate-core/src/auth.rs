@@ -115,10 +115,10 @@ fn hash_secret(secret: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// A freshly made token: the text to show once, and the hash to store.
+/// A freshly made token: the text to show once (zeroized on drop), and the hash to store.
 pub struct NewToken {
     pub id: String,
-    pub text: String,
+    pub text: zeroize::Zeroizing<String>,
     pub secret_hash: [u8; 32],
 }
 
@@ -126,7 +126,7 @@ pub struct NewToken {
 pub fn new_token(id_bytes: [u8; 8], secret: [u8; 32]) -> NewToken {
     let id = hex::encode(id_bytes);
     NewToken {
-        text: format!("{PREFIX}{id}_{}", hex::encode(secret)),
+        text: zeroize::Zeroizing::new(format!("{PREFIX}{id}_{}", hex::encode(secret))),
         secret_hash: hash_secret(&secret),
         id,
     }

@@ -37,6 +37,10 @@ pub struct Engine {
     /// Prices pinned in the config.
     pub pinned: Vec<(String, Decimal)>,
     pub price_max_age: Millis,
+    /// How far behind the latest recorded decision `now` may be. Beyond it keygate denies
+    /// rather than date the decision forward: a clock that jumped ahead (on any instance or
+    /// admin host) must not open the limit windows early.
+    pub max_clock_skew: Millis,
     /// (venue, asset) pairs the config names, so policies can refer to them.
     pub assets: Vec<(String, String)>,
 }
@@ -70,6 +74,7 @@ impl Engine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
+    Clock,
     Intent,
     Client,
     Price,
@@ -283,6 +288,16 @@ pub fn decide_with(
     extra: &Extra,
 ) -> Verdict {
     let at = now.max(state.clock);
+    if state.clock - now > engine.max_clock_skew {
+        return Verdict::deny(
+            at,
+            Stage::Clock,
+            format!(
+                "this host's clock is {} behind the latest recorded decision; check the clocks (NTP) of every keygate instance and admin host",
+                crate::time::format_duration(state.clock - now)
+            ),
+        );
+    }
     if let Err(e) = intent.validate() {
         return Verdict::deny(at, Stage::Intent, format!("the request is not valid: {e}"));
     }
@@ -358,11 +373,16 @@ pub fn decide_with(
             usd_cents: usd,
         };
         let saturate = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
-        ctx.client_usd_cents_10m = saturate(state.limits.stat(0, &m).usd_cents);
-        let hour = state.limits.stat(1, &m);
+        // The client's withdrawals and transfers, whatever this intent's action is.
+        let as_outflow = MoveRef {
+            action: Action::Withdraw,
+            ..m
+        };
+        ctx.client_usd_cents_10m = saturate(state.limits.stat(0, &as_outflow).usd_cents);
+        let hour = state.limits.stat(1, &as_outflow);
         ctx.client_usd_cents_1h = saturate(hour.usd_cents);
         ctx.client_count_1h = i64::try_from(hour.count).unwrap_or(i64::MAX);
-        ctx.client_usd_cents_24h = saturate(state.limits.stat(2, &m).usd_cents);
+        ctx.client_usd_cents_24h = saturate(state.limits.stat(2, &as_outflow).usd_cents);
         limits = state.limits.check(&m);
         let broken: Vec<String> = limits
             .iter()

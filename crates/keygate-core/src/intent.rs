@@ -81,7 +81,13 @@ pub struct Intent {
     pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// A decimal string ("72.5"): a JSON number is refused, since it may have passed through
+    /// a float on its way.
+    #[serde(
+        default,
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub amount: Option<Decimal>,
     /// The destination address of a withdrawal or transfer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -102,6 +108,8 @@ pub enum IntentError {
     MissingAmount { action: Action },
     #[error("the amount {amount} is not positive")]
     NotPositive { amount: Decimal },
+    #[error("the amount {amount} is too large (the most keygate accepts is 10^18 units)")]
+    TooLarge { amount: Decimal },
     #[error("a {action} needs a destination address")]
     MissingDestination { action: Action },
     #[error("a {action} carries no {what}; remove it")]
@@ -109,6 +117,10 @@ pub enum IntentError {
     #[error("{what} {value:?} is not a valid name (1-64 characters: letters, digits, . _ - : /)")]
     BadName { what: &'static str, value: String },
 }
+
+/// The largest amount an intent may carry: far beyond any real transfer, and small enough that
+/// sums over windows can never overflow a decimal.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000_000;
 
 /// Whether `s` is an acceptable name for a client, venue or asset.
 pub fn valid_name(s: &str) -> bool {
@@ -145,6 +157,9 @@ impl Intent {
             let amount = self.amount.ok_or(IntentError::MissingAmount { action })?;
             if amount <= Decimal::ZERO {
                 return Err(IntentError::NotPositive { amount });
+            }
+            if amount > Decimal::from(MAX_AMOUNT) {
+                return Err(IntentError::TooLarge { amount });
             }
         } else if self.amount.is_some() {
             return Err(IntentError::Unexpected {

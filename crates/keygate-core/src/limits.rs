@@ -16,6 +16,9 @@ use serde::Serialize;
 use crate::intent::{Action, valid_name};
 use crate::time::{Millis, format_duration};
 
+/// The longest window a limit may have.
+pub const MAX_WINDOW: Millis = 366 * crate::time::DAY;
+
 /// Which clients, venues or assets a limit covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -69,8 +72,10 @@ impl LimitSpec {
                 "limit name {n:?} is not valid (letters, digits, . _ - : /)"
             ));
         }
-        if self.window <= 0 {
-            return Err(format!("limit {n}: window must be longer than zero"));
+        if self.window <= 0 || self.window > MAX_WINDOW {
+            return Err(format!(
+                "limit {n}: window must be longer than zero and at most 366d"
+            ));
         }
         if self.max_usd_cents.is_none() && self.max_amount.is_none() && self.max_count.is_none() {
             return Err(format!(
@@ -210,7 +215,7 @@ impl Window {
         let mut u = self.total;
         for s in self.slots.iter().take_while(|s| self.expired(s, now)) {
             u.usd_cents -= s.usd;
-            u.amount -= s.amount;
+            u.amount = u.amount.checked_sub(s.amount).unwrap_or(Decimal::ZERO);
             u.count -= s.count;
         }
         u
@@ -220,7 +225,11 @@ impl Window {
         while self.slots.front().is_some_and(|s| self.expired(s, at)) {
             if let Some(s) = self.slots.pop_front() {
                 self.total.usd_cents -= s.usd;
-                self.total.amount -= s.amount;
+                self.total.amount = self
+                    .total
+                    .amount
+                    .checked_sub(s.amount)
+                    .unwrap_or(Decimal::ZERO);
                 self.total.count -= s.count;
             }
         }
@@ -232,7 +241,7 @@ impl Window {
         match self.slots.back_mut() {
             Some(last) if last.at >= slot_at => {
                 last.usd += i128::from(usd);
-                last.amount += amount;
+                last.amount = last.amount.checked_add(amount).unwrap_or(Decimal::MAX);
                 last.count += 1;
             }
             _ => self.slots.push_back(Slot {
@@ -243,7 +252,13 @@ impl Window {
             }),
         }
         self.total.usd_cents += i128::from(usd);
-        self.total.amount += amount;
+        // Amounts are at most 10^18 per move (intent validation), so this saturates only
+        // after ~10^10 moves in one window; saturating keeps it an over-count.
+        self.total.amount = self
+            .total
+            .amount
+            .checked_add(amount)
+            .unwrap_or(Decimal::MAX);
         self.total.count += 1;
     }
 }
@@ -275,24 +290,30 @@ pub struct LimitCheck {
     /// The cap this move would break, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exceeded: Option<Cap>,
+    /// What this move asks for.
+    pub asked_usd_cents: i64,
+    pub asked_amount: Decimal,
 }
 
 impl LimitCheck {
     /// A one-line reason, for a deny.
     pub fn describe(&self) -> String {
+        let usd = |c: i128| crate::price::format_usd(i64::try_from(c).unwrap_or(i64::MAX));
         let what = match self.exceeded {
             Some(Cap::Usd) => format!(
-                "USD {} used of {}",
-                crate::price::format_usd(i64::try_from(self.used_usd_cents).unwrap_or(i64::MAX)),
-                crate::price::format_usd(self.max_usd_cents.unwrap_or(0))
+                "USD {} used + {} asked is over the cap of {}",
+                usd(self.used_usd_cents),
+                usd(i128::from(self.asked_usd_cents)),
+                usd(i128::from(self.max_usd_cents.unwrap_or(0)))
             ),
             Some(Cap::Amount) => format!(
-                "{} used of {}",
+                "{} used + {} asked is over the cap of {}",
                 self.used_amount,
+                self.asked_amount,
                 self.max_amount.unwrap_or_default()
             ),
             Some(Cap::Count) => format!(
-                "{} used of {}",
+                "{} used, the cap is {}",
                 self.used_count,
                 self.max_count.unwrap_or(0)
             ),
@@ -394,6 +415,8 @@ impl LimitState {
                 used_count: used.count,
                 max_count: spec.max_count,
                 exceeded,
+                asked_usd_cents: m.usd_cents,
+                asked_amount: m.amount,
             });
         }
         out

@@ -15,9 +15,9 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    Policy, PolicyId, PolicySet, PrincipalConstraint, Request, RestrictedExpression, Schema,
-    ValidationMode, Validator,
+    ActionConstraint, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde::Serialize;
 
@@ -161,7 +161,25 @@ const CONTEXT_FIELDS: [&str; 14] = [
 ];
 
 fn field_uses(policies: &[Policy]) -> Vec<bool> {
-    let texts: Vec<String> = policies.iter().map(ToString::to_string).collect();
+    // Search the parsed form (JSON), not the source: there, escapes in attribute names
+    // (`context["source\u{5f}ip"]`) are decoded. A policy that cannot be shown that way gets
+    // every field.
+    let mut texts = Vec::with_capacity(policies.len());
+    for p in policies {
+        let Ok(j) = p.to_json() else {
+            return vec![true; CONTEXT_FIELDS.len()];
+        };
+        let j = j.to_string();
+        // Every use of `context` must be an attribute access or a `has` test; a policy that uses
+        // the record as a whole (say `context == {…}`) sees every field.
+        let whole = j.matches(r#"{"Var":"context"}"#).count();
+        let by_attr = j.matches(r#"{".":{"left":{"Var":"context"}"#).count()
+            + j.matches(r#"{"has":{"left":{"Var":"context"}"#).count();
+        if whole != by_attr {
+            return vec![true; CONTEXT_FIELDS.len()];
+        }
+        texts.push(j);
+    }
     CONTEXT_FIELDS
         .iter()
         .map(|f| texts.iter().any(|t| t.contains(f)))
@@ -339,7 +357,11 @@ impl Policies {
             let count = policies.len();
             let mut by_action = HashMap::new();
             for (action, uid) in &action_uids {
-                let mine = policies.iter().filter(|p| applies_to(p, uid)).cloned().collect();
+                let mine = policies
+                    .iter()
+                    .filter(|p| applies_to(p, uid))
+                    .cloned()
+                    .collect();
                 by_action.insert(*action, make(mine)?);
             }
             Ok(Actions { by_action, count })
@@ -386,7 +408,8 @@ impl Policies {
 
     /// How many policies are evaluated for this client and action.
     pub fn slice_len_for(&self, client: &str, action: Action) -> usize {
-        self.slice(client, action).map_or(0, |s| s.all.policies().count())
+        self.slice(client, action)
+            .map_or(0, |s| s.all.policies().count())
     }
 
     fn slice(&self, client: &str, action: Action) -> Option<&Slice> {
@@ -597,11 +620,23 @@ impl Policies {
                 let only_holds = deciding.iter().all(|id| self.holds.contains(id));
                 if only_holds && let Some(rest) = &slice.without_holds {
                     let again = self.authorizer.is_authorized(&request, rest, entities);
-                    if again.decision() == Decision::Allow
-                        && again.diagnostics().errors().next().is_none()
-                    {
+                    if again.diagnostics().errors().next().is_some() {
+                        return deny_error(
+                            "a policy failed to evaluate, which counts as a deny".into(),
+                        );
+                    }
+                    if again.decision() == Decision::Allow {
                         return self.verdict(Outcome::Hold, &deciding, "holds");
                     }
+                    // Nothing permits it anyway: say so, rather than name the hold.
+                    return PolicyVerdict {
+                        outcome: Outcome::Deny,
+                        policies: vec![],
+                        reasons: vec![format!(
+                            "no policy permits client {} to {} on {} (default deny)",
+                            subject.client, subject.action, subject.venue
+                        )],
+                    };
                 }
                 let forbids: Vec<PolicyId> = deciding
                     .into_iter()
@@ -661,10 +696,13 @@ impl Policies {
     }
 
     fn context(&self, subject: &Subject<'_>, c: &PolicyContext) -> Result<Context, String> {
-        let uses = self.slice(subject.client, subject.action).map(|s| s.uses.as_slice());
+        let uses = self
+            .slice(subject.client, subject.action)
+            .map(|s| s.uses.as_slice());
         let used = |i: usize| uses.and_then(|u| u.get(i)).copied().unwrap_or(true);
         let long = RestrictedExpression::new_long;
-        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(CONTEXT_FIELDS.len());
+        let mut pairs: Vec<(String, RestrictedExpression)> =
+            Vec::with_capacity(CONTEXT_FIELDS.len());
         let mut push = |i: usize, v: &dyn Fn() -> RestrictedExpression| {
             if used(i) {
                 pairs.push((CONTEXT_FIELDS[i].to_string(), v()));
@@ -676,7 +714,11 @@ impl Policies {
         if let Some(d) = &c.destination {
             let asset = subject.asset.unwrap_or_default();
             push(3, &|| {
-                RestrictedExpression::new_entity_uid(self.destination_uid(subject.venue, asset, &d.address))
+                RestrictedExpression::new_entity_uid(self.destination_uid(
+                    subject.venue,
+                    asset,
+                    &d.address,
+                ))
             });
             push(4, &|| long(d.age_hours));
         }
@@ -689,7 +731,11 @@ impl Policies {
             push(10, &|| self.ip_value(ip));
         }
         push(11, &|| {
-            RestrictedExpression::new_set(c.signals.iter().map(|s| RestrictedExpression::new_string(s.clone())))
+            RestrictedExpression::new_set(
+                c.signals
+                    .iter()
+                    .map(|s| RestrictedExpression::new_string(s.clone())),
+            )
         });
         push(12, &|| long(c.anomaly_score));
         push(13, &|| long(c.approvals));
@@ -711,4 +757,40 @@ pub struct World<'a> {
     /// (venue, asset) pairs known from the config.
     pub assets: &'a [(&'a str, &'a str)],
     pub destinations: &'a [&'a crate::book::Destination],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uses(text: &str) -> Vec<&'static str> {
+        let set = PolicySet::from_str(text).unwrap();
+        let policies: Vec<Policy> = set.policies().cloned().collect();
+        field_uses(&policies)
+            .into_iter()
+            .zip(CONTEXT_FIELDS)
+            .filter(|(u, _)| *u)
+            .map(|(_, f)| f)
+            .collect()
+    }
+
+    #[test]
+    fn only_mentioned_context_fields_are_built() {
+        assert_eq!(
+            uses(
+                r#"permit(principal, action, resource) when { context.hour_utc < 3 && context has source_ip };"#
+            ),
+            vec!["hour_utc", "source_ip"]
+        );
+        assert_eq!(
+            uses(r#"permit(principal, action, resource) when { context["approvals"] > 1 };"#),
+            vec!["approvals"]
+        );
+        assert!(uses("permit(principal, action, resource);").is_empty());
+        // The record used whole: every field.
+        assert_eq!(
+            uses("permit(principal, action, resource) when { context == context };").len(),
+            CONTEXT_FIELDS.len()
+        );
+    }
 }

@@ -58,6 +58,7 @@ fn engine(policies: &str) -> Engine {
         }],
         pinned: vec![("USDT".into(), Decimal::ONE)],
         price_max_age: 5 * MINUTE,
+        max_clock_skew: 5_000,
         assets: vec![("binance".into(), "USDT".into())],
     }
 }
@@ -204,7 +205,13 @@ fn each_check_refuses_with_its_reason() {
     assert_eq!(stage(&elsewhere, T0).0, Stage::AddressBook);
     let (st, why) = stage(&withdraw("mm", "USDT", 500_001), T0);
     assert_eq!(st, Stage::Limit);
-    assert!(why.contains("mm-1h"), "{why}");
+    assert!(
+        why.contains("mm-1h") && why.contains("500001.00 asked"),
+        "{why}"
+    );
+    let mut huge = withdraw("mm", "USDT", 1);
+    huge.amount = Some(Decimal::from(i64::MAX));
+    assert_eq!(stage(&huge, T0).0, Stage::Intent);
 }
 
 #[test]
@@ -232,8 +239,17 @@ fn time_never_goes_backwards() {
     let mut s = state(&e);
     let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0 + HOUR);
     s.record(&v);
+    // A little behind (another host's clock): dated at the latest decision, never before it.
+    let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0 + HOUR - 2_000);
+    assert_eq!((v.outcome, v.at), (Outcome::Allow, T0 + HOUR));
+    // Far behind: denied, so a clock that jumped ahead cannot reopen a window early.
     let earlier = decide(&e, &s, &withdraw("mm", "USDT", 1), T0);
     assert_eq!(earlier.at, T0 + HOUR);
+    assert_eq!(
+        (earlier.outcome, earlier.stage),
+        (Outcome::Deny, Stage::Clock)
+    );
+    assert!(earlier.reasons[0].contains("NTP"), "{earlier:?}");
 }
 
 #[test]
@@ -264,4 +280,28 @@ fn clients_are_judged_by_their_own_slice() {
     assert_eq!(e.policies.slice_len("mm"), 4);
     assert_eq!(e.policies.slice_len("buggy"), 3);
     assert_eq!(e.policies.slice_len("someone-else"), 2);
+}
+
+#[test]
+fn an_escaped_attribute_name_still_gets_its_context_field() {
+    // The context is built only from the fields a client's policies mention; a name written
+    // with an escape must still count as mentioned, or this forbid would never fire.
+    let e = engine(
+        r#"permit(principal, action, resource);
+forbid(principal, action, resource) when { context has "source\u{5f}ip" && context["source\u{5f}ip"].isInRange(ip("10.0.0.0/8")) };"#,
+    );
+    let s = state(&e);
+    let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0);
+    assert_eq!(v.outcome, Outcome::Deny, "{v:?}");
+}
+
+#[test]
+fn a_hold_with_nothing_permitting_is_a_plain_default_deny() {
+    let e = engine(
+        r#"@id("h") @hold forbid(principal, action == Keygate::Action::"withdraw", resource) when { context.usd_value_cents > 0 };"#,
+    );
+    let s = state(&e);
+    let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0);
+    assert_eq!(v.outcome, Outcome::Deny);
+    assert!(v.reasons[0].contains("default deny"), "{v:?}");
 }

@@ -60,6 +60,7 @@ fn engine() -> Engine {
             ("ETH".into(), Decimal::from(2_000)),
         ],
         price_max_age: MINUTE,
+        max_clock_skew: 5_000,
         assets: vec![],
     }
 }

@@ -322,13 +322,21 @@ fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
             let text = |col: &str| -> Result<String, StoreError> {
                 r.try_get::<Option<String>, _>(col)?.ok_or_else(|| bad(col))
             };
+            if usd_cents < 0 {
+                return Err(bad("mv_usd_cents"));
+            }
+            let amount: rust_decimal::Decimal =
+                text("mv_amount")?.parse().map_err(|_| bad("mv_amount"))?;
+            if amount <= rust_decimal::Decimal::ZERO {
+                return Err(bad("mv_amount"));
+            }
             Some(Move {
                 at: r.try_get("at_ms")?,
                 client: text("mv_client")?,
                 venue: text("mv_venue")?,
                 asset: text("mv_asset")?,
                 action: text("mv_action")?.parse().map_err(|_| bad("mv_action"))?,
-                amount: text("mv_amount")?.parse().map_err(|_| bad("mv_amount"))?,
+                amount,
                 usd_cents,
             })
         }
@@ -347,16 +355,22 @@ fn row_to_audit(r: &AnyRow) -> Result<AuditRow, StoreError> {
 
 const SELECT_ROWS: &str = "SELECT seq, at_ms, kind, actor, entry, prev_hash, hash, mv_client, mv_venue, mv_asset, mv_action, mv_amount, mv_usd_cents FROM audit_log";
 
-/// Allowed moves dated after `since`, in order, for rebuilding the limits.
-pub(crate) async fn moves_since<'e, E>(exec: E, since: Millis) -> Result<Vec<Move>, StoreError>
+/// Allowed moves dated after `since` among entries 1..=`head_seq`, in order, for rebuilding
+/// the limits.
+pub(crate) async fn moves_since<'e, E>(
+    exec: E,
+    since: Millis,
+    head_seq: i64,
+) -> Result<Vec<Move>, StoreError>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
     let rows = sqlx::query(
         "SELECT seq, at_ms, kind, actor, entry, prev_hash, hash, mv_client, mv_venue, mv_asset, mv_action, mv_amount, mv_usd_cents \
-         FROM audit_log WHERE at_ms > $1 AND mv_usd_cents IS NOT NULL ORDER BY seq",
+         FROM audit_log WHERE at_ms > $1 AND mv_usd_cents IS NOT NULL AND seq BETWEEN 1 AND $2 ORDER BY seq",
     )
     .bind(since)
+    .bind(head_seq)
     .fetch_all(exec)
     .await?;
     rows.iter()
@@ -640,6 +654,22 @@ impl Store {
             });
             return Ok(report);
         }
+        let stray: i64 = sqlx::query("SELECT COUNT(*) FROM audit_log WHERE seq < 1 OR seq > $1")
+            .bind(head.seq)
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        if stray > 0 {
+            report.problem = Some(Problem {
+                seq: head.seq + 1,
+                what: format!(
+                    "{stray} stored entr{} numbered outside 1..{}: entries were inserted or the head was rolled back",
+                    if stray == 1 { "y is" } else { "ies are" },
+                    head.seq
+                ),
+            });
+            return Ok(report);
+        }
         if head.seq != prev.seq || (head.seq > 0 && head.hash != prev.hash) {
             report.problem = Some(Problem {
                 seq: prev.seq + 1,
@@ -648,6 +678,17 @@ impl Store {
                     head.seq, prev.seq
                 ),
             });
+            return Ok(report);
+        }
+        if head.seq > 0 && head.at_ms != prev.at_ms {
+            report.problem = Some(Problem {
+                seq: head.seq,
+                what: format!(
+                    "the chain's head is dated {} but entry {} is dated {}: the head was edited",
+                    head.at_ms, prev.seq, prev.at_ms
+                ),
+            });
+            return Ok(report);
         }
         Ok(report)
     }

@@ -133,7 +133,8 @@ fn rebuild_from(engine: &Engine, head: &Head) -> Millis {
         .max()
         .unwrap_or(0)
         .max(keygate_core::time::DAY);
-    head.at_ms.saturating_sub(longest + longest / 512 + 1)
+    head.at_ms
+        .saturating_sub(longest.saturating_add(longest / 512).saturating_add(1))
 }
 
 /// The state a decider would decide with now, read without writing anything (for dry runs).
@@ -141,7 +142,7 @@ pub async fn current_state(store: &Store, engine: &Engine) -> Result<State, Stor
     let mut tx = store.pool().begin().await?;
     let head = audit::read_head(&mut *tx).await?;
     let since = rebuild_from(engine, &head);
-    let inputs = crate::engine::load_inputs(&mut tx, since, head.at_ms).await?;
+    let inputs = crate::engine::load_inputs(&mut tx, since, &head).await?;
     tx.rollback().await?;
     State::new(engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -216,7 +217,13 @@ impl Writer {
                 let rows = audit::rows_after(&mut **tx, c.head.seq, gap).await?;
                 let contiguous =
                     rows.len() as i64 == gap && rows.last().is_some_and(|r| r.hash == head.hash);
-                if contiguous && rows.iter().all(|r| r.kind != "admin") {
+                // Only decisions and token events leave the rest of the state as it was;
+                // anything else (an admin change, and whatever kinds come later) rebuilds it.
+                if contiguous
+                    && rows
+                        .iter()
+                        .all(|r| r.kind == "decision" || r.kind == "auth")
+                {
                     for r in rows {
                         if let Some(m) = &r.debit {
                             c.state.record_move(m);
@@ -237,7 +244,7 @@ impl Writer {
             .unwrap_or(0)
             .max(keygate_core::time::DAY);
         let since = head.at_ms.saturating_sub(longest + longest / 512 + 1);
-        let inputs = crate::engine::load_inputs(tx, since, head.at_ms).await?;
+        let inputs = crate::engine::load_inputs(tx, since, head).await?;
         let state =
             State::new(&self.engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let last_checkpoint = audit::last_checkpoint(&mut **tx).await?;

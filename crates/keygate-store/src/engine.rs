@@ -509,8 +509,9 @@ impl Store {
 pub(crate) async fn load_inputs(
     tx: &mut Transaction<'static, Any>,
     moves_since: Millis,
-    clock: Millis,
+    head: &crate::audit::Head,
 ) -> Result<keygate_core::decide::StateInputs, StoreError> {
+    let clock = head.at_ms;
     let clients = sqlx::query(sqlx::AssertSqlSafe(format!("{CLIENT_COLS} ORDER BY name")))
         .fetch_all(&mut **tx)
         .await?
@@ -537,7 +538,7 @@ pub(crate) async fn load_inputs(
         })?;
         prices.push((asset, usd, r.try_get(2)?));
     }
-    let moves = crate::audit::moves_since(&mut **tx, moves_since).await?;
+    let moves = crate::audit::moves_since(&mut **tx, moves_since, head.seq).await?;
     Ok(keygate_core::decide::StateInputs {
         clients,
         destinations,

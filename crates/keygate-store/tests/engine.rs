@@ -61,6 +61,7 @@ fn engine() -> Arc<Engine> {
         }],
         pinned: vec![("USDT".into(), Decimal::ONE)],
         price_max_age: 5 * MINUTE,
+        max_clock_skew: 5_000,
         assets: vec![],
     })
 }
@@ -353,8 +354,8 @@ async fn edited_deleted_or_reordered_entries_are_named(b: Backend) {
         ),
         ("DELETE FROM audit_log WHERE seq = 5", 5, "deleted"),
         (
-            "UPDATE audit_log SET seq = -seq WHERE seq IN (5, 6); UPDATE audit_log SET seq = 11 WHERE seq = -5; \
-          UPDATE audit_log SET seq = 5 WHERE seq = -6; UPDATE audit_log SET seq = 6 WHERE seq = 11",
+            "UPDATE audit_log SET seq = seq + 1000 WHERE seq IN (5, 6); UPDATE audit_log SET seq = 5 WHERE seq = 1006; \
+          UPDATE audit_log SET seq = 6 WHERE seq = 1005",
             5,
             "reordered",
         ),

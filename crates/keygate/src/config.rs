@@ -32,7 +32,30 @@ pub struct Config {
     #[serde(default)]
     pub audit: AuditConfig,
     #[serde(default)]
+    pub decide: DecideConfig,
+    #[serde(default)]
     pub limits: Vec<LimitConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideConfig {
+    /// How far this host's clock may be behind the latest recorded decision before keygate
+    /// denies (instead of dating decisions forward).
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew: String,
+}
+
+fn default_max_clock_skew() -> String {
+    "5s".into()
+}
+
+impl Default for DecideConfig {
+    fn default() -> Self {
+        Self {
+            max_clock_skew: default_max_clock_skew(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -282,6 +305,7 @@ const ENV_FIELDS: &[(&str, &str)] = &[
     ("address_book", "cooldown"),
     ("audit", "signing_key"),
     ("audit", "export_file"),
+    ("decide", "max_clock_skew"),
 ];
 
 /// The environment variable that overrides `section.field`.
@@ -406,7 +430,13 @@ default_cidrs = ["127.0.0.1/32", "::1/128"]
 
 [address_book]
 # A new destination is usable only after this cool-down and another admin's approval.
+# `address add --cooldown` may lengthen it, never shorten it.
 cooldown = "24h"
+
+[decide]
+# If this host's clock is further behind the latest recorded decision, keygate denies rather
+# than date decisions forward (a clock that jumped ahead must not reopen limit windows).
+max_clock_skew = "5s"
 
 [audit]
 # The Ed25519 key that signs audit checkpoints, and where checkpoints are exported (keep a copy

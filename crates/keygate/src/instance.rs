@@ -254,6 +254,17 @@ impl StateHandle {
         Ok(keygate_vault::AuditKey::read_file(&path)?)
     }
 
+    /// The audit signing key's public half, if the key exists (never creates it).
+    pub fn audit_public_key(&self) -> Result<Option<String>> {
+        let path = resolve_path(&self.config.audit.signing_key, &self.paths.base);
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(
+            keygate_vault::AuditKey::read_file(&path)?.public_hex(),
+        ))
+    }
+
     /// Where checkpoints are exported, if anywhere.
     pub fn export_file(&self) -> Option<PathBuf> {
         let p = &self.config.audit.export_file;

@@ -64,7 +64,7 @@ VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000'
 -- The mv_ columns repeat an allowed decision's debit (also inside `entry`) so that the limits
 -- can be rebuilt with one indexed query; `keygate audit verify` checks they agree.
 CREATE TABLE audit_log (
-    seq          INTEGER PRIMARY KEY NOT NULL,
+    seq          INTEGER PRIMARY KEY NOT NULL CHECK (seq > 0),
     at_ms        INTEGER NOT NULL,
     kind         TEXT    NOT NULL,
     actor        TEXT    NOT NULL,
@@ -76,7 +76,7 @@ CREATE TABLE audit_log (
     mv_asset     TEXT,
     mv_action    TEXT,
     mv_amount    TEXT,
-    mv_usd_cents INTEGER
+    mv_usd_cents INTEGER CHECK (mv_usd_cents >= 0)
 );
 CREATE INDEX audit_log_moves ON audit_log (at_ms) WHERE mv_usd_cents IS NOT NULL;
 

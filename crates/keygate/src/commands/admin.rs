@@ -207,7 +207,7 @@ async fn token_issue(h: &StateHandle, actor: &str, a: &TokenIssueArgs) -> Result
         cidr_texts.join(","),
         time_text(rec.expires_at)
     );
-    println!("{}", t.text);
+    println!("{}", t.text.as_str());
     Ok(())
 }
 
@@ -248,7 +248,7 @@ async fn token_list(h: &StateHandle, a: &TokenListArgs) -> Result<()> {
 
 /// Authenticates a token from stdin as a request would, and audits a failure.
 async fn token_check(h: &StateHandle, a: &TokenCheckArgs) -> Result<()> {
-    let mut text = String::new();
+    let mut text = zeroize::Zeroizing::new(String::new());
     std::io::stdin()
         .take(4096)
         .read_to_string(&mut text)
@@ -261,7 +261,7 @@ async fn token_check(h: &StateHandle, a: &TokenCheckArgs) -> Result<()> {
             auth::authenticate(&p, t.as_ref(), c.as_ref(), a.ip, &a.venue, a.action, now)
         }
     };
-    text.clear();
+    drop(text);
     match result {
         Ok(()) => {
             println!(
@@ -442,10 +442,18 @@ async fn address_add(h: &StateHandle, actor: &str, a: &AddressAddArgs) -> Result
     if a.label.trim().is_empty() || a.label.len() > 64 {
         bail!("--label must be 1-64 characters");
     }
+    let floor = duration("address_book.cooldown", &h.config.address_book.cooldown)?;
     let cooldown = match &a.cooldown {
         Some(c) => duration("--cooldown", c)?,
-        None => duration("address_book.cooldown", &h.config.address_book.cooldown)?,
+        None => floor,
     };
+    if cooldown < floor {
+        bail!(
+            "--cooldown {} is shorter than address_book.cooldown ({}); it may only lengthen it",
+            keygate_core::time::format_duration(cooldown),
+            h.config.address_book.cooldown
+        );
+    }
     let d = h
         .store
         .add_destination(

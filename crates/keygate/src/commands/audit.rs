@@ -14,7 +14,12 @@ pub async fn run(h: &StateHandle, cmd: &AuditCommand) -> Result<()> {
     match cmd {
         AuditCommand::Verify(a) => {
             let mut trusted = h.config.audit.trusted_keys.clone();
-            trusted.push(h.audit_key()?.public_hex());
+            match h.audit_public_key()? {
+                Some(k) => trusted.push(k),
+                None => eprintln!(
+                    "warning: no audit signing key at audit.signing_key; only audit.trusted_keys are trusted"
+                ),
+            }
             let external = match (&a.checkpoints, h.export_file()) {
                 (Some(p), _) => read_exported(p)?,
                 (None, Some(p)) if p.exists() => read_exported(&p)?,
@@ -55,9 +60,10 @@ pub async fn run(h: &StateHandle, cmd: &AuditCommand) -> Result<()> {
                 .audit_entry(a.seq)
                 .await?
                 .with_context(|| format!("there is no audit entry {}", a.seq))?;
-            let mut v: serde_json::Value = serde_json::from_str(&row.entry)?;
-            v["hash"] = row.hash.into();
-            v["prev_hash"] = row.prev_hash.into();
+            let entry: serde_json::Value = serde_json::from_str(&row.entry)
+                .unwrap_or_else(|_| serde_json::Value::String(row.entry.clone()));
+            let v =
+                serde_json::json!({"entry": entry, "hash": row.hash, "prev_hash": row.prev_hash});
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(())
         }

@@ -75,13 +75,23 @@ pub fn read_exported(path: &Path) -> Result<Vec<Checkpoint>> {
         .collect()
 }
 
-/// After an admin change: sign a checkpoint if one is due, and export it.
+/// After an admin change (already committed): sign a checkpoint if one is due, and export it.
+/// A failure here does not undo the change, so it is a warning that says so, not an error.
 pub async fn checkpoint_if_due(h: &StateHandle) -> Result<()> {
-    let signer = KeySigner(h.audit_key()?);
-    if let Some(cp) = h.store.checkpoint_if_due(&signer, policy(h)?).await?
-        && let Some(path) = h.export_file()
-    {
-        export(&path, &cp)?;
+    let attempt = async {
+        let signer = KeySigner(h.audit_key()?);
+        if let Some(cp) = h.store.checkpoint_if_due(&signer, policy(h)?).await?
+            && let Some(path) = h.export_file()
+        {
+            export(&path, &cp)?;
+        }
+        anyhow::Ok(())
+    };
+    if let Err(e) = attempt.await {
+        tracing::warn!(error = %format!("{e:#}"), "the change is recorded, but no audit checkpoint could be signed; fix this and run `keygate audit checkpoint`");
+        eprintln!(
+            "warning: the change is recorded, but no audit checkpoint could be signed ({e:#}); fix this and run `keygate audit checkpoint`"
+        );
     }
     Ok(())
 }

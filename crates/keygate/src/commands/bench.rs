@@ -124,6 +124,7 @@ fn engine() -> Result<Engine> {
         limits: limits(),
         pinned: vec![("USDT".into(), Decimal::ONE)],
         price_max_age: 5 * MINUTE,
+        max_clock_skew: 5_000,
         assets: vec![],
     };
     e.validate()?;

@@ -195,6 +195,13 @@ fn every_token_refusal_is_distinct_and_audited() {
 #[test]
 fn address_book_prices_and_dry_run_decide() {
     let mut kg = setup();
+    let config = std::fs::read_to_string(kg.data.join("keygate.toml")).unwrap();
+    assert!(config.contains("cooldown = \"24h\""));
+    std::fs::write(
+        kg.data.join("keygate.toml"),
+        config.replace("cooldown = \"24h\"", "cooldown = \"1s\""),
+    )
+    .unwrap();
     kg.ok(
         &[
             "address",
@@ -213,6 +220,24 @@ fn address_book_prices_and_dry_run_decide() {
     );
     let e = kg.fails(&["address", "approve", "1"], None);
     assert!(e.contains("another admin"), "{e}");
+    // The configured cool-down is a floor.
+    let e = kg.fails(
+        &[
+            "address",
+            "add",
+            "0x00000000000000000000000000000000000000BB",
+            "--venue",
+            "binance",
+            "--asset",
+            "USDT",
+            "--label",
+            "x",
+            "--cooldown",
+            "500ms",
+        ],
+        None,
+    );
+    assert!(e.contains("only lengthen"), "{e}");
     std::fs::write(
         kg.data.join("policies/withdraw.cedar"),
         "@id(\"cold\") permit(principal == Keygate::Client::\"mm-bot\", action == Keygate::Action::\"withdraw\", resource)\n\
