@@ -11,6 +11,7 @@
 use keygate_core::Millis;
 use keygate_core::limits::Move;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
@@ -38,9 +39,21 @@ pub struct NewEntry {
     pub kind: &'static str,
     pub actor: String,
     pub at_ms: Millis,
-    pub data: serde_json::Value,
+    /// The entry's JSON object, already serialised (see [`NewEntry::data`]).
+    pub data: Box<RawValue>,
     /// An allowed decision's debit, counted by the limits.
     pub debit: Option<Move>,
+}
+
+impl NewEntry {
+    /// Serialises `data` for an entry; a value that cannot be serialised is recorded as an
+    /// error string rather than lost.
+    pub fn data(data: &impl Serialize) -> Box<RawValue> {
+        serde_json::value::to_raw_value(data).unwrap_or_else(|e| {
+            serde_json::value::to_raw_value(&format!("unserialisable entry: {e}"))
+                .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
+        })
+    }
 }
 
 /// The canonical form that is hashed, and stored as `entry`.
@@ -50,7 +63,8 @@ struct Canonical<'a> {
     at_ms: Millis,
     kind: &'a str,
     actor: &'a str,
-    data: serde_json::Value,
+    #[serde(borrow)]
+    data: &'a RawValue,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     debit: Option<Move>,
 }
@@ -187,7 +201,7 @@ pub(crate) async fn append(
             at_ms,
             kind: e.kind,
             actor: &e.actor,
-            data: e.data,
+            data: &e.data,
             debit: e.debit.clone(),
         })
         .map_err(|err| StoreError::Corrupt(format!("cannot encode audit entry: {err}")))?;
@@ -205,27 +219,26 @@ pub(crate) async fn append(
         head.seq = seq;
         head.at_ms = at_ms;
     }
-    let seqs = rows.iter().map(|r| r.seq).collect();
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let n = [64, 16, 4, 1]
-            .into_iter()
-            .find(|n| *n <= rest.len())
-            .unwrap_or(1);
-        let (chunk, tail) = rest.split_at(n);
-        rest = tail;
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    let mut rest = rows.into_iter().peekable();
+    let mut left = seqs.len();
+    while rest.peek().is_some() {
+        // Small statements: SQLite looks up each `$N` by a linear scan, so a statement's cost
+        // grows with the square of its parameters.
+        let n = [16, 4, 1].into_iter().find(|n| *n <= left).unwrap_or(1);
+        left -= n;
         let sql = insert_sql(n);
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for r in chunk {
+        for r in rest.by_ref().take(n) {
             let d = r.debit.as_ref();
             q = q
                 .bind(r.seq)
                 .bind(r.at_ms)
-                .bind(r.kind.clone())
-                .bind(r.actor.clone())
-                .bind(r.entry.clone())
-                .bind(r.prev_hash.clone())
-                .bind(r.hash.clone())
+                .bind(r.kind)
+                .bind(r.actor)
+                .bind(r.entry)
+                .bind(r.prev_hash)
+                .bind(r.hash)
                 .bind(d.map(|m| m.client.clone()))
                 .bind(d.map(|m| m.venue.clone()))
                 .bind(d.map(|m| m.asset.clone()))

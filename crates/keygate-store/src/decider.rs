@@ -13,11 +13,24 @@ use std::sync::Arc;
 
 use keygate_core::decide::{Extra, State, decide_with};
 use keygate_core::{Engine, Intent, Millis, Verdict};
-use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{self, CheckpointPolicy, Head, NewEntry, Signer};
 use crate::{Store, StoreError};
+
+/// What a decision's audit entry records (besides its debit).
+#[derive(serde::Serialize)]
+struct DecisionData<'a> {
+    intent: &'a Intent,
+    outcome: keygate_core::Outcome,
+    stage: keygate_core::decide::Stage,
+    reasons: &'a [String],
+    policies: &'a [String],
+    limits: &'a [keygate_core::LimitCheck],
+    usd_value_cents: Option<i64>,
+    signals: &'a [String],
+    approvals: i64,
+}
 
 /// The most intents one transaction decides.
 const MAX_BATCH: usize = 512;
@@ -274,16 +287,16 @@ impl Writer {
                 kind: "decision",
                 actor: format!("client:{}", job.intent.client),
                 at_ms: verdict.at,
-                data: json!({
-                    "intent": job.intent,
-                    "outcome": verdict.outcome,
-                    "stage": verdict.stage,
-                    "reasons": verdict.reasons,
-                    "policies": verdict.policies,
-                    "limits": verdict.limits,
-                    "usd_value_cents": verdict.usd_value_cents,
-                    "signals": job.extra.signals,
-                    "approvals": job.extra.approvals,
+                data: NewEntry::data(&DecisionData {
+                    intent: &job.intent,
+                    outcome: verdict.outcome,
+                    stage: verdict.stage,
+                    reasons: &verdict.reasons,
+                    policies: &verdict.policies,
+                    limits: &verdict.limits,
+                    usd_value_cents: verdict.usd_value_cents,
+                    signals: &job.extra.signals,
+                    approvals: job.extra.approvals,
                 }),
                 debit: verdict.debit.clone(),
             });

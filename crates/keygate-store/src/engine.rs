@@ -106,7 +106,7 @@ fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
         kind: "admin",
         actor: actor.to_string(),
         at_ms,
-        data,
+        data: NewEntry::data(&data),
         debit: None,
     }
 }

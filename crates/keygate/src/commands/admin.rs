@@ -292,8 +292,8 @@ pub async fn record_auth_failure(
             kind: "auth",
             actor: format!("ip:{ip}"),
             at_ms: now,
-            data: json!({"event": "token.refused", "error": e.code(), "detail": e, "message": e.to_string(),
-                         "venue": venue, "action": action, "source_ip": ip}),
+            data: keygate_store::audit::NewEntry::data(&json!({"event": "token.refused", "error": e.code(), "detail": e, "message": e.to_string(),
+                         "venue": venue, "action": action, "source_ip": ip})),
             debit: None,
         }])
         .await?;
