@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// keygate holds your venue API secrets and hot-wallet keys, so your bots never do.
 ///
 /// Bots get short-lived scoped tokens; every request is decided against policies, limits and
-/// anomaly detectors; secrets stay encrypted at rest. See docs/ for the full guide.
+/// an address book; secrets stay encrypted at rest. See docs/ for the full guide.
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, propagate_version = true)]
 pub struct Cli {
