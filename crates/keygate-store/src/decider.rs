@@ -154,9 +154,18 @@ fn rebuild_from(engine: &Engine, head: &Head) -> Millis {
 pub async fn current_state(store: &Store, engine: &Engine) -> Result<State, StoreError> {
     let mut tx = store.pool().begin().await?;
     let head = audit::read_head(&mut *tx).await?;
-    let since = rebuild_from(engine, &head);
-    let inputs = crate::engine::load_inputs(&mut tx, since, &head).await?;
+    let state = load_state(&mut tx, engine, &head).await?;
     tx.rollback().await?;
+    Ok(state)
+}
+
+/// The state as of `head`, read in `tx`.
+async fn load_state(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    engine: &Engine,
+    head: &Head,
+) -> Result<State, StoreError> {
+    let inputs = crate::engine::load_inputs(tx, rebuild_from(engine, head), head).await?;
     State::new(engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -248,18 +257,7 @@ impl Writer {
                 }
             }
         }
-        let longest = self
-            .engine
-            .limits
-            .iter()
-            .map(|l| l.window)
-            .max()
-            .unwrap_or(0)
-            .max(keygate_core::time::DAY);
-        let since = head.at_ms.saturating_sub(longest + longest / 512 + 1);
-        let inputs = crate::engine::load_inputs(tx, since, head).await?;
-        let state =
-            State::new(&self.engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let state = load_state(tx, &self.engine, head).await?;
         let last_checkpoint = audit::last_checkpoint(&mut **tx).await?;
         self.cache = Some(Cache {
             head: head.clone(),

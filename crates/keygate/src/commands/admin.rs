@@ -4,7 +4,6 @@
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, SecondsFormat, Utc};
 use ipnet::IpNet;
 use keygate_core::auth::{self, ClientRecord, TokenRecord};
 use keygate_core::price::PriceError;
@@ -17,18 +16,9 @@ use crate::cli::{
     PriceSetArgs, TokenCheckArgs, TokenCommand, TokenIssueArgs, TokenListArgs,
 };
 use crate::commands::audit_sign::checkpoint_if_due;
+use crate::commands::{now_ms, time_text};
 use crate::engine::duration;
 use crate::instance::StateHandle;
-
-pub fn now_ms() -> Millis {
-    Utc::now().timestamp_millis()
-}
-
-pub fn time_text(ms: Millis) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| ms.to_string())
-}
 
 fn actions_text(a: &[Action]) -> String {
     a.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")

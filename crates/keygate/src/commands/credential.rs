@@ -2,12 +2,12 @@
 //! the terminal and go out nowhere; listings show metadata and a short fingerprint only.
 
 use anyhow::{Context, Result, bail};
-use chrono::{DateTime, SecondsFormat, Utc};
 use keygate_store::CredentialRow;
 use keygate_store::{CredentialSummary, NewCredential, StoreError};
 use keygate_vault::{Binding, CredentialKind, CredentialSecret, SealedSecret, open, seal};
 
 use crate::cli::{AddArgs, CredentialCommand, IdArg, ListArgs, VerifyArgs};
+use crate::commands::{now_ms, time_text};
 use crate::input::read_secret_parts;
 use crate::instance::Instance;
 
@@ -47,10 +47,6 @@ fn new_id() -> Result<String> {
         .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
         .collect();
     Ok(format!("cr_{tail}"))
-}
-
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 fn sealed_row(
@@ -121,20 +117,14 @@ fn stored_kind(r: &CredentialRow) -> Result<CredentialKind> {
     })
 }
 
-fn fmt_ms(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("{ms}ms"))
-}
-
 fn summary_json(c: &CredentialSummary) -> serde_json::Value {
     serde_json::json!({
         "id": c.id,
         "venue": c.venue,
         "kind": c.kind,
         "version": c.version,
-        "created": fmt_ms(c.created_ms),
-        "rotated": c.rotated_ms.map(fmt_ms),
+        "created": time_text(c.created_ms),
+        "rotated": c.rotated_ms.map(time_text),
         "fingerprint": c.fingerprint,
     })
 }
@@ -159,8 +149,8 @@ async fn list(inst: &Instance, a: &ListArgs) -> Result<()> {
                 c.venue.clone(),
                 c.kind.clone(),
                 c.version.to_string(),
-                fmt_ms(c.created_ms),
-                c.rotated_ms.map(fmt_ms).unwrap_or_else(|| "-".into()),
+                time_text(c.created_ms),
+                c.rotated_ms.map(time_text).unwrap_or_else(|| "-".into()),
                 c.fingerprint.clone(),
             ]
         })

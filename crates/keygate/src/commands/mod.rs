@@ -79,6 +79,18 @@ async fn open(cli: &Cli, paths: Paths) -> Result<Instance> {
     Instance::open(config, paths).await
 }
 
+/// The current time, Unix milliseconds: the one place the CLI reads the clock.
+pub(crate) fn now_ms() -> keygate_core::Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A time for people: RFC 3339, UTC, to the second.
+pub(crate) fn time_text(ms: keygate_core::Millis) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| format!("{ms}ms"))
+}
+
 /// Who is acting: --actor, else $USER. Names an admin in the audit log.
 fn actor(cli: &Cli) -> Result<String> {
     let a = cli
@@ -125,7 +137,7 @@ async fn decide(h: &StateHandle, a: &crate::cli::DecideArgs) -> Result<()> {
                 format!("--at {t:?} is not an RFC 3339 time such as 2023-11-18T16:47:00Z")
             })?
             .timestamp_millis(),
-        None => admin::now_ms(),
+        None => now_ms(),
     };
     let engine = crate::engine::build(&h.config, &h.paths.base)?;
     let state = keygate_store::decider::current_state(&h.store, &engine).await?;
