@@ -278,6 +278,10 @@ pub struct Extra {
     pub signals: Vec<String>,
     pub anomaly_score: i64,
     pub approvals: i64,
+    /// A clock every instance shares (the store's). A `now` further ahead of it than
+    /// `max_clock_skew` is refused: a host whose clock ran ahead would otherwise see every
+    /// window as already expired.
+    pub reference_now: Option<Millis>,
 }
 
 pub fn decide_with(
@@ -295,6 +299,18 @@ pub fn decide_with(
             format!(
                 "this host's clock is {} behind the latest recorded decision; check the clocks (NTP) of every keygate instance and admin host",
                 crate::time::format_duration(state.clock - now)
+            ),
+        );
+    }
+    if let Some(reference) = extra.reference_now
+        && now - reference > engine.max_clock_skew
+    {
+        return Verdict::deny(
+            state.clock,
+            Stage::Clock,
+            format!(
+                "this host's clock is {} ahead of the store's; check the clocks (NTP) of every keygate instance",
+                crate::time::format_duration(now - reference)
             ),
         );
     }
@@ -331,7 +347,8 @@ pub fn decide_with(
     let asset = intent.asset.as_deref();
     let mut ctx = PolicyContext {
         hour_utc: hour_utc(at),
-        source_ip: intent.source_ip,
+        // Cedar refuses IPv4-mapped IPv6 (::ffff:a.b.c.d); a dual-stack listener gives those.
+        source_ip: intent.source_ip.map(|ip| ip.to_canonical()),
         asset: asset.unwrap_or_default().to_string(),
         signals: extra.signals.clone(),
         anomaly_score: extra.anomaly_score,

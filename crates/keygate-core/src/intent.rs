@@ -114,7 +114,7 @@ pub enum IntentError {
     MissingDestination { action: Action },
     #[error("a {action} carries no {what}; remove it")]
     Unexpected { action: Action, what: &'static str },
-    #[error("{what} {value:?} is not a valid name (1-64 characters: letters, digits, . _ - : /)")]
+    #[error("{what} {value:?} is not a valid name (1-64 characters: letters, digits, . _ - :)")]
     BadName { what: &'static str, value: String },
 }
 
@@ -122,12 +122,13 @@ pub enum IntentError {
 /// sums over windows can never overflow a decimal.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000_000;
 
-/// Whether `s` is an acceptable name for a client, venue or asset.
+/// Whether `s` is an acceptable name for a client, venue or asset. No `/`: policies see assets
+/// and destinations as `venue/asset[/address]`, which must not be ambiguous.
 pub fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
 impl Intent {

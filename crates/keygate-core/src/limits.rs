@@ -69,7 +69,7 @@ impl LimitSpec {
         let n = &self.name;
         if !valid_name(n) {
             return Err(format!(
-                "limit name {n:?} is not valid (letters, digits, . _ - : /)"
+                "limit name {n:?} is not valid (letters, digits, . _ - :)"
             ));
         }
         if self.window <= 0 || self.window > MAX_WINDOW {

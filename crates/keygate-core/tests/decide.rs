@@ -92,7 +92,7 @@ fn state(e: &Engine) -> State {
     State::new(
         e,
         StateInputs {
-            clients: vec![client("mm"), client("buggy"), {
+            clients: vec![client("mm"), client("buggy"), client("plain"), {
                 let mut c = client("off");
                 c.enabled = false;
                 c
@@ -155,11 +155,15 @@ fn forbid_wins_and_default_denies() {
         "{v:?}"
     );
     assert_eq!(v.policies, vec!["no-btc-from-mm"]);
-    // "buggy" has no withdraw permit: default deny, and it names nothing.
-    let mut i = withdraw("buggy", "USDT", 1);
-    i.client = "buggy".into();
-    let v = decide(&e, &s, &i, T0);
-    assert_eq!(v.outcome, Outcome::Deny);
+    // "plain" has no withdraw permit and no policy of its own: default deny, naming nothing.
+    let v = decide(&e, &s, &withdraw("plain", "USDT", 1), T0);
+    assert_eq!(
+        (v.outcome, v.stage),
+        (Outcome::Deny, Stage::Policy),
+        "{v:?}"
+    );
+    assert!(v.policies.is_empty(), "{v:?}");
+    assert!(v.reasons[0].contains("default deny"), "{v:?}");
 }
 
 #[test]
@@ -304,4 +308,29 @@ fn a_hold_with_nothing_permitting_is_a_plain_default_deny() {
     let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0);
     assert_eq!(v.outcome, Outcome::Deny);
     assert!(v.reasons[0].contains("default deny"), "{v:?}");
+}
+
+#[test]
+fn a_clock_ahead_of_the_store_is_refused_and_mapped_addresses_work() {
+    let e = engine(POLICIES);
+    let s = state(&e);
+    let extra = |reference| keygate_core::decide::Extra {
+        reference_now: Some(reference),
+        ..Default::default()
+    };
+    let mut i = withdraw("mm", "USDT", 1);
+    // Within the skew: fine. An hour ahead of the store's clock: refused, nothing debited.
+    let v = keygate_core::decide::decide_with(&e, &s, &i, T0 + 2_000, &extra(T0));
+    assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+    let v = keygate_core::decide::decide_with(&e, &s, &i, T0 + HOUR, &extra(T0));
+    assert_eq!((v.outcome, v.stage), (Outcome::Deny, Stage::Clock), "{v:?}");
+    assert!(v.reasons[0].contains("ahead of the store"), "{v:?}");
+    assert!(v.debit.is_none());
+    // An IPv4-mapped IPv6 source (a dual-stack listener) reaches an ip policy as IPv4.
+    let e = engine(
+        r#"permit(principal, action, resource) when { context has source_ip && context.source_ip.isInRange(ip("10.0.0.0/8")) };"#,
+    );
+    let s = state(&e);
+    i.source_ip = Some("::ffff:10.0.0.5".parse().unwrap());
+    assert_eq!(decide(&e, &s, &i, T0).outcome, Outcome::Allow);
 }

@@ -8,7 +8,11 @@ use keygate_core::limits::{LimitSpec, Move, Selector};
 use keygate_core::policy::{Policies, PolicySource};
 use keygate_core::time::{HOUR, MINUTE};
 use keygate_core::{Action, Engine, Intent, Outcome, State, decide};
+use std::cell::Cell;
+
+use keygate_core::decide::Stage;
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
 use rust_decimal::Decimal;
 
 const CLIENTS: [&str; 3] = ["a", "b", "c"];
@@ -125,49 +129,93 @@ fn max_window<F: Fn(&Move) -> bool>(
     best
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
-    #[test]
-    fn allowed_value_never_exceeds_a_cap(
-        steps in prop::collection::vec(
-            (0usize..3, 0usize..2, 1i64..4000, -10 * MINUTE..20 * MINUTE, any::<bool>()),
-            1..120,
-        )
-    ) {
-        let e = engine();
-        let mut s = state(&e);
-        let mut now = T0;
-        let mut allowed: Vec<Move> = vec![];
-        for (c, a, amount, dt, transfer) in steps {
-            now += dt;
-            let intent = Intent {
-                client: CLIENTS[c].into(),
-                venue: "v".into(),
-                action: if transfer { Action::Transfer } else { Action::Withdraw },
-                asset: Some(ASSETS[a].into()),
-                // ETH amounts in thousandths, USDT in whole units.
-                amount: Some(if a == 1 { Decimal::new(amount, 3) } else { Decimal::from(amount) }),
-                destination: Some("dest".into()),
-                source_ip: None,
-                token_id: None,
-            };
-            let v = decide(&e, &s, &intent, now);
-            prop_assert!(v.at >= now);
-            if v.outcome == Outcome::Allow {
-                allowed.push(v.debit.clone().unwrap());
+/// One random run: returns how many intents the limits denied.
+fn run(steps: Vec<(usize, usize, i64, i64, bool)>) -> Result<usize, TestCaseError> {
+    let e = engine();
+    let mut s = state(&e);
+    let mut now = T0;
+    let mut allowed: Vec<Move> = vec![];
+    let mut bitten = 0;
+    for (c, a, amount, dt, transfer) in steps {
+        now += dt;
+        let intent = Intent {
+            client: CLIENTS[c].into(),
+            venue: "v".into(),
+            action: if transfer {
+                Action::Transfer
+            } else {
+                Action::Withdraw
+            },
+            asset: Some(ASSETS[a].into()),
+            // ETH amounts in thousandths, USDT in whole units.
+            amount: Some(if a == 1 {
+                Decimal::new(amount, 3)
+            } else {
+                Decimal::from(amount)
+            }),
+            destination: Some("dest".into()),
+            source_ip: None,
+            token_id: None,
+        };
+        let v = decide(&e, &s, &intent, now);
+        // Steps back stay within the clock skew, so every deny here is the limits' doing.
+        prop_assert!(v.stage != Stage::Clock, "{v:?}");
+        match v.outcome {
+            Outcome::Allow => allowed.push(v.debit.clone().unwrap()),
+            _ => {
+                prop_assert_eq!(v.stage, Stage::Limit);
+                bitten += 1;
             }
-            s.record(&v);
         }
-        let usd = |m: &Move| Decimal::from(m.usd_cents);
-        prop_assert!(max_window(&allowed, HOUR, |_| true, usd) <= Decimal::from(2_000_000));
-        for c in CLIENTS {
-            prop_assert!(max_window(&allowed, 10 * MINUTE, |m| m.client == c, usd) <= Decimal::from(700_000));
-        }
-        prop_assert!(max_window(&allowed, 24 * HOUR, |m| m.asset == "ETH", |m| m.amount) <= Decimal::from(9));
-        for a in ASSETS {
-            prop_assert!(max_window(&allowed, HOUR, |m| m.client == "b" && m.asset == a, |_| Decimal::ONE) <= Decimal::from(5));
-        }
-        // And the limits did bite at least sometimes when traffic was heavy.
-        prop_assert!(allowed.iter().all(|m| m.usd_cents > 0));
+        s.record(&v);
     }
+    let usd = |m: &Move| Decimal::from(m.usd_cents);
+    prop_assert!(max_window(&allowed, HOUR, |_| true, usd) <= Decimal::from(2_000_000));
+    for c in CLIENTS {
+        prop_assert!(
+            max_window(&allowed, 10 * MINUTE, |m| m.client == c, usd) <= Decimal::from(700_000)
+        );
+    }
+    prop_assert!(
+        max_window(&allowed, 24 * HOUR, |m| m.asset == "ETH", |m| m.amount) <= Decimal::from(9)
+    );
+    for a in ASSETS {
+        prop_assert!(
+            max_window(
+                &allowed,
+                HOUR,
+                |m| m.client == "b" && m.asset == a,
+                |_| Decimal::ONE
+            ) <= Decimal::from(5)
+        );
+    }
+    Ok(bitten)
+}
+
+#[test]
+fn allowed_value_never_exceeds_a_cap() {
+    let mut runner = TestRunner::new(ProptestConfig::with_cases(200));
+    let bitten = Cell::new(0usize);
+    let steps = prop::collection::vec(
+        (
+            0usize..3,
+            0usize..2,
+            1i64..4000,
+            -4_000i64..20 * MINUTE,
+            any::<bool>(),
+        ),
+        1..120,
+    );
+    runner
+        .run(&steps, |steps| {
+            bitten.set(bitten.get() + run(steps)?);
+            Ok(())
+        })
+        .unwrap();
+    // The traffic is heavy enough that the limits had to refuse, or the test proves nothing.
+    assert!(
+        bitten.get() > 100,
+        "the limits denied only {} intents",
+        bitten.get()
+    );
 }

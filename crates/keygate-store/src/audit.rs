@@ -134,6 +134,22 @@ pub fn chain_hash(prev: &str, entry: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The store's clock, Unix milliseconds: the one clock every instance sharing the store sees.
+pub(crate) async fn db_now(
+    tx: &mut Transaction<'static, Any>,
+    backend: crate::Backend,
+) -> Result<Millis, StoreError> {
+    let sql = match backend {
+        crate::Backend::Sqlite => {
+            "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+        }
+        crate::Backend::Postgres => {
+            "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)"
+        }
+    };
+    Ok(sqlx::query(sql).fetch_one(&mut **tx).await?.try_get(0)?)
+}
+
 /// Locks the chain's head for this transaction and returns it.
 pub(crate) async fn lock_head(tx: &mut Transaction<'static, Any>) -> Result<Head, StoreError> {
     let row =
@@ -187,15 +203,25 @@ fn insert_sql(rows: usize) -> String {
 
 /// Appends entries after `head` (which must be locked in `tx`) and moves the head. An entry is
 /// never dated before the one it follows. Returns the new entries' sequence numbers.
+///
+/// Only decisions keep the time they were decided at (the decider has checked it against the
+/// store's clock, `store_now`). Other entries are dated no later than `store_now`, so an admin
+/// host whose clock runs ahead cannot move the decisions' clock forward.
 pub(crate) async fn append(
     tx: &mut Transaction<'static, Any>,
     head: &mut Head,
     entries: Vec<NewEntry>,
+    store_now: Millis,
 ) -> Result<Vec<i64>, StoreError> {
     let mut rows = Vec::with_capacity(entries.len());
     for e in entries {
         let seq = head.seq + 1;
-        let at_ms = e.at_ms.max(head.at_ms);
+        let dated = if e.kind == "decision" {
+            e.at_ms
+        } else {
+            e.at_ms.min(store_now)
+        };
+        let at_ms = dated.max(head.at_ms);
         let entry = serde_json::to_string(&Canonical {
             seq,
             at_ms,
@@ -411,6 +437,30 @@ where
     rows.iter().map(row_to_audit).collect()
 }
 
+/// Every checkpoint, in order, read with `exec`.
+async fn checkpoints_in<'e, E>(exec: E) -> Result<Vec<Checkpoint>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    let rows = sqlx::query(
+        "SELECT seq, hash, at_ms, public_key, signature FROM audit_checkpoints ORDER BY seq",
+    )
+    .fetch_all(exec)
+    .await?;
+
+    rows.iter()
+        .map(|r| {
+            Ok(Checkpoint {
+                seq: r.try_get(0)?,
+                hash: r.try_get(1)?,
+                at_ms: r.try_get(2)?,
+                public_key: r.try_get(3)?,
+                signature: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
 /// The first problem `audit verify` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -503,7 +553,8 @@ impl Store {
     pub async fn append_audit(&self, entries: Vec<NewEntry>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut head = lock_head(&mut tx).await?;
-        let seqs = append(&mut tx, &mut head, entries).await?;
+        let now = db_now(&mut tx, self.backend()).await?;
+        let seqs = append(&mut tx, &mut head, entries, now).await?;
         tx.commit().await?;
         Ok(seqs)
     }
@@ -530,22 +581,7 @@ impl Store {
 
     /// Every checkpoint, in order.
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, at_ms, public_key, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    seq: r.try_get(0)?,
-                    hash: r.try_get(1)?,
-                    at_ms: r.try_get(2)?,
-                    public_key: r.try_get(3)?,
-                    signature: r.try_get(4)?,
-                })
-            })
-            .collect()
+        checkpoints_in(self.pool()).await
     }
 
     /// Writes a checkpoint of the current head now (if anything was appended since the last).
@@ -586,8 +622,18 @@ impl Store {
         verifier: &dyn Verifier,
         external: &[Checkpoint],
     ) -> Result<VerifyReport, StoreError> {
-        let head = self.audit_head().await?;
-        let stored = self.checkpoints().await?;
+        // One consistent snapshot, so entries appended while it runs are neither "inserted"
+        // nor "removed": SQLite's read transactions are snapshots; PostgreSQL needs REPEATABLE READ.
+        let mut tx = match self.backend() {
+            crate::Backend::Sqlite => self.pool().begin().await?,
+            crate::Backend::Postgres => {
+                self.pool()
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        };
+        let head = read_head(&mut *tx).await?;
+        let stored = checkpoints_in(&mut *tx).await?;
         let mut report = VerifyReport {
             entries: 0,
             checkpoints: stored.len(),
@@ -625,7 +671,7 @@ impl Store {
             at_ms: i64::MIN,
         };
         loop {
-            let rows = rows_after(self.pool(), prev.seq, 10_000).await?;
+            let rows = rows_after(&mut *tx, prev.seq, 10_000).await?;
             if rows.is_empty() {
                 break;
             }
@@ -669,7 +715,7 @@ impl Store {
         }
         let stray: i64 = sqlx::query("SELECT COUNT(*) FROM audit_log WHERE seq < 1 OR seq > $1")
             .bind(head.seq)
-            .fetch_one(self.pool())
+            .fetch_one(&mut *tx)
             .await?
             .try_get(0)?;
         if stray > 0 {

@@ -50,7 +50,7 @@ struct Job {
 }
 
 enum Msg {
-    Decide(Job),
+    Decide(Box<Job>),
     Reload(Arc<Engine>, oneshot::Sender<()>),
 }
 
@@ -114,12 +114,12 @@ impl Decider {
     ) -> Result<Decision, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Decide(Job {
+            .send(Msg::Decide(Box::new(Job {
                 intent,
                 now,
                 extra,
                 reply,
-            }))
+            })))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -187,11 +187,11 @@ impl Writer {
                     let _ = done.send(());
                     continue;
                 }
-                Msg::Decide(job) => vec![job],
+                Msg::Decide(job) => vec![*job],
             };
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(Msg::Decide(job)) => batch.push(job),
+                    Ok(Msg::Decide(job)) => batch.push(*job),
                     Ok(other) => {
                         pending = Some(other);
                         break;
@@ -237,8 +237,11 @@ impl Writer {
             let gap = head.seq - c.head.seq;
             if gap > 0 && gap <= 10_000 {
                 let rows = audit::rows_after(&mut **tx, c.head.seq, gap).await?;
-                let contiguous =
-                    rows.len() as i64 == gap && rows.last().is_some_and(|r| r.hash == head.hash);
+                // The new rows must continue the chain this cache saw (a store restored from an
+                // older backup and written again would not) and end at the head.
+                let contiguous = rows.len() as i64 == gap
+                    && rows.first().is_some_and(|r| r.prev_hash == c.head.hash)
+                    && rows.last().is_some_and(|r| r.hash == head.hash);
                 // Only decisions and token events leave the rest of the state as it was;
                 // anything else (an admin change, and whatever kinds come later) rebuilds it.
                 if contiguous
@@ -270,6 +273,7 @@ impl Writer {
     async fn try_process(&mut self, batch: &[Job]) -> Result<Vec<Decision>, StoreError> {
         let mut tx = self.store.begin_write().await?;
         let mut head = audit::lock_head(&mut tx).await?;
+        let store_now = audit::db_now(&mut tx, self.store.backend()).await?;
         self.refresh(&mut tx, &head).await?;
         let Some(cache) = self.cache.as_mut() else {
             return Err(StoreError::Corrupt(
@@ -279,7 +283,11 @@ impl Writer {
         let mut verdicts = Vec::with_capacity(batch.len());
         let mut entries = Vec::with_capacity(batch.len());
         for job in batch {
-            let verdict = decide_with(&self.engine, &cache.state, &job.intent, job.now, &job.extra);
+            let extra = Extra {
+                reference_now: Some(store_now),
+                ..job.extra.clone()
+            };
+            let verdict = decide_with(&self.engine, &cache.state, &job.intent, job.now, &extra);
             cache.state.record(&verdict);
             entries.push(NewEntry {
                 kind: "decision",
@@ -300,7 +308,7 @@ impl Writer {
             });
             verdicts.push(verdict);
         }
-        let seqs = audit::append(&mut tx, &mut head, entries).await?;
+        let seqs = audit::append(&mut tx, &mut head, entries, store_now).await?;
         let mut checkpoint = None;
         if let Some(signer) = &self.opts.signer
             && self.opts.checkpoints.due(&head, cache.last_checkpoint)

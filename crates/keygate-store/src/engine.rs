@@ -115,17 +115,23 @@ fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
 struct Audited {
     tx: Transaction<'static, Any>,
     head: crate::audit::Head,
+    backend: crate::Backend,
 }
 
 impl Audited {
     async fn begin(store: &Store) -> Result<Self, StoreError> {
         let mut tx = store.begin_write().await?;
         let head = lock_head(&mut tx).await?;
-        Ok(Self { tx, head })
+        Ok(Self {
+            tx,
+            head,
+            backend: store.backend(),
+        })
     }
 
     async fn commit(mut self, entry: NewEntry) -> Result<i64, StoreError> {
-        let seqs = append(&mut self.tx, &mut self.head, vec![entry]).await?;
+        let now = crate::audit::db_now(&mut self.tx, self.backend).await?;
+        let seqs = append(&mut self.tx, &mut self.head, vec![entry], now).await?;
         self.tx.commit().await?;
         Ok(seqs.first().copied().unwrap_or_default())
     }

@@ -39,6 +39,7 @@ both_backends!(
     address_book_needs_another_admin_and_a_cool_down,
     edited_deleted_or_reordered_entries_are_named,
     signed_checkpoints_catch_a_rewritten_chain,
+    clocks_ahead_of_the_store_cannot_reopen_windows,
 );
 
 fn engine() -> Arc<Engine> {
@@ -457,4 +458,36 @@ async fn signed_checkpoints_catch_a_rewritten_chain(b: Backend) {
         .problem
         .unwrap();
     assert!(p.what.contains("bad signature"), "{p:?}");
+}
+
+async fn clocks_ahead_of_the_store_cannot_reopen_windows(b: Backend) {
+    let (s, _dir) = testing::fresh_store(b).await;
+    setup(&s).await;
+    let real_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // An admin host two days ahead: its entry is dated no later than the store's clock.
+    let seq = s
+        .set_price("BTC", Decimal::ONE, "alice", real_now + 2 * 24 * HOUR)
+        .await
+        .unwrap();
+    let row = s.audit_entry(seq).await.unwrap().unwrap();
+    assert!(
+        row.at_ms <= real_now + MINUTE,
+        "admin entry dated {} ahead",
+        row.at_ms - real_now
+    );
+    // A deciding host an hour ahead of the store's clock is refused, and debits nothing.
+    let d = Decider::start(s.clone(), engine(), DeciderOptions::default());
+    let v = d
+        .decide(withdraw(10), real_now + HOUR)
+        .await
+        .unwrap()
+        .verdict;
+    assert_eq!(v.outcome, Outcome::Deny, "{v:?}");
+    assert!(v.reasons[0].contains("ahead of the store"), "{v:?}");
+    assert!(v.debit.is_none());
+    let v = d.decide(withdraw(10), real_now).await.unwrap().verdict;
+    assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
 }

@@ -40,7 +40,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecideConfig {
-    /// How far this host's clock may be behind the latest recorded decision before keygate
+    /// How far this host's clock may be behind the latest audit entry (or ahead of the store's
+    /// clock) before keygate
     /// denies (instead of dating decisions forward).
     #[serde(default = "default_max_clock_skew")]
     pub max_clock_skew: String,
@@ -382,8 +383,8 @@ pub fn default_config_text(store_url: &str, source: MasterKeySource) -> String {
     };
     format!(
         r#"# keygate configuration, written by `keygate init`.
-# Every field is documented in docs/config.md. Each can be overridden by an environment variable
-# KEYGATE_<SECTION>_<FIELD>, for example KEYGATE_STORE_URL. Relative paths are relative to the
+# Every field is documented in docs/config.md, with the ones an environment variable
+# KEYGATE_<SECTION>_<FIELD> can override (for example KEYGATE_STORE_URL). Relative paths are relative to the
 # directory of this file.
 
 [store]
@@ -434,8 +435,8 @@ default_cidrs = ["127.0.0.1/32", "::1/128"]
 cooldown = "24h"
 
 [decide]
-# If this host's clock is further behind the latest recorded decision, keygate denies rather
-# than date decisions forward (a clock that jumped ahead must not reopen limit windows).
+# If this host's clock is further behind the latest audit entry, or ahead of the store's clock,
+# keygate denies (a clock that jumped ahead must not reopen limit windows).
 max_clock_skew = "5s"
 
 [audit]

@@ -99,7 +99,7 @@ fn actor(cli: &Cli) -> Result<String> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "admin".into());
     if !keygate_core::intent::valid_name(&a) {
-        bail!("--actor {a:?} is not a valid name (letters, digits, . _ - : /)");
+        bail!("--actor {a:?} is not a valid name (letters, digits, . _ - :)");
     }
     Ok(format!("admin:{a}"))
 }
