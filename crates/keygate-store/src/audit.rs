@@ -479,10 +479,14 @@ pub struct VerifyReport {
     pub problem: Option<Problem>,
 }
 
+/// A problem found, as `audit verify` reports it.
+fn found(seq: i64, what: String) -> Result<(), Problem> {
+    Err(Problem { seq, what })
+}
+
 fn check_row(r: &AuditRow, expected: i64, prev: &Head) -> Result<(), Problem> {
-    let fail = |seq: i64, what: String| Err(Problem { seq, what });
     if r.seq != expected {
-        return fail(
+        return found(
             expected,
             format!(
                 "entry {expected} is missing (the next stored entry is {}): entries were deleted",
@@ -493,14 +497,14 @@ fn check_row(r: &AuditRow, expected: i64, prev: &Head) -> Result<(), Problem> {
     let c: Canonical<'_> = match serde_json::from_str(&r.entry) {
         Ok(c) => c,
         Err(e) => {
-            return fail(
+            return found(
                 r.seq,
                 format!("entry {} does not parse ({e}): it was edited", r.seq),
             );
         }
     };
     if c.seq != r.seq {
-        return fail(
+        return found(
             r.seq,
             format!(
                 "entry {} holds the content of entry {}: entries were reordered",
@@ -509,7 +513,7 @@ fn check_row(r: &AuditRow, expected: i64, prev: &Head) -> Result<(), Problem> {
         );
     }
     if r.prev_hash != prev.hash {
-        return fail(
+        return found(
             r.seq,
             format!(
                 "entry {}'s previous-hash does not match entry {}: an entry before it was changed, removed or reordered",
@@ -518,7 +522,7 @@ fn check_row(r: &AuditRow, expected: i64, prev: &Head) -> Result<(), Problem> {
         );
     }
     if chain_hash(&r.prev_hash, &r.entry) != r.hash {
-        return fail(
+        return found(
             r.seq,
             format!(
                 "entry {}'s hash does not match its content: it was edited",
@@ -527,7 +531,7 @@ fn check_row(r: &AuditRow, expected: i64, prev: &Head) -> Result<(), Problem> {
         );
     }
     if c.at_ms != r.at_ms || c.kind != r.kind || c.actor != r.actor || c.debit != r.debit {
-        return fail(
+        return found(
             r.seq,
             format!(
                 "entry {}'s columns (time, kind, actor or debit) do not match its hashed content: it was edited",
@@ -536,7 +540,7 @@ fn check_row(r: &AuditRow, expected: i64, prev: &Head) -> Result<(), Problem> {
         );
     }
     if r.at_ms < prev.at_ms {
-        return fail(
+        return found(
             r.seq,
             format!(
                 "entry {} is dated before entry {}: entries were reordered",
@@ -641,116 +645,129 @@ impl Store {
             head_seq: head.seq,
             problem: None,
         };
-        // Checkpoint hashes by seq, checked as the walk reaches them.
-        let mut wanted: std::collections::BTreeMap<i64, Vec<(&Checkpoint, &str)>> =
-            Default::default();
-        for (cp, origin) in stored
-            .iter()
-            .map(|c| (c, "stored"))
-            .chain(external.iter().map(|c| (c, "exported")))
-        {
-            if let Err(e) = verifier.verify(
-                &cp.public_key,
-                &checkpoint_message(cp.seq, &cp.hash, cp.at_ms),
-                &cp.signature,
-            ) {
-                report.problem = Some(Problem {
-                    seq: cp.seq,
-                    what: format!(
-                        "the {origin} checkpoint at entry {} has a bad signature: {e}",
-                        cp.seq
-                    ),
-                });
-                return Ok(report);
-            }
-            wanted.entry(cp.seq).or_default().push((cp, origin));
-        }
-        let mut prev = Head {
-            seq: 0,
-            hash: GENESIS.to_string(),
-            at_ms: i64::MIN,
-        };
-        loop {
-            let rows = rows_after(&mut *tx, prev.seq, 10_000).await?;
-            if rows.is_empty() {
-                break;
-            }
-            for r in &rows {
-                if let Err(p) = check_row(r, prev.seq + 1, &prev) {
-                    report.problem = Some(p);
-                    return Ok(report);
-                }
-                if let Some(cps) = wanted.remove(&r.seq) {
-                    for (cp, origin) in cps {
-                        if cp.hash != r.hash {
-                            report.problem = Some(Problem {
-                                seq: r.seq,
-                                what: format!(
-                                    "entry {} does not match the {origin} signed checkpoint at it: the chain up to it was rewritten",
-                                    r.seq
-                                ),
-                            });
-                            return Ok(report);
-                        }
-                    }
-                }
-                report.entries += 1;
-                prev = Head {
-                    seq: r.seq,
-                    hash: r.hash.clone(),
-                    at_ms: r.at_ms,
-                };
-            }
-        }
-        if let Some((seq, cps)) = wanted.into_iter().next() {
-            report.problem = Some(Problem {
-                seq,
-                what: format!(
-                    "the {} signed checkpoint at entry {seq} is beyond the log's last entry {}: entries were removed from the end",
-                    cps.first().map(|c| c.1).unwrap_or("stored"),
-                    prev.seq
-                ),
-            });
-            return Ok(report);
-        }
-        let stray: i64 = sqlx::query("SELECT COUNT(*) FROM audit_log WHERE seq < 1 OR seq > $1")
-            .bind(head.seq)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-        if stray > 0 {
-            report.problem = Some(Problem {
-                seq: head.seq + 1,
-                what: format!(
-                    "{stray} stored entr{} numbered outside 1..{}: entries were inserted or the head was rolled back",
-                    if stray == 1 { "y is" } else { "ies are" },
-                    head.seq
-                ),
-            });
-            return Ok(report);
-        }
-        if head.seq != prev.seq || (head.seq > 0 && head.hash != prev.hash) {
-            report.problem = Some(Problem {
-                seq: prev.seq + 1,
-                what: format!(
-                    "the chain's head says entry {} but the log ends at entry {}: entries were removed from the end",
-                    head.seq, prev.seq
-                ),
-            });
-            return Ok(report);
-        }
-        if head.seq > 0 && head.at_ms != prev.at_ms {
-            report.problem = Some(Problem {
-                seq: head.seq,
-                what: format!(
-                    "the chain's head is dated {} but entry {} is dated {}: the head was edited",
-                    head.at_ms, prev.seq, prev.at_ms
-                ),
-            });
-            return Ok(report);
-        }
+        report.problem = walk(
+            &mut tx,
+            &head,
+            verifier,
+            &stored,
+            external,
+            &mut report.entries,
+        )
+        .await?
+        .err();
         Ok(report)
     }
+}
+
+/// The verification proper: the first problem as `Ok(Err(problem))`; `entries` counts the
+/// entries that checked out before it.
+async fn walk(
+    tx: &mut Transaction<'static, Any>,
+    head: &Head,
+    verifier: &dyn Verifier,
+    stored: &[Checkpoint],
+    external: &[Checkpoint],
+    entries: &mut i64,
+) -> Result<Result<(), Problem>, StoreError> {
+    // Checkpoint hashes by seq, checked as the walk reaches them.
+    let mut wanted: std::collections::BTreeMap<i64, Vec<(&Checkpoint, &str)>> = Default::default();
+    for (cp, origin) in stored
+        .iter()
+        .map(|c| (c, "stored"))
+        .chain(external.iter().map(|c| (c, "exported")))
+    {
+        if let Err(e) = verifier.verify(
+            &cp.public_key,
+            &checkpoint_message(cp.seq, &cp.hash, cp.at_ms),
+            &cp.signature,
+        ) {
+            return Ok(found(
+                cp.seq,
+                format!(
+                    "the {origin} checkpoint at entry {} has a bad signature: {e}",
+                    cp.seq
+                ),
+            ));
+        }
+        wanted.entry(cp.seq).or_default().push((cp, origin));
+    }
+    let mut prev = Head {
+        seq: 0,
+        hash: GENESIS.to_string(),
+        at_ms: i64::MIN,
+    };
+    loop {
+        let rows = rows_after(&mut **tx, prev.seq, 10_000).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            if let Err(p) = check_row(r, prev.seq + 1, &prev) {
+                return Ok(Err(p));
+            }
+            for (cp, origin) in wanted.remove(&r.seq).unwrap_or_default() {
+                if cp.hash != r.hash {
+                    return Ok(found(
+                        r.seq,
+                        format!(
+                            "entry {} does not match the {origin} signed checkpoint at it: the chain up to it was rewritten",
+                            r.seq
+                        ),
+                    ));
+                }
+            }
+            *entries += 1;
+            prev = Head {
+                seq: r.seq,
+                hash: r.hash.clone(),
+                at_ms: r.at_ms,
+            };
+        }
+    }
+    if let Some((seq, cps)) = wanted.into_iter().next() {
+        return Ok(found(
+            seq,
+            format!(
+                "the {} signed checkpoint at entry {seq} is beyond the log's last entry {}: entries were removed from the end",
+                cps.first().map(|c| c.1).unwrap_or("stored"),
+                prev.seq
+            ),
+        ));
+    }
+    let stray: i64 = sqlx::query("SELECT COUNT(*) FROM audit_log WHERE seq < 1 OR seq > $1")
+        .bind(head.seq)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+    if stray > 0 {
+        return Ok(found(
+            head.seq + 1,
+            format!(
+                "{stray} stored entr{} numbered outside 1..{}: entries were inserted or the head was rolled back",
+                if stray == 1 { "y is" } else { "ies are" },
+                head.seq
+            ),
+        ));
+    }
+    if head.seq != prev.seq || (head.seq > 0 && head.hash != prev.hash) {
+        return Ok(found(
+            prev.seq + 1,
+            format!(
+                "the chain's head says entry {} but the log ends at entry {}: entries were removed from the end",
+                head.seq, prev.seq
+            ),
+        ));
+    }
+    if head.seq > 0 && head.at_ms != prev.at_ms {
+        return Ok(found(
+            head.seq,
+            format!(
+                "the chain's head is dated {} but entry {} is dated {}: the head was edited",
+                head.at_ms, prev.seq, prev.at_ms
+            ),
+        ));
+    }
+    Ok(Ok(()))
 }
 
 #[cfg(test)]
