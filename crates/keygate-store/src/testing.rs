@@ -74,3 +74,19 @@ pub async fn open(url: &str) -> crate::Store {
         .await
         .unwrap_or_else(|e| panic!("cannot open the store: {e}"))
 }
+
+/// Generates `sqlite::NAME` and `postgres::NAME` tests from one `async fn NAME(Backend)` in the
+/// calling module, so every store test runs on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::Backend::Postgres).await })*
+        }
+    };
+}

@@ -33,21 +33,7 @@ fn cred(id: &str, version: u32, tag: u8) -> NewCredential {
     }
 }
 
-/// Generates `sqlite_NAME` and `postgres_NAME` tests from one `async fn NAME(Backend)`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(keygate_store::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(keygate_store::Backend::Postgres).await })*
-        }
-    };
-}
-
-both_backends!(
+keygate_store::both_backends!(
     migrations_apply_once_and_are_idempotent,
     meta_roundtrip,
     credential_add_list_get,

@@ -18,20 +18,7 @@ const T0: i64 = 1_700_000_000_000;
 const DEST: &str = "0x00000000000000000000000000000000000000aa";
 const CAP_CENTS: i64 = 5_000_000; // $50,000
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(keygate_store::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(keygate_store::Backend::Postgres).await })*
-        }
-    };
-}
-
-both_backends!(
+keygate_store::both_backends!(
     allows_are_durable_and_limits_survive_a_restart,
     two_instances_racing_at_a_cap_never_exceed_it,
     admin_changes_reach_every_instance_on_the_next_decision,
