@@ -1,0 +1,352 @@
+//! Exchange adapters: what a venue request would do, and how to sign it.
+//!
+//! An [`Adapter`] turns the request a bot sends (the exchange's own REST path and parameters,
+//! without key or signature) into a [`Classified`] request: the intent's action, asset, amount
+//! and destination, plus the exact parameters keygate will forward. Anything an adapter does not
+//! know is an error, and the gateway denies it. [`Adapter::sign`] then signs the classified
+//! request with the venue credential per the venue's documented scheme. Both are pure: the time
+//! is an argument, and nothing here does IO.
+//!
+//! Written from the exchanges' public API documentation:
+//! - Binance: <https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security>
+//! - OKX: <https://www.okx.com/docs-v5/en/#overview-rest-authentication>
+
+use std::str::FromStr;
+
+use keygate_core::Action;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+pub mod binance;
+pub mod okx;
+pub mod params;
+
+pub use params::Params;
+
+/// The REST dialects keygate speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VenueKind {
+    Binance,
+    Okx,
+}
+
+impl VenueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Binance => "binance",
+            Self::Okx => "okx",
+        }
+    }
+
+    /// The credential kind (in keygate-vault's words) a venue of this kind signs with.
+    pub fn credential_kind(self) -> &'static str {
+        match self {
+            Self::Binance => "binance-hmac",
+            Self::Okx => "okx-hmac",
+        }
+    }
+}
+
+impl FromStr for VenueKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "binance" => Ok(Self::Binance),
+            "okx" => Ok(Self::Okx),
+            _ => Err(format!(
+                "unknown venue kind {s:?}; the kinds are binance and okx"
+            )),
+        }
+    }
+}
+
+/// A request as the bot sent it, below `/venues/{venue}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Upper-case HTTP method.
+    pub method: &'a str,
+    /// The venue's REST path, such as `/api/v3/order`.
+    pub path: &'a str,
+    /// The raw query string, without `?` (empty if none).
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Why a request cannot be classified. Each message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifyError {
+    #[error(
+        "{method} {path} is not an endpoint keygate knows for {venue} venues; it is denied. An operator can allow more read-only GET paths with extra_read_paths in the venue's config"
+    )]
+    UnknownEndpoint {
+        venue: &'static str,
+        method: String,
+        path: String,
+    },
+    #[error("the {what} is malformed: {detail}")]
+    Malformed { what: &'static str, detail: String },
+    #[error("parameter {name} is missing; {endpoint} needs it")]
+    Missing {
+        name: &'static str,
+        endpoint: &'static str,
+    },
+    #[error("parameter {name} = {value:?} is not valid: {why}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
+}
+
+/// What keygate forwards for a classified request: the parsed parameters, re-encoded on the way
+/// out, so the venue reads exactly what was decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Forward {
+    /// Binance: every parameter, from the query and the form body together.
+    Form(Params),
+    /// OKX: query parameters and, for POST, a JSON object body.
+    Json {
+        query: Params,
+        body: Option<serde_json::Map<String, serde_json::Value>>,
+    },
+}
+
+/// A request an adapter understood.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    /// A short stable name of the endpoint (`order.new`, `withdraw`), for logs and metrics.
+    pub endpoint: &'static str,
+    pub method: String,
+    pub path: String,
+    pub action: Action,
+    pub asset: Option<String>,
+    pub amount: Option<Decimal>,
+    pub destination: Option<String>,
+    /// The client's own id for the request (an order's or a withdrawal's client id), which
+    /// must never repeat.
+    pub request_id: Option<String>,
+    /// Whether the venue wants the request signed (public market data is not).
+    pub signed: bool,
+    pub forward: Forward,
+}
+
+/// The parts of a venue credential that signing needs. Borrowed from the vault's zeroizing
+/// types; never stored here.
+#[derive(Clone, Copy)]
+pub struct Keys<'a> {
+    pub api_key: &'a str,
+    pub secret: &'a str,
+    pub passphrase: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Keys<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys { [redacted] }")
+    }
+}
+
+/// A signed request, ready to send to the venue's base URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub method: String,
+    /// Path and query, to append to the venue's base URL.
+    pub path_and_query: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Headers carry the API key and signature: not for logs.
+        f.debug_struct("Outgoing")
+            .field("method", &self.method)
+            .field("path", &self.path_and_query.split('?').next())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A withdrawal as a venue's history reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VenueWithdrawal {
+    /// The venue's id for it.
+    pub id: String,
+    pub asset: String,
+    pub amount: Decimal,
+    /// The destination, in the form intents use (`address` or `address:tag`).
+    pub address: String,
+    pub time_ms: i64,
+    /// The client id the withdrawal was sent with, if any.
+    pub client_id: Option<String>,
+}
+
+/// One thing `keygate doctor` found about a venue key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub unsafe_: bool,
+    pub text: String,
+}
+
+/// Options an operator sets per venue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterOptions {
+    /// Binance: the quote assets that split a symbol (`BTCUSDT` = BTC / USDT), longest first.
+    pub quote_assets: Vec<String>,
+    /// GET paths the operator allows as reads, beyond those the adapter knows.
+    pub extra_read_paths: Vec<String>,
+    /// Binance: the `recvWindow` keygate signs with, in milliseconds.
+    pub recv_window_ms: u64,
+}
+
+impl Default for AdapterOptions {
+    fn default() -> Self {
+        Self {
+            quote_assets: binance::DEFAULT_QUOTES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            extra_read_paths: vec![],
+            recv_window_ms: 5000,
+        }
+    }
+}
+
+/// A venue adapter: a kind and its options.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub kind: VenueKind,
+    pub options: AdapterOptions,
+}
+
+impl Adapter {
+    pub fn new(kind: VenueKind, mut options: AdapterOptions) -> Self {
+        // Longest first, so BTCFDUSD splits as BTC / FDUSD, not BTCFD / USD.
+        options
+            .quote_assets
+            .sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        Self { kind, options }
+    }
+
+    /// Classifies a bot's request. An error means keygate must deny it.
+    pub fn classify(&self, req: &Request<'_>) -> Result<Classified, ClassifyError> {
+        match self.kind {
+            VenueKind::Binance => binance::classify(&self.options, req),
+            VenueKind::Okx => okx::classify(&self.options, req),
+        }
+    }
+
+    /// Signs a classified request with the venue credential at `now_ms`.
+    pub fn sign(&self, c: &Classified, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
+        match self.kind {
+            VenueKind::Binance => binance::sign(c, keys, now_ms, self.options.recv_window_ms),
+            VenueKind::Okx => okx::sign(c, keys, now_ms),
+        }
+    }
+
+    /// The signed request for withdrawals since `since_ms`, and a parser for its answer.
+    pub fn withdrawal_history(&self, since_ms: i64, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
+        let c = match self.kind {
+            VenueKind::Binance => binance::history_request(since_ms),
+            VenueKind::Okx => okx::history_request(),
+        };
+        self.sign(&c, keys, now_ms)
+    }
+
+    /// Parses a withdrawal-history answer.
+    pub fn parse_withdrawal_history(&self, body: &[u8]) -> Result<Vec<VenueWithdrawal>, String> {
+        match self.kind {
+            VenueKind::Binance => binance::parse_history(body),
+            VenueKind::Okx => okx::parse_history(body),
+        }
+    }
+
+    /// The signed request that reads the key's own restrictions.
+    pub fn restrictions(&self, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
+        let c = match self.kind {
+            VenueKind::Binance => binance::restrictions_request(),
+            VenueKind::Okx => okx::restrictions_request(),
+        };
+        self.sign(&c, keys, now_ms)
+    }
+
+    /// What is unsafe about a key, from the answer to [`Adapter::restrictions`].
+    pub fn parse_restrictions(&self, body: &[u8]) -> Result<Vec<Finding>, String> {
+        match self.kind {
+            VenueKind::Binance => binance::parse_restrictions(body),
+            VenueKind::Okx => okx::parse_restrictions(body),
+        }
+    }
+}
+
+/// A positive decimal parameter.
+pub(crate) fn positive(name: &'static str, value: &str) -> Result<Decimal, ClassifyError> {
+    let invalid = |why: &str| ClassifyError::Invalid {
+        name,
+        value: value.chars().take(40).collect(),
+        why: why.to_string(),
+    };
+    // Plain decimal notation only: no sign, exponent or spaces.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(invalid("write a positive decimal number such as 0.5"));
+    }
+    let d = Decimal::from_str(value).map_err(|_| invalid("not a decimal number"))?;
+    if d <= Decimal::ZERO {
+        return Err(invalid("it must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// An asset symbol as intents carry it.
+pub(crate) fn asset(name: &'static str, value: &str) -> Result<String, ClassifyError> {
+    if !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(value.to_ascii_uppercase())
+    } else {
+        Err(ClassifyError::Invalid {
+            name,
+            value: value.chars().take(40).collect(),
+            why: "an asset is 1-20 letters and digits".into(),
+        })
+    }
+}
+
+/// A destination address (with an optional tag or memo, as `address:tag`).
+pub(crate) fn address(name: &'static str, value: &str) -> Result<String, ClassifyError> {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != '\\');
+    if ok {
+        Ok(keygate_core::intent::normalize_address(value))
+    } else {
+        Err(ClassifyError::Invalid {
+            name,
+            value: value.chars().take(40).collect(),
+            why: "an address is 1-200 printable ASCII characters without spaces or slashes".into(),
+        })
+    }
+}
+
+/// A client-chosen request id: printable ASCII, at most 64 characters.
+pub(crate) fn request_id(name: &'static str, value: &str) -> Result<String, ClassifyError> {
+    if !value.is_empty() && value.len() <= 64 && value.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(value.to_string())
+    } else {
+        Err(ClassifyError::Invalid {
+            name,
+            value: value.chars().take(40).collect(),
+            why: "a client id is 1-64 printable ASCII characters".into(),
+        })
+    }
+}
+
+pub(crate) fn hmac_sha256(secret: &str, message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    // HMAC takes keys of any length; new_from_slice cannot fail for it.
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}

@@ -1,0 +1,629 @@
+//! OKX v5 REST: classification and signing.
+//!
+//! Signing follows OKX's "REST Authentication": `OK-ACCESS-SIGN` is the base64 HMAC-SHA256,
+//! under the API secret, of `timestamp + METHOD + requestPath + body`, where the timestamp is
+//! the ISO 8601 UTC time with milliseconds sent in `OK-ACCESS-TIMESTAMP`, requestPath includes
+//! the query string, and body is the JSON body ("" for GET). The key and passphrase go in
+//! `OK-ACCESS-KEY` and `OK-ACCESS-PASSPHRASE`.
+
+use base64::Engine as _;
+use keygate_core::Action;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use crate::params::Params;
+use crate::{
+    AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request,
+    VenueWithdrawal, address, asset, hmac_sha256, positive, request_id,
+};
+
+/// Signed GET endpoints that only read.
+const READS: &[(&str, &str)] = &[
+    ("/api/v5/account/balance", "balance"),
+    ("/api/v5/account/config", "account.config"),
+    ("/api/v5/account/positions", "positions"),
+    ("/api/v5/trade/order", "order.query"),
+    ("/api/v5/trade/orders-pending", "orders.open"),
+    ("/api/v5/trade/orders-history", "orders.history"),
+    ("/api/v5/trade/fills", "fills"),
+    ("/api/v5/asset/balances", "funding.balance"),
+    ("/api/v5/asset/currencies", "currencies"),
+    ("/api/v5/asset/withdrawal-history", "withdraw.history"),
+    ("/api/v5/asset/deposit-history", "deposit.history"),
+];
+
+/// Public GET endpoints: forwarded unsigned.
+const PUBLIC: &[(&str, &str)] = &[
+    ("/api/v5/public/time", "time"),
+    ("/api/v5/public/instruments", "instruments"),
+    ("/api/v5/market/ticker", "ticker"),
+    ("/api/v5/market/tickers", "tickers"),
+    ("/api/v5/market/books", "books"),
+];
+
+pub(crate) fn classify(
+    opts: &AdapterOptions,
+    req: &Request<'_>,
+) -> Result<Classified, ClassifyError> {
+    let query = Params::parse(req.query, "query string")?;
+    let base = |endpoint, action, signed, query, body| Classified {
+        endpoint,
+        method: req.method.to_string(),
+        path: req.path.to_string(),
+        action,
+        asset: None,
+        amount: None,
+        destination: None,
+        request_id: None,
+        signed,
+        forward: Forward::Json { query, body },
+    };
+    match req.method {
+        "GET" => {
+            if !req.body.is_empty() {
+                return Err(ClassifyError::Malformed {
+                    what: "request",
+                    detail: "a GET carries no body".into(),
+                });
+            }
+            if let Some((_, name)) = READS.iter().find(|(p, _)| *p == req.path) {
+                return Ok(base(name, Action::Read, true, query, None));
+            }
+            if let Some((_, name)) = PUBLIC.iter().find(|(p, _)| *p == req.path) {
+                return Ok(base(name, Action::Read, false, query, None));
+            }
+            if opts.extra_read_paths.iter().any(|p| p == req.path) {
+                return Ok(base("extra_read", Action::Read, true, query, None));
+            }
+        }
+        "POST" => {
+            let known = matches!(
+                req.path,
+                "/api/v5/trade/order" | "/api/v5/trade/cancel-order" | "/api/v5/asset/withdrawal"
+            );
+            if known {
+                if !query.is_empty() {
+                    return Err(ClassifyError::Malformed {
+                        what: "request",
+                        detail:
+                            "an OKX POST carries its parameters in the JSON body, not the query"
+                                .into(),
+                    });
+                }
+                let body = json_object(req.body)?;
+                return match req.path {
+                    "/api/v5/trade/order" => {
+                        let (a, amount) = order_value(&body)?;
+                        let rid = opt(&body, "clOrdId")?
+                            .map(|v| request_id("clOrdId", v))
+                            .transpose()?;
+                        let mut c = base("order.new", Action::Trade, true, query, Some(body));
+                        c.asset = Some(a);
+                        c.amount = Some(amount);
+                        c.request_id = rid;
+                        Ok(c)
+                    }
+                    "/api/v5/trade/cancel-order" => {
+                        const EP: &str = "POST /api/v5/trade/cancel-order";
+                        need(&body, "instId", EP)?;
+                        if opt(&body, "ordId")?.is_none() && opt(&body, "clOrdId")?.is_none() {
+                            return Err(ClassifyError::Missing {
+                                name: "ordId",
+                                endpoint: "POST /api/v5/trade/cancel-order (or clOrdId)",
+                            });
+                        }
+                        Ok(base(
+                            "order.cancel",
+                            Action::Cancel,
+                            true,
+                            query,
+                            Some(body),
+                        ))
+                    }
+                    _ => {
+                        const EP: &str = "POST /api/v5/asset/withdrawal";
+                        let ccy = asset("ccy", need(&body, "ccy", EP)?)?;
+                        let amount = positive("amt", need(&body, "amt", EP)?)?;
+                        let dest = need(&body, "dest", EP)?;
+                        if dest != "3" && dest != "4" {
+                            return Err(ClassifyError::Invalid {
+                                name: "dest",
+                                value: dest.chars().take(40).collect(),
+                                why: "3 (internal) or 4 (on-chain)".into(),
+                            });
+                        }
+                        let to = address("toAddr", need(&body, "toAddr", EP)?)?;
+                        let rid = opt(&body, "clientId")?
+                            .map(|v| request_id("clientId", v))
+                            .transpose()?;
+                        let mut c = base("withdraw", Action::Withdraw, true, query, Some(body));
+                        c.asset = Some(ccy);
+                        c.amount = Some(amount);
+                        c.destination = Some(to);
+                        c.request_id = rid;
+                        Ok(c)
+                    }
+                };
+            }
+        }
+        _ => {}
+    }
+    Err(ClassifyError::UnknownEndpoint {
+        venue: "okx",
+        method: req.method.to_string(),
+        path: req.path.to_string(),
+    })
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, ClassifyError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ClassifyError::Malformed {
+            what: "JSON body",
+            detail: "it must be one JSON object (batch endpoints are not supported)".into(),
+        }),
+        Err(e) => Err(ClassifyError::Malformed {
+            what: "JSON body",
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// A string field; OKX sends every value as a string, and so must the bot.
+fn opt<'m>(
+    body: &'m Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'m str>, ClassifyError> {
+    match body.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ClassifyError::Invalid {
+            name,
+            value: other.to_string().chars().take(40).collect(),
+            why: "OKX takes every parameter as a JSON string".into(),
+        }),
+    }
+}
+
+fn need<'m>(
+    body: &'m Map<String, Value>,
+    name: &'static str,
+    endpoint: &'static str,
+) -> Result<&'m str, ClassifyError> {
+    opt(body, name)?.ok_or(ClassifyError::Missing { name, endpoint })
+}
+
+/// The value an order commits. Spot only: `instId` is `BASE-QUOTE`. A market order's `sz` is
+/// in the unit `tgtCcy` names (by default the quote for a buy, the base for a sell); any other
+/// order's value is `sz × px` in the quote asset.
+fn order_value(body: &Map<String, Value>) -> Result<(String, Decimal), ClassifyError> {
+    const EP: &str = "POST /api/v5/trade/order";
+    let inst = need(body, "instId", EP)?;
+    let parts: Vec<&str> = inst.split('-').collect();
+    let [b, q] = parts.as_slice() else {
+        return Err(ClassifyError::Invalid {
+            name: "instId",
+            value: inst.chars().take(40).collect(),
+            why: "keygate classifies spot orders only (BASE-QUOTE, such as BTC-USDT)".into(),
+        });
+    };
+    let (base, quote) = (asset("instId", b)?, asset("instId", q)?);
+    let side = need(body, "side", EP)?;
+    if side != "buy" && side != "sell" {
+        return Err(ClassifyError::Invalid {
+            name: "side",
+            value: side.chars().take(40).collect(),
+            why: "buy or sell".into(),
+        });
+    }
+    let ord_type = need(body, "ordType", EP)?;
+    need(body, "tdMode", EP)?;
+    let sz = positive("sz", need(body, "sz", EP)?)?;
+    if ord_type == "market" {
+        let in_quote = match opt(body, "tgtCcy")? {
+            Some("quote_ccy") => true,
+            Some("base_ccy") => false,
+            Some(other) => {
+                return Err(ClassifyError::Invalid {
+                    name: "tgtCcy",
+                    value: other.chars().take(40).collect(),
+                    why: "base_ccy or quote_ccy".into(),
+                });
+            }
+            None => side == "buy",
+        };
+        return Ok(if in_quote { (quote, sz) } else { (base, sz) });
+    }
+    let px = positive("px", need(body, "px", EP)?)?;
+    let notional = sz.checked_mul(px).ok_or(ClassifyError::Invalid {
+        name: "sz",
+        value: sz.to_string(),
+        why: "sz × px is too large".into(),
+    })?;
+    Ok((quote, notional))
+}
+
+/// OKX's timestamp format: `2020-12-08T09:08:57.715Z`.
+pub fn timestamp(now_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The base64 signature of one request: OKX's HMAC scheme.
+pub fn signature(
+    secret: &str,
+    timestamp: &str,
+    method: &str,
+    request_path: &str,
+    body: &str,
+) -> String {
+    let mut pre =
+        String::with_capacity(timestamp.len() + method.len() + request_path.len() + body.len());
+    pre.push_str(timestamp);
+    pre.push_str(method);
+    pre.push_str(request_path);
+    pre.push_str(body);
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret, pre.as_bytes()))
+}
+
+pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
+    let (query, body) = match &c.forward {
+        Forward::Json { query, body } => (query.encode(), body.as_ref()),
+        Forward::Form(p) => (p.encode(), None),
+    };
+    let path_and_query = if query.is_empty() {
+        c.path.clone()
+    } else {
+        format!("{}?{query}", c.path)
+    };
+    let body = body
+        .map(|b| serde_json::to_string(b).unwrap_or_default())
+        .unwrap_or_default();
+    let mut headers = vec![];
+    if !body.is_empty() {
+        headers.push(("Content-Type", "application/json".to_string()));
+    }
+    if c.signed {
+        let ts = timestamp(now_ms);
+        let sig = signature(keys.secret, &ts, &c.method, &path_and_query, &body);
+        headers.push(("OK-ACCESS-KEY", keys.api_key.to_string()));
+        headers.push(("OK-ACCESS-SIGN", sig));
+        headers.push(("OK-ACCESS-TIMESTAMP", ts));
+        headers.push((
+            "OK-ACCESS-PASSPHRASE",
+            keys.passphrase.unwrap_or_default().to_string(),
+        ));
+    }
+    Outgoing {
+        method: c.method.clone(),
+        path_and_query,
+        headers,
+        body: body.into_bytes(),
+    }
+}
+
+fn internal(endpoint: &'static str, path: &str) -> Classified {
+    Classified {
+        endpoint,
+        method: "GET".into(),
+        path: path.into(),
+        action: Action::Read,
+        asset: None,
+        amount: None,
+        destination: None,
+        request_id: None,
+        signed: true,
+        forward: Forward::Json {
+            query: Params::new(),
+            body: None,
+        },
+    }
+}
+
+/// OKX returns the latest 100 withdrawals; a reconciler polling more often than 100
+/// withdrawals happen sees them all.
+pub(crate) fn history_request() -> Classified {
+    internal("withdraw.history", "/api/v5/asset/withdrawal-history")
+}
+
+pub(crate) fn restrictions_request() -> Classified {
+    internal("account.config", "/api/v5/account/config")
+}
+
+/// The `data` array of an OKX answer whose `code` is "0".
+fn data(body: &[u8]) -> Result<Vec<Value>, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    match v.get("code").and_then(Value::as_str) {
+        Some("0") => {}
+        Some(code) => {
+            let msg = v.get("msg").and_then(Value::as_str).unwrap_or("");
+            return Err(format!("OKX answered code {code}: {msg}"));
+        }
+        None => return Err("the answer has no code; is this OKX's v5 API?".into()),
+    }
+    match v.get("data") {
+        Some(Value::Array(a)) => Ok(a.clone()),
+        _ => Err("the answer has no data list".into()),
+    }
+}
+
+fn field<'v>(row: &'v Value, name: &str) -> Result<&'v str, String> {
+    row.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("a withdrawal has no {name}"))
+}
+
+pub(crate) fn parse_history(body: &[u8]) -> Result<Vec<VenueWithdrawal>, String> {
+    data(body)?
+        .iter()
+        .map(|row| {
+            let amount: Decimal = field(row, "amt")?
+                .parse()
+                .map_err(|_| "a withdrawal's amt is not a decimal".to_string())?;
+            let time_ms: i64 = field(row, "ts")?
+                .parse()
+                .map_err(|_| "a withdrawal's ts is not milliseconds".to_string())?;
+            Ok(VenueWithdrawal {
+                id: field(row, "wdId")?.to_string(),
+                asset: field(row, "ccy")?.to_ascii_uppercase(),
+                amount,
+                address: keygate_core::intent::normalize_address(field(row, "toAddr")?),
+                time_ms,
+                client_id: row
+                    .get("clientId")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn parse_restrictions(body: &[u8]) -> Result<Vec<Finding>, String> {
+    let rows = data(body)?;
+    let Some(row) = rows.first() else {
+        return Err("the account config is empty".into());
+    };
+    let perm = row.get("perm").and_then(Value::as_str).unwrap_or("");
+    let ip = row.get("ip").and_then(Value::as_str).unwrap_or("");
+    let withdraw = perm.split(',').any(|p| p.trim() == "withdraw");
+    let mut out = vec![];
+    if withdraw && ip.trim().is_empty() {
+        out.push(Finding {
+            unsafe_: true,
+            text: "the key may withdraw and is bound to no IP address: anyone holding it can withdraw from anywhere. Bind it to keygate's egress IPs".into(),
+        });
+    } else if withdraw {
+        out.push(Finding {
+            unsafe_: false,
+            text: format!("the key may withdraw, from {ip} only"),
+        });
+    } else {
+        out.push(Finding {
+            unsafe_: false,
+            text: "the key may not withdraw".into(),
+        });
+    }
+    if ip.trim().is_empty() {
+        out.push(Finding {
+            unsafe_: true,
+            text: "the key is bound to no IP address; bind it to keygate's egress IPs".into(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Adapter, VenueKind};
+
+    /// The example secret key, timestamp and pre-hash strings of OKX's "REST Authentication"
+    /// section. OKX prints no resulting signature, so the expected values were computed once
+    /// with Python's standard library (hmac, hashlib, base64) from those documented inputs.
+    const DOC_SECRET: &str = "22582BD0CFF14C41EDBF1AB98506286D";
+    const DOC_TS: &str = "2020-12-08T09:08:57.715Z";
+
+    fn adapter() -> Adapter {
+        Adapter::new(VenueKind::Okx, AdapterOptions::default())
+    }
+
+    fn req<'a>(method: &'a str, path: &'a str, query: &'a str, body: &'a str) -> Request<'a> {
+        Request {
+            method,
+            path,
+            query,
+            body: body.as_bytes(),
+        }
+    }
+
+    #[test]
+    fn documented_examples_byte_for_byte() {
+        assert_eq!(timestamp(1607418537715), DOC_TS);
+        assert_eq!(
+            signature(
+                DOC_SECRET,
+                DOC_TS,
+                "GET",
+                "/api/v5/account/balance?ccy=BTC",
+                ""
+            ),
+            "HiZhvSfMtWJA3uUIVXV3a/bSXNPCWvYFXoGCVS8V4zY="
+        );
+        assert_eq!(
+            signature(
+                DOC_SECRET,
+                DOC_TS,
+                "POST",
+                "/api/v5/account/set-leverage",
+                r#"{"instId":"BTC-USDT","lever":"5","mgnMode":"isolated"}"#
+            ),
+            "eCnnCgWLjlQ9XnpUkrcny3qNq3WW/81KNrDr/XR6Xv8="
+        );
+        // Through classify and sign, the documented GET gives the same request path and sign.
+        let a = adapter();
+        let c = a
+            .classify(&req("GET", "/api/v5/account/balance", "ccy=BTC", ""))
+            .unwrap();
+        let keys = Keys {
+            api_key: "key",
+            secret: DOC_SECRET,
+            passphrase: Some("pass"),
+        };
+        let out = a.sign(&c, &keys, 1607418537715);
+        assert_eq!(out.path_and_query, "/api/v5/account/balance?ccy=BTC");
+        for (h, v) in [
+            ("OK-ACCESS-KEY", "key"),
+            (
+                "OK-ACCESS-SIGN",
+                "HiZhvSfMtWJA3uUIVXV3a/bSXNPCWvYFXoGCVS8V4zY=",
+            ),
+            ("OK-ACCESS-TIMESTAMP", DOC_TS),
+            ("OK-ACCESS-PASSPHRASE", "pass"),
+        ] {
+            assert!(out.headers.contains(&(h, v.to_string())), "{h}");
+        }
+    }
+
+    #[test]
+    fn orders_are_valued_by_what_they_commit() {
+        let a = adapter();
+        let value = |b: &str| {
+            let c = a
+                .classify(&req("POST", "/api/v5/trade/order", "", b))
+                .unwrap();
+            (c.asset.unwrap(), c.amount.unwrap().to_string())
+        };
+        assert_eq!(
+            value(
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.5","px":"40000"}"#
+            ),
+            ("USDT".into(), "20000.0".into())
+        );
+        assert_eq!(
+            value(
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"100"}"#
+            ),
+            ("USDT".into(), "100".into())
+        );
+        assert_eq!(
+            value(
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"market","sz":"2"}"#
+            ),
+            ("BTC".into(), "2".into())
+        );
+        assert_eq!(
+            value(
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"2","tgtCcy":"base_ccy"}"#
+            ),
+            ("BTC".into(), "2".into())
+        );
+        for bad in [
+            r#"{"instId":"BTC-USDT-SWAP","tdMode":"cross","side":"buy","ordType":"limit","sz":"1","px":"1"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":1,"px":"1"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1"}"#,
+            r#"[{"instId":"BTC-USDT"}]"#,
+            "not json",
+        ] {
+            assert!(
+                a.classify(&req("POST", "/api/v5/trade/order", "", bad))
+                    .is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn withdrawals_and_the_forwarded_body() {
+        let a = adapter();
+        let c = a
+            .classify(&req(
+                "POST",
+                "/api/v5/asset/withdrawal",
+                "",
+                r#"{"ccy":"USDT","amt":"72","dest":"4","toAddr":"0xAbC0000000000000000000000000000000000001","chain":"USDT-ERC20","clientId":"w1"}"#,
+            ))
+            .unwrap();
+        assert_eq!(c.action, Action::Withdraw);
+        assert_eq!(c.amount, Some(Decimal::from(72)));
+        assert_eq!(c.request_id.as_deref(), Some("w1"));
+        let keys = Keys {
+            api_key: "k",
+            secret: "s",
+            passphrase: Some("p"),
+        };
+        let out = a.sign(&c, &keys, 0);
+        let body = String::from_utf8(out.body.clone()).unwrap();
+        let sig = out
+            .headers
+            .iter()
+            .find(|(h, _)| *h == "OK-ACCESS-SIGN")
+            .unwrap();
+        assert_eq!(
+            sig.1,
+            signature(
+                "s",
+                &timestamp(0),
+                "POST",
+                "/api/v5/asset/withdrawal",
+                &body
+            )
+        );
+        // A duplicate key would let keygate and the venue read different values: the body
+        // forwarded is the one classified, with each key once.
+        let dup = a
+            .classify(&req(
+                "POST",
+                "/api/v5/asset/withdrawal",
+                "",
+                r#"{"ccy":"USDT","amt":"1","amt":"1000000","dest":"4","toAddr":"x"}"#,
+            ))
+            .unwrap();
+        let out = a.sign(&dup, &keys, 0);
+        let body = String::from_utf8(out.body).unwrap();
+        assert_eq!(body.matches("amt").count(), 1);
+        assert!(body.contains(&format!("\"amt\":\"{}\"", dup.amount.unwrap())));
+    }
+
+    #[test]
+    fn history_and_config_parse() {
+        let h = br#"{"code":"0","msg":"","data":[{"ccy":"USDT","chain":"USDT-ERC20","amt":"72","ts":"1700326020000",
+            "toAddr":"0xAbC0000000000000000000000000000000000001","txId":"","wdId":"123","state":"2","clientId":""}]}"#;
+        let rows = adapter().parse_withdrawal_history(h).unwrap();
+        assert_eq!(rows[0].id, "123");
+        assert_eq!(rows[0].client_id, None);
+        assert!(
+            adapter()
+                .parse_withdrawal_history(br#"{"code":"50113","msg":"Invalid Sign","data":[]}"#)
+                .is_err()
+        );
+        let cfg = br#"{"code":"0","msg":"","data":[{"perm":"read_only,trade,withdraw","ip":""}]}"#;
+        assert!(
+            adapter()
+                .parse_restrictions(cfg)
+                .unwrap()
+                .iter()
+                .any(|f| f.unsafe_)
+        );
+        let cfg = br#"{"code":"0","msg":"","data":[{"perm":"read_only,trade","ip":"10.0.0.1"}]}"#;
+        assert!(
+            adapter()
+                .parse_restrictions(cfg)
+                .unwrap()
+                .iter()
+                .all(|f| !f.unsafe_)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn classify_never_panics(m in "GET|POST", q in "\\PC{0,40}", b in "\\PC{0,80}") {
+            let _ = adapter().classify(&req(&m, "/api/v5/trade/order", &q, &b));
+            let _ = adapter().classify(&req(&m, "/api/v5/asset/withdrawal", &q, &b));
+        }
+    }
+}
