@@ -174,6 +174,29 @@ pub fn authenticate(
     action: Action,
     now: Millis,
 ) -> Result<(), AuthError> {
+    let (t, client) = check_token(presented, token, client, ip, now)?;
+    let in_token = t.venues.iter().any(|v| v == venue) && t.actions.contains(&action);
+    if !in_token || !client.may(venue, action) {
+        return Err(AuthError::OutOfScope {
+            id: presented.id.clone(),
+            venue: venue.to_string(),
+            action,
+            scope: scope_text(&t.venues, &t.actions),
+        });
+    }
+    Ok(())
+}
+
+/// Everything [`authenticate`] checks but the scope: the secret, revocation, expiry, the
+/// client, the source address. For a request whose action is not known (it is refused anyway,
+/// but who sent it matters to the audit).
+pub fn check_token<'a>(
+    presented: &Presented,
+    token: Option<&'a TokenRecord>,
+    client: Option<&'a ClientRecord>,
+    ip: IpAddr,
+    now: Millis,
+) -> Result<(&'a TokenRecord, &'a ClientRecord), AuthError> {
     let id = presented.id.clone();
     let Some(t) = token else {
         return Err(AuthError::Unknown { id });
@@ -204,16 +227,7 @@ pub fn authenticate(
             allowed: allowed.join(", "),
         });
     }
-    let in_token = t.venues.iter().any(|v| v == venue) && t.actions.contains(&action);
-    if !in_token || !client.may(venue, action) {
-        return Err(AuthError::OutOfScope {
-            id,
-            venue: venue.to_string(),
-            action,
-            scope: scope_text(&t.venues, &t.actions),
-        });
-    }
-    Ok(())
+    Ok((t, client))
 }
 
 /// The scope a new token gets: what was asked for, which must lie inside the client's scope;

@@ -219,6 +219,11 @@ impl State {
         })
     }
 
+    /// A client as the state knows it.
+    pub fn client(&self, name: &str) -> Option<&ClientRecord> {
+        self.clients.get(name)
+    }
+
     /// The time of the latest decision.
     pub fn clock(&self) -> Millis {
         self.clock

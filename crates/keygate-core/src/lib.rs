@@ -10,6 +10,7 @@ pub mod book;
 pub mod decide;
 pub mod intent;
 pub mod limits;
+pub mod outflow;
 pub mod policy;
 pub mod price;
 pub mod time;

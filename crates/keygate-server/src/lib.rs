@@ -1,1 +1,145 @@
-//! keygate-server
+//! keygate's HTTP server: the venue gateway, health and metrics, and the reconciliation task.
+//!
+//! [`app`] builds the router from a [`Gateway`] without binding a socket; `keygate serve` binds
+//! it. A bot calls `/venues/{venue}/<the venue's own REST path>` with `Authorization: Bearer
+//! <token>`; the gateway classifies the request with the venue's adapter, has the decider
+//! authenticate and decide it durably in one step, and only then signs it with the venue
+//! credential and forwards it. See docs/gateway.md.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get};
+use keygate_core::Millis;
+use keygate_store::{Decider, Store};
+use keygate_vault::MasterKey;
+use keygate_venues::Adapter;
+
+mod credentials;
+mod gateway;
+pub mod metrics;
+pub mod reconcile;
+pub mod tls;
+
+pub use credentials::{CredentialCache, keys, open_row};
+pub use gateway::MAX_BODY;
+
+/// The address a connection came from, as the gateway sees it (plain TCP or TLS).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// One venue as the gateway reaches it.
+#[derive(Debug, Clone)]
+pub struct VenueSetup {
+    pub name: String,
+    pub adapter: Adapter,
+    /// The venue's REST base URL, without a trailing slash.
+    pub base_url: String,
+    /// The id of the vault credential keygate signs with.
+    pub credential: String,
+    /// How long a forwarded request may take.
+    pub timeout: Duration,
+    /// How often to reconcile the venue's withdrawal history; None turns it off.
+    pub reconcile_every: Option<Duration>,
+    /// How far back reconciliation reads on its first run.
+    pub reconcile_lookback: Duration,
+}
+
+/// What the server needs: the decider, the store and master key (for credentials), the venues.
+pub struct Gateway {
+    pub decider: Decider,
+    pub store: Store,
+    pub venues: HashMap<String, VenueSetup>,
+    pub credentials: CredentialCache,
+    pub http: reqwest::Client,
+}
+
+impl Gateway {
+    /// Builds a gateway. `credential_ttl` is how long an opened credential stays in memory
+    /// before it is read again (so a rotation on any instance takes effect within it).
+    pub fn new(
+        decider: Decider,
+        store: Store,
+        master: MasterKey,
+        venues: Vec<VenueSetup>,
+        credential_ttl: Duration,
+    ) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let credentials = CredentialCache::new(store.clone(), master, credential_ttl);
+        Ok(Self {
+            decider,
+            store,
+            venues: venues.into_iter().map(|v| (v.name.clone(), v)).collect(),
+            credentials,
+            http,
+        })
+    }
+}
+
+/// The server's routes.
+pub fn app(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/venues/{venue}/{*path}", any(gateway::handle))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::render))
+        .fallback(gateway::not_found)
+        .with_state(gateway)
+}
+
+/// Milliseconds since the Unix epoch, by the system clock.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// A signed request to a venue, ready to send.
+pub fn venue_request(
+    http: &reqwest::Client,
+    base_url: &str,
+    out: keygate_venues::Outgoing,
+    timeout: Duration,
+) -> Result<reqwest::RequestBuilder, String> {
+    let method = reqwest::Method::from_bytes(out.method.as_bytes())
+        .map_err(|_| format!("method {} cannot be sent", out.method))?;
+    let mut req = http
+        .request(method, format!("{base_url}{}", out.path_and_query))
+        .timeout(timeout)
+        .body(out.body);
+    for (h, v) in &out.headers {
+        req = req.header(*h, v);
+    }
+    Ok(req)
+}
+
+/// What went wrong with a request to a venue, without its URL (which carries the signed query).
+pub fn send_error(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection refused or failed"
+    } else if e.is_body() || e.is_decode() {
+        "bad answer body"
+    } else {
+        "request failed"
+    }
+}

@@ -9,10 +9,14 @@
 //! the batch gets the error (a caller must treat it as a deny) and the state is rebuilt from the
 //! store on the next batch.
 
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use keygate_core::auth::{self, AuthError, Presented, TokenRecord};
 use keygate_core::decide::{Extra, State, decide_with};
 use keygate_core::{Engine, Intent, Millis, Verdict};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{self, CheckpointPolicy, Head, NewEntry, Signer};
@@ -30,6 +34,17 @@ struct DecisionData<'a> {
     usd_value_cents: Option<i64>,
     signals: &'a [String],
     approvals: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<RequestInfo<'a>>,
+}
+
+/// The HTTP request a gateway decision came from.
+#[derive(serde::Serialize)]
+struct RequestInfo<'a> {
+    method: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 /// The most intents one transaction decides.
@@ -42,11 +57,56 @@ pub struct Decision {
     pub verdict: Verdict,
 }
 
+/// A request that reached the gateway, for the decider to authenticate and decide in one step,
+/// against the same state (so a token revoked or a client disabled on any instance is refused
+/// by the very next decision).
+#[derive(Debug)]
+pub struct GatewayRequest {
+    pub token: Presented,
+    pub ip: IpAddr,
+    pub venue: String,
+    pub method: String,
+    pub path: String,
+    /// The intent as the venue adapter classified it (its client is set from the token), or
+    /// why the request could not be classified.
+    pub intent: Result<Intent, String>,
+    /// The client's own id for the request, which must never repeat for its client and venue.
+    pub request_id: Option<String>,
+}
+
+/// What became of a request. Each carries the id of the audit entry that records it.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Decided(Decision),
+    /// The token was refused.
+    Refused {
+        id: i64,
+        error: AuthError,
+    },
+    /// The request was refused before a decision: it could not be classified, or its request id
+    /// was used before.
+    Rejected {
+        id: i64,
+        reason: String,
+    },
+}
+
+enum Work {
+    Intent { intent: Intent, extra: Extra },
+    Gateway(GatewayRequest),
+}
+
 struct Job {
-    intent: Intent,
+    work: Work,
     now: Millis,
-    extra: Extra,
-    reply: oneshot::Sender<Result<Decision, StoreError>>,
+    reply: oneshot::Sender<Result<Answer, StoreError>>,
+}
+
+/// What a job came to, before its audit entry has an id.
+enum Pending {
+    Decided(Verdict),
+    Refused(AuthError),
+    Rejected(String),
 }
 
 enum Msg {
@@ -76,6 +136,7 @@ pub struct Decider {
 struct Cache {
     head: Head,
     state: State,
+    tokens: HashMap<String, TokenRecord>,
     last_checkpoint: (i64, Millis),
 }
 
@@ -112,14 +173,24 @@ impl Decider {
         now: Millis,
         extra: Extra,
     ) -> Result<Decision, StoreError> {
+        match self.submit(Work::Intent { intent, extra }, now).await? {
+            Answer::Decided(d) => Ok(d),
+            other => Err(StoreError::Corrupt(format!(
+                "the decider answered an intent with {other:?}"
+            ))),
+        }
+    }
+
+    /// Authenticates and decides one gateway request durably. An `Err` means nothing was
+    /// recorded: treat it as a deny.
+    pub async fn gateway(&self, req: GatewayRequest, now: Millis) -> Result<Answer, StoreError> {
+        self.submit(Work::Gateway(req), now).await
+    }
+
+    async fn submit(&self, work: Work, now: Millis) -> Result<Answer, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Decide(Box::new(Job {
-                intent,
-                now,
-                extra,
-                reply,
-            })))
+            .send(Msg::Decide(Box::new(Job { work, now, reply })))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -206,8 +277,8 @@ impl Writer {
     async fn process(&mut self, batch: Vec<Job>) {
         match self.try_process(&batch).await {
             Ok(results) => {
-                for (job, decision) in batch.into_iter().zip(results) {
-                    let _ = job.reply.send(Ok(decision));
+                for (job, answer) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(answer));
                 }
             }
             Err(e) => {
@@ -247,7 +318,7 @@ impl Writer {
                 if contiguous
                     && rows
                         .iter()
-                        .all(|r| r.kind == "decision" || r.kind == "auth")
+                        .all(|r| matches!(r.kind.as_str(), "decision" | "auth" | "request"))
                 {
                     for r in rows {
                         if let Some(m) = &r.debit {
@@ -261,16 +332,18 @@ impl Writer {
             }
         }
         let state = load_state(tx, &self.engine, head).await?;
+        let tokens = crate::engine::load_tokens(tx).await?;
         let last_checkpoint = audit::last_checkpoint(&mut **tx).await?;
         self.cache = Some(Cache {
             head: head.clone(),
             state,
+            tokens,
             last_checkpoint,
         });
         Ok(())
     }
 
-    async fn try_process(&mut self, batch: &[Job]) -> Result<Vec<Decision>, StoreError> {
+    async fn try_process(&mut self, batch: &[Job]) -> Result<Vec<Answer>, StoreError> {
         let mut tx = self.store.begin_write().await?;
         let mut head = audit::lock_head(&mut tx).await?;
         let store_now = audit::db_now(&mut tx, self.store.backend()).await?;
@@ -280,35 +353,131 @@ impl Writer {
                 "decider state missing after refresh".into(),
             ));
         };
-        let mut verdicts = Vec::with_capacity(batch.len());
+        let mut pending = Vec::with_capacity(batch.len());
         let mut entries = Vec::with_capacity(batch.len());
+        // Request ids used in this batch, and those to record once the entries have ids.
+        let mut batch_ids: HashSet<(String, String, String)> = HashSet::new();
+        let mut new_ids: Vec<(usize, (String, String, String))> = vec![];
         for job in batch {
-            let extra = Extra {
+            let extra = |e: &Extra| Extra {
                 reference_now: Some(store_now),
-                ..job.extra.clone()
+                ..e.clone()
             };
-            let verdict = decide_with(&self.engine, &cache.state, &job.intent, job.now, &extra);
-            cache.state.record(&verdict);
-            entries.push(NewEntry {
-                kind: "decision",
-                actor: format!("client:{}", job.intent.client),
-                at_ms: verdict.at,
-                data: NewEntry::data(&DecisionData {
-                    intent: &job.intent,
-                    outcome: verdict.outcome,
-                    stage: verdict.stage,
-                    reasons: &verdict.reasons,
-                    policies: &verdict.policies,
-                    limits: &verdict.limits,
-                    usd_value_cents: verdict.usd_value_cents,
-                    signals: &job.extra.signals,
-                    approvals: job.extra.approvals,
-                }),
-                debit: verdict.debit.clone(),
-            });
-            verdicts.push(verdict);
+            let (entry, p) = match &job.work {
+                Work::Intent { intent, extra: e } => {
+                    let verdict =
+                        decide_with(&self.engine, &cache.state, intent, job.now, &extra(e));
+                    cache.state.record(&verdict);
+                    (
+                        decision_entry(intent, &verdict, e, None),
+                        Pending::Decided(verdict),
+                    )
+                }
+                Work::Gateway(req) => {
+                    let token = cache.tokens.get(&req.token.id);
+                    let client = token.and_then(|t| cache.state.client(&t.client));
+                    let checked = match &req.intent {
+                        Ok(i) => auth::authenticate(
+                            &req.token, token, client, req.ip, &req.venue, i.action, job.now,
+                        )
+                        .map(|()| token.map(|t| t.client.clone()).unwrap_or_default()),
+                        Err(_) => auth::check_token(&req.token, token, client, req.ip, job.now)
+                            .map(|(t, _)| t.client.clone()),
+                    };
+                    match (checked, &req.intent) {
+                        (Err(error), intent) => {
+                            let action = intent.as_ref().ok().map(|i| i.action);
+                            (
+                                refused_entry(req, action, &error, job.now),
+                                Pending::Refused(error),
+                            )
+                        }
+                        (Ok(client), Err(reason)) => (
+                            rejected_entry(req, &client, "request.unclassified", reason, job.now),
+                            Pending::Rejected(reason.clone()),
+                        ),
+                        (Ok(client), Ok(intent)) => {
+                            let key = req
+                                .request_id
+                                .as_ref()
+                                .map(|r| (client.clone(), req.venue.clone(), r.clone()));
+                            let used = match &key {
+                                Some(k) if batch_ids.contains(k) => Some(None),
+                                Some(k) => used_request_id(&mut tx, k).await?.map(Some),
+                                None => None,
+                            };
+                            if let Some(first) = used {
+                                let reason = match first {
+                                    Some(id) => format!(
+                                        "request id {:?} was already used (audit entry {id}); use a new id for each request",
+                                        req.request_id.as_deref().unwrap_or_default()
+                                    ),
+                                    None => format!(
+                                        "request id {:?} was already used; use a new id for each request",
+                                        req.request_id.as_deref().unwrap_or_default()
+                                    ),
+                                };
+                                (
+                                    rejected_entry(
+                                        req,
+                                        &client,
+                                        "request.replayed",
+                                        &reason,
+                                        job.now,
+                                    ),
+                                    Pending::Rejected(reason),
+                                )
+                            } else {
+                                let intent = Intent {
+                                    client: client.clone(),
+                                    token_id: Some(req.token.id.clone()),
+                                    source_ip: Some(req.ip),
+                                    ..intent.clone()
+                                };
+                                let none = Extra::default();
+                                let verdict = decide_with(
+                                    &self.engine,
+                                    &cache.state,
+                                    &intent,
+                                    job.now,
+                                    &extra(&none),
+                                );
+                                cache.state.record(&verdict);
+                                if let Some(k) = key {
+                                    batch_ids.insert(k.clone());
+                                    new_ids.push((entries.len(), k));
+                                }
+                                let info = RequestInfo {
+                                    method: &req.method,
+                                    path: &req.path,
+                                    request_id: req.request_id.as_deref(),
+                                };
+                                (
+                                    decision_entry(&intent, &verdict, &none, Some(info)),
+                                    Pending::Decided(verdict),
+                                )
+                            }
+                        }
+                    }
+                }
+            };
+            entries.push(entry);
+            pending.push(p);
         }
         let seqs = audit::append(&mut tx, &mut head, entries, store_now).await?;
+        for (i, (client, venue, rid)) in new_ids {
+            let id = seqs.get(i).copied().unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO request_ids (client, venue, request_id, decision_id, at_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(client)
+            .bind(venue)
+            .bind(rid)
+            .bind(id)
+            .bind(store_now)
+            .execute(&mut *tx)
+            .await?;
+        }
         let mut checkpoint = None;
         if let Some(signer) = &self.opts.signer
             && self.opts.checkpoints.due(&head, cache.last_checkpoint)
@@ -325,8 +494,115 @@ impl Writer {
         }
         Ok(seqs
             .into_iter()
-            .zip(verdicts)
-            .map(|(id, verdict)| Decision { id, verdict })
+            .zip(pending)
+            .map(|(id, p)| match p {
+                Pending::Decided(verdict) => Answer::Decided(Decision { id, verdict }),
+                Pending::Refused(error) => Answer::Refused { id, error },
+                Pending::Rejected(reason) => Answer::Rejected { id, reason },
+            })
             .collect())
     }
+}
+
+/// The audit entry of a decision.
+fn decision_entry(
+    intent: &Intent,
+    verdict: &Verdict,
+    extra: &Extra,
+    request: Option<RequestInfo<'_>>,
+) -> NewEntry {
+    NewEntry {
+        kind: "decision",
+        actor: format!("client:{}", intent.client),
+        at_ms: verdict.at,
+        data: NewEntry::data(&DecisionData {
+            intent,
+            outcome: verdict.outcome,
+            stage: verdict.stage,
+            reasons: &verdict.reasons,
+            policies: &verdict.policies,
+            limits: &verdict.limits,
+            usd_value_cents: verdict.usd_value_cents,
+            signals: &extra.signals,
+            approvals: extra.approvals,
+            request,
+        }),
+        debit: verdict.debit.clone(),
+    }
+}
+
+/// The audit entry of a refused token.
+pub fn auth_failure_entry(
+    error: &AuthError,
+    ip: IpAddr,
+    venue: &str,
+    action: Option<keygate_core::Action>,
+    request: Option<(&str, &str)>,
+    now: Millis,
+) -> NewEntry {
+    let (method, path) = request.unzip();
+    NewEntry {
+        kind: "auth",
+        actor: format!("ip:{ip}"),
+        at_ms: now,
+        data: NewEntry::data(&serde_json::json!({
+            "event": "token.refused", "error": error.code(), "detail": error, "message": error.to_string(),
+            "venue": venue, "action": action, "source_ip": ip, "method": method, "path": path,
+        })),
+        debit: None,
+    }
+}
+
+fn refused_entry(
+    req: &GatewayRequest,
+    action: Option<keygate_core::Action>,
+    error: &AuthError,
+    now: Millis,
+) -> NewEntry {
+    auth_failure_entry(
+        error,
+        req.ip,
+        &req.venue,
+        action,
+        Some((&req.method, &req.path)),
+        now,
+    )
+}
+
+fn rejected_entry(
+    req: &GatewayRequest,
+    client: &str,
+    event: &str,
+    reason: &str,
+    now: Millis,
+) -> NewEntry {
+    NewEntry {
+        kind: "request",
+        actor: format!("client:{client}"),
+        at_ms: now,
+        data: NewEntry::data(&serde_json::json!({
+            "event": event, "reason": reason, "venue": req.venue, "method": req.method, "path": req.path,
+            "request_id": req.request_id, "token_id": req.token.id, "source_ip": req.ip,
+        })),
+        debit: None,
+    }
+}
+
+/// The audit entry that first used a request id, if any did.
+async fn used_request_id(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    (client, venue, rid): &(String, String, String),
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "SELECT decision_id FROM request_ids WHERE client = $1 AND venue = $2 AND request_id = $3",
+    )
+    .bind(client.clone())
+    .bind(venue.clone())
+    .bind(rid.clone())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get(0)?),
+        None => None,
+    })
 }

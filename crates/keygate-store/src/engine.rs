@@ -553,3 +553,15 @@ pub(crate) async fn load_inputs(
         clock,
     })
 }
+
+/// Every token, by id, for the decider's authentication.
+pub(crate) async fn load_tokens(
+    tx: &mut Transaction<'static, Any>,
+) -> Result<std::collections::HashMap<String, TokenRecord>, StoreError> {
+    sqlx::query(TOKEN_COLS)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| row_to_token(r).map(|t| (t.id.clone(), t)))
+        .collect()
+}

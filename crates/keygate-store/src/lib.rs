@@ -12,6 +12,7 @@ mod credentials;
 pub mod decider;
 mod engine;
 mod error;
+pub mod reconcile;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -24,7 +25,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
-pub use decider::{Decider, DeciderOptions, Decision};
+pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
 pub use engine::{PriceRow, TokenSummary};
 pub use error::StoreError;
 pub(crate) use error::is_unique_violation;

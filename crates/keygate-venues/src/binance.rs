@@ -7,12 +7,13 @@
 //! DELETE parameters in the query and POST parameters in a form body.
 
 use keygate_core::Action;
+use keygate_core::outflow::Outflow;
 use rust_decimal::Decimal;
 
 use crate::params::Params;
 use crate::{
-    AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request,
-    VenueWithdrawal, address, asset, hmac_sha256, positive, request_id,
+    AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request, address,
+    asset, hmac_sha256, positive, request_id,
 };
 
 /// Quote assets that split a symbol when the config names none.
@@ -296,7 +297,7 @@ struct HistoryRow {
     withdraw_order_id: Option<String>,
 }
 
-pub(crate) fn parse_history(body: &[u8]) -> Result<Vec<VenueWithdrawal>, String> {
+pub(crate) fn parse_history(venue: &str, body: &[u8]) -> Result<Vec<Outflow>, String> {
     let rows: Vec<HistoryRow> = serde_json::from_slice(body)
         .map_err(|e| format!("the withdrawal history is not the list Binance documents: {e}"))?;
     rows.into_iter()
@@ -307,13 +308,14 @@ pub(crate) fn parse_history(body: &[u8]) -> Result<Vec<VenueWithdrawal>, String>
             if let Some(tag) = r.address_tag.filter(|t| !t.is_empty()) {
                 address = format!("{address}:{tag}");
             }
-            Ok(VenueWithdrawal {
+            Ok(Outflow {
+                venue: venue.to_string(),
                 id: r.id,
                 asset: r.coin.to_ascii_uppercase(),
                 amount: r.amount,
-                address,
-                time_ms: t.and_utc().timestamp_millis(),
-                client_id: r.withdraw_order_id.filter(|s| !s.is_empty()),
+                destination: address,
+                at: t.and_utc().timestamp_millis(),
+                reference: r.withdraw_order_id.filter(|s| !s.is_empty()),
             })
         })
         .collect()
@@ -617,15 +619,15 @@ mod tests {
         let h = br#"[{"id":"b6ae22b3","amount":"72","transactionFee":"1","coin":"USDT","status":6,
             "address":"0xAbC0000000000000000000000000000000000001","txId":"0x1","applyTime":"2023-11-18 16:47:00",
             "network":"ETH","withdrawOrderId":"kg-1"}]"#;
-        let rows = adapter().parse_withdrawal_history(h).unwrap();
+        let rows = adapter().parse_withdrawal_history("v", h).unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].time_ms, 1700326020000);
+        assert_eq!(rows[0].at, 1700326020000);
         assert_eq!(
-            rows[0].address,
+            rows[0].destination,
             "0xabc0000000000000000000000000000000000001"
         );
-        assert_eq!(rows[0].client_id.as_deref(), Some("kg-1"));
-        assert!(adapter().parse_withdrawal_history(b"{}").is_err());
+        assert_eq!(rows[0].reference.as_deref(), Some("kg-1"));
+        assert!(adapter().parse_withdrawal_history("v", b"{}").is_err());
 
         let unsafe_key = br#"{"ipRestrict":false,"enableWithdrawals":true,"enableReading":true,"enableInternalTransfer":true}"#;
         let f = adapter().parse_restrictions(unsafe_key).unwrap();

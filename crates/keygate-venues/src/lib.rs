@@ -14,6 +14,7 @@
 use std::str::FromStr;
 
 use keygate_core::Action;
+use keygate_core::outflow::Outflow;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -166,20 +167,6 @@ impl std::fmt::Debug for Outgoing {
     }
 }
 
-/// A withdrawal as a venue's history reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VenueWithdrawal {
-    /// The venue's id for it.
-    pub id: String,
-    pub asset: String,
-    pub amount: Decimal,
-    /// The destination, in the form intents use (`address` or `address:tag`).
-    pub address: String,
-    pub time_ms: i64,
-    /// The client id the withdrawal was sent with, if any.
-    pub client_id: Option<String>,
-}
-
 /// One thing `keygate doctor` found about a venue key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -252,11 +239,15 @@ impl Adapter {
         self.sign(&c, keys, now_ms)
     }
 
-    /// Parses a withdrawal-history answer.
-    pub fn parse_withdrawal_history(&self, body: &[u8]) -> Result<Vec<VenueWithdrawal>, String> {
+    /// Parses a withdrawal-history answer into the outflows of `venue`.
+    pub fn parse_withdrawal_history(
+        &self,
+        venue: &str,
+        body: &[u8],
+    ) -> Result<Vec<Outflow>, String> {
         match self.kind {
-            VenueKind::Binance => binance::parse_history(body),
-            VenueKind::Okx => okx::parse_history(body),
+            VenueKind::Binance => binance::parse_history(venue, body),
+            VenueKind::Okx => okx::parse_history(venue, body),
         }
     }
 

@@ -8,13 +8,14 @@
 
 use base64::Engine as _;
 use keygate_core::Action;
+use keygate_core::outflow::Outflow;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use crate::params::Params;
 use crate::{
-    AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request,
-    VenueWithdrawal, address, asset, hmac_sha256, positive, request_id,
+    AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request, address,
+    asset, hmac_sha256, positive, request_id,
 };
 
 /// Signed GET endpoints that only read.
@@ -357,7 +358,7 @@ fn field<'v>(row: &'v Value, name: &str) -> Result<&'v str, String> {
         .ok_or_else(|| format!("a withdrawal has no {name}"))
 }
 
-pub(crate) fn parse_history(body: &[u8]) -> Result<Vec<VenueWithdrawal>, String> {
+pub(crate) fn parse_history(venue: &str, body: &[u8]) -> Result<Vec<Outflow>, String> {
     data(body)?
         .iter()
         .map(|row| {
@@ -367,13 +368,14 @@ pub(crate) fn parse_history(body: &[u8]) -> Result<Vec<VenueWithdrawal>, String>
             let time_ms: i64 = field(row, "ts")?
                 .parse()
                 .map_err(|_| "a withdrawal's ts is not milliseconds".to_string())?;
-            Ok(VenueWithdrawal {
+            Ok(Outflow {
+                venue: venue.to_string(),
                 id: field(row, "wdId")?.to_string(),
                 asset: field(row, "ccy")?.to_ascii_uppercase(),
                 amount,
-                address: keygate_core::intent::normalize_address(field(row, "toAddr")?),
-                time_ms,
-                client_id: row
+                destination: keygate_core::intent::normalize_address(field(row, "toAddr")?),
+                at: time_ms,
+                reference: row
                     .get("clientId")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
@@ -593,12 +595,15 @@ mod tests {
     fn history_and_config_parse() {
         let h = br#"{"code":"0","msg":"","data":[{"ccy":"USDT","chain":"USDT-ERC20","amt":"72","ts":"1700326020000",
             "toAddr":"0xAbC0000000000000000000000000000000000001","txId":"","wdId":"123","state":"2","clientId":""}]}"#;
-        let rows = adapter().parse_withdrawal_history(h).unwrap();
+        let rows = adapter().parse_withdrawal_history("v", h).unwrap();
         assert_eq!(rows[0].id, "123");
-        assert_eq!(rows[0].client_id, None);
+        assert_eq!(rows[0].reference, None);
         assert!(
             adapter()
-                .parse_withdrawal_history(br#"{"code":"50113","msg":"Invalid Sign","data":[]}"#)
+                .parse_withdrawal_history(
+                    "v",
+                    br#"{"code":"50113","msg":"Invalid Sign","data":[]}"#
+                )
                 .is_err()
         );
         let cfg = br#"{"code":"0","msg":"","data":[{"perm":"read_only,trade,withdraw","ip":""}]}"#;

@@ -74,9 +74,21 @@ pub enum Command {
     Audit(AuditCommand),
     /// Show what keygate would decide for an intent now (JSON, file or stdin); records nothing.
     Decide(DecideArgs),
+    /// Run the gateway: bots call /venues/<venue>/…; keygate decides, signs and forwards.
+    Serve(ServeArgs),
+    /// Ask each venue what keygate's key there may do, and report what is unsafe.
+    Doctor,
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on this address instead of server.listen (port 0 picks a free one; the first
+    /// line on stdout says which).
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

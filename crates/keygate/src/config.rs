@@ -35,6 +35,94 @@ pub struct Config {
     pub decide: DecideConfig,
     #[serde(default)]
     pub limits: Vec<LimitConfig>,
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The venues the gateway serves, by name (the name in `/venues/<name>/…`, in client
+    /// scopes, limits and policies).
+    #[serde(default)]
+    pub venues: std::collections::BTreeMap<String, VenueConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where `keygate serve` listens. Loopback by default: put it on another address only
+    /// with TLS, or behind a proxy you trust.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// A PEM certificate chain; with `tls_key`, `serve` speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// How long an opened venue credential stays in memory (a rotation on any instance takes
+    /// effect within it).
+    #[serde(default = "default_credential_ttl")]
+    pub credential_ttl: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8620".into()
+}
+
+fn default_credential_ttl() -> String {
+    "30s".into()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            credential_ttl: default_credential_ttl(),
+        }
+    }
+}
+
+/// One venue the gateway forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VenueConfig {
+    /// The REST dialect: binance or okx.
+    pub kind: keygate_venues::VenueKind,
+    /// The venue's REST base URL, such as https://api.binance.com. HTTPS, except to loopback.
+    pub base_url: String,
+    /// The vault credential to sign with [default: the venue's name].
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// How long a forwarded request may take.
+    #[serde(default = "default_venue_timeout")]
+    pub timeout: String,
+    /// Binance: the recvWindow keygate signs with.
+    #[serde(default = "default_recv_window")]
+    pub recv_window: String,
+    /// Binance: quote assets that split a symbol such as BTCUSDT [default: a built-in list].
+    #[serde(default)]
+    pub quote_assets: Option<Vec<String>>,
+    /// GET paths allowed as reads beyond those keygate knows.
+    #[serde(default)]
+    pub extra_read_paths: Vec<String>,
+    /// How often to reconcile the venue's withdrawal history ("off" to disable).
+    #[serde(default = "default_reconcile_every")]
+    pub reconcile_every: String,
+    /// How far back the first reconciliation reads.
+    #[serde(default = "default_reconcile_lookback")]
+    pub reconcile_lookback: String,
+}
+
+fn default_venue_timeout() -> String {
+    "10s".into()
+}
+fn default_recv_window() -> String {
+    "5s".into()
+}
+fn default_reconcile_every() -> String {
+    "60s".into()
+}
+fn default_reconcile_lookback() -> String {
+    "24h".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -307,6 +395,8 @@ const ENV_FIELDS: &[(&str, &str)] = &[
     ("audit", "signing_key"),
     ("audit", "export_file"),
     ("decide", "max_clock_skew"),
+    ("server", "listen"),
+    ("server", "credential_ttl"),
 ];
 
 /// The environment variable that overrides `section.field`.
@@ -447,6 +537,24 @@ checkpoint_every = 1000
 checkpoint_interval = "1m"
 export_file = "audit-checkpoints.jsonl"
 trusted_keys = []
+
+[server]
+# Where `keygate serve` listens. Loopback by default; on any other address set tls_cert and
+# tls_key (PEM files) so tokens never cross the network in clear text.
+listen = "127.0.0.1:8620"
+# How long an opened venue credential stays in memory; a rotation takes effect within it.
+credential_ttl = "30s"
+
+# The venues the gateway serves. A bot calls http://LISTEN/venues/<name>/<the venue's REST path>
+# with its keygate token; keygate decides, signs with the credential and forwards.
+# [venues.binance-main]
+# kind = "binance"                      # or "okx"
+# base_url = "https://api.binance.com"  # https, except to a loopback address
+# credential = "binance-main"           # the vault credential's id [default: the venue's name]
+# timeout = "10s"
+# reconcile_every = "60s"               # read the withdrawal history and match it; "off" disables
+# reconcile_lookback = "24h"            # how far back the first reading goes
+# extra_read_paths = []                 # more GET paths to allow as reads
 
 # Rolling limits over allowed withdrawals and transfers (see docs/config.md). client, venue and
 # asset narrow a limit; "*" gives each client (venue, asset) its own bucket.

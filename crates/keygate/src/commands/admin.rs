@@ -278,14 +278,14 @@ pub async fn record_auth_failure(
 ) -> Result<i64> {
     let seqs = h
         .store
-        .append_audit(vec![keygate_store::audit::NewEntry {
-            kind: "auth",
-            actor: format!("ip:{ip}"),
-            at_ms: now,
-            data: keygate_store::audit::NewEntry::data(&json!({"event": "token.refused", "error": e.code(), "detail": e, "message": e.to_string(),
-                         "venue": venue, "action": action, "source_ip": ip})),
-            debit: None,
-        }])
+        .append_audit(vec![keygate_store::decider::auth_failure_entry(
+            e,
+            ip,
+            venue,
+            Some(action),
+            None,
+            now,
+        )])
         .await?;
     checkpoint_if_due(h).await?;
     Ok(seqs.first().copied().unwrap_or_default())

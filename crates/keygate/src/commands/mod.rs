@@ -8,6 +8,7 @@ mod credential;
 mod init;
 mod policy;
 mod rekey;
+mod serve;
 
 use anyhow::{Result, bail};
 
@@ -28,6 +29,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Credential(cmd) => credential::run(open(&cli, paths).await?, cmd).await,
         Command::Rekey => rekey::run(open(&cli, paths).await?).await,
+        Command::Serve(args) => serve::serve(open(&cli, paths).await?, args).await,
+        Command::Doctor => serve::doctor(open(&cli, paths).await?).await,
         Command::Policy(cmd) => {
             logging::init(
                 cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),

@@ -4,6 +4,7 @@ mod util;
 
 mod canary;
 mod engine;
+mod gateway;
 mod init;
 mod master_key;
 mod tamper;

@@ -1,0 +1,363 @@
+//! The venue route: authenticate, classify, decide, sign, forward.
+//!
+//! Nothing is forwarded unless the decider has recorded an allow (and its limit debit) first.
+//! Every refusal is a JSON body `{error, reason, decision_id}` with a status that says who must
+//! act: 400 the request is malformed, 401 the token is not valid, 403 keygate said no, 404 no
+//! such venue, 409 a request id was used before, 413 the body is too large, 202 the request is
+//! held for approval, 502 the venue could not be reached, 503 keygate could not record the
+//! decision (and so did nothing).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use keygate_core::auth::{self, AuthError};
+use keygate_core::{Intent, Outcome};
+use keygate_store::{Answer, GatewayRequest};
+use keygate_venues::{Classified, ClassifyError, Request};
+use serde_json::json;
+
+use crate::{Gateway, metrics, now_ms};
+
+/// The largest request body the gateway reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The header that carries the decision id on every answer that has one.
+pub const DECISION_HEADER: &str = "x-keygate-decision";
+
+/// A refusal: status, code and reason, and the audit entry that records it if any.
+struct Refusal {
+    status: StatusCode,
+    error: &'static str,
+    reason: String,
+    decision_id: Option<i64>,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let body =
+            json!({"error": self.error, "reason": self.reason, "decision_id": self.decision_id});
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if let Some(id) = self.decision_id
+            && let Ok(v) = HeaderValue::from_str(&id.to_string())
+        {
+            r.headers_mut().insert(DECISION_HEADER, v);
+        }
+        r
+    }
+}
+
+fn refuse(status: StatusCode, error: &'static str, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        error,
+        reason: reason.into(),
+        decision_id: None,
+    }
+}
+
+/// Any path outside the routes.
+pub async fn not_found(uri: Uri) -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "{} is not a keygate route; venue requests go to /venues/<venue>/<the venue's REST path>",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+fn auth_status(e: &AuthError) -> StatusCode {
+    match e {
+        AuthError::ClientDisabled { .. }
+        | AuthError::WrongAddress { .. }
+        | AuthError::OutOfScope { .. } => StatusCode::FORBIDDEN,
+        _ => StatusCode::UNAUTHORIZED,
+    }
+}
+
+/// The bearer token of a request.
+fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let missing = || {
+        refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send the keygate token as Authorization: Bearer kgt_<id>_<secret>",
+        )
+    };
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(missing)?;
+    let text = value.to_str().map_err(|_| missing())?;
+    text.strip_prefix("Bearer ")
+        .map(str::trim)
+        .ok_or_else(missing)
+}
+
+/// `/venues/{venue}/{*path}`, any method.
+pub async fn handle(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
+    Path((venue, path)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let (response, endpoint, outcome) =
+        match run(&gw, peer, &venue, &path, &method, &uri, &headers, body).await {
+            Ok(done) => done,
+            Err((refusal, endpoint)) => {
+                let outcome = refusal.error;
+                (refusal.into_response(), endpoint, outcome)
+            }
+        };
+    metrics::request(&venue, endpoint, outcome);
+    metrics::timing("total", started.elapsed().as_secs_f64());
+    response
+}
+
+type Failed = (Refusal, &'static str);
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    gw: &Gateway,
+    peer: SocketAddr,
+    venue: &str,
+    path: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Response, &'static str, &'static str), Failed> {
+    let unknown = "unknown";
+    // The token is parsed before anything else is read.
+    let token_text = bearer(headers).map_err(|r| (r, unknown))?;
+    let presented = auth::parse_token(token_text).map_err(|e| {
+        (
+            Refusal {
+                status: StatusCode::UNAUTHORIZED,
+                error: e.code(),
+                reason: e.to_string(),
+                decision_id: None,
+            },
+            unknown,
+        )
+    })?;
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        (
+            refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {MAX_BODY} bytes; nothing was forwarded"),
+            ),
+            unknown,
+        )
+    })?;
+    let venue_path = format!("/{path}");
+    let setup = gw.venues.get(venue);
+    let classified: Result<Classified, (StatusCode, &'static str, String)> = match setup {
+        None => Err((
+            StatusCode::NOT_FOUND,
+            "unknown_venue",
+            format!(
+                "venue {venue:?} is not configured; the venues are: {}",
+                venue_names(gw)
+            ),
+        )),
+        Some(s) => s
+            .adapter
+            .classify(&Request {
+                method: method.as_str(),
+                path: &venue_path,
+                query: uri.query().unwrap_or(""),
+                body: &body,
+            })
+            .map_err(|e| match e {
+                ClassifyError::UnknownEndpoint { .. } => {
+                    (StatusCode::FORBIDDEN, "unknown_endpoint", e.to_string())
+                }
+                _ => (StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+            }),
+    };
+    let endpoint = classified.as_ref().map(|c| c.endpoint).unwrap_or(unknown);
+    let header_id = headers
+        .get("x-keygate-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let request_id = classified
+        .as_ref()
+        .ok()
+        .and_then(|c| c.request_id.clone())
+        .or(header_id);
+    let intent = match &classified {
+        Ok(c) => Ok(Intent {
+            client: String::new(),
+            venue: venue.to_string(),
+            action: c.action,
+            asset: c.asset.clone(),
+            amount: c.amount,
+            destination: c.destination.clone(),
+            source_ip: None,
+            token_id: None,
+        }),
+        Err((_, _, reason)) => Err(reason.clone()),
+    };
+    let decide_started = Instant::now();
+    let answer = gw
+        .decider
+        .gateway(
+            GatewayRequest {
+                token: presented,
+                ip: peer.ip().to_canonical(),
+                venue: venue.to_string(),
+                method: method.as_str().to_string(),
+                path: venue_path.clone(),
+                intent,
+                request_id,
+            },
+            now_ms(),
+        )
+        .await;
+    metrics::timing("decide", decide_started.elapsed().as_secs_f64());
+    let fail = |r: Refusal| (r, endpoint);
+    let decision = match answer {
+        Err(e) => {
+            tracing::error!(error = %e, venue, "a gateway decision could not be recorded");
+            return Err(fail(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "keygate could not record the decision ({e}); nothing was forwarded. Retry later"
+                ),
+            )));
+        }
+        Ok(Answer::Refused { id, error }) => {
+            return Err(fail(Refusal {
+                status: auth_status(&error),
+                error: error.code(),
+                reason: error.to_string(),
+                decision_id: Some(id),
+            }));
+        }
+        Ok(Answer::Rejected { id, reason }) => {
+            let (status, error) = match &classified {
+                Err((status, error, _)) => (*status, *error),
+                Ok(_) => (StatusCode::CONFLICT, "replayed"),
+            };
+            return Err(fail(Refusal {
+                status,
+                error,
+                reason,
+                decision_id: Some(id),
+            }));
+        }
+        Ok(Answer::Decided(d)) => d,
+    };
+    let reason = decision.verdict.reasons.join("; ");
+    match decision.verdict.outcome {
+        Outcome::Allow => {}
+        Outcome::Hold => {
+            let mut r = (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({
+                    "status": "held", "approval_id": decision.id, "decision_id": decision.id,
+                    "reason": reason,
+                })),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&decision.id.to_string()) {
+                r.headers_mut().insert(DECISION_HEADER, v);
+            }
+            return Ok((r, endpoint, "held"));
+        }
+        Outcome::Deny => {
+            return Err(fail(Refusal {
+                status: StatusCode::FORBIDDEN,
+                error: "denied",
+                reason,
+                decision_id: Some(decision.id),
+            }));
+        }
+    }
+    // Allowed and durable: sign and forward.
+    let (Some(setup), Ok(classified)) = (setup, classified) else {
+        return Err(fail(refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an allowed request had no venue or classification; nothing was forwarded",
+        )));
+    };
+    let forwarded = forward(gw, setup, &classified).await;
+    let id = decision.id;
+    match forwarded {
+        Ok(mut r) => {
+            if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+                r.headers_mut().insert(DECISION_HEADER, v);
+            }
+            Ok((r, endpoint, "allowed"))
+        }
+        Err(reason) => {
+            tracing::warn!(venue, decision = id, %reason, "forwarding an allowed request failed");
+            Err(fail(Refusal {
+                status: StatusCode::BAD_GATEWAY,
+                error: "venue_unreachable",
+                reason,
+                decision_id: Some(id),
+            }))
+        }
+    }
+}
+
+fn venue_names(gw: &Gateway) -> String {
+    let mut names: Vec<&str> = gw.venues.keys().map(String::as_str).collect();
+    names.sort();
+    names.join(", ")
+}
+
+/// Signs with the venue credential and sends; the venue's answer comes back unchanged.
+async fn forward(
+    gw: &Gateway,
+    setup: &crate::VenueSetup,
+    c: &Classified,
+) -> Result<Response, String> {
+    let secret = gw.credentials.get(&setup.credential).await?;
+    let out = setup
+        .adapter
+        .sign(c, &crate::keys(&secret, &setup.credential)?, now_ms());
+    drop(secret);
+    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
+    let started = Instant::now();
+    let resp = req.send().await.map_err(|e| {
+        format!(
+            "venue {} could not be reached ({}); the request was allowed and recorded but may not have arrived. Check the venue before retrying",
+            setup.name,
+            crate::send_error(&e)
+        )
+    })?;
+    let status = resp.status();
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let bytes: Bytes = resp.bytes().await.map_err(|e| {
+        format!(
+            "venue {}'s answer could not be read ({}); the request may have been carried out. Check the venue before retrying",
+            setup.name,
+            crate::send_error(&e)
+        )
+    })?;
+    metrics::timing("venue", started.elapsed().as_secs_f64());
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if let Some(ct) = content_type
+        && let Ok(v) = HeaderValue::from_bytes(ct.as_bytes())
+    {
+        r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
+    }
+    Ok(r)
+}

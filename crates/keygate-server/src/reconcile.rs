@@ -1,0 +1,140 @@
+//! The reconciliation task: reads each venue's withdrawal history with keygate's own
+//! credential and judges every withdrawal in it against the decisions keygate allowed. A
+//! withdrawal nothing allowed is a critical alarm: an audit entry, an error log line and a
+//! metric. (The automatic freeze comes with the detection work.)
+//!
+//! Where it last read up to is kept in the store, so after a restart it reads from there, not
+//! from "now": downtime leaves no gap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keygate_core::Millis;
+use keygate_store::reconcile::Reconciled;
+
+use crate::{Gateway, VenueSetup, now_ms};
+
+/// How far the next read overlaps the last one (venues list a withdrawal a little late).
+const OVERLAP: Millis = 10 * 60 * 1000;
+
+/// What one pass found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub seen: usize,
+    pub matched: usize,
+    pub unapproved: Vec<i64>,
+}
+
+fn cursor_key(venue: &str) -> String {
+    format!("reconcile.{venue}.read_until_ms")
+}
+
+/// Reads one venue's history once and judges every withdrawal in it.
+pub async fn pass(gw: &Gateway, setup: &VenueSetup) -> Result<Pass, String> {
+    let now = now_ms();
+    let stored = gw
+        .store
+        .get_meta(&cursor_key(&setup.name))
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|s| s.parse::<Millis>().ok());
+    let lookback = setup.reconcile_lookback.as_millis() as Millis;
+    let since = match stored {
+        Some(t) => t.saturating_sub(OVERLAP),
+        None => now.saturating_sub(lookback),
+    };
+    let secret = gw.credentials.get(&setup.credential).await?;
+    let out =
+        setup
+            .adapter
+            .withdrawal_history(since, &crate::keys(&secret, &setup.credential)?, now);
+    drop(secret);
+    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
+    let resp = req.send().await.map_err(|e| {
+        format!(
+            "cannot read {}'s withdrawal history: {}",
+            setup.name,
+            crate::send_error(&e)
+        )
+    })?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|_| format!("cannot read {}'s withdrawal history answer", setup.name))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(format!(
+            "{} answered the withdrawal history with HTTP {status}: {}",
+            setup.name,
+            text.chars().take(200).collect::<String>()
+        ));
+    }
+    let mut outflows = setup.adapter.parse_withdrawal_history(&setup.name, &body)?;
+    outflows.sort_by_key(|o| o.at);
+    let mut p = Pass::default();
+    for o in &outflows {
+        match gw
+            .store
+            .reconcile_outflow(o)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Reconciled::Known => {}
+            Reconciled::Matched { .. } => {
+                p.seen += 1;
+                p.matched += 1;
+            }
+            Reconciled::Unapproved { audit_id } => {
+                p.seen += 1;
+                p.unapproved.push(audit_id);
+                metrics::counter!("keygate_unapproved_outflows_total", "venue" => setup.name.clone())
+                    .increment(1);
+                tracing::error!(
+                    alarm = "outflow.unapproved",
+                    severity = "critical",
+                    venue = %setup.name,
+                    venue_id = %o.id,
+                    asset = %o.asset,
+                    amount = %o.amount,
+                    destination = %o.destination,
+                    audit_id,
+                    "a withdrawal keygate did not approve left the venue: a credential is being used outside keygate"
+                );
+            }
+        }
+    }
+    gw.store
+        .set_meta(&cursor_key(&setup.name), &now.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    metrics::gauge!("keygate_reconcile_last_success_ms", "venue" => setup.name.clone())
+        .set(now as f64);
+    Ok(p)
+}
+
+/// Runs [`pass`] for every venue that asks for it, forever. A failed pass is logged as an
+/// error every time (reconciliation that cannot run is a blind spot, never silent).
+pub fn spawn(gw: Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = vec![];
+    let venues: Vec<VenueSetup> = gw.venues.values().cloned().collect();
+    for setup in venues {
+        let Some(every) = setup.reconcile_every else {
+            continue;
+        };
+        let gw = gw.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = pass(&gw, &setup).await {
+                    metrics::counter!("keygate_reconcile_errors_total", "venue" => setup.name.clone())
+                        .increment(1);
+                    tracing::error!(venue = %setup.name, error = %e, "reconciliation failed; withdrawals at this venue are not being checked");
+                }
+            }
+        }));
+    }
+    handles
+}

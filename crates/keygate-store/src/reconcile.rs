@@ -1,0 +1,125 @@
+//! Reconciliation: each outflow a venue reports is matched, once, to the allowed decision that
+//! explains it, or raises an alarm. Both are audit entries; the `venue_withdrawals` table makes
+//! sure an outflow is judged once and a decision explains at most one outflow.
+
+use keygate_core::outflow::{AllowedOut, MATCH_AFTER, MATCH_BEFORE, Outflow, explains};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::audit::{NewEntry, append, db_now, lock_head};
+use crate::{Store, StoreError};
+
+/// What became of one outflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// Seen before; nothing was written.
+    Known,
+    /// Explained by an allowed decision.
+    Matched { decision_id: i64, audit_id: i64 },
+    /// Explained by nothing keygate allowed: the audit entry of the alarm.
+    Unapproved { audit_id: i64 },
+}
+
+impl Store {
+    /// Judges one outflow in one transaction: matches it to the earliest unmatched allowed
+    /// decision that explains it, or records it as unapproved.
+    pub async fn reconcile_outflow(&self, o: &Outflow) -> Result<Reconciled, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut head = lock_head(&mut tx).await?;
+        let known =
+            sqlx::query("SELECT 1 FROM venue_withdrawals WHERE venue = $1 AND venue_id = $2")
+                .bind(o.venue.clone())
+                .bind(o.id.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_some() {
+            tx.rollback().await?;
+            return Ok(Reconciled::Known);
+        }
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, mv_amount, entry FROM audit_log \
+             WHERE mv_action = 'withdraw' AND mv_venue = $1 AND mv_asset = $2 AND at_ms >= $3 AND at_ms <= $4 \
+             AND NOT EXISTS (SELECT 1 FROM venue_withdrawals w WHERE w.decision_id = audit_log.seq) \
+             ORDER BY seq",
+        )
+        .bind(o.venue.clone())
+        .bind(o.asset.clone())
+        .bind(o.at.saturating_sub(MATCH_BEFORE))
+        .bind(o.at.saturating_add(MATCH_AFTER))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut matched = None;
+        for r in rows {
+            let seq: i64 = r.try_get(0)?;
+            let amount: String = r.try_get(2)?;
+            let entry: String = r.try_get(3)?;
+            let amount: Decimal = amount.parse().map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "audit entry {seq}: its debit amount is not a decimal"
+                ))
+            })?;
+            let entry: serde_json::Value = serde_json::from_str(&entry)
+                .map_err(|e| StoreError::Corrupt(format!("audit entry {seq}: {e}")))?;
+            let destination = entry
+                .pointer("/data/intent/destination")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let candidate = AllowedOut {
+                decision_id: seq,
+                at: r.try_get(1)?,
+                venue: o.venue.clone(),
+                asset: o.asset.clone(),
+                amount,
+                destination,
+            };
+            if explains(&candidate, o) {
+                matched = Some(seq);
+                break;
+            }
+        }
+        let now = db_now(&mut tx, self.backend()).await?;
+        let entry = match matched {
+            Some(id) => json!({"event": "outflow.matched", "outflow": o, "decision_id": id}),
+            None => json!({
+                "event": "outflow.unapproved", "severity": "critical", "outflow": o,
+                "reason": format!(
+                    "{} {} left {} to {} (venue id {}) and no decision of keygate allowed it: a credential is being used outside keygate",
+                    o.amount, o.asset, o.venue, o.destination, o.id
+                ),
+            }),
+        };
+        let seqs = append(
+            &mut tx,
+            &mut head,
+            vec![NewEntry {
+                kind: "reconcile",
+                actor: format!("venue:{}", o.venue),
+                at_ms: now,
+                data: NewEntry::data(&entry),
+                debit: None,
+            }],
+            now,
+        )
+        .await?;
+        let audit_id = seqs.first().copied().unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO venue_withdrawals (venue, venue_id, decision_id, audit_id, seen_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(o.venue.clone())
+        .bind(o.id.clone())
+        .bind(matched)
+        .bind(audit_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(match matched {
+            Some(decision_id) => Reconciled::Matched {
+                decision_id,
+                audit_id,
+            },
+            None => Reconciled::Unapproved { audit_id },
+        })
+    }
+}

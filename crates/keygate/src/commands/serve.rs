@@ -1,0 +1,359 @@
+//! `keygate serve`: the gateway, with reconciliation, until SIGTERM or Ctrl-C; and `keygate
+//! doctor`, which asks each venue what its key may do.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use keygate_server::{Gateway, VenueSetup};
+use keygate_store::{Decider, DeciderOptions};
+use keygate_venues::{Adapter, AdapterOptions};
+
+use crate::cli::ServeArgs;
+use crate::commands::audit_sign::{self, KeySigner};
+use crate::config::{Config, resolve_path};
+use crate::engine::duration;
+use crate::instance::{Instance, StateHandle};
+
+fn std_duration(field: &str, text: &str) -> Result<Duration> {
+    Ok(Duration::from_millis(duration(field, text)?.max(0) as u64))
+}
+
+/// Whether a base URL may carry API keys: HTTPS anywhere, plain HTTP to loopback only.
+fn check_base_url(venue: &str, url: &str) -> Result<String> {
+    let parsed = reqwest::Url::parse(url)
+        .with_context(|| format!("[venues.{venue}] base_url {url:?} is not a URL"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => bail!(
+            "[venues.{venue}] base_url {url:?} must be https:// (plain http:// only to a loopback address): signed requests carry the API key"
+        ),
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        bail!("[venues.{venue}] base_url {url:?} must not have a query or fragment");
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The venues of the config, checked.
+pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
+    let mut out = vec![];
+    for (name, v) in &config.venues {
+        if !keygate_core::intent::valid_name(name) {
+            bail!("[venues.{name}]: a venue name is 1-64 letters, digits, . _ - :");
+        }
+        let mut options = AdapterOptions {
+            extra_read_paths: v.extra_read_paths.clone(),
+            recv_window_ms: duration(&format!("venues.{name}.recv_window"), &v.recv_window)?
+                .clamp(1, 60_000) as u64,
+            ..AdapterOptions::default()
+        };
+        if let Some(q) = &v.quote_assets {
+            if q.is_empty() {
+                bail!("[venues.{name}] quote_assets is empty; leave it out for the built-in list");
+            }
+            options.quote_assets = q.iter().map(|s| s.to_ascii_uppercase()).collect();
+        }
+        for p in &v.extra_read_paths {
+            if !p.starts_with('/') || p.contains("..") || p.contains('?') {
+                bail!(
+                    "[venues.{name}] extra_read_paths entry {p:?} must be a plain path starting with /"
+                );
+            }
+        }
+        let reconcile_every = match v.reconcile_every.as_str() {
+            "off" => None,
+            t => Some(std_duration(&format!("venues.{name}.reconcile_every"), t)?),
+        };
+        out.push(VenueSetup {
+            name: name.clone(),
+            adapter: Adapter::new(v.kind, options),
+            base_url: check_base_url(name, &v.base_url)?,
+            credential: v.credential.clone().unwrap_or_else(|| name.clone()),
+            timeout: std_duration(&format!("venues.{name}.timeout"), &v.timeout)?,
+            reconcile_every,
+            reconcile_lookback: std_duration(
+                &format!("venues.{name}.reconcile_lookback"),
+                &v.reconcile_lookback,
+            )?,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks that every venue's credential is in the vault, of the right kind, and opens.
+async fn check_credentials(gw: &Gateway) -> Result<()> {
+    for v in gw.venues.values() {
+        let row = gw
+            .store
+            .active_credential(&v.credential)
+            .await?
+            .with_context(|| {
+                format!(
+                    "venue {} signs with credential {:?}, which is not in the vault; add it with `keygate credential add {} --venue {} --kind {}`",
+                    v.name,
+                    v.credential,
+                    v.credential,
+                    v.name,
+                    v.adapter.kind.credential_kind()
+                )
+            })?;
+        if row.kind != v.adapter.kind.credential_kind() {
+            bail!(
+                "venue {} is a {} venue, but credential {} is a {} credential",
+                v.name,
+                v.adapter.kind.as_str(),
+                v.credential,
+                row.kind
+            );
+        }
+        gw.credentials
+            .get(&v.credential)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// Starts the decider with the instance's checkpoint signer and export.
+fn decider(h: &StateHandle, engine: keygate_core::Engine) -> Result<Decider> {
+    let signer = KeySigner(h.audit_key()?);
+    let export = h.export_file();
+    let on_checkpoint: Option<keygate_store::decider::CheckpointHook> = export.map(|path| {
+        let hook: keygate_store::decider::CheckpointHook = Arc::new(move |cp| {
+            if let Err(e) = audit_sign::export(&path, cp) {
+                tracing::error!(error = %format!("{e:#}"), "a checkpoint could not be exported");
+            }
+        });
+        hook
+    });
+    Ok(Decider::start(
+        h.store.clone(),
+        Arc::new(engine),
+        DeciderOptions {
+            signer: Some(Arc::new(signer)),
+            checkpoints: audit_sign::policy(h)?,
+            on_checkpoint,
+        },
+    ))
+}
+
+pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
+    let Instance {
+        config,
+        paths,
+        store,
+        master,
+    } = inst;
+    let engine = crate::engine::build(&config, &paths.base)?;
+    let venues = venues(&config)?;
+    if venues.is_empty() {
+        tracing::warn!("no [venues.*] in the config: every venue request will be refused");
+    }
+    let ttl = std_duration("server.credential_ttl", &config.server.credential_ttl)?;
+    let h = StateHandle {
+        config,
+        paths,
+        store,
+    };
+    let decider = decider(&h, engine)?;
+    let gw =
+        Gateway::new(decider, h.store.clone(), master, venues, ttl).map_err(anyhow::Error::msg)?;
+    check_credentials(&gw).await?;
+    keygate_server::metrics::install();
+    let gw = Arc::new(gw);
+    let reconcilers = keygate_server::reconcile::spawn(gw.clone());
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| h.config.server.listen.clone());
+    let addr: SocketAddr = listen.parse().with_context(|| {
+        format!("server.listen {listen:?} is not an address such as 127.0.0.1:8620")
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another process using it?"))?;
+    let local = listener.local_addr()?;
+    let app = keygate_server::app(gw.clone())
+        .into_make_service_with_connect_info::<keygate_server::Peer>();
+    let tls = tls_config(&h.config, &h.paths.base)?;
+    if tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(%local, "serving plain HTTP on a non-loopback address: tokens cross the network in clear text; configure server.tls_cert and server.tls_key");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // The first line on stdout says where keygate listens (scripts read it).
+    println!("keygate serving on {scheme}://{local}");
+    tracing::info!(%local, scheme, venues = gw.venues.len(), "keygate serving");
+    let result = match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("the server stopped"),
+        Some(cfg) => axum::serve(keygate_server::tls::Listener::new(listener, cfg), app)
+            .with_graceful_shutdown(shutdown())
+            .await
+            .context("the server stopped"),
+    };
+    for r in reconcilers {
+        r.abort();
+    }
+    h.store.close().await;
+    result
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}
+
+fn tls_config(
+    config: &Config,
+    base: &Path,
+) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>> {
+    let (cert, key) = match (&config.server.tls_cert, &config.server.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (resolve_path(c, base), resolve_path(k, base)),
+        _ => bail!("server.tls_cert and server.tls_key go together: set both or neither"),
+    };
+    use rustls_pemfile::{certs, private_key};
+    let certs = certs(&mut std::io::BufReader::new(
+        std::fs::File::open(&cert).with_context(|| format!("cannot read {}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()
+    .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    if certs.is_empty() {
+        bail!("{} holds no certificate", cert.display());
+    }
+    let key = private_key(&mut std::io::BufReader::new(
+        std::fs::File::open(&key).with_context(|| format!("cannot read {}", key.display()))?,
+    ))
+    .with_context(|| format!("{} is not a PEM private key", key.display()))?
+    .with_context(|| format!("{} holds no private key", key.display()))?;
+    let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS set-up failed")?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .context("the TLS certificate and key do not go together")?;
+    Ok(Some(Arc::new(cfg)))
+}
+
+/// `keygate doctor`: each venue's key restrictions, as the venue reports them.
+pub async fn doctor(inst: Instance) -> Result<()> {
+    let venues = venues(&inst.config)?;
+    if venues.is_empty() {
+        bail!("no [venues.*] in the config; nothing to check");
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let creds = keygate_server::CredentialCache::new(
+        inst.store.clone(),
+        inst.master,
+        Duration::from_secs(1),
+    );
+    let mut unsafe_found = 0;
+    let mut failed = 0;
+    for v in &venues {
+        println!(
+            "venue {} ({}, {})",
+            v.name,
+            v.adapter.kind.as_str(),
+            v.base_url
+        );
+        match check_venue(&http, &creds, v).await {
+            Ok(findings) => {
+                for f in findings {
+                    if f.unsafe_ {
+                        unsafe_found += 1;
+                        println!("  UNSAFE  {}", f.text);
+                    } else {
+                        println!("  ok      {}", f.text);
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("  ERROR   {e}");
+            }
+        }
+    }
+    let listen: Option<SocketAddr> = inst.config.server.listen.parse().ok();
+    if listen.is_some_and(|a| !a.ip().is_loopback()) && inst.config.server.tls_cert.is_none() {
+        unsafe_found += 1;
+        println!(
+            "server\n  UNSAFE  server.listen {} is not loopback and no TLS is configured",
+            inst.config.server.listen
+        );
+    }
+    inst.store.close().await;
+    if unsafe_found > 0 || failed > 0 {
+        bail!("{unsafe_found} unsafe setting(s), {failed} venue(s) could not be checked");
+    }
+    println!("nothing unsafe found");
+    Ok(())
+}
+
+async fn check_venue(
+    http: &reqwest::Client,
+    creds: &keygate_server::CredentialCache,
+    v: &VenueSetup,
+) -> Result<Vec<keygate_venues::Finding>> {
+    let secret = creds.get(&v.credential).await.map_err(anyhow::Error::msg)?;
+    let keys = keygate_server::keys(&secret, &v.credential).map_err(anyhow::Error::msg)?;
+    let out = v.adapter.restrictions(&keys, keygate_server::now_ms());
+    drop(secret);
+    let req = keygate_server::venue_request(http, &v.base_url, out, v.timeout)
+        .map_err(anyhow::Error::msg)?;
+    let resp = req.send().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach {}: {}",
+            v.name,
+            keygate_server::send_error(&e)
+        )
+    })?;
+    let status = resp.status();
+    let body = resp.bytes().await.context("cannot read the answer")?;
+    if !status.is_success() {
+        bail!(
+            "{} answered HTTP {status}: {}",
+            v.name,
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        );
+    }
+    v.adapter
+        .parse_restrictions(&body)
+        .map_err(anyhow::Error::msg)
+}

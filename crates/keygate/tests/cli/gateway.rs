@@ -1,0 +1,749 @@
+//! The gateway end to end: `keygate serve` as a process, the venue simulator in this process,
+//! and bots speaking raw HTTP. Every refusal is checked to have reached the simulator never.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use keygate_sim::{Account, Restrictions, Sim, SimConfig, VenueKind};
+use rust_decimal::Decimal;
+
+use crate::util::{Kg, assert_no_leak, canary};
+
+/// The simulator, serving on a loopback port from a thread of its own.
+fn start_sim(accounts: Vec<Account>) -> (Sim, SocketAddr) {
+    let sim = Sim::new(SimConfig { accounts }).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = sim.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            keygate_sim::serve(l, s).await.unwrap();
+        });
+    });
+    (sim, rx.recv().unwrap())
+}
+
+fn account(venue: VenueKind, key: &str, secret: &str, passphrase: Option<&str>) -> Account {
+    Account {
+        venue,
+        api_key: key.into(),
+        secret: secret.into(),
+        passphrase: passphrase.map(str::to_string),
+        balances: [
+            ("USDT".to_string(), Decimal::from(10_000_000)),
+            ("BTC".to_string(), Decimal::from(100)),
+        ]
+        .into_iter()
+        .collect(),
+        restrictions: Restrictions {
+            enable_withdrawals: true,
+            ..Restrictions::default()
+        },
+    }
+}
+
+/// `keygate serve` as a child process; killed on drop. Its output is kept for leak scans.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    output: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Serve {
+    fn start(kg: &Kg) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KEYGATE_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd
+            .arg("--data-dir")
+            .arg(&kg.data)
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .env("KEYGATE_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        output.lock().unwrap().extend_from_slice(first.as_bytes());
+        let mut stderr = child.stderr.take().unwrap();
+        let o = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                o.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let addr = first
+            .trim()
+            .strip_prefix("keygate serving on http://")
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("serve did not start: {first:?}");
+            })
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            addr,
+            output,
+        }
+    }
+
+    fn output(&self) -> Vec<u8> {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // A refused oversize body may close the connection before all of it is written.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+struct Setup {
+    kg: Kg,
+    sim: Sim,
+    sim_addr: SocketAddr,
+    trader: String,
+    treasurer: String,
+    secrets: Vec<Vec<u8>>,
+}
+
+const COLD: &str = "0x00000000000000000000000000000000c01d0001";
+
+fn setup(reconcile: &str) -> Setup {
+    let b_secret = canary("BSECRET");
+    let o_secret = canary("OSECRET");
+    let o_pass = canary("OPASS");
+    let (sim, sim_addr) = start_sim(vec![
+        account(VenueKind::Binance, "bkey", &b_secret, None),
+        account(VenueKind::Okx, "okey", &o_secret, Some(&o_pass)),
+    ]);
+    let mut kg = Kg::new();
+    kg.env("KEYGATE_ACTOR", "alice");
+    kg.ok(&["init"], None);
+    let cfg_path = kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace("cooldown = \"24h\"", "cooldown = \"1s\"");
+    let cfg = format!(
+        "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"{reconcile}\"\n\n[venues.okx-main]\nkind = \"okx\"\nbase_url = \"http://{sim_addr}/\"\nreconcile_every = \"off\"\n"
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::write(
+        kg.data.join("policies/withdraw.cedar"),
+        r#"@id("treasury-to-cold")
+permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"withdraw", resource)
+when { context has destination && context.destination.label == "cold wallet" };
+"#,
+    )
+    .unwrap();
+    kg.ok(
+        &[
+            "credential",
+            "add",
+            "--id",
+            "binance-main",
+            "--venue",
+            "binance-main",
+            "--kind",
+            "binance-hmac",
+        ],
+        Some(&format!("bkey\n{b_secret}\n")),
+    );
+    kg.ok(
+        &[
+            "credential",
+            "add",
+            "--id",
+            "okx-main",
+            "--venue",
+            "okx-main",
+            "--kind",
+            "okx-hmac",
+        ],
+        Some(&format!("okey\n{o_secret}\n{o_pass}\n")),
+    );
+    kg.ok(
+        &[
+            "client",
+            "add",
+            "trader",
+            "--venue",
+            "binance-main",
+            "--venue",
+            "okx-main",
+            "--action",
+            "read",
+            "--action",
+            "trade",
+            "--action",
+            "cancel",
+        ],
+        None,
+    );
+    kg.ok(
+        &[
+            "client",
+            "add",
+            "treasurer",
+            "--venue",
+            "binance-main",
+            "--action",
+            "read",
+            "--action",
+            "withdraw",
+        ],
+        None,
+    );
+    kg.ok(
+        &[
+            "address",
+            "add",
+            COLD,
+            "--venue",
+            "binance-main",
+            "--asset",
+            "USDT",
+            "--label",
+            "cold wallet",
+        ],
+        None,
+    );
+    kg.env("KEYGATE_ACTOR", "bob");
+    kg.ok(&["address", "approve", "1"], None);
+    std::thread::sleep(Duration::from_millis(1100));
+    let trader = kg
+        .ok(&["token", "issue", "trader"], None)
+        .trim()
+        .to_string();
+    let treasurer = kg
+        .ok(&["token", "issue", "treasurer"], None)
+        .trim()
+        .to_string();
+    Setup {
+        kg,
+        sim,
+        sim_addr,
+        trader,
+        treasurer,
+        secrets: vec![
+            b_secret.into_bytes(),
+            o_secret.into_bytes(),
+            o_pass.into_bytes(),
+        ],
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn a_bot_trades_and_withdraws_only_within_scope_policy_and_limits() {
+    let s = setup("off");
+    let serve = Serve::start(&s.kg);
+    let trader = bearer(&s.trader);
+    let treasurer = bearer(&s.treasurer);
+    let order = "/venues/binance-main/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=40000&newClientOrderId=o-1";
+
+    // A trade-scoped token places an order: the simulator has it, the answer is the venue's.
+    let a = http(
+        serve.addr,
+        "POST",
+        order,
+        &[("Authorization", &trader)],
+        b"",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["clientOrderId"], "o-1");
+    assert!(
+        a.header("x-keygate-decision")
+            .is_some_and(|d| d.parse::<i64>().is_ok())
+    );
+    assert_eq!(s.sim.orders().len(), 1);
+
+    // Its withdrawal is out of its scope: refused, never forwarded.
+    let before = s.sim.requests();
+    let w = "coin=USDT&network=ETH&address=0x00000000000000000000000000000000c01d0001&amount=100";
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &[
+            ("Authorization", &trader),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        w.as_bytes(),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.json()["error"], "out_of_scope");
+    assert!(a.json()["decision_id"].is_i64());
+    assert_eq!(s.sim.requests(), before);
+
+    // The treasurer's withdrawal inside the limits, to the approved cold wallet, goes through.
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &[
+            ("Authorization", &treasurer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        w.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ws = s.sim.withdrawals();
+    assert_eq!(ws.len(), 1);
+    assert_eq!(ws[0].amount, Decimal::from(100));
+    assert_eq!(ws[0].address.to_ascii_lowercase(), COLD);
+    assert_eq!(
+        s.sim.balance("bkey", "USDT"),
+        Some(Decimal::from(10_000_000 - 100))
+    );
+
+    // Over the per-client cap (100,000 USD an hour): denied by the limit, never forwarded.
+    let before = s.sim.requests();
+    let big =
+        "coin=USDT&network=ETH&address=0x00000000000000000000000000000000c01d0001&amount=150000";
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &[
+            ("Authorization", &treasurer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        big.as_bytes(),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.json()["error"], "denied");
+    assert!(
+        a.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("per-client-1h"),
+        "{}",
+        a.body
+    );
+    // To an address not in the book: denied too.
+    let stranger =
+        "coin=USDT&network=ETH&address=0x000000000000000000000000000000000bad0002&amount=10";
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &[
+            ("Authorization", &treasurer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        stranger.as_bytes(),
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(s.sim.requests(), before);
+    assert_eq!(s.sim.withdrawals().len(), 1);
+
+    // OKX: a balance read and an order, signed the OKX way.
+    let a = http(
+        serve.addr,
+        "GET",
+        "/venues/okx-main/api/v5/account/balance?ccy=USDT",
+        &[("Authorization", &trader)],
+        b"",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["code"], "0");
+    let body = br#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.01","px":"40000","clOrdId":"k1"}"#;
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/okx-main/api/v5/trade/order",
+        &[
+            ("Authorization", &trader),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["data"][0]["sCode"], "0");
+    assert_eq!(s.sim.orders().len(), 2);
+
+    // Every decision is in the audit log, which verifies.
+    let mut kg = s.kg;
+    let verify = kg.ok(&["audit", "verify"], None);
+    assert!(verify.contains("ok"), "{verify}");
+    let tail = kg.ok(&["audit", "tail", "-n", "50", "--json"], None);
+    assert!(
+        tail.contains("\"path\":\"/sapi/v1/capital/withdraw/apply\""),
+        "{tail}"
+    );
+    // No venue secret reached the server's output or the audit log.
+    assert_no_leak("serve's output", &serve.output(), &s.secrets);
+    assert_no_leak("the audit log", tail.as_bytes(), &s.secrets);
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_nothing_is_forwarded() {
+    let s = setup("off");
+    let serve = Serve::start(&s.kg);
+    let trader = bearer(&s.trader);
+    let before = s.sim.requests();
+    let order = |id: &str| {
+        format!(
+            "/venues/binance-main/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=40000&newClientOrderId={id}"
+        )
+    };
+
+    let cases: Vec<(&str, Answer, u16, &str)> = vec![
+        (
+            "a body over 64 KiB",
+            http(
+                serve.addr,
+                "POST",
+                "/venues/binance-main/api/v3/order",
+                &[("Authorization", &trader)],
+                &vec![b'a'; 70 * 1024],
+            ),
+            413,
+            "body_too_large",
+        ),
+        (
+            "a malformed query",
+            http(
+                serve.addr,
+                "GET",
+                "/venues/binance-main/api/v3/account?omitZeroBalances=%zz",
+                &[("Authorization", &trader)],
+                b"",
+            ),
+            400,
+            "bad_request",
+        ),
+        (
+            "a duplicated parameter",
+            http(
+                serve.addr,
+                "POST",
+                "/venues/binance-main/api/v3/order?symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.01&quantity=900&price=40000",
+                &[("Authorization", &trader)],
+                b"",
+            ),
+            400,
+            "bad_request",
+        ),
+        (
+            "an unknown path",
+            http(
+                serve.addr,
+                "POST",
+                "/venues/binance-main/sapi/v1/asset/transfer?type=MAIN_UMFUTURE&asset=USDT&amount=5",
+                &[("Authorization", &trader)],
+                b"",
+            ),
+            403,
+            "unknown_endpoint",
+        ),
+        (
+            "an unknown venue",
+            http(
+                serve.addr,
+                "GET",
+                "/venues/kraken/0/private/Balance",
+                &[("Authorization", &trader)],
+                b"",
+            ),
+            404,
+            "unknown_venue",
+        ),
+        (
+            "no token",
+            http(
+                serve.addr,
+                "GET",
+                "/venues/binance-main/api/v3/account",
+                &[],
+                b"",
+            ),
+            401,
+            "unauthenticated",
+        ),
+        (
+            "a malformed token",
+            http(
+                serve.addr,
+                "GET",
+                "/venues/binance-main/api/v3/account",
+                &[("Authorization", "Bearer kgt_nothex")],
+                b"",
+            ),
+            401,
+            "malformed",
+        ),
+        (
+            "a forged token",
+            http(
+                serve.addr,
+                "GET",
+                "/venues/binance-main/api/v3/account",
+                &[(
+                    "Authorization",
+                    &bearer(&format!("{}{}", &s.trader[..21], "0".repeat(64))),
+                )],
+                b"",
+            ),
+            401,
+            "bad_secret",
+        ),
+        (
+            "an unknown token",
+            http(
+                serve.addr,
+                "GET",
+                "/venues/binance-main/api/v3/account",
+                &[(
+                    "Authorization",
+                    &bearer(&format!("kgt_{}_{}", "1".repeat(16), "0".repeat(64))),
+                )],
+                b"",
+            ),
+            401,
+            "unknown",
+        ),
+        (
+            "a route outside the gateway",
+            http(
+                serve.addr,
+                "GET",
+                "/api/v3/account",
+                &[("Authorization", &trader)],
+                b"",
+            ),
+            404,
+            "not_found",
+        ),
+    ];
+    for (what, a, status, error) in &cases {
+        assert_eq!(a.status, *status, "{what}: {}", a.body);
+        assert_eq!(a.json()["error"], *error, "{what}: {}", a.body);
+        assert!(
+            !a.json()["reason"].as_str().unwrap_or_default().is_empty(),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        s.sim.requests(),
+        before,
+        "a refused request reached the venue"
+    );
+
+    // A replayed client order id: the first is forwarded, the second refused.
+    let a = http(
+        serve.addr,
+        "POST",
+        &order("dup-1"),
+        &[("Authorization", &trader)],
+        b"",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let after_first = s.sim.requests();
+    let a = http(
+        serve.addr,
+        "POST",
+        &order("dup-1"),
+        &[("Authorization", &trader)],
+        b"",
+    );
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert_eq!(a.json()["error"], "replayed");
+    assert!(a.json()["reason"].as_str().unwrap().contains("dup-1"));
+    assert_eq!(s.sim.requests(), after_first);
+    // The same id through the generic header, on a read.
+    let a = http(
+        serve.addr,
+        "GET",
+        "/venues/binance-main/api/v3/account",
+        &[("Authorization", &trader), ("x-keygate-request-id", "r-1")],
+        b"",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = http(
+        serve.addr,
+        "GET",
+        "/venues/binance-main/api/v3/account",
+        &[("Authorization", &trader), ("x-keygate-request-id", "r-1")],
+        b"",
+    );
+    assert_eq!(a.status, 409, "{}", a.body);
+
+    // A revoked token is refused by the very next request.
+    let mut kg = s.kg;
+    let id = &s.trader[4..20];
+    kg.ok(&["token", "revoke", id], None);
+    let a = http(
+        serve.addr,
+        "GET",
+        "/venues/binance-main/api/v3/account",
+        &[("Authorization", &trader)],
+        b"",
+    );
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(a.json()["error"], "revoked");
+
+    let metrics = http(serve.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("keygate_gateway_requests_total"),
+        "{}",
+        metrics.body
+    );
+    kg.ok(&["audit", "verify"], None);
+}
+
+#[test]
+fn reconciliation_flags_a_withdrawal_made_around_keygate() {
+    let s = setup("1s");
+    let serve = Serve::start(&s.kg);
+    let treasurer = bearer(&s.treasurer);
+    let w = "coin=USDT&network=ETH&address=0x00000000000000000000000000000000c01d0001&amount=72";
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &[
+            ("Authorization", &treasurer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        w.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The leaked key used directly at the venue, around keygate.
+    let secret = String::from_utf8(s.secrets[0].clone()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let payload = format!(
+        "coin=USDT&network=ETH&address=0xa77ac6e700000000000000000000000000000bad&amount=2400000&recvWindow=5000&timestamp={now}"
+    );
+    let sig = keygate_venues::binance::signature(&secret, &payload);
+    let a = http(
+        s.sim_addr,
+        "POST",
+        "/sapi/v1/capital/withdraw/apply",
+        &[
+            ("X-MBX-APIKEY", "bkey"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("{payload}&signature={sig}").as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    let mut kg = s.kg;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (matched, unapproved) = loop {
+        let tail = kg.ok(&["audit", "tail", "-n", "50", "--json"], None);
+        let m = tail.matches("outflow.matched").count();
+        let u = tail.matches("outflow.unapproved").count();
+        if m + u >= 2 || Instant::now() > deadline {
+            break (m, u);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (matched, unapproved),
+        (1, 1),
+        "keygate's withdrawal must match and the other be flagged"
+    );
+    let out = String::from_utf8_lossy(&serve.output()).to_string();
+    assert!(
+        out.contains("outflow.unapproved") && out.contains("critical"),
+        "{out}"
+    );
+    // Later passes judge nothing twice.
+    std::thread::sleep(Duration::from_millis(2500));
+    let tail = kg.ok(&["audit", "tail", "-n", "100", "--json"], None);
+    assert_eq!(tail.matches("outflow.unapproved").count(), 1);
+    assert_eq!(tail.matches("outflow.matched").count(), 1);
+    kg.ok(&["audit", "verify"], None);
+}
