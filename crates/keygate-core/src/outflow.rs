@@ -24,6 +24,11 @@ pub struct Outflow {
     pub reference: Option<String>,
 }
 
+/// The client id the gateway gives a withdrawal the bot sent without one.
+pub fn gateway_reference(decision_id: i64) -> String {
+    format!("kg{decision_id}")
+}
+
 /// How long before an outflow the decision that allowed it may be.
 pub const MATCH_BEFORE: Millis = 10 * MINUTE;
 /// How long after: the venue's clock may run behind keygate's.
@@ -38,12 +43,16 @@ pub struct AllowedOut {
     pub asset: String,
     pub amount: Decimal,
     pub destination: Option<String>,
+    /// The client id the withdrawal was sent with: the bot's, or the one keygate set.
+    pub reference: Option<String>,
 }
 
-/// Whether `d` explains `o`: same venue, asset, amount and destination, decided within
-/// [`MATCH_BEFORE`] before to [`MATCH_AFTER`] after it.
+/// Whether `d` explains `o`: same venue, asset, amount, destination and client id, decided
+/// within [`MATCH_BEFORE`] before to [`MATCH_AFTER`] after it. The client id keeps a leaked key
+/// from hiding a withdrawal behind an allowed one of the same amount that never arrived.
 pub fn explains(d: &AllowedOut, o: &Outflow) -> bool {
-    d.venue == o.venue
+    d.reference == o.reference
+        && d.venue == o.venue
         && d.asset == o.asset
         && d.amount == o.amount
         && d.destination.as_deref() == Some(o.destination.as_str())
@@ -64,7 +73,7 @@ mod tests {
             amount: Decimal::from(72),
             destination: "0xabc".into(),
             at: 100 * MINUTE,
-            reference: None,
+            reference: Some("kg7".into()),
         };
         let d = AllowedOut {
             decision_id: 1,
@@ -73,6 +82,7 @@ mod tests {
             asset: "USDT".into(),
             amount: Decimal::new(720, 1),
             destination: Some("0xabc".into()),
+            reference: Some("kg7".into()),
         };
         assert!(explains(&d, &o));
         let variants = [

@@ -4,8 +4,9 @@
 //! Every refusal is a JSON body `{error, reason, decision_id}` with a status that says who must
 //! act: 400 the request is malformed, 401 the token is not valid, 403 keygate said no, 404 no
 //! such venue, 409 a request id was used before, 413 the body is too large, 202 the request is
-//! held for approval, 502 the venue could not be reached, 503 keygate could not record the
-//! decision (and so did nothing).
+//! held for approval, 500 an allowed request could not be signed (its credential cannot be
+//! opened), 502 the venue could not be reached, 503 keygate could not record the decision (and
+//! so did nothing).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -104,13 +105,21 @@ fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
 pub async fn handle(
     State(gw): State<Arc<Gateway>>,
     ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
-    Path((venue, path)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    let Ok(Path((venue, path))) = path else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the path does not decode to UTF-8",
+        )
+        .into_response();
+    };
     let (response, endpoint, outcome) =
         match run(&gw, peer, &venue, &path, &method, &uri, &headers, body).await {
             Ok(done) => done,
@@ -119,7 +128,13 @@ pub async fn handle(
                 (refusal.into_response(), endpoint, outcome)
             }
         };
-    metrics::request(&venue, endpoint, outcome);
+    // Only configured venues become label values: a caller cannot grow the metrics.
+    let label = if gw.venues.contains_key(&venue) {
+        venue.as_str()
+    } else {
+        "unknown"
+    };
+    metrics::request(label, endpoint, outcome);
     metrics::timing("total", started.elapsed().as_secs_f64());
     response
 }
@@ -188,10 +203,24 @@ async fn run(
             }),
     };
     let endpoint = classified.as_ref().map(|c| c.endpoint).unwrap_or(unknown);
-    let header_id = headers
-        .get("x-keygate-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header_id = match headers.get("x-keygate-request-id") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(t) if !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(t.to_string())
+            }
+            _ => {
+                return Err((
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "x-keygate-request-id must be 1-64 printable ASCII characters without spaces",
+                    ),
+                    endpoint,
+                ));
+            }
+        },
+    };
     let request_id = classified
         .as_ref()
         .ok()
@@ -288,15 +317,36 @@ async fn run(
         }
     }
     // Allowed and durable: sign and forward.
-    let (Some(setup), Ok(classified)) = (setup, classified) else {
-        return Err(fail(refuse(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an allowed request had no venue or classification; nothing was forwarded",
-        )));
-    };
-    let forwarded = forward(gw, setup, &classified).await;
     let id = decision.id;
+    let (Some(setup), Ok(mut classified)) = (setup, classified) else {
+        return Err(fail(Refusal {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "internal",
+            reason: "an allowed request had no venue or classification; nothing was forwarded"
+                .into(),
+            decision_id: Some(id),
+        }));
+    };
+    setup.adapter.tag_withdrawal(
+        &mut classified,
+        &keygate_core::outflow::gateway_reference(id),
+    );
+    let secret = match gw.credentials.get(&setup.credential).await {
+        Ok(s) => s,
+        Err(reason) => {
+            tracing::error!(venue, decision = id, %reason, "the venue credential cannot be opened");
+            return Err(fail(Refusal {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: "credential_unavailable",
+                reason: format!(
+                    "{reason}; the request was allowed and recorded but nothing was forwarded"
+                ),
+                decision_id: Some(id),
+            }));
+        }
+    };
+    let forwarded = forward(gw, setup, &classified, &secret).await;
+    drop(secret);
     match forwarded {
         Ok(mut r) => {
             if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
@@ -327,12 +377,11 @@ async fn forward(
     gw: &Gateway,
     setup: &crate::VenueSetup,
     c: &Classified,
+    secret: &keygate_vault::CredentialSecret,
 ) -> Result<Response, String> {
-    let secret = gw.credentials.get(&setup.credential).await?;
     let out = setup
         .adapter
-        .sign(c, &crate::keys(&secret, &setup.credential)?, now_ms());
-    drop(secret);
+        .sign(c, &crate::keys(secret, &setup.credential)?, now_ms());
     let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
     let started = Instant::now();
     let resp = req.send().await.map_err(|e| {

@@ -17,6 +17,49 @@ use crate::{Gateway, VenueSetup, now_ms};
 /// How far the next read overlaps the last one (venues list a withdrawal a little late).
 const OVERLAP: Millis = 10 * 60 * 1000;
 
+/// The most history pages one pass reads.
+const MAX_PAGES: usize = 50;
+
+/// Reads one page of a venue's withdrawal history.
+async fn read_page(
+    gw: &Gateway,
+    setup: &VenueSetup,
+    since: Millis,
+    page: Option<&keygate_venues::HistoryPage>,
+    now: Millis,
+) -> Result<Vec<keygate_core::outflow::Outflow>, String> {
+    let secret = gw.credentials.get(&setup.credential).await?;
+    let out = setup.adapter.withdrawal_history(
+        since,
+        page,
+        &crate::keys(&secret, &setup.credential)?,
+        now,
+    );
+    drop(secret);
+    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
+    let resp = req.send().await.map_err(|e| {
+        format!(
+            "cannot read {}'s withdrawal history: {}",
+            setup.name,
+            crate::send_error(&e)
+        )
+    })?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|_| format!("cannot read {}'s withdrawal history answer", setup.name))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(format!(
+            "{} answered the withdrawal history with HTTP {status}: {}",
+            setup.name,
+            text.chars().take(200).collect::<String>()
+        ));
+    }
+    setup.adapter.parse_withdrawal_history(&setup.name, &body)
+}
+
 /// What one pass found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pass {
@@ -43,34 +86,29 @@ pub async fn pass(gw: &Gateway, setup: &VenueSetup) -> Result<Pass, String> {
         Some(t) => t.saturating_sub(OVERLAP),
         None => now.saturating_sub(lookback),
     };
-    let secret = gw.credentials.get(&setup.credential).await?;
-    let out =
-        setup
-            .adapter
-            .withdrawal_history(since, &crate::keys(&secret, &setup.credential)?, now);
-    drop(secret);
-    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
-    let resp = req.send().await.map_err(|e| {
-        format!(
-            "cannot read {}'s withdrawal history: {}",
-            setup.name,
-            crate::send_error(&e)
-        )
-    })?;
-    let status = resp.status();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|_| format!("cannot read {}'s withdrawal history answer", setup.name))?;
-    if !status.is_success() {
-        let text = String::from_utf8_lossy(&body);
+    let mut outflows = vec![];
+    let mut page = None;
+    for _ in 0..MAX_PAGES {
+        let rows = read_page(gw, setup, since, page.as_ref(), now).await?;
+        let next = setup.adapter.next_history_page(since, page.as_ref(), &rows);
+        outflows.extend(rows);
+        match next {
+            Some(n) => page = Some(n),
+            None => {
+                page = None;
+                break;
+            }
+        }
+    }
+    if page.is_some() {
+        // Never move the cursor past what was not read: the next pass starts here again.
         return Err(format!(
-            "{} answered the withdrawal history with HTTP {status}: {}",
-            setup.name,
-            text.chars().take(200).collect::<String>()
+            "{}'s withdrawal history since {since} ms is longer than {MAX_PAGES} pages; it was not all read",
+            setup.name
         ));
     }
-    let mut outflows = setup.adapter.parse_withdrawal_history(&setup.name, &body)?;
+    // OKX reads from the newest backwards; what is older than the window is not this pass's.
+    outflows.retain(|o| o.at >= since);
     outflows.sort_by_key(|o| o.at);
     let mut p = Pass::default();
     for o in &outflows {

@@ -99,7 +99,8 @@ enum Work {
 struct Job {
     work: Work,
     now: Millis,
-    reply: oneshot::Sender<Result<Answer, StoreError>>,
+    /// Taken when the answer is sent (early, for what forwards nothing that moves value).
+    reply: Option<oneshot::Sender<Result<Answer, StoreError>>>,
 }
 
 /// What a job came to, before its audit entry has an id.
@@ -190,7 +191,11 @@ impl Decider {
     async fn submit(&self, work: Work, now: Millis) -> Result<Answer, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Msg::Decide(Box::new(Job { work, now, reply })))
+            .send(Msg::Decide(Box::new(Job {
+                work,
+                now,
+                reply: Some(reply),
+            })))
             .await
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
@@ -274,21 +279,26 @@ impl Writer {
         }
     }
 
-    async fn process(&mut self, batch: Vec<Job>) {
-        match self.try_process(&batch).await {
+    async fn process(&mut self, mut batch: Vec<Job>) {
+        match self.try_process(&mut batch).await {
             Ok(results) => {
                 for (job, answer) in batch.into_iter().zip(results) {
-                    let _ = job.reply.send(Ok(answer));
+                    if let (Some(reply), Some(answer)) = (job.reply, answer) {
+                        let _ = reply.send(Ok(answer));
+                    }
                 }
             }
             Err(e) => {
                 self.cache = None;
-                tracing::error!(error = %e, intents = batch.len(), "decisions could not be recorded; answering deny");
+                let early = batch.iter().filter(|j| j.reply.is_none()).count();
+                tracing::error!(error = %e, intents = batch.len(), answered_early = early, "decisions could not be recorded; answering deny");
                 let msg = e.to_string();
                 for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Corrupt(format!(
-                        "the decision could not be recorded ({msg}); nothing was allowed"
-                    ))));
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(Err(StoreError::Corrupt(format!(
+                            "the decision could not be recorded ({msg}); nothing was allowed"
+                        ))));
+                    }
                 }
             }
         }
@@ -313,12 +323,16 @@ impl Writer {
                 let contiguous = rows.len() as i64 == gap
                     && rows.first().is_some_and(|r| r.prev_hash == c.head.hash)
                     && rows.last().is_some_and(|r| r.hash == head.hash);
-                // Only decisions and token events leave the rest of the state as it was;
-                // anything else (an admin change, and whatever kinds come later) rebuilds it.
+                // Only decisions, token and request refusals and reconciliation records leave
+                // the rest of the state as it was; anything else (an admin change, and whatever
+                // kinds come later) rebuilds it.
                 if contiguous
-                    && rows
-                        .iter()
-                        .all(|r| matches!(r.kind.as_str(), "decision" | "auth" | "request"))
+                    && rows.iter().all(|r| {
+                        matches!(
+                            r.kind.as_str(),
+                            "decision" | "auth" | "request" | "reconcile"
+                        )
+                    })
                 {
                     for r in rows {
                         if let Some(m) = &r.debit {
@@ -343,7 +357,10 @@ impl Writer {
         Ok(())
     }
 
-    async fn try_process(&mut self, batch: &[Job]) -> Result<Vec<Answer>, StoreError> {
+    /// Decides and records a batch. Answers that let nothing move value (reads, denials,
+    /// refusals) are sent as soon as their entries are appended, before the commit; the rest
+    /// are returned to be sent after it.
+    async fn try_process(&mut self, batch: &mut [Job]) -> Result<Vec<Option<Answer>>, StoreError> {
         let mut tx = self.store.begin_write().await?;
         let mut head = audit::lock_head(&mut tx).await?;
         let store_now = audit::db_now(&mut tx, self.store.backend()).await?;
@@ -358,7 +375,7 @@ impl Writer {
         // Request ids used in this batch, and those to record once the entries have ids.
         let mut batch_ids: HashSet<(String, String, String)> = HashSet::new();
         let mut new_ids: Vec<(usize, (String, String, String))> = vec![];
-        for job in batch {
+        for job in batch.iter() {
             let extra = |e: &Extra| Extra {
                 reference_now: Some(store_now),
                 ..e.clone()
@@ -443,7 +460,10 @@ impl Writer {
                                     &extra(&none),
                                 );
                                 cache.state.record(&verdict);
-                                if let Some(k) = key {
+                                // A denied request leaves its id unused: the bot may retry it.
+                                if let Some(k) = key
+                                    && verdict.outcome != keygate_core::Outcome::Deny
+                                {
                                     batch_ids.insert(k.clone());
                                     new_ids.push((entries.len(), k));
                                 }
@@ -478,6 +498,24 @@ impl Writer {
             .execute(&mut *tx)
             .await?;
         }
+        let mut answers: Vec<Option<Answer>> = seqs
+            .into_iter()
+            .zip(pending)
+            .map(|(id, p)| {
+                Some(match p {
+                    Pending::Decided(verdict) => Answer::Decided(Decision { id, verdict }),
+                    Pending::Refused(error) => Answer::Refused { id, error },
+                    Pending::Rejected(reason) => Answer::Rejected { id, reason },
+                })
+            })
+            .collect();
+        for (job, answer) in batch.iter_mut().zip(answers.iter_mut()) {
+            if answer.as_ref().is_some_and(|a| answers_early(&job.work, a))
+                && let (Some(reply), Some(a)) = (job.reply.take(), answer.take())
+            {
+                let _ = reply.send(Ok(a));
+            }
+        }
         let mut checkpoint = None;
         if let Some(signer) = &self.opts.signer
             && self.opts.checkpoints.due(&head, cache.last_checkpoint)
@@ -492,15 +530,26 @@ impl Writer {
                 f(&cp);
             }
         }
-        Ok(seqs
-            .into_iter()
-            .zip(pending)
-            .map(|(id, p)| match p {
-                Pending::Decided(verdict) => Answer::Decided(Decision { id, verdict }),
-                Pending::Refused(error) => Answer::Refused { id, error },
-                Pending::Rejected(reason) => Answer::Rejected { id, reason },
-            })
-            .collect())
+        Ok(answers)
+    }
+}
+
+/// Whether an answer may go out before its commit: only a gateway answer after which nothing
+/// that moves value is forwarded (a read, a denial, a refusal). An allow or hold of anything
+/// else waits until its decision and debit are durable.
+fn answers_early(work: &Work, answer: &Answer) -> bool {
+    let Work::Gateway(req) = work else {
+        return false;
+    };
+    match answer {
+        Answer::Refused { .. } | Answer::Rejected { .. } => true,
+        Answer::Decided(d) => {
+            d.verdict.outcome == keygate_core::Outcome::Deny
+                || req
+                    .intent
+                    .as_ref()
+                    .is_ok_and(|i| i.action == keygate_core::Action::Read)
+        }
     }
 }
 

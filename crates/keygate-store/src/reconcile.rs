@@ -65,6 +65,17 @@ impl Store {
                 .pointer("/data/intent/destination")
                 .and_then(|v| v.as_str())
                 .map(str::to_string);
+            // The bot's request id, or the one the gateway sets on a withdrawal without one.
+            let reference = entry
+                .pointer("/data/request/request_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .or_else(|| {
+                    entry
+                        .pointer("/data/request")
+                        .is_some()
+                        .then(|| keygate_core::outflow::gateway_reference(seq))
+                });
             let candidate = AllowedOut {
                 decision_id: seq,
                 at: r.try_get(1)?,
@@ -72,6 +83,7 @@ impl Store {
                 asset: o.asset.clone(),
                 amount,
                 destination,
+                reference,
             };
             if explains(&candidate, o) {
                 matched = Some(seq);

@@ -98,6 +98,7 @@ pub(crate) fn classify(
             return Ok(c);
         }
         ("DELETE", "/api/v3/order") => {
+            only(&params, CANCEL_PARAMS, "DELETE /api/v3/order")?;
             need(&params, "symbol", "DELETE /api/v3/order")?;
             if params.get("orderId").is_none() && params.get("origClientOrderId").is_none() {
                 return Err(ClassifyError::Missing {
@@ -108,14 +109,24 @@ pub(crate) fn classify(
             return Ok(base("order.cancel", Action::Cancel, true, params));
         }
         ("DELETE", "/api/v3/openOrders") => {
+            only(&params, &["symbol"], "DELETE /api/v3/openOrders")?;
             need(&params, "symbol", "DELETE /api/v3/openOrders")?;
             return Ok(base("orders.cancel_all", Action::Cancel, true, params));
         }
         ("POST", "/sapi/v1/capital/withdraw/apply") => {
             const EP: &str = "POST /sapi/v1/capital/withdraw/apply";
+            only(&params, WITHDRAW_PARAMS, EP)?;
             let coin = asset("coin", need(&params, "coin", EP)?)?;
             let amount = positive("amount", need(&params, "amount", EP)?)?;
-            let mut to = address("address", need(&params, "address", EP)?)?;
+            let raw = need(&params, "address", EP)?;
+            if raw.contains(':') {
+                return Err(ClassifyError::Invalid {
+                    name: "address",
+                    value: raw.chars().take(40).collect(),
+                    why: "an address has no ':'; send a tag or memo as addressTag".into(),
+                });
+            }
+            let mut to = address("address", raw)?;
             if let Some(tag) = params.get("addressTag").filter(|t| !t.is_empty()) {
                 to = format!("{to}:{}", address("addressTag", tag)?);
             }
@@ -170,10 +181,74 @@ fn split_symbol(opts: &AdapterOptions, symbol: &str) -> Result<(String, String),
     })
 }
 
-/// The value an order commits: its notional in the quote asset when a price or a quote amount
-/// says it, else its quantity in the base asset.
+/// Order types that rest at a limit price, and those that take the market.
+const PRICED_TYPES: &[&str] = &[
+    "LIMIT",
+    "LIMIT_MAKER",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT_LIMIT",
+];
+const MARKET_TYPES: &[&str] = &["MARKET", "STOP_LOSS", "TAKE_PROFIT"];
+
+/// The parameters keygate forwards on each value-moving endpoint; anything else is refused, so
+/// that nothing reaches the venue that was not part of the decision.
+const ORDER_PARAMS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "timeInForce",
+    "quantity",
+    "quoteOrderQty",
+    "price",
+    "newClientOrderId",
+    "strategyId",
+    "strategyType",
+    "stopPrice",
+    "trailingDelta",
+    "icebergQty",
+    "newOrderRespType",
+    "selfTradePreventionMode",
+];
+const CANCEL_PARAMS: &[&str] = &[
+    "symbol",
+    "orderId",
+    "origClientOrderId",
+    "newClientOrderId",
+    "cancelRestrictions",
+];
+const WITHDRAW_PARAMS: &[&str] = &[
+    "coin",
+    "withdrawOrderId",
+    "network",
+    "address",
+    "addressTag",
+    "amount",
+    "transactionFeeFlag",
+    "name",
+    "walletType",
+];
+
+fn only(params: &Params, allowed: &[&str], endpoint: &'static str) -> Result<(), ClassifyError> {
+    match params.iter().find(|(n, _)| !allowed.contains(n)) {
+        None => Ok(()),
+        Some((n, _)) => Err(ClassifyError::Invalid {
+            name: "parameter",
+            value: n.chars().take(40).collect(),
+            why: format!(
+                "it is not a parameter keygate knows for {endpoint} (it knows {}); it is refused so that nothing reaches the venue that was not decided",
+                allowed.join(", ")
+            ),
+        }),
+    }
+}
+
+/// The value an order commits. A buy at a limit price commits `quantity × price` of the quote
+/// asset; a sell commits its `quantity` of the base asset, whatever price it asks (a sell at a
+/// silly price is how stolen funds are dumped); a market order commits the quantity it names,
+/// in the asset it names it in.
 fn order_value(opts: &AdapterOptions, params: &Params) -> Result<(String, Decimal), ClassifyError> {
     const EP: &str = "POST /api/v3/order";
+    only(params, ORDER_PARAMS, EP)?;
     let (base, quote) = split_symbol(opts, need(params, "symbol", EP)?)?;
     let side = need(params, "side", EP)?;
     if side != "BUY" && side != "SELL" {
@@ -183,23 +258,55 @@ fn order_value(opts: &AdapterOptions, params: &Params) -> Result<(String, Decima
             why: "BUY or SELL".into(),
         });
     }
-    need(params, "type", EP)?;
-    if let Some(q) = params.get("quoteOrderQty") {
-        return Ok((quote, positive("quoteOrderQty", q)?));
-    }
-    let qty = positive("quantity", need(params, "quantity", EP)?)?;
-    match params.get("price") {
-        Some(p) => {
-            let price = positive("price", p)?;
-            let notional = qty.checked_mul(price).ok_or(ClassifyError::Invalid {
-                name: "quantity",
-                value: qty.to_string(),
-                why: "quantity × price is too large".into(),
-            })?;
-            Ok((quote, notional))
+    let kind = need(params, "type", EP)?;
+    let invalid = |name: &'static str, value: &str, why: &str| ClassifyError::Invalid {
+        name,
+        value: value.chars().take(40).collect(),
+        why: why.to_string(),
+    };
+    if PRICED_TYPES.contains(&kind) {
+        if params.get("quoteOrderQty").is_some() {
+            return Err(invalid(
+                "quoteOrderQty",
+                kind,
+                "only a MARKET order takes quoteOrderQty",
+            ));
         }
-        None => Ok((base, qty)),
+        let qty = positive("quantity", need(params, "quantity", EP)?)?;
+        let price = positive("price", need(params, "price", EP)?)?;
+        if side == "SELL" {
+            return Ok((base, qty));
+        }
+        let notional = qty.checked_mul(price).ok_or(ClassifyError::Invalid {
+            name: "quantity",
+            value: qty.to_string(),
+            why: "quantity × price is too large".into(),
+        })?;
+        return Ok((quote, notional));
     }
+    if MARKET_TYPES.contains(&kind) {
+        if params.get("price").is_some() {
+            return Err(invalid("price", kind, "a market order takes no price"));
+        }
+        return match (params.get("quantity"), params.get("quoteOrderQty")) {
+            (Some(q), None) => Ok((base, positive("quantity", q)?)),
+            (None, Some(q)) => Ok((quote, positive("quoteOrderQty", q)?)),
+            _ => Err(invalid(
+                "quantity",
+                kind,
+                "a market order takes exactly one of quantity and quoteOrderQty",
+            )),
+        };
+    }
+    Err(invalid(
+        "type",
+        kind,
+        &format!(
+            "the order types are {} and {}",
+            PRICED_TYPES.join(", "),
+            MARKET_TYPES.join(", ")
+        ),
+    ))
 }
 
 /// The hex signature of a payload: Binance's HMAC scheme.
@@ -267,10 +374,15 @@ fn internal(endpoint: &'static str, path: &str, params: Params) -> Classified {
     }
 }
 
-pub(crate) fn history_request(since_ms: i64) -> Classified {
+/// The most withdrawals one history read returns.
+pub(crate) const HISTORY_PAGE: usize = 1000;
+
+/// Withdrawals applied since `since_ms`, `offset` rows in (newest first).
+pub(crate) fn history_request(since_ms: i64, offset: usize) -> Classified {
     let mut p = Params::new();
     let _ = p.push("startTime".into(), since_ms.max(0).to_string(), "");
-    let _ = p.push("limit".into(), "1000".into(), "");
+    let _ = p.push("offset".into(), offset.to_string(), "");
+    let _ = p.push("limit".into(), HISTORY_PAGE.to_string(), "");
     internal("withdraw.history", "/sapi/v1/capital/withdraw/history", p)
 }
 
@@ -492,6 +604,11 @@ mod tests {
             value("symbol=ETHBTC&side=SELL&type=MARKET&quantity=3"),
             ("ETH".into(), "3".into())
         );
+        // A sell commits its quantity of the base asset, whatever price it asks.
+        assert_eq!(
+            value("symbol=BTCUSDT&side=SELL&type=LIMIT&quantity=100&price=0.0001"),
+            ("BTC".into(), "100".into())
+        );
         // FDUSD is longer than USD-anything else: BTCFDUSD is BTC / FDUSD.
         assert_eq!(
             value("symbol=BTCFDUSD&side=BUY&type=LIMIT&quantity=1&price=2"),
@@ -504,6 +621,12 @@ mod tests {
             "symbol=BTCXYZ&side=BUY&type=LIMIT&quantity=1&price=1",
             "symbol=BTCUSDT&side=BUY&type=LIMIT",
             "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&quantity=2",
+            // Parameters that would let the venue read a different value than keygate.
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1000&price=40000&quoteOrderQty=1",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=100&price=0.00000001",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&quoteOrderQty=1",
+            "symbol=BTCUSDT&side=BUY&type=market&quantity=1",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&Quantity=1000&quantity=1&price=1",
         ] {
             assert!(
                 a.classify(&req("POST", "/api/v3/order", bad, "")).is_err(),

@@ -167,6 +167,15 @@ impl std::fmt::Debug for Outgoing {
     }
 }
 
+/// Where a withdrawal-history read continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryPage {
+    /// Binance: rows to skip.
+    Offset(usize),
+    /// OKX: rows before this time.
+    Before(i64),
+}
+
 /// One thing `keygate doctor` found about a venue key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -230,13 +239,72 @@ impl Adapter {
         }
     }
 
-    /// The signed request for withdrawals since `since_ms`, and a parser for its answer.
-    pub fn withdrawal_history(&self, since_ms: i64, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
-        let c = match self.kind {
-            VenueKind::Binance => binance::history_request(since_ms),
-            VenueKind::Okx => okx::history_request(),
+    /// The signed request for one page of withdrawals since `since_ms` (`page` None for the
+    /// first).
+    pub fn withdrawal_history(
+        &self,
+        since_ms: i64,
+        page: Option<&HistoryPage>,
+        keys: &Keys<'_>,
+        now_ms: i64,
+    ) -> Outgoing {
+        let c = match (self.kind, page) {
+            (VenueKind::Binance, Some(HistoryPage::Offset(o))) => {
+                binance::history_request(since_ms, *o)
+            }
+            (VenueKind::Binance, _) => binance::history_request(since_ms, 0),
+            (VenueKind::Okx, Some(HistoryPage::Before(t))) => okx::history_request(Some(*t)),
+            (VenueKind::Okx, _) => okx::history_request(None),
         };
         self.sign(&c, keys, now_ms)
+    }
+
+    /// The page after one that returned `rows`, if the history may hold more since `since_ms`.
+    pub fn next_history_page(
+        &self,
+        since_ms: i64,
+        page: Option<&HistoryPage>,
+        rows: &[Outflow],
+    ) -> Option<HistoryPage> {
+        match self.kind {
+            VenueKind::Binance => {
+                let offset = match page {
+                    Some(HistoryPage::Offset(o)) => *o,
+                    _ => 0,
+                };
+                (rows.len() >= binance::HISTORY_PAGE)
+                    .then(|| HistoryPage::Offset(offset + rows.len()))
+            }
+            VenueKind::Okx => {
+                let oldest = rows.iter().map(|r| r.at).min()?;
+                // One past the oldest, so rows sharing its millisecond are read again (they
+                // are judged once: reconciliation knows them).
+                (rows.len() >= okx::HISTORY_PAGE && oldest >= since_ms)
+                    .then(|| HistoryPage::Before(oldest.saturating_add(1)))
+            }
+        }
+    }
+
+    /// Makes a withdrawal carry `reference` as its client id (Binance `withdrawOrderId`, OKX
+    /// `clientId`) when the bot gave none, so reconciliation can tell keygate's withdrawals
+    /// from any other by the id the venue reports back.
+    pub fn tag_withdrawal(&self, c: &mut Classified, reference: &str) {
+        if c.action != Action::Withdraw || c.request_id.is_some() {
+            return;
+        }
+        match &mut c.forward {
+            Forward::Form(p) => {
+                let _ = p.push("withdrawOrderId".into(), reference.into(), "");
+            }
+            Forward::Json { body: Some(b), .. } => {
+                b.insert(
+                    "clientId".into(),
+                    serde_json::Value::String(reference.into()),
+                );
+            }
+            Forward::Json { body: None, .. } => return,
+        }
+        c.request_id = Some(reference.to_string());
     }
 
     /// Parses a withdrawal-history answer into the outflows of `venue`.
@@ -340,4 +408,118 @@ pub(crate) fn hmac_sha256(secret: &str, message: &[u8]) -> [u8; 32] {
     };
     mac.update(message);
     mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outflow(at: i64) -> Outflow {
+        Outflow {
+            venue: "v".into(),
+            id: at.to_string(),
+            asset: "USDT".into(),
+            amount: Decimal::ONE,
+            destination: "x".into(),
+            at,
+            reference: None,
+        }
+    }
+
+    #[test]
+    fn history_pages_until_a_short_one_or_the_window_start() {
+        let b = Adapter::new(VenueKind::Binance, AdapterOptions::default());
+        let full: Vec<Outflow> = (0..1000).map(outflow).collect();
+        assert_eq!(
+            b.next_history_page(0, None, &full),
+            Some(HistoryPage::Offset(1000))
+        );
+        assert_eq!(
+            b.next_history_page(0, Some(&HistoryPage::Offset(1000)), &full),
+            Some(HistoryPage::Offset(2000))
+        );
+        assert_eq!(b.next_history_page(0, None, &full[..999]), None);
+        let out = b.withdrawal_history(
+            5,
+            Some(&HistoryPage::Offset(2000)),
+            &Keys {
+                api_key: "k",
+                secret: "s",
+                passphrase: None,
+            },
+            9,
+        );
+        assert!(
+            out.path_and_query
+                .contains("startTime=5&offset=2000&limit=1000"),
+            "{out:?} {}",
+            out.path_and_query
+        );
+
+        let o = Adapter::new(VenueKind::Okx, AdapterOptions::default());
+        let full: Vec<Outflow> = (500..600).map(outflow).collect();
+        assert_eq!(
+            o.next_history_page(0, None, &full),
+            Some(HistoryPage::Before(501))
+        );
+        // The page reaches back past the window's start: no need to read further.
+        assert_eq!(o.next_history_page(550, None, &full), None);
+        assert_eq!(o.next_history_page(0, None, &full[..99]), None);
+        let out = o.withdrawal_history(
+            0,
+            Some(&HistoryPage::Before(501)),
+            &Keys {
+                api_key: "k",
+                secret: "s",
+                passphrase: Some("p"),
+            },
+            9,
+        );
+        assert!(
+            out.path_and_query.ends_with("?after=501&limit=100"),
+            "{}",
+            out.path_and_query
+        );
+    }
+
+    #[test]
+    fn keygate_tags_only_withdrawals_without_a_client_id() {
+        for kind in [VenueKind::Binance, VenueKind::Okx] {
+            let a = Adapter::new(kind, AdapterOptions::default());
+            let (path, body) = match kind {
+                VenueKind::Binance => (
+                    "/sapi/v1/capital/withdraw/apply",
+                    "coin=USDT&address=0x1&amount=5".to_string(),
+                ),
+                VenueKind::Okx => (
+                    "/api/v5/asset/withdrawal",
+                    r#"{"ccy":"USDT","amt":"5","dest":"4","toAddr":"0x1"}"#.to_string(),
+                ),
+            };
+            let mut c = a
+                .classify(&Request {
+                    method: "POST",
+                    path,
+                    query: "",
+                    body: body.as_bytes(),
+                })
+                .unwrap();
+            a.tag_withdrawal(&mut c, "kg42");
+            assert_eq!(c.request_id.as_deref(), Some("kg42"));
+            let out = a.sign(
+                &c,
+                &Keys {
+                    api_key: "k",
+                    secret: "s",
+                    passphrase: Some("p"),
+                },
+                0,
+            );
+            let sent = String::from_utf8(out.body).unwrap();
+            assert!(sent.contains("kg42"), "{sent}");
+            // A bot's own id stays.
+            a.tag_withdrawal(&mut c, "kg43");
+            assert_eq!(c.request_id.as_deref(), Some("kg42"));
+        }
+    }
 }

@@ -94,6 +94,7 @@ pub(crate) fn classify(
                 let body = json_object(req.body)?;
                 return match req.path {
                     "/api/v5/trade/order" => {
+                        only(&body, ORDER_FIELDS, "POST /api/v5/trade/order")?;
                         let (a, amount) = order_value(&body)?;
                         let rid = opt(&body, "clOrdId")?
                             .map(|v| request_id("clOrdId", v))
@@ -106,6 +107,7 @@ pub(crate) fn classify(
                     }
                     "/api/v5/trade/cancel-order" => {
                         const EP: &str = "POST /api/v5/trade/cancel-order";
+                        only(&body, CANCEL_FIELDS, EP)?;
                         need(&body, "instId", EP)?;
                         if opt(&body, "ordId")?.is_none() && opt(&body, "clOrdId")?.is_none() {
                             return Err(ClassifyError::Missing {
@@ -123,6 +125,7 @@ pub(crate) fn classify(
                     }
                     _ => {
                         const EP: &str = "POST /api/v5/asset/withdrawal";
+                        only(&body, WITHDRAW_FIELDS, EP)?;
                         let ccy = asset("ccy", need(&body, "ccy", EP)?)?;
                         let amount = positive("amt", need(&body, "amt", EP)?)?;
                         let dest = need(&body, "dest", EP)?;
@@ -154,6 +157,56 @@ pub(crate) fn classify(
         method: req.method.to_string(),
         path: req.path.to_string(),
     })
+}
+
+/// The fields keygate forwards on each value-moving endpoint; anything else is refused.
+const ORDER_FIELDS: &[&str] = &[
+    "instId",
+    "tdMode",
+    "ccy",
+    "clOrdId",
+    "tag",
+    "side",
+    "posSide",
+    "ordType",
+    "sz",
+    "px",
+    "reduceOnly",
+    "tgtCcy",
+    "banAmend",
+    "stpMode",
+];
+const CANCEL_FIELDS: &[&str] = &["instId", "ordId", "clOrdId"];
+const WITHDRAW_FIELDS: &[&str] = &[
+    "ccy",
+    "amt",
+    "dest",
+    "toAddr",
+    "toAddrType",
+    "chain",
+    "areaCode",
+    "rcvrInfo",
+    "clientId",
+];
+/// Order types that rest at a price; `market` takes the market.
+const PRICED_TYPES: &[&str] = &["limit", "post_only", "fok", "ioc"];
+
+fn only(
+    body: &Map<String, Value>,
+    allowed: &[&str],
+    endpoint: &'static str,
+) -> Result<(), ClassifyError> {
+    match body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(k) => Err(ClassifyError::Invalid {
+            name: "field",
+            value: k.chars().take(40).collect(),
+            why: format!(
+                "it is not a field keygate knows for {endpoint} (it knows {}); it is refused so that nothing reaches the venue that was not decided",
+                allowed.join(", ")
+            ),
+        }),
+    }
 }
 
 fn json_object(body: &[u8]) -> Result<Map<String, Value>, ClassifyError> {
@@ -219,9 +272,23 @@ fn order_value(body: &Map<String, Value>) -> Result<(String, Decimal), ClassifyE
         });
     }
     let ord_type = need(body, "ordType", EP)?;
-    need(body, "tdMode", EP)?;
+    let td_mode = need(body, "tdMode", EP)?;
+    if td_mode != "cash" {
+        return Err(ClassifyError::Invalid {
+            name: "tdMode",
+            value: td_mode.chars().take(40).collect(),
+            why: "keygate classifies spot orders only (tdMode cash); margin borrows".into(),
+        });
+    }
     let sz = positive("sz", need(body, "sz", EP)?)?;
     if ord_type == "market" {
+        if body.contains_key("px") {
+            return Err(ClassifyError::Invalid {
+                name: "px",
+                value: ord_type.to_string(),
+                why: "a market order takes no px".into(),
+            });
+        }
         let in_quote = match opt(body, "tgtCcy")? {
             Some("quote_ccy") => true,
             Some("base_ccy") => false,
@@ -236,7 +303,25 @@ fn order_value(body: &Map<String, Value>) -> Result<(String, Decimal), ClassifyE
         };
         return Ok(if in_quote { (quote, sz) } else { (base, sz) });
     }
+    if !PRICED_TYPES.contains(&ord_type) {
+        return Err(ClassifyError::Invalid {
+            name: "ordType",
+            value: ord_type.chars().take(40).collect(),
+            why: format!("the order types are market, {}", PRICED_TYPES.join(", ")),
+        });
+    }
+    if opt(body, "tgtCcy")?.is_some() {
+        return Err(ClassifyError::Invalid {
+            name: "tgtCcy",
+            value: ord_type.to_string(),
+            why: "only a market order takes tgtCcy".into(),
+        });
+    }
     let px = positive("px", need(body, "px", EP)?)?;
+    // A sell commits its size in the base asset, whatever price it asks.
+    if side == "sell" {
+        return Ok((base, sz));
+    }
     let notional = sz.checked_mul(px).ok_or(ClassifyError::Invalid {
         name: "sz",
         value: sz.to_string(),
@@ -324,10 +409,22 @@ fn internal(endpoint: &'static str, path: &str) -> Classified {
     }
 }
 
-/// OKX returns the latest 100 withdrawals; a reconciler polling more often than 100
-/// withdrawals happen sees them all.
-pub(crate) fn history_request() -> Classified {
-    internal("withdraw.history", "/api/v5/asset/withdrawal-history")
+/// The most withdrawals one history read returns.
+pub(crate) const HISTORY_PAGE: usize = 100;
+
+/// The latest withdrawals, or those before `before_ms` (OKX's `after` cursor is exclusive).
+pub(crate) fn history_request(before_ms: Option<i64>) -> Classified {
+    let mut c = internal("withdraw.history", "/api/v5/asset/withdrawal-history");
+    let mut q = Params::new();
+    if let Some(t) = before_ms {
+        let _ = q.push("after".into(), t.to_string(), "");
+    }
+    let _ = q.push("limit".into(), HISTORY_PAGE.to_string(), "");
+    c.forward = Forward::Json {
+        query: q,
+        body: None,
+    };
+    c
 }
 
 pub(crate) fn restrictions_request() -> Classified {
@@ -524,8 +621,18 @@ mod tests {
             ),
             ("BTC".into(), "2".into())
         );
+        assert_eq!(
+            value(
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"limit","sz":"100","px":"0.0001"}"#
+            ),
+            ("BTC".into(), "100".into())
+        );
         for bad in [
             r#"{"instId":"BTC-USDT-SWAP","tdMode":"cross","side":"buy","ordType":"limit","sz":"1","px":"1"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cross","side":"buy","ordType":"limit","sz":"1","px":"1"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"optimal_limit_ioc","sz":"1"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"1","px":"0.01"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1","px":"1","attachAlgoOrds":[]}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":1,"px":"1"}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1"}"#,
             r#"[{"instId":"BTC-USDT"}]"#,

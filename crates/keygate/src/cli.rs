@@ -313,6 +313,21 @@ pub struct DecideArgs {
 pub enum BenchCommand {
     /// Time pure `decide` against bare Cedar, and durable decisions per second on SQLite.
     Decide(BenchDecideArgs),
+    /// The latency and throughput `keygate serve` adds in front of a (simulated) venue.
+    Gateway(BenchGatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchGatewayArgs {
+    /// Requests per second for the latency runs.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Seconds each run lasts.
+    #[arg(long, default_value_t = 5)]
+    pub secs: u64,
+    /// Connections for the throughput runs.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ const CLIENTS: usize = 5;
 pub async fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Decide(a) => decide_bench(a).await,
+        BenchCommand::Gateway(a) => super::bench_gateway::run(a).await,
     }
 }
 

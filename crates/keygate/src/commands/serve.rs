@@ -44,6 +44,16 @@ fn check_base_url(venue: &str, url: &str) -> Result<String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+fn recv_window(venue: &str, text: &str) -> Result<u64> {
+    let ms = duration(&format!("venues.{venue}.recv_window"), text)?;
+    if !(1..=60_000).contains(&ms) {
+        bail!(
+            "[venues.{venue}] recv_window {text:?} must be between 1ms and 60s (Binance's limit)"
+        );
+    }
+    Ok(ms as u64)
+}
+
 /// The venues of the config, checked.
 pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
     let mut out = vec![];
@@ -53,8 +63,7 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
         }
         let mut options = AdapterOptions {
             extra_read_paths: v.extra_read_paths.clone(),
-            recv_window_ms: duration(&format!("venues.{name}.recv_window"), &v.recv_window)?
-                .clamp(1, 60_000) as u64,
+            recv_window_ms: recv_window(name, &v.recv_window)?,
             ..AdapterOptions::default()
         };
         if let Some(q) = &v.quote_assets {
@@ -99,12 +108,13 @@ async fn check_credentials(gw: &Gateway) -> Result<()> {
             .await?
             .with_context(|| {
                 format!(
-                    "venue {} signs with credential {:?}, which is not in the vault; add it with `keygate credential add {} --venue {} --kind {}`",
+                    "venue {} signs with credential {:?}, which is not in the vault; add it with `keygate credential add --id {} --venue {} --kind {}` (or set credential = \"<id>\" in [venues.{}])",
                     v.name,
                     v.credential,
                     v.credential,
                     v.name,
-                    v.adapter.kind.credential_kind()
+                    v.adapter.kind.credential_kind(),
+                    v.name
                 )
             })?;
         if row.kind != v.adapter.kind.credential_kind() {
@@ -274,6 +284,7 @@ pub async fn doctor(inst: Instance) -> Result<()> {
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the HTTP client")?;
     let creds = keygate_server::CredentialCache::new(
@@ -342,7 +353,13 @@ async fn check_venue(
         )
     })?;
     let status = resp.status();
-    let body = resp.bytes().await.context("cannot read the answer")?;
+    let body = resp.bytes().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}'s answer: {}",
+            v.name,
+            keygate_server::send_error(&e)
+        )
+    })?;
     if !status.is_success() {
         bail!(
             "{} answered HTTP {status}: {}",

@@ -638,6 +638,26 @@ fn bad_requests_get_clear_errors_and_nothing_is_forwarded() {
     assert_eq!(a.json()["error"], "replayed");
     assert!(a.json()["reason"].as_str().unwrap().contains("dup-1"));
     assert_eq!(s.sim.requests(), after_first);
+    // A denied request leaves its id unused: the bot may send it again.
+    let treasurer = bearer(&s.treasurer);
+    let withdraw = |to: &str| {
+        http(
+            serve.addr,
+            "POST",
+            "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+            &[
+                ("Authorization", &treasurer),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            format!("coin=USDT&network=ETH&address={to}&amount=10&withdrawOrderId=w-9").as_bytes(),
+        )
+    };
+    let a = withdraw("0x000000000000000000000000000000000bad0002");
+    assert_eq!(a.status, 403, "{}", a.body);
+    let a = withdraw(COLD);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = withdraw(COLD);
+    assert_eq!(a.status, 409, "{}", a.body);
     // The same id through the generic header, on a read.
     let a = http(
         serve.addr,
@@ -680,31 +700,12 @@ fn bad_requests_get_clear_errors_and_nothing_is_forwarded() {
     kg.ok(&["audit", "verify"], None);
 }
 
-#[test]
-fn reconciliation_flags_a_withdrawal_made_around_keygate() {
-    let s = setup("1s");
-    let serve = Serve::start(&s.kg);
-    let treasurer = bearer(&s.treasurer);
-    let w = "coin=USDT&network=ETH&address=0x00000000000000000000000000000000c01d0001&amount=72";
-    let a = http(
-        serve.addr,
-        "POST",
-        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
-        &[
-            ("Authorization", &treasurer),
-            ("Content-Type", "application/x-www-form-urlencoded"),
-        ],
-        w.as_bytes(),
-    );
-    assert_eq!(a.status, 200, "{}", a.body);
-    // The leaked key used directly at the venue, around keygate.
+/// A Binance withdrawal made directly at the simulator with the leaked key.
+fn leaked_binance_withdrawal(s: &Setup, to: &str, amount: &str) {
     let secret = String::from_utf8(s.secrets[0].clone()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
+    let now = keygate_server::now_ms();
     let payload = format!(
-        "coin=USDT&network=ETH&address=0xa77ac6e700000000000000000000000000000bad&amount=2400000&recvWindow=5000&timestamp={now}"
+        "coin=USDT&network=ETH&address={to}&amount={amount}&recvWindow=5000&timestamp={now}"
     );
     let sig = keygate_venues::binance::signature(&secret, &payload);
     let a = http(
@@ -718,22 +719,57 @@ fn reconciliation_flags_a_withdrawal_made_around_keygate() {
         format!("{payload}&signature={sig}").as_bytes(),
     );
     assert_eq!(a.status, 200, "{}", a.body);
+}
 
-    let mut kg = s.kg;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (matched, unapproved) = loop {
-        let tail = kg.ok(&["audit", "tail", "-n", "50", "--json"], None);
+/// Polls the audit log until `want` reconciliation entries are there (or 30 s pass).
+fn wait_for_outflows(kg: &mut Kg, want: usize) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let tail = kg.ok(&["audit", "tail", "-n", "500", "--json"], None);
         let m = tail.matches("outflow.matched").count();
         let u = tail.matches("outflow.unapproved").count();
-        if m + u >= 2 || Instant::now() > deadline {
-            break (m, u);
+        if m + u >= want || Instant::now() > deadline {
+            return (m, u);
         }
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
+}
+
+#[test]
+fn reconciliation_flags_a_withdrawal_made_around_keygate() {
+    let s = setup("1s");
+    let serve = Serve::start(&s.kg);
+    let treasurer = bearer(&s.treasurer);
+    let w = format!("coin=USDT&network=ETH&address={COLD}&amount=72");
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &[
+            ("Authorization", &treasurer),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        w.as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    // The leaked key used directly at the venue, around keygate: to the thief, and, as in
+    // Kronos, to the firm's own whitelisted wallet with the very amount keygate allowed. The
+    // client id keygate set on its own withdrawal tells the two apart.
+    leaked_binance_withdrawal(&s, "0xa77ac6e700000000000000000000000000000bad", "2400000");
+    leaked_binance_withdrawal(&s, COLD, "72");
+    assert!(
+        s.sim
+            .withdrawals()
+            .iter()
+            .any(|w| w.client_id.as_deref().is_some_and(|c| c.starts_with("kg"))),
+        "keygate tags its own withdrawals with a client id"
+    );
+
+    let mut kg = s.kg;
     assert_eq!(
-        (matched, unapproved),
-        (1, 1),
-        "keygate's withdrawal must match and the other be flagged"
+        wait_for_outflows(&mut kg, 3),
+        (1, 2),
+        "keygate's withdrawal must match and the other two be flagged"
     );
     let out = String::from_utf8_lossy(&serve.output()).to_string();
     assert!(
@@ -743,7 +779,76 @@ fn reconciliation_flags_a_withdrawal_made_around_keygate() {
     // Later passes judge nothing twice.
     std::thread::sleep(Duration::from_millis(2500));
     let tail = kg.ok(&["audit", "tail", "-n", "100", "--json"], None);
-    assert_eq!(tail.matches("outflow.unapproved").count(), 1);
+    assert_eq!(tail.matches("outflow.unapproved").count(), 2);
     assert_eq!(tail.matches("outflow.matched").count(), 1);
     kg.ok(&["audit", "verify"], None);
+}
+
+#[test]
+fn reconciliation_reads_every_page_of_a_long_history() {
+    let s = setup("off");
+    // 150 withdrawals at OKX made around keygate: more than one page (OKX returns 100).
+    let secret = String::from_utf8(s.secrets[1].clone()).unwrap();
+    let pass = String::from_utf8(s.secrets[2].clone()).unwrap();
+    for i in 0..150 {
+        let ts = keygate_venues::okx::timestamp(keygate_server::now_ms());
+        let body = format!(
+            r#"{{"ccy":"USDT","amt":"{}","dest":"4","toAddr":"0xa77ac6e700000000000000000000000000000bad","chain":"USDT-ERC20"}}"#,
+            i + 1
+        );
+        let sig =
+            keygate_venues::okx::signature(&secret, &ts, "POST", "/api/v5/asset/withdrawal", &body);
+        let a = http(
+            s.sim_addr,
+            "POST",
+            "/api/v5/asset/withdrawal",
+            &[
+                ("OK-ACCESS-KEY", "okey"),
+                ("OK-ACCESS-SIGN", &sig),
+                ("OK-ACCESS-TIMESTAMP", &ts),
+                ("OK-ACCESS-PASSPHRASE", &pass),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let cfg_path = s.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let okx = cfg.rfind("reconcile_every = \"off\"").unwrap();
+    let cfg = format!(
+        "{}reconcile_every = \"1s\"{}",
+        &cfg[..okx],
+        &cfg[okx + "reconcile_every = \"off\"".len()..]
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let _serve = Serve::start(&s.kg);
+    let mut kg = s.kg;
+    assert_eq!(
+        wait_for_outflows(&mut kg, 150),
+        (0, 150),
+        "every withdrawal of the long history is judged"
+    );
+}
+
+#[test]
+fn doctor_reports_a_key_that_can_withdraw_from_anywhere() {
+    let s = setup("off");
+    let mut kg = s.kg;
+    let out = kg.run(&["doctor"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("venue binance-main"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "UNSAFE  withdrawals are enabled and the key is not restricted to IP addresses"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("venue okx-main")
+            && stdout.contains("UNSAFE  the key may withdraw and is bound to no IP"),
+        "{stdout}"
+    );
+    assert_no_leak("doctor's output", &kg.transcript, &s.secrets);
 }

@@ -1,0 +1,373 @@
+//! `keygate bench gateway`: the latency keygate adds in front of a venue, and its throughput.
+//!
+//! This process sets up a temporary data directory with this same binary, starts `keygate serve`
+//! as a second process (SQLite, durable), runs the venue simulator in this process, and drives
+//! keep-alive HTTP/1.1 traffic from here at the simulator directly and through keygate, for a
+//! read (GET /api/v3/account) and a new order (POST /api/v3/order). Latency is measured
+//! open-loop at a fixed rate (each request timed from when it was due, so a stall is counted,
+//! not hidden); throughput closed-loop with a fixed number of connections.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use keygate_sim::{Account, Restrictions, Sim, SimConfig, VenueKind};
+use rust_decimal::Decimal;
+
+use crate::cli::BenchGatewayArgs;
+
+const SIM_KEY: &str = "bench-key";
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn keygate(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let exe = std::env::current_exe().context("cannot find this keygate binary")?;
+    let mut child = Command::new(exe)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("KEYGATE_LOG", "warn")
+        .env("KEYGATE_ACTOR", "bench")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let (Some(s), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(s.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "keygate {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// One kind of request, addressed directly or through keygate.
+#[derive(Clone)]
+struct Target {
+    url: String,
+    method: reqwest::Method,
+    /// Signs for the simulator (direct) or adds the bearer token (keygate).
+    auth: Auth,
+    body: &'static str,
+}
+
+#[derive(Clone)]
+enum Auth {
+    Direct { secret: Arc<String> },
+    Token(Arc<String>),
+}
+
+const ORDER: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=40000";
+
+impl Target {
+    fn request(&self, http: &reqwest::Client) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::Token(t) => {
+                let url = if self.method == reqwest::Method::GET {
+                    self.url.clone()
+                } else {
+                    format!("{}?{}", self.url, self.body)
+                };
+                http.request(self.method.clone(), url)
+                    .header("Authorization", format!("Bearer {t}"))
+            }
+            Auth::Direct { secret } => {
+                let now = crate::commands::now_ms();
+                let mut payload = String::from(self.body);
+                if !payload.is_empty() {
+                    payload.push('&');
+                }
+                payload.push_str(&format!("recvWindow=5000&timestamp={now}"));
+                let sig = keygate_venues::binance::signature(secret, &payload);
+                http.request(
+                    self.method.clone(),
+                    format!("{}?{payload}&signature={sig}", self.url),
+                )
+                .header("X-MBX-APIKEY", SIM_KEY)
+            }
+        }
+    }
+}
+
+async fn once(http: &reqwest::Client, t: &Target) -> Result<(), String> {
+    let r = t.request(http).send().await.map_err(|e| e.to_string())?;
+    let status = r.status();
+    let _ = r.bytes().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}"))
+    }
+}
+
+struct Latency {
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+/// `rate` requests a second for `secs`, open loop.
+async fn fixed_rate(http: &reqwest::Client, t: &Target, rate: u64, secs: u64) -> Latency {
+    let n = rate * secs;
+    let gap = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let due = start + gap * (i as u32);
+        tokio::time::sleep_until(due).await;
+        let (http, t, errors) = (http.clone(), t.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = once(&http, &t).await;
+            if r.is_err() {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::Instant::now().duration_since(due)
+        }));
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(d) = task.await {
+            lat.push(d);
+        }
+    }
+    lat.sort();
+    let pick = |p: f64| {
+        // Display only: an index into the sorted samples.
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat.get(i).copied().unwrap_or_default()
+    };
+    Latency {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+/// As many requests as `conns` connections carry in `secs`, closed loop.
+async fn throughput(http: &reqwest::Client, t: &Target, conns: usize, secs: u64) -> (f64, u64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let started = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..conns {
+        let (http, t, done, errors) = (http.clone(), t.clone(), done.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < stop {
+                match once(&http, &t).await {
+                    Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    (
+        done.load(Ordering::Relaxed) as f64 / secs,
+        errors.load(Ordering::Relaxed),
+    )
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "note: this is a debug build; run `cargo run --release -p keygate -- bench gateway` for real figures"
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let mut secret_bytes = [0u8; 16];
+    getrandom::fill(&mut secret_bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let secret = Arc::new(hex::encode(secret_bytes));
+    let sim = Sim::new(SimConfig {
+        accounts: vec![Account {
+            venue: VenueKind::Binance,
+            api_key: SIM_KEY.into(),
+            secret: secret.to_string(),
+            passphrase: None,
+            balances: [("USDT".to_string(), Decimal::from(1_000_000_000))]
+                .into_iter()
+                .collect(),
+            restrictions: Restrictions::default(),
+        }],
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sim_addr = listener.local_addr()?;
+    tokio::spawn(keygate_sim::serve(listener, sim.clone()));
+
+    println!("setting up a data directory and starting `keygate serve` (SQLite) …");
+    keygate(&data, &["init"], None)?;
+    let cfg_path = data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path)?;
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "{cfg}\n[venues.bench]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\n"
+        )
+        .replace("level = \"info\"", "level = \"warn\""),
+    )?;
+    keygate(
+        &data,
+        &[
+            "credential",
+            "add",
+            "--id",
+            "bench",
+            "--venue",
+            "bench",
+            "--kind",
+            "binance-hmac",
+        ],
+        Some(&format!("{SIM_KEY}\n{secret}\n")),
+    )?;
+    keygate(
+        &data,
+        &[
+            "client", "add", "bot", "--venue", "bench", "--action", "read", "--action", "trade",
+        ],
+        None,
+    )?;
+    let token = Arc::new(keygate(
+        &data,
+        &["token", "issue", "bot", "--ttl", "1h"],
+        None,
+    )?);
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .env("KEYGATE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    let serve = Serve(child);
+    let kg_addr: SocketAddr = line
+        .trim()
+        .strip_prefix("keygate serving on http://")
+        .context("keygate serve did not start")?
+        .parse()?;
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(a.connections.max(64))
+        .tcp_nodelay(true)
+        .build()?;
+    let direct = |method, path: &str, body| Target {
+        url: format!("http://{sim_addr}{path}"),
+        method,
+        auth: Auth::Direct {
+            secret: secret.clone(),
+        },
+        body,
+    };
+    let via = |method, path: &str, body| Target {
+        url: format!("http://{kg_addr}/venues/bench{path}"),
+        method,
+        auth: Auth::Token(token.clone()),
+        body,
+    };
+    let kinds = [
+        (
+            "read  GET /api/v3/account",
+            reqwest::Method::GET,
+            "/api/v3/account",
+            "",
+        ),
+        (
+            "order POST /api/v3/order",
+            reqwest::Method::POST,
+            "/api/v3/order",
+            ORDER,
+        ),
+    ];
+    // Warm up both paths (connections, caches, the decider's state).
+    for (_, m, p, b) in &kinds {
+        for _ in 0..200 {
+            once(&http, &direct(m.clone(), p, b))
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("the simulator refused a request")?;
+            once(&http, &via(m.clone(), p, b))
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("keygate refused a request")?;
+        }
+    }
+    println!(
+        "\nkeep-alive HTTP/1.1 on loopback; latency at {} req/s for {} s (open loop), throughput with {} connections for {} s",
+        a.rate, a.secs, a.connections, a.secs
+    );
+    println!(
+        "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>10} {:>10} {:>6}",
+        "request",
+        "direct p50",
+        "direct p99",
+        "via p50",
+        "via p99",
+        "added p50",
+        "added p99",
+        "direct/s",
+        "via/s",
+        "via %"
+    );
+    for (name, m, p, b) in &kinds {
+        let d = fixed_rate(&http, &direct(m.clone(), p, b), a.rate, a.secs).await;
+        let v = fixed_rate(&http, &via(m.clone(), p, b), a.rate, a.secs).await;
+        let (dt, de) = throughput(&http, &direct(m.clone(), p, b), a.connections, a.secs).await;
+        let (vt, ve) = throughput(&http, &via(m.clone(), p, b), a.connections, a.secs).await;
+        println!(
+            "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>10.0} {:>10.0} {:>5.0}%",
+            name,
+            ms(d.p50),
+            ms(d.p99),
+            ms(v.p50),
+            ms(v.p99),
+            ms(v.p50.saturating_sub(d.p50)),
+            ms(v.p99.saturating_sub(d.p99)),
+            dt,
+            vt,
+            100.0 * vt / dt.max(1.0)
+        );
+        let errors = d.errors + v.errors + de + ve;
+        if errors > 0 {
+            println!("  ({errors} requests failed; the figures above include them)");
+        }
+    }
+    println!(
+        "\n(the simulator and this load generator share one process; keygate serve is another; all on {} cores)",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    drop(serve);
+    Ok(())
+}
