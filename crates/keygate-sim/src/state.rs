@@ -174,6 +174,9 @@ pub(crate) struct State {
     orders: Vec<Order>,
     withdrawals: Vec<Withdrawal>,
     next_order_id: u64,
+    /// The client order ids of open orders, so placing an order costs the same however many
+    /// orders came before it.
+    open_ids: std::collections::HashSet<(VenueKind, String, String)>,
     next_withdrawal: u64,
 }
 
@@ -228,6 +231,7 @@ impl Sim {
                     orders: Vec::new(),
                     withdrawals: Vec::new(),
                     next_order_id: 1,
+                    open_ids: std::collections::HashSet::new(),
                     next_withdrawal: 1,
                 }),
             }),
@@ -372,14 +376,8 @@ impl State {
             Some(given) => given,
             None => format!("sim{id:019}"),
         };
-        if !client_order_id.is_empty()
-            && self.orders.iter().any(|o| {
-                o.venue == order.venue
-                    && o.api_key == order.api_key
-                    && o.status == OrderStatus::New
-                    && o.client_order_id == client_order_id
-            })
-        {
+        let key = (order.venue, order.api_key.clone(), client_order_id.clone());
+        if !client_order_id.is_empty() && self.open_ids.contains(&key) {
             return Err(DuplicateClientOrderId);
         }
         self.next_order_id += 1;
@@ -404,6 +402,9 @@ impl State {
             time_ms: now_ms,
             update_time_ms: now_ms,
         };
+        if status == OrderStatus::New {
+            self.open_ids.insert(key);
+        }
         self.orders.push(placed.clone());
         Ok(placed)
     }
@@ -432,7 +433,13 @@ impl State {
         })?;
         order.status = OrderStatus::Canceled;
         order.update_time_ms = now_ms;
-        Some(order.clone())
+        let done = order.clone();
+        self.open_ids.remove(&(
+            done.venue,
+            done.api_key.clone(),
+            done.client_order_id.clone(),
+        ));
+        Some(done)
     }
 
     /// Open orders of `api_key`, oldest first.

@@ -139,15 +139,47 @@ pub(crate) async fn db_now(
     tx: &mut Transaction<'static, Any>,
     backend: crate::Backend,
 ) -> Result<Millis, StoreError> {
-    let sql = match backend {
+    let sql = format!("SELECT {}", now_sql(backend));
+    Ok(sqlx::query(AssertSqlSafe(sql))
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?)
+}
+
+/// The store's clock as SQL, in milliseconds since the Unix epoch.
+fn now_sql(backend: crate::Backend) -> &'static str {
+    match backend {
         crate::Backend::Sqlite => {
-            "SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+            "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
         }
         crate::Backend::Postgres => {
-            "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)"
+            "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)"
         }
-    };
-    Ok(sqlx::query(sql).fetch_one(&mut **tx).await?.try_get(0)?)
+    }
+}
+
+/// Locks the chain's head for this transaction and reads the store's clock, in one statement
+/// (the decider runs this once per batch).
+pub(crate) async fn lock_head_at(
+    tx: &mut Transaction<'static, Any>,
+    backend: crate::Backend,
+) -> Result<(Head, Millis), StoreError> {
+    let sql = format!(
+        "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, at_ms, {}",
+        now_sql(backend)
+    );
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
+    Ok((
+        Head {
+            seq: row.try_get(0)?,
+            hash: row.try_get(1)?,
+            at_ms: row.try_get(2)?,
+        },
+        row.try_get(3)?,
+    ))
 }
 
 /// Locks the chain's head for this transaction and returns it.

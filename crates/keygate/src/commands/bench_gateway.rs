@@ -362,6 +362,27 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
             println!("  ({errors} requests failed; the figures above include them)");
         }
     }
+    // Where keygate's time went, as its own metrics saw it (all runs together).
+    if let Ok(r) = http.get(format!("http://{kg_addr}/metrics")).send().await
+        && let Ok(text) = r.text().await
+    {
+        println!("\ninside keygate (all requests of all runs): step, p50, p99");
+        for step in ["decide", "venue", "total"] {
+            let q = |p: &str| {
+                text.lines()
+                    .find(|l| {
+                        l.starts_with("keygate_gateway_seconds{")
+                            && l.contains(&format!("step=\"{step}\""))
+                            && l.contains(&format!("quantile=\"{p}\""))
+                    })
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(|v| format!("{:.3} ms", v * 1000.0))
+                    .unwrap_or_else(|| "?".into())
+            };
+            println!("  {step:<8} {:>10} {:>10}", q("0.5"), q("0.99"));
+        }
+    }
     println!(
         "\n(the simulator and this load generator share one process; keygate serve is another; all on {} cores)",
         std::thread::available_parallelism()
