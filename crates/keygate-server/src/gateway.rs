@@ -3,7 +3,8 @@
 //! Nothing is forwarded unless the decider has recorded an allow (and its limit debit) first.
 //! Every refusal is a JSON body `{error, reason, decision_id}` with a status that says who must
 //! act: 400 the request is malformed, 401 the token is not valid, 403 keygate said no, 404 no
-//! such venue, 409 a request id was used before, 413 the body is too large, 202 the request is
+//! such venue, 409 a request id was used before, 413 the body is too large, 429 too many
+//! refused tokens came from this address in the last minute, 202 the request is
 //! held for approval, 500 an allowed request could not be signed (its credential cannot be
 //! opened), 502 the venue could not be reached, 503 keygate could not record the decision (and
 //! so did nothing).
@@ -29,6 +30,48 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// The header that carries the decision id on every answer that has one.
 pub const DECISION_HEADER: &str = "x-keygate-decision";
+
+/// Refused tokens one source address may send per minute before the gateway stops passing its
+/// requests to the decider (each refusal is an audit write; a flood must not become one).
+pub const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 30;
+
+/// Counts refused tokens per source address over one-minute windows.
+#[derive(Default)]
+pub struct Throttle {
+    by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (Instant, u32)>>,
+}
+
+impl Throttle {
+    /// Whether `ip` has used up its refusals for this minute.
+    fn blocked(&self, ip: std::net::IpAddr) -> bool {
+        let Ok(map) = self.by_ip.lock() else {
+            return false;
+        };
+        map.get(&ip).is_some_and(|(start, n)| {
+            start.elapsed() < std::time::Duration::from_secs(60)
+                && *n >= MAX_AUTH_FAILURES_PER_MINUTE
+        })
+    }
+
+    /// Counts one refusal of `ip`.
+    fn failed(&self, ip: std::net::IpAddr) {
+        let Ok(mut map) = self.by_ip.lock() else {
+            return;
+        };
+        let minute = std::time::Duration::from_secs(60);
+        if map.len() > 10_000 {
+            map.retain(|_, (start, _)| start.elapsed() < minute);
+        }
+        let e = map.entry(ip).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= minute {
+            *e = (Instant::now(), 0);
+        }
+        e.1 += 1;
+        if e.1 == MAX_AUTH_FAILURES_PER_MINUTE {
+            tracing::warn!(%ip, "too many refused tokens from this address; its requests are refused unrecorded for the rest of the minute");
+        }
+    }
+}
 
 /// A refusal: status, code and reason, and the audit entry that records it if any.
 struct Refusal {
@@ -153,9 +196,26 @@ async fn run(
     body: Body,
 ) -> Result<(Response, &'static str, &'static str), Failed> {
     let unknown = "unknown";
+    let ip = peer.ip().to_canonical();
+    if gw.throttle.blocked(ip) {
+        return Err((
+            refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                format!(
+                    "more than {MAX_AUTH_FAILURES_PER_MINUTE} requests from {ip} were refused for their token in the last minute; check the token, then retry in a minute"
+                ),
+            ),
+            unknown,
+        ));
+    }
     // The token is parsed before anything else is read.
-    let token_text = bearer(headers).map_err(|r| (r, unknown))?;
+    let token_text = bearer(headers).map_err(|r| {
+        gw.throttle.failed(ip);
+        (r, unknown)
+    })?;
     let presented = auth::parse_token(token_text).map_err(|e| {
+        gw.throttle.failed(ip);
         (
             Refusal {
                 status: StatusCode::UNAUTHORIZED,
@@ -245,7 +305,7 @@ async fn run(
         .gateway(
             GatewayRequest {
                 token: presented,
-                ip: peer.ip().to_canonical(),
+                ip,
                 venue: venue.to_string(),
                 method: method.as_str().to_string(),
                 path: venue_path.clone(),
@@ -269,6 +329,7 @@ async fn run(
             )));
         }
         Ok(Answer::Refused { id, error }) => {
+            gw.throttle.failed(ip);
             return Err(fail(Refusal {
                 status: auth_status(&error),
                 error: error.code(),

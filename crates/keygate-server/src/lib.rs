@@ -24,7 +24,7 @@ pub mod reconcile;
 pub mod tls;
 
 pub use credentials::{CredentialCache, keys, open_row};
-pub use gateway::MAX_BODY;
+pub use gateway::{MAX_AUTH_FAILURES_PER_MINUTE, MAX_BODY};
 
 /// The address a connection came from, as the gateway sees it (plain TCP or TLS).
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +63,7 @@ pub struct Gateway {
     pub venues: HashMap<String, VenueSetup>,
     pub credentials: CredentialCache,
     pub http: reqwest::Client,
+    pub throttle: gateway::Throttle,
 }
 
 impl Gateway {
@@ -90,6 +91,7 @@ impl Gateway {
             venues: venues.into_iter().map(|v| (v.name.clone(), v)).collect(),
             credentials,
             http,
+            throttle: gateway::Throttle::default(),
         })
     }
 }

@@ -27,6 +27,7 @@ keygate_store::both_backends!(
     edited_deleted_or_reordered_entries_are_named,
     signed_checkpoints_catch_a_rewritten_chain,
     clocks_ahead_of_the_store_cannot_reopen_windows,
+    gateway_requests_are_authenticated_and_request_ids_never_repeat,
 );
 
 fn engine() -> Arc<Engine> {
@@ -477,4 +478,140 @@ async fn clocks_ahead_of_the_store_cannot_reopen_windows(b: Backend) {
     assert!(v.debit.is_none());
     let v = d.decide(withdraw(10), real_now).await.unwrap().verdict;
     assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+}
+
+/// The gateway's path through the decider: the token checked against the decider's own state
+/// (so a revocation on another instance counts at once), a request id used once across
+/// instances even when they race for it, and a denied request leaving its id unused.
+async fn gateway_requests_are_authenticated_and_request_ids_never_repeat(b: Backend) {
+    use keygate_core::auth::{AuthError, TokenRecord, new_token, parse_token};
+    use keygate_store::{Answer, GatewayRequest};
+
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let a = testing::open(&url).await;
+    setup(&a).await;
+    let b2 = testing::open(&url).await;
+    let t = new_token([5; 8], [6; 32]);
+    a.insert_token(
+        &TokenRecord {
+            id: t.id.clone(),
+            client: "mm".into(),
+            secret_hash: t.secret_hash,
+            venues: vec!["binance".into()],
+            actions: vec![Action::Read, Action::Withdraw],
+            cidrs: vec!["10.0.0.0/24".parse().unwrap()],
+            issued_at: T0 - HOUR,
+            expires_at: T0 + HOUR,
+            revoked_at: None,
+        },
+        "alice",
+    )
+    .await
+    .unwrap();
+    let da = Decider::start(a.clone(), engine(), DeciderOptions::default());
+    let db = Decider::start(b2.clone(), engine(), DeciderOptions::default());
+    let text = t.text.to_string();
+    let req = move |token: &str, ip: &str, intent: Result<Intent, String>, rid: Option<&str>| {
+        GatewayRequest {
+            token: parse_token(token).unwrap(),
+            ip: ip.parse().unwrap(),
+            venue: "binance".into(),
+            method: "POST".into(),
+            path: "/sapi/v1/capital/withdraw/apply".into(),
+            intent,
+            request_id: rid.map(str::to_string),
+        }
+    };
+    let mut intent = withdraw(100);
+    // The gateway does not know the client: the token says who it is.
+    intent.client = String::new();
+    let forged = format!("{}{}", &text[..21], "0".repeat(64));
+
+    let refused = |a: Answer| match a {
+        Answer::Refused { error, .. } => error,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let e = refused(
+        da.gateway(req(&forged, "10.0.0.5", Ok(intent.clone()), None), T0)
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(e, AuthError::BadSecret { .. }), "{e:?}");
+    let e = refused(
+        da.gateway(req(&text, "10.0.1.5", Ok(intent.clone()), None), T0)
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(e, AuthError::WrongAddress { .. }), "{e:?}");
+    // An unclassified request is refused after the token is checked.
+    match da
+        .gateway(
+            req(&text, "10.0.0.5", Err("unknown endpoint".into()), None),
+            T0,
+        )
+        .await
+        .unwrap()
+    {
+        Answer::Rejected { reason, .. } => assert_eq!(reason, "unknown endpoint"),
+        other => panic!("{other:?}"),
+    }
+    // A denied request (unknown destination) leaves its id unused.
+    let mut stranger = intent.clone();
+    stranger.destination = Some("0x00000000000000000000000000000000000000cc".into());
+    match da
+        .gateway(req(&text, "10.0.0.5", Ok(stranger), Some("w1")), T0)
+        .await
+        .unwrap()
+    {
+        Answer::Decided(d) => assert_eq!(d.verdict.outcome, Outcome::Deny),
+        other => panic!("{other:?}"),
+    }
+    match da
+        .gateway(
+            req(&text, "10.0.0.5", Ok(intent.clone()), Some("w1")),
+            T0 + 1,
+        )
+        .await
+        .unwrap()
+    {
+        Answer::Decided(d) => {
+            assert_eq!(d.verdict.outcome, Outcome::Allow, "{:?}", d.verdict.reasons);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The other instance refuses it again.
+    assert!(matches!(
+        db.gateway(
+            req(&text, "10.0.0.5", Ok(intent.clone()), Some("w1")),
+            T0 + 2
+        )
+        .await
+        .unwrap(),
+        Answer::Rejected { .. }
+    ));
+    // Twenty racers over both instances for one id: exactly one is decided.
+    let mut tasks = vec![];
+    for i in 0..20i64 {
+        let d = if i % 2 == 0 { da.clone() } else { db.clone() };
+        let r = req(&text, "10.0.0.5", Ok(intent.clone()), Some("race"));
+        tasks.push(tokio::spawn(async move {
+            d.gateway(r, T0 + 10 + i).await.unwrap()
+        }));
+    }
+    let mut decided = 0;
+    for task in tasks {
+        if let Answer::Decided(d) = task.await.unwrap() {
+            assert_eq!(d.verdict.outcome, Outcome::Allow);
+            decided += 1;
+        }
+    }
+    assert_eq!(decided, 1);
+    // Revoked on one instance: the other refuses the token on its very next request.
+    a.revoke_token(&t.id, "alice", T0 + 100).await.unwrap();
+    let e = refused(
+        db.gateway(req(&text, "10.0.0.5", Ok(intent.clone()), None), T0 + 101)
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(e, AuthError::Revoked { .. }), "{e:?}");
 }

@@ -852,3 +852,38 @@ fn doctor_reports_a_key_that_can_withdraw_from_anywhere() {
     );
     assert_no_leak("doctor's output", &kg.transcript, &s.secrets);
 }
+
+#[test]
+fn a_flood_of_bad_tokens_is_cut_off_before_it_fills_the_audit_log() {
+    let s = setup("off");
+    let serve = Serve::start(&s.kg);
+    let forged = bearer(&format!("{}{}", &s.trader[..21], "0".repeat(64)));
+    for i in 0..keygate_server::MAX_AUTH_FAILURES_PER_MINUTE {
+        let a = http(
+            serve.addr,
+            "GET",
+            "/venues/binance-main/api/v3/account",
+            &[("Authorization", &forged)],
+            b"",
+        );
+        assert_eq!(a.status, 401, "request {i}: {}", a.body);
+    }
+    // From here on the address is cut off for the minute, even with a good token.
+    for token in [&forged, &bearer(&s.trader)] {
+        let a = http(
+            serve.addr,
+            "GET",
+            "/venues/binance-main/api/v3/account",
+            &[("Authorization", token)],
+            b"",
+        );
+        assert_eq!(a.status, 429, "{}", a.body);
+        assert_eq!(a.json()["error"], "too_many_failures");
+    }
+    let mut kg = s.kg;
+    let tail = kg.ok(&["audit", "tail", "-n", "200", "--json"], None);
+    assert_eq!(
+        tail.matches("token.refused").count(),
+        keygate_server::MAX_AUTH_FAILURES_PER_MINUTE as usize
+    );
+}
