@@ -91,9 +91,10 @@ impl Serve {
                 o.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        let addr = first
-            .trim()
+        let line = first.trim();
+        let addr = line
             .strip_prefix("keygate serving on http://")
+            .or_else(|| line.strip_prefix("keygate serving on https://"))
             .unwrap_or_else(|| {
                 let _ = child.kill();
                 let mut err = String::new();
@@ -886,4 +887,69 @@ fn a_flood_of_bad_tokens_is_cut_off_before_it_fills_the_audit_log() {
         tail.matches("token.refused").count(),
         keygate_server::MAX_AUTH_FAILURES_PER_MINUTE as usize
     );
+}
+
+#[test]
+fn tls_serves_https_and_a_silent_client_blocks_no_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let s = setup("off");
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(s.kg.data.join("tls.crt"), key.cert.pem()).unwrap();
+    std::fs::write(s.kg.data.join("tls.key"), key.signing_key.serialize_pem()).unwrap();
+    let cfg_path = s.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "credential_ttl = \"30s\"",
+        "credential_ttl = \"30s\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let serve = Serve::start(&s.kg);
+    assert!(String::from_utf8_lossy(&serve.output()).contains("https://"));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A client that connects and says nothing.
+        let _silent = tokio::net::TcpStream::connect(serve.addr).await.unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(key.cert.der().clone()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let started = Instant::now();
+        let tcp = tokio::net::TcpStream::connect(serve.addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let req = format!(
+            "GET /venues/binance-main/api/v3/account HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            s.trader
+        );
+        tls.write_all(req.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ = tls.read_to_end(&mut answer).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("\"balances\""), "{answer}");
+        // Well inside the 5 s a silent client is given: it held no one up.
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    });
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(serve.addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = plain.read_to_end(&mut buf);
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
 }
