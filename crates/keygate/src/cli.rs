@@ -328,6 +328,9 @@ pub struct BenchGatewayArgs {
     /// Connections for the throughput runs.
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
+    /// Also cross-check with wrk (if installed) for this many seconds per run.
+    #[arg(long)]
+    pub wrk_secs: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -362,6 +362,9 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
             println!("  ({errors} requests failed; the figures above include them)");
         }
     }
+    if let Some(secs) = a.wrk_secs {
+        wrk_runs(sim_addr, kg_addr, &token, a.connections, secs);
+    }
     // Where keygate's time went, as its own metrics saw it (all runs together).
     if let Ok(r) = http.get(format!("http://{kg_addr}/metrics")).send().await
         && let Ok(text) = r.text().await
@@ -391,4 +394,54 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
     );
     drop(serve);
     Ok(())
+}
+
+/// A cross-check with wrk (a separate C load generator, if installed): a public read
+/// (GET /api/v3/time, which needs no signature from the load generator), direct and through
+/// keygate, closed loop.
+fn wrk_runs(sim: SocketAddr, kg: SocketAddr, token: &str, conns: usize, secs: u64) {
+    let run = |url: &str, header: Option<String>| -> Option<(String, String, String)> {
+        let mut cmd = Command::new("wrk");
+        cmd.args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+        ]);
+        if let Some(h) = header {
+            cmd.args(["-H", &h]);
+        }
+        let out = cmd.arg(url).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let field = |prefix: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(prefix))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .unwrap_or("?")
+                .to_string()
+        };
+        let rps = text
+            .lines()
+            .find(|l| l.starts_with("Requests/sec:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string();
+        Some((field("50%"), field("99%"), rps))
+    };
+    let direct = run(&format!("http://{sim}/api/v3/time"), None);
+    let via = run(
+        &format!("http://{kg}/venues/bench/api/v3/time"),
+        Some(format!("Authorization: Bearer {token}")),
+    );
+    match (direct, via) {
+        (Some(d), Some(v)) => {
+            println!(
+                "\nwrk (another process), GET /api/v3/time, {conns} connections, {secs} s, closed loop:"
+            );
+            println!("  {:<8} {:>10} {:>10} {:>12}", "", "p50", "p99", "req/s");
+            println!("  {:<8} {:>10} {:>10} {:>12}", "direct", d.0, d.1, d.2);
+            println!("  {:<8} {:>10} {:>10} {:>12}", "via", v.0, v.1, v.2);
+        }
+        _ => println!("\n(wrk is not installed: apt-get install wrk for the cross-check)"),
+    }
 }
