@@ -126,6 +126,30 @@ fn summary(row: &keygate_store::audit::AuditRow) -> String {
             s
         }
         "auth" => format!("token refused: {}", d["message"].as_str().unwrap_or("?")),
+        "request" => format!(
+            "{} {} {} refused: {}",
+            d["method"].as_str().unwrap_or("?"),
+            d["venue"].as_str().unwrap_or("?"),
+            d["path"].as_str().unwrap_or("?"),
+            d["reason"].as_str().unwrap_or("?")
+        ),
+        "reconcile" => {
+            let o = &d["outflow"];
+            let what = format!(
+                "{} {} to {} (venue id {})",
+                o["amount"].as_str().unwrap_or("?"),
+                o["asset"].as_str().unwrap_or("?"),
+                o["destination"].as_str().unwrap_or("?"),
+                o["id"].as_str().unwrap_or("?")
+            );
+            match d["event"].as_str() {
+                Some("outflow.matched") => format!(
+                    "outflow {what} matches decision {}",
+                    d["decision_id"].as_i64().unwrap_or_default()
+                ),
+                _ => format!("CRITICAL: UNAPPROVED OUTFLOW {what}: no decision allowed it"),
+            }
+        }
         _ => d["action"].as_str().unwrap_or("?").to_string(),
     };
     format!(
