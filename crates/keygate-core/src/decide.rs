@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::auth::ClientRecord;
 use crate::book::{AddressBook, Destination};
+use crate::freeze::Freeze;
 use crate::intent::{Action, Intent};
 pub use crate::limits::LimitCheck;
 use crate::limits::{LimitSpec, LimitState, Move, MoveRef, Selector};
@@ -43,6 +44,9 @@ pub struct Engine {
     pub max_clock_skew: Millis,
     /// (venue, asset) pairs the config names, so policies can refer to them.
     pub assets: Vec<(String, String)>,
+    /// (venue, credential id) for each venue keygate signs for, so a freeze of a credential
+    /// stops every venue that uses it.
+    pub venue_credentials: Vec<(String, String)>,
 }
 
 /// Why an engine or state could not be built.
@@ -75,6 +79,7 @@ impl Engine {
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Clock,
+    Freeze,
     Intent,
     Client,
     Price,
@@ -139,6 +144,7 @@ fn stat_specs() -> Vec<LimitSpec> {
 /// What changes between decisions: clients, destinations, observed prices, limit windows, the
 /// clock. Built from the store; [`State::record`] applies an allowed decision.
 pub struct State {
+    freezes: Vec<Freeze>,
     clients: HashMap<String, ClientRecord>,
     book: AddressBook,
     prices: PriceTable,
@@ -166,6 +172,8 @@ pub struct StateInputs {
     pub moves: Vec<Move>,
     /// The time of the latest decision.
     pub clock: Millis,
+    /// Active freezes.
+    pub freezes: Vec<Freeze>,
 }
 
 impl State {
@@ -206,6 +214,7 @@ impl State {
             })
             .map_err(EngineError::Entities)?;
         Ok(Self {
+            freezes: inputs.freezes,
             clients: inputs
                 .clients
                 .into_iter()
@@ -318,6 +327,34 @@ pub fn decide_with(
                 crate::time::format_duration(now - reference)
             ),
         );
+    }
+    let credential_of = |venue: &str| {
+        engine
+            .venue_credentials
+            .iter()
+            .find(|(v, _)| v == venue)
+            .map(|(_, c)| c.as_str())
+    };
+    let frozen: Vec<String> = state
+        .freezes
+        .iter()
+        .filter(|f| f.covers(intent, credential_of))
+        .map(|f| {
+            format!(
+                "{} is frozen (freeze {}, set by {} at {}: {}); lifting it needs approvals: keygate approve freeze:{} --key FILE",
+                f.scope,
+                f.id,
+                f.set_by,
+                crate::time::format_millis(f.set_at),
+                f.reason,
+                f.id
+            )
+        })
+        .collect();
+    if !frozen.is_empty() {
+        let mut v = Verdict::deny(at, Stage::Freeze, frozen.join("; "));
+        v.reasons = frozen;
+        return v;
     }
     if let Err(e) = intent.validate() {
         return Verdict::deny(at, Stage::Intent, format!("the request is not valid: {e}"));

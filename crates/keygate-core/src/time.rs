@@ -95,3 +95,10 @@ mod tests {
         assert_eq!(hour_utc(HOUR * 25 + 5), 1);
     }
 }
+
+/// A time as RFC 3339 UTC to the second (`2023-11-18T16:47:00Z`), for messages.
+pub fn format_millis(t: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| format!("{t} ms"))
+}

@@ -60,6 +60,7 @@ fn engine(policies: &str) -> Engine {
         price_max_age: 5 * MINUTE,
         max_clock_skew: 5_000,
         assets: vec![("binance".into(), "USDT".into())],
+        venue_credentials: vec![],
     }
 }
 
@@ -101,6 +102,7 @@ fn state(e: &Engine) -> State {
             prices: vec![("BTC".into(), Decimal::from(40_000), T0)],
             moves: vec![],
             clock: T0,
+            freezes: vec![],
         },
     )
     .unwrap()
@@ -229,6 +231,7 @@ fn unapproved_destinations_are_refused() {
             prices: vec![],
             moves: vec![],
             clock: T0,
+            freezes: vec![],
         },
     )
     .unwrap();
@@ -333,4 +336,54 @@ fn a_clock_ahead_of_the_store_is_refused_and_mapped_addresses_work() {
     let s = state(&e);
     i.source_ip = Some("::ffff:10.0.0.5".parse().unwrap());
     assert_eq!(decide(&e, &s, &i, T0).outcome, Outcome::Allow);
+}
+
+#[test]
+fn a_freeze_stops_everything_in_its_scope_and_nothing_else() {
+    use keygate_core::freeze::Freeze;
+    let mut e = engine(POLICIES);
+    e.venue_credentials = vec![("binance".into(), "k1".into())];
+    let state = |scopes: &[&str]| {
+        State::new(
+            &e,
+            StateInputs {
+                clients: vec![client("mm"), client("other")],
+                destinations: vec![dest("USDT", true)],
+                prices: vec![],
+                moves: vec![],
+                clock: T0,
+                freezes: scopes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| Freeze {
+                        id: i as i64 + 1,
+                        scope: s.parse().unwrap(),
+                        reason: "test-then-drain".into(),
+                        set_by: "detector".into(),
+                        set_at: T0 - 1000,
+                    })
+                    .collect(),
+            },
+        )
+        .unwrap()
+    };
+    let w = withdraw("mm", "USDT", 1);
+    let unfrozen = decide(&e, &state(&[]), &w, T0);
+    assert_eq!(unfrozen.outcome, Outcome::Allow, "{unfrozen:?}");
+    for scope in ["all", "client:mm", "venue:binance", "credential:k1"] {
+        let v = decide(&e, &state(&[scope]), &w, T0);
+        assert_eq!(
+            (v.outcome, v.stage),
+            (Outcome::Deny, Stage::Freeze),
+            "{scope}"
+        );
+        assert!(v.reasons[0].contains("keygate approve freeze:1"), "{v:?}");
+    }
+    for scope in ["client:other", "venue:okx", "credential:k2"] {
+        assert_eq!(
+            decide(&e, &state(&[scope]), &w, T0).outcome,
+            Outcome::Allow,
+            "{scope}"
+        );
+    }
 }

@@ -66,6 +66,7 @@ fn engine() -> Engine {
         price_max_age: MINUTE,
         max_clock_skew: 5_000,
         assets: vec![],
+        venue_credentials: vec![],
     }
 }
 
@@ -104,6 +105,7 @@ fn state(e: &Engine) -> State {
             prices: vec![],
             moves: vec![],
             clock: T0,
+            freezes: vec![],
         },
     )
     .unwrap()

@@ -52,6 +52,7 @@ fn engine() -> Arc<Engine> {
         price_max_age: 5 * MINUTE,
         max_clock_skew: 5_000,
         assets: vec![],
+        venue_credentials: vec![],
     })
 }
 

@@ -124,6 +124,7 @@ pub fn build(config: &Config, base: &Path) -> Result<Engine> {
         price_max_age: duration("prices.max_age", &config.prices.max_age)?,
         max_clock_skew: duration("decide.max_clock_skew", &config.decide.max_clock_skew)?,
         assets: vec![],
+        venue_credentials: vec![],
     };
     engine.validate()?;
     Ok(engine)

@@ -127,6 +127,7 @@ fn engine() -> Result<Engine> {
         price_max_age: 5 * MINUTE,
         max_clock_skew: 5_000,
         assets: vec![],
+        venue_credentials: vec![],
     };
     e.validate()?;
     Ok(e)
@@ -197,6 +198,7 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
             prices: vec![],
             moves: vec![],
             clock: T0,
+            freezes: vec![],
         },
     )?;
     // Some history in the windows, as a running instance would have.
