@@ -369,9 +369,10 @@ async fn run(
             return Ok((r, endpoint, "held"));
         }
         Outcome::Deny => {
+            let frozen = decision.verdict.stage == keygate_core::decide::Stage::Freeze;
             return Err(fail(Refusal {
                 status: StatusCode::FORBIDDEN,
-                error: "denied",
+                error: if frozen { "frozen" } else { "denied" },
                 reason,
                 decision_id: Some(decision.id),
             }));

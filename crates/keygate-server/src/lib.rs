@@ -54,6 +54,8 @@ pub struct VenueSetup {
     pub reconcile_every: Option<Duration>,
     /// How far back reconciliation reads on its first run.
     pub reconcile_lookback: Duration,
+    /// What an unapproved outflow at this venue freezes (None: nothing, only the alarm).
+    pub contain: Option<keygate_core::freeze::Scope>,
 }
 
 /// What the server needs: the decider, the store and master key (for credentials), the venues.

@@ -1,7 +1,8 @@
 //! The reconciliation task: reads each venue's withdrawal history with keygate's own
 //! credential and judges every withdrawal in it against the decisions keygate allowed. A
 //! withdrawal nothing allowed is a critical alarm: an audit entry, an error log line and a
-//! metric. (The automatic freeze comes with the detection work.)
+//! metric, and (as the config's `[containment]` says; everything by default) a freeze set in the
+//! same transaction, which only a quorum of approvals lifts.
 //!
 //! Where it last read up to is kept in the store, so after a restart it reads from there, not
 //! from "now": downtime leaves no gap.
@@ -114,7 +115,7 @@ pub async fn pass(gw: &Gateway, setup: &VenueSetup) -> Result<Pass, String> {
     for o in &outflows {
         match gw
             .store
-            .reconcile_outflow(o)
+            .reconcile_outflow(o, setup.contain.as_ref())
             .await
             .map_err(|e| e.to_string())?
         {
@@ -123,7 +124,10 @@ pub async fn pass(gw: &Gateway, setup: &VenueSetup) -> Result<Pass, String> {
                 p.seen += 1;
                 p.matched += 1;
             }
-            Reconciled::Unapproved { audit_id } => {
+            Reconciled::Unapproved {
+                audit_id,
+                freeze_id,
+            } => {
                 p.seen += 1;
                 p.unapproved.push(audit_id);
                 metrics::counter!("keygate_unapproved_outflows_total", "venue" => setup.name.clone())
@@ -137,8 +141,18 @@ pub async fn pass(gw: &Gateway, setup: &VenueSetup) -> Result<Pass, String> {
                     amount = %o.amount,
                     destination = %o.destination,
                     audit_id,
+                    freeze_id,
                     "a withdrawal keygate did not approve left the venue: a credential is being used outside keygate"
                 );
+                if let (Some(id), Some(scope)) = (freeze_id, &setup.contain) {
+                    tracing::error!(
+                        alarm = "freeze.set",
+                        severity = "critical",
+                        freeze_id = id,
+                        scope = %scope,
+                        "{scope} is frozen; lifting it needs a quorum: keygate approve freeze:{id} --key FILE"
+                    );
+                }
             }
         }
     }

@@ -545,12 +545,14 @@ pub(crate) async fn load_inputs(
         prices.push((asset, usd, r.try_get(2)?));
     }
     let moves = crate::audit::moves_since(&mut **tx, moves_since, head.seq).await?;
+    let freezes = crate::freeze::active(tx).await?;
     Ok(keygate_core::decide::StateInputs {
         clients,
         destinations,
         prices,
         moves,
         clock,
+        freezes,
     })
 }
 

@@ -12,6 +12,7 @@ mod credentials;
 pub mod decider;
 mod engine;
 mod error;
+pub mod freeze;
 pub mod reconcile;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -17,14 +17,24 @@ pub enum Reconciled {
     Known,
     /// Explained by an allowed decision.
     Matched { decision_id: i64, audit_id: i64 },
-    /// Explained by nothing keygate allowed: the audit entry of the alarm.
-    Unapproved { audit_id: i64 },
+    /// Explained by nothing keygate allowed: the audit entry of the alarm, and the freeze it
+    /// set (if containment asks for one).
+    Unapproved {
+        audit_id: i64,
+        freeze_id: Option<i64>,
+    },
 }
 
 impl Store {
     /// Judges one outflow in one transaction: matches it to the earliest unmatched allowed
-    /// decision that explains it, or records it as unapproved.
-    pub async fn reconcile_outflow(&self, o: &Outflow) -> Result<Reconciled, StoreError> {
+    /// decision that explains it, or records it as unapproved and, in the same transaction,
+    /// sets a freeze of `contain` (when given): from the next decision on, nothing in that
+    /// scope is allowed until a quorum lifts it.
+    pub async fn reconcile_outflow(
+        &self,
+        o: &Outflow,
+        contain: Option<&keygate_core::freeze::Scope>,
+    ) -> Result<Reconciled, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut head = lock_head(&mut tx).await?;
         let known =
@@ -101,19 +111,27 @@ impl Store {
                 ),
             }),
         };
-        let seqs = append(
-            &mut tx,
-            &mut head,
-            vec![NewEntry {
-                kind: "reconcile",
-                actor: format!("venue:{}", o.venue),
-                at_ms: now,
-                data: NewEntry::data(&entry),
-                debit: None,
-            }],
-            now,
-        )
-        .await?;
+        let mut entries = vec![NewEntry {
+            kind: "reconcile",
+            actor: format!("venue:{}", o.venue),
+            at_ms: now,
+            data: NewEntry::data(&entry),
+            debit: None,
+        }];
+        let mut freeze_id = None;
+        if matched.is_none()
+            && let Some(scope) = contain
+        {
+            let reason = format!(
+                "an unapproved outflow of {} {} from {} to {} (venue id {})",
+                o.amount, o.asset, o.venue, o.destination, o.id
+            );
+            let actor = format!("reconcile:{}", o.venue);
+            let id = crate::freeze::set_in(&mut tx, scope, &reason, &actor, now).await?;
+            entries.push(crate::freeze::freeze_entry(id, scope, &reason, &actor, now));
+            freeze_id = Some(id);
+        }
+        let seqs = append(&mut tx, &mut head, entries, now).await?;
         let audit_id = seqs.first().copied().unwrap_or_default();
         sqlx::query(
             "INSERT INTO venue_withdrawals (venue, venue_id, decision_id, audit_id, seen_ms) VALUES ($1, $2, $3, $4, $5)",
@@ -131,7 +149,10 @@ impl Store {
                 decision_id,
                 audit_id,
             },
-            None => Reconciled::Unapproved { audit_id },
+            None => Reconciled::Unapproved {
+                audit_id,
+                freeze_id,
+            },
         })
     }
 }

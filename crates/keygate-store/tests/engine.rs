@@ -28,6 +28,7 @@ keygate_store::both_backends!(
     signed_checkpoints_catch_a_rewritten_chain,
     clocks_ahead_of_the_store_cannot_reopen_windows,
     gateway_requests_are_authenticated_and_request_ids_never_repeat,
+    a_freeze_holds_across_instances_and_restarts_until_a_quorum_lifts_it,
 );
 
 fn engine() -> Arc<Engine> {
@@ -615,4 +616,159 @@ async fn gateway_requests_are_authenticated_and_request_ids_never_repeat(b: Back
             .unwrap(),
     );
     assert!(matches!(e, AuthError::Revoked { .. }), "{e:?}");
+}
+
+/// A freeze stops the next decision of every instance, survives a restart, and only a quorum of
+/// valid approvals lifts it: a non-approver, an expired or too long-lived approval, a forged
+/// signature, a signature made for another freeze, and the same approver twice all fail to
+/// count.
+async fn a_freeze_holds_across_instances_and_restarts_until_a_quorum_lifts_it(b: Backend) {
+    use keygate_core::freeze::{ApprovalPolicy, Scope, approval_message};
+    use keygate_store::freeze::Approved;
+
+    // Approvals are checked against the store's clock, so this test runs on the real time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let a = testing::open(&url).await;
+    setup(&a).await;
+    let db = Decider::start(
+        testing::open(&url).await,
+        engine(),
+        DeciderOptions::default(),
+    );
+    assert_eq!(
+        db.decide(withdraw(10), now).await.unwrap().verdict.outcome,
+        Outcome::Allow
+    );
+    let (f1, _) = a
+        .freeze(
+            &Scope::Client("mm".into()),
+            "test-then-drain",
+            "admin:alice",
+            now + 1,
+        )
+        .await
+        .unwrap();
+    let (f2, _) = a
+        .freeze(&Scope::Venue("okx".into()), "other", "admin:alice", now + 1)
+        .await
+        .unwrap();
+    let v = db.decide(withdraw(10), now + 2).await.unwrap().verdict;
+    assert_eq!(
+        (v.outcome, v.stage),
+        (Outcome::Deny, keygate_core::decide::Stage::Freeze)
+    );
+    // A restart (a new handle and decider) still sees it.
+    let db = Decider::start(
+        testing::open(&url).await,
+        engine(),
+        DeciderOptions::default(),
+    );
+    assert_eq!(
+        db.decide(withdraw(10), now + 3)
+            .await
+            .unwrap()
+            .verdict
+            .stage,
+        keygate_core::decide::Stage::Freeze
+    );
+    assert_eq!(a.freezes(false).await.unwrap().len(), 2);
+
+    let signer = |k: &'static str| TestSigner(k);
+    let policy = ApprovalPolicy {
+        approvers: vec!["k1".into(), "k2".into(), "k3".into()],
+        quorum: 2,
+        max_validity: HOUR,
+    };
+    let subject = a.approval_subject(&format!("freeze:{f1}")).await.unwrap();
+    let other = a.approval_subject(&format!("freeze:{f2}")).await.unwrap();
+    let exp = now + 10 * MINUTE;
+    let sign = |k: &'static str, s: &keygate_core::freeze::Subject, e: i64| {
+        signer(k).sign(&approval_message(s, e))
+    };
+    let sub = format!("freeze:{f1}");
+    let approve = |key: &'static str, sig: String, e: i64| {
+        let (a, sub, policy) = (a.clone(), sub.clone(), policy.clone());
+        async move { a.approve(&sub, key, &sig, e, &policy, &MultiKey, now).await }
+    };
+    // Not an approver.
+    assert!(approve("k9", sign("k9", &subject, exp), exp).await.is_err());
+    // Expired, and valid for too long.
+    assert!(
+        approve("k1", sign("k1", &subject, now - 1), now - 1)
+            .await
+            .is_err()
+    );
+    assert!(
+        approve("k1", sign("k1", &subject, now + 2 * HOUR), now + 2 * HOUR)
+            .await
+            .is_err()
+    );
+    // Forged: signed by another key; replayed: made for the other freeze.
+    assert!(approve("k1", sign("k2", &subject, exp), exp).await.is_err());
+    assert!(approve("k1", sign("k1", &other, exp), exp).await.is_err());
+    // One valid approval, twice: it counts once.
+    for _ in 0..2 {
+        assert!(matches!(
+            approve("k1", sign("k1", &subject, exp), exp).await.unwrap(),
+            Approved::Counted {
+                have: 1,
+                need: 2,
+                ..
+            }
+        ));
+    }
+    assert_eq!(
+        db.decide(withdraw(10), now + 4)
+            .await
+            .unwrap()
+            .verdict
+            .stage,
+        keygate_core::decide::Stage::Freeze
+    );
+    // The second approver completes the quorum.
+    match approve("k2", sign("k2", &subject, exp), exp).await.unwrap() {
+        Approved::Lifted {
+            freeze_id,
+            approvers,
+            ..
+        } => {
+            assert_eq!(freeze_id, f1);
+            assert_eq!(approvers, vec!["k1".to_string(), "k2".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        db.decide(withdraw(10), now + 5)
+            .await
+            .unwrap()
+            .verdict
+            .outcome,
+        Outcome::Allow
+    );
+    // Lifted is lifted: nothing more to approve; the other freeze still holds.
+    assert!(approve("k3", sign("k3", &subject, exp), exp).await.is_err());
+    assert_eq!(a.freezes(false).await.unwrap().len(), 1);
+    assert_eq!(a.freezes(true).await.unwrap().len(), 2);
+}
+
+/// Verifies the store tests' keyed-hash signatures for any key.
+struct MultiKey;
+impl Verifier for MultiKey {
+    fn verify(&self, key: &str, message: &[u8], sig: &str) -> Result<(), String> {
+        let expected = hex::encode(
+            Sha256::new()
+                .chain_update(key)
+                .chain_update(message)
+                .finalize(),
+        );
+        if expected == sig {
+            Ok(())
+        } else {
+            Err("signature does not verify".into())
+        }
+    }
 }

@@ -22,7 +22,7 @@ pub use envelope::{Binding, SealedSecret, open, rewrap, seal};
 pub use error::VaultError;
 pub use master::{KdfParams, KeyId, MasterKey, check_key_file_permissions};
 pub use secret::{SecretBytes, SecretString};
-pub use signing::{AuditKey, verify_signature};
+pub use signing::{ApproverKey, AuditKey, verify_signature};
 
 /// Fill `buf` with bytes from the operating system's secure random source.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), VaultError> {

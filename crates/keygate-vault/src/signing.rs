@@ -1,5 +1,6 @@
-//! The instance's Ed25519 signing key, which signs audit checkpoints. Kept like the master key:
-//! hex in a file of mode 0600, refused if group or others may read or write it.
+//! Ed25519 signing keys: the instance's, which signs audit checkpoints, and approvers', which
+//! sign approvals (the same type and file format). Kept like the master key: hex in a file of
+//! mode 0600, refused if group or others may read or write it.
 
 use std::fs;
 use std::path::Path;
@@ -12,6 +13,9 @@ use crate::{VaultError, random_bytes};
 
 /// An Ed25519 signing key (zeroized on drop by ed25519-dalek).
 pub struct AuditKey(SigningKey);
+
+/// An approver's key: an Ed25519 key in the same file format as the audit key.
+pub type ApproverKey = AuditKey;
 
 impl std::fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

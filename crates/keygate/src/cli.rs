@@ -74,6 +74,13 @@ pub enum Command {
     Audit(AuditCommand),
     /// Show what keygate would decide for an intent now (JSON, file or stdin); records nothing.
     Decide(DecideArgs),
+    /// Freeze a scope (all, client:NAME, venue:NAME, credential:ID) at once, or `freeze list`.
+    Freeze(FreezeArgs),
+    /// Sign and submit an approval (freeze:ID) with an approver key; a quorum lifts the freeze.
+    Approve(ApproveArgs),
+    /// Make an approver key.
+    #[command(subcommand)]
+    Approver(ApproverCommand),
     /// Run the gateway: bots call /venues/<venue>/…; keygate decides, signs and forwards.
     Serve(ServeArgs),
     /// Ask each venue what keygate's key there may do, and report what is unsafe.
@@ -81,6 +88,40 @@ pub enum Command {
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct FreezeArgs {
+    /// What to freeze: all, client:NAME, venue:NAME or credential:ID; or `list`.
+    pub target: String,
+    /// Why (shown with every decision the freeze denies).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// With `list`: lifted freezes too.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// What to approve: freeze:ID (lifting that freeze).
+    pub subject: String,
+    /// The approver's Ed25519 key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// How long the approval stays valid (at most approvals.max_validity).
+    #[arg(long, default_value = "15m")]
+    pub ttl: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApproverCommand {
+    /// Write a new approver key (mode 0600) and print its public key.
+    Keygen {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,10 @@ pub struct Config {
     pub limits: Vec<LimitConfig>,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub approvals: ApprovalsConfig,
+    #[serde(default)]
+    pub containment: ContainmentConfig,
     /// The venues the gateway serves, by name (the name in `/venues/<name>/…`, in client
     /// scopes, limits and policies).
     #[serde(default)]
@@ -77,6 +81,59 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             credential_ttl: default_credential_ttl(),
+        }
+    }
+}
+
+/// Who may lift a freeze, and how many of them must.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsConfig {
+    /// Approvers' Ed25519 public keys (hex; `keygate approver keygen` makes one).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// How many distinct approvers must sign.
+    #[serde(default = "default_quorum")]
+    pub quorum: usize,
+    /// The longest an approval may stay valid for.
+    #[serde(default = "default_max_validity")]
+    pub max_validity: String,
+}
+
+fn default_quorum() -> usize {
+    2
+}
+fn default_max_validity() -> String {
+    "1h".into()
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            approvers: vec![],
+            quorum: default_quorum(),
+            max_validity: default_max_validity(),
+        }
+    }
+}
+
+/// What keygate freezes by itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainmentConfig {
+    /// On an unapproved outflow (reconciliation): "all", "venue", "credential" or "none".
+    #[serde(default = "default_unapproved_outflow")]
+    pub unapproved_outflow: String,
+}
+
+fn default_unapproved_outflow() -> String {
+    "all".into()
+}
+
+impl Default for ContainmentConfig {
+    fn default() -> Self {
+        Self {
+            unapproved_outflow: default_unapproved_outflow(),
         }
     }
 }
@@ -397,6 +454,7 @@ const ENV_FIELDS: &[(&str, &str)] = &[
     ("decide", "max_clock_skew"),
     ("server", "listen"),
     ("server", "credential_ttl"),
+    ("containment", "unapproved_outflow"),
 ];
 
 /// The environment variable that overrides `section.field`.
@@ -555,6 +613,18 @@ credential_ttl = "30s"
 # reconcile_every = "60s"               # read the withdrawal history and match it; "off" disables
 # reconcile_lookback = "24h"            # how far back the first reading goes
 # extra_read_paths = []                 # more GET paths to allow as reads
+
+[approvals]
+# Freezes are lifted only by this many signed approvals of distinct approvers (Ed25519 keys;
+# `keygate approver keygen --out FILE` makes one and prints the public key to list here).
+approvers = []
+quorum = 2
+max_validity = "1h"
+
+[containment]
+# What an unapproved outflow (a withdrawal reconciliation cannot match) freezes: "all",
+# "venue", "credential" or "none" (alarm only).
+unapproved_outflow = "all"
 
 # Rolling limits over allowed withdrawals and transfers (see docs/config.md). client, venue and
 # asset narrow a limit; "*" gives each client (venue, asset) its own bucket.

@@ -124,7 +124,16 @@ pub fn build(config: &Config, base: &Path) -> Result<Engine> {
         price_max_age: duration("prices.max_age", &config.prices.max_age)?,
         max_clock_skew: duration("decide.max_clock_skew", &config.decide.max_clock_skew)?,
         assets: vec![],
-        venue_credentials: vec![],
+        venue_credentials: config
+            .venues
+            .iter()
+            .map(|(name, v)| {
+                (
+                    name.clone(),
+                    v.credential.clone().unwrap_or_else(|| name.clone()),
+                )
+            })
+            .collect(),
     };
     engine.validate()?;
     Ok(engine)
@@ -200,4 +209,27 @@ mod tests {
         let e = format!("{:#}", build(&bad, dir.path()).unwrap_err());
         assert!(e.contains("at least one"), "{e}");
     }
+}
+
+/// The approval policy the config describes, checked.
+pub fn approval_policy(config: &Config) -> Result<keygate_core::freeze::ApprovalPolicy> {
+    let policy = keygate_core::freeze::ApprovalPolicy {
+        approvers: config
+            .approvals
+            .approvers
+            .iter()
+            .map(|k| k.trim().to_ascii_lowercase())
+            .collect(),
+        quorum: config.approvals.quorum,
+        max_validity: duration("approvals.max_validity", &config.approvals.max_validity)?,
+    };
+    for k in &policy.approvers {
+        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "approvals.approvers: {k:?} is not an Ed25519 public key (64 hex digits); `keygate approver keygen` prints one"
+            );
+        }
+    }
+    policy.validate().map_err(anyhow::Error::msg)?;
+    Ok(policy)
 }

@@ -6,6 +6,7 @@ pub(crate) mod audit_sign;
 mod bench;
 mod bench_gateway;
 mod credential;
+mod freeze;
 mod init;
 mod policy;
 mod rekey;
@@ -61,6 +62,21 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Address(cmd) => {
             let (h, actor) = state(&cli, paths).await?;
             close(&h, admin::address(&h, &actor, cmd).await).await
+        }
+        Command::Freeze(args) => {
+            let (h, actor) = state(&cli, paths).await?;
+            close(&h, freeze::freeze(&h, &actor, args).await).await
+        }
+        Command::Approve(args) => {
+            let (h, _) = state(&cli, paths).await?;
+            close(&h, freeze::approve(&h, args).await).await
+        }
+        Command::Approver(cmd) => {
+            logging::init(
+                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
+                "info",
+            );
+            freeze::approver(cmd)
         }
         Command::Decide(args) => {
             let (h, _) = state(&cli, paths).await?;

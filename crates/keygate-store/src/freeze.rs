@@ -1,0 +1,314 @@
+//! Freezes in the store, and the approvals that lift them.
+//!
+//! A freeze is set in one transaction with its audit entry (kind `freeze`), which makes every
+//! decider rebuild its state on its next batch: the freeze holds from the next decision of every
+//! instance. Lifting needs a quorum of signed approvals; each approval is checked (approver,
+//! expiry, signature over the message unique to that freeze) and recorded in one transaction,
+//! and the one that completes the quorum lifts the freeze in the same transaction.
+
+use keygate_core::Millis;
+use keygate_core::freeze::{ApprovalPolicy, Freeze, Scope, Subject, approval_message};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::audit::{NewEntry, Verifier, append, lock_head_at};
+use crate::{Store, StoreError};
+
+/// A freeze as stored, lifted or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreezeRow {
+    pub freeze: Freeze,
+    pub lifted_at: Option<Millis>,
+    pub lifted_by: Option<String>,
+}
+
+/// What an approval came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Approved {
+    /// Recorded; `have` of the `need` approvals are now valid.
+    Counted {
+        have: usize,
+        need: usize,
+        audit_id: i64,
+    },
+    /// This approval completed the quorum: the freeze is lifted.
+    Lifted {
+        freeze_id: i64,
+        approvers: Vec<String>,
+        audit_id: i64,
+    },
+}
+
+const FREEZE_COLS: &str =
+    "SELECT id, scope, reason, set_by, set_ms, lifted_ms, lifted_by FROM freezes";
+
+fn row_to_freeze(r: &AnyRow) -> Result<FreezeRow, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    let scope: String = r.try_get("scope")?;
+    Ok(FreezeRow {
+        freeze: Freeze {
+            id,
+            scope: scope
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("freeze {id}: {e}")))?,
+            reason: r.try_get("reason")?,
+            set_by: r.try_get("set_by")?,
+            set_at: r.try_get("set_ms")?,
+        },
+        lifted_at: r.try_get("lifted_ms")?,
+        lifted_by: r.try_get("lifted_by")?,
+    })
+}
+
+/// The freezes that hold, read in `tx` (for the decider's state).
+pub(crate) async fn active(tx: &mut Transaction<'static, Any>) -> Result<Vec<Freeze>, StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{FREEZE_COLS} WHERE lifted_ms IS NULL ORDER BY id"
+    )))
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|r| row_to_freeze(r).map(|f| f.freeze))
+    .collect()
+}
+
+fn freeze_id(subject: &str) -> Result<i64, StoreError> {
+    subject
+        .strip_prefix("freeze:")
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "{subject:?} is not something to approve; `keygate freeze list` shows freeze:ID for each freeze"
+            ))
+        })
+}
+
+impl Store {
+    /// Sets a freeze. Returns its id and the audit entry's sequence number.
+    pub async fn freeze(
+        &self,
+        scope: &Scope,
+        reason: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let (mut head, store_now) = lock_head_at(&mut tx, self.backend()).await?;
+        let id = set_in(&mut tx, scope, reason, actor, now.min(store_now)).await?;
+        let seqs = append(
+            &mut tx,
+            &mut head,
+            vec![freeze_entry(id, scope, reason, actor, now)],
+            store_now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((id, seqs.first().copied().unwrap_or_default()))
+    }
+
+    /// Freezes, newest first; lifted ones too when `all`.
+    pub async fn freezes(&self, all: bool) -> Result<Vec<FreezeRow>, StoreError> {
+        let filter = if all { "" } else { " WHERE lifted_ms IS NULL" };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{FREEZE_COLS}{filter} ORDER BY id DESC"
+        )))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(row_to_freeze)
+        .collect()
+    }
+
+    /// What approving `subject` (`freeze:ID`) means now: the subject to sign, if it can be
+    /// approved.
+    pub async fn approval_subject(&self, subject: &str) -> Result<Subject, StoreError> {
+        let id = freeze_id(subject)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{FREEZE_COLS} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("there is no freeze {id}")))?;
+        subject_of(&row_to_freeze(&row)?)
+    }
+
+    /// Checks and records one signed approval of `subject`; lifts the freeze when it completes
+    /// the quorum. Anything wrong (not an approver, expired, too long-lived, a signature that
+    /// does not verify over this freeze's message, a freeze no longer active) is an error and
+    /// changes nothing. A second approval by the same key replaces its first: it counts once.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn approve(
+        &self,
+        subject: &str,
+        approver: &str,
+        signature: &str,
+        expires_at: Millis,
+        policy: &ApprovalPolicy,
+        verifier: &dyn Verifier,
+        now: Millis,
+    ) -> Result<Approved, StoreError> {
+        let id = freeze_id(subject)?;
+        let approver = approver.to_ascii_lowercase();
+        if !policy.is_approver(&approver) {
+            return Err(StoreError::Conflict(format!(
+                "key {approver} is not one of the approvers in [approvals] of the config"
+            )));
+        }
+        let mut tx = self.begin_write().await?;
+        let (mut head, store_now) = lock_head_at(&mut tx, self.backend()).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{FREEZE_COLS} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("there is no freeze {id}")))?;
+        let row = row_to_freeze(&row)?;
+        let what = subject_of(&row)?;
+        if expires_at <= store_now {
+            return Err(StoreError::Conflict(
+                "the approval has expired; sign a new one with `keygate approve`".into(),
+            ));
+        }
+        if expires_at - store_now > policy.max_validity {
+            return Err(StoreError::Conflict(format!(
+                "the approval is valid for longer than approvals.max_validity ({}); sign one that expires sooner",
+                keygate_core::time::format_duration(policy.max_validity)
+            )));
+        }
+        verifier
+            .verify(&approver, &approval_message(&what, expires_at), signature)
+            .map_err(|e| {
+                StoreError::Conflict(format!(
+                    "the approval's signature does not verify for freeze {id} with key {approver}: {e}"
+                ))
+            })?;
+        sqlx::query(
+            "INSERT INTO approvals (subject, approver, signature, expires_ms, at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (subject, approver) DO UPDATE SET signature = excluded.signature, \
+             expires_ms = excluded.expires_ms, at_ms = excluded.at_ms",
+        )
+        .bind(what.key())
+        .bind(approver.clone())
+        .bind(signature.to_string())
+        .bind(expires_at)
+        .bind(store_now)
+        .execute(&mut *tx)
+        .await?;
+        let mut valid: Vec<String> = vec![];
+        for r in
+            sqlx::query("SELECT approver FROM approvals WHERE subject = $1 AND expires_ms > $2")
+                .bind(what.key())
+                .bind(store_now)
+                .fetch_all(&mut *tx)
+                .await?
+        {
+            let a: String = r.try_get(0)?;
+            if policy.is_approver(&a) {
+                valid.push(a);
+            }
+        }
+        valid.sort();
+        let mut entries = vec![NewEntry {
+            kind: "approval",
+            actor: format!("approver:{approver}"),
+            at_ms: now,
+            data: NewEntry::data(&json!({
+                "event": "approval", "subject": what, "expires_at": expires_at,
+                "valid": valid.len(), "quorum": policy.quorum,
+            })),
+            debit: None,
+        }];
+        let lifted = valid.len() >= policy.quorum;
+        if lifted {
+            sqlx::query("UPDATE freezes SET lifted_ms = $1, lifted_by = $2 WHERE id = $3")
+                .bind(store_now)
+                .bind(valid.join(","))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM approvals WHERE subject = $1")
+                .bind(what.key())
+                .execute(&mut *tx)
+                .await?;
+            entries.push(NewEntry {
+                kind: "freeze",
+                actor: "quorum".into(),
+                at_ms: now,
+                data: NewEntry::data(&json!({
+                    "event": "freeze.lifted", "freeze_id": id, "scope": row.freeze.scope,
+                    "approvers": valid,
+                })),
+                debit: None,
+            });
+        }
+        let seqs = append(&mut tx, &mut head, entries, store_now).await?;
+        tx.commit().await?;
+        let audit_id = seqs.last().copied().unwrap_or_default();
+        Ok(if lifted {
+            Approved::Lifted {
+                freeze_id: id,
+                approvers: valid,
+                audit_id,
+            }
+        } else {
+            Approved::Counted {
+                have: valid.len(),
+                need: policy.quorum,
+                audit_id,
+            }
+        })
+    }
+}
+
+fn subject_of(row: &FreezeRow) -> Result<Subject, StoreError> {
+    if row.lifted_at.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "freeze {} was already lifted; nothing to approve",
+            row.freeze.id
+        )));
+    }
+    Ok(Subject::Unfreeze {
+        freeze_id: row.freeze.id,
+        scope: row.freeze.scope.clone(),
+        set_at: row.freeze.set_at,
+    })
+}
+
+/// Inserts a freeze row in `tx`; returns its id.
+pub(crate) async fn set_in(
+    tx: &mut Transaction<'static, Any>,
+    scope: &Scope,
+    reason: &str,
+    actor: &str,
+    at: Millis,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO freezes (scope, reason, set_by, set_ms) VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(scope.to_string())
+    .bind(reason.to_string())
+    .bind(actor.to_string())
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The audit entry of a freeze being set.
+pub(crate) fn freeze_entry(
+    id: i64,
+    scope: &Scope,
+    reason: &str,
+    actor: &str,
+    now: Millis,
+) -> NewEntry {
+    NewEntry {
+        kind: "freeze",
+        actor: actor.to_string(),
+        at_ms: now,
+        data: NewEntry::data(&json!({
+            "event": "freeze.set", "freeze_id": id, "scope": scope, "reason": reason,
+        })),
+        debit: None,
+    }
+}

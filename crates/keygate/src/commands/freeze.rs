@@ -1,0 +1,154 @@
+//! `keygate freeze`, `keygate approve` and `keygate approver keygen`: containment by hand, and
+//! the signed approvals that lift it.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use keygate_core::freeze::{Scope, approval_message};
+use keygate_store::audit::Verifier;
+use keygate_store::freeze::Approved;
+
+use crate::cli::{ApproveArgs, ApproverCommand, FreezeArgs};
+use crate::commands::{now_ms, time_text};
+use crate::engine::{approval_policy, duration};
+use crate::instance::StateHandle;
+
+/// Ed25519 signatures, as the vault checks them.
+struct Ed25519;
+
+impl Verifier for Ed25519 {
+    fn verify(&self, public_key: &str, message: &[u8], signature: &str) -> Result<(), String> {
+        keygate_vault::verify_signature(public_key, message, signature)
+    }
+}
+
+pub async fn freeze(h: &StateHandle, actor: &str, a: &FreezeArgs) -> Result<()> {
+    if a.target == "list" {
+        return list(h, a.all).await;
+    }
+    let scope: Scope = a.target.parse().map_err(anyhow::Error::msg)?;
+    let Some(reason) = a.reason.as_deref().filter(|r| !r.trim().is_empty()) else {
+        bail!("say why with --reason; it is shown with every decision the freeze denies");
+    };
+    if reason.len() > 500 {
+        bail!("--reason is limited to 500 characters");
+    }
+    let (id, seq) = h.store.freeze(&scope, reason, actor, now_ms()).await?;
+    crate::commands::audit_sign::checkpoint_if_due(h).await?;
+    println!(
+        "freeze {id}: {scope} is frozen from the next decision of every instance (audit entry {seq}).\nLifting it needs {} approvals: keygate approve freeze:{id} --key FILE",
+        h.config.approvals.quorum
+    );
+    Ok(())
+}
+
+async fn list(h: &StateHandle, all: bool) -> Result<()> {
+    let rows = h.store.freezes(all).await?;
+    if rows.is_empty() {
+        println!(
+            "{}",
+            if all {
+                "no freezes"
+            } else {
+                "nothing is frozen"
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<28} {:<20} {:<24} {:<20} reason",
+        "id", "scope", "set", "set by", "lifted"
+    );
+    for r in rows {
+        let lifted = r
+            .lifted_at
+            .map(time_text)
+            .unwrap_or_else(|| "FROZEN".to_string());
+        println!(
+            "{:<8} {:<28} {:<20} {:<24} {:<20} {}",
+            format!("freeze:{}", r.freeze.id),
+            r.freeze.scope.to_string(),
+            time_text(r.freeze.set_at),
+            r.freeze.set_by,
+            lifted,
+            r.freeze.reason
+        );
+    }
+    Ok(())
+}
+
+pub async fn approve(h: &StateHandle, a: &ApproveArgs) -> Result<()> {
+    let policy = approval_policy(&h.config)?;
+    let key = keygate_vault::ApproverKey::read_file(&a.key)?;
+    let public = key.public_hex();
+    if !policy.is_approver(&public) {
+        bail!(
+            "the key in {} (public key {public}) is not listed in approvals.approvers of the config",
+            a.key.display()
+        );
+    }
+    let ttl = duration("--ttl", &a.ttl)?;
+    if ttl <= 0 || ttl > policy.max_validity {
+        bail!(
+            "--ttl must be positive and at most approvals.max_validity ({})",
+            h.config.approvals.max_validity
+        );
+    }
+    let subject = h.store.approval_subject(&a.subject).await?;
+    let expires_at = now_ms() + ttl;
+    let signature = key.sign_hex(&approval_message(&subject, expires_at));
+    let outcome = h
+        .store
+        .approve(
+            &a.subject,
+            &public,
+            &signature,
+            expires_at,
+            &policy,
+            &Ed25519,
+            now_ms(),
+        )
+        .await?;
+    crate::commands::audit_sign::checkpoint_if_due(h).await?;
+    match outcome {
+        Approved::Counted {
+            have,
+            need,
+            audit_id,
+        } => println!(
+            "approval of {} counted: {have} of {need}, valid until {} (audit entry {audit_id})",
+            a.subject,
+            time_text(expires_at)
+        ),
+        Approved::Lifted {
+            freeze_id,
+            approvers,
+            audit_id,
+        } => println!(
+            "freeze {freeze_id} lifted by {} approvers (audit entry {audit_id})",
+            approvers.len()
+        ),
+    }
+    Ok(())
+}
+
+pub fn approver(cmd: &ApproverCommand) -> Result<()> {
+    match cmd {
+        ApproverCommand::Keygen { out } => keygen(out),
+    }
+}
+
+fn keygen(out: &Path) -> Result<()> {
+    if out.exists() {
+        bail!("{} exists; choose another path", out.display());
+    }
+    let key = keygate_vault::ApproverKey::generate()?;
+    key.write_file(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "wrote {} (mode 0600; keep it with the approver, not on keygate's host).\nAdd its public key to approvals.approvers in the config:\n  \"{}\"",
+        out.display(),
+        key.public_hex()
+    );
+    Ok(())
+}
