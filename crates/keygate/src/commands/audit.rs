@@ -133,6 +133,25 @@ fn summary(row: &keygate_store::audit::AuditRow) -> String {
             d["path"].as_str().unwrap_or("?"),
             d["reason"].as_str().unwrap_or("?")
         ),
+        "freeze" => match d["event"].as_str() {
+            Some("freeze.lifted") => format!(
+                "freeze {} ({}) lifted by a quorum",
+                d["freeze_id"].as_i64().unwrap_or_default(),
+                d["scope"].as_str().unwrap_or("?")
+            ),
+            _ => format!(
+                "FROZEN {} (freeze {}): {}",
+                d["scope"].as_str().unwrap_or("?"),
+                d["freeze_id"].as_i64().unwrap_or_default(),
+                d["reason"].as_str().unwrap_or("?")
+            ),
+        },
+        "approval" => format!(
+            "approval of freeze {}: {} of {} valid",
+            d["subject"]["freeze_id"].as_i64().unwrap_or_default(),
+            d["valid"].as_i64().unwrap_or_default(),
+            d["quorum"].as_i64().unwrap_or_default()
+        ),
         "reconcile" => {
             let o = &d["outflow"];
             let what = format!(

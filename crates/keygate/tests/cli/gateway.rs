@@ -777,6 +777,23 @@ fn reconciliation_flags_a_withdrawal_made_around_keygate() {
         out.contains("outflow.unapproved") && out.contains("critical"),
         "{out}"
     );
+    // Containment: everything is frozen from the next decision on.
+    assert!(kg.ok(&["freeze", "list"], None).contains("all"));
+    let a = http(
+        serve.addr,
+        "GET",
+        "/venues/binance-main/api/v3/account",
+        &[("Authorization", &treasurer)],
+        b"",
+    );
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.json()["error"], "frozen");
+    assert!(
+        a.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unapproved outflow")
+    );
     // Later passes judge nothing twice.
     std::thread::sleep(Duration::from_millis(2500));
     let tail = kg.ok(&["audit", "tail", "-n", "100", "--json"], None);
@@ -952,4 +969,118 @@ fn tls_serves_https_and_a_silent_client_blocks_no_one() {
     let mut buf = Vec::new();
     let _ = plain.read_to_end(&mut buf);
     assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+}
+
+#[test]
+fn a_freeze_stops_a_bot_at_once_survives_a_restart_and_only_a_quorum_lifts_it() {
+    let mut s = setup("off");
+    let keys: Vec<(std::path::PathBuf, String)> = (0..3)
+        .map(|i| {
+            let path = s.kg.tmp.path().join(format!("approver{i}.key"));
+            let out = s.kg.ok(
+                &["approver", "keygen", "--out", path.to_str().unwrap()],
+                None,
+            );
+            let public = out
+                .lines()
+                .last()
+                .unwrap()
+                .trim()
+                .trim_matches('"')
+                .to_string();
+            assert_eq!(public.len(), 64, "{out}");
+            (path, public)
+        })
+        .collect();
+    let cfg_path = s.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "approvers = []",
+        &format!("approvers = [\"{}\", \"{}\"]", keys[0].1, keys[1].1),
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let serve = Serve::start(&s.kg);
+    let trader = bearer(&s.trader);
+    let read = |addr| {
+        http(
+            addr,
+            "GET",
+            "/venues/binance-main/api/v3/account",
+            &[("Authorization", &trader)],
+            b"",
+        )
+    };
+    assert_eq!(read(serve.addr).status, 200);
+    let out = s.kg.ok(
+        &[
+            "freeze",
+            "client:trader",
+            "--reason",
+            "test-then-drain seen",
+        ],
+        None,
+    );
+    assert!(out.contains("approve freeze:1"), "{out}");
+    let before = s.sim.requests();
+    let a = read(serve.addr);
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.json()["error"], "frozen");
+    assert!(
+        a.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("test-then-drain seen")
+    );
+    assert_eq!(s.sim.requests(), before);
+    // It survives a restart.
+    drop(serve);
+    let serve = Serve::start(&s.kg);
+    assert_eq!(read(serve.addr).status, 403);
+    assert!(s.kg.ok(&["freeze", "list"], None).contains("client:trader"));
+
+    let approve = |kg: &mut Kg, key: &std::path::Path| {
+        kg.run(
+            &["approve", "freeze:1", "--key", key.to_str().unwrap()],
+            None,
+        )
+    };
+    // A key the config does not list is refused.
+    let out = approve(&mut s.kg, &keys[2].0);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not listed in approvals.approvers"));
+    // One approver, twice: one of two, and still frozen.
+    for _ in 0..2 {
+        let out = approve(&mut s.kg, &keys[0].0);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("counted: 1 of 2"));
+    }
+    assert_eq!(read(serve.addr).status, 403);
+    // An approval that would outlive approvals.max_validity is refused.
+    let out = s.kg.run(
+        &[
+            "approve",
+            "freeze:1",
+            "--key",
+            keys[1].0.to_str().unwrap(),
+            "--ttl",
+            "2h",
+        ],
+        None,
+    );
+    assert!(!out.status.success());
+    // The second approver lifts it; the bot works again on its next request.
+    let out = approve(&mut s.kg, &keys[1].0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("lifted"),
+        "{out:?}"
+    );
+    assert_eq!(read(serve.addr).status, 200);
+    assert!(
+        s.kg.ok(&["freeze", "list"], None)
+            .contains("nothing is frozen")
+    );
+    s.kg.ok(&["audit", "verify"], None);
 }
