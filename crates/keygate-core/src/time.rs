@@ -66,6 +66,13 @@ pub fn hour_utc(t: Millis) -> i64 {
     t.div_euclid(HOUR).rem_euclid(24)
 }
 
+/// A time as RFC 3339 UTC to the second (`2023-11-18T16:47:00Z`), for messages.
+pub fn format_millis(t: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(t)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| format!("{t} ms"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,11 +101,4 @@ mod tests {
         assert_eq!(hour_utc(0), 0);
         assert_eq!(hour_utc(HOUR * 25 + 5), 1);
     }
-}
-
-/// A time as RFC 3339 UTC to the second (`2023-11-18T16:47:00Z`), for messages.
-pub fn format_millis(t: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(t)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| format!("{t} ms"))
 }
