@@ -170,6 +170,29 @@ permit (
 // when { context.usd_value_cents > 10000000 } unless { context.approvals >= 2 };
 "#;
 
+/// The approval policy the config describes, checked.
+pub fn approval_policy(config: &Config) -> Result<keygate_core::freeze::ApprovalPolicy> {
+    let policy = keygate_core::freeze::ApprovalPolicy {
+        approvers: config
+            .approvals
+            .approvers
+            .iter()
+            .map(|k| k.trim().to_ascii_lowercase())
+            .collect(),
+        quorum: config.approvals.quorum,
+        max_validity: duration("approvals.max_validity", &config.approvals.max_validity)?,
+    };
+    for k in &policy.approvers {
+        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "approvals.approvers: {k:?} is not an Ed25519 public key (64 hex digits); `keygate approver keygen` prints one"
+            );
+        }
+    }
+    policy.validate().map_err(anyhow::Error::msg)?;
+    Ok(policy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,27 +232,4 @@ mod tests {
         let e = format!("{:#}", build(&bad, dir.path()).unwrap_err());
         assert!(e.contains("at least one"), "{e}");
     }
-}
-
-/// The approval policy the config describes, checked.
-pub fn approval_policy(config: &Config) -> Result<keygate_core::freeze::ApprovalPolicy> {
-    let policy = keygate_core::freeze::ApprovalPolicy {
-        approvers: config
-            .approvals
-            .approvers
-            .iter()
-            .map(|k| k.trim().to_ascii_lowercase())
-            .collect(),
-        quorum: config.approvals.quorum,
-        max_validity: duration("approvals.max_validity", &config.approvals.max_validity)?,
-    };
-    for k in &policy.approvers {
-        if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!(
-                "approvals.approvers: {k:?} is not an Ed25519 public key (64 hex digits); `keygate approver keygen` prints one"
-            );
-        }
-    }
-    policy.validate().map_err(anyhow::Error::msg)?;
-    Ok(policy)
 }
