@@ -47,6 +47,8 @@ pub struct Engine {
     /// (venue, credential id) for each venue keygate signs for, so a freeze of a credential
     /// stops every venue that uses it.
     pub venue_credentials: Vec<(String, String)>,
+    /// The anomaly detectors' settings.
+    pub detectors: crate::detect::DetectorConfig,
 }
 
 /// Why an engine or state could not be built.
@@ -86,6 +88,8 @@ pub enum Stage {
     AddressBook,
     Limit,
     Policy,
+    /// A detector's signal held, denied or froze what would have been allowed.
+    Detector,
 }
 
 /// The answer to one intent.
@@ -145,6 +149,7 @@ fn stat_specs() -> Vec<LimitSpec> {
 /// clock. Built from the store; [`State::record`] applies an allowed decision.
 pub struct State {
     freezes: Vec<Freeze>,
+    history: crate::detect::History,
     clients: HashMap<String, ClientRecord>,
     book: AddressBook,
     prices: PriceTable,
@@ -174,6 +179,8 @@ pub struct StateInputs {
     pub clock: Millis,
     /// Active freezes.
     pub freezes: Vec<Freeze>,
+    /// Allowed outflows within the detectors' window, in time order.
+    pub outflows: Vec<crate::detect::Outgoing>,
 }
 
 impl State {
@@ -213,8 +220,13 @@ impl State {
                 destinations: &dests,
             })
             .map_err(EngineError::Entities)?;
+        let mut history = crate::detect::History::default();
+        for o in inputs.outflows {
+            history.record(o, engine.detectors.window);
+        }
         Ok(Self {
             freezes: inputs.freezes,
+            history,
             clients: inputs
                 .clients
                 .into_iter()
@@ -226,6 +238,16 @@ impl State {
             entities,
             clock: inputs.clock,
         })
+    }
+
+    /// Counts an allowed outflow in the detectors' history.
+    pub fn record_outflow(&mut self, o: crate::detect::Outgoing, window: Millis) {
+        self.history.record(o, window);
+    }
+
+    /// Adds a freeze set during a batch, so the rest of the batch sees it.
+    pub fn add_freeze(&mut self, f: Freeze) {
+        self.freezes.push(f);
     }
 
     /// A client as the state knows it.
@@ -490,5 +512,100 @@ pub fn decide_with(
         } else {
             None
         },
+    }
+}
+
+/// A decision with the detectors' view of it.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub verdict: Verdict,
+    pub signals: Vec<crate::detect::Signal>,
+    /// The freeze the strongest signal asks for, if any.
+    pub freeze: Option<crate::freeze::Scope>,
+    /// The outflow, for the detectors' history once it is allowed.
+    pub outgoing: Option<crate::detect::Outgoing>,
+}
+
+/// Decides an intent with the anomaly detectors watching: their signals go to the policies
+/// (`context.signals`, `context.anomaly_score`), and the strongest signal's response is applied
+/// to the verdict (a hold or a deny of what would have been allowed; a freeze is asked for even
+/// when the verdict was a deny already: theft-like traffic is contained whatever else stopped it).
+pub fn decide_watched(
+    engine: &Engine,
+    state: &State,
+    intent: &Intent,
+    now: Millis,
+    extra: &Extra,
+) -> Watched {
+    use crate::detect::{Outgoing, Response, examine};
+    let at = now.max(state.clock);
+    let mut outgoing = None;
+    let mut signals = vec![];
+    if intent.action.moves_funds_out()
+        && let (Some(asset), Some(amount), Some(dest)) =
+            (&intent.asset, intent.amount, &intent.destination)
+        && let Ok(usd_cents) = state.prices.usd_cents(asset, amount, at)
+    {
+        let o = Outgoing {
+            at,
+            client: intent.client.clone(),
+            venue: intent.venue.clone(),
+            asset: asset.clone(),
+            destination: crate::intent::normalize_address(dest),
+            usd_cents,
+        };
+        signals = examine(&engine.detectors, &state.history, &o);
+        outgoing = Some(o);
+    }
+    let mut extra = extra.clone();
+    for s in &signals {
+        extra.signals.push(s.detector.to_string());
+        extra.anomaly_score = extra.anomaly_score.saturating_add(s.score);
+    }
+    let mut verdict = decide_with(engine, state, intent, now, &extra);
+    let strongest = signals.iter().map(|s| s.response).max();
+    let acting: Vec<String> = signals
+        .iter()
+        .filter(|s| s.response > Response::Alert)
+        .map(|s| format!("detector {}: {}", s.detector, s.reason))
+        .collect();
+    match strongest {
+        Some(Response::Hold) if verdict.outcome == Outcome::Allow => {
+            verdict.outcome = Outcome::Hold;
+            verdict.stage = Stage::Detector;
+            verdict.debit = None;
+            verdict.reasons = acting;
+        }
+        Some(r) if r >= Response::Deny && verdict.outcome != Outcome::Deny => {
+            verdict.outcome = Outcome::Deny;
+            verdict.stage = Stage::Detector;
+            verdict.debit = None;
+            verdict.reasons = acting;
+        }
+        Some(r) if r >= Response::Deny => verdict.reasons.extend(acting),
+        _ => {}
+    }
+    let credential_of = |venue: &str| {
+        engine
+            .venue_credentials
+            .iter()
+            .find(|(v, _)| v == venue)
+            .map(|(_, c)| c.clone())
+    };
+    let freeze = match strongest {
+        Some(Response::FreezeClient) => Some(crate::freeze::Scope::Client(intent.client.clone())),
+        Some(Response::FreezeCredential) => Some(match credential_of(&intent.venue) {
+            Some(c) => crate::freeze::Scope::Credential(c),
+            None => crate::freeze::Scope::Venue(intent.venue.clone()),
+        }),
+        Some(Response::FreezeVenue) => Some(crate::freeze::Scope::Venue(intent.venue.clone())),
+        Some(Response::FreezeAll) => Some(crate::freeze::Scope::All),
+        _ => None,
+    };
+    Watched {
+        verdict,
+        signals,
+        freeze,
+        outgoing,
     }
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod book;
 pub mod decide;
+pub mod detect;
 pub mod freeze;
 pub mod intent;
 pub mod limits;

@@ -142,7 +142,9 @@ pub fn parse_usd_cents(text: &str) -> Result<i64, String> {
     if d.is_sign_negative() {
         return Err(format!("USD amount {text:?} is negative"));
     }
-    let cents = d * Decimal::ONE_HUNDRED;
+    let cents = d
+        .checked_mul(Decimal::ONE_HUNDRED)
+        .ok_or_else(|| format!("USD amount {text:?} is too large"))?;
     if cents.fract() != Decimal::ZERO {
         return Err(format!(
             "USD amount {text:?} has more than two decimal places"
@@ -163,6 +165,13 @@ pub fn format_usd(cents: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_usd_amounts_are_refused_not_a_panic() {
+        // 79228162514264337593543950335 is the largest Decimal: times 100 it overflows.
+        assert!(parse_usd_cents("79228162514264337593543950335").is_err());
+        assert!(parse_usd_cents("7922816251426433759354395033").is_err());
+    }
 
     #[test]
     fn values_round_up_and_go_stale() {

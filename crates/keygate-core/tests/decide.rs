@@ -61,6 +61,7 @@ fn engine(policies: &str) -> Engine {
         max_clock_skew: 5_000,
         assets: vec![("binance".into(), "USDT".into())],
         venue_credentials: vec![],
+        detectors: keygate_core::detect::DetectorConfig::off(),
     }
 }
 
@@ -103,6 +104,7 @@ fn state(e: &Engine) -> State {
             moves: vec![],
             clock: T0,
             freezes: vec![],
+            outflows: vec![],
         },
     )
     .unwrap()
@@ -232,6 +234,7 @@ fn unapproved_destinations_are_refused() {
             moves: vec![],
             clock: T0,
             freezes: vec![],
+            outflows: vec![],
         },
     )
     .unwrap();
@@ -352,6 +355,7 @@ fn a_freeze_stops_everything_in_its_scope_and_nothing_else() {
                 prices: vec![],
                 moves: vec![],
                 clock: T0,
+                outflows: vec![],
                 freezes: scopes
                     .iter()
                     .enumerate()

@@ -67,6 +67,7 @@ fn engine() -> Engine {
         max_clock_skew: 5_000,
         assets: vec![],
         venue_credentials: vec![],
+        detectors: keygate_core::detect::DetectorConfig::off(),
     }
 }
 
@@ -106,6 +107,7 @@ fn state(e: &Engine) -> State {
             moves: vec![],
             clock: T0,
             freezes: vec![],
+            outflows: vec![],
         },
     )
     .unwrap()

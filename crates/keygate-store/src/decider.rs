@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use keygate_core::auth::{self, AuthError, Presented, TokenRecord};
-use keygate_core::decide::{Extra, State, decide_with};
+use keygate_core::decide::{Extra, State, Watched, decide_watched};
 use keygate_core::{Engine, Intent, Millis, Verdict};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +36,8 @@ struct DecisionData<'a> {
     approvals: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     request: Option<RequestInfo<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    detections: &'a [keygate_core::detect::Signal],
 }
 
 /// The HTTP request a gateway decision came from.
@@ -241,7 +243,9 @@ async fn load_state(
     engine: &Engine,
     head: &Head,
 ) -> Result<State, StoreError> {
-    let inputs = crate::engine::load_inputs(tx, rebuild_from(engine, head), head).await?;
+    let outflows_since = head.at_ms.saturating_sub(engine.detectors.window);
+    let inputs =
+        crate::engine::load_inputs(tx, rebuild_from(engine, head), outflows_since, head).await?;
     State::new(engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -337,6 +341,11 @@ impl Writer {
                     for r in rows {
                         if let Some(m) = &r.debit {
                             c.state.record_move(m);
+                            if m.action.moves_funds_out()
+                                && let Some(o) = crate::engine::outgoing_of(r.at_ms, &r.entry)
+                            {
+                                c.state.record_outflow(o, self.engine.detectors.window);
+                            }
                         }
                         c.state.advance(r.at_ms);
                     }
@@ -374,6 +383,7 @@ impl Writer {
         // Request ids used in this batch, and those to record once the entries have ids.
         let mut batch_ids: HashSet<(String, String, String)> = HashSet::new();
         let mut new_ids: Vec<(usize, (String, String, String))> = vec![];
+        let mut freezes: Vec<NewEntry> = vec![];
         for job in batch.iter() {
             let extra = |e: &Extra| Extra {
                 reference_now: Some(store_now),
@@ -381,13 +391,19 @@ impl Writer {
             };
             let (entry, p) = match &job.work {
                 Work::Intent { intent, extra: e } => {
-                    let verdict =
-                        decide_with(&self.engine, &cache.state, intent, job.now, &extra(e));
-                    cache.state.record(&verdict);
-                    (
-                        decision_entry(intent, &verdict, e, None),
-                        Pending::Decided(verdict),
+                    let w = decide_watched(&self.engine, &cache.state, intent, job.now, &extra(e));
+                    cache.state.record(&w.verdict);
+                    let entry = decision_entry(intent, &w, e, None);
+                    contain(
+                        &mut tx,
+                        &mut cache.state,
+                        &self.engine,
+                        &w,
+                        intent,
+                        &mut freezes,
                     )
+                    .await?;
+                    (entry, Pending::Decided(w.verdict))
                 }
                 Work::Gateway(req) => {
                     let token = cache.tokens.get(&req.token.id);
@@ -451,14 +467,24 @@ impl Writer {
                                     ..intent.clone()
                                 };
                                 let none = Extra::default();
-                                let verdict = decide_with(
+                                let w = decide_watched(
                                     &self.engine,
                                     &cache.state,
                                     &intent,
                                     job.now,
                                     &extra(&none),
                                 );
-                                cache.state.record(&verdict);
+                                cache.state.record(&w.verdict);
+                                contain(
+                                    &mut tx,
+                                    &mut cache.state,
+                                    &self.engine,
+                                    &w,
+                                    &intent,
+                                    &mut freezes,
+                                )
+                                .await?;
+                                let verdict = &w.verdict;
                                 // A denied request leaves its id unused: the bot may retry it.
                                 if let Some(k) = key
                                     && verdict.outcome != keygate_core::Outcome::Deny
@@ -472,8 +498,8 @@ impl Writer {
                                     request_id: req.request_id.as_deref(),
                                 };
                                 (
-                                    decision_entry(&intent, &verdict, &none, Some(info)),
-                                    Pending::Decided(verdict),
+                                    decision_entry(&intent, &w, &none, Some(info)),
+                                    Pending::Decided(w.verdict),
                                 )
                             }
                         }
@@ -484,6 +510,10 @@ impl Writer {
             pending.push(p);
         }
         let seqs = audit::append(&mut tx, &mut head, entries, store_now).await?;
+        // Freezes the detectors set, after the decisions that set them.
+        if !freezes.is_empty() {
+            audit::append(&mut tx, &mut head, freezes, store_now).await?;
+        }
         for (i, (client, venue, rid)) in new_ids {
             let id = seqs.get(i).copied().unwrap_or_default();
             sqlx::query(
@@ -555,10 +585,11 @@ fn answers_early(work: &Work, answer: &Answer) -> bool {
 /// The audit entry of a decision.
 fn decision_entry(
     intent: &Intent,
-    verdict: &Verdict,
+    w: &Watched,
     extra: &Extra,
     request: Option<RequestInfo<'_>>,
 ) -> NewEntry {
+    let verdict = &w.verdict;
     NewEntry {
         kind: "decision",
         actor: format!("client:{}", intent.client),
@@ -574,6 +605,7 @@ fn decision_entry(
             signals: &extra.signals,
             approvals: extra.approvals,
             request,
+            detections: &w.signals,
         }),
         debit: verdict.debit.clone(),
     }
@@ -653,4 +685,58 @@ async fn used_request_id(
         Some(r) => Some(r.try_get(0)?),
         None => None,
     })
+}
+
+/// After a watched decision: counts an allowed outflow in the detectors' history, and sets the
+/// freeze its strongest signal asks for (in this transaction, and in the state at once so the
+/// rest of the batch is frozen too).
+async fn contain(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    state: &mut State,
+    engine: &Engine,
+    w: &Watched,
+    intent: &Intent,
+    entries: &mut Vec<NewEntry>,
+) -> Result<(), StoreError> {
+    if w.verdict.outcome == keygate_core::Outcome::Allow
+        && let Some(o) = &w.outgoing
+    {
+        state.record_outflow(o.clone(), engine.detectors.window);
+    }
+    let Some(scope) = &w.freeze else {
+        return Ok(());
+    };
+    let by: Vec<&str> = w
+        .signals
+        .iter()
+        .filter(|s| s.response >= keygate_core::detect::Response::FreezeClient)
+        .map(|s| s.detector)
+        .collect();
+    let actor = format!("detector:{}", by.join("+"));
+    let reason = w
+        .signals
+        .iter()
+        .filter(|s| s.response >= keygate_core::detect::Response::FreezeClient)
+        .map(|s| s.reason.clone())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let at = w.verdict.at;
+    let id = crate::freeze::set_in(tx, scope, &reason, &actor, at).await?;
+    entries.push(crate::freeze::freeze_entry(id, scope, &reason, &actor, at));
+    state.add_freeze(keygate_core::freeze::Freeze {
+        id,
+        scope: scope.clone(),
+        reason,
+        set_by: actor,
+        set_at: at,
+    });
+    tracing::error!(
+        alarm = "freeze.set",
+        severity = "critical",
+        freeze_id = id,
+        scope = %scope,
+        client = %intent.client,
+        "a detector froze {scope}; lifting it needs a quorum: keygate approve freeze:{id} --key FILE"
+    );
+    Ok(())
 }

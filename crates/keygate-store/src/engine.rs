@@ -515,6 +515,7 @@ impl Store {
 pub(crate) async fn load_inputs(
     tx: &mut Transaction<'static, Any>,
     moves_since: Millis,
+    outflows_since: Millis,
     head: &crate::audit::Head,
 ) -> Result<keygate_core::decide::StateInputs, StoreError> {
     let clock = head.at_ms;
@@ -546,6 +547,22 @@ pub(crate) async fn load_inputs(
     }
     let moves = crate::audit::moves_since(&mut **tx, moves_since, head.seq).await?;
     let freezes = crate::freeze::active(tx).await?;
+    let mut outflows = vec![];
+    for r in sqlx::query(
+        "SELECT at_ms, entry FROM audit_log WHERE mv_action IN ('withdraw', 'transfer') \
+         AND at_ms >= $1 AND seq <= $2 ORDER BY seq",
+    )
+    .bind(outflows_since)
+    .bind(head.seq)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let at: Millis = r.try_get(0)?;
+        let entry: String = r.try_get(1)?;
+        if let Some(o) = outgoing_of(at, &entry) {
+            outflows.push(o);
+        }
+    }
     Ok(keygate_core::decide::StateInputs {
         clients,
         destinations,
@@ -553,6 +570,7 @@ pub(crate) async fn load_inputs(
         moves,
         clock,
         freezes,
+        outflows,
     })
 }
 
@@ -566,4 +584,19 @@ pub(crate) async fn load_tokens(
         .iter()
         .map(|r| row_to_token(r).map(|t| (t.id.clone(), t)))
         .collect()
+}
+
+/// The outflow an allowed withdrawal's or transfer's audit entry records, for the detectors.
+pub(crate) fn outgoing_of(at: Millis, entry: &str) -> Option<keygate_core::detect::Outgoing> {
+    let v: serde_json::Value = serde_json::from_str(entry).ok()?;
+    let i = v.pointer("/data/intent")?;
+    let s = |k: &str| i.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    Some(keygate_core::detect::Outgoing {
+        at,
+        client: s("client")?,
+        venue: s("venue")?,
+        asset: s("asset")?,
+        destination: normalize_address(&s("destination")?),
+        usd_cents: v.pointer("/data/usd_value_cents")?.as_i64()?,
+    })
 }

@@ -54,6 +54,7 @@ fn engine() -> Arc<Engine> {
         max_clock_skew: 5_000,
         assets: vec![],
         venue_credentials: vec![],
+        detectors: keygate_core::detect::DetectorConfig::off(),
     })
 }
 

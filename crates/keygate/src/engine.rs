@@ -134,6 +134,7 @@ pub fn build(config: &Config, base: &Path) -> Result<Engine> {
                 )
             })
             .collect(),
+        detectors: keygate_core::detect::DetectorConfig::default(),
     };
     engine.validate()?;
     Ok(engine)

@@ -128,6 +128,7 @@ fn engine() -> Result<Engine> {
         max_clock_skew: 5_000,
         assets: vec![],
         venue_credentials: vec![],
+        detectors: keygate_core::detect::DetectorConfig::off(),
     };
     e.validate()?;
     Ok(e)
@@ -199,6 +200,7 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
             moves: vec![],
             clock: T0,
             freezes: vec![],
+            outflows: vec![],
         },
     )?;
     // Some history in the windows, as a running instance would have.

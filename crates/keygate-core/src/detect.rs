@@ -1,0 +1,443 @@
+//! Anomaly detectors over the stream of value leaving the treasury (withdrawals and transfers).
+//!
+//! Each detector compares one request with the client's own recent history (the allowed
+//! outflows of the baseline window, rebuilt from the audit log after a restart) and may raise a
+//! [`Signal`] with a score, a reason and an action. The decider feeds the signals to policies
+//! (`context.signals`, `context.anomaly_score`) and applies the strongest action: an alert, a
+//! hold for approval, a deny, or a freeze. Pure: time is an argument.
+//!
+//! - `new_destination`: the first outflow to an address in the window (even one in the book).
+//! - `size_jump`: value far above the client's own median (median and MAD over the window).
+//! - `velocity`: count or value in a short window far above the client's usual rate.
+//! - `test_then_drain`: a tiny outflow followed within minutes by a large one to the same
+//!   destination (Kronos, WazirX, Orbit, Bybit).
+//! - `off_hours`: more than two hours away from every UTC hour in which the client has moved
+//!   value.
+
+use std::collections::{HashMap, VecDeque};
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::time::{DAY, MINUTE, Millis, hour_utc};
+
+/// What a signal asks for, weakest first: the strongest of a request's signals is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Response {
+    /// Recorded and reported; the decision stands.
+    Alert,
+    /// An allow becomes a hold, which needs approvals.
+    Hold,
+    Deny,
+    /// Deny, and freeze the client (then the credential, the venue, everything).
+    FreezeClient,
+    FreezeCredential,
+    FreezeVenue,
+    FreezeAll,
+}
+
+impl Response {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Response::Alert => "alert",
+            Response::Hold => "hold",
+            Response::Deny => "deny",
+            Response::FreezeClient => "freeze-client",
+            Response::FreezeCredential => "freeze-credential",
+            Response::FreezeVenue => "freeze-venue",
+            Response::FreezeAll => "freeze-all",
+        }
+    }
+}
+
+/// One detector's finding about one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    pub detector: &'static str,
+    pub score: i64,
+    pub response: Response,
+    pub reason: String,
+}
+
+/// One detector's settings: whether it runs, its score, and what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub enabled: bool,
+    pub score: i64,
+    pub response: Response,
+}
+
+/// Every detector's settings. See docs/detection.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectorConfig {
+    /// How far back a client's history goes.
+    pub window: Millis,
+    pub new_destination: Rule,
+    pub size_jump: Rule,
+    /// A request is a size jump when it is more than `size_factor` times the client's median
+    /// and more than the median plus `size_mads` median absolute deviations.
+    pub size_factor: Decimal,
+    pub size_mads: Decimal,
+    /// Fewer outflows in the window than this, and there is no baseline to compare with.
+    pub min_samples: usize,
+    pub velocity: Rule,
+    pub velocity_window: Millis,
+    /// A burst is more than `velocity_factor` times the client's usual count (or value) per
+    /// `velocity_window`, and at least `velocity_min_count` outflows.
+    pub velocity_factor: i64,
+    pub velocity_min_count: usize,
+    pub test_then_drain: Rule,
+    pub drain_within: Millis,
+    /// A test is at most this much; a drain at least `drain_ratio` times the test and at least
+    /// `drain_min_usd_cents`.
+    pub test_max_usd_cents: i64,
+    pub drain_ratio: i64,
+    pub drain_min_usd_cents: i64,
+    pub off_hours: Rule,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        let rule = |score, response| Rule {
+            enabled: true,
+            score,
+            response,
+        };
+        Self {
+            window: 14 * DAY,
+            new_destination: rule(20, Response::Alert),
+            size_jump: rule(50, Response::Hold),
+            size_factor: Decimal::from(10),
+            size_mads: Decimal::from(10),
+            min_samples: 5,
+            velocity: rule(40, Response::Hold),
+            velocity_window: 10 * MINUTE,
+            velocity_factor: 5,
+            velocity_min_count: 4,
+            test_then_drain: rule(90, Response::FreezeClient),
+            drain_within: 60 * MINUTE,
+            test_max_usd_cents: 50_000,
+            drain_ratio: 100,
+            drain_min_usd_cents: 1_000_000,
+            off_hours: rule(20, Response::Alert),
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Every detector off (for tests of other parts, and for engines that want none).
+    pub fn off() -> Self {
+        let mut c = Self::default();
+        for r in [
+            &mut c.new_destination,
+            &mut c.size_jump,
+            &mut c.velocity,
+            &mut c.test_then_drain,
+            &mut c.off_hours,
+        ] {
+            r.enabled = false;
+        }
+        c
+    }
+}
+
+/// An allowed outflow, as detectors remember it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub at: Millis,
+    pub client: String,
+    pub venue: String,
+    pub asset: String,
+    pub destination: String,
+    pub usd_cents: i64,
+}
+
+/// The clients' recent outflows.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    by_client: HashMap<String, VecDeque<Outgoing>>,
+}
+
+impl History {
+    /// Remembers an allowed outflow (in time order), forgetting what fell out of `window`.
+    pub fn record(&mut self, o: Outgoing, window: Millis) {
+        let q = self.by_client.entry(o.client.clone()).or_default();
+        let horizon = o.at.saturating_sub(window);
+        while q.front().is_some_and(|f| f.at < horizon) {
+            q.pop_front();
+        }
+        q.push_back(o);
+    }
+
+    fn of(&self, client: &str, now: Millis, window: Millis) -> impl Iterator<Item = &Outgoing> {
+        let horizon = now.saturating_sub(window);
+        self.by_client
+            .get(client)
+            .into_iter()
+            .flatten()
+            .filter(move |o| o.at >= horizon && o.at <= now)
+    }
+}
+
+fn median(sorted: &[i64]) -> i64 {
+    match sorted.len() {
+        0 => 0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] / 2).saturating_add(sorted[n / 2] / 2),
+    }
+}
+
+fn usd(cents: i64) -> String {
+    crate::price::format_usd(cents)
+}
+
+/// What the detectors say of one outflow about to be decided: `usd_cents` is its value.
+pub fn examine(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
+    let past: Vec<&Outgoing> = h.of(&o.client, o.at, cfg.window).collect();
+    let mut out = vec![];
+    let mut raise = |rule: &Rule, detector: &'static str, reason: String| {
+        if rule.enabled {
+            out.push(Signal {
+                detector,
+                score: rule.score,
+                response: rule.response,
+                reason,
+            });
+        }
+    };
+    if !past
+        .iter()
+        .any(|p| p.destination == o.destination && p.venue == o.venue)
+    {
+        raise(
+            &cfg.new_destination,
+            "new_destination",
+            format!(
+                "first outflow to {} on {} in {} (new destination)",
+                o.destination,
+                o.venue,
+                crate::time::format_duration(cfg.window)
+            ),
+        );
+    }
+    if past.len() >= cfg.min_samples {
+        let mut values: Vec<i64> = past.iter().map(|p| p.usd_cents).collect();
+        values.sort_unstable();
+        let m = median(&values);
+        let mut devs: Vec<i64> = values.iter().map(|v| (v - m).abs()).collect();
+        devs.sort_unstable();
+        let mad = median(&devs);
+        let v = Decimal::from(o.usd_cents);
+        // Saturating: a huge factor from the config means "never", not a panic.
+        let times = Decimal::from(m)
+            .checked_mul(cfg.size_factor)
+            .unwrap_or(Decimal::MAX);
+        let spread = Decimal::from(mad)
+            .checked_mul(cfg.size_mads)
+            .and_then(|x| x.checked_add(Decimal::from(m)))
+            .unwrap_or(Decimal::MAX);
+        let jump = v > times && v > spread;
+        if jump {
+            raise(
+                &cfg.size_jump,
+                "size_jump",
+                format!(
+                    "USD {} is far above this client's usual outflow (median USD {} over {} outflows)",
+                    usd(o.usd_cents),
+                    usd(m),
+                    past.len()
+                ),
+            );
+        }
+        let hour = hour_utc(o.at);
+        // Within two hours of an hour the client has used counts as usual.
+        let near = |h: i64| (h - hour).rem_euclid(24) <= 2 || (hour - h).rem_euclid(24) <= 2;
+        if !past.iter().any(|p| near(hour_utc(p.at))) {
+            raise(
+                &cfg.off_hours,
+                "off_hours",
+                format!(
+                    "{hour:02}:00 UTC is outside the hours this client has moved value in ({} outflows)",
+                    past.len()
+                ),
+            );
+        }
+    }
+    // Velocity: this short window against the client's usual rate per window.
+    let recent: Vec<&&Outgoing> = past
+        .iter()
+        .filter(|p| p.at > o.at.saturating_sub(cfg.velocity_window))
+        .collect();
+    let count = recent.len() + 1;
+    let windows = (cfg.window / cfg.velocity_window.max(1)).max(1);
+    let usual_count = past.len() as i64 / windows;
+    let usual_value = past.iter().map(|p| p.usd_cents).sum::<i64>() / windows;
+    let value = recent
+        .iter()
+        .map(|p| p.usd_cents)
+        .sum::<i64>()
+        .saturating_add(o.usd_cents);
+    let burst_count = count >= cfg.velocity_min_count
+        && count as i64 > cfg.velocity_factor.saturating_mul(usual_count.max(1));
+    let burst_value = count >= 2
+        && past.len() >= cfg.min_samples
+        && value > cfg.velocity_factor.saturating_mul(usual_value.max(1))
+        && value > o.usd_cents;
+    if burst_count || burst_value {
+        raise(
+            &cfg.velocity,
+            "velocity",
+            format!(
+                "{count} outflows worth USD {} in {} (this client usually moves {} worth USD {} in that time)",
+                usd(value),
+                crate::time::format_duration(cfg.velocity_window),
+                usual_count,
+                usd(usual_value)
+            ),
+        );
+    }
+    if o.usd_cents >= cfg.drain_min_usd_cents
+        && let Some(test) = past.iter().rev().find(|p| {
+            p.destination == o.destination
+                && p.at >= o.at.saturating_sub(cfg.drain_within)
+                && p.usd_cents <= cfg.test_max_usd_cents
+                && o.usd_cents >= p.usd_cents.max(1).saturating_mul(cfg.drain_ratio)
+        })
+    {
+        raise(
+            &cfg.test_then_drain,
+            "test_then_drain",
+            format!(
+                "USD {} to {} {} after a test of USD {} to the same address (test, then drain)",
+                usd(o.usd_cents),
+                o.destination,
+                crate::time::format_duration(o.at - test.at),
+                usd(test.usd_cents)
+            ),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::HOUR;
+
+    const T0: Millis = 1_700_000_000_000 - 1_700_000_000_000 % DAY;
+    const COLD: &str = "0xc01d";
+
+    fn out(at: Millis, dest: &str, usd_cents: i64) -> Outgoing {
+        Outgoing {
+            at,
+            client: "mm".into(),
+            venue: "binance".into(),
+            asset: "USDT".into(),
+            destination: dest.into(),
+            usd_cents,
+        }
+    }
+
+    /// Fourteen days of a market maker rebalancing to its cold wallet: one to three withdrawals
+    /// a day of USD 20,000 to 60,000, between 08:00 and 18:00 UTC.
+    fn normal_history() -> History {
+        let cfg = DetectorConfig::default();
+        let mut h = History::default();
+        for day in 0..14 {
+            for k in 0..(1 + day % 3) {
+                let at = T0 + day * DAY + (8 + 4 * k) * HOUR + 17 * MINUTE;
+                h.record(
+                    out(at, COLD, 2_000_000 + (day * 37 + k * 11) % 40 * 100_000),
+                    cfg.window,
+                );
+            }
+        }
+        h
+    }
+
+    fn names(s: &[Signal]) -> Vec<&'static str> {
+        s.iter().map(|s| s.detector).collect()
+    }
+
+    #[test]
+    fn normal_traffic_raises_nothing() {
+        let cfg = DetectorConfig::default();
+        let h = normal_history();
+        let now = T0 + 14 * DAY + 10 * HOUR;
+        for usd in [2_000_000, 3_500_000, 6_000_000] {
+            assert!(examine(&cfg, &h, &out(now, COLD, usd)).is_empty(), "{usd}");
+        }
+    }
+
+    #[test]
+    fn kronos_test_then_drain_to_the_whitelisted_wallet() {
+        let cfg = DetectorConfig::default();
+        let mut h = normal_history();
+        // 16:47 UTC: 72 USDT to the firm's own, whitelisted, long-used wallet. Nothing unusual.
+        let test = out(T0 + 14 * DAY + 16 * HOUR + 47 * MINUTE, COLD, 7_200);
+        assert!(examine(&cfg, &h, &test).is_empty());
+        h.record(test.clone(), cfg.window);
+        // 15 minutes later: 2.4M to the same wallet.
+        let drain = out(test.at + 15 * MINUTE, COLD, 240_000_000);
+        let s = examine(&cfg, &h, &drain);
+        assert!(names(&s).contains(&"test_then_drain"), "{s:?}");
+        assert!(names(&s).contains(&"size_jump"), "{s:?}");
+        let strongest = s.iter().map(|s| s.response).max().unwrap();
+        assert_eq!(strongest, Response::FreezeClient);
+    }
+
+    #[test]
+    fn each_detector_catches_its_pattern() {
+        let cfg = DetectorConfig::default();
+        let h = normal_history();
+        let now = T0 + 14 * DAY + 10 * HOUR;
+        assert_eq!(
+            names(&examine(&cfg, &h, &out(now, "0xnew", 3_000_000))),
+            vec!["new_destination"]
+        );
+        assert_eq!(
+            names(&examine(&cfg, &h, &out(now, COLD, 90_000_000))),
+            vec!["size_jump"]
+        );
+        assert_eq!(
+            names(&examine(
+                &cfg,
+                &h,
+                &out(T0 + 14 * DAY + 3 * HOUR, COLD, 3_000_000)
+            )),
+            vec!["off_hours"]
+        );
+        let mut burst = h.clone();
+        for i in 0..3 {
+            burst.record(out(now + i * MINUTE, COLD, 3_000_000), cfg.window);
+        }
+        assert_eq!(
+            names(&examine(
+                &cfg,
+                &burst,
+                &out(now + 4 * MINUTE, COLD, 3_000_000)
+            )),
+            vec!["velocity"]
+        );
+    }
+
+    #[test]
+    fn no_baseline_no_baseline_signals_and_disabled_rules_stay_quiet() {
+        let mut cfg = DetectorConfig::default();
+        let h = History::default();
+        let s = examine(&cfg, &h, &out(T0, COLD, 1_000_000_000));
+        assert_eq!(names(&s), vec!["new_destination"]);
+        cfg.new_destination.enabled = false;
+        assert!(examine(&cfg, &h, &out(T0, COLD, 1_000_000_000)).is_empty());
+    }
+
+    #[test]
+    fn history_forgets_what_leaves_the_window() {
+        let cfg = DetectorConfig::default();
+        let mut h = History::default();
+        h.record(out(T0, COLD, 100), cfg.window);
+        h.record(out(T0 + 15 * DAY, COLD, 100), cfg.window);
+        assert_eq!(h.by_client["mm"].len(), 1);
+    }
+}
