@@ -29,6 +29,7 @@ keygate_store::both_backends!(
     clocks_ahead_of_the_store_cannot_reopen_windows,
     gateway_requests_are_authenticated_and_request_ids_never_repeat,
     a_freeze_holds_across_instances_and_restarts_until_a_quorum_lifts_it,
+    detectors_remember_across_a_restart_and_freeze_in_the_decision,
 );
 
 fn engine() -> Arc<Engine> {
@@ -772,4 +773,57 @@ impl Verifier for MultiKey {
             Err("signature does not verify".into())
         }
     }
+}
+
+/// The detectors' history is the store's: a test withdrawal decided before a restart, and the
+/// drain after it, on another instance, is still caught, and the freeze it sets is durable.
+async fn detectors_remember_across_a_restart_and_freeze_in_the_decision(b: Backend) {
+    let watching = || {
+        let mut e = Arc::try_unwrap(engine()).unwrap_or_else(|_| unreachable!());
+        e.detectors = keygate_core::detect::DetectorConfig::default();
+        Arc::new(e)
+    };
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let a = testing::open(&url).await;
+    setup(&a).await;
+    let d1 = Decider::start(a.clone(), watching(), DeciderOptions::default());
+    let test = d1.decide(withdraw(72), T0).await.unwrap();
+    assert_eq!(
+        test.verdict.outcome,
+        Outcome::Allow,
+        "{:?}",
+        test.verdict.reasons
+    );
+    drop(d1);
+    let d2 = Decider::start(
+        testing::open(&url).await,
+        watching(),
+        DeciderOptions::default(),
+    );
+    let drain = d2
+        .decide(withdraw(20_000), T0 + 10 * MINUTE)
+        .await
+        .unwrap()
+        .verdict;
+    assert_eq!(
+        (drain.outcome, drain.stage),
+        (Outcome::Deny, keygate_core::decide::Stage::Detector),
+        "{:?}",
+        drain.reasons
+    );
+    assert!(
+        drain.reasons[0].contains("test_then_drain"),
+        "{:?}",
+        drain.reasons
+    );
+    let frozen = a.freezes(false).await.unwrap();
+    assert_eq!(frozen.len(), 1);
+    assert_eq!(frozen[0].freeze.scope.to_string(), "client:mm");
+    // A small, normal withdrawal after it: frozen.
+    let v = d2
+        .decide(withdraw(50), T0 + 11 * MINUTE)
+        .await
+        .unwrap()
+        .verdict;
+    assert_eq!(v.stage, keygate_core::decide::Stage::Freeze);
 }

@@ -41,6 +41,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     #[serde(default)]
     pub containment: ContainmentConfig,
+    #[serde(default)]
+    pub detectors: DetectorsConfig,
     /// The venues the gateway serves, by name (the name in `/venues/<name>/…`, in client
     /// scopes, limits and policies).
     #[serde(default)]
@@ -115,6 +117,58 @@ impl Default for ApprovalsConfig {
             max_validity: default_max_validity(),
         }
     }
+}
+
+/// The anomaly detectors; every field left out keeps its default (docs/detection.md).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorsConfig {
+    pub window: Option<String>,
+    pub min_samples: Option<usize>,
+    pub new_destination: Option<RuleConfig>,
+    pub size_jump: Option<SizeJumpConfig>,
+    pub velocity: Option<VelocityConfig>,
+    pub test_then_drain: Option<DrainConfig>,
+    pub off_hours: Option<RuleConfig>,
+}
+
+/// A detector's switch, score and response.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub enabled: Option<bool>,
+    pub score: Option<i64>,
+    pub response: Option<keygate_core::detect::Response>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeJumpConfig {
+    #[serde(flatten)]
+    pub rule: RuleConfig,
+    pub factor: Option<String>,
+    pub mads: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VelocityConfig {
+    #[serde(flatten)]
+    pub rule: RuleConfig,
+    pub window: Option<String>,
+    pub factor: Option<i64>,
+    pub min_count: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainConfig {
+    #[serde(flatten)]
+    pub rule: RuleConfig,
+    pub within: Option<String>,
+    pub test_max_usd: Option<String>,
+    pub ratio: Option<i64>,
+    pub drain_min_usd: Option<String>,
 }
 
 /// What keygate freezes by itself.
@@ -621,6 +675,22 @@ approvers = []
 quorum = 2
 max_validity = "1h"
 
+[detectors]
+# Anomaly detectors over each client's withdrawals and transfers, against its own history over
+# `window` (see docs/detection.md for every field). response: alert, hold, deny, freeze-client,
+# freeze-credential, freeze-venue or freeze-all; the strongest signal of a request is applied.
+window = "14d"
+[detectors.new_destination]
+response = "alert"
+[detectors.size_jump]
+response = "hold"
+[detectors.velocity]
+response = "hold"
+[detectors.test_then_drain]
+response = "freeze-client"
+[detectors.off_hours]
+response = "alert"
+
 [containment]
 # What an unapproved outflow (a withdrawal reconciliation cannot match) freezes: "all",
 # "venue", "credential" or "none" (alarm only).
@@ -708,5 +778,30 @@ mod tests {
             resolve_sqlite_url("postgres://h/db", base),
             "postgres://h/db"
         );
+    }
+}
+
+#[cfg(test)]
+mod detector_config_tests {
+    use super::*;
+
+    #[test]
+    fn detector_sections_parse_and_typos_are_errors() {
+        let c = Config::parse(
+            "[detectors.size_jump]\nresponse = \"deny\"\nfactor = \"20\"\n[detectors.test_then_drain]\nwithin = \"30m\"\nscore = 80\n",
+            |_| None,
+        )
+        .unwrap();
+        let s = c.detectors.size_jump.unwrap();
+        assert_eq!(s.rule.response, Some(keygate_core::detect::Response::Deny));
+        assert_eq!(s.factor.as_deref(), Some("20"));
+        assert_eq!(c.detectors.test_then_drain.unwrap().rule.score, Some(80));
+        for bad in [
+            "[detectors.size_jump]\nfactr = \"20\"\n",
+            "[detectors.size_jump]\nresponse = \"panic\"\n",
+            "[detectors]\nwindw = \"1d\"\n",
+        ] {
+            assert!(Config::parse(bad, |_| None).is_err(), "{bad}");
+        }
     }
 }

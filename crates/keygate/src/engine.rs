@@ -134,7 +134,7 @@ pub fn build(config: &Config, base: &Path) -> Result<Engine> {
                 )
             })
             .collect(),
-        detectors: keygate_core::detect::DetectorConfig::default(),
+        detectors: detectors(config)?,
     };
     engine.validate()?;
     Ok(engine)
@@ -170,6 +170,93 @@ permit (
 // forbid (principal, action in [Keygate::Action::"withdraw", Keygate::Action::"transfer"], resource)
 // when { context.usd_value_cents > 10000000 } unless { context.approvals >= 2 };
 "#;
+
+/// The detectors' settings: the defaults, with what the config sets.
+fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
+    use keygate_core::detect::Rule;
+    let c = &config.detectors;
+    let mut d = keygate_core::detect::DetectorConfig::default();
+    let rule = |r: &mut Rule, cfg: Option<&crate::config::RuleConfig>, name: &str| -> Result<()> {
+        if let Some(cfg) = cfg {
+            if let Some(e) = cfg.enabled {
+                r.enabled = e;
+            }
+            if let Some(s) = cfg.score {
+                if !(0..=1000).contains(&s) {
+                    bail!("detectors.{name}.score must be between 0 and 1000");
+                }
+                r.score = s;
+            }
+            if let Some(resp) = cfg.response {
+                r.response = resp;
+            }
+        }
+        Ok(())
+    };
+    let positive = |field: &str, v: &str| -> Result<Decimal> {
+        let d: Decimal = v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("detectors.{field} {v:?} is not a decimal"))?;
+        if d <= Decimal::ZERO {
+            bail!("detectors.{field} must be positive");
+        }
+        Ok(d)
+    };
+    if let Some(w) = &c.window {
+        d.window = duration("detectors.window", w)?;
+    }
+    if let Some(n) = c.min_samples {
+        d.min_samples = n.max(1);
+    }
+    rule(
+        &mut d.new_destination,
+        c.new_destination.as_ref(),
+        "new_destination",
+    )?;
+    rule(&mut d.off_hours, c.off_hours.as_ref(), "off_hours")?;
+    if let Some(s) = &c.size_jump {
+        rule(&mut d.size_jump, Some(&s.rule), "size_jump")?;
+        if let Some(f) = &s.factor {
+            d.size_factor = positive("size_jump.factor", f)?;
+        }
+        if let Some(m) = &s.mads {
+            d.size_mads = positive("size_jump.mads", m)?;
+        }
+    }
+    if let Some(v) = &c.velocity {
+        rule(&mut d.velocity, Some(&v.rule), "velocity")?;
+        if let Some(w) = &v.window {
+            d.velocity_window = duration("detectors.velocity.window", w)?;
+        }
+        if let Some(f) = v.factor {
+            d.velocity_factor = f.max(1);
+        }
+        if let Some(n) = v.min_count {
+            d.velocity_min_count = n.max(1);
+        }
+    }
+    if let Some(t) = &c.test_then_drain {
+        rule(&mut d.test_then_drain, Some(&t.rule), "test_then_drain")?;
+        if let Some(w) = &t.within {
+            d.drain_within = duration("detectors.test_then_drain.within", w)?;
+        }
+        if let Some(u) = &t.test_max_usd {
+            d.test_max_usd_cents =
+                keygate_core::price::parse_usd_cents(u).map_err(anyhow::Error::msg)?;
+        }
+        if let Some(r) = t.ratio {
+            d.drain_ratio = r.max(1);
+        }
+        if let Some(u) = &t.drain_min_usd {
+            d.drain_min_usd_cents =
+                keygate_core::price::parse_usd_cents(u).map_err(anyhow::Error::msg)?;
+        }
+    }
+    if d.velocity_window >= d.window {
+        bail!("detectors.velocity.window must be shorter than detectors.window");
+    }
+    Ok(d)
+}
 
 /// The approval policy the config describes, checked.
 pub fn approval_policy(config: &Config) -> Result<keygate_core::freeze::ApprovalPolicy> {

@@ -1084,3 +1084,62 @@ fn a_freeze_stops_a_bot_at_once_survives_a_restart_and_only_a_quorum_lifts_it() 
     );
     s.kg.ok(&["audit", "verify"], None);
 }
+
+#[test]
+fn test_then_drain_through_the_gateway_freezes_the_client_and_never_reaches_the_venue() {
+    let s = setup("off");
+    let serve = Serve::start(&s.kg);
+    let treasurer = bearer(&s.treasurer);
+    let withdraw = |amount: &str| {
+        http(
+            serve.addr,
+            "POST",
+            "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+            &[
+                ("Authorization", &treasurer),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            format!("coin=USDT&network=ETH&address={COLD}&amount={amount}").as_bytes(),
+        )
+    };
+    // The Kronos pattern, inside every limit (100,000 USD an hour): a 72 USDT test to the
+    // firm's own approved wallet, then 90,000 to the same wallet.
+    let a = withdraw("72");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let before = s.sim.requests();
+    let a = withdraw("90000");
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(a.json()["error"], "denied");
+    let reason = a.json()["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("test_then_drain"), "{reason}");
+    assert_eq!(
+        s.sim.requests(),
+        before,
+        "the drain never reached the venue"
+    );
+    assert_eq!(s.sim.withdrawals().len(), 1);
+    // The client is frozen: even a read is refused now; the trader is not affected.
+    let a = http(
+        serve.addr,
+        "GET",
+        "/venues/binance-main/api/v3/account",
+        &[("Authorization", &treasurer)],
+        b"",
+    );
+    assert_eq!(a.json()["error"], "frozen", "{}", a.body);
+    let a = http(
+        serve.addr,
+        "GET",
+        "/venues/binance-main/api/v3/account",
+        &[("Authorization", &bearer(&s.trader))],
+        b"",
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let mut kg = s.kg;
+    let list = kg.ok(&["freeze", "list"], None);
+    assert!(
+        list.contains("client:treasurer") && list.contains("detector:test_then_drain"),
+        "{list}"
+    );
+    kg.ok(&["audit", "verify"], None);
+}
