@@ -17,6 +17,7 @@ use keygate_store::{Decider, Store};
 use keygate_vault::MasterKey;
 use keygate_venues::Adapter;
 
+pub mod alerts;
 mod credentials;
 mod gateway;
 pub mod metrics;

@@ -601,6 +601,11 @@ impl Store {
     }
 
     /// The last `n` entries, oldest first.
+    /// Up to `limit` entries after `seq`, in order (for readers that follow the log).
+    pub async fn audit_after(&self, seq: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        rows_after(self.pool(), seq, limit).await
+    }
+
     pub async fn audit_tail(&self, n: i64) -> Result<Vec<AuditRow>, StoreError> {
         let head = self.audit_head().await?;
         rows_after(self.pool(), (head.seq - n).max(0), n).await

@@ -43,6 +43,8 @@ pub struct Config {
     pub containment: ContainmentConfig,
     #[serde(default)]
     pub detectors: DetectorsConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// The venues the gateway serves, by name (the name in `/venues/<name>/…`, in client
     /// scopes, limits and policies).
     #[serde(default)]
@@ -169,6 +171,40 @@ pub struct DrainConfig {
     pub test_max_usd: Option<String>,
     pub ratio: Option<i64>,
     pub drain_min_usd: Option<String>,
+}
+
+/// Where alerts go besides the log.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One webhook alert sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// A name for logs, metrics and its delivery cursor.
+    pub name: String,
+    /// Where to POST (https, or http to a loopback address).
+    pub url: String,
+    /// "json" (keygate's alert, HMAC-signed) or "slack" (`{"text": …}`).
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    /// The environment variable holding a JSON sink's HMAC secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The longest wait between two delivery attempts.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: String,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
+}
+fn default_max_backoff() -> String {
+    "60s".into()
 }
 
 /// What keygate freezes by itself.

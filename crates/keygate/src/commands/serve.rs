@@ -23,9 +23,9 @@ fn std_duration(field: &str, text: &str) -> Result<Duration> {
 }
 
 /// Whether a base URL may carry API keys: HTTPS anywhere, plain HTTP to loopback only.
-fn check_base_url(venue: &str, url: &str) -> Result<String> {
-    let parsed = reqwest::Url::parse(url)
-        .with_context(|| format!("[venues.{venue}] base_url {url:?} is not a URL"))?;
+fn check_base_url(what: &str, url: &str) -> Result<String> {
+    let parsed =
+        reqwest::Url::parse(url).with_context(|| format!("{what} {url:?} is not a URL"))?;
     let loopback = match parsed.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -36,11 +36,11 @@ fn check_base_url(venue: &str, url: &str) -> Result<String> {
         "https" => {}
         "http" if loopback => {}
         _ => bail!(
-            "[venues.{venue}] base_url {url:?} must be https:// (plain http:// only to a loopback address): signed requests carry the API key"
+            "{what} {url:?} must be https:// (plain http:// only to a loopback address): what keygate sends there must not cross the network in clear text"
         ),
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        bail!("[venues.{venue}] base_url {url:?} must not have a query or fragment");
+        bail!("{what} {url:?} must not have a query or fragment");
     }
     Ok(url.trim_end_matches('/').to_string())
 }
@@ -97,7 +97,7 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
         out.push(VenueSetup {
             name: name.clone(),
             adapter: Adapter::new(v.kind, options),
-            base_url: check_base_url(name, &v.base_url)?,
+            base_url: check_base_url(&format!("[venues.{name}] base_url"), &v.base_url)?,
             credential,
             contain,
             timeout: std_duration(&format!("venues.{name}.timeout"), &v.timeout)?,
@@ -105,6 +105,59 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
             reconcile_lookback: std_duration(
                 &format!("venues.{name}.reconcile_lookback"),
                 &v.reconcile_lookback,
+            )?,
+        });
+    }
+    Ok(out)
+}
+
+/// The webhook alert sinks of the config, with their secrets from the environment.
+fn sinks(config: &Config) -> Result<Vec<keygate_server::alerts::Sink>> {
+    use keygate_server::alerts::{Format, Sink};
+    let mut out: Vec<Sink> = vec![];
+    for w in &config.alerts.webhooks {
+        if !keygate_core::intent::valid_name(&w.name) || out.iter().any(|s| s.name == w.name) {
+            bail!(
+                "[[alerts.webhooks]] name {:?} must be a unique name (letters, digits, . _ - :)",
+                w.name
+            );
+        }
+        let url = check_base_url(&format!("[[alerts.webhooks]] {} url", w.name), &w.url)?;
+        let format = match w.format.as_str() {
+            "json" => Format::Json,
+            "slack" => Format::Slack,
+            other => bail!(
+                "[[alerts.webhooks]] {}: format {other:?} is not json or slack",
+                w.name
+            ),
+        };
+        let secret = match (&w.secret_env, format) {
+            (Some(var), _) => Some(zeroize::Zeroizing::new(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "[[alerts.webhooks]] {}: the environment variable {var} (its HMAC secret) is not set",
+                    w.name
+                )
+            })?)),
+            (None, Format::Json) => bail!(
+                "[[alerts.webhooks]] {}: a json webhook is signed; set secret_env to the environment variable that holds its secret",
+                w.name
+            ),
+            (None, Format::Slack) => None,
+        };
+        if secret.as_ref().is_some_and(|s| s.len() < 16) {
+            bail!(
+                "[[alerts.webhooks]] {}: the HMAC secret must be at least 16 characters",
+                w.name
+            );
+        }
+        out.push(Sink {
+            name: w.name.clone(),
+            url,
+            format,
+            secret,
+            max_backoff: std_duration(
+                &format!("alerts.webhooks {} max_backoff", w.name),
+                &w.max_backoff,
             )?,
         });
     }
@@ -193,7 +246,12 @@ pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
     check_credentials(&gw).await?;
     keygate_server::metrics::install();
     let gw = Arc::new(gw);
-    let reconcilers = keygate_server::reconcile::spawn(gw.clone());
+    let mut reconcilers = keygate_server::reconcile::spawn(gw.clone());
+    reconcilers.extend(keygate_server::alerts::spawn(
+        h.store.clone(),
+        gw.http.clone(),
+        sinks(&h.config)?,
+    ));
     let listen = args
         .listen
         .clone()

@@ -60,11 +60,18 @@ struct Serve {
 
 impl Serve {
     fn start(kg: &Kg) -> Self {
+        Self::start_with(kg, &[])
+    }
+
+    fn start_with(kg: &Kg, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
         for (k, _) in std::env::vars() {
             if k.starts_with("KEYGATE_") {
                 cmd.env_remove(k);
             }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let mut child = cmd
             .arg("--data-dir")
@@ -1142,4 +1149,105 @@ fn test_then_drain_through_the_gateway_freezes_the_client_and_never_reaches_the_
         "{list}"
     );
     kg.ok(&["audit", "verify"], None);
+}
+
+#[test]
+fn a_webhook_that_was_down_gets_every_alert_once_signed_when_it_comes_back() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+
+    let s = setup("off");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret = canary("HOOK");
+    let cfg_path = s.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(
+        &cfg_path,
+        format!("{cfg}\n[[alerts.webhooks]]\nname = \"siem\"\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret_env = \"E2E_HOOK_SECRET\"\nmax_backoff = \"1s\"\n"),
+    )
+    .unwrap();
+    let serve = Serve::start_with(&s.kg, &[("E2E_HOOK_SECRET", &secret)]);
+    std::thread::sleep(Duration::from_millis(500));
+    // Three alerts while the receiver is down: two freezes and a detector signal.
+    let mut kg = s.kg;
+    kg.ok(&["freeze", "venue:okx-main", "--reason", "first"], None);
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &[
+            ("Authorization", &bearer(&s.treasurer)),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("coin=USDT&network=ETH&address={COLD}&amount=72").as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    kg.ok(&["freeze", "client:ghost", "--reason", "third"], None);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The receiver comes up on the port the sink was given.
+    let got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>> = Arc::default();
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |h: HeaderMap, b: Bytes| {
+                    let g = g.clone();
+                    async move {
+                        g.lock().unwrap().push((h, b));
+                        "ok"
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 3, "every alert, once each");
+    let mut ids = vec![];
+    let mut kinds = vec![];
+    for (h, body) in &got {
+        let ts = h["x-keygate-timestamp"].to_str().unwrap();
+        let sig = h["x-keygate-signature"].to_str().unwrap();
+        assert_eq!(
+            sig,
+            keygate_server::alerts::signature(&secret, ts, body),
+            "signed over timestamp and body"
+        );
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        ids.push(v["id"].as_i64().unwrap());
+        kinds.push(v["kind"].as_str().unwrap().to_string());
+        assert_no_leak("an alert", body, &s.secrets);
+        assert!(!String::from_utf8_lossy(body).contains(&secret));
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
+    assert_eq!(kinds, vec!["freeze", "detector", "freeze"]);
+    let v: serde_json::Value = serde_json::from_slice(&got[1].1).unwrap();
+    assert!(
+        v["summary"].as_str().unwrap().contains("first outflow"),
+        "{v}"
+    );
+    assert_eq!(v["decision_id"], v["id"]);
+    let out = String::from_utf8_lossy(&serve.output()).to_string();
+    assert!(
+        out.contains("could not be delivered"),
+        "the failures were logged"
+    );
 }

@@ -1,0 +1,315 @@
+//! Alert sinks: every alert goes to the log and to each configured webhook, in order, once.
+//!
+//! Alerts are read from the audit log itself (a decision with detector signals, a freeze set or
+//! lifted, an unapproved outflow), so they are persisted before they exist as alerts: a sink's
+//! cursor (the last entry delivered to it) is kept in the store and moves only after the sink
+//! answered 2xx. A sink that is down is retried with exponential backoff, and gets every alert,
+//! once each, in order, when it comes back. A JSON webhook is signed: `X-Keygate-Signature` is
+//! `sha256=` and the hex HMAC-SHA256, under the sink's secret, of the `X-Keygate-Timestamp`
+//! value, a `.`, and the body, so a receiver can check it and reject replays. A Slack-compatible
+//! sink gets `{"text": …}`. Alerts carry entry ids, decision ids and reasons, never secrets.
+
+use std::time::Duration;
+
+use hmac::{KeyInit, Mac};
+use keygate_store::Store;
+use keygate_store::audit::AuditRow;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+/// What a sink expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// keygate's JSON alert, HMAC-signed.
+    Json,
+    /// `{"text": "…"}`, for Slack-compatible incoming webhooks.
+    Slack,
+}
+
+/// One webhook.
+pub struct Sink {
+    pub name: String,
+    pub url: String,
+    pub format: Format,
+    /// The HMAC secret of a JSON sink.
+    pub secret: Option<Zeroizing<String>>,
+    pub max_backoff: Duration,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An alert built from an audit entry, if the entry is one.
+pub fn alert_of(row: &AuditRow) -> Option<Value> {
+    let d = row.data();
+    let (kind, severity, summary) = match row.kind.as_str() {
+        "decision" => {
+            let det = d.get("detections")?.as_array()?;
+            if det.is_empty() {
+                return None;
+            }
+            let strongest = det
+                .iter()
+                .filter_map(|s| s.get("response").and_then(Value::as_str))
+                .max_by_key(|r| match *r {
+                    "alert" => 0,
+                    "hold" => 1,
+                    "deny" => 2,
+                    _ => 3,
+                })
+                .unwrap_or("alert");
+            let severity = match strongest {
+                "alert" | "hold" => "warning",
+                "deny" => "high",
+                _ => "critical",
+            };
+            let reasons: Vec<&str> = det
+                .iter()
+                .filter_map(|s| s.get("reason").and_then(Value::as_str))
+                .collect();
+            (
+                "detector",
+                severity,
+                format!(
+                    "{} {} by {}: {} ({})",
+                    d.pointer("/intent/action")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?"),
+                    d.get("outcome").and_then(Value::as_str).unwrap_or("?"),
+                    d.pointer("/intent/client")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?"),
+                    reasons.join("; "),
+                    strongest
+                ),
+            )
+        }
+        "freeze" => match d.get("event").and_then(Value::as_str)? {
+            "freeze.set" => (
+                "freeze",
+                "critical",
+                format!(
+                    "{} frozen (freeze {}): {}",
+                    d.get("scope").and_then(Value::as_str).unwrap_or("?"),
+                    d.get("freeze_id")
+                        .and_then(Value::as_i64)
+                        .unwrap_or_default(),
+                    d.get("reason").and_then(Value::as_str).unwrap_or("?")
+                ),
+            ),
+            "freeze.lifted" => (
+                "unfreeze",
+                "info",
+                format!(
+                    "freeze {} ({}) lifted by a quorum",
+                    d.get("freeze_id")
+                        .and_then(Value::as_i64)
+                        .unwrap_or_default(),
+                    d.get("scope").and_then(Value::as_str).unwrap_or("?")
+                ),
+            ),
+            _ => return None,
+        },
+        "reconcile" if d.get("event").and_then(Value::as_str) == Some("outflow.unapproved") => (
+            "unapproved_outflow",
+            "critical",
+            d.get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string(),
+        ),
+        _ => return None,
+    };
+    Some(json!({
+        "id": row.seq,
+        "kind": kind,
+        "severity": severity,
+        "at": keygate_core::time::format_millis(row.at_ms),
+        "at_ms": row.at_ms,
+        "actor": row.actor,
+        "summary": summary,
+        "decision_id": (row.kind == "decision").then_some(row.seq),
+        "data": d,
+    }))
+}
+
+/// The signature header's value for a body sent at `timestamp` (Unix milliseconds).
+pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn cursor_key(sink: &str) -> String {
+    format!("alerts.{sink}.delivered_seq")
+}
+
+/// Sends one alert to one sink; Ok on a 2xx answer.
+async fn deliver(http: &reqwest::Client, sink: &Sink, alert: &Value) -> Result<(), String> {
+    let body = match sink.format {
+        Format::Json => serde_json::to_vec(alert).map_err(|e| e.to_string())?,
+        Format::Slack => serde_json::to_vec(&json!({
+            "text": format!(
+                "[keygate {}] {} (audit entry {})",
+                alert["severity"].as_str().unwrap_or("?"),
+                alert["summary"].as_str().unwrap_or("?"),
+                alert["id"]
+            )
+        }))
+        .map_err(|e| e.to_string())?,
+    };
+    let mut req = http
+        .post(&sink.url)
+        .timeout(Duration::from_secs(10))
+        .header("Content-Type", "application/json")
+        .header("X-Keygate-Alert-Id", alert["id"].to_string());
+    if let (Format::Json, Some(secret)) = (sink.format, &sink.secret) {
+        let ts = crate::now_ms().to_string();
+        req = req
+            .header("X-Keygate-Signature", signature(secret, &ts, &body))
+            .header("X-Keygate-Timestamp", ts);
+    }
+    let resp = req
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| crate::send_error(&e).to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", resp.status()))
+    }
+}
+
+/// Follows the audit log for one sink forever.
+async fn run(store: Store, http: reqwest::Client, sink: Sink) {
+    let key = cursor_key(&sink.name);
+    // A sink seen for the first time starts at the current end of the log.
+    let mut cursor: i64 = loop {
+        match store.get_meta(&key).await {
+            Ok(Some(v)) => break v.parse().unwrap_or(0),
+            Ok(None) => match store.audit_head().await {
+                Ok(h) => {
+                    let _ = store.set_meta(&key, &h.seq.to_string()).await;
+                    break h.seq;
+                }
+                Err(e) => {
+                    tracing::error!(sink = %sink.name, error = %e, "alerts cannot read the audit log")
+                }
+            },
+            Err(e) => {
+                tracing::error!(sink = %sink.name, error = %e, "alerts cannot read their cursor")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    loop {
+        let rows = match store.audit_after(cursor, 100).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(sink = %sink.name, error = %e, "alerts cannot read the audit log");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        for row in rows {
+            if let Some(alert) = alert_of(&row) {
+                let mut backoff = Duration::from_millis(200);
+                let mut attempts = 0u32;
+                loop {
+                    attempts += 1;
+                    match deliver(&http, &sink, &alert).await {
+                        Ok(()) => {
+                            metrics::counter!("keygate_alerts_delivered_total", "sink" => sink.name.clone())
+                                .increment(1);
+                            break;
+                        }
+                        Err(e) => {
+                            metrics::counter!("keygate_alert_failures_total", "sink" => sink.name.clone())
+                                .increment(1);
+                            tracing::warn!(sink = %sink.name, alert = row.seq, attempts, error = %e,
+                                "an alert could not be delivered; retrying (it stays queued until delivered)");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(sink.max_backoff);
+                        }
+                    }
+                }
+            }
+            cursor = row.seq;
+            if let Err(e) = store.set_meta(&key, &cursor.to_string()).await {
+                tracing::error!(sink = %sink.name, error = %e, "alerts cannot save their cursor");
+            }
+        }
+    }
+}
+
+/// The log sink: every alert as a log line (warning, or error when critical), following the
+/// log from its current end.
+async fn log_sink(store: Store) {
+    let mut cursor = loop {
+        match store.audit_head().await {
+            Ok(h) => break h.seq,
+            Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
+    };
+    loop {
+        match store.audit_after(cursor, 100).await {
+            Ok(rows) if !rows.is_empty() => {
+                for row in rows {
+                    if let Some(a) = alert_of(&row) {
+                        let summary = a["summary"].as_str().unwrap_or("?");
+                        if a["severity"] == "critical" {
+                            tracing::error!(alert = row.seq, kind = %a["kind"], "ALERT {summary}");
+                        } else {
+                            tracing::warn!(alert = row.seq, kind = %a["kind"], "alert {summary}");
+                        }
+                    }
+                    cursor = row.seq;
+                }
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
+/// Starts the log sink and one delivery task per webhook.
+pub fn spawn(
+    store: Store,
+    http: reqwest::Client,
+    sinks: Vec<Sink>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut out = vec![tokio::spawn(log_sink(store.clone()))];
+    for s in sinks {
+        out.push(tokio::spawn(run(store.clone(), http.clone(), s)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_cover_the_timestamp_and_the_body() {
+        let a = signature("s", "1700000000000", b"{}");
+        assert!(a.starts_with("sha256=") && a.len() == 7 + 64);
+        assert_ne!(a, signature("s", "1700000000001", b"{}"));
+        assert_ne!(a, signature("s", "1700000000000", b"{ }"));
+        assert_ne!(a, signature("t", "1700000000000", b"{}"));
+    }
+}
