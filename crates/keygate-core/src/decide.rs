@@ -314,6 +314,9 @@ pub struct Extra {
     pub signals: Vec<String>,
     pub anomaly_score: i64,
     pub approvals: i64,
+    /// A quorum approved exactly this intent (a held one, sent again): a detector's hold is
+    /// satisfied. Policies see the count in `approvals`.
+    pub approved: bool,
     /// A clock every instance shares (the store's). A `now` further ahead of it than
     /// `max_clock_skew` is refused: a host whose clock ran ahead would otherwise see every
     /// window as already expired.
@@ -570,7 +573,7 @@ pub fn decide_watched(
         .map(|s| format!("detector {}: {}", s.detector, s.reason))
         .collect();
     match strongest {
-        Some(Response::Hold) if verdict.outcome == Outcome::Allow => {
+        Some(Response::Hold) if verdict.outcome == Outcome::Allow && !extra.approved => {
             verdict.outcome = Outcome::Hold;
             verdict.stage = Stage::Detector;
             verdict.debit = None;

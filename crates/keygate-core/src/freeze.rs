@@ -102,18 +102,34 @@ pub enum Subject {
         scope: Scope,
         set_at: Millis,
     },
+    /// Letting held decision `decision_id` through: the intent's digest (SHA-256 of its
+    /// canonical JSON) ties the approval to exactly what was held.
+    Hold {
+        decision_id: i64,
+        client: String,
+        intent_digest: String,
+        expires_at: Millis,
+    },
 }
 
 impl Subject {
-    /// The key approvals of this subject are stored under: `freeze:ID`.
+    /// The key approvals of this subject are stored under: `freeze:ID` or `hold:ID`.
     pub fn key(&self) -> String {
         match self {
             Subject::Unfreeze { freeze_id, .. } => format!("freeze:{freeze_id}"),
+            Subject::Hold { decision_id, .. } => format!("hold:{decision_id}"),
         }
     }
 }
 
 const APPROVAL_DOMAIN: &str = "keygate/approval/v1";
+
+/// The digest an approval of a held intent signs: SHA-256 of the intent's canonical JSON, hex.
+pub fn intent_digest(intent: &Intent) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(intent).unwrap_or_default();
+    hex::encode(Sha256::digest(&json))
+}
 
 /// The exact bytes an approver signs: a domain tag, then canonical JSON of the subject and the
 /// approval's expiry. Anything else signed with the key (a checkpoint, another subject, another

@@ -281,6 +281,22 @@ async fn run(
             }
         },
     };
+    let hold = match headers.get("x-keygate-hold") {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()) {
+            Some(id) if id > 0 => Some(id),
+            _ => {
+                return Err((
+                    refuse(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "x-keygate-hold must be the number of an approved hold (the approval_id of a 202 answer)",
+                    ),
+                    endpoint,
+                ));
+            }
+        },
+    };
     let request_id = classified
         .as_ref()
         .ok()
@@ -311,6 +327,7 @@ async fn run(
                 path: venue_path.clone(),
                 intent,
                 request_id,
+                hold,
             },
             now_ms(),
         )
@@ -337,10 +354,13 @@ async fn run(
                 decision_id: Some(id),
             }));
         }
-        Ok(Answer::Rejected { id, reason }) => {
-            let (status, error) = match &classified {
-                Err((status, error, _)) => (*status, *error),
-                Ok(_) => (StatusCode::CONFLICT, "replayed"),
+        Ok(Answer::Rejected { id, code, reason }) => {
+            let (status, error) = match (&classified, code) {
+                (Err((status, error, _)), _) => (*status, *error),
+                (Ok(_), "hold_expired") => (StatusCode::FORBIDDEN, "hold_expired"),
+                (Ok(_), "hold_pending") => (StatusCode::CONFLICT, "hold_pending"),
+                (Ok(_), "hold_invalid") => (StatusCode::CONFLICT, "hold_invalid"),
+                (Ok(_), _) => (StatusCode::CONFLICT, "replayed"),
             };
             return Err(fail(Refusal {
                 status,
@@ -360,6 +380,10 @@ async fn run(
                 axum::Json(json!({
                     "status": "held", "approval_id": decision.id, "decision_id": decision.id,
                     "reason": reason,
+                    "next": format!(
+                        "approvers run `keygate approve hold:{id}`; once a quorum has, send the same request again with the header x-keygate-hold: {id}",
+                        id = decision.id
+                    ),
                 })),
             )
                 .into_response();

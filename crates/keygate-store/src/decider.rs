@@ -74,6 +74,8 @@ pub struct GatewayRequest {
     pub intent: Result<Intent, String>,
     /// The client's own id for the request, which must never repeat for its client and venue.
     pub request_id: Option<String>,
+    /// The approved hold this request carries out (the header `x-keygate-hold`).
+    pub hold: Option<i64>,
 }
 
 /// What became of a request. Each carries the id of the audit entry that records it.
@@ -85,10 +87,12 @@ pub enum Answer {
         id: i64,
         error: AuthError,
     },
-    /// The request was refused before a decision: it could not be classified, or its request id
-    /// was used before.
+    /// The request was refused before a decision: it could not be classified (`code`
+    /// `unclassified`), its request id was used before (`replayed`), or the hold it names cannot
+    /// be used (`hold_invalid`, `hold_pending`, `hold_expired`).
     Rejected {
         id: i64,
+        code: &'static str,
         reason: String,
     },
 }
@@ -109,7 +113,7 @@ struct Job {
 enum Pending {
     Decided(Verdict),
     Refused(AuthError),
-    Rejected(String),
+    Rejected(&'static str, String),
 }
 
 enum Msg {
@@ -127,6 +131,8 @@ pub struct DeciderOptions {
     pub checkpoints: CheckpointPolicy,
     /// Called with each checkpoint after it is committed (to export it outside the store).
     pub on_checkpoint: Option<CheckpointHook>,
+    /// How long a held decision waits for approvals [default: 1 hour].
+    pub hold_ttl: Option<Millis>,
 }
 
 /// A handle to a store's decision writer. Cheap to clone.
@@ -384,6 +390,8 @@ impl Writer {
         let mut batch_ids: HashSet<(String, String, String)> = HashSet::new();
         let mut new_ids: Vec<(usize, (String, String, String))> = vec![];
         let mut freezes: Vec<NewEntry> = vec![];
+        let mut new_holds: Vec<(usize, Intent, Option<String>)> = vec![];
+        let mut used_holds: Vec<(usize, i64)> = vec![];
         for job in batch.iter() {
             let extra = |e: &Extra| Extra {
                 reference_now: Some(store_now),
@@ -394,6 +402,9 @@ impl Writer {
                     let w = decide_watched(&self.engine, &cache.state, intent, job.now, &extra(e));
                     cache.state.record(&w.verdict);
                     let entry = decision_entry(intent, &w, e, None);
+                    if w.verdict.outcome == keygate_core::Outcome::Hold {
+                        new_holds.push((entries.len(), intent.clone(), None));
+                    }
                     contain(
                         &mut tx,
                         &mut cache.state,
@@ -426,19 +437,45 @@ impl Writer {
                         }
                         (Ok(client), Err(reason)) => (
                             rejected_entry(req, &client, "request.unclassified", reason, job.now),
-                            Pending::Rejected(reason.clone()),
+                            Pending::Rejected("unclassified", reason.clone()),
                         ),
                         (Ok(client), Ok(intent)) => {
+                            let intent = Intent {
+                                client: client.clone(),
+                                token_id: Some(req.token.id.clone()),
+                                source_ip: Some(req.ip),
+                                ..intent.clone()
+                            };
+                            let hold = match req.hold {
+                                Some(hid) => Some(
+                                    check_hold(&mut tx, hid, &req.venue, &intent, store_now)
+                                        .await?
+                                        .map(|h| (hid, h)),
+                                ),
+                                None => None,
+                            };
+                            let held_id = hold
+                                .as_ref()
+                                .and_then(|h| h.as_ref().ok())
+                                .and_then(|(_, h)| h.request_id.clone());
                             let key = req
                                 .request_id
                                 .as_ref()
+                                // The held request's own id is the one it may use again.
+                                .filter(|r| held_id.as_ref() != Some(*r))
                                 .map(|r| (client.clone(), req.venue.clone(), r.clone()));
                             let used = match &key {
                                 Some(k) if batch_ids.contains(k) => Some(None),
                                 Some(k) => used_request_id(&mut tx, k).await?.map(Some),
                                 None => None,
                             };
-                            if let Some(first) = used {
+                            if let Some(Err((code, reason))) = hold {
+                                let event = format!("request.{code}");
+                                (
+                                    rejected_entry(req, &client, &event, &reason, job.now),
+                                    Pending::Rejected(code, reason),
+                                )
+                            } else if let Some(first) = used {
                                 let reason = match first {
                                     Some(id) => format!(
                                         "request id {:?} was already used (audit entry {id}); use a new id for each request",
@@ -457,16 +494,17 @@ impl Writer {
                                         &reason,
                                         job.now,
                                     ),
-                                    Pending::Rejected(reason),
+                                    Pending::Rejected("replayed", reason),
                                 )
                             } else {
-                                let intent = Intent {
-                                    client: client.clone(),
-                                    token_id: Some(req.token.id.clone()),
-                                    source_ip: Some(req.ip),
-                                    ..intent.clone()
+                                let none = match &hold {
+                                    Some(Ok((_, h))) => Extra {
+                                        approvals: h.approvals,
+                                        approved: true,
+                                        ..Extra::default()
+                                    },
+                                    _ => Extra::default(),
                                 };
-                                let none = Extra::default();
                                 let w = decide_watched(
                                     &self.engine,
                                     &cache.state,
@@ -485,6 +523,18 @@ impl Writer {
                                 )
                                 .await?;
                                 let verdict = &w.verdict;
+                                if let Some(Ok((hid, _))) = &hold
+                                    && verdict.outcome == keygate_core::Outcome::Allow
+                                {
+                                    used_holds.push((entries.len(), *hid));
+                                }
+                                if verdict.outcome == keygate_core::Outcome::Hold {
+                                    new_holds.push((
+                                        entries.len(),
+                                        intent.clone(),
+                                        req.request_id.clone(),
+                                    ));
+                                }
                                 // A denied request leaves its id unused: the bot may retry it.
                                 if let Some(k) = key
                                     && verdict.outcome != keygate_core::Outcome::Deny
@@ -510,6 +560,32 @@ impl Writer {
             pending.push(p);
         }
         let seqs = audit::append(&mut tx, &mut head, entries, store_now).await?;
+        let hold_ttl = self.opts.hold_ttl.unwrap_or(keygate_core::time::HOUR);
+        for (i, intent, request_id) in new_holds {
+            let id = seqs.get(i).copied().unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO holds (decision_id, client, venue, intent_digest, request_id, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(intent.client.clone())
+            .bind(intent.venue.clone())
+            .bind(hold_digest(&intent))
+            .bind(request_id)
+            .bind(store_now.saturating_add(hold_ttl))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (i, hid) in used_holds {
+            let id = seqs.get(i).copied().unwrap_or_default();
+            sqlx::query(
+                "UPDATE holds SET executed_ms = $1, executed_by = $2 WHERE decision_id = $3",
+            )
+            .bind(store_now)
+            .bind(id)
+            .bind(hid)
+            .execute(&mut *tx)
+            .await?;
+        }
         // Freezes the detectors set, after the decisions that set them.
         if !freezes.is_empty() {
             audit::append(&mut tx, &mut head, freezes, store_now).await?;
@@ -534,7 +610,7 @@ impl Writer {
                 Some(match p {
                     Pending::Decided(verdict) => Answer::Decided(Decision { id, verdict }),
                     Pending::Refused(error) => Answer::Refused { id, error },
-                    Pending::Rejected(reason) => Answer::Rejected { id, reason },
+                    Pending::Rejected(code, reason) => Answer::Rejected { id, code, reason },
                 })
             })
             .collect();
@@ -739,4 +815,85 @@ async fn contain(
         "a detector froze {scope}; lifting it needs a quorum: keygate approve freeze:{id} --key FILE"
     );
     Ok(())
+}
+
+/// The digest a hold is known by: the intent without its token and source address (the same
+/// request may come back with another token, from another host of the client's).
+pub fn hold_digest(intent: &Intent) -> String {
+    keygate_core::freeze::intent_digest(&Intent {
+        token_id: None,
+        source_ip: None,
+        ..intent.clone()
+    })
+}
+
+/// An approved hold a request may carry out.
+struct UsableHold {
+    approvals: i64,
+    request_id: Option<String>,
+}
+
+/// Checks the hold a request names: the same client, venue and intent, approved by a quorum,
+/// not expired, not used. `Err` is (code, reason) for the refusal.
+async fn check_hold(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    hid: i64,
+    venue: &str,
+    intent: &Intent,
+    store_now: Millis,
+) -> Result<Result<UsableHold, (&'static str, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT client, venue, intent_digest, request_id, expires_ms, approved_ms, executed_by FROM holds WHERE decision_id = $1",
+    )
+    .bind(hid)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(r) = row else {
+        return Ok(Err(("hold_invalid", format!("there is no hold {hid}"))));
+    };
+    let client: String = r.try_get(0)?;
+    let h_venue: String = r.try_get(1)?;
+    let digest: String = r.try_get(2)?;
+    let request_id: Option<String> = r.try_get(3)?;
+    let expires: Millis = r.try_get(4)?;
+    let approved: Option<Millis> = r.try_get(5)?;
+    let executed_by: Option<i64> = r.try_get(6)?;
+    if client != intent.client || h_venue != venue || digest != hold_digest(intent) {
+        return Ok(Err((
+            "hold_invalid",
+            format!("hold {hid} is for another request; send exactly the request that was held"),
+        )));
+    }
+    if let Some(d) = executed_by {
+        return Ok(Err((
+            "hold_invalid",
+            format!("hold {hid} was already carried out (decision {d})"),
+        )));
+    }
+    if expires <= store_now {
+        return Ok(Err((
+            "hold_expired",
+            format!(
+                "hold {hid} expired at {}; send the request without x-keygate-hold for a new decision",
+                keygate_core::time::format_millis(expires)
+            ),
+        )));
+    }
+    if approved.is_none() {
+        return Ok(Err((
+            "hold_pending",
+            format!(
+                "hold {hid} is not approved by a quorum yet: keygate approve hold:{hid} --key FILE"
+            ),
+        )));
+    }
+    let n = sqlx::query("SELECT COUNT(*) FROM approvals WHERE subject = $1")
+        .bind(format!("hold:{hid}"))
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get::<i64, _>(0)?;
+    Ok(Ok(UsableHold {
+        approvals: n,
+        request_id,
+    }))
 }

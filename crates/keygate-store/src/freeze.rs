@@ -38,6 +38,93 @@ pub enum Approved {
         approvers: Vec<String>,
         audit_id: i64,
     },
+    /// This approval completed the quorum: the held request may now be sent again, once, with
+    /// the header `x-keygate-hold`.
+    HoldApproved {
+        decision_id: i64,
+        approvers: Vec<String>,
+        audit_id: i64,
+    },
+}
+
+/// What a subject key names, as stored.
+enum Target {
+    Freeze(FreezeRow),
+    Hold {
+        decision_id: i64,
+        client: String,
+        digest: String,
+        expires_at: Millis,
+        approved: bool,
+        executed: bool,
+    },
+}
+
+/// Reads what `subject` (`freeze:ID` or `hold:ID`) names.
+async fn load_target<'e, E>(exec: E, subject: &str) -> Result<Target, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Any>,
+{
+    if let Some(id) = subject
+        .strip_prefix("hold:")
+        .and_then(|n| n.parse::<i64>().ok())
+    {
+        let r = sqlx::query(
+            "SELECT client, intent_digest, expires_ms, approved_ms, executed_by FROM holds WHERE decision_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(exec)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no held decision {id}")))?;
+        return Ok(Target::Hold {
+            decision_id: id,
+            client: r.try_get(0)?,
+            digest: r.try_get(1)?,
+            expires_at: r.try_get(2)?,
+            approved: r.try_get::<Option<i64>, _>(3)?.is_some(),
+            executed: r.try_get::<Option<i64>, _>(4)?.is_some(),
+        });
+    }
+    let id = freeze_id(subject)?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{FREEZE_COLS} WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(exec)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("there is no freeze {id}")))?;
+    Ok(Target::Freeze(row_to_freeze(&row)?))
+}
+
+/// What approving `t` signs, if it can still be approved at `now`.
+fn subject_of_target(t: &Target, now: Millis) -> Result<Subject, StoreError> {
+    match t {
+        Target::Freeze(row) => subject_of(row),
+        Target::Hold {
+            decision_id,
+            client,
+            digest,
+            expires_at,
+            approved,
+            executed,
+        } => {
+            if *approved || *executed {
+                return Err(StoreError::Conflict(format!(
+                    "held decision {decision_id} is already approved; nothing to approve"
+                )));
+            }
+            if *expires_at <= now {
+                return Err(StoreError::Conflict(format!(
+                    "held decision {decision_id} expired at {}; an expired hold is a deny",
+                    keygate_core::time::format_millis(*expires_at)
+                )));
+            }
+            Ok(Subject::Hold {
+                decision_id: *decision_id,
+                client: client.clone(),
+                intent_digest: digest.clone(),
+                expires_at: *expires_at,
+            })
+        }
+    }
 }
 
 const FREEZE_COLS: &str =
@@ -124,13 +211,12 @@ impl Store {
     /// What approving `subject` (`freeze:ID`) means now: the subject to sign, if it can be
     /// approved.
     pub async fn approval_subject(&self, subject: &str) -> Result<Subject, StoreError> {
-        let id = freeze_id(subject)?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{FREEZE_COLS} WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("there is no freeze {id}")))?;
-        subject_of(&row_to_freeze(&row)?)
+        let t = load_target(self.pool(), subject).await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or(0);
+        subject_of_target(&t, now)
     }
 
     /// Checks and records one signed approval of `subject`; lifts the freeze when it completes
@@ -148,7 +234,6 @@ impl Store {
         verifier: &dyn Verifier,
         now: Millis,
     ) -> Result<Approved, StoreError> {
-        let id = freeze_id(subject)?;
         let approver = approver.to_ascii_lowercase();
         if !policy.is_approver(&approver) {
             return Err(StoreError::Conflict(format!(
@@ -157,13 +242,8 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let (mut head, store_now) = lock_head_at(&mut tx, self.backend()).await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{FREEZE_COLS} WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("there is no freeze {id}")))?;
-        let row = row_to_freeze(&row)?;
-        let what = subject_of(&row)?;
+        let target = load_target(&mut *tx, subject).await?;
+        let what = subject_of_target(&target, store_now)?;
         if expires_at <= store_now {
             return Err(StoreError::Conflict(
                 "the approval has expired; sign a new one with `keygate approve`".into(),
@@ -179,7 +259,8 @@ impl Store {
             .verify(&approver, &approval_message(&what, expires_at), signature)
             .map_err(|e| {
                 StoreError::Conflict(format!(
-                    "the approval's signature does not verify for freeze {id} with key {approver}: {e}"
+                    "the approval's signature does not verify for {} with key {approver}: {e}",
+                    what.key()
                 ))
             })?;
         sqlx::query(
@@ -218,8 +299,25 @@ impl Store {
             })),
             debit: None,
         }];
-        let lifted = valid.len() >= policy.quorum;
-        if lifted {
+        let done = valid.len() >= policy.quorum;
+        if done && let Target::Hold { decision_id, .. } = &target {
+            sqlx::query("UPDATE holds SET approved_ms = $1 WHERE decision_id = $2")
+                .bind(store_now)
+                .bind(*decision_id)
+                .execute(&mut *tx)
+                .await?;
+            entries.push(NewEntry {
+                kind: "hold",
+                actor: "quorum".into(),
+                at_ms: now,
+                data: NewEntry::data(&json!({
+                    "event": "hold.approved", "decision_id": decision_id, "approvers": valid,
+                })),
+                debit: None,
+            });
+        }
+        if done && let Target::Freeze(row) = &target {
+            let id = row.freeze.id;
             sqlx::query("UPDATE freezes SET lifted_ms = $1, lifted_by = $2 WHERE id = $3")
                 .bind(store_now)
                 .bind(valid.join(","))
@@ -244,11 +342,18 @@ impl Store {
         let seqs = append(&mut tx, &mut head, entries, store_now).await?;
         tx.commit().await?;
         let audit_id = seqs.last().copied().unwrap_or_default();
-        Ok(if lifted {
-            Approved::Lifted {
-                freeze_id: id,
-                approvers: valid,
-                audit_id,
+        Ok(if done {
+            match target {
+                Target::Freeze(row) => Approved::Lifted {
+                    freeze_id: row.freeze.id,
+                    approvers: valid,
+                    audit_id,
+                },
+                Target::Hold { decision_id, .. } => Approved::HoldApproved {
+                    decision_id,
+                    approvers: valid,
+                    audit_id,
+                },
             }
         } else {
             Approved::Counted {

@@ -52,9 +52,9 @@ keygate_store::both_backends!(
 async fn migrations_apply_once_and_are_idempotent(b: Backend) {
     let (s, _d) = fresh(b).await;
     assert_eq!(s.backend(), b);
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     s.migrate().await.unwrap();
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
     match b {
         Backend::Sqlite => assert_eq!(
             s.sqlite_journal_mode().await.unwrap().as_deref(),

@@ -76,7 +76,8 @@ pub enum Command {
     Decide(DecideArgs),
     /// Freeze a scope (all, client:NAME, venue:NAME, credential:ID) at once, or `freeze list`.
     Freeze(FreezeArgs),
-    /// Sign and submit an approval (freeze:ID) with an approver key; a quorum lifts the freeze.
+    /// Sign and submit an approval (freeze:ID or hold:ID) with an approver key; a quorum lifts
+    /// the freeze or lets the held request through.
     Approve(ApproveArgs),
     /// Make an approver key.
     #[command(subcommand)]
@@ -104,7 +105,7 @@ pub struct FreezeArgs {
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// What to approve: freeze:ID (lifting that freeze).
+    /// What to approve: freeze:ID (lifting that freeze) or hold:ID (a held request).
     pub subject: String,
     /// The approver's Ed25519 key file.
     #[arg(long)]

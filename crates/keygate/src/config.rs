@@ -102,6 +102,9 @@ pub struct ApprovalsConfig {
     /// The longest an approval may stay valid for.
     #[serde(default = "default_max_validity")]
     pub max_validity: String,
+    /// How long a held request waits for approvals; after that it is a deny.
+    #[serde(default = "default_max_validity")]
+    pub hold_ttl: String,
 }
 
 fn default_quorum() -> usize {
@@ -117,6 +120,7 @@ impl Default for ApprovalsConfig {
             approvers: vec![],
             quorum: default_quorum(),
             max_validity: default_max_validity(),
+            hold_ttl: default_max_validity(),
         }
     }
 }
@@ -710,6 +714,8 @@ credential_ttl = "30s"
 approvers = []
 quorum = 2
 max_validity = "1h"
+# How long a held request waits for approvals (`keygate approve hold:ID`); then it is a deny.
+hold_ttl = "1h"
 
 [detectors]
 # Anomaly detectors over each client's withdrawals and transfers, against its own history over

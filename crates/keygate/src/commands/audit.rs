@@ -146,11 +146,21 @@ fn summary(row: &keygate_store::audit::AuditRow) -> String {
                 d["reason"].as_str().unwrap_or("?")
             ),
         },
-        "approval" => format!(
-            "approval of freeze {}: {} of {} valid",
-            d["subject"]["freeze_id"].as_i64().unwrap_or_default(),
-            d["valid"].as_i64().unwrap_or_default(),
-            d["quorum"].as_i64().unwrap_or_default()
+        "approval" => {
+            let s = &d["subject"];
+            let what = match s["approve"].as_str() {
+                Some("hold") => format!("held decision {}", s["decision_id"]),
+                _ => format!("freeze {}", s["freeze_id"]),
+            };
+            format!(
+                "approval of {what}: {} of {} valid",
+                d["valid"].as_i64().unwrap_or_default(),
+                d["quorum"].as_i64().unwrap_or_default()
+            )
+        }
+        "hold" => format!(
+            "held decision {} approved by a quorum",
+            d["decision_id"].as_i64().unwrap_or_default()
         ),
         "reconcile" => {
             let o = &d["outflow"];

@@ -128,6 +128,14 @@ pub async fn approve(h: &StateHandle, a: &ApproveArgs) -> Result<()> {
             "freeze {freeze_id} lifted by {} approvers (audit entry {audit_id})",
             approvers.len()
         ),
+        Approved::HoldApproved {
+            decision_id,
+            approvers,
+            audit_id,
+        } => println!(
+            "held decision {decision_id} approved by {} approvers (audit entry {audit_id}); the client may now send the same request again, once, with the header x-keygate-hold: {decision_id}",
+            approvers.len()
+        ),
     }
     Ok(())
 }

@@ -218,6 +218,10 @@ fn decider(h: &StateHandle, engine: keygate_core::Engine) -> Result<Decider> {
             signer: Some(Arc::new(signer)),
             checkpoints: audit_sign::policy(h)?,
             on_checkpoint,
+            hold_ttl: Some(duration(
+                "approvals.hold_ttl",
+                &h.config.approvals.hold_ttl,
+            )?),
         },
     ))
 }

@@ -1251,3 +1251,138 @@ fn a_webhook_that_was_down_gets_every_alert_once_signed_when_it_comes_back() {
         "the failures were logged"
     );
 }
+
+#[test]
+fn a_held_withdrawal_goes_through_once_after_a_quorum_and_an_expired_hold_is_a_deny() {
+    let mut s = setup("off");
+    let keys: Vec<(std::path::PathBuf, String)> = (0..2)
+        .map(|i| {
+            let path = s.kg.tmp.path().join(format!("approver{i}.key"));
+            let out = s.kg.ok(
+                &["approver", "keygen", "--out", path.to_str().unwrap()],
+                None,
+            );
+            (
+                path,
+                out.lines()
+                    .last()
+                    .unwrap()
+                    .trim()
+                    .trim_matches('"')
+                    .to_string(),
+            )
+        })
+        .collect();
+    let cfg_path = s.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace(
+            "approvers = []",
+            &format!("approvers = [\"{}\", \"{}\"]", keys[0].1, keys[1].1),
+        )
+        .replace("hold_ttl = \"1h\"", "hold_ttl = \"3s\"");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    std::fs::write(
+        s.kg.data.join("policies/hold.cedar"),
+        r#"@id("big-withdrawals-need-two")
+@hold
+forbid (principal, action == Keygate::Action::"withdraw", resource)
+when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
+"#,
+    )
+    .unwrap();
+    let serve = Serve::start(&s.kg);
+    let treasurer = bearer(&s.treasurer);
+    let withdraw = |amount: &str, id: &str, hold: Option<&str>| {
+        let mut headers = vec![
+            ("Authorization", treasurer.as_str()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(h) = hold {
+            headers.push(("x-keygate-hold", h));
+        }
+        http(
+            serve.addr,
+            "POST",
+            "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+            &headers,
+            format!("coin=USDT&network=ETH&address={COLD}&amount={amount}&withdrawOrderId={id}")
+                .as_bytes(),
+        )
+    };
+    let approve = |kg: &mut Kg, subject: &str, key: &std::path::Path| {
+        kg.run(&["approve", subject, "--key", key.to_str().unwrap()], None)
+    };
+    // A hold nobody approves in time is a deny.
+    let a = withdraw("55000", "big-2", None);
+    assert_eq!(a.status, 202, "{}", a.body);
+    let h2 = a.json()["approval_id"].as_i64().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(3300));
+    let out = approve(&mut s.kg, &format!("hold:{h2}"), &keys[0].0);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("expired"),
+        "{out:?}"
+    );
+    let a = withdraw("55000", "big-2", Some(&h2));
+    assert_eq!(
+        (a.status, a.json()["error"].as_str()),
+        (403, Some("hold_expired")),
+        "{}",
+        a.body
+    );
+
+    // Held, then approved by two, then carried out once.
+    let before = s.sim.withdrawals().len();
+    let a = withdraw("60000", "big-1", None);
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert!(
+        a.json()["next"]
+            .as_str()
+            .unwrap()
+            .contains("x-keygate-hold")
+    );
+    let h1 = a.json()["approval_id"].as_i64().unwrap().to_string();
+    let a = withdraw("60000", "big-1", Some(&h1));
+    assert_eq!(
+        (a.status, a.json()["error"].as_str()),
+        (409, Some("hold_pending")),
+        "{}",
+        a.body
+    );
+    // Another request cannot ride on the hold.
+    assert!(
+        approve(&mut s.kg, &format!("hold:{h1}"), &keys[0].0)
+            .status
+            .success()
+    );
+    assert!(
+        approve(&mut s.kg, &format!("hold:{h1}"), &keys[1].0)
+            .status
+            .success()
+    );
+    let a = withdraw("60001", "big-1", Some(&h1));
+    assert_eq!(
+        (a.status, a.json()["error"].as_str()),
+        (409, Some("hold_invalid")),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        s.sim.withdrawals().len(),
+        before,
+        "nothing was forwarded before the quorum"
+    );
+    let a = withdraw("60000", "big-1", Some(&h1));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(s.sim.withdrawals().len(), before + 1);
+    let a = withdraw("60000", "big-1", Some(&h1));
+    assert_eq!(
+        (a.status, a.json()["error"].as_str()),
+        (409, Some("hold_invalid")),
+        "{}",
+        a.body
+    );
+    assert_eq!(s.sim.withdrawals().len(), before + 1, "a hold is used once");
+    s.kg.ok(&["audit", "verify"], None);
+}
