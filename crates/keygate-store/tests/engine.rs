@@ -394,6 +394,7 @@ async fn signed_checkpoints_catch_a_rewritten_chain(b: Backend) {
                 every_ms: HOUR,
             },
             on_checkpoint: Some(Arc::new(move |cp| sink.lock().unwrap().push(cp.clone()))),
+            hold_ttl: None,
         },
     );
     for i in 0..7 {
@@ -524,6 +525,7 @@ async fn gateway_requests_are_authenticated_and_request_ids_never_repeat(b: Back
             path: "/sapi/v1/capital/withdraw/apply".into(),
             intent,
             request_id: rid.map(str::to_string),
+            hold: None,
         }
     };
     let mut intent = withdraw(100);
