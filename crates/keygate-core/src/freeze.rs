@@ -110,14 +110,24 @@ pub enum Subject {
         intent_digest: String,
         expires_at: Millis,
     },
+    /// Approving address-book entry `entry_id`, exactly as it was added.
+    Address {
+        entry_id: i64,
+        venue: String,
+        asset: String,
+        address: String,
+        added_at: Millis,
+    },
 }
 
 impl Subject {
-    /// The key approvals of this subject are stored under: `freeze:ID` or `hold:ID`.
+    /// The key approvals of this subject are stored under: `freeze:ID`, `hold:ID` or
+    /// `address:ID`.
     pub fn key(&self) -> String {
         match self {
             Subject::Unfreeze { freeze_id, .. } => format!("freeze:{freeze_id}"),
             Subject::Hold { decision_id, .. } => format!("hold:{decision_id}"),
+            Subject::Address { entry_id, .. } => format!("address:{entry_id}"),
         }
     }
 }

@@ -45,6 +45,13 @@ pub enum Approved {
         approvers: Vec<String>,
         audit_id: i64,
     },
+    /// This approval completed the quorum: the address-book entry is approved (usable once its
+    /// cool-down has passed).
+    AddressApproved {
+        entry_id: i64,
+        approvers: Vec<String>,
+        audit_id: i64,
+    },
 }
 
 /// What a subject key names, as stored.
@@ -57,6 +64,14 @@ enum Target {
         expires_at: Millis,
         approved: bool,
         executed: bool,
+    },
+    Address {
+        entry_id: i64,
+        venue: String,
+        asset: String,
+        address: String,
+        added_at: Millis,
+        approved: bool,
     },
 }
 
@@ -83,6 +98,30 @@ where
             expires_at: r.try_get(2)?,
             approved: r.try_get::<Option<i64>, _>(3)?.is_some(),
             executed: r.try_get::<Option<i64>, _>(4)?.is_some(),
+        });
+    }
+    if let Some(id) = subject
+        .strip_prefix("address:")
+        .and_then(|n| n.parse::<i64>().ok())
+    {
+        let r = sqlx::query(
+            "SELECT venue, asset, address, added_ms, approved_ms FROM destinations WHERE id = $1 AND removed_ms IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(exec)
+        .await?
+        .ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "there is no address-book entry {id}; see `keygate address list`"
+            ))
+        })?;
+        return Ok(Target::Address {
+            entry_id: id,
+            venue: r.try_get(0)?,
+            asset: r.try_get(1)?,
+            address: r.try_get(2)?,
+            added_at: r.try_get(3)?,
+            approved: r.try_get::<Option<i64>, _>(4)?.is_some(),
         });
     }
     let id = freeze_id(subject)?;
@@ -122,6 +161,27 @@ fn subject_of_target(t: &Target, now: Millis) -> Result<Subject, StoreError> {
                 client: client.clone(),
                 intent_digest: digest.clone(),
                 expires_at: *expires_at,
+            })
+        }
+        Target::Address {
+            entry_id,
+            venue,
+            asset,
+            address,
+            added_at,
+            approved,
+        } => {
+            if *approved {
+                return Err(StoreError::Conflict(format!(
+                    "address-book entry {entry_id} is already approved"
+                )));
+            }
+            Ok(Subject::Address {
+                entry_id: *entry_id,
+                venue: venue.clone(),
+                asset: asset.clone(),
+                address: address.clone(),
+                added_at: *added_at,
             })
         }
     }
@@ -316,6 +376,23 @@ impl Store {
                 debit: None,
             });
         }
+        if done && let Target::Address { entry_id, .. } = &target {
+            sqlx::query("UPDATE destinations SET approved_ms = $1, approved_by = $2 WHERE id = $3")
+                .bind(store_now)
+                .bind(format!("quorum:{}", valid.join(",")))
+                .bind(*entry_id)
+                .execute(&mut *tx)
+                .await?;
+            entries.push(NewEntry {
+                kind: "admin",
+                actor: "quorum".into(),
+                at_ms: now,
+                data: NewEntry::data(&json!({
+                    "action": "address.approve", "entry_id": entry_id, "approvers": valid,
+                })),
+                debit: None,
+            });
+        }
         if done && let Target::Freeze(row) = &target {
             let id = row.freeze.id;
             sqlx::query("UPDATE freezes SET lifted_ms = $1, lifted_by = $2 WHERE id = $3")
@@ -351,6 +428,11 @@ impl Store {
                 },
                 Target::Hold { decision_id, .. } => Approved::HoldApproved {
                     decision_id,
+                    approvers: valid,
+                    audit_id,
+                },
+                Target::Address { entry_id, .. } => Approved::AddressApproved {
+                    entry_id,
                     approvers: valid,
                     audit_id,
                 },

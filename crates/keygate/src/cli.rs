@@ -76,8 +76,8 @@ pub enum Command {
     Decide(DecideArgs),
     /// Freeze a scope (all, client:NAME, venue:NAME, credential:ID) at once, or `freeze list`.
     Freeze(FreezeArgs),
-    /// Sign and submit an approval (freeze:ID or hold:ID) with an approver key; a quorum lifts
-    /// the freeze or lets the held request through.
+    /// Sign and submit an approval (freeze:ID, hold:ID or address:ID) with an approver key; a
+    /// quorum lifts the freeze, lets the held request through, or approves the address.
     Approve(ApproveArgs),
     /// Make an approver key.
     #[command(subcommand)]
@@ -105,7 +105,8 @@ pub struct FreezeArgs {
 
 #[derive(Debug, Args)]
 pub struct ApproveArgs {
-    /// What to approve: freeze:ID (lifting that freeze) or hold:ID (a held request).
+    /// What to approve: freeze:ID (lifting that freeze), hold:ID (a held request) or
+    /// address:ID (an address-book entry).
     pub subject: String,
     /// The approver's Ed25519 key file.
     #[arg(long)]

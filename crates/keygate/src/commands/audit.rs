@@ -150,6 +150,7 @@ fn summary(row: &keygate_store::audit::AuditRow) -> String {
             let s = &d["subject"];
             let what = match s["approve"].as_str() {
                 Some("hold") => format!("held decision {}", s["decision_id"]),
+                Some("address") => format!("address-book entry {}", s["entry_id"]),
                 _ => format!("freeze {}", s["freeze_id"]),
             };
             format!(

@@ -128,6 +128,14 @@ pub async fn approve(h: &StateHandle, a: &ApproveArgs) -> Result<()> {
             "freeze {freeze_id} lifted by {} approvers (audit entry {audit_id})",
             approvers.len()
         ),
+        Approved::AddressApproved {
+            entry_id,
+            approvers,
+            audit_id,
+        } => println!(
+            "address-book entry {entry_id} approved by {} approvers (audit entry {audit_id}); it is usable once its cool-down has passed",
+            approvers.len()
+        ),
         Approved::HoldApproved {
             decision_id,
             approvers,

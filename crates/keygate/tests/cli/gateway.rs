@@ -1386,3 +1386,66 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
     assert_eq!(s.sim.withdrawals().len(), before + 1, "a hold is used once");
     s.kg.ok(&["audit", "verify"], None);
 }
+
+#[test]
+fn an_address_book_entry_can_be_approved_by_a_quorum_of_signatures() {
+    let mut s = setup("off");
+    let keys: Vec<(std::path::PathBuf, String)> = (0..2)
+        .map(|i| {
+            let path = s.kg.tmp.path().join(format!("approver{i}.key"));
+            let out = s.kg.ok(
+                &["approver", "keygen", "--out", path.to_str().unwrap()],
+                None,
+            );
+            (
+                path,
+                out.lines()
+                    .last()
+                    .unwrap()
+                    .trim()
+                    .trim_matches('"')
+                    .to_string(),
+            )
+        })
+        .collect();
+    let cfg_path = s.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "approvers = []",
+        &format!("approvers = [\"{}\", \"{}\"]", keys[0].1, keys[1].1),
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    s.kg.ok(
+        &[
+            "address",
+            "add",
+            "0x00000000000000000000000000000000c01d0002",
+            "--venue",
+            "binance-main",
+            "--asset",
+            "USDT",
+            "--label",
+            "cold 2",
+        ],
+        None,
+    );
+    let approve = |kg: &mut Kg, key: &std::path::Path| {
+        kg.ok(
+            &["approve", "address:2", "--key", key.to_str().unwrap()],
+            None,
+        )
+    };
+    assert!(approve(&mut s.kg, &keys[0].0).contains("1 of 2"));
+    let approved =
+        |l: &str| l.contains("c01d0002") && (l.contains("cooling-down") || l.contains("active"));
+    assert!(!s.kg.ok(&["address", "list"], None).lines().any(approved));
+    assert!(approve(&mut s.kg, &keys[1].0).contains("address-book entry 2 approved"));
+    let list = s.kg.ok(&["address", "list"], None);
+    assert!(list.lines().any(approved), "{list}");
+    // Approved is approved: a further approval is refused.
+    let out = s.kg.run(
+        &["approve", "address:2", "--key", keys[0].0.to_str().unwrap()],
+        None,
+    );
+    assert!(!out.status.success());
+    s.kg.ok(&["audit", "verify"], None);
+}
