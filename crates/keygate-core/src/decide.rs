@@ -566,12 +566,24 @@ pub fn decide_watched(
         extra.anomaly_score = extra.anomaly_score.saturating_add(s.score);
     }
     let mut verdict = decide_with(engine, state, intent, now, &extra);
-    let strongest = signals.iter().map(|s| s.response).max();
-    let acting: Vec<String> = signals
+    let total: i64 = signals.iter().map(|s| s.score).sum();
+    let by_score = if signals.is_empty() {
+        None
+    } else {
+        engine.detectors.score_response(total)
+    };
+    let strongest = signals.iter().map(|s| s.response).chain(by_score).max();
+    let mut acting: Vec<String> = signals
         .iter()
-        .filter(|s| s.response > Response::Alert)
+        .filter(|s| s.response > Response::Alert || by_score.is_some())
         .map(|s| format!("detector {}: {}", s.detector, s.reason))
         .collect();
+    if let Some(r) = by_score {
+        acting.push(format!(
+            "the detectors' total score {total} asks for {}",
+            r.as_str()
+        ));
+    }
     match strongest {
         Some(Response::Hold) if verdict.outcome == Outcome::Allow && !extra.approved => {
             verdict.outcome = Outcome::Hold;

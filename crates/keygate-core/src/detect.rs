@@ -95,6 +95,20 @@ pub struct DetectorConfig {
     pub drain_ratio: i64,
     pub drain_min_usd_cents: i64,
     pub off_hours: Rule,
+    /// Responses to a request's total score: (at least this score, response). The strongest
+    /// that applies joins the signals' own.
+    pub score_responses: Vec<(i64, Response)>,
+}
+
+impl DetectorConfig {
+    /// The response the total `score` of a request's signals asks for, if any.
+    pub fn score_response(&self, score: i64) -> Option<Response> {
+        self.score_responses
+            .iter()
+            .filter(|(at, _)| score >= *at)
+            .map(|(_, r)| *r)
+            .max()
+    }
 }
 
 impl Default for DetectorConfig {
@@ -121,6 +135,7 @@ impl Default for DetectorConfig {
             drain_ratio: 100,
             drain_min_usd_cents: 1_000_000,
             off_hours: rule(20, Response::Alert),
+            score_responses: vec![],
         }
     }
 }
@@ -430,6 +445,17 @@ mod tests {
         assert_eq!(names(&s), vec!["new_destination"]);
         cfg.new_destination.enabled = false;
         assert!(examine(&cfg, &h, &out(T0, COLD, 1_000_000_000)).is_empty());
+    }
+
+    #[test]
+    fn a_total_score_can_ask_for_more_than_each_signal() {
+        let cfg = DetectorConfig {
+            score_responses: vec![(40, Response::Hold), (100, Response::FreezeAll)],
+            ..DetectorConfig::default()
+        };
+        assert_eq!(cfg.score_response(39), None);
+        assert_eq!(cfg.score_response(40), Some(Response::Hold));
+        assert_eq!(cfg.score_response(150), Some(Response::FreezeAll));
     }
 
     #[test]

@@ -155,20 +155,25 @@ fn cursor_key(sink: &str) -> String {
     format!("alerts.{sink}.delivered_seq")
 }
 
-/// Sends one alert to one sink; Ok on a 2xx answer.
-async fn deliver(http: &reqwest::Client, sink: &Sink, alert: &Value) -> Result<(), String> {
-    let body = match sink.format {
-        Format::Json => serde_json::to_vec(alert).map_err(|e| e.to_string())?,
-        Format::Slack => serde_json::to_vec(&json!({
+/// The body a sink of `format` gets for `alert`.
+pub fn body(format: Format, alert: &Value) -> Vec<u8> {
+    let v = match format {
+        Format::Json => alert.clone(),
+        Format::Slack => json!({
             "text": format!(
                 "[keygate {}] {} (audit entry {})",
                 alert["severity"].as_str().unwrap_or("?"),
                 alert["summary"].as_str().unwrap_or("?"),
                 alert["id"]
             )
-        }))
-        .map_err(|e| e.to_string())?,
+        }),
     };
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// Sends one alert to one sink; Ok on a 2xx answer.
+async fn deliver(http: &reqwest::Client, sink: &Sink, alert: &Value) -> Result<(), String> {
+    let body = body(sink.format, alert);
     let mut req = http
         .post(&sink.url)
         .timeout(Duration::from_secs(10))
@@ -303,6 +308,18 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slack_sink_gets_one_line_of_text() {
+        let alert = json!({"id": 7, "severity": "critical", "summary": "all frozen (freeze 1): x"});
+        let v: Value = serde_json::from_slice(&body(Format::Slack, &alert)).unwrap();
+        assert_eq!(
+            v,
+            json!({"text": "[keygate critical] all frozen (freeze 1): x (audit entry 7)"})
+        );
+        let j: Value = serde_json::from_slice(&body(Format::Json, &alert)).unwrap();
+        assert_eq!(j, alert);
+    }
 
     #[test]
     fn signatures_cover_the_timestamp_and_the_body() {

@@ -131,6 +131,11 @@ impl Default for ApprovalsConfig {
 pub struct DetectorsConfig {
     pub window: Option<String>,
     pub min_samples: Option<usize>,
+    /// A request whose signals' scores add up to at least this is held, denied, or frozen
+    /// (its client), whatever each signal asks for.
+    pub score_hold: Option<i64>,
+    pub score_deny: Option<i64>,
+    pub score_freeze: Option<i64>,
     pub new_destination: Option<RuleConfig>,
     pub size_jump: Option<SizeJumpConfig>,
     pub velocity: Option<VelocityConfig>,

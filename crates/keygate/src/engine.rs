@@ -252,6 +252,19 @@ fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
                 keygate_core::price::parse_usd_cents(u).map_err(anyhow::Error::msg)?;
         }
     }
+    use keygate_core::detect::Response;
+    for (field, at, r) in [
+        ("score_hold", c.score_hold, Response::Hold),
+        ("score_deny", c.score_deny, Response::Deny),
+        ("score_freeze", c.score_freeze, Response::FreezeClient),
+    ] {
+        if let Some(at) = at {
+            if at <= 0 {
+                bail!("detectors.{field} must be positive");
+            }
+            d.score_responses.push((at, r));
+        }
+    }
     if d.velocity_window >= d.window {
         bail!("detectors.velocity.window must be shorter than detectors.window");
     }
