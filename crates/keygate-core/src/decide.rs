@@ -617,6 +617,15 @@ pub fn decide_watched(
         Some(Response::FreezeAll) => Some(crate::freeze::Scope::All),
         _ => None,
     };
+    // A request already stopped by a freeze sets no new one, nor does one whose scope an
+    // active freeze already covers: a thief retrying a drain must not pile up freezes.
+    let freeze = freeze.filter(|scope| {
+        verdict.stage != Stage::Freeze
+            && !state
+                .freezes
+                .iter()
+                .any(|f| f.scope == *scope || f.scope == crate::freeze::Scope::All)
+    });
     Watched {
         verdict,
         signals,

@@ -8,7 +8,7 @@
 //!
 //! - `new_destination`: the first outflow to an address in the window (even one in the book).
 //! - `size_jump`: value far above the client's own median (median and MAD over the window).
-//! - `velocity`: count or value in a short window far above the client's usual rate.
+//! - `velocity`: count or value in a short window far above the client's busiest such window.
 //! - `test_then_drain`: a tiny outflow followed within minutes by a large one to the same
 //!   destination (Kronos, WazirX, Orbit, Bybit).
 //! - `off_hours`: more than two hours away from every UTC hour in which the client has moved
@@ -83,8 +83,8 @@ pub struct DetectorConfig {
     pub min_samples: usize,
     pub velocity: Rule,
     pub velocity_window: Millis,
-    /// A burst is more than `velocity_factor` times the client's usual count (or value) per
-    /// `velocity_window`, and at least `velocity_min_count` outflows.
+    /// A burst is more than `velocity_factor` times the count (or value) of the client's busiest
+    /// `velocity_window` in its history, and at least `velocity_min_count` outflows.
     pub velocity_factor: i64,
     pub velocity_min_count: usize,
     pub test_then_drain: Rule,
@@ -127,7 +127,7 @@ impl Default for DetectorConfig {
             min_samples: 5,
             velocity: rule(40, Response::Hold),
             velocity_window: 10 * MINUTE,
-            velocity_factor: 5,
+            velocity_factor: 3,
             velocity_min_count: 4,
             test_then_drain: rule(90, Response::FreezeClient),
             drain_within: 60 * MINUTE,
@@ -279,36 +279,38 @@ pub fn examine(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
             );
         }
     }
-    // Velocity: this short window against the client's usual rate per window.
-    let recent: Vec<&&Outgoing> = past
-        .iter()
-        .filter(|p| p.at > o.at.saturating_sub(cfg.velocity_window))
-        .collect();
+    // Velocity: this short window against the busiest such window of the client's history
+    // (before it), so ordinary busy spells are the baseline, not the idle average.
+    let vw = cfg.velocity_window.max(1);
+    let recent_from = o.at.saturating_sub(vw);
+    let recent: Vec<&&Outgoing> = past.iter().filter(|p| p.at > recent_from).collect();
     let count = recent.len() + 1;
-    let windows = (cfg.window / cfg.velocity_window.max(1)).max(1);
-    let usual_count = past.len() as i64 / windows;
-    let usual_value = past.iter().map(|p| p.usd_cents).sum::<i64>() / windows;
     let value = recent
         .iter()
-        .map(|p| p.usd_cents)
-        .sum::<i64>()
-        .saturating_add(o.usd_cents);
+        .fold(o.usd_cents, |acc, p| acc.saturating_add(p.usd_cents));
+    let mut buckets: HashMap<i64, (usize, i64)> = HashMap::new();
+    for p in past.iter().filter(|p| p.at <= recent_from) {
+        let b = buckets.entry(p.at / vw).or_default();
+        b.0 += 1;
+        b.1 = b.1.saturating_add(p.usd_cents);
+    }
+    let busiest_count = buckets.values().map(|b| b.0).max().unwrap_or(0);
+    let busiest_value = buckets.values().map(|b| b.1).max().unwrap_or(0);
+    let baseline = past.len() >= cfg.min_samples;
+    let factor = cfg.velocity_factor.max(1);
     let burst_count = count >= cfg.velocity_min_count
-        && count as i64 > cfg.velocity_factor.saturating_mul(usual_count.max(1));
-    let burst_value = count >= 2
-        && past.len() >= cfg.min_samples
-        && value > cfg.velocity_factor.saturating_mul(usual_value.max(1))
-        && value > o.usd_cents;
+        && count as i64 > factor.saturating_mul(busiest_count.max(1) as i64);
+    let burst_value = baseline && count >= 2 && value > factor.saturating_mul(busiest_value.max(1));
     if burst_count || burst_value {
         raise(
             &cfg.velocity,
             "velocity",
             format!(
-                "{count} outflows worth USD {} in {} (this client usually moves {} worth USD {} in that time)",
+                "{count} outflows worth USD {} in {} (this client's busiest such spell: {} worth USD {})",
                 usd(value),
-                crate::time::format_duration(cfg.velocity_window),
-                usual_count,
-                usd(usual_value)
+                crate::time::format_duration(vw),
+                busiest_count,
+                usd(busiest_value)
             ),
         );
     }
@@ -383,6 +385,10 @@ mod tests {
         for usd in [2_000_000, 3_500_000, 6_000_000] {
             assert!(examine(&cfg, &h, &out(now, COLD, usd)).is_empty(), "{usd}");
         }
+        // Two ordinary rebalances five minutes apart are not a burst.
+        let mut h2 = h.clone();
+        h2.record(out(now, COLD, 2_500_000), cfg.window);
+        assert!(examine(&cfg, &h2, &out(now + 5 * MINUTE, COLD, 3_000_000)).is_empty());
     }
 
     #[test]

@@ -172,7 +172,7 @@ pub fn body(format: Format, alert: &Value) -> Vec<u8> {
 }
 
 /// Sends one alert to one sink; Ok on a 2xx answer.
-async fn deliver(http: &reqwest::Client, sink: &Sink, alert: &Value) -> Result<(), String> {
+async fn deliver(http: &reqwest::Client, sink: &Sink, alert: &Value) -> Result<Delivery, String> {
     let body = body(sink.format, alert);
     let mut req = http
         .post(&sink.url)
@@ -190,10 +190,28 @@ async fn deliver(http: &reqwest::Client, sink: &Sink, alert: &Value) -> Result<(
         .send()
         .await
         .map_err(|e| crate::send_error(&e).to_string())?;
-    if resp.status().is_success() {
-        Ok(())
+    let status = resp.status();
+    if status.is_success() {
+        Ok(Delivery::Done)
+    } else if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429 {
+        // The sink refuses this alert for good (a bad payload, a revoked hook): retrying would
+        // block every alert behind it.
+        Ok(Delivery::Refused(format!("HTTP {status}")))
     } else {
-        Err(format!("HTTP {}", resp.status()))
+        Err(format!("HTTP {status}"))
+    }
+}
+
+/// What became of one delivery that did not fail in a way worth retrying.
+enum Delivery {
+    Done,
+    /// The sink answered 4xx (other than 408 and 429): it will not take this alert.
+    Refused(String),
+}
+
+async fn save(store: &Store, key: &str, cursor: i64, sink: &str) {
+    if let Err(e) = store.set_meta(key, &cursor.to_string()).await {
+        tracing::error!(sink, error = %e, "alerts cannot save their cursor");
     }
 }
 
@@ -239,9 +257,16 @@ async fn run(store: Store, http: reqwest::Client, sink: Sink) {
                 loop {
                     attempts += 1;
                     match deliver(&http, &sink, &alert).await {
-                        Ok(()) => {
+                        Ok(Delivery::Done) => {
                             metrics::counter!("keygate_alerts_delivered_total", "sink" => sink.name.clone())
                                 .increment(1);
+                            break;
+                        }
+                        Ok(Delivery::Refused(why)) => {
+                            metrics::counter!("keygate_alerts_refused_total", "sink" => sink.name.clone())
+                                .increment(1);
+                            tracing::error!(sink = %sink.name, alert = row.seq, %why,
+                                "the sink refused an alert for good; it is skipped (it stays in the audit log)");
                             break;
                         }
                         Err(e) => {
@@ -255,11 +280,13 @@ async fn run(store: Store, http: reqwest::Client, sink: Sink) {
                     }
                 }
             }
+            let was_alert = alert_of(&row).is_some();
             cursor = row.seq;
-            if let Err(e) = store.set_meta(&key, &cursor.to_string()).await {
-                tracing::error!(sink = %sink.name, error = %e, "alerts cannot save their cursor");
+            if was_alert {
+                save(&store, &key, cursor, &sink.name).await;
             }
         }
+        save(&store, &key, cursor, &sink.name).await;
     }
 }
 

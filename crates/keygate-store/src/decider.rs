@@ -392,6 +392,7 @@ impl Writer {
         let mut freezes: Vec<NewEntry> = vec![];
         let mut new_holds: Vec<(usize, Intent, Option<String>)> = vec![];
         let mut used_holds: Vec<(usize, i64)> = vec![];
+        let mut batch_holds: HashSet<i64> = HashSet::new();
         for job in batch.iter() {
             let extra = |e: &Extra| Extra {
                 reference_now: Some(store_now),
@@ -447,6 +448,11 @@ impl Writer {
                                 ..intent.clone()
                             };
                             let hold = match req.hold {
+                                // A hold already carried out earlier in this batch is spent.
+                                Some(hid) if batch_holds.contains(&hid) => Some(Err((
+                                    "hold_invalid",
+                                    format!("hold {hid} was already carried out"),
+                                ))),
                                 Some(hid) => Some(
                                     check_hold(&mut tx, hid, &req.venue, &intent, store_now)
                                         .await?
@@ -527,6 +533,7 @@ impl Writer {
                                     && verdict.outcome == keygate_core::Outcome::Allow
                                 {
                                     used_holds.push((entries.len(), *hid));
+                                    batch_holds.insert(*hid);
                                 }
                                 if verdict.outcome == keygate_core::Outcome::Hold {
                                     new_holds.push((
@@ -577,14 +584,20 @@ impl Writer {
         }
         for (i, hid) in used_holds {
             let id = seqs.get(i).copied().unwrap_or_default();
-            sqlx::query(
-                "UPDATE holds SET executed_ms = $1, executed_by = $2 WHERE decision_id = $3",
+            let done = sqlx::query(
+                "UPDATE holds SET executed_ms = $1, executed_by = $2 WHERE decision_id = $3 AND executed_by IS NULL",
             )
             .bind(store_now)
             .bind(id)
             .bind(hid)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() != 1 {
+                // Checked under the same lock a moment ago: this cannot happen; refuse the batch.
+                return Err(StoreError::Corrupt(format!(
+                    "hold {hid} was carried out twice in one batch"
+                )));
+            }
         }
         // Freezes the detectors set, after the decisions that set them.
         if !freezes.is_empty() {

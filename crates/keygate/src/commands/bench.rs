@@ -203,10 +203,37 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
             outflows: vec![],
         },
     )?;
+    // The same engine with the anomaly detectors on, and the same history.
+    let mut watched_engine = self::engine()?;
+    watched_engine.detectors = keygate_core::detect::DetectorConfig::default();
+    let mut watched_state = State::new(
+        &watched_engine,
+        StateInputs {
+            clients: clients(),
+            destinations: vec![destination()],
+            prices: vec![],
+            moves: vec![],
+            clock: T0,
+            freezes: vec![],
+            outflows: vec![],
+        },
+    )?;
     // Some history in the windows, as a running instance would have.
     for i in 0..2_000 {
-        let v = decide(&engine, &state, &intent(i % CLIENTS), T0 + i as i64 * 1_000);
+        let at = T0 + i as i64 * 1_000;
+        let v = decide(&engine, &state, &intent(i % CLIENTS), at);
         state.record(&v);
+        let w = keygate_core::decide::decide_watched(
+            &watched_engine,
+            &watched_state,
+            &intent(i % CLIENTS),
+            at,
+            &Default::default(),
+        );
+        watched_state.record(&w.verdict);
+        if let Some(o) = w.outgoing {
+            watched_state.record_outflow(o, watched_engine.detectors.window);
+        }
     }
     let now = T0 + 2_000 * 1_000;
     let probe = intent(0);
@@ -253,6 +280,7 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
     let n = a.samples.max(100);
     let mut cedar = Vec::with_capacity(n);
     let mut ours = Vec::with_capacity(n);
+    let mut watched = Vec::with_capacity(n);
     // Interleave the two so that machine noise hits both alike.
     for _ in 0..n {
         let t = Instant::now();
@@ -263,9 +291,20 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         let v = decide(&engine, &state, &probe, now);
         ours.push(t.elapsed());
         std::hint::black_box(v);
+        let t = Instant::now();
+        let w = keygate_core::decide::decide_watched(
+            &watched_engine,
+            &watched_state,
+            &probe,
+            now,
+            &Default::default(),
+        );
+        watched.push(t.elapsed());
+        std::hint::black_box(w);
     }
     cedar.sort();
     ours.sort();
+    watched.sort();
     let (c50, c99, d50, d99) = (
         percentile(&cedar, 0.5),
         percentile(&cedar, 0.99),
@@ -292,6 +331,19 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         "keygate decide (slice + limits + checks)",
         micros(d50),
         micros(d99)
+    );
+    let (w50, w99) = (percentile(&watched, 0.5), percentile(&watched, 0.99));
+    println!(
+        "{:<44} {:>12} {:>12}",
+        "decide with the detectors (2,000 outflows)",
+        micros(w50),
+        micros(w99)
+    );
+    println!(
+        "{:<44} {:>11.2}x {:>11.2}x",
+        "ratio with detectors / decide",
+        w50.as_secs_f64() / d50.as_secs_f64(),
+        w99.as_secs_f64() / d99.as_secs_f64()
     );
     println!(
         "{:<44} {:>11.2}x {:>11.2}x",

@@ -95,6 +95,8 @@ pub async fn approve(h: &StateHandle, a: &ApproveArgs) -> Result<()> {
         );
     }
     let subject = h.store.approval_subject(&a.subject).await?;
+    // Say what is being approved before signing it.
+    println!("approving {}", describe(h, &subject).await?);
     let expires_at = now_ms() + ttl;
     let signature = key.sign_hex(&approval_message(&subject, expires_at));
     let outcome = h
@@ -146,6 +148,50 @@ pub async fn approve(h: &StateHandle, a: &ApproveArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// What an approval would approve, in words, checked against the audit log for a hold.
+async fn describe(h: &StateHandle, subject: &keygate_core::freeze::Subject) -> Result<String> {
+    use keygate_core::freeze::Subject;
+    Ok(match subject {
+        Subject::Unfreeze {
+            freeze_id, scope, ..
+        } => format!("lifting freeze {freeze_id} of {scope}"),
+        Subject::Address {
+            entry_id,
+            venue,
+            asset,
+            address,
+            ..
+        } => format!("address-book entry {entry_id}: {address} for {asset} on {venue}"),
+        Subject::Hold {
+            decision_id,
+            intent_digest,
+            expires_at,
+            ..
+        } => {
+            let row = h.store.audit_entry(*decision_id).await?.with_context(|| {
+                format!("the held decision {decision_id} is not in the audit log")
+            })?;
+            let intent: keygate_core::Intent = serde_json::from_value(row.data()["intent"].clone())
+                .with_context(|| format!("audit entry {decision_id} holds no intent"))?;
+            if keygate_store::decider::hold_digest(&intent) != *intent_digest {
+                bail!(
+                    "the held decision {decision_id} in the audit log does not match the hold's digest; run `keygate audit verify`"
+                );
+            }
+            format!(
+                "held decision {decision_id}: {} {} {} {} on {} to {} (hold expires {})",
+                intent.client,
+                intent.action,
+                intent.amount.map(|a| a.to_string()).unwrap_or_default(),
+                intent.asset.as_deref().unwrap_or(""),
+                intent.venue,
+                intent.destination.as_deref().unwrap_or("-"),
+                time_text(*expires_at)
+            )
+        }
+    })
 }
 
 pub fn approver(cmd: &ApproverCommand) -> Result<()> {

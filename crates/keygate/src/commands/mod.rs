@@ -161,7 +161,22 @@ async fn decide(h: &StateHandle, a: &crate::cli::DecideArgs) -> Result<()> {
     };
     let engine = crate::engine::build(&h.config, &h.paths.base)?;
     let state = keygate_store::decider::current_state(&h.store, &engine).await?;
-    let v = keygate_core::decide(&engine, &state, &intent, now);
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    // As the decider would: with the detectors watching (a freeze they would set is shown,
+    // not set).
+    let w =
+        keygate_core::decide::decide_watched(&engine, &state, &intent, now, &Default::default());
+    let mut out = serde_json::to_value(&w.verdict)?;
+    if let Some(o) = out.as_object_mut() {
+        if !w.signals.is_empty() {
+            o.insert("detections".into(), serde_json::to_value(&w.signals)?);
+        }
+        if let Some(scope) = &w.freeze {
+            o.insert(
+                "would_freeze".into(),
+                serde_json::Value::String(scope.to_string()),
+            );
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }

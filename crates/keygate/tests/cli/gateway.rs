@@ -1142,12 +1142,17 @@ fn test_then_drain_through_the_gateway_freezes_the_client_and_never_reaches_the_
         b"",
     );
     assert_eq!(a.status, 200, "{}", a.body);
+    // The thief retrying the drain piles up no further freezes (nor alerts).
+    for _ in 0..3 {
+        assert_eq!(withdraw("90000").json()["error"], "frozen");
+    }
     let mut kg = s.kg;
     let list = kg.ok(&["freeze", "list"], None);
     assert!(
         list.contains("client:treasurer") && list.contains("detector:test_then_drain"),
         "{list}"
     );
+    assert_eq!(list.matches("freeze:").count(), 1, "{list}");
     kg.ok(&["audit", "verify"], None);
 }
 
@@ -1373,8 +1378,22 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
         before,
         "nothing was forwarded before the quorum"
     );
-    let a = withdraw("60000", "big-1", Some(&h1));
-    assert_eq!(a.status, 200, "{}", a.body);
+    // Ten copies at once (a bot retrying on a timeout): exactly one is carried out.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| scope.spawn(|| withdraw("60000", "big-1", Some(&h1)).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
     assert_eq!(s.sim.withdrawals().len(), before + 1);
     let a = withdraw("60000", "big-1", Some(&h1));
     assert_eq!(
