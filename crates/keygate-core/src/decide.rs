@@ -545,6 +545,7 @@ pub fn decide_watched(
     let mut outgoing = None;
     let mut signals = vec![];
     if intent.action.moves_funds_out()
+        && engine.detectors.any_enabled()
         && let (Some(asset), Some(amount), Some(dest)) =
             (&intent.asset, intent.amount, &intent.destination)
         && let Ok(usd_cents) = state.prices.usd_cents(asset, amount, at)

@@ -101,6 +101,19 @@ pub struct DetectorConfig {
 }
 
 impl DetectorConfig {
+    /// Whether any detector runs (if none does, nothing is examined or remembered).
+    pub fn any_enabled(&self) -> bool {
+        [
+            &self.new_destination,
+            &self.size_jump,
+            &self.velocity,
+            &self.test_then_drain,
+            &self.off_hours,
+        ]
+        .iter()
+        .any(|r| r.enabled)
+    }
+
     /// The response the total `score` of a request's signals asks for, if any.
     pub fn score_response(&self, score: i64) -> Option<Response> {
         self.score_responses
