@@ -297,11 +297,9 @@ async fn run(
             }
         },
     };
-    let request_id = classified
-        .as_ref()
-        .ok()
-        .and_then(|c| c.request_id.clone())
-        .or(header_id);
+    let native_id = classified.as_ref().ok().and_then(|c| c.request_id.clone());
+    let native = native_id.is_some();
+    let request_id = native_id.or(header_id);
     let intent = match &classified {
         Ok(c) => Ok(Intent {
             client: String::new(),
@@ -328,6 +326,7 @@ async fn run(
                 intent,
                 request_id,
                 hold,
+                native_id: native,
             },
             now_ms(),
         )

@@ -47,6 +47,10 @@ struct RequestInfo<'a> {
     path: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    /// The client id the venue will report for this request, when it is the request id (else
+    /// a withdrawal carries keygate's own, `kg` and the decision's number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    venue_ref: Option<&'a str>,
 }
 
 /// The most intents one transaction decides.
@@ -76,6 +80,9 @@ pub struct GatewayRequest {
     pub request_id: Option<String>,
     /// The approved hold this request carries out (the header `x-keygate-hold`).
     pub hold: Option<i64>,
+    /// Whether `request_id` is a venue parameter (which the venue reports back in its
+    /// withdrawal history) rather than keygate's own header.
+    pub native_id: bool,
 }
 
 /// What became of a request. Each carries the id of the audit entry that records it.
@@ -553,6 +560,7 @@ impl Writer {
                                     method: &req.method,
                                     path: &req.path,
                                     request_id: req.request_id.as_deref(),
+                                    venue_ref: req.request_id.as_deref().filter(|_| req.native_id),
                                 };
                                 (
                                     decision_entry(&intent, &w, &none, Some(info)),

@@ -77,7 +77,7 @@ impl Store {
                 .map(str::to_string);
             // The bot's request id, or the one the gateway sets on a withdrawal without one.
             let reference = entry
-                .pointer("/data/request/request_id")
+                .pointer("/data/request/venue_ref")
                 .and_then(|v| v.as_str())
                 .map(str::to_string)
                 .or_else(|| {

@@ -526,6 +526,7 @@ async fn gateway_requests_are_authenticated_and_request_ids_never_repeat(b: Back
             intent,
             request_id: rid.map(str::to_string),
             hold: None,
+            native_id: true,
         }
     };
     let mut intent = withdraw(100);

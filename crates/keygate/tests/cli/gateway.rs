@@ -756,6 +756,9 @@ fn reconciliation_flags_a_withdrawal_made_around_keygate() {
         &[
             ("Authorization", &treasurer),
             ("Content-Type", "application/x-www-form-urlencoded"),
+            // keygate's own request id (not a venue parameter): the withdrawal still carries
+            // keygate's client id to the venue, and is matched by it.
+            ("x-keygate-request-id", "hdr-1"),
         ],
         w.as_bytes(),
     );
