@@ -8,6 +8,8 @@
 //! `sha256=` and the hex HMAC-SHA256, under the sink's secret, of the `X-Keygate-Timestamp`
 //! value, a `.`, and the body, so a receiver can check it and reject replays. A Slack-compatible
 //! sink gets `{"text": …}`. Alerts carry entry ids, decision ids and reasons, never secrets.
+//! Instances sharing a store deliver through one of them at a time: each sink has a lease in the
+//! store, and only its holder sends.
 
 use std::time::Duration;
 
@@ -215,9 +217,55 @@ async fn save(store: &Store, key: &str, cursor: i64, sink: &str) {
     }
 }
 
-/// Follows the audit log for one sink forever.
+/// How long a sink's delivery lease lasts; it is renewed at half that.
+const LEASE: Duration = Duration::from_secs(10);
+
+/// Holds the sink's lease: only the instance holding it delivers, so instances sharing a store
+/// deliver each alert once between them.
+struct Lease {
+    name: String,
+    owner: String,
+    renew_at: Option<std::time::Instant>,
+}
+
+impl Lease {
+    /// Whether this instance holds the lease (taking or renewing it when due).
+    async fn held(&mut self, store: &Store) -> bool {
+        if self.renew_at.is_some_and(|t| std::time::Instant::now() < t) {
+            return true;
+        }
+        match store
+            .lease(&self.name, &self.owner, LEASE.as_millis() as i64)
+            .await
+        {
+            Ok(true) => {
+                self.renew_at = Some(std::time::Instant::now() + LEASE / 2);
+                true
+            }
+            Ok(false) => {
+                self.renew_at = None;
+                false
+            }
+            Err(e) => {
+                tracing::error!(sink = %self.name, error = %e, "alerts cannot take their lease");
+                self.renew_at = None;
+                false
+            }
+        }
+    }
+}
+
+/// Follows the audit log for one sink forever (while this instance holds its lease).
 async fn run(store: Store, http: reqwest::Client, sink: Sink) {
     let key = cursor_key(&sink.name);
+    let mut id = [0u8; 8];
+    let _ = getrandom::fill(&mut id);
+    let mut lease = Lease {
+        name: format!("alerts.{}", sink.name),
+        owner: hex::encode(id),
+        renew_at: None,
+    };
+    let mut leading = false;
     // A sink seen for the first time starts at the current end of the log.
     let mut cursor: i64 = loop {
         match store.get_meta(&key).await {
@@ -238,6 +286,20 @@ async fn run(store: Store, http: reqwest::Client, sink: Sink) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     loop {
+        if !lease.held(&store).await {
+            leading = false;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if !leading {
+            // Taking over: another instance may have delivered since this one last did.
+            if let Ok(Some(v)) = store.get_meta(&key).await
+                && let Ok(c) = v.parse()
+            {
+                cursor = c;
+            }
+            leading = true;
+        }
         let rows = match store.audit_after(cursor, 100).await {
             Ok(r) => r,
             Err(e) => {
@@ -250,11 +312,16 @@ async fn run(store: Store, http: reqwest::Client, sink: Sink) {
             tokio::time::sleep(Duration::from_millis(300)).await;
             continue;
         }
-        for row in rows {
-            if let Some(alert) = alert_of(&row) {
+        'page: for row in rows {
+            let is_alert = if let Some(alert) = alert_of(&row) {
                 let mut backoff = Duration::from_millis(200);
                 let mut attempts = 0u32;
                 loop {
+                    // Only while this instance holds the sink (renewed as it goes): an alert is
+                    // never sent by two instances, and the cursor never passes an unsent one.
+                    if !lease.held(&store).await {
+                        break 'page;
+                    }
                     attempts += 1;
                     match deliver(&http, &sink, &alert).await {
                         Ok(Delivery::Done) => {
@@ -279,10 +346,12 @@ async fn run(store: Store, http: reqwest::Client, sink: Sink) {
                         }
                     }
                 }
-            }
-            let was_alert = alert_of(&row).is_some();
+                true
+            } else {
+                false
+            };
             cursor = row.seq;
-            if was_alert {
+            if is_alert {
                 save(&store, &key, cursor, &sink.name).await;
             }
         }

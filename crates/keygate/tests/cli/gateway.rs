@@ -1471,3 +1471,83 @@ fn an_address_book_entry_can_be_approved_by_a_quorum_of_signatures() {
     assert!(!out.status.success());
     s.kg.ok(&["audit", "verify"], None);
 }
+
+#[test]
+fn two_instances_deliver_each_alert_once_between_them_and_take_over_from_each_other() {
+    use axum::body::Bytes;
+
+    let s = setup("off");
+    let got: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let g = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |b: Bytes| {
+                    let g = g.clone();
+                    async move {
+                        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                        g.lock().unwrap().push(v["id"].as_i64().unwrap());
+                        "ok"
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    let hook = rx.recv().unwrap();
+    let cfg_path = s.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(
+        &cfg_path,
+        format!("{cfg}\n[[alerts.webhooks]]\nname = \"siem\"\nurl = \"http://{hook}/hook\"\nsecret_env = \"E2E_HOOK_SECRET\"\nmax_backoff = \"1s\"\n"),
+    )
+    .unwrap();
+    let secret = canary("HOOK");
+    let a = Serve::start_with(&s.kg, &[("E2E_HOOK_SECRET", &secret)]);
+    let b = Serve::start_with(&s.kg, &[("E2E_HOOK_SECRET", &secret)]);
+    std::thread::sleep(Duration::from_millis(800));
+    let mut kg = s.kg;
+    let wait_for = |n: usize, secs: u64| {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while got.lock().unwrap().len() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for i in 0..2 {
+        kg.ok(
+            &["freeze", &format!("client:ghost{i}"), "--reason", "r"],
+            None,
+        );
+    }
+    wait_for(2, 15);
+    // One instance stops; the other carries on (after the lease runs out, if it was not the
+    // one delivering).
+    drop(a);
+    for i in 2..4 {
+        kg.ok(
+            &["freeze", &format!("client:ghost{i}"), "--reason", "r"],
+            None,
+        );
+    }
+    wait_for(4, 30);
+    std::thread::sleep(Duration::from_millis(1500));
+    let ids = got.lock().unwrap().clone();
+    assert_eq!(
+        ids.len(),
+        4,
+        "each alert once between the two instances: {ids:?}"
+    );
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 4, "{ids:?}");
+    drop(b);
+}
