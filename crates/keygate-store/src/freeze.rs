@@ -499,3 +499,54 @@ pub(crate) fn freeze_entry(
         debit: None,
     }
 }
+
+/// A held decision, as `keygate holds` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRow {
+    pub decision_id: i64,
+    pub client: String,
+    pub venue: String,
+    pub request_id: Option<String>,
+    pub expires_at: Millis,
+    pub approved_at: Option<Millis>,
+    pub executed_by: Option<i64>,
+    /// Approvals recorded for it so far.
+    pub approvals: i64,
+}
+
+impl Store {
+    /// Held decisions, newest first: only those still waiting for approvals or to be carried
+    /// out (not expired), unless `all`.
+    pub async fn holds(&self, all: bool, now: Millis) -> Result<Vec<HoldRow>, StoreError> {
+        let filter = if all {
+            ""
+        } else {
+            " WHERE h.executed_by IS NULL AND h.expires_ms > $1"
+        };
+        let sql = format!(
+            "SELECT h.decision_id, h.client, h.venue, h.request_id, h.expires_ms, h.approved_ms, h.executed_by, \
+             (SELECT COUNT(*) FROM approvals a WHERE a.subject = 'hold:' || CAST(h.decision_id AS TEXT)) \
+             FROM holds h{filter} ORDER BY h.decision_id DESC"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if !all {
+            q = q.bind(now);
+        }
+        q.fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(HoldRow {
+                    decision_id: r.try_get(0)?,
+                    client: r.try_get(1)?,
+                    venue: r.try_get(2)?,
+                    request_id: r.try_get(3)?,
+                    expires_at: r.try_get(4)?,
+                    approved_at: r.try_get(5)?,
+                    executed_by: r.try_get(6)?,
+                    approvals: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+}

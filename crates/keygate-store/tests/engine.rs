@@ -30,6 +30,7 @@ keygate_store::both_backends!(
     gateway_requests_are_authenticated_and_request_ids_never_repeat,
     a_freeze_holds_across_instances_and_restarts_until_a_quorum_lifts_it,
     detectors_remember_across_a_restart_and_freeze_in_the_decision,
+    held_decisions_are_listed_with_their_approvals,
 );
 
 fn engine() -> Arc<Engine> {
@@ -829,4 +830,37 @@ async fn detectors_remember_across_a_restart_and_freeze_in_the_decision(b: Backe
         .unwrap()
         .verdict;
     assert_eq!(v.stage, keygate_core::decide::Stage::Freeze);
+}
+
+/// A held decision is recorded as a hold, listed while it waits, with its approvals counted
+/// (the listing's SQL runs on both backends).
+async fn held_decisions_are_listed_with_their_approvals(b: Backend) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let s = testing::open(&url).await;
+    setup(&s).await;
+    let mut e = Arc::try_unwrap(engine()).unwrap_or_else(|_| unreachable!());
+    e.policies = Policies::load(&[PolicySource {
+        name: "p.cedar".into(),
+        text: "permit(principal, action, resource);\n@hold forbid(principal, action, resource) when { context.usd_value_cents > 100000 } unless { context.approvals >= 2 };".into(),
+    }])
+    .unwrap();
+    let d = Decider::start(s.clone(), Arc::new(e), DeciderOptions::default());
+    let held = d.decide(withdraw(5_000), now).await.unwrap();
+    assert_eq!(
+        held.verdict.outcome,
+        Outcome::Hold,
+        "{:?}",
+        held.verdict.reasons
+    );
+    let holds = s.holds(false, now).await.unwrap();
+    assert_eq!(holds.len(), 1);
+    assert_eq!((holds[0].decision_id, holds[0].approvals), (held.id, 0));
+    assert!(holds[0].expires_at > now);
+    // Expired: no longer waiting, still listed with --all.
+    assert!(s.holds(false, now + 2 * HOUR).await.unwrap().is_empty());
+    assert_eq!(s.holds(true, now + 2 * HOUR).await.unwrap().len(), 1);
 }

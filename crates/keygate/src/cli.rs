@@ -79,6 +79,8 @@ pub enum Command {
     /// Sign and submit an approval (freeze:ID, hold:ID or address:ID) with an approver key; a
     /// quorum lifts the freeze, lets the held request through, or approves the address.
     Approve(ApproveArgs),
+    /// List held requests waiting for approvals (`keygate approve hold:ID`).
+    Holds(HoldsArgs),
     /// Make an approver key.
     #[command(subcommand)]
     Approver(ApproverCommand),
@@ -114,6 +116,13 @@ pub struct ApproveArgs {
     /// How long the approval stays valid (at most approvals.max_validity).
     #[arg(long, default_value = "15m")]
     pub ttl: String,
+}
+
+#[derive(Debug, Args)]
+pub struct HoldsArgs {
+    /// Carried-out and expired holds too.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Subcommand)]

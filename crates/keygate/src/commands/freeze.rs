@@ -194,6 +194,52 @@ async fn describe(h: &StateHandle, subject: &keygate_core::freeze::Subject) -> R
     })
 }
 
+/// `keygate holds`: held requests, what they would do, and where their approval stands.
+pub async fn holds(h: &StateHandle, all: bool) -> Result<()> {
+    let now = now_ms();
+    let rows = h.store.holds(all, now).await?;
+    if rows.is_empty() {
+        println!("no held requests{}", if all { "" } else { " waiting" });
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<10} {:<22} {:<10} what",
+        "subject", "state", "expires", "approvals"
+    );
+    for r in rows {
+        let state = match (r.executed_by, r.approved_at, r.expires_at <= now) {
+            (Some(_), _, _) => "done",
+            (None, _, true) => "expired",
+            (None, Some(_), false) => "approved",
+            (None, None, false) => "waiting",
+        };
+        let what = match h.store.audit_entry(r.decision_id).await? {
+            Some(row) => {
+                let d = row.data();
+                let i = &d["intent"];
+                format!(
+                    "{} {} {} {} on {} to {}",
+                    i["client"].as_str().unwrap_or("?"),
+                    i["action"].as_str().unwrap_or("?"),
+                    i["amount"].as_str().unwrap_or(""),
+                    i["asset"].as_str().unwrap_or(""),
+                    i["venue"].as_str().unwrap_or("?"),
+                    i["destination"].as_str().unwrap_or("-")
+                )
+            }
+            None => "(not in the audit log)".into(),
+        };
+        println!(
+            "{:<12} {:<10} {:<22} {:<10} {what}",
+            format!("hold:{}", r.decision_id),
+            state,
+            time_text(r.expires_at),
+            format!("{}/{}", r.approvals, h.config.approvals.quorum),
+        );
+    }
+    Ok(())
+}
+
 pub fn approver(cmd: &ApproverCommand) -> Result<()> {
     match cmd {
         ApproverCommand::Keygen { out } => keygen(out),

@@ -71,6 +71,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let (h, _) = state(&cli, paths).await?;
             close(&h, freeze::approve(&h, args).await).await
         }
+        Command::Holds(args) => {
+            let (h, _) = state(&cli, paths).await?;
+            close(&h, freeze::holds(&h, args.all).await).await
+        }
         Command::Approver(cmd) => {
             logging::init(
                 cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),

@@ -1351,6 +1351,17 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
             .contains("x-keygate-hold")
     );
     let h1 = a.json()["approval_id"].as_i64().unwrap().to_string();
+    let listed = s.kg.ok(&["holds"], None);
+    assert!(
+        listed.contains(&format!("hold:{h1}"))
+            && listed.contains("waiting")
+            && listed.contains("60000"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&format!("hold:{h2}")),
+        "an expired hold is not waiting: {listed}"
+    );
     let a = withdraw("60000", "big-1", Some(&h1));
     assert_eq!(
         (a.status, a.json()["error"].as_str()),
