@@ -334,6 +334,8 @@ fn tls_config(
     if certs.is_empty() {
         bail!("{} holds no certificate", cert.display());
     }
+    // The TLS private key is kept like keygate's other keys: readable by its owner only.
+    keygate_vault::check_key_file_permissions(&key)?;
     let key = private_key(&mut std::io::BufReader::new(
         std::fs::File::open(&key).with_context(|| format!("cannot read {}", key.display()))?,
     ))

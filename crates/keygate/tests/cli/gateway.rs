@@ -924,13 +924,25 @@ fn tls_serves_https_and_a_silent_client_blocks_no_one() {
     let s = setup("off");
     let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     std::fs::write(s.kg.data.join("tls.crt"), key.cert.pem()).unwrap();
-    std::fs::write(s.kg.data.join("tls.key"), key.signing_key.serialize_pem()).unwrap();
+    let key_path = s.kg.data.join("tls.key");
+    std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
     let cfg_path = s.kg.data.join("keygate.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
         "credential_ttl = \"30s\"",
         "credential_ttl = \"30s\"\ntls_cert = \"tls.crt\"\ntls_key = \"tls.key\"",
     );
     std::fs::write(&cfg_path, cfg).unwrap();
+    // A private key others may read is refused, with the fix in the message.
+    let mut kg2 = Kg::new();
+    kg2.data = s.kg.data.clone();
+    let out = kg2.run(&["serve", "--listen", "127.0.0.1:0"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tls.key"),
+        "{out:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let serve = Serve::start(&s.kg);
     assert!(String::from_utf8_lossy(&serve.output()).contains("https://"));
 
