@@ -52,6 +52,16 @@ pub struct Engine {
 }
 
 /// Why an engine or state could not be built.
+impl Engine {
+    /// The credential `venue` signs with, if the engine knows it.
+    pub fn credential_of(&self, venue: &str) -> Option<&str> {
+        self.venue_credentials
+            .iter()
+            .find(|(v, _)| v == venue)
+            .map(|(_, c)| c.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
@@ -353,17 +363,10 @@ pub fn decide_with(
             ),
         );
     }
-    let credential_of = |venue: &str| {
-        engine
-            .venue_credentials
-            .iter()
-            .find(|(v, _)| v == venue)
-            .map(|(_, c)| c.as_str())
-    };
     let frozen: Vec<String> = state
         .freezes
         .iter()
-        .filter(|f| f.covers(intent, credential_of))
+        .filter(|f| f.covers(intent, |v| engine.credential_of(v)))
         .map(|f| {
             format!(
                 "{} is frozen (freeze {}, set by {} at {}: {}); lifting it needs approvals: keygate approve freeze:{} --key FILE",
@@ -601,17 +604,10 @@ pub fn decide_watched(
         Some(r) if r >= Response::Deny => verdict.reasons.extend(acting),
         _ => {}
     }
-    let credential_of = |venue: &str| {
-        engine
-            .venue_credentials
-            .iter()
-            .find(|(v, _)| v == venue)
-            .map(|(_, c)| c.clone())
-    };
     let freeze = match strongest {
         Some(Response::FreezeClient) => Some(crate::freeze::Scope::Client(intent.client.clone())),
-        Some(Response::FreezeCredential) => Some(match credential_of(&intent.venue) {
-            Some(c) => crate::freeze::Scope::Credential(c),
+        Some(Response::FreezeCredential) => Some(match engine.credential_of(&intent.venue) {
+            Some(c) => crate::freeze::Scope::Credential(c.to_string()),
             None => crate::freeze::Scope::Venue(intent.venue.clone()),
         }),
         Some(Response::FreezeVenue) => Some(crate::freeze::Scope::Venue(intent.venue.clone())),

@@ -13,7 +13,10 @@ use keygate_vault::{Binding, CredentialKind, CredentialSecret, KeyId, MasterKey,
 
 /// Decrypts one stored credential version.
 pub fn open_row(master: &MasterKey, r: &CredentialRow) -> Result<CredentialSecret, String> {
-    let kind: CredentialKind = r.kind.parse()?;
+    let kind: CredentialKind = r
+        .kind
+        .parse()
+        .map_err(|e: String| format!("stored credential {} version {}: {e}", r.id, r.version))?;
     let plain = keygate_vault::open(
         master,
         &Binding {

@@ -170,16 +170,9 @@ pub(crate) async fn lock_head_at(
     );
     let row = sqlx::query(AssertSqlSafe(sql))
         .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
-    Ok((
-        Head {
-            seq: row.try_get(0)?,
-            hash: row.try_get(1)?,
-            at_ms: row.try_get(2)?,
-        },
-        row.try_get(3)?,
-    ))
+        .await?;
+    let now: Option<Millis> = row.as_ref().map(|r| r.try_get(3)).transpose()?;
+    Ok((head_of(row)?, now.unwrap_or_default()))
 }
 
 /// Locks the chain's head for this transaction and returns it.
@@ -187,8 +180,13 @@ pub(crate) async fn lock_head(tx: &mut Transaction<'static, Any>) -> Result<Head
     let row =
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, at_ms")
             .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
+            .await?;
+    head_of(row)
+}
+
+/// The head from a row whose first columns are (seq, hash, at_ms).
+fn head_of(row: Option<sqlx::any::AnyRow>) -> Result<Head, StoreError> {
+    let row = row.ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
     Ok(Head {
         seq: row.try_get(0)?,
         hash: row.try_get(1)?,
@@ -203,13 +201,8 @@ where
 {
     let row = sqlx::query("SELECT seq, hash, at_ms FROM audit_head WHERE id = 1")
         .fetch_optional(exec)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt("the audit_head row is missing".into()))?;
-    Ok(Head {
-        seq: row.try_get(0)?,
-        hash: row.try_get(1)?,
-        at_ms: row.try_get(2)?,
-    })
+        .await?;
+    head_of(row)
 }
 
 const COLUMNS: &str = "seq, at_ms, kind, actor, entry, prev_hash, hash, mv_client, mv_venue, mv_asset, mv_action, mv_amount, mv_usd_cents";

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use keygate_store::CredentialRow;
 use keygate_store::{CredentialSummary, NewCredential, StoreError};
-use keygate_vault::{Binding, CredentialKind, CredentialSecret, SealedSecret, open, seal};
+use keygate_vault::{Binding, CredentialKind, CredentialSecret, seal};
 
 use crate::cli::{AddArgs, CredentialCommand, IdArg, ListArgs, VerifyArgs};
 use crate::commands::{now_ms, time_text};
@@ -240,22 +240,7 @@ async fn remove(inst: &Instance, a: &IdArg) -> Result<()> {
 /// Decrypts one stored version and checks its fingerprint. The secret is dropped (zeroized)
 /// before this returns.
 fn check_row(inst: &Instance, r: &CredentialRow) -> Result<()> {
-    let kind = stored_kind(r)?;
-    let plain = open(
-        &inst.master,
-        &Binding {
-            id: &r.id,
-            venue: &r.venue,
-            kind: &r.kind,
-            version: r.version,
-        },
-        &SealedSecret {
-            key_id: keygate_vault::KeyId::from_stored(r.key_id.clone()),
-            wrapped_key: r.wrapped_key.clone(),
-            ciphertext: r.ciphertext.clone(),
-        },
-    )?;
-    let secret = CredentialSecret::decode(kind, &plain)?;
+    let secret = keygate_server::open_row(&inst.master, r).map_err(anyhow::Error::msg)?;
     if secret.fingerprint() != r.fingerprint {
         bail!(
             "credential {} version {} decrypts, but not to the secret its fingerprint {} names",
