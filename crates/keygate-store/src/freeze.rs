@@ -54,29 +54,9 @@ pub enum Approved {
     },
 }
 
-/// What a subject key names, as stored.
-enum Target {
-    Freeze(FreezeRow),
-    Hold {
-        decision_id: i64,
-        client: String,
-        digest: String,
-        expires_at: Millis,
-        approved: bool,
-        executed: bool,
-    },
-    Address {
-        entry_id: i64,
-        venue: String,
-        asset: String,
-        address: String,
-        added_at: Millis,
-        approved: bool,
-    },
-}
-
-/// Reads what `subject` (`freeze:ID` or `hold:ID`) names.
-async fn load_target<'e, E>(exec: E, subject: &str) -> Result<Target, StoreError>
+/// What approving `subject` (`freeze:ID`, `hold:ID` or `address:ID`) would sign, read with
+/// `exec`, if it can still be approved at `now`.
+async fn approvable<'e, E>(exec: E, subject: &str, now: Millis) -> Result<Subject, StoreError>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
@@ -91,13 +71,23 @@ where
         .fetch_optional(exec)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("there is no held decision {id}")))?;
-        return Ok(Target::Hold {
+        let expires_at: Millis = r.try_get(2)?;
+        if r.try_get::<Option<i64>, _>(3)?.is_some() || r.try_get::<Option<i64>, _>(4)?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "held decision {id} is already approved; nothing to approve"
+            )));
+        }
+        if expires_at <= now {
+            return Err(StoreError::Conflict(format!(
+                "held decision {id} expired at {}; an expired hold is a deny",
+                keygate_core::time::format_millis(expires_at)
+            )));
+        }
+        return Ok(Subject::Hold {
             decision_id: id,
             client: r.try_get(0)?,
-            digest: r.try_get(1)?,
-            expires_at: r.try_get(2)?,
-            approved: r.try_get::<Option<i64>, _>(3)?.is_some(),
-            executed: r.try_get::<Option<i64>, _>(4)?.is_some(),
+            intent_digest: r.try_get(1)?,
+            expires_at,
         });
     }
     if let Some(id) = subject
@@ -115,13 +105,17 @@ where
                 "there is no address-book entry {id}; see `keygate address list`"
             ))
         })?;
-        return Ok(Target::Address {
+        if r.try_get::<Option<i64>, _>(4)?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "address-book entry {id} is already approved"
+            )));
+        }
+        return Ok(Subject::Address {
             entry_id: id,
             venue: r.try_get(0)?,
             asset: r.try_get(1)?,
             address: r.try_get(2)?,
             added_at: r.try_get(3)?,
-            approved: r.try_get::<Option<i64>, _>(4)?.is_some(),
         });
     }
     let id = freeze_id(subject)?;
@@ -130,61 +124,7 @@ where
         .fetch_optional(exec)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("there is no freeze {id}")))?;
-    Ok(Target::Freeze(row_to_freeze(&row)?))
-}
-
-/// What approving `t` signs, if it can still be approved at `now`.
-fn subject_of_target(t: &Target, now: Millis) -> Result<Subject, StoreError> {
-    match t {
-        Target::Freeze(row) => subject_of(row),
-        Target::Hold {
-            decision_id,
-            client,
-            digest,
-            expires_at,
-            approved,
-            executed,
-        } => {
-            if *approved || *executed {
-                return Err(StoreError::Conflict(format!(
-                    "held decision {decision_id} is already approved; nothing to approve"
-                )));
-            }
-            if *expires_at <= now {
-                return Err(StoreError::Conflict(format!(
-                    "held decision {decision_id} expired at {}; an expired hold is a deny",
-                    keygate_core::time::format_millis(*expires_at)
-                )));
-            }
-            Ok(Subject::Hold {
-                decision_id: *decision_id,
-                client: client.clone(),
-                intent_digest: digest.clone(),
-                expires_at: *expires_at,
-            })
-        }
-        Target::Address {
-            entry_id,
-            venue,
-            asset,
-            address,
-            added_at,
-            approved,
-        } => {
-            if *approved {
-                return Err(StoreError::Conflict(format!(
-                    "address-book entry {entry_id} is already approved"
-                )));
-            }
-            Ok(Subject::Address {
-                entry_id: *entry_id,
-                venue: venue.clone(),
-                asset: asset.clone(),
-                address: address.clone(),
-                added_at: *added_at,
-            })
-        }
-    }
+    subject_of(&row_to_freeze(&row)?)
 }
 
 const FREEZE_COLS: &str =
@@ -268,15 +208,14 @@ impl Store {
         .collect()
     }
 
-    /// What approving `subject` (`freeze:ID`) means now: the subject to sign, if it can be
-    /// approved.
-    pub async fn approval_subject(&self, subject: &str) -> Result<Subject, StoreError> {
-        let t = load_target(self.pool(), subject).await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as Millis)
-            .unwrap_or(0);
-        subject_of_target(&t, now)
+    /// What approving `subject` (`freeze:ID`, `hold:ID`, `address:ID`) means at `now`: the
+    /// subject to sign, if it can be approved.
+    pub async fn approval_subject(
+        &self,
+        subject: &str,
+        now: Millis,
+    ) -> Result<Subject, StoreError> {
+        approvable(self.pool(), subject, now).await
     }
 
     /// Checks and records one signed approval of `subject`; lifts the freeze when it completes
@@ -302,8 +241,7 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let (mut head, store_now) = lock_head_at(&mut tx, self.backend()).await?;
-        let target = load_target(&mut *tx, subject).await?;
-        let what = subject_of_target(&target, store_now)?;
+        let what = approvable(&mut *tx, subject, store_now).await?;
         if expires_at <= store_now {
             return Err(StoreError::Conflict(
                 "the approval has expired; sign a new one with `keygate approve`".into(),
@@ -360,7 +298,7 @@ impl Store {
             debit: None,
         }];
         let done = valid.len() >= policy.quorum;
-        if done && let Target::Hold { decision_id, .. } = &target {
+        if done && let Subject::Hold { decision_id, .. } = &what {
             sqlx::query("UPDATE holds SET approved_ms = $1 WHERE decision_id = $2")
                 .bind(store_now)
                 .bind(*decision_id)
@@ -376,7 +314,7 @@ impl Store {
                 debit: None,
             });
         }
-        if done && let Target::Address { entry_id, .. } = &target {
+        if done && let Subject::Address { entry_id, .. } = &what {
             sqlx::query("UPDATE destinations SET approved_ms = $1, approved_by = $2 WHERE id = $3")
                 .bind(store_now)
                 .bind(format!("quorum:{}", valid.join(",")))
@@ -393,8 +331,14 @@ impl Store {
                 debit: None,
             });
         }
-        if done && let Target::Freeze(row) = &target {
-            let id = row.freeze.id;
+        if done
+            && let Subject::Unfreeze {
+                freeze_id: id,
+                scope,
+                ..
+            } = &what
+        {
+            let id = *id;
             sqlx::query("UPDATE freezes SET lifted_ms = $1, lifted_by = $2 WHERE id = $3")
                 .bind(store_now)
                 .bind(valid.join(","))
@@ -410,7 +354,7 @@ impl Store {
                 actor: "quorum".into(),
                 at_ms: now,
                 data: NewEntry::data(&json!({
-                    "event": "freeze.lifted", "freeze_id": id, "scope": row.freeze.scope,
+                    "event": "freeze.lifted", "freeze_id": id, "scope": scope,
                     "approvers": valid,
                 })),
                 debit: None,
@@ -420,18 +364,18 @@ impl Store {
         tx.commit().await?;
         let audit_id = seqs.last().copied().unwrap_or_default();
         Ok(if done {
-            match target {
-                Target::Freeze(row) => Approved::Lifted {
-                    freeze_id: row.freeze.id,
+            match what {
+                Subject::Unfreeze { freeze_id, .. } => Approved::Lifted {
+                    freeze_id,
                     approvers: valid,
                     audit_id,
                 },
-                Target::Hold { decision_id, .. } => Approved::HoldApproved {
+                Subject::Hold { decision_id, .. } => Approved::HoldApproved {
                     decision_id,
                     approvers: valid,
                     audit_id,
                 },
-                Target::Address { entry_id, .. } => Approved::AddressApproved {
+                Subject::Address { entry_id, .. } => Approved::AddressApproved {
                     entry_id,
                     approvers: valid,
                     audit_id,

@@ -689,8 +689,14 @@ async fn a_freeze_holds_across_instances_and_restarts_until_a_quorum_lifts_it(b:
         quorum: 2,
         max_validity: HOUR,
     };
-    let subject = a.approval_subject(&format!("freeze:{f1}")).await.unwrap();
-    let other = a.approval_subject(&format!("freeze:{f2}")).await.unwrap();
+    let subject = a
+        .approval_subject(&format!("freeze:{f1}"), now)
+        .await
+        .unwrap();
+    let other = a
+        .approval_subject(&format!("freeze:{f2}"), now)
+        .await
+        .unwrap();
     let exp = now + 10 * MINUTE;
     let sign = |k: &'static str, s: &keygate_core::freeze::Subject, e: i64| {
         signer(k).sign(&approval_message(s, e))

@@ -94,7 +94,7 @@ pub async fn approve(h: &StateHandle, a: &ApproveArgs) -> Result<()> {
             h.config.approvals.max_validity
         );
     }
-    let subject = h.store.approval_subject(&a.subject).await?;
+    let subject = h.store.approval_subject(&a.subject, now_ms()).await?;
     // Say what is being approved before signing it.
     println!("approving {}", describe(h, &subject).await?);
     let expires_at = now_ms() + ttl;
