@@ -184,6 +184,19 @@ fn micros(d: Duration) -> String {
     format!("{:.2} µs", d.as_nanos() as f64 / 1000.0)
 }
 
+/// The benchmark's starting state: its clients and destination, nothing recorded yet.
+fn inputs() -> StateInputs {
+    StateInputs {
+        clients: clients(),
+        destinations: vec![destination()],
+        prices: vec![],
+        moves: vec![],
+        clock: T0,
+        freezes: vec![],
+        outflows: vec![],
+    }
+}
+
 async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
     if cfg!(debug_assertions) {
         eprintln!(
@@ -191,33 +204,11 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         );
     }
     let engine = engine()?;
-    let mut state = State::new(
-        &engine,
-        StateInputs {
-            clients: clients(),
-            destinations: vec![destination()],
-            prices: vec![],
-            moves: vec![],
-            clock: T0,
-            freezes: vec![],
-            outflows: vec![],
-        },
-    )?;
+    let mut state = State::new(&engine, inputs())?;
     // The same engine with the anomaly detectors on, and the same history.
     let mut watched_engine = self::engine()?;
     watched_engine.detectors = keygate_core::detect::DetectorConfig::default();
-    let mut watched_state = State::new(
-        &watched_engine,
-        StateInputs {
-            clients: clients(),
-            destinations: vec![destination()],
-            prices: vec![],
-            moves: vec![],
-            clock: T0,
-            freezes: vec![],
-            outflows: vec![],
-        },
-    )?;
+    let mut watched_state = State::new(&watched_engine, inputs())?;
     // Some history in the windows, as a running instance would have.
     for i in 0..2_000 {
         let at = T0 + i as i64 * 1_000;

@@ -996,30 +996,7 @@ fn tls_serves_https_and_a_silent_client_blocks_no_one() {
 #[test]
 fn a_freeze_stops_a_bot_at_once_survives_a_restart_and_only_a_quorum_lifts_it() {
     let mut s = setup("off");
-    let keys: Vec<(std::path::PathBuf, String)> = (0..3)
-        .map(|i| {
-            let path = s.kg.tmp.path().join(format!("approver{i}.key"));
-            let out = s.kg.ok(
-                &["approver", "keygen", "--out", path.to_str().unwrap()],
-                None,
-            );
-            let public = out
-                .lines()
-                .last()
-                .unwrap()
-                .trim()
-                .trim_matches('"')
-                .to_string();
-            assert_eq!(public.len(), 64, "{out}");
-            (path, public)
-        })
-        .collect();
-    let cfg_path = s.kg.data.join("keygate.toml");
-    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
-        "approvers = []",
-        &format!("approvers = [\"{}\", \"{}\"]", keys[0].1, keys[1].1),
-    );
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let keys = approver_keys(&mut s.kg, 3, 2);
     let serve = Serve::start(&s.kg);
     let trader = bearer(&s.trader);
     let read = |addr| {
@@ -1066,12 +1043,12 @@ fn a_freeze_stops_a_bot_at_once_survives_a_restart_and_only_a_quorum_lifts_it() 
         )
     };
     // A key the config does not list is refused.
-    let out = approve(&mut s.kg, &keys[2].0);
+    let out = approve(&mut s.kg, &keys[2]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not listed in approvals.approvers"));
     // One approver, twice: one of two, and still frozen.
     for _ in 0..2 {
-        let out = approve(&mut s.kg, &keys[0].0);
+        let out = approve(&mut s.kg, &keys[0]);
         assert!(
             out.status.success(),
             "{}",
@@ -1086,7 +1063,7 @@ fn a_freeze_stops_a_bot_at_once_survives_a_restart_and_only_a_quorum_lifts_it() 
             "approve",
             "freeze:1",
             "--key",
-            keys[1].0.to_str().unwrap(),
+            keys[1].to_str().unwrap(),
             "--ttl",
             "2h",
         ],
@@ -1094,7 +1071,7 @@ fn a_freeze_stops_a_bot_at_once_survives_a_restart_and_only_a_quorum_lifts_it() 
     );
     assert!(!out.status.success());
     // The second approver lifts it; the bot works again on its next request.
-    let out = approve(&mut s.kg, &keys[1].0);
+    let out = approve(&mut s.kg, &keys[1]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("lifted"),
         "{out:?}"
@@ -1275,33 +1252,10 @@ fn a_webhook_that_was_down_gets_every_alert_once_signed_when_it_comes_back() {
 #[test]
 fn a_held_withdrawal_goes_through_once_after_a_quorum_and_an_expired_hold_is_a_deny() {
     let mut s = setup("off");
-    let keys: Vec<(std::path::PathBuf, String)> = (0..2)
-        .map(|i| {
-            let path = s.kg.tmp.path().join(format!("approver{i}.key"));
-            let out = s.kg.ok(
-                &["approver", "keygen", "--out", path.to_str().unwrap()],
-                None,
-            );
-            (
-                path,
-                out.lines()
-                    .last()
-                    .unwrap()
-                    .trim()
-                    .trim_matches('"')
-                    .to_string(),
-            )
-        })
-        .collect();
-    let cfg_path = s.kg.data.join("keygate.toml");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace(
-            "approvers = []",
-            &format!("approvers = [\"{}\", \"{}\"]", keys[0].1, keys[1].1),
-        )
-        .replace("hold_ttl = \"1h\"", "hold_ttl = \"3s\"");
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let keys = approver_keys(&mut s.kg, 2, 2);
+    edit_config(&s.kg, |c| {
+        c.replace("hold_ttl = \"1h\"", "hold_ttl = \"3s\"")
+    });
     std::fs::write(
         s.kg.data.join("policies/hold.cedar"),
         r#"@id("big-withdrawals-need-two")
@@ -1338,7 +1292,7 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
     assert_eq!(a.status, 202, "{}", a.body);
     let h2 = a.json()["approval_id"].as_i64().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(3300));
-    let out = approve(&mut s.kg, &format!("hold:{h2}"), &keys[0].0);
+    let out = approve(&mut s.kg, &format!("hold:{h2}"), &keys[0]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("expired"),
@@ -1383,12 +1337,12 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
     );
     // Another request cannot ride on the hold.
     assert!(
-        approve(&mut s.kg, &format!("hold:{h1}"), &keys[0].0)
+        approve(&mut s.kg, &format!("hold:{h1}"), &keys[0])
             .status
             .success()
     );
     assert!(
-        approve(&mut s.kg, &format!("hold:{h1}"), &keys[1].0)
+        approve(&mut s.kg, &format!("hold:{h1}"), &keys[1])
             .status
             .success()
     );
@@ -1435,30 +1389,7 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
 #[test]
 fn an_address_book_entry_can_be_approved_by_a_quorum_of_signatures() {
     let mut s = setup("off");
-    let keys: Vec<(std::path::PathBuf, String)> = (0..2)
-        .map(|i| {
-            let path = s.kg.tmp.path().join(format!("approver{i}.key"));
-            let out = s.kg.ok(
-                &["approver", "keygen", "--out", path.to_str().unwrap()],
-                None,
-            );
-            (
-                path,
-                out.lines()
-                    .last()
-                    .unwrap()
-                    .trim()
-                    .trim_matches('"')
-                    .to_string(),
-            )
-        })
-        .collect();
-    let cfg_path = s.kg.data.join("keygate.toml");
-    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
-        "approvers = []",
-        &format!("approvers = [\"{}\", \"{}\"]", keys[0].1, keys[1].1),
-    );
-    std::fs::write(&cfg_path, cfg).unwrap();
+    let keys = approver_keys(&mut s.kg, 2, 2);
     s.kg.ok(
         &[
             "address",
@@ -1479,16 +1410,16 @@ fn an_address_book_entry_can_be_approved_by_a_quorum_of_signatures() {
             None,
         )
     };
-    assert!(approve(&mut s.kg, &keys[0].0).contains("1 of 2"));
+    assert!(approve(&mut s.kg, &keys[0]).contains("1 of 2"));
     let approved =
         |l: &str| l.contains("c01d0002") && (l.contains("cooling-down") || l.contains("active"));
     assert!(!s.kg.ok(&["address", "list"], None).lines().any(approved));
-    assert!(approve(&mut s.kg, &keys[1].0).contains("address-book entry 2 approved"));
+    assert!(approve(&mut s.kg, &keys[1]).contains("address-book entry 2 approved"));
     let list = s.kg.ok(&["address", "list"], None);
     assert!(list.lines().any(approved), "{list}");
     // Approved is approved: a further approval is refused.
     let out = s.kg.run(
-        &["approve", "address:2", "--key", keys[0].0.to_str().unwrap()],
+        &["approve", "address:2", "--key", keys[0].to_str().unwrap()],
         None,
     );
     assert!(!out.status.success());
@@ -1573,4 +1504,40 @@ fn two_instances_deliver_each_alert_once_between_them_and_take_over_from_each_ot
     sorted.dedup();
     assert_eq!(sorted.len(), 4, "{ids:?}");
     drop(b);
+}
+
+/// Rewrites the test's config file through `f`.
+fn edit_config(kg: &Kg, f: impl FnOnce(String) -> String) {
+    let path = kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, f(cfg)).unwrap();
+}
+
+/// Makes `n` approver keys with `keygate approver keygen` and lists the first `listed` of them
+/// in `[approvals]`; returns the key files.
+fn approver_keys(kg: &mut Kg, n: usize, listed: usize) -> Vec<std::path::PathBuf> {
+    let mut paths = vec![];
+    let mut publics = vec![];
+    for i in 0..n {
+        let path = kg.tmp.path().join(format!("approver{i}.key"));
+        let out = kg.ok(
+            &["approver", "keygen", "--out", path.to_str().unwrap()],
+            None,
+        );
+        let public = out
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .trim_matches('"')
+            .to_string();
+        assert_eq!(public.len(), 64, "{out}");
+        paths.push(path);
+        publics.push(format!("\"{public}\""));
+    }
+    let list = publics[..listed].join(", ");
+    edit_config(kg, |c| {
+        c.replace("approvers = []", &format!("approvers = [{list}]"))
+    });
+    paths
 }
