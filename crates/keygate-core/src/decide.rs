@@ -260,6 +260,11 @@ impl State {
         self.freezes.push(f);
     }
 
+    /// The active freezes.
+    pub fn freezes(&self) -> &[Freeze] {
+        &self.freezes
+    }
+
     /// A client as the state knows it.
     pub fn client(&self, name: &str) -> Option<&ClientRecord> {
         self.clients.get(name)
@@ -289,6 +294,18 @@ impl State {
             self.limits.record(&d.as_ref());
         }
         self.clock = self.clock.max(verdict.at);
+    }
+
+    /// Applies a watched decision: the verdict as [`State::record`] does, and an allowed
+    /// outflow in the detectors' history. The freeze it asks for is set by the caller (the
+    /// store makes it durable first) with [`State::add_freeze`].
+    pub fn apply(&mut self, engine: &Engine, w: &Watched) {
+        self.record(&w.verdict);
+        if w.verdict.outcome == Outcome::Allow
+            && let Some(o) = &w.outgoing
+        {
+            self.record_outflow(o.clone(), engine.detectors.window);
+        }
     }
 
     /// Counts a move recorded elsewhere (by another instance) in the limits.
@@ -530,6 +547,35 @@ pub struct Watched {
     pub freeze: Option<crate::freeze::Scope>,
     /// The outflow, for the detectors' history once it is allowed.
     pub outgoing: Option<crate::detect::Outgoing>,
+}
+
+/// The freeze a watched decision sets, as it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Containment {
+    pub scope: crate::freeze::Scope,
+    /// The freezing signals' reasons.
+    pub reason: String,
+    /// `detector:NAME[+NAME…]`.
+    pub actor: String,
+}
+
+impl Watched {
+    /// The freeze this decision sets, if any: its scope, and the detectors that asked for it.
+    pub fn containment(&self) -> Option<Containment> {
+        let scope = self.freeze.clone()?;
+        let freezing: Vec<&crate::detect::Signal> = self
+            .signals
+            .iter()
+            .filter(|s| s.response >= crate::detect::Response::FreezeClient)
+            .collect();
+        let by: Vec<&str> = freezing.iter().map(|s| s.detector).collect();
+        let reason: Vec<&str> = freezing.iter().map(|s| s.reason.as_str()).collect();
+        Some(Containment {
+            scope,
+            reason: reason.join("; "),
+            actor: format!("detector:{}", by.join("+")),
+        })
+    }
 }
 
 /// Decides an intent with the anomaly detectors watching: their signals go to the policies

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod outflow;
 pub mod policy;
 pub mod price;
+pub mod replay;
 pub mod time;
 
 pub use decide::{Debit, Engine, EngineError, LimitCheck, Outcome, State, Verdict, decide};

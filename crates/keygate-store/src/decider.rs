@@ -408,7 +408,6 @@ impl Writer {
             let (entry, p) = match &job.work {
                 Work::Intent { intent, extra: e } => {
                     let w = decide_watched(&self.engine, &cache.state, intent, job.now, &extra(e));
-                    cache.state.record(&w.verdict);
                     let entry = decision_entry(intent, &w, e, None);
                     if w.verdict.outcome == keygate_core::Outcome::Hold {
                         new_holds.push((entries.len(), intent.clone(), None));
@@ -525,7 +524,6 @@ impl Writer {
                                     job.now,
                                     &extra(&none),
                                 );
-                                cache.state.record(&w.verdict);
                                 contain(
                                     &mut tx,
                                     &mut cache.state,
@@ -784,8 +782,8 @@ async fn used_request_id(
     })
 }
 
-/// After a watched decision: counts an allowed outflow in the detectors' history, and sets the
-/// freeze its strongest signal asks for (in this transaction, and in the state at once so the
+/// After a watched decision: applies it to the state ([`State::apply`], as a replay does), and
+/// sets the freeze its strongest signal asks for (in this transaction, and in the state at once so the
 /// rest of the batch is frozen too).
 async fn contain(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -795,31 +793,18 @@ async fn contain(
     intent: &Intent,
     entries: &mut Vec<NewEntry>,
 ) -> Result<(), StoreError> {
-    if w.verdict.outcome == keygate_core::Outcome::Allow
-        && let Some(o) = &w.outgoing
-    {
-        state.record_outflow(o.clone(), engine.detectors.window);
-    }
-    let Some(scope) = &w.freeze else {
+    state.apply(engine, w);
+    let Some(keygate_core::decide::Containment {
+        scope,
+        reason,
+        actor,
+    }) = w.containment()
+    else {
         return Ok(());
     };
-    let by: Vec<&str> = w
-        .signals
-        .iter()
-        .filter(|s| s.response >= keygate_core::detect::Response::FreezeClient)
-        .map(|s| s.detector)
-        .collect();
-    let actor = format!("detector:{}", by.join("+"));
-    let reason = w
-        .signals
-        .iter()
-        .filter(|s| s.response >= keygate_core::detect::Response::FreezeClient)
-        .map(|s| s.reason.clone())
-        .collect::<Vec<_>>()
-        .join("; ");
     let at = w.verdict.at;
-    let id = crate::freeze::set_in(tx, scope, &reason, &actor, at).await?;
-    entries.push(crate::freeze::freeze_entry(id, scope, &reason, &actor, at));
+    let id = crate::freeze::set_in(tx, &scope, &reason, &actor, at).await?;
+    entries.push(crate::freeze::freeze_entry(id, &scope, &reason, &actor, at));
     state.add_freeze(keygate_core::freeze::Freeze {
         id,
         scope: scope.clone(),

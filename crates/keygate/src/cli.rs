@@ -91,6 +91,47 @@ pub enum Command {
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run a scenario (docs/scenarios.md) through the decision code on its own clock, and
+    /// report what the attack got and what normal traffic lost. The config is --config, or the
+    /// scenario's name with .toml.
+    Replay(ReplayArgs),
+    /// The Kronos Research attack of 2023-11-18 through a live keygate gateway, with no set-up:
+    /// a temporary data directory, the venue simulator, the replay, the outcome and a chart.
+    Demo(DemoArgs),
+    /// Write a scenario keygate ships to stdout (kronos-2023, or a denser one for benchmarks).
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The scenario: JSON Lines, a header then one event per line.
+    pub scenario: PathBuf,
+    /// Send the events through a live gateway (`keygate serve`'s code on a loopback port) in
+    /// front of the venue simulator, instead of deciding in-process.
+    #[arg(long)]
+    pub through_gateway: bool,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "OUT.json")]
+    pub report: Option<PathBuf>,
+    /// Draw the chart (SVG) here.
+    #[arg(long, value_name = "OUT.svg")]
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the data directory, report and chart here instead of a new temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScenarioArgs {
+    /// kronos-2023 (scenarios/kronos-2023.jsonl), or kronos-2023-dense with --events.
+    pub name: String,
+    /// For kronos-2023-dense: about how many events.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
 }
 
 #[derive(Debug, Args)]
@@ -367,6 +408,15 @@ pub enum BenchCommand {
     Decide(BenchDecideArgs),
     /// The latency and throughput `keygate serve` adds in front of a (simulated) venue.
     Gateway(BenchGatewayArgs),
+    /// Replay speed: a generated scenario of about --events events, in-process.
+    Replay(BenchReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchReplayArgs {
+    /// About how many events the generated scenario has.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
 }
 
 #[derive(Debug, Args)]

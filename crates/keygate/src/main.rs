@@ -8,6 +8,7 @@ mod engine;
 mod input;
 mod instance;
 mod logging;
+mod scenarios;
 
 use std::process::ExitCode;
 

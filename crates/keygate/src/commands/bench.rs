@@ -28,7 +28,60 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Decide(a) => decide_bench(a).await,
         BenchCommand::Gateway(a) => super::bench_gateway::run(a).await,
+        BenchCommand::Replay(a) => replay_bench(a),
     }
+}
+
+/// `keygate bench replay`: a generated scenario of about `--events` events (the Kronos bots
+/// and attack, with a much denser baseline) replayed in-process, next to a pass that only reads
+/// and parses the same file (the floor any replay pays), in the same run.
+fn replay_bench(a: &crate::cli::BenchReplayArgs) -> Result<()> {
+    use super::replay::{Scenario, in_process};
+    let dir = tempfile::tempdir()?;
+    let scenario = dir.path().join("dense.jsonl");
+    let config = dir.path().join("kronos-2023.toml");
+    std::fs::write(&config, crate::scenarios::KRONOS_CONFIG)?;
+    std::fs::write(
+        dir.path().join("kronos-2023.cedar"),
+        crate::scenarios::KRONOS_POLICIES,
+    )?;
+    let t = Instant::now();
+    let events = {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&scenario)?);
+        let n = crate::scenarios::dense(&mut out, a.events)?;
+        std::io::Write::flush(&mut out)?;
+        n
+    };
+    let size = std::fs::metadata(&scenario)?.len();
+    println!(
+        "generated {events} events ({:.1} MB) in {:.2} s",
+        size as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let cfg = crate::config::Config::load(&config)?;
+    for round in 1..=3 {
+        let t = Instant::now();
+        let mut s = Scenario::open(&scenario)?;
+        let mut parsed = 0u64;
+        while s.next_event()?.is_some() {
+            parsed += 1;
+        }
+        let parse = t.elapsed();
+        let t = Instant::now();
+        let report = in_process(&cfg, dir.path(), &scenario, false)?;
+        let full = t.elapsed();
+        let rate = |d: Duration| parsed as f64 / d.as_secs_f64();
+        println!(
+            "round {round}: read+parse only {:>9.0} events/s | replay in-process {:>9.0} events/s ({:.2}x the parse-only rate) | attack allowed USD {}, normal denied {} held {}",
+            rate(parse),
+            rate(full),
+            rate(full) / rate(parse),
+            report.attack_allowed_usd,
+            report.normal_denied,
+            report.normal_held
+        );
+    }
+    Ok(())
 }
 
 /// 20 policies: 3 per client for 5 clients, and 5 that apply to everyone.

@@ -10,6 +10,8 @@ mod freeze;
 mod init;
 mod policy;
 mod rekey;
+pub(crate) mod replay;
+mod replay_gateway;
 mod serve;
 
 use anyhow::{Result, bail};
@@ -85,6 +87,32 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Decide(args) => {
             let (h, _) = state(&cli, paths).await?;
             close(&h, decide(&h, args).await).await
+        }
+        Command::Replay(args) => {
+            logging::init(
+                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
+                "warn",
+            );
+            replay::run(args, cli.config.as_deref()).await
+        }
+        Command::Demo(args) => {
+            logging::init(
+                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
+                "warn",
+            );
+            replay_gateway::demo(args).await
+        }
+        Command::Scenario(args) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match args.name.as_str() {
+                "kronos-2023" => crate::scenarios::kronos(&mut out)?,
+                "kronos-2023-dense" => crate::scenarios::dense(&mut out, args.events)?,
+                other => {
+                    bail!("no scenario {other:?}: keygate ships kronos-2023 and kronos-2023-dense")
+                }
+            };
+            std::io::Write::flush(&mut out)?;
+            Ok(())
         }
         Command::Audit(cmd) => {
             let (h, _) = state(&cli, paths).await?;

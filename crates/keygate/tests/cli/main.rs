@@ -7,4 +7,5 @@ mod engine;
 mod gateway;
 mod init;
 mod master_key;
+mod replay;
 mod tamper;

@@ -1,0 +1,263 @@
+//! `keygate replay` and `keygate scenario`: the committed Kronos scenario is the generator's
+//! output, its replay is deterministic and stops the attack with no false positive, and bad
+//! scenarios are refused with the line that is wrong.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::Kg;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn kronos() -> PathBuf {
+    repo().join("scenarios/kronos-2023.jsonl")
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// USD as the report writes it ("123.45"), in cents.
+fn cents(v: &serde_json::Value) -> i64 {
+    let s = v.as_str().expect("USD amounts are decimal strings");
+    let (whole, frac) = s.split_once('.').unwrap();
+    whole.parse::<i64>().unwrap() * 100 + frac.parse::<i64>().unwrap()
+}
+
+#[test]
+fn the_committed_kronos_scenario_is_the_generators_output() {
+    let mut kg = Kg::new();
+    let out = kg.ok(&["scenario", "kronos-2023"], None);
+    let committed = std::fs::read_to_string(kronos()).unwrap();
+    assert!(
+        out == committed,
+        "scenarios/kronos-2023.jsonl differs from `keygate scenario kronos-2023`; regenerate it with `cargo run -p keygate -- scenario kronos-2023 > scenarios/kronos-2023.jsonl`"
+    );
+}
+
+#[test]
+fn kronos_replay_stops_the_attack_without_false_positives_and_is_deterministic() {
+    let mut kg = Kg::new();
+    let dir = kg.tmp.path().to_path_buf();
+    let (a, b, chart) = (dir.join("a.json"), dir.join("b.json"), dir.join("c.svg"));
+    let scenario = kronos();
+    let s = scenario.to_str().unwrap();
+    let out = kg.ok(
+        &[
+            "replay",
+            s,
+            "--report",
+            a.to_str().unwrap(),
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.contains("attack value allowed          USD 72.00"),
+        "{out}"
+    );
+    kg.ok(&["replay", s, "--report", b.to_str().unwrap()], None);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+    let r = report(&a);
+    assert_eq!(r["scenario"], "kronos-2023");
+    assert_eq!(r["mode"], "in-process");
+    assert!(r["events"].as_u64().unwrap() > 13_000);
+    // Attempted: the record's ~$26M; allowed: the 72 USDT test and nothing else.
+    let attempted = cents(&r["attack_attempted_usd"]);
+    assert!(
+        (2_590_000_000..2_610_000_000).contains(&attempted),
+        "{attempted}"
+    );
+    assert_eq!(cents(&r["attack_allowed_usd"]), 7_200);
+    assert!(cents(&r["attack_allowed_usd"]) <= 10_000_000);
+    assert_eq!(r["normal_denied"], 0);
+    assert_eq!(r["normal_held"], 0);
+    assert_eq!(r["normal_frozen"], 0);
+    // The 2.4M withdrawal 15 minutes after the test is the first deny, and freezes the bot.
+    assert_eq!(r["first_deny_t"], "2023-11-18T17:02:00Z");
+    assert_eq!(r["first_freeze_t"], "2023-11-18T17:02:00Z");
+    assert_eq!(r["first_hold_t"], serde_json::Value::Null);
+    assert_eq!(r["freezes"][0]["scope"], "client:mm-binance");
+    assert_eq!(r["freezes"][0]["by"], "detector:test_then_drain");
+    assert!(
+        r["detector_hits"]["test_then_drain"]["attack"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(r["detector_hits"]["test_then_drain"]["normal"], 0);
+    assert_eq!(r["detector_hits"]["size_jump"]["normal"], 0);
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("freeze client:mm-binance"));
+}
+
+const CONFIG: &str = r#"
+[policy]
+files = ["p.cedar"]
+[prices]
+max_age = "15m"
+[address_book]
+cooldown = "1h"
+[[limits]]
+name = "per-client-1h"
+client = "*"
+window = "1h"
+max_usd = "100000"
+[detectors]
+window = "14d"
+[containment]
+unapproved_outflow = "all"
+[[scenario.clients]]
+name = "bot"
+venues = ["binance-main"]
+actions = ["read", "trade", "withdraw"]
+cidrs = ["127.0.0.1/32"]
+[[scenario.destinations]]
+venue = "binance-main"
+asset = "USDT"
+address = "0x00000000000000000000000000000000000000aa"
+label = "cold"
+added = "2024-01-01T00:00:00Z"
+"#;
+
+const POLICY: &str = r#"permit (principal, action, resource);"#;
+
+const HEADER: &str = r#"{"scenario":"t","version":1,"start":"2024-01-02T00:00:00Z","prices":{"USDT":1,"BTC":"40000.5"}}"#;
+
+fn line(t: &str, rest: &str) -> String {
+    format!(r#"{{"t":"2024-01-02T{t}Z",{rest}}}"#)
+}
+
+fn withdraw(t: &str, amount: &str, label: &str) -> String {
+    line(
+        t,
+        &format!(
+            r#""kind":"request","client":"bot","venue":"binance-main","action":"withdraw","asset":"USDT","amount":"{amount}","to":"0x00000000000000000000000000000000000000aa","source_ip":"127.0.0.1","label":"{label}""#
+        ),
+    )
+}
+
+fn outflow(t: &str, amount: &str, tx: &str, label: &str) -> String {
+    line(
+        t,
+        &format!(
+            r#""kind":"outflow","venue":"binance-main","asset":"USDT","amount":"{amount}","to":"0x00000000000000000000000000000000000000aa","tx":"{tx}","label":"{label}""#
+        ),
+    )
+}
+
+fn setup(kg: &Kg, lines: &[String]) -> (PathBuf, PathBuf) {
+    let dir = kg.tmp.path();
+    std::fs::write(dir.join("t.toml"), CONFIG).unwrap();
+    std::fs::write(dir.join("p.cedar"), POLICY).unwrap();
+    let scenario = dir.join("t.jsonl");
+    std::fs::write(&scenario, format!("{HEADER}\n{}\n", lines.join("\n"))).unwrap();
+    (scenario, dir.join("r.json"))
+}
+
+#[test]
+fn an_unapproved_outflow_freezes_everything_and_a_matched_one_does_not() {
+    let mut kg = Kg::new();
+    let (scenario, out) = setup(
+        &kg,
+        &[
+            withdraw("10:00:00", "500", "normal"),
+            // What keygate allowed, seen leaving the venue: matched, no alarm.
+            outflow("10:01:00", "500", "w1", "normal"),
+            // The same again: that decision explains one outflow only.
+            outflow("10:02:00", "500", "w2", "attack"),
+            withdraw("10:03:00", "400", "normal"),
+        ],
+    );
+    kg.ok(
+        &[
+            "replay",
+            scenario.to_str().unwrap(),
+            "--report",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    let r = report(&out);
+    assert_eq!(r["outflows_matched"], 1);
+    assert_eq!(r["outflows_unapproved"], 1);
+    assert_eq!(r["attack_outflow_usd"], "500.00");
+    assert_eq!(r["attack_allowed_usd"], "500.00");
+    assert_eq!(r["freezes"][0]["scope"], "all");
+    assert_eq!(r["freezes"][0]["by"], "reconciliation");
+    // The next normal withdrawal is refused by the freeze: counted against keygate.
+    assert_eq!(r["normal_frozen"], 1);
+    assert_eq!(r["normal_denied"], 1);
+    assert_eq!(r["first_freeze_t"], "2024-01-02T10:02:00Z");
+}
+
+#[test]
+fn a_bad_scenario_is_refused_with_its_line_and_nothing_is_written() {
+    let cases: &[(&str, Vec<String>, &str)] = &[
+        (
+            "a JSON number amount",
+            vec![withdraw("10:00:00", "500", "normal").replace(r#""500""#, "500")],
+            "line 2",
+        ),
+        (
+            "events out of order",
+            vec![
+                withdraw("10:00:00", "5", "normal"),
+                withdraw("09:00:00", "5", "normal"),
+            ],
+            "time order",
+        ),
+        (
+            "an unknown kind",
+            vec![line("10:00:00", r#""kind":"teleport","venue":"v","label":"normal""#)],
+            "not one of request, outflow",
+        ),
+        (
+            "an unknown label",
+            vec![withdraw("10:00:00", "5", "evil")],
+            "line 2",
+        ),
+        (
+            "a withdrawal without a destination",
+            vec![withdraw("10:00:00", "5", "normal").replace(
+                r#""to":"0x00000000000000000000000000000000000000aa","#,
+                "",
+            )],
+            "names where it goes",
+        ),
+        (
+            "a bad time",
+            vec![r#"{"t":"yesterday","kind":"request","client":"bot","venue":"v","action":"read","label":"normal"}"#.to_string()],
+            "RFC 3339",
+        ),
+    ];
+    for (what, lines, expect) in cases {
+        let mut kg = Kg::new();
+        let (scenario, out) = setup(&kg, lines);
+        let err = kg.fails(
+            &[
+                "replay",
+                scenario.to_str().unwrap(),
+                "--report",
+                out.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert!(err.contains(expect), "{what}: {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(!out.exists(), "{what}: a report was written");
+    }
+    // A header of another version.
+    let mut kg = Kg::new();
+    let (scenario, _) = setup(&kg, &[]);
+    std::fs::write(
+        &scenario,
+        HEADER.replace(r#""version":1"#, r#""version":2"#),
+    )
+    .unwrap();
+    let err = kg.fails(&["replay", scenario.to_str().unwrap()], None);
+    assert!(err.contains("version 2"), "{err}");
+}
