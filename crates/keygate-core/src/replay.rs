@@ -89,7 +89,10 @@ impl RequestEvent {
     }
 }
 
-/// Value that left a venue without passing through keygate, as the watcher sees it.
+/// Value that left a venue without passing through keygate, as the watcher sees it: it is
+/// matched as reconciliation matches (by the client id a withdrawal was sent with, among the
+/// rest), so it never passes for one keygate allowed, even one of the same amount to the same
+/// address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutflowEvent {
     pub t: Millis,
@@ -110,7 +113,8 @@ impl OutflowEvent {
             amount: self.amount,
             destination: normalize_address(&self.to),
             at: self.t,
-            reference: None,
+            // The id the venue reports back, as it was sent with (never keygate's own).
+            reference: Some(self.tx.clone()),
         }
     }
 }
@@ -425,7 +429,8 @@ impl<'e> Runner<'e> {
                 asset: asset.clone(),
                 amount,
                 destination: intent.destination.as_deref().map(normalize_address),
-                reference: None,
+                // The client id the gateway gives a withdrawal it forwards.
+                reference: Some(crate::outflow::gateway_reference(id)),
             });
         }
         let froze = w.containment().map(|c| {

@@ -23,7 +23,7 @@ use keygate_store::{Answer, GatewayRequest};
 use keygate_venues::{Classified, ClassifyError, Request};
 use serde_json::json;
 
-use crate::{Gateway, metrics, now_ms};
+use crate::{Gateway, metrics};
 
 /// The largest request body the gateway reads.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -328,7 +328,7 @@ async fn run(
                 hold,
                 native_id: native,
             },
-            now_ms(),
+            gw.store.clock().now(),
         )
         .await;
     metrics::timing("decide", decide_started.elapsed().as_secs_f64());
@@ -464,9 +464,11 @@ async fn forward(
     c: &Classified,
     secret: &keygate_vault::CredentialSecret,
 ) -> Result<Response, String> {
-    let out = setup
-        .adapter
-        .sign(c, &crate::keys(secret, &setup.credential)?, now_ms());
+    let out = setup.adapter.sign(
+        c,
+        &crate::keys(secret, &setup.credential)?,
+        gw.store.clock().now(),
+    );
     let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
     let started = Instant::now();
     let resp = req.send().await.map_err(|e| {

@@ -109,7 +109,8 @@ pub fn app(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-/// Milliseconds since the Unix epoch, by the system clock.
+/// Milliseconds since the Unix epoch, by the system clock (the gateway dates its decisions by
+/// its store's [`keygate_store::Clock`] instead).
 pub fn now_ms() -> Millis {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

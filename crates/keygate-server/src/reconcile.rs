@@ -13,7 +13,7 @@ use std::time::Duration;
 use keygate_core::Millis;
 use keygate_store::reconcile::Reconciled;
 
-use crate::{Gateway, VenueSetup, now_ms};
+use crate::{Gateway, VenueSetup};
 
 /// How far the next read overlaps the last one (venues list a withdrawal a little late).
 const OVERLAP: Millis = 10 * 60 * 1000;
@@ -75,7 +75,7 @@ fn cursor_key(venue: &str) -> String {
 
 /// Reads one venue's history once and judges every withdrawal in it.
 pub async fn pass(gw: &Gateway, setup: &VenueSetup) -> Result<Pass, String> {
-    let now = now_ms();
+    let now = gw.store.clock().now();
     let stored = gw
         .store
         .get_meta(&cursor_key(&setup.name))

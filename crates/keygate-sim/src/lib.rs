@@ -76,9 +76,23 @@ async fn dispatch(State(sim): State<Sim>, request: Request) -> Response {
     }
 }
 
-/// Now, in ms since the Unix epoch.
+static CLOCK: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicI64>> =
+    std::sync::OnceLock::new();
+
+/// Makes every simulator in this process read `clock` instead of the system clock (for a
+/// replay that runs on a simulated clock; set once, before the first request).
+pub fn use_clock(clock: std::sync::Arc<std::sync::atomic::AtomicI64>) -> Result<(), String> {
+    CLOCK
+        .set(clock)
+        .map_err(|_| "the simulator's clock was set already".to_string())
+}
+
+/// Now, in ms since the Unix epoch (or the clock given to [`use_clock`]).
 pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    match CLOCK.get() {
+        Some(c) => c.load(std::sync::atomic::Ordering::SeqCst),
+        None => chrono::Utc::now().timestamp_millis(),
+    }
 }
 
 /// Why a body could not be read.

@@ -134,12 +134,16 @@ pub fn chain_hash(prev: &str, entry: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// The store's clock, Unix milliseconds: the one clock every instance sharing the store sees.
+/// The store's clock, Unix milliseconds: the one clock every instance sharing the store sees
+/// (or the replay's simulated one).
 pub(crate) async fn db_now(
     tx: &mut Transaction<'static, Any>,
-    backend: crate::Backend,
+    store: &crate::Store,
 ) -> Result<Millis, StoreError> {
-    let sql = format!("SELECT {}", now_sql(backend));
+    if let Some(now) = store.clock().simulated_now() {
+        return Ok(now);
+    }
+    let sql = format!("SELECT {}", now_sql(store.backend()));
     Ok(sqlx::query(AssertSqlSafe(sql))
         .fetch_one(&mut **tx)
         .await?
@@ -162,16 +166,17 @@ fn now_sql(backend: crate::Backend) -> &'static str {
 /// (the decider runs this once per batch).
 pub(crate) async fn lock_head_at(
     tx: &mut Transaction<'static, Any>,
-    backend: crate::Backend,
+    store: &crate::Store,
 ) -> Result<(Head, Millis), StoreError> {
     let sql = format!(
         "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, at_ms, {}",
-        now_sql(backend)
+        now_sql(store.backend())
     );
     let row = sqlx::query(AssertSqlSafe(sql))
         .fetch_optional(&mut **tx)
         .await?;
     let now: Option<Millis> = row.as_ref().map(|r| r.try_get(3)).transpose()?;
+    let now = store.clock().simulated_now().or(now);
     Ok((head_of(row)?, now.unwrap_or_default()))
 }
 
@@ -582,7 +587,7 @@ impl Store {
     pub async fn append_audit(&self, entries: Vec<NewEntry>) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut head = lock_head(&mut tx).await?;
-        let now = db_now(&mut tx, self.backend()).await?;
+        let now = db_now(&mut tx, self).await?;
         let seqs = append(&mut tx, &mut head, entries, now).await?;
         tx.commit().await?;
         Ok(seqs)
@@ -807,7 +812,7 @@ impl Store {
     /// must run).
     pub async fn lease(&self, name: &str, owner: &str, ttl: Millis) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let (_, now) = lock_head_at(&mut tx, self.backend()).await?;
+        let (_, now) = lock_head_at(&mut tx, self).await?;
         let key = format!("lease.{name}");
         let current: Option<String> = sqlx::query("SELECT value FROM meta WHERE key = $1")
             .bind(key.clone())

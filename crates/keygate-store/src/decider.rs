@@ -384,7 +384,7 @@ impl Writer {
     /// are returned to be sent after it.
     async fn try_process(&mut self, batch: &mut [Job]) -> Result<Vec<Option<Answer>>, StoreError> {
         let mut tx = self.store.begin_write().await?;
-        let (mut head, store_now) = audit::lock_head_at(&mut tx, self.store.backend()).await?;
+        let (mut head, store_now) = audit::lock_head_at(&mut tx, &self.store).await?;
         self.refresh(&mut tx, &head).await?;
         let Some(cache) = self.cache.as_mut() else {
             return Err(StoreError::Corrupt(

@@ -115,7 +115,7 @@ fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
 struct Audited {
     tx: Transaction<'static, Any>,
     head: crate::audit::Head,
-    backend: crate::Backend,
+    store: Store,
 }
 
 impl Audited {
@@ -125,12 +125,12 @@ impl Audited {
         Ok(Self {
             tx,
             head,
-            backend: store.backend(),
+            store: store.clone(),
         })
     }
 
     async fn commit(mut self, entry: NewEntry) -> Result<i64, StoreError> {
-        let now = crate::audit::db_now(&mut self.tx, self.backend).await?;
+        let now = crate::audit::db_now(&mut self.tx, &self.store).await?;
         let seqs = append(&mut self.tx, &mut self.head, vec![entry], now).await?;
         self.tx.commit().await?;
         Ok(seqs.first().copied().unwrap_or_default())

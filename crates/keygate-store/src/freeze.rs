@@ -182,7 +182,7 @@ impl Store {
         now: Millis,
     ) -> Result<(i64, i64), StoreError> {
         let mut tx = self.begin_write().await?;
-        let (mut head, store_now) = lock_head_at(&mut tx, self.backend()).await?;
+        let (mut head, store_now) = lock_head_at(&mut tx, self).await?;
         let id = set_in(&mut tx, scope, reason, actor, now.min(store_now)).await?;
         let seqs = append(
             &mut tx,
@@ -240,7 +240,7 @@ impl Store {
             )));
         }
         let mut tx = self.begin_write().await?;
-        let (mut head, store_now) = lock_head_at(&mut tx, self.backend()).await?;
+        let (mut head, store_now) = lock_head_at(&mut tx, self).await?;
         let what = approvable(&mut *tx, subject, store_now).await?;
         if expires_at <= store_now {
             return Err(StoreError::Conflict(

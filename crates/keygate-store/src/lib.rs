@@ -71,6 +71,52 @@ pub enum OpenMode {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    clock: Clock,
+}
+
+/// The clock every write is dated by. In production it is the store's own (the database
+/// server's), the one clock all instances share. A replay (`keygate replay --through-gateway`,
+/// `keygate demo`) runs the very same code on a simulated clock that its driver moves forward;
+/// no command-line flag or config field can select it.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    #[default]
+    Store,
+    Simulated(std::sync::Arc<std::sync::atomic::AtomicI64>),
+}
+
+impl Clock {
+    /// A simulated clock reading `start`.
+    pub fn simulated(start: keygate_core::Millis) -> Self {
+        Clock::Simulated(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+            start,
+        )))
+    }
+
+    /// Moves a simulated clock forward to `t` (never back); the store's clock is not moved.
+    pub fn advance(&self, t: keygate_core::Millis) {
+        if let Clock::Simulated(c) = self {
+            c.fetch_max(t, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// The simulated time, if the clock is simulated.
+    pub fn simulated_now(&self) -> Option<keygate_core::Millis> {
+        match self {
+            Clock::Store => None,
+            Clock::Simulated(c) => Some(c.load(std::sync::atomic::Ordering::SeqCst)),
+        }
+    }
+
+    /// Now, outside a transaction: the simulated time, or this host's clock.
+    pub fn now(&self) -> keygate_core::Millis {
+        self.simulated_now().unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        })
+    }
 }
 
 /// The metadata key under which the store records the id of the master key its credentials are
@@ -218,11 +264,25 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::connect(&shown, backend, e))?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            clock: Clock::Store,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This handle on a simulated clock (for replays only; see [`Clock`]).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The underlying pool, for crates that add their own tables.

@@ -100,7 +100,7 @@ impl Store {
                 break;
             }
         }
-        let now = db_now(&mut tx, self.backend()).await?;
+        let now = db_now(&mut tx, self).await?;
         let entry = match matched {
             Some(id) => json!({"event": "outflow.matched", "outflow": o, "decision_id": id}),
             None => json!({

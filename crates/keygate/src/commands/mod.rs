@@ -12,7 +12,7 @@ mod policy;
 mod rekey;
 pub(crate) mod replay;
 mod replay_gateway;
-mod serve;
+pub(crate) mod serve;
 
 use anyhow::{Result, bail};
 

@@ -226,14 +226,18 @@ fn decider(h: &StateHandle, engine: keygate_core::Engine) -> Result<Decider> {
     ))
 }
 
-pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
+/// The gateway `serve` runs (and the gateway replay, on its simulated clock): the decider,
+/// the venues, and every venue credential checked to open.
+pub async fn gateway(
+    inst: Instance,
+    engine: keygate_core::Engine,
+) -> Result<(Gateway, StateHandle)> {
     let Instance {
         config,
         paths,
         store,
         master,
     } = inst;
-    let engine = crate::engine::build(&config, &paths.base)?;
     let venues = venues(&config)?;
     if venues.is_empty() {
         tracing::warn!("no [venues.*] in the config: every venue request will be refused");
@@ -248,6 +252,12 @@ pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
     let gw =
         Gateway::new(decider, h.store.clone(), master, venues, ttl).map_err(anyhow::Error::msg)?;
     check_credentials(&gw).await?;
+    Ok((gw, h))
+}
+
+pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
+    let engine = crate::engine::build(&inst.config, &inst.paths.base)?;
+    let (gw, h) = gateway(inst, engine).await?;
     keygate_server::metrics::install();
     let gw = Arc::new(gw);
     let mut reconcilers = keygate_server::reconcile::spawn(gw.clone());

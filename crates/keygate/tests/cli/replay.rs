@@ -110,6 +110,9 @@ max_usd = "100000"
 window = "14d"
 [containment]
 unapproved_outflow = "all"
+[venues.binance-main]
+kind = "binance"
+base_url = "http://127.0.0.1:9"
 [[scenario.clients]]
 name = "bot"
 venues = ["binance-main"]
@@ -159,39 +162,83 @@ fn setup(kg: &Kg, lines: &[String]) -> (PathBuf, PathBuf) {
 }
 
 #[test]
-fn an_unapproved_outflow_freezes_everything_and_a_matched_one_does_not() {
-    let mut kg = Kg::new();
-    let (scenario, out) = setup(
-        &kg,
-        &[
-            withdraw("10:00:00", "500", "normal"),
-            // What keygate allowed, seen leaving the venue: matched, no alarm.
-            outflow("10:01:00", "500", "w1", "normal"),
-            // The same again: that decision explains one outflow only.
-            outflow("10:02:00", "500", "w2", "attack"),
-            withdraw("10:03:00", "400", "normal"),
-        ],
-    );
-    kg.ok(
-        &[
+fn an_outflow_around_keygate_freezes_everything_in_process_and_through_the_gateway() {
+    let lines = [
+        withdraw("10:00:00", "500", "normal"),
+        // The leaked key withdraws the same amount to the same address, straight at the
+        // venue: reconciliation must not take it for the allowed one.
+        outflow("10:02:00", "500", "leak1", "attack"),
+        withdraw("10:03:00", "400", "normal"),
+    ];
+    let mut reports = vec![];
+    for gateway in [false, true] {
+        let mut kg = Kg::new();
+        let (scenario, out) = setup(&kg, &lines);
+        let mut args = vec![
             "replay",
             scenario.to_str().unwrap(),
             "--report",
             out.to_str().unwrap(),
+        ];
+        if gateway {
+            args.push("--through-gateway");
+        }
+        kg.ok(&args, None);
+        let r = report(&out);
+        assert_eq!(r["outflows_unapproved"], 1, "gateway {gateway}: {r}");
+        assert_eq!(r["outflows_matched"], 0);
+        assert_eq!(r["attack_outflow_usd"], "500.00");
+        assert_eq!(r["attack_allowed_usd"], "500.00");
+        assert_eq!(r["freezes"][0]["scope"], "all");
+        assert_eq!(r["freezes"][0]["by"], "reconciliation");
+        // The next normal withdrawal is refused by the freeze: counted against keygate.
+        assert_eq!(r["normal_frozen"], 1);
+        assert_eq!(r["normal_denied"], 1);
+        assert_eq!(r["normal"]["allowed"], 1);
+        assert_eq!(r["first_freeze_t"], "2024-01-02T10:02:00Z");
+        let mut r = r;
+        r["mode"] = serde_json::Value::Null;
+        reports.push(r);
+    }
+    assert_eq!(reports[0], reports[1], "in-process and gateway disagree");
+}
+
+#[test]
+fn demo_replays_kronos_through_the_gateway_as_in_process_and_its_audit_verifies() {
+    let mut kg = Kg::new();
+    let dir = kg.tmp.path().join("demo");
+    let out = kg.ok(&["demo", "--out", dir.to_str().unwrap()], None);
+    assert!(
+        out.contains("the attacker would have got USD 72.00"),
+        "{out}"
+    );
+    assert!(out.contains("false positives: 0"), "{out}");
+    let gateway = report(&dir.join("report.json"));
+    assert_eq!(gateway["mode"], "gateway");
+    assert!(cents(&gateway["attack_allowed_usd"]) <= 10_000_000);
+    let svg = std::fs::read_to_string(dir.join("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    // The same outcome, event for event, as the in-process replay of the committed files.
+    let local = kg.tmp.path().join("local.json");
+    kg.ok(
+        &[
+            "replay",
+            kronos().to_str().unwrap(),
+            "--report",
+            local.to_str().unwrap(),
         ],
         None,
     );
-    let r = report(&out);
-    assert_eq!(r["outflows_matched"], 1);
-    assert_eq!(r["outflows_unapproved"], 1);
-    assert_eq!(r["attack_outflow_usd"], "500.00");
-    assert_eq!(r["attack_allowed_usd"], "500.00");
-    assert_eq!(r["freezes"][0]["scope"], "all");
-    assert_eq!(r["freezes"][0]["by"], "reconciliation");
-    // The next normal withdrawal is refused by the freeze: counted against keygate.
-    assert_eq!(r["normal_frozen"], 1);
-    assert_eq!(r["normal_denied"], 1);
-    assert_eq!(r["first_freeze_t"], "2024-01-02T10:02:00Z");
+    let mut local = report(&local);
+    local["mode"] = "gateway".into();
+    assert_eq!(gateway, local);
+    // Every decision the gateway made is in a verifying audit log.
+    kg.data = dir.join("data");
+    let verified = kg.ok(&["audit", "verify"], None);
+    assert!(
+        verified.contains("verified") || verified.contains("ok"),
+        "{verified}"
+    );
 }
 
 #[test]
