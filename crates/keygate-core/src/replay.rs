@@ -383,12 +383,15 @@ pub enum Contain {
 impl Contain {
     /// The scope an unapproved outflow on `venue` freezes.
     pub fn scope(self, engine: &Engine, venue: &str) -> Option<Scope> {
+        self.scope_with(venue, engine.credential_of(venue).unwrap_or(venue))
+    }
+
+    /// The scope for `venue`, which signs with `credential`.
+    pub fn scope_with(self, venue: &str, credential: &str) -> Option<Scope> {
         match self {
             Contain::All => Some(Scope::All),
             Contain::Venue => Some(Scope::Venue(venue.to_string())),
-            Contain::Credential => Some(Scope::Credential(
-                engine.credential_of(venue).unwrap_or(venue).to_string(),
-            )),
+            Contain::Credential => Some(Scope::Credential(credential.to_string())),
             Contain::Nothing => None,
         }
     }

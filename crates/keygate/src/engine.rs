@@ -294,6 +294,20 @@ pub fn approval_policy(config: &Config) -> Result<keygate_core::freeze::Approval
     Ok(policy)
 }
 
+/// What an unapproved outflow freezes, as `[containment] unapproved_outflow` says.
+pub fn contain(config: &Config) -> Result<keygate_core::replay::Contain> {
+    use keygate_core::replay::Contain;
+    Ok(match config.containment.unapproved_outflow.as_str() {
+        "all" => Contain::All,
+        "venue" => Contain::Venue,
+        "credential" => Contain::Credential,
+        "none" => Contain::Nothing,
+        other => bail!(
+            "containment.unapproved_outflow {other:?} is not one of all, venue, credential, none"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

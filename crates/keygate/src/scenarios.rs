@@ -185,7 +185,7 @@ fn baseline(start: i64, end: i64, density: &Density, rng: &mut Rng) -> Vec<Req> 
         let mut t = start + i as i64 * 7 * MINUTE;
         while t < end {
             out.push(normal(t, bot, "read", None, None, None));
-            t += density.read_every + rng.range(0, 90) * 1000;
+            t += density.read_every + rng.range(0, density.read_every / 20);
         }
         // Orders: alternately a buy committing USDT and a sell of BTC; one in four is
         // cancelled a few seconds later.

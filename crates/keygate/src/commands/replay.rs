@@ -12,7 +12,7 @@ use keygate_core::book::Destination;
 use keygate_core::decide::{State, StateInputs};
 use keygate_core::intent::normalize_address;
 use keygate_core::replay::{
-    Contain, Event, Header, Report, Runner, Tally, in_order, parse_event, parse_header,
+    Event, Header, Report, Runner, Tally, in_order, parse_event, parse_header,
 };
 
 use crate::cli::ReplayArgs;
@@ -166,19 +166,6 @@ pub fn client_cidrs(c: &crate::config::ScenarioClient) -> Result<Vec<ipnet::IpNe
         .collect()
 }
 
-/// What an unapproved outflow freezes, as `[containment] unapproved_outflow` says.
-pub fn contain(config: &Config) -> Result<Contain> {
-    Ok(match config.containment.unapproved_outflow.as_str() {
-        "all" => Contain::All,
-        "venue" => Contain::Venue,
-        "credential" => Contain::Credential,
-        "none" => Contain::Nothing,
-        other => bail!(
-            "containment.unapproved_outflow {other:?} is not one of all, venue, credential, none"
-        ),
-    })
-}
-
 /// A progress bar on a terminal (nothing otherwise), measured in bytes of the scenario.
 pub fn progress(size: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -193,18 +180,42 @@ pub fn progress(size: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// Refuses a request of a client the config does not declare (the gateway replay could not
+/// send it: such a client has no token).
+pub fn known_client(
+    clients: &std::collections::HashSet<&str>,
+    r: &keygate_core::replay::RequestEvent,
+    done: u64,
+) -> Result<()> {
+    if !clients.contains(r.client.as_str()) {
+        bail!(
+            "event {}: client {} is not declared in [[scenario.clients]] of the config",
+            done + 1,
+            r.client
+        );
+    }
+    Ok(())
+}
+
 /// Runs a scenario in-process. Returns the report and the number of events.
 pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Result<Report> {
     let mut scenario = Scenario::open(path)?;
     let engine = engine(config, base, &scenario.header)?;
     let state = state(config, &engine, &scenario.header)?;
-    let mut runner = Runner::new(&engine, state, contain(config)?);
+    let mut runner = Runner::new(&engine, state, crate::engine::contain(config)?);
+    let clients: std::collections::HashSet<&str> = config
+        .scenario
+        .clients
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     let mut tally = Tally::new(&scenario.header, "in-process");
     let bar = show.then(|| progress(scenario.size));
     let mut n = 0u64;
     while let Some(event) = scenario.next_event()? {
         match &event {
             Event::Request(r) => {
+                known_client(&clients, r, n)?;
                 let seen = runner.request(r);
                 tally.request(r, &seen);
             }

@@ -36,7 +36,7 @@ use keygate_store::Clock;
 use rust_decimal::Decimal;
 use zeroize::Zeroizing;
 
-use super::replay::{Scenario, client_cidrs, contain, destination, progress};
+use super::replay::{Scenario, client_cidrs, destination, progress};
 use crate::cli::DemoArgs;
 use crate::config::Config;
 use crate::instance::{Instance, Paths};
@@ -137,7 +137,7 @@ pub async fn run_in(
     let engine = super::replay::engine(config, base, &header)?;
     // Checked before anything starts.
     super::replay::state(config, &engine, &header)?;
-    let contain = contain(config)?;
+    let contain = crate::engine::contain(config)?;
 
     // Whole days forward, to start after everything `init` and `credential add` record now.
     let now = crate::commands::now_ms();
@@ -270,7 +270,6 @@ pub async fn run_in(
             .await?;
     }
     let mut tokens = HashMap::new();
-    let mut http = HashMap::new();
     for c in &cfg.scenario.clients {
         let cidrs = client_cidrs(c)?;
         let mut id = [0u8; 8];
@@ -295,12 +294,6 @@ pub async fn run_in(
             )
             .await?;
         tokens.insert(c.name.clone(), t.text.clone());
-        for net in cidrs {
-            let ip = net.addr();
-            if let std::collections::hash_map::Entry::Vacant(e) = http.entry(ip) {
-                e.insert(client_from(ip)?);
-            }
-        }
     }
 
     // The gateway, on a loopback port.
@@ -320,7 +313,7 @@ pub async fn run_in(
         offset,
         base_url,
         tokens,
-        http,
+        http: HashMap::new(),
         keys,
         sim_url,
         plain: reqwest::Client::new(),
@@ -330,6 +323,12 @@ pub async fn run_in(
         contain,
         engine,
     };
+    let clients: std::collections::HashSet<&str> = config
+        .scenario
+        .clients
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     let mut tally = Tally::new(&header, "gateway");
     let bar = show.then(|| progress(scenario.size));
     let mut n = 0u64;
@@ -338,6 +337,7 @@ pub async fn run_in(
             driver.clock.advance(event.t() + driver.offset);
             match &event {
                 Event::Request(r) => {
+                    super::replay::known_client(&clients, r, n)?;
                     let seen = driver
                         .request(r)
                         .await

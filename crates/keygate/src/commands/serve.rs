@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use keygate_core::freeze::Scope;
 use keygate_server::{Gateway, VenueSetup};
 use keygate_store::{Decider, DeciderOptions};
 use keygate_venues::{Adapter, AdapterOptions};
@@ -85,15 +84,7 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
             t => Some(std_duration(&format!("venues.{name}.reconcile_every"), t)?),
         };
         let credential = v.credential.clone().unwrap_or_else(|| name.clone());
-        let contain = match config.containment.unapproved_outflow.as_str() {
-            "all" => Some(Scope::All),
-            "venue" => Some(Scope::Venue(name.clone())),
-            "credential" => Some(Scope::Credential(credential.clone())),
-            "none" => None,
-            other => bail!(
-                "containment.unapproved_outflow {other:?} is not one of all, venue, credential, none"
-            ),
-        };
+        let contain = crate::engine::contain(config)?.scope_with(name, &credential);
         out.push(VenueSetup {
             name: name.clone(),
             adapter: Adapter::new(v.kind, options),

@@ -276,6 +276,11 @@ fn a_bad_scenario_is_refused_with_its_line_and_nothing_is_written() {
             "names where it goes",
         ),
         (
+            "a client the config does not declare",
+            vec![withdraw("10:00:00", "5", "normal").replace(r#""client":"bot""#, r#""client":"ghost""#)],
+            "client ghost is not declared",
+        ),
+        (
             "a bad time",
             vec![r#"{"t":"yesterday","kind":"request","client":"bot","venue":"v","action":"read","label":"normal"}"#.to_string()],
             "RFC 3339",
