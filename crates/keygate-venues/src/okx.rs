@@ -91,7 +91,11 @@ pub(crate) fn classify(
                                 .into(),
                     });
                 }
-                let body = json_object(req.body)?;
+                let mut body = json_object(req.body)?;
+                // OKX reads an empty string or null as a field not sent; client libraries send
+                // many so (python-okx sends every field of the endpoint). They are dropped, so
+                // nothing reaches the venue that keygate did not weigh.
+                body.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
                 return match req.path {
                     "/api/v5/trade/order" => {
                         only(&body, ORDER_FIELDS, "POST /api/v5/trade/order")?;
