@@ -314,11 +314,15 @@ fn order_value(body: &Map<String, Value>) -> Result<(String, Decimal), ClassifyE
             why: format!("the order types are market, {}", PRICED_TYPES.join(", ")),
         });
     }
-    if opt(body, "tgtCcy")?.is_some() {
+    // A priced order's sz is in the base asset; ccxt says so with tgtCcy base_ccy, which is
+    // harmless. quote_ccy would make the venue read sz differently: refused.
+    if let Some(t) = opt(body, "tgtCcy")?
+        && t != "base_ccy"
+    {
         return Err(ClassifyError::Invalid {
             name: "tgtCcy",
-            value: ord_type.to_string(),
-            why: "only a market order takes tgtCcy".into(),
+            value: t.chars().take(40).collect(),
+            why: "only a market order takes tgtCcy quote_ccy; a priced order's sz is in the base asset (base_ccy)".into(),
         });
     }
     let px = positive("px", need(body, "px", EP)?)?;
