@@ -191,34 +191,32 @@ pub fn venue_error(kind: VenueKind, error: &str, action: Option<Action>) -> (Sta
                 _ => refused,
             }
         }
-        VenueKind::Okx => {
-            let code = match error {
-                "unauthenticated" | "malformed" | "unknown" | "wrong_kind" | "revoked"
-                | "expired" => (S::UNAUTHORIZED, 50111),
-                "client_disabled" => (S::UNAUTHORIZED, 50100),
-                "wrong_address" => (S::UNAUTHORIZED, 50110),
-                "out_of_scope" | "unsigned" => (S::UNAUTHORIZED, 50114),
-                "no_signature" => (S::UNAUTHORIZED, 50106),
-                "no_timestamp" => (S::UNAUTHORIZED, 50107),
-                "bad_timestamp" => (S::UNAUTHORIZED, 50112),
-                "no_passphrase" => (S::UNAUTHORIZED, 50104),
-                "bad_passphrase" => (S::UNAUTHORIZED, 50105),
-                "bad_signature" => (S::UNAUTHORIZED, 50113),
-                "stale" => (S::UNAUTHORIZED, 50102),
-                "simulated" => (S::UNAUTHORIZED, 50101),
-                "too_many_failures" => (S::TOO_MANY_REQUESTS, 50011),
-                "body_too_large" | "bad_request" | "bad_recv_window" => (S::BAD_REQUEST, 51000),
-                "unknown_endpoint" => (S::BAD_REQUEST, 50062),
-                "unavailable" => (S::SERVICE_UNAVAILABLE, 50013),
-                "venue_unreachable" => (S::BAD_GATEWAY, 50004),
-                "credential_unavailable" | "internal" => (S::INTERNAL_SERVER_ERROR, 50026),
-                "replayed" if action == Some(Action::Trade) => (S::OK, 51016),
-                "frozen" => (S::OK, 50100),
-                // denied, held, replayed, hold_pending, hold_invalid, hold_expired
-                _ => (S::OK, 50027),
-            };
-            code
-        }
+        VenueKind::Okx => match error {
+            "unauthenticated" | "malformed" | "unknown" | "wrong_kind" | "revoked" | "expired" => {
+                (S::UNAUTHORIZED, 50111)
+            }
+            "client_disabled" => (S::UNAUTHORIZED, 50100),
+            "wrong_address" => (S::UNAUTHORIZED, 50110),
+            "out_of_scope" | "unsigned" => (S::UNAUTHORIZED, 50114),
+            "no_signature" => (S::UNAUTHORIZED, 50106),
+            "no_timestamp" => (S::UNAUTHORIZED, 50107),
+            "bad_timestamp" => (S::UNAUTHORIZED, 50112),
+            "no_passphrase" => (S::UNAUTHORIZED, 50104),
+            "bad_passphrase" => (S::UNAUTHORIZED, 50105),
+            "bad_signature" => (S::UNAUTHORIZED, 50113),
+            "stale" => (S::UNAUTHORIZED, 50102),
+            "simulated" => (S::UNAUTHORIZED, 50101),
+            "too_many_failures" => (S::TOO_MANY_REQUESTS, 50011),
+            "body_too_large" | "bad_request" | "bad_recv_window" => (S::BAD_REQUEST, 51000),
+            "unknown_endpoint" => (S::BAD_REQUEST, 50062),
+            "unavailable" => (S::SERVICE_UNAVAILABLE, 50013),
+            "venue_unreachable" => (S::BAD_GATEWAY, 50004),
+            "credential_unavailable" | "internal" => (S::INTERNAL_SERVER_ERROR, 50026),
+            "replayed" if action == Some(Action::Trade) => (S::OK, 51016),
+            "frozen" => (S::OK, 50100),
+            // denied, held, replayed, hold_pending, hold_invalid, hold_expired
+            _ => (S::OK, 50027),
+        },
     }
 }
 

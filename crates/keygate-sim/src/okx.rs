@@ -462,8 +462,8 @@ fn currencies(sim: &Sim, caller: &Caller) -> Value {
     let rows: Vec<Value> = sim
         .lock()
         .balances(&caller.api_key)
-        .into_iter()
-        .map(|(asset, _)| {
+        .into_keys()
+        .map(|asset| {
             json!({
                 "ccy": asset, "name": asset, "logoLink": "", "chain": format!("{asset}-ERC20"),
                 "canDep": true, "canWd": true, "canInternal": true, "minDep": "0.00000001",

@@ -262,8 +262,8 @@ async fn token_list(h: &StateHandle, a: &TokenListArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<16} {:<8} {:<20} {:<22} {:<20} FROM",
-        "ID", "CLIENT", "STATE", "EXPIRES", "VENUES", "ACTIONS"
+        "{:<16} {:<16} {:<6} {:<8} {:<20} {:<22} {:<20} FROM",
+        "ID", "CLIENT", "KIND", "STATE", "EXPIRES", "VENUES", "ACTIONS"
     );
     for t in tokens {
         let state = if t.revoked_ms.is_some() {
@@ -274,9 +274,10 @@ async fn token_list(h: &StateHandle, a: &TokenListArgs) -> Result<()> {
             "active"
         };
         println!(
-            "{:<16} {:<16} {:<8} {:<20} {:<22} {:<20} {}",
+            "{:<16} {:<16} {:<6} {:<8} {:<20} {:<22} {:<20} {}",
             t.id,
             t.client,
+            t.kind.as_str(),
             state,
             time_text(t.expires_ms),
             t.venues.join(","),

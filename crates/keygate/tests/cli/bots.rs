@@ -414,7 +414,8 @@ fn a_wrong_secret_a_stale_timestamp_or_a_changed_body_is_refused_in_the_venues_f
         h.push((name.to_string(), value.to_string()));
         h
     };
-    let okx_cases: Vec<(Vec<(String, String)>, String, &str)> = vec![
+    type Headers = Vec<(String, String)>;
+    let okx_cases: Vec<(Headers, String, &str)> = vec![
         (
             sign::okx(k, "not-the-secret", now, "POST", path, body),
             body.to_string(),
