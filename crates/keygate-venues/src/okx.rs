@@ -184,6 +184,7 @@ const CANCEL_FIELDS: &[&str] = &["instId", "ordId", "clOrdId"];
 const WITHDRAW_FIELDS: &[&str] = &[
     "ccy",
     "amt",
+    "fee",
     "dest",
     "toAddr",
     "toAddrType",
@@ -704,6 +705,47 @@ mod tests {
         let body = String::from_utf8(out.body).unwrap();
         assert_eq!(body.matches("amt").count(), 1);
         assert!(body.contains(&format!("\"amt\":\"{}\"", dup.amount.unwrap())));
+    }
+
+    #[test]
+    fn client_libraries_empty_fields_are_dropped_and_their_priced_orders_read() {
+        let a = adapter();
+        // python-okx sends every field of the endpoint, empty or null when unused.
+        let c = a
+            .classify(&req(
+                "POST",
+                "/api/v5/trade/order",
+                "",
+                r#"{"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "sz": "0.01", "ccy": "", "clOrdId": "", "tag": "", "posSide": "", "px": "40000", "reduceOnly": "", "tgtCcy": "", "stpMode": "", "pxUsd": "", "pxVol": "", "banAmend": "", "attachAlgoOrds": null}"#,
+            ))
+            .unwrap();
+        assert_eq!(c.amount, Some(Decimal::from(400)));
+        let Forward::Json { body: Some(b), .. } = &c.forward else {
+            panic!("{c:?}")
+        };
+        assert_eq!(b.len(), 6, "{b:?}");
+        // A field keygate does not know is still refused when it is not empty.
+        assert!(
+            a.classify(&req(
+                "POST",
+                "/api/v5/trade/order",
+                "",
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1","px":"1","attachAlgoOrds":[{"tpTriggerPx":"1"}]}"#,
+            ))
+            .is_err()
+        );
+        // ccxt names the unit of a priced order's size: base_ccy is what it is; quote_ccy is
+        // refused (the venue would read sz in the quote asset).
+        let ccxt = r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.01","px":"40000","tgtCcy":"base_ccy"}"#;
+        assert!(
+            a.classify(&req("POST", "/api/v5/trade/order", "", ccxt))
+                .is_ok()
+        );
+        let quote = ccxt.replace("base_ccy", "quote_ccy");
+        assert!(
+            a.classify(&req("POST", "/api/v5/trade/order", "", &quote))
+                .is_err()
+        );
     }
 
     #[test]
