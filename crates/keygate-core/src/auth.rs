@@ -2,6 +2,13 @@
 //! names the stored record; the secret (64 hex digits, 256 random bits) is shown once and stored
 //! only as a SHA-256 hash, compared in constant time. A token expires, can be revoked, is bound to
 //! source CIDRs and can only narrow its client's scope of venues and actions.
+//!
+//! A token may instead be an exchange-native API key ([`TokenKind::Native`]): its id is the API
+//! key a bot puts in `X-MBX-APIKEY` or `OK-ACCESS-KEY`, and the bot signs each request with its
+//! secret the way the exchange documents. The HMAC needs the secret itself, so the gateway keeps
+//! it sealed in the vault, checks the signature, and presents the outcome here
+//! ([`Presented::native`]); everything else (revocation, expiry, client, source address, scope)
+//! is checked exactly as for a bearer token.
 
 use std::net::IpAddr;
 
@@ -33,11 +40,44 @@ impl ClientRecord {
     }
 }
 
-/// A stored token: everything but the secret, which is kept only as a hash.
+/// How a token's holder proves it holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// `Authorization: Bearer kgt_<id>_<secret>`; the secret is stored as a hash.
+    Bearer,
+    /// An exchange-native API key (the id) whose secret signs each request as the exchange
+    /// documents; the secret is stored sealed in the vault, and `secret_hash` matches nothing.
+    Native,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "bearer",
+            Self::Native => "native",
+        }
+    }
+}
+
+impl std::str::FromStr for TokenKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "bearer" => Ok(Self::Bearer),
+            "native" => Ok(Self::Native),
+            _ => Err(format!("unknown token kind {s:?}")),
+        }
+    }
+}
+
+/// A stored token: everything but the secret, which is kept only as a hash (a bearer token) or
+/// sealed in the vault (a native key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRecord {
     pub id: String,
     pub client: String,
+    pub kind: TokenKind,
     pub secret_hash: [u8; 32],
     pub venues: Vec<String>,
     pub actions: Vec<Action>,
@@ -47,15 +87,54 @@ pub struct TokenRecord {
     pub revoked_at: Option<Millis>,
 }
 
-/// A token as a request presents it, split into its id and secret.
+/// A token as a request presents it: its id, and the proof that the sender holds it.
 pub struct Presented {
     pub id: String,
-    secret: [u8; 32],
+    proof: Proof,
+}
+
+enum Proof {
+    /// A bearer token's secret.
+    Secret([u8; 32]),
+    /// What the gateway found when it checked an exchange-native signature.
+    Native(Result<(), NativeFailure>),
+}
+
+/// Why an exchange-native request's authentication failed, as the gateway found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NativeFailure {
+    /// No native secret is stored under the key (unknown, or a bearer token's id).
+    NoKey,
+    /// The signature does not match the request under the key's secret.
+    BadSignature,
+    /// OKX: the passphrase is not the key's.
+    BadPassphrase,
+    /// Signed correctly, but outside the venue's time window (the detail says how).
+    Stale(String),
+}
+
+impl Presented {
+    /// A request authenticated by an exchange-native signature, which the caller (the gateway)
+    /// checked against the key's sealed secret: `outcome` is what it found.
+    pub fn native(id: String, outcome: Result<(), NativeFailure>) -> Self {
+        Self {
+            id,
+            proof: Proof::Native(outcome),
+        }
+    }
+
+    /// Whether the request came with an exchange-native signature rather than a bearer token.
+    pub fn is_native(&self) -> bool {
+        matches!(self.proof, Proof::Native(_))
+    }
 }
 
 impl std::fmt::Debug for Presented {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Presented {{ id: {}, secret: [redacted] }}", self.id)
+        match &self.proof {
+            Proof::Secret(_) => write!(f, "Presented {{ id: {}, secret: [redacted] }}", self.id),
+            Proof::Native(o) => write!(f, "Presented {{ id: {}, native: {o:?} }}", self.id),
+        }
     }
 }
 
@@ -71,6 +150,16 @@ pub enum AuthError {
     Unknown { id: String },
     #[error("token {id}: the secret does not match")]
     BadSecret { id: String },
+    #[error("{}", wrong_kind_text(id, *native))]
+    WrongKind { id: String, native: bool },
+    #[error(
+        "API key {id}: the signature does not match the request; it was signed with another secret, or changed after it was signed"
+    )]
+    BadSignature { id: String },
+    #[error("API key {id}: the passphrase is not this key's")]
+    BadPassphrase { id: String },
+    #[error("API key {id}: {detail}; check the bot's clock (NTP)")]
+    Stale { id: String, detail: String },
     #[error("token {id} was revoked; issue a new one")]
     Revoked { id: String },
     #[error("token {id} has expired; issue a new one")]
@@ -99,12 +188,28 @@ impl AuthError {
             AuthError::Malformed => "malformed",
             AuthError::Unknown { .. } => "unknown",
             AuthError::BadSecret { .. } => "bad_secret",
+            AuthError::WrongKind { .. } => "wrong_kind",
+            AuthError::BadSignature { .. } => "bad_signature",
+            AuthError::BadPassphrase { .. } => "bad_passphrase",
+            AuthError::Stale { .. } => "stale",
             AuthError::Revoked { .. } => "revoked",
             AuthError::Expired { .. } => "expired",
             AuthError::ClientDisabled { .. } => "client_disabled",
             AuthError::WrongAddress { .. } => "wrong_address",
             AuthError::OutOfScope { .. } => "out_of_scope",
         }
+    }
+}
+
+fn wrong_kind_text(id: &str, native: bool) -> String {
+    if native {
+        format!(
+            "token {id} is an exchange-native API key: sign each request with its secret as the exchange documents (docs/bots.md), do not send it as a bearer token"
+        )
+    } else {
+        format!(
+            "{id} is a bearer token's id, not an exchange-native API key; send the token as Authorization: Bearer, or issue a key with `keygate token issue --native`"
+        )
     }
 }
 
@@ -147,7 +252,7 @@ pub fn parse_token(text: &str) -> Result<Presented, AuthError> {
     hex::decode_to_slice(secret, &mut bytes).map_err(|_| AuthError::Malformed)?;
     Ok(Presented {
         id: id.to_string(),
-        secret: bytes,
+        proof: Proof::Secret(bytes),
     })
 }
 
@@ -201,8 +306,30 @@ pub fn check_token<'a>(
     let Some(t) = token else {
         return Err(AuthError::Unknown { id });
     };
-    if !bool::from(hash_secret(&presented.secret).ct_eq(&t.secret_hash)) {
-        return Err(AuthError::BadSecret { id });
+    match (&presented.proof, t.kind) {
+        (Proof::Secret(secret), TokenKind::Bearer) => {
+            if !bool::from(hash_secret(secret).ct_eq(&t.secret_hash)) {
+                return Err(AuthError::BadSecret { id });
+            }
+        }
+        (Proof::Secret(_), TokenKind::Native) => {
+            return Err(AuthError::WrongKind { id, native: true });
+        }
+        (Proof::Native(_), TokenKind::Bearer) => {
+            return Err(AuthError::WrongKind { id, native: false });
+        }
+        (Proof::Native(outcome), TokenKind::Native) => match outcome {
+            Ok(()) => {}
+            Err(NativeFailure::NoKey) => return Err(AuthError::Unknown { id }),
+            Err(NativeFailure::BadSignature) => return Err(AuthError::BadSignature { id }),
+            Err(NativeFailure::BadPassphrase) => return Err(AuthError::BadPassphrase { id }),
+            Err(NativeFailure::Stale(detail)) => {
+                return Err(AuthError::Stale {
+                    id,
+                    detail: detail.clone(),
+                });
+            }
+        },
     }
     if t.revoked_at.is_some() {
         return Err(AuthError::Revoked { id });
@@ -311,6 +438,7 @@ mod tests {
         let rec = TokenRecord {
             id: t.id.clone(),
             client: "mm-bot".into(),
+            kind: TokenKind::Bearer,
             secret_hash: t.secret_hash,
             venues: vec!["binance".into()],
             actions: vec![Action::Read, Action::Trade],
@@ -420,6 +548,64 @@ mod tests {
                 .code(),
             "unknown"
         );
+    }
+
+    #[test]
+    fn native_keys_are_checked_like_tokens_and_never_as_bearer_tokens() {
+        let (bearer, rec, client) = setup();
+        let native = TokenRecord {
+            kind: TokenKind::Native,
+            ..rec.clone()
+        };
+        let ok = |p: &Presented, r: &TokenRecord, now| {
+            authenticate(
+                p,
+                Some(r),
+                Some(&client),
+                ip("10.0.0.5"),
+                "binance",
+                Action::Trade,
+                now,
+            )
+            .map_err(|e| e.code())
+        };
+        let signed = Presented::native(rec.id.clone(), Ok(()));
+        assert!(signed.is_native());
+        assert_eq!(ok(&signed, &native, 0), Ok(()));
+        // Expiry, address and scope apply as to any token.
+        assert_eq!(ok(&signed, &native, 1_000), Err("expired"));
+        assert_eq!(
+            authenticate(
+                &signed,
+                Some(&native),
+                Some(&client),
+                ip("10.0.0.6"),
+                "binance",
+                Action::Trade,
+                0
+            )
+            .unwrap_err()
+            .code(),
+            "wrong_address"
+        );
+        let mut revoked = native.clone();
+        revoked.revoked_at = Some(1);
+        assert_eq!(ok(&signed, &revoked, 0), Err("revoked"));
+        // A bearer secret never opens a native key, a signature never a bearer token.
+        let p = parse_token(&bearer.text).unwrap();
+        assert_eq!(ok(&p, &native, 0), Err("wrong_kind"));
+        assert_eq!(ok(&signed, &rec, 0), Err("wrong_kind"));
+        for (failure, code) in [
+            (NativeFailure::NoKey, "unknown"),
+            (NativeFailure::BadSignature, "bad_signature"),
+            (NativeFailure::BadPassphrase, "bad_passphrase"),
+            (NativeFailure::Stale("too old".into()), "stale"),
+        ] {
+            let p = Presented::native(rec.id.clone(), Err(failure));
+            assert_eq!(ok(&p, &native, 0), Err(code));
+            // The signature is checked before revocation: a forger learns nothing about it.
+            assert_eq!(ok(&p, &revoked, 0), Err(code));
+        }
     }
 
     #[test]

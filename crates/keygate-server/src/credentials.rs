@@ -53,6 +53,11 @@ impl CredentialCache {
         }
     }
 
+    /// The master key the cache opens with.
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// The active version of credential `id`, opened. The error says what to do, and never
     /// carries secret material.
     pub async fn get(&self, id: &str) -> Result<Arc<CredentialSecret>, String> {

@@ -8,6 +8,11 @@
 //! held for approval, 500 an allowed request could not be signed (its credential cannot be
 //! opened), 502 the venue could not be reached, 503 keygate could not record the decision (and
 //! so did nothing).
+//!
+//! A bot may instead authenticate as the exchange documents, with a keygate native key
+//! (`X-MBX-APIKEY` and `signature`, or `OK-ACCESS-*`): the signature and its time window are
+//! checked against the key's sealed secret ([`crate::native`]), the decider checks the key as a
+//! token, and every refusal is answered in the venue's own error format instead.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,9 +25,11 @@ use axum::response::{IntoResponse, Response};
 use keygate_core::auth::{self, AuthError};
 use keygate_core::{Intent, Outcome};
 use keygate_store::{Answer, GatewayRequest};
-use keygate_venues::{Classified, ClassifyError, Request};
+use keygate_venues::native::{self as signing, Claim, Mandatory, NativeError};
+use keygate_venues::{Classified, ClassifyError, Keys, Request, VenueKind};
 use serde_json::json;
 
+use crate::native::Style;
 use crate::{Gateway, metrics};
 
 /// The largest request body the gateway reads.
@@ -163,14 +170,27 @@ pub async fn handle(
         )
         .into_response();
     };
-    let (response, endpoint, outcome) =
-        match run(&gw, peer, &venue, &path, &method, &uri, &headers, body).await {
-            Ok(done) => done,
-            Err((refusal, endpoint)) => {
-                let outcome = refusal.error;
-                (refusal.into_response(), endpoint, outcome)
-            }
-        };
+    let mut style = None;
+    let (response, endpoint, outcome) = match run(
+        &gw, peer, &venue, &path, &method, &uri, &headers, body, &mut style,
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err((refusal, endpoint)) => {
+            let outcome = refusal.error;
+            let response = match style {
+                Some(s) => crate::native::venue_response(
+                    s,
+                    refusal.error,
+                    &refusal.reason,
+                    refusal.decision_id,
+                ),
+                None => refusal.into_response(),
+            };
+            (response, endpoint, outcome)
+        }
+    };
     // Only configured venues become label values: a caller cannot grow the metrics.
     let label = if gw.venues.contains_key(&venue) {
         venue.as_str()
@@ -194,9 +214,28 @@ async fn run(
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
+    style: &mut Option<Style>,
 ) -> Result<(Response, &'static str, &'static str), Failed> {
     let unknown = "unknown";
     let ip = peer.ip().to_canonical();
+    let setup = gw.venues.get(venue);
+    let kind = setup.map(|s| s.adapter.kind);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // How the request authenticates: a bearer token wins; else the venue's own key header.
+    let bearer_sent = headers.contains_key(axum::http::header::AUTHORIZATION);
+    let native_key = match kind {
+        Some(k) if !bearer_sent => header(match k {
+            VenueKind::Binance => signing::BINANCE_KEY_HEADER,
+            VenueKind::Okx => signing::OKX_KEY_HEADER,
+        }),
+        _ => None,
+    };
+    if let (Some(k), Some(_)) = (kind, native_key) {
+        *style = Some(Style {
+            kind: k,
+            action: None,
+        });
+    }
     if gw.throttle.blocked(ip) {
         return Err((
             refuse(
@@ -209,23 +248,40 @@ async fn run(
             unknown,
         ));
     }
-    // The token is parsed before anything else is read.
-    let token_text = bearer(headers).map_err(|r| {
-        gw.throttle.failed(ip);
-        (r, unknown)
-    })?;
-    let presented = auth::parse_token(token_text).map_err(|e| {
-        gw.throttle.failed(ip);
-        (
-            Refusal {
-                status: StatusCode::UNAUTHORIZED,
-                error: e.code(),
-                reason: e.to_string(),
-                decision_id: None,
-            },
-            unknown,
-        )
-    })?;
+    let anonymous_ok = setup.is_some_and(|s| s.anonymous_public);
+    // The credentials are read before anything else: a bearer token is parsed, a native key's
+    // id is checked for shape.
+    let mut presented = None;
+    if let Some(key) = native_key {
+        if !valid_key_id(key) {
+            gw.throttle.failed(ip);
+            return Err((
+                refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "malformed",
+                    "the API key is not a keygate native key (16 lower-case hex digits, as `keygate token issue --native` prints it)",
+                ),
+                unknown,
+            ));
+        }
+    } else if bearer_sent || !anonymous_ok {
+        let token_text = bearer(headers).map_err(|r| {
+            gw.throttle.failed(ip);
+            (r, unknown)
+        })?;
+        presented = Some(auth::parse_token(token_text).map_err(|e| {
+            gw.throttle.failed(ip);
+            (
+                Refusal {
+                    status: StatusCode::UNAUTHORIZED,
+                    error: e.code(),
+                    reason: e.to_string(),
+                    decision_id: None,
+                },
+                unknown,
+            )
+        })?);
+    }
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         (
             refuse(
@@ -237,7 +293,7 @@ async fn run(
         )
     })?;
     let venue_path = format!("/{path}");
-    let setup = gw.venues.get(venue);
+    let query = uri.query().unwrap_or("");
     let classified: Result<Classified, (StatusCode, &'static str, String)> = match setup {
         None => Err((
             StatusCode::NOT_FOUND,
@@ -252,7 +308,7 @@ async fn run(
             .classify(&Request {
                 method: method.as_str(),
                 path: &venue_path,
-                query: uri.query().unwrap_or(""),
+                query,
                 body: &body,
             })
             .map_err(|e| match e {
@@ -261,6 +317,138 @@ async fn run(
                 }
                 _ => (StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
             }),
+    };
+    if let (Some(st), Ok(c)) = (style.as_mut(), &classified) {
+        st.action = Some(c.action);
+    }
+    // Public market data, unsigned, where the venue's config allows it without credentials.
+    let public = |c: &Classified| anonymous_ok && !c.signed && c.method == "GET";
+    if presented.is_none() {
+        let (Some(setup), Some(k)) = (setup, kind) else {
+            return Err((
+                refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no venue"),
+                unknown,
+            ));
+        };
+        let raw_path = raw_venue_path(uri.path()).unwrap_or(&venue_path);
+        let req = Request {
+            method: method.as_str(),
+            path: raw_path,
+            query,
+            body: &body,
+        };
+        let claim = match native_key {
+            None => Claim::None,
+            Some(_) => signing::claim(k, &req, &header),
+        };
+        match claim {
+            Claim::None | Claim::Unsigned { .. } => {
+                if let Ok(c) = &classified
+                    && public(c)
+                {
+                    let endpoint = c.endpoint;
+                    let keys = Keys {
+                        api_key: "",
+                        secret: "",
+                        passphrase: None,
+                    };
+                    return match forward(gw, setup, c, &keys).await {
+                        Ok(r) => Ok((r, endpoint, "public")),
+                        Err(reason) => Err((
+                            refuse(StatusCode::BAD_GATEWAY, "venue_unreachable", reason),
+                            endpoint,
+                        )),
+                    };
+                }
+                gw.throttle.failed(ip);
+                let endpoint = classified.as_ref().map(|c| c.endpoint).unwrap_or(unknown);
+                return Err((
+                    match native_key {
+                        Some(_) => refuse(
+                            StatusCode::UNAUTHORIZED,
+                            "unsigned",
+                            "this request needs a signature: sign it with the keygate secret as the exchange documents (public market data goes unsigned only where the venue's anonymous_public is on)",
+                        ),
+                        None => bearer(headers).err().unwrap_or_else(|| {
+                            refuse(
+                                StatusCode::UNAUTHORIZED,
+                                "unauthenticated",
+                                "no credentials",
+                            )
+                        }),
+                    },
+                    endpoint,
+                ));
+            }
+            Claim::Signed { key } => {
+                let endpoint = classified.as_ref().map(|c| c.endpoint).unwrap_or(unknown);
+                let opened = gw.native_keys.get(gw.credentials.master(), key).await.map_err(|e| {
+                    tracing::error!(error = %e, venue, "a native key could not be read");
+                    (
+                        refuse(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "unavailable",
+                            "keygate could not read the API key; nothing was forwarded. Retry later",
+                        ),
+                        endpoint,
+                    )
+                })?;
+                let outcome = match &opened {
+                    None => Err(auth::NativeFailure::NoKey),
+                    Some(secret) => {
+                        let keys = crate::keys(secret, key).map_err(|e| {
+                            (
+                                refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+                                endpoint,
+                            )
+                        })?;
+                        match signing::verify(k, &req, &header, &keys, gw.store.clock().now()) {
+                            Ok(()) => Ok(()),
+                            Err(NativeError::BadSignature) => {
+                                Err(auth::NativeFailure::BadSignature)
+                            }
+                            Err(NativeError::BadPassphrase) => {
+                                Err(auth::NativeFailure::BadPassphrase)
+                            }
+                            Err(NativeError::Stale(d)) => Err(auth::NativeFailure::Stale(d)),
+                            Err(e @ NativeError::Simulated) => {
+                                gw.throttle.failed(ip);
+                                return Err((
+                                    refuse(StatusCode::UNAUTHORIZED, "simulated", e.to_string()),
+                                    endpoint,
+                                ));
+                            }
+                            Err(NativeError::Malformed { code, detail }) => {
+                                gw.throttle.failed(ip);
+                                let error = match code {
+                                    Mandatory::Signature => "no_signature",
+                                    Mandatory::Timestamp => "no_timestamp",
+                                    Mandatory::TimestampFormat => "bad_timestamp",
+                                    Mandatory::RecvWindow => "bad_recv_window",
+                                    Mandatory::Passphrase => "no_passphrase",
+                                };
+                                return Err((
+                                    refuse(StatusCode::UNAUTHORIZED, error, detail),
+                                    endpoint,
+                                ));
+                            }
+                        }
+                    }
+                };
+                drop(opened);
+                presented = Some(auth::Presented::native(key.to_string(), outcome));
+            }
+        }
+    }
+    let Some(presented) = presented else {
+        return Err((
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "no credentials were read",
+            ),
+            unknown,
+        ));
     };
     let endpoint = classified.as_ref().map(|c| c.endpoint).unwrap_or(unknown);
     let header_id = match headers.get("x-keygate-request-id") {
@@ -373,6 +561,17 @@ async fn run(
     let reason = decision.verdict.reasons.join("; ");
     match decision.verdict.outcome {
         Outcome::Allow => {}
+        Outcome::Hold if style.is_some() => {
+            return Err(fail(Refusal {
+                status: StatusCode::ACCEPTED,
+                error: "held",
+                reason: format!(
+                    "{reason}; held for approval {id}: approvers run `keygate approve hold:{id}`; once a quorum has, send the same request again with the header x-keygate-hold: {id}",
+                    id = decision.id
+                ),
+                decision_id: Some(decision.id),
+            }));
+        }
         Outcome::Hold => {
             let mut r = (
                 StatusCode::ACCEPTED,
@@ -430,7 +629,10 @@ async fn run(
             }));
         }
     };
-    let forwarded = forward(gw, setup, &classified, &secret).await;
+    let forwarded = match crate::keys(&secret, &setup.credential) {
+        Ok(keys) => forward(gw, setup, &classified, &keys).await,
+        Err(e) => Err(e),
+    };
     drop(secret);
     match forwarded {
         Ok(mut r) => {
@@ -457,18 +659,26 @@ fn venue_names(gw: &Gateway) -> String {
     names.join(", ")
 }
 
-/// Signs with the venue credential and sends; the venue's answer comes back unchanged.
+/// Whether `key` has the shape of a native key's id (a token id: 16 lower-case hex digits).
+fn valid_key_id(key: &str) -> bool {
+    key.len() == 16 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The venue's REST path of a gateway URL path as sent (not percent-decoded): what a bot signs.
+fn raw_venue_path(uri_path: &str) -> Option<&str> {
+    let rest = uri_path.strip_prefix("/venues/")?;
+    rest.find('/').map(|i| &rest[i..])
+}
+
+/// Signs with the venue credential (unless the endpoint is public) and sends; the venue's
+/// answer comes back unchanged.
 async fn forward(
     gw: &Gateway,
     setup: &crate::VenueSetup,
     c: &Classified,
-    secret: &keygate_vault::CredentialSecret,
+    keys: &Keys<'_>,
 ) -> Result<Response, String> {
-    let out = setup.adapter.sign(
-        c,
-        &crate::keys(secret, &setup.credential)?,
-        gw.store.clock().now(),
-    );
+    let out = setup.adapter.sign(c, keys, gw.store.clock().now());
     let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
     let started = Instant::now();
     let resp = req.send().await.map_err(|e| {

@@ -21,6 +21,7 @@ pub mod alerts;
 mod credentials;
 mod gateway;
 pub mod metrics;
+pub mod native;
 pub mod reconcile;
 pub mod tls;
 
@@ -57,6 +58,9 @@ pub struct VenueSetup {
     pub reconcile_lookback: Duration,
     /// What an unapproved outflow at this venue freezes (None: nothing, only the alarm).
     pub contain: Option<keygate_core::freeze::Scope>,
+    /// Whether the venue's public market-data endpoints are forwarded to requests without
+    /// credentials (unsigned, undecided and unaudited), as client libraries send them.
+    pub anonymous_public: bool,
 }
 
 /// What the server needs: the decider, the store and master key (for credentials), the venues.
@@ -65,6 +69,7 @@ pub struct Gateway {
     pub store: Store,
     pub venues: HashMap<String, VenueSetup>,
     pub credentials: CredentialCache,
+    pub native_keys: native::NativeKeyCache,
     pub http: reqwest::Client,
     pub throttle: gateway::Throttle,
 }
@@ -87,12 +92,14 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let native_keys = native::NativeKeyCache::new(store.clone(), credential_ttl);
         let credentials = CredentialCache::new(store.clone(), master, credential_ttl);
         Ok(Self {
             decider,
             store,
             venues: venues.into_iter().map(|v| (v.name.clone(), v)).collect(),
             credentials,
+            native_keys,
             http,
             throttle: gateway::Throttle::default(),
         })

@@ -147,6 +147,8 @@ pub(crate) fn unknown_path() -> Response {
 enum Endpoint {
     Ping,
     Time,
+    ExchangeInfo,
+    Coins,
     Account,
     NewOrder,
     CancelOrder,
@@ -169,6 +171,8 @@ impl Endpoint {
         Some(match (method.as_str(), path) {
             ("GET", "/api/v3/ping") => Endpoint::Ping,
             ("GET", "/api/v3/time") => Endpoint::Time,
+            ("GET", "/api/v3/exchangeInfo") => Endpoint::ExchangeInfo,
+            ("GET", "/sapi/v1/capital/config/getall") => Endpoint::Coins,
             ("GET", "/api/v3/account") => Endpoint::Account,
             ("POST", "/api/v3/order") => Endpoint::NewOrder,
             ("DELETE", "/api/v3/order") => Endpoint::CancelOrder,
@@ -182,8 +186,9 @@ impl Endpoint {
 
     fn permission(self) -> Option<Permission> {
         match self {
-            Endpoint::Ping | Endpoint::Time => None,
-            Endpoint::Account
+            Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo => None,
+            Endpoint::Coins
+            | Endpoint::Account
             | Endpoint::OpenOrders
             | Endpoint::WithdrawHistory
             | Endpoint::ApiRestrictions => Some(Permission::Read),
@@ -202,6 +207,7 @@ pub(crate) async fn handle(sim: &Sim, request: Request) -> Response {
     match endpoint {
         Endpoint::Ping => return Json(json!({})).into_response(),
         Endpoint::Time => return Json(json!({"serverTime": now_ms()})).into_response(),
+        Endpoint::ExchangeInfo => return Json(exchange_info()).into_response(),
         _ => {}
     }
     let body = match read_body(&parts.headers, body).await {
@@ -241,7 +247,8 @@ fn signed(
         return Err(invalid_key());
     }
     match endpoint {
-        Endpoint::Ping | Endpoint::Time => Ok(json!({})),
+        Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo => Ok(json!({})),
+        Endpoint::Coins => Ok(coins(sim, &caller)),
         Endpoint::Account => Ok(account(sim, &caller)),
         Endpoint::NewOrder => new_order(sim, &caller),
         Endpoint::CancelOrder => cancel_order(sim, &caller),
@@ -504,6 +511,99 @@ fn account(sim: &Sim, caller: &Caller) -> Value {
         "permissions": ["SPOT"],
         "uid": uid(caller),
     })
+}
+
+/// The spot symbols the simulator lists: each against USDT, in the shape of Binance's
+/// `GET /api/v3/exchangeInfo` (filters included, so client libraries can round amounts).
+pub(crate) const SYMBOLS: &[(&str, &str)] = &[("BTC", "USDT"), ("ETH", "USDT")];
+
+fn exchange_info() -> Value {
+    let symbols: Vec<Value> = SYMBOLS
+        .iter()
+        .map(|(base, quote)| {
+            json!({
+                "symbol": format!("{base}{quote}"),
+                "status": "TRADING",
+                "baseAsset": base,
+                "baseAssetPrecision": 8,
+                "quoteAsset": quote,
+                "quotePrecision": 8,
+                "quoteAssetPrecision": 8,
+                "baseCommissionPrecision": 8,
+                "quoteCommissionPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+                "icebergAllowed": true,
+                "ocoAllowed": true,
+                "quoteOrderQtyMarketAllowed": true,
+                "allowTrailingStop": true,
+                "cancelReplaceAllowed": true,
+                "isSpotTradingAllowed": true,
+                "isMarginTradingAllowed": false,
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+                    {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5},
+                ],
+                "permissions": [],
+                "permissionSets": [["SPOT"]],
+                "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+                "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+            })
+        })
+        .collect();
+    json!({
+        "timezone": "UTC",
+        "serverTime": now_ms(),
+        "rateLimits": [],
+        "exchangeFilters": [],
+        "symbols": symbols,
+    })
+}
+
+/// `GET /sapi/v1/capital/config/getall`: every asset the account holds, with one network
+/// (ETH) it can be withdrawn on.
+fn coins(sim: &Sim, caller: &Caller) -> Value {
+    let rows: Vec<Value> = sim
+        .lock()
+        .balances(&caller.api_key)
+        .into_iter()
+        .map(|(asset, free)| {
+            json!({
+                "coin": asset,
+                "name": asset,
+                "depositAllEnable": true,
+                "withdrawAllEnable": true,
+                "free": fixed8(free),
+                "locked": "0",
+                "freeze": "0",
+                "withdrawing": "0",
+                "ipoing": "0",
+                "ipoable": "0",
+                "storage": "0",
+                "isLegalMoney": false,
+                "trading": true,
+                "networkList": [{
+                    "network": "ETH",
+                    "coin": asset,
+                    "name": "Ethereum (ERC20)",
+                    "isDefault": true,
+                    "depositEnable": true,
+                    "withdrawEnable": true,
+                    "withdrawFee": "0",
+                    "withdrawMin": "0.00000001",
+                    "withdrawMax": "100000000",
+                    "withdrawIntegerMultiple": "0.00000001",
+                    "minConfirm": 12,
+                    "unLockConfirm": 64,
+                    "sameAddress": false,
+                    "busy": false,
+                    "addressRegex": "^(0x)[0-9A-Fa-f]{40}$",
+                    "memoRegex": "",
+                }],
+            })
+        })
+        .collect();
+    Value::Array(rows)
 }
 
 /// A stable made-up user id for the account.

@@ -138,6 +138,8 @@ fn ok(data: Vec<Value>) -> Value {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     Time,
+    Instruments,
+    Currencies,
     Balance,
     PlaceOrder,
     CancelOrder,
@@ -158,6 +160,8 @@ impl Endpoint {
     fn route(method: &Method, path: &str) -> Option<Endpoint> {
         Some(match (method.as_str(), path) {
             ("GET", "/api/v5/public/time") => Endpoint::Time,
+            ("GET", "/api/v5/public/instruments") => Endpoint::Instruments,
+            ("GET", "/api/v5/asset/currencies") => Endpoint::Currencies,
             ("GET", "/api/v5/account/balance") => Endpoint::Balance,
             ("POST", "/api/v5/trade/order") => Endpoint::PlaceOrder,
             ("POST", "/api/v5/trade/cancel-order") => Endpoint::CancelOrder,
@@ -171,8 +175,9 @@ impl Endpoint {
 
     fn permission(self) -> Option<Permission> {
         match self {
-            Endpoint::Time => None,
-            Endpoint::Balance
+            Endpoint::Time | Endpoint::Instruments => None,
+            Endpoint::Currencies
+            | Endpoint::Balance
             | Endpoint::OrdersPending
             | Endpoint::WithdrawalHistory
             | Endpoint::Config => Some(Permission::Read),
@@ -190,6 +195,9 @@ pub(crate) async fn handle(sim: &Sim, request: Request) -> Response {
     };
     if endpoint == Endpoint::Time {
         return Json(ok(vec![json!({"ts": now_ms().to_string()})])).into_response();
+    }
+    if endpoint == Endpoint::Instruments {
+        return Json(instruments(parts.uri.query().unwrap_or(""))).into_response();
     }
     let body = match read_body(&parts.headers, body).await {
         Ok(body) => body,
@@ -256,6 +264,8 @@ fn private(
     };
     match endpoint {
         Endpoint::Time => Ok(ok(vec![json!({"ts": now_ms().to_string()})])),
+        Endpoint::Instruments => Ok(instruments(query)),
+        Endpoint::Currencies => Ok(currencies(sim, &caller)),
         Endpoint::Balance => balance(sim, &caller),
         Endpoint::PlaceOrder => place_order(sim, &caller),
         Endpoint::CancelOrder => cancel_order(sim, &caller),
@@ -420,6 +430,51 @@ impl Params {
 
 /// Assets counted at 1:1 in `totalEq` (the simulator has no prices).
 const USD_ASSETS: [&str; 3] = ["USDT", "USDC", "USD"];
+
+/// `GET /api/v5/public/instruments`: the simulator's spot pairs (`instType=SPOT`; any other
+/// type lists nothing), in OKX's shape.
+fn instruments(query: &str) -> Value {
+    let spot = query
+        .split('&')
+        .any(|p| p == "instType=SPOT" || p.is_empty());
+    let rows: Vec<Value> = if spot {
+        crate::binance::SYMBOLS
+            .iter()
+            .map(|(base, quote)| {
+                json!({
+                    "instType": "SPOT", "instId": format!("{base}-{quote}"), "uly": "", "instFamily": "",
+                    "baseCcy": base, "quoteCcy": quote, "settleCcy": "", "ctVal": "", "ctMult": "",
+                    "ctValCcy": "", "optType": "", "stk": "", "listTime": "1606468572000", "expTime": "",
+                    "lever": "", "tickSz": "0.1", "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "",
+                    "alias": "", "state": "live", "maxLmtSz": "9999999999", "maxMktSz": "1000000",
+                    "maxTwapSz": "", "maxIcebergSz": "", "maxTriggerSz": "", "maxStopSz": "",
+                })
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    ok(rows)
+}
+
+/// `GET /api/v5/asset/currencies`: each asset the account holds, on one chain.
+fn currencies(sim: &Sim, caller: &Caller) -> Value {
+    let rows: Vec<Value> = sim
+        .lock()
+        .balances(&caller.api_key)
+        .into_keys()
+        .map(|asset| {
+            json!({
+                "ccy": asset, "name": asset, "logoLink": "", "chain": format!("{asset}-ERC20"),
+                "canDep": true, "canWd": true, "canInternal": true, "minDep": "0.00000001",
+                "minWd": "0.00000001", "maxWd": "100000000", "wdTickSz": "8", "wdQuota": "100000000",
+                "usedWdQuota": "0", "minFee": "0", "maxFee": "0", "mainNet": false, "needTag": false,
+                "minDepArrivalConfirm": "12", "minWdUnlockConfirm": "64",
+            })
+        })
+        .collect();
+    ok(rows)
+}
 
 fn balance(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
     let wanted: Option<BTreeSet<&str>> = caller

@@ -112,7 +112,7 @@ fn row_to_credential(r: &AnyRow) -> Result<CredentialRow, StoreError> {
 /// the meta row (PostgreSQL row lock; SQLite's write lock) so that a concurrent rekey waits for
 /// this transaction or makes it fail. A row sealed under a key the store has moved away from
 /// would be unreadable once the old key file is replaced.
-async fn lock_master_key_id(
+pub(crate) async fn lock_master_key_id(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     key_id: &str,
 ) -> Result<(), StoreError> {
@@ -291,8 +291,9 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Replaces the wrapped data key of every credential row and the store's master key id, in
-    /// one transaction. `rewrapped` must hold exactly the rows that are stored under
+    /// Replaces the wrapped data key of every credential row and native key, and the store's
+    /// master key id, in one transaction. `rewrapped` (credential id, version, wrapped key) and
+    /// `native` (token id, wrapped key) must hold exactly the rows that are stored under
     /// `old_key_id`; if any row is missing, was added meanwhile, or the store's key id is not
     /// `old_key_id`, nothing changes.
     pub async fn rekey(
@@ -300,6 +301,7 @@ impl Store {
         old_key_id: &str,
         new_key_id: &str,
         rewrapped: &[(String, u32, Vec<u8>)],
+        native: &[(String, Vec<u8>)],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3")
@@ -331,14 +333,32 @@ impl Store {
                 )));
             }
         }
-        let left: i64 = sqlx::query("SELECT COUNT(*) FROM credentials WHERE key_id <> $1")
+        for (token_id, wrapped) in native {
+            let done = sqlx::query(
+                "UPDATE native_keys SET wrapped_key = $1, key_id = $2 WHERE token_id = $3 AND key_id = $4",
+            )
+            .bind(wrapped)
             .bind(new_key_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+            .bind(token_id)
+            .bind(old_key_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict(format!(
+                    "native key {token_id} changed while rekeying; nothing was changed, run rekey again"
+                )));
+            }
+        }
+        let left: i64 = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM credentials WHERE key_id <> $1) + (SELECT COUNT(*) FROM native_keys WHERE key_id <> $1)",
+        )
+        .bind(new_key_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
         if left != 0 {
             return Err(StoreError::Conflict(format!(
-                "{left} credential rows were added or are sealed under another key; nothing was changed, run rekey again"
+                "{left} credential or native key rows were added or are sealed under another key; nothing was changed, run rekey again"
             )));
         }
         tx.commit().await?;

@@ -3,7 +3,7 @@
 //! without a record, and every decider sees the change on its next batch (the audit head moves).
 
 use ipnet::IpNet;
-use keygate_core::auth::{ClientRecord, TokenRecord};
+use keygate_core::auth::{ClientRecord, TokenKind, TokenRecord};
 use keygate_core::book::Destination;
 use keygate_core::intent::normalize_address;
 use keygate_core::{Action, Millis};
@@ -47,8 +47,13 @@ fn row_to_token(r: &AnyRow) -> Result<TokenRecord, StoreError> {
         .map(|c| c.parse::<IpNet>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| StoreError::Corrupt(format!("{what}: bad CIDR")))?;
+    let kind: String = r.try_get("kind")?;
+    let kind = kind
+        .parse::<TokenKind>()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
     Ok(TokenRecord {
         client: r.try_get("client")?,
+        kind,
         secret_hash,
         venues: from_json(&r.try_get::<String, _>("venues")?, &what)?,
         actions: from_json(&r.try_get::<String, _>("actions")?, &what)?,
@@ -75,11 +80,33 @@ fn row_to_destination(r: &AnyRow) -> Result<Destination, StoreError> {
     })
 }
 
+/// The sealed secret of a native key, as stored. None of it is secret: `ciphertext` is sealed
+/// under a data key that `wrapped_key` holds wrapped by the master key `key_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeKeyRow {
+    pub token_id: String,
+    pub client: String,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+fn row_to_native_key(r: &AnyRow) -> Result<NativeKeyRow, StoreError> {
+    Ok(NativeKeyRow {
+        token_id: r.try_get("token_id")?,
+        client: r.try_get("client")?,
+        key_id: r.try_get("key_id")?,
+        wrapped_key: r.try_get("wrapped_key")?,
+        ciphertext: r.try_get("ciphertext")?,
+    })
+}
+
 /// A token as listed (no hash).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TokenSummary {
     pub id: String,
     pub client: String,
+    pub kind: TokenKind,
     pub venues: Vec<String>,
     pub actions: Vec<Action>,
     pub cidrs: Vec<String>,
@@ -98,7 +125,7 @@ pub struct PriceRow {
 }
 
 const CLIENT_COLS: &str = "SELECT name, venues, actions, tags, enabled FROM clients";
-const TOKEN_COLS: &str = "SELECT id, client, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms FROM tokens";
+const TOKEN_COLS: &str = "SELECT id, client, kind, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms FROM tokens";
 const DEST_COLS: &str = "SELECT id, venue, asset, address, label, added_ms, added_by, usable_from_ms, approved_ms, approved_by FROM destinations";
 
 fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
@@ -220,14 +247,45 @@ impl Store {
 
     /// Stores a new token (only its hash) and audits its issue (without any secret).
     pub async fn insert_token(&self, t: &TokenRecord, actor: &str) -> Result<i64, StoreError> {
+        self.insert_token_with(t, None, actor).await
+    }
+
+    /// Stores a new native key: its token record and its sealed secret, in one transaction with
+    /// the audit entry of its issue (without any secret). Fails with `Conflict`, changing
+    /// nothing, if the store's master key is no longer `sealed.key_id`.
+    pub async fn insert_native_key(
+        &self,
+        t: &TokenRecord,
+        sealed: &NativeKeyRow,
+        actor: &str,
+    ) -> Result<i64, StoreError> {
+        if t.kind != TokenKind::Native || sealed.token_id != t.id || sealed.client != t.client {
+            return Err(StoreError::Conflict(format!(
+                "token {} is not the native key its sealed secret is for",
+                t.id
+            )));
+        }
+        self.insert_token_with(t, Some(sealed), actor).await
+    }
+
+    async fn insert_token_with(
+        &self,
+        t: &TokenRecord,
+        sealed: Option<&NativeKeyRow>,
+        actor: &str,
+    ) -> Result<i64, StoreError> {
         let mut w = Audited::begin(self).await?;
+        if let Some(k) = sealed {
+            crate::credentials::lock_master_key_id(&mut w.tx, &k.key_id).await?;
+        }
         let cidrs: Vec<String> = t.cidrs.iter().map(ToString::to_string).collect();
         sqlx::query(
-            "INSERT INTO tokens (id, client, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)",
+            "INSERT INTO tokens (id, client, kind, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
         )
         .bind(t.id.clone())
         .bind(t.client.clone())
+        .bind(t.kind.as_str())
         .bind(hex::encode(t.secret_hash))
         .bind(to_json(&t.venues))
         .bind(to_json(&t.actions))
@@ -243,13 +301,48 @@ impl Store {
                 e.into()
             }
         })?;
+        if let Some(k) = sealed {
+            sqlx::query(
+                "INSERT INTO native_keys (token_id, client, key_id, wrapped_key, ciphertext) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(k.token_id.clone())
+            .bind(k.client.clone())
+            .bind(k.key_id.clone())
+            .bind(k.wrapped_key.clone())
+            .bind(k.ciphertext.clone())
+            .execute(&mut *w.tx)
+            .await?;
+        }
         w.commit(admin(
             actor,
             t.issued_at,
-            json!({"action": "token.issue", "token": t.id, "client": t.client, "venues": t.venues,
-                   "actions": t.actions, "cidrs": cidrs, "expires_ms": t.expires_at}),
+            json!({"action": "token.issue", "token": t.id, "client": t.client, "kind": t.kind,
+                   "venues": t.venues, "actions": t.actions, "cidrs": cidrs, "expires_ms": t.expires_at}),
         ))
         .await
+    }
+
+    /// The sealed secret of native key `token_id`, if there is one.
+    pub async fn native_key(&self, token_id: &str) -> Result<Option<NativeKeyRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT token_id, client, key_id, wrapped_key, ciphertext FROM native_keys WHERE token_id = $1",
+        )
+        .bind(token_id.to_string())
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(row_to_native_key).transpose()
+    }
+
+    /// Every native key's sealed secret (for rekeying and verification).
+    pub async fn all_native_keys(&self) -> Result<Vec<NativeKeyRow>, StoreError> {
+        sqlx::query(
+            "SELECT token_id, client, key_id, wrapped_key, ciphertext FROM native_keys ORDER BY token_id",
+        )
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(row_to_native_key)
+        .collect()
     }
 
     /// Revokes a token; it stops working on the next request of every instance.
@@ -309,6 +402,7 @@ impl Store {
                 Ok(TokenSummary {
                     id: t.id,
                     client: t.client,
+                    kind: t.kind,
                     venues: t.venues,
                     actions: t.actions,
                     cidrs: t.cidrs.iter().map(ToString::to_string).collect(),

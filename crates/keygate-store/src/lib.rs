@@ -27,7 +27,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
 pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
-pub use engine::{PriceRow, TokenSummary};
+pub use engine::{NativeKeyRow, PriceRow, TokenSummary};
 pub use error::StoreError;
 pub(crate) use error::is_unique_violation;
 

@@ -52,9 +52,15 @@ keygate_store::both_backends!(
 async fn migrations_apply_once_and_are_idempotent(b: Backend) {
     let (s, _d) = fresh(b).await;
     assert_eq!(s.backend(), b);
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        s.applied_migrations().await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
     s.migrate().await.unwrap();
-    assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        s.applied_migrations().await.unwrap(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
     match b {
         Backend::Sqlite => assert_eq!(
             s.sqlite_journal_mode().await.unwrap().as_deref(),
@@ -206,7 +212,7 @@ async fn rekey_replaces_every_wrapped_key_atomically(b: Backend) {
         .map(|r| (r.id, r.version, vec![9, r.wrapped_key[1]]))
         .collect();
     assert_eq!(rewrapped.len(), 3);
-    s.rekey("k1", "k2", &rewrapped).await.unwrap();
+    s.rekey("k1", "k2", &rewrapped, &[]).await.unwrap();
     assert_eq!(
         s.get_meta("master_key_id").await.unwrap().as_deref(),
         Some("k2")
@@ -218,7 +224,7 @@ async fn rekey_replaces_every_wrapped_key_atomically(b: Backend) {
         assert_eq!(r.ciphertext[0], 2);
     }
     // A second rekey claiming the old key id is refused.
-    let e = s.rekey("k1", "k3", &rewrapped).await.unwrap_err();
+    let e = s.rekey("k1", "k3", &rewrapped, &[]).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e}");
 }
 
@@ -229,7 +235,7 @@ async fn rekey_with_a_missing_row_changes_nothing(b: Backend) {
     let before = s.all_credential_rows().await.unwrap();
     // Only c1 is rewrapped: c2 would be left under the old key, so nothing may change.
     let partial = vec![("c1".to_string(), 1, vec![9u8, 9])];
-    let e = s.rekey("k1", "k2", &partial).await.unwrap_err();
+    let e = s.rekey("k1", "k2", &partial, &[]).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict(_)), "{e}");
     assert_eq!(s.all_credential_rows().await.unwrap(), before);
     assert_eq!(
@@ -242,14 +248,14 @@ async fn rekey_with_a_missing_row_changes_nothing(b: Backend) {
         ("c2".to_string(), 1, vec![9u8]),
         ("c9".to_string(), 1, vec![9u8]),
     ];
-    assert!(s.rekey("k1", "k2", &ghost).await.is_err());
+    assert!(s.rekey("k1", "k2", &ghost, &[]).await.is_err());
     assert_eq!(s.all_credential_rows().await.unwrap(), before);
 }
 
 async fn writes_under_a_stale_master_key_are_refused(b: Backend) {
     let (s, _d) = fresh(b).await;
     s.insert_credential(&cred("c1", 1, 1)).await.unwrap();
-    s.rekey("k1", "k2", &[("c1".into(), 1, vec![9])])
+    s.rekey("k1", "k2", &[("c1".into(), 1, vec![9])], &[])
         .await
         .unwrap();
     // An add or a rotation sealed under k1 by a process that has not seen the rekey.
@@ -304,7 +310,7 @@ async fn concurrent_adds_and_rekey_never_strand_a_row(b: Backend) {
                     .into_iter()
                     .map(|r| (r.id, r.version, vec![9]))
                     .collect();
-                match s.rekey("k1", "k2", &rewrapped).await {
+                match s.rekey("k1", "k2", &rewrapped, &[]).await {
                     Ok(()) => return true,
                     Err(StoreError::Conflict(_)) => {}
                     Err(e) => panic!("a failed rekey must be a Conflict, got: {e}"),

@@ -219,6 +219,7 @@ async fn tokens_are_stored_as_hashes_and_revocable(b: Backend) {
     let rec = keygate_core::auth::TokenRecord {
         id: t.id.clone(),
         client: "mm".into(),
+        kind: keygate_core::auth::TokenKind::Bearer,
         secret_hash: t.secret_hash,
         venues: vec!["binance".into()],
         actions: vec![Action::Read],
@@ -502,6 +503,7 @@ async fn gateway_requests_are_authenticated_and_request_ids_never_repeat(b: Back
         &TokenRecord {
             id: t.id.clone(),
             client: "mm".into(),
+            kind: keygate_core::auth::TokenKind::Bearer,
             secret_hash: t.secret_hash,
             venues: vec!["binance".into()],
             actions: vec![Action::Read, Action::Withdraw],

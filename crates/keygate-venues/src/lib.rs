@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub mod binance;
+pub mod native;
 pub mod okx;
 pub mod params;
 

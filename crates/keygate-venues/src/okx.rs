@@ -91,7 +91,11 @@ pub(crate) fn classify(
                                 .into(),
                     });
                 }
-                let body = json_object(req.body)?;
+                let mut body = json_object(req.body)?;
+                // OKX reads an empty string or null as a field not sent; client libraries send
+                // many so (python-okx sends every field of the endpoint). They are dropped, so
+                // nothing reaches the venue that keygate did not weigh.
+                body.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
                 return match req.path {
                     "/api/v5/trade/order" => {
                         only(&body, ORDER_FIELDS, "POST /api/v5/trade/order")?;
@@ -180,6 +184,7 @@ const CANCEL_FIELDS: &[&str] = &["instId", "ordId", "clOrdId"];
 const WITHDRAW_FIELDS: &[&str] = &[
     "ccy",
     "amt",
+    "fee",
     "dest",
     "toAddr",
     "toAddrType",
@@ -310,11 +315,15 @@ fn order_value(body: &Map<String, Value>) -> Result<(String, Decimal), ClassifyE
             why: format!("the order types are market, {}", PRICED_TYPES.join(", ")),
         });
     }
-    if opt(body, "tgtCcy")?.is_some() {
+    // A priced order's sz is in the base asset; ccxt says so with tgtCcy base_ccy, which is
+    // harmless. quote_ccy would make the venue read sz differently: refused.
+    if let Some(t) = opt(body, "tgtCcy")?
+        && t != "base_ccy"
+    {
         return Err(ClassifyError::Invalid {
             name: "tgtCcy",
-            value: ord_type.to_string(),
-            why: "only a market order takes tgtCcy".into(),
+            value: t.chars().take(40).collect(),
+            why: "only a market order takes tgtCcy quote_ccy; a priced order's sz is in the base asset (base_ccy)".into(),
         });
     }
     let px = positive("px", need(body, "px", EP)?)?;
@@ -696,6 +705,47 @@ mod tests {
         let body = String::from_utf8(out.body).unwrap();
         assert_eq!(body.matches("amt").count(), 1);
         assert!(body.contains(&format!("\"amt\":\"{}\"", dup.amount.unwrap())));
+    }
+
+    #[test]
+    fn client_libraries_empty_fields_are_dropped_and_their_priced_orders_read() {
+        let a = adapter();
+        // python-okx sends every field of the endpoint, empty or null when unused.
+        let c = a
+            .classify(&req(
+                "POST",
+                "/api/v5/trade/order",
+                "",
+                r#"{"instId": "BTC-USDT", "tdMode": "cash", "side": "buy", "ordType": "limit", "sz": "0.01", "ccy": "", "clOrdId": "", "tag": "", "posSide": "", "px": "40000", "reduceOnly": "", "tgtCcy": "", "stpMode": "", "pxUsd": "", "pxVol": "", "banAmend": "", "attachAlgoOrds": null}"#,
+            ))
+            .unwrap();
+        assert_eq!(c.amount, Some(Decimal::from(400)));
+        let Forward::Json { body: Some(b), .. } = &c.forward else {
+            panic!("{c:?}")
+        };
+        assert_eq!(b.len(), 6, "{b:?}");
+        // A field keygate does not know is still refused when it is not empty.
+        assert!(
+            a.classify(&req(
+                "POST",
+                "/api/v5/trade/order",
+                "",
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1","px":"1","attachAlgoOrds":[{"tpTriggerPx":"1"}]}"#,
+            ))
+            .is_err()
+        );
+        // ccxt names the unit of a priced order's size: base_ccy is what it is; quote_ccy is
+        // refused (the venue would read sz in the quote asset).
+        let ccxt = r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.01","px":"40000","tgtCcy":"base_ccy"}"#;
+        assert!(
+            a.classify(&req("POST", "/api/v5/trade/order", "", ccxt))
+                .is_ok()
+        );
+        let quote = ccxt.replace("base_ccy", "quote_ccy");
+        assert!(
+            a.classify(&req("POST", "/api/v5/trade/order", "", &quote))
+                .is_err()
+        );
     }
 
     #[test]

@@ -218,7 +218,8 @@ pub struct NameArg {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Issue a token for a client; it is printed once, and stored only as a hash.
+    /// Issue a token (or, with --native, an exchange-native API key) for a client; it is
+    /// printed once, and stored only as a hash (a native key's secret: sealed in the vault).
     Issue(TokenIssueArgs),
     /// List tokens (never their secrets).
     List(TokenListArgs),
@@ -244,6 +245,12 @@ pub struct TokenIssueArgs {
     /// Narrow it to these actions (repeat) [default: the client's].
     #[arg(long = "action")]
     pub actions: Vec<keygate_core::Action>,
+    /// Issue an exchange-native API key instead: an API key, a secret and an OKX passphrase,
+    /// which an unmodified bot signs its requests with as it would for Binance or OKX. Printed
+    /// once as KEYGATE_API_KEY=…, KEYGATE_API_SECRET=…, KEYGATE_API_PASSPHRASE=… lines; the
+    /// secret is sealed in the vault (needs the master key).
+    #[arg(long)]
+    pub native: bool,
 }
 
 #[derive(Debug, Args)]

@@ -303,6 +303,10 @@ pub struct VenueConfig {
     /// How far back the first reconciliation reads.
     #[serde(default = "default_reconcile_lookback")]
     pub reconcile_lookback: String,
+    /// Forward the venue's public market-data endpoints to requests that carry no credentials
+    /// (as client libraries such as ccxt send them): unsigned, not decided, not audited.
+    #[serde(default)]
+    pub anonymous_public: bool,
 }
 
 fn default_venue_timeout() -> String {
@@ -749,6 +753,7 @@ credential_ttl = "30s"
 # reconcile_every = "60s"               # read the withdrawal history and match it; "off" disables
 # reconcile_lookback = "24h"            # how far back the first reading goes
 # extra_read_paths = []                 # more GET paths to allow as reads
+# anonymous_public = false              # forward public market data without credentials (ccxt)
 
 [approvals]
 # Freezes are lifted only by this many signed approvals of distinct approvers (Ed25519 keys;

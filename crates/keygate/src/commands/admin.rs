@@ -110,7 +110,10 @@ async fn client_list(h: &StateHandle, a: &ListArgs) -> Result<()> {
 
 pub async fn token(h: &StateHandle, actor: &str, cmd: &TokenCommand) -> Result<()> {
     match cmd {
-        TokenCommand::Issue(a) => token_issue(h, actor, a).await,
+        TokenCommand::Issue(a) if a.native => bail!(
+            "--native needs the master key; run it as `keygate token issue --native` (the CLI opens the vault for it)"
+        ),
+        TokenCommand::Issue(a) => token_issue(h, actor, a, None).await,
         TokenCommand::List(a) => token_list(h, a).await,
         TokenCommand::Revoke(a) => {
             let seq = h.store.revoke_token(&a.id, actor, now_ms()).await?;
@@ -125,7 +128,14 @@ pub async fn token(h: &StateHandle, actor: &str, cmd: &TokenCommand) -> Result<(
     }
 }
 
-async fn token_issue(h: &StateHandle, actor: &str, a: &TokenIssueArgs) -> Result<()> {
+/// Issues a bearer token, or with `master` (for `--native`) a native key whose secret is
+/// sealed under it.
+pub async fn token_issue(
+    h: &StateHandle,
+    actor: &str,
+    a: &TokenIssueArgs,
+    master: Option<&keygate_vault::MasterKey>,
+) -> Result<()> {
     let client = h.store.client(&a.client).await?.with_context(|| {
         format!(
             "client {} does not exist; see `keygate client list`",
@@ -175,9 +185,10 @@ async fn token_issue(h: &StateHandle, actor: &str, a: &TokenIssueArgs) -> Result
     let t = auth::new_token(id, secret);
     secret.fill(0);
     let now = now_ms();
-    let rec = TokenRecord {
+    let mut rec = TokenRecord {
         id: t.id.clone(),
         client: client.name.clone(),
+        kind: auth::TokenKind::Bearer,
         secret_hash: t.secret_hash,
         venues,
         actions,
@@ -186,10 +197,43 @@ async fn token_issue(h: &StateHandle, actor: &str, a: &TokenIssueArgs) -> Result
         expires_at: now.saturating_add(ttl),
         revoked_at: None,
     };
-    let seq = h.store.insert_token(&rec, actor).await?;
+    let native = match (a.native, master) {
+        (false, _) => None,
+        (true, None) => bail!("--native needs the master key"),
+        (true, Some(master)) => {
+            // 32 random bytes as 64 hex digits (the shape of a Binance secret), and a 32-digit
+            // passphrase for OKX. The bearer hash stays that of a secret never shown, so
+            // nothing can present this key as a bearer token.
+            let mut s = zeroize::Zeroizing::new([0u8; 32]);
+            let mut p = zeroize::Zeroizing::new([0u8; 16]);
+            keygate_vault::random_bytes(s.as_mut())?;
+            keygate_vault::random_bytes(p.as_mut())?;
+            let secret = keygate_vault::SecretString::new(hex::encode(s.as_ref()));
+            let passphrase = keygate_vault::SecretString::new(hex::encode(p.as_ref()));
+            let sealed = keygate_server::native::seal(
+                master,
+                &rec.id,
+                &rec.client,
+                secret.clone(),
+                passphrase.clone(),
+            )
+            .map_err(anyhow::Error::msg)?;
+            rec.kind = auth::TokenKind::Native;
+            Some((sealed, secret, passphrase))
+        }
+    };
+    let seq = match &native {
+        None => h.store.insert_token(&rec, actor).await?,
+        Some((sealed, _, _)) => h.store.insert_native_key(&rec, sealed, actor).await?,
+    };
     checkpoint_if_due(h).await?;
     eprintln!(
-        "Token {} for {}: venues {}, actions {}, from {}, expires {} (audit entry {seq}). It is shown once:",
+        "{} {} for {}: venues {}, actions {}, from {}, expires {} (audit entry {seq}). It is shown once:",
+        if native.is_some() {
+            "Native API key"
+        } else {
+            "Token"
+        },
         rec.id,
         rec.client,
         rec.venues.join(","),
@@ -197,7 +241,14 @@ async fn token_issue(h: &StateHandle, actor: &str, a: &TokenIssueArgs) -> Result
         cidr_texts.join(","),
         time_text(rec.expires_at)
     );
-    println!("{}", t.text.as_str());
+    match &native {
+        None => println!("{}", t.text.as_str()),
+        Some((_, secret, passphrase)) => {
+            println!("KEYGATE_API_KEY={}", rec.id);
+            println!("KEYGATE_API_SECRET={}", secret.expose());
+            println!("KEYGATE_API_PASSPHRASE={}", passphrase.expose());
+        }
+    }
     Ok(())
 }
 
@@ -211,8 +262,8 @@ async fn token_list(h: &StateHandle, a: &TokenListArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<16} {:<16} {:<8} {:<20} {:<22} {:<20} FROM",
-        "ID", "CLIENT", "STATE", "EXPIRES", "VENUES", "ACTIONS"
+        "{:<16} {:<16} {:<6} {:<8} {:<20} {:<22} {:<20} FROM",
+        "ID", "CLIENT", "KIND", "STATE", "EXPIRES", "VENUES", "ACTIONS"
     );
     for t in tokens {
         let state = if t.revoked_ms.is_some() {
@@ -223,9 +274,10 @@ async fn token_list(h: &StateHandle, a: &TokenListArgs) -> Result<()> {
             "active"
         };
         println!(
-            "{:<16} {:<16} {:<8} {:<20} {:<22} {:<20} {}",
+            "{:<16} {:<16} {:<6} {:<8} {:<20} {:<22} {:<20} {}",
             t.id,
             t.client,
+            t.kind.as_str(),
             state,
             time_text(t.expires_ms),
             t.venues.join(","),

@@ -53,6 +53,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             let (h, actor) = state(&cli, paths).await?;
             close(&h, admin::client(&h, &actor, cmd).await).await
         }
+        Command::Token(crate::cli::TokenCommand::Issue(a)) if a.native => {
+            // A native key's secret is sealed in the vault: this needs the master key.
+            let actor = actor(&cli)?;
+            let inst = open(&cli, paths).await?;
+            let Instance {
+                config,
+                paths,
+                store,
+                master,
+            } = inst;
+            let h = StateHandle {
+                config,
+                paths,
+                store,
+            };
+            close(&h, admin::token_issue(&h, &actor, a, Some(&master)).await).await
+        }
         Command::Token(cmd) => {
             let (h, actor) = state(&cli, paths).await?;
             close(&h, admin::token(&h, &actor, cmd).await).await

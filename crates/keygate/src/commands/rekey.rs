@@ -74,7 +74,7 @@ async fn rekey(inst: &Instance) -> Result<()> {
         return Err(e);
     }
 
-    let count = match rewrap_all(inst, &new_key).await {
+    let (count, natives) = match rewrap_all(inst, &new_key).await {
         Ok(n) => n,
         Err(e) => {
             // The commit may have reached the store even if its answer did not reach us.
@@ -110,10 +110,11 @@ async fn rekey(inst: &Instance) -> Result<()> {
         old_master_key_id = %inst.master.id(),
         new_master_key_id = %new_key.id(),
         credential_versions = count,
+        native_keys = natives,
         "rekeyed"
     );
     println!(
-        "rekeyed {count} credential version(s): master key {} -> {}",
+        "rekeyed {count} credential version(s) and {natives} native key(s): master key {} -> {}",
         inst.master.id(),
         new_key.id()
     );
@@ -129,7 +130,7 @@ async fn rekey(inst: &Instance) -> Result<()> {
     Ok(())
 }
 
-async fn rewrap_all(inst: &Instance, new_key: &MasterKey) -> Result<usize> {
+async fn rewrap_all(inst: &Instance, new_key: &MasterKey) -> Result<(usize, usize)> {
     if new_key.id() == inst.master.id() {
         bail!("the new master key is the same as the old one; nothing was changed");
     }
@@ -145,8 +146,25 @@ async fn rewrap_all(inst: &Instance, new_key: &MasterKey) -> Result<usize> {
         let w = rewrap(&inst.master, new_key, &binding, &r.wrapped_key)?;
         rewrapped.push((r.id.clone(), r.version, w));
     }
+    let natives = inst.store.all_native_keys().await?;
+    let mut native = Vec::with_capacity(natives.len());
+    for k in &natives {
+        let id = keygate_server::native::binding_id(&k.token_id);
+        let w = rewrap(
+            &inst.master,
+            new_key,
+            &keygate_server::native::binding(&id, &k.client),
+            &k.wrapped_key,
+        )?;
+        native.push((k.token_id.clone(), w));
+    }
     inst.store
-        .rekey(inst.master.id().as_str(), new_key.id().as_str(), &rewrapped)
+        .rekey(
+            inst.master.id().as_str(),
+            new_key.id().as_str(),
+            &rewrapped,
+            &native,
+        )
         .await?;
-    Ok(rows.len())
+    Ok((rows.len(), natives.len()))
 }

@@ -282,6 +282,7 @@ pub async fn run_in(
                 &TokenRecord {
                     id: t.id.clone(),
                     client: c.name.clone(),
+                    kind: keygate_core::auth::TokenKind::Bearer,
                     secret_hash: t.secret_hash,
                     venues: c.venues.clone(),
                     actions: c.actions.clone(),

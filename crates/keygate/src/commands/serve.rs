@@ -97,6 +97,7 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
                 &format!("venues.{name}.reconcile_lookback"),
                 &v.reconcile_lookback,
             )?,
+            anonymous_public: v.anonymous_public,
         });
     }
     Ok(out)

@@ -147,3 +147,116 @@ fn postgres_canary_never_leaks() {
     assert_no_leak("the PostgreSQL dump", &dump, &forms);
     assert_data_dir_and_output_clean(&kg, &forms);
 }
+
+/// The native path: a bot's keygate secret and OKX passphrase, and the venue secrets behind
+/// them, show up nowhere keygate writes or answers (debug logs, the data directory, the audit
+/// log, answers to good and bad requests, a rekey); and the bot's secret is not the venue's:
+/// sent to the venue directly, it is refused there.
+#[test]
+fn native_key_secrets_never_leak_and_never_work_at_the_venue() {
+    use crate::bots::sign;
+    use crate::gateway::{Serve, http};
+
+    let mut b = crate::bots::setup();
+    // `token issue --native` printed the key once, by design; everything after must not.
+    let mark = b.kg.transcript.len();
+    let k = &b.native;
+    let (key, secret, pass) = (k.key.clone(), k.secret.clone(), k.passphrase.clone());
+    let mut forms = b.venue_secrets.clone();
+    forms.extend(leak_forms(&secret));
+    forms.extend(leak_forms(&pass));
+    let mut answers = Vec::new();
+    let exercise = |serve: &Serve, answers: &mut Vec<u8>| {
+        let now = sign::now_ms();
+        let q = sign::binance("", &secret, now);
+        let bad = sign::binance("", "not-it", now);
+        for q in [q, bad] {
+            let a = http(
+                serve.addr,
+                "GET",
+                &format!("/venues/binance-main/api/v3/account?{q}"),
+                &[("X-MBX-APIKEY", key.as_str())],
+                b"",
+            );
+            answers.extend_from_slice(a.body.as_bytes());
+        }
+        let good = sign::okx(k, &secret, now, "GET", "/api/v5/account/balance", "");
+        let mut wrong = good.clone();
+        wrong.retain(|(n, _)| n != "OK-ACCESS-PASSPHRASE");
+        wrong.push(("OK-ACCESS-PASSPHRASE".into(), format!("{pass}x")));
+        for h in [good, wrong] {
+            let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            let a = http(
+                serve.addr,
+                "GET",
+                "/venues/okx-main/api/v5/account/balance",
+                &h,
+                b"",
+            );
+            answers.extend_from_slice(a.body.as_bytes());
+        }
+    };
+    let serve = Serve::start(&b.kg);
+    exercise(&serve, &mut answers);
+    assert!(
+        String::from_utf8_lossy(&answers).contains("\"balances\""),
+        "the signed request should have gone through: {}",
+        String::from_utf8_lossy(&answers)
+    );
+    let mut logs = serve.output();
+    drop(serve);
+    // A rekey rewraps the native key too: it still works after.
+    let out = b.kg.ok(&["rekey"], None);
+    assert!(out.contains("and 1 native key(s)"), "{out}");
+    let serve = Serve::start(&b.kg);
+    let before = answers.len();
+    exercise(&serve, &mut answers);
+    assert!(
+        String::from_utf8_lossy(&answers[before..]).contains("\"balances\""),
+        "the native key should work after a rekey"
+    );
+    logs.extend(serve.output());
+    drop(serve);
+    b.kg.ok(&["audit", "tail", "-n", "500", "--json"], None);
+    b.kg.ok(&["token", "list", "--json"], None);
+    b.kg.ok(&["audit", "verify"], None);
+
+    assert_no_leak("serve's debug logs", &logs, &forms);
+    assert_no_leak("the gateway's answers", &answers, &forms);
+    assert_no_leak(
+        "the commands' output after the issue",
+        &b.kg.transcript[mark..],
+        &forms,
+    );
+    for (path, bytes) in snapshot(&b.kg.data) {
+        assert_no_leak(&path.display().to_string(), &bytes, &forms);
+    }
+
+    // The bot's secret at the venue itself: under the bot's key id the venue knows no such
+    // key, and under the venue's own key the signature is wrong. Nothing happens there.
+    let sim = b.sim_addr;
+    let now = sign::now_ms();
+    let q = sign::binance("", &secret, now);
+    for (api_key, code) in [(key.as_str(), -2015), ("bkey", -1022)] {
+        let a = http(
+            sim,
+            "GET",
+            &format!("/api/v3/account?{q}"),
+            &[("X-MBX-APIKEY", api_key)],
+            b"",
+        );
+        assert!(a.status >= 400, "{}", a.body);
+        assert_eq!(a.json()["code"], code, "{}", a.body);
+    }
+    let bot_key = crate::bots::NativeKey {
+        key: "okey".into(),
+        secret: secret.clone(),
+        passphrase: pass.clone(),
+    };
+    let h = sign::okx(&bot_key, &secret, now, "GET", "/api/v5/account/balance", "");
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let a = http(sim, "GET", "/api/v5/account/balance", &h, b"");
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_ne!(a.json()["code"], "0", "{}", a.body);
+    assert!(b.sim.withdrawals().is_empty() && b.sim.orders().is_empty());
+}

@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use crate::util::{Kg, assert_no_leak, canary};
 
 /// The simulator, serving on a loopback port from a thread of its own.
-fn start_sim(accounts: Vec<Account>) -> (Sim, SocketAddr) {
+pub(crate) fn start_sim(accounts: Vec<Account>) -> (Sim, SocketAddr) {
     let sim = Sim::new(SimConfig { accounts }).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let s = sim.clone();
@@ -32,7 +32,12 @@ fn start_sim(accounts: Vec<Account>) -> (Sim, SocketAddr) {
     (sim, rx.recv().unwrap())
 }
 
-fn account(venue: VenueKind, key: &str, secret: &str, passphrase: Option<&str>) -> Account {
+pub(crate) fn account(
+    venue: VenueKind,
+    key: &str,
+    secret: &str,
+    passphrase: Option<&str>,
+) -> Account {
     Account {
         venue,
         api_key: key.into(),
@@ -52,18 +57,18 @@ fn account(venue: VenueKind, key: &str, secret: &str, passphrase: Option<&str>) 
 }
 
 /// `keygate serve` as a child process; killed on drop. Its output is kept for leak scans.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     output: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Serve {
-    fn start(kg: &Kg) -> Self {
+    pub(crate) fn start(kg: &Kg) -> Self {
         Self::start_with(kg, &[])
     }
 
-    fn start_with(kg: &Kg, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(kg: &Kg, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygate"));
         for (k, _) in std::env::vars() {
             if k.starts_with("KEYGATE_") {
@@ -117,7 +122,7 @@ impl Serve {
         }
     }
 
-    fn output(&self) -> Vec<u8> {
+    pub(crate) fn output(&self) -> Vec<u8> {
         self.output.lock().unwrap().clone()
     }
 }
@@ -129,26 +134,26 @@ impl Drop for Serve {
     }
 }
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 /// One HTTP/1.1 request over a fresh connection.
-fn http(
+pub(crate) fn http(
     addr: SocketAddr,
     method: &str,
     target: &str,
@@ -198,7 +203,7 @@ struct Setup {
     secrets: Vec<Vec<u8>>,
 }
 
-const COLD: &str = "0x00000000000000000000000000000000c01d0001";
+pub(crate) const COLD: &str = "0x00000000000000000000000000000000c01d0001";
 
 fn setup(reconcile: &str) -> Setup {
     let b_secret = canary("BSECRET");

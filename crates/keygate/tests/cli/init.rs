@@ -29,7 +29,10 @@ fn creates_dir_key_config_and_migrated_database() {
         let s = keygate_store::Store::connect(&kg.db_url(), keygate_store::OpenMode::Existing)
             .await
             .unwrap();
-        assert_eq!(s.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!(
+            s.applied_migrations().await.unwrap(),
+            vec![1, 2, 3, 4, 5, 6]
+        );
         assert_eq!(
             s.sqlite_journal_mode().await.unwrap().as_deref(),
             Some("wal")

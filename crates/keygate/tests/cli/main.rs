@@ -2,6 +2,7 @@
 
 mod util;
 
+mod bots;
 mod canary;
 mod engine;
 mod gateway;
