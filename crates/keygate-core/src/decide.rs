@@ -165,6 +165,8 @@ pub struct State {
     prices: PriceTable,
     limits: LimitState,
     entities: cedar_policy::Entities,
+    /// Verdicts of the policies against `entities`, which never change for this state.
+    memo: crate::policy::Memo,
     clock: Millis,
 }
 
@@ -246,6 +248,7 @@ impl State {
             prices,
             limits,
             entities,
+            memo: crate::policy::Memo::default(),
             clock: inputs.clock,
         })
     }
@@ -258,6 +261,12 @@ impl State {
     /// Adds a freeze set during a batch, so the rest of the batch sees it.
     pub fn add_freeze(&mut self, f: Freeze) {
         self.freezes.push(f);
+    }
+
+    /// Forgets the policies' remembered verdicts, so the next decisions ask Cedar again (for
+    /// benchmarks; a verdict never depends on whether it was remembered).
+    pub fn forget_verdicts(&self) {
+        self.memo.clear();
     }
 
     /// The active freezes.
@@ -521,7 +530,9 @@ pub fn decide_with(
         action: intent.action,
         asset,
     };
-    let pv = engine.policies.evaluate(&subject, &ctx, &state.entities);
+    let pv = engine
+        .policies
+        .evaluate_memo(&subject, &ctx, &state.entities, &state.memo);
     Verdict {
         outcome: pv.outcome,
         at,

@@ -236,6 +236,58 @@ pub struct Policies {
     /// Cedar builds an `ip(…)` value slowly (it parses the function name each time), so the
     /// values of recently seen addresses are kept. A cache, not state: it never changes a verdict.
     ip_values: std::sync::Mutex<HashMap<IpAddr, RestrictedExpression>>,
+    /// Which load this is, so a [`Memo`] never answers for another policy set.
+    generation: u64,
+}
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Verdicts already worked out against one set of entities (a `State` owns one, and a new
+/// state starts empty). Cedar is a pure function of the policy set, the request (principal,
+/// action, resource, context) and the entities; the key holds the policy set's generation, the
+/// client, action, venue and asset, and every context field the client's slice mentions (the
+/// only ones its context is built from), so a remembered verdict is the one Cedar would give.
+/// Reads and trades repeat the same few keys; an outflow's amount makes most of its keys new.
+/// At most [`Memo::CAPACITY`] verdicts are kept.
+#[derive(Debug, Default)]
+pub struct Memo {
+    inner: std::sync::Mutex<MemoInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoInner {
+    generation: u64,
+    verdicts: HashMap<String, PolicyVerdict>,
+}
+
+impl Memo {
+    pub const CAPACITY: usize = 8192;
+
+    /// Forgets every verdict (for benchmarks that time Cedar's own work).
+    pub fn clear(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.verdicts.clear();
+        }
+    }
+
+    fn get(&self, generation: u64, key: &str) -> Option<PolicyVerdict> {
+        let inner = self.inner.lock().ok()?;
+        if inner.generation != generation {
+            return None;
+        }
+        inner.verdicts.get(key).cloned()
+    }
+
+    fn put(&self, generation: u64, key: String, v: &PolicyVerdict) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.generation != generation || inner.verdicts.len() >= Self::CAPACITY {
+            inner.verdicts.clear();
+            inner.generation = generation;
+        }
+        inner.verdicts.insert(key, v.clone());
+    }
 }
 
 impl std::fmt::Debug for Policies {
@@ -381,6 +433,7 @@ impl Policies {
             reasons,
             authorizer: Authorizer::new(),
             ip_values: std::sync::Mutex::new(HashMap::new()),
+            generation: GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -645,6 +698,82 @@ impl Policies {
                 self.verdict(Outcome::Deny, &forbids, "forbids")
             }
         }
+    }
+
+    /// [`Policies::evaluate`], answered from `memo` when the same question was asked against
+    /// the same entities before.
+    pub fn evaluate_memo(
+        &self,
+        subject: &Subject<'_>,
+        ctx: &PolicyContext,
+        entities: &Entities,
+        memo: &Memo,
+    ) -> PolicyVerdict {
+        let key = self.memo_key(subject, ctx);
+        if let Some(v) = memo.get(self.generation, &key) {
+            return v;
+        }
+        let v = self.evaluate(subject, ctx, entities);
+        memo.put(self.generation, key, &v);
+        v
+    }
+
+    /// Everything a verdict depends on besides the policy set and the entities: the request's
+    /// principal, action and resource, and the context fields the slice's context is built from.
+    fn memo_key(&self, subject: &Subject<'_>, c: &PolicyContext) -> String {
+        use std::fmt::Write;
+        let uses = self
+            .slice(subject.client, subject.action)
+            .map(|s| s.uses.as_slice());
+        let used = |i: usize| uses.and_then(|u| u.get(i)).copied().unwrap_or(true);
+        let mut k = String::with_capacity(96);
+        // Names cannot hold the separator (keygate's names are letters, digits, . _ - :).
+        let _ = write!(
+            k,
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            subject.client,
+            subject.action,
+            subject.venue,
+            subject.asset.unwrap_or("\u{0}")
+        );
+        let mut long = |i: usize, v: i64| {
+            if used(i) {
+                let _ = write!(k, "\u{1f}{i}={v}");
+            }
+        };
+        long(0, c.amount_micros);
+        long(1, c.usd_value_cents);
+        long(4, c.destination.as_ref().map(|d| d.age_hours).unwrap_or(-1));
+        long(5, c.client_usd_cents_10m);
+        long(6, c.client_usd_cents_1h);
+        long(7, c.client_usd_cents_24h);
+        long(8, c.client_count_1h);
+        long(9, c.hour_utc);
+        long(12, c.anomaly_score);
+        long(13, c.approvals);
+        if used(2) {
+            let _ = write!(k, "\u{1f}2={:?}", c.asset);
+        }
+        if used(3) {
+            match &c.destination {
+                Some(d) => {
+                    let _ = write!(k, "\u{1f}3={:?}", d.address);
+                }
+                None => k.push_str("\u{1f}3-"),
+            }
+        }
+        if used(10) {
+            match c.source_ip {
+                Some(ip) => {
+                    let _ = write!(k, "\u{1f}10={ip}");
+                }
+                None => k.push_str("\u{1f}10-"),
+            }
+        }
+        if used(11) {
+            let _ = write!(k, "\u{1f}11={:?}", c.signals);
+        }
+        k
     }
 
     /// The Cedar request for a subject and context (for benchmarks and tools).

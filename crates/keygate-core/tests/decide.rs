@@ -391,3 +391,90 @@ fn a_freeze_stops_everything_in_its_scope_and_nothing_else() {
         );
     }
 }
+
+/// Policies that read every kind of context field, so the memo's key must carry each.
+const CONTEXT_POLICIES: &str = r#"
+@id("reads") permit(principal, action in [Keygate::Action::"read", Keygate::Action::"cancel"], resource)
+when { context.hour_utc >= 6 };
+@id("trades") permit(principal, action == Keygate::Action::"trade", resource)
+when { context.usd_value_cents <= 500000 && context.asset == "USDT" };
+@id("outflows") permit(principal, action == Keygate::Action::"withdraw", resource)
+when { context has destination && context.destination.label == "cold" && context.amount_micros < 3000000000 };
+@id("hosts") forbid(principal, action, resource)
+unless { context has source_ip && context.source_ip.isInRange(ip("10.0.0.0/8")) };
+@id("busy") @hold forbid(principal, action == Keygate::Action::"withdraw", resource)
+when { context.client_usd_cents_1h > 100 || context.signals.contains("size_jump") || context.anomaly_score > 10 }
+unless { context.approvals >= 2 };
+"#;
+
+#[test]
+fn remembered_policy_verdicts_are_the_ones_cedar_gives() {
+    use keygate_core::decide::{Extra, decide_with};
+    let e = engine(CONTEXT_POLICIES);
+    // A state that remembers verdicts across all the calls below, and, for each call, a fresh
+    // one that cannot have remembered anything.
+    let mut warm = state(&e);
+    let mut recorded: Vec<keygate_core::Verdict> = vec![];
+    let mut n = 0;
+    for round in 0..2 {
+        for hour in [3, 9] {
+            for ip in ["10.0.0.5", "192.168.1.1"] {
+                for (action, asset, amount) in [
+                    (Action::Read, None, None),
+                    (Action::Trade, Some("USDT"), Some(100)),
+                    (Action::Trade, Some("USDT"), Some(9_000)),
+                    (Action::Trade, Some("BTC"), Some(1)),
+                    (Action::Withdraw, Some("USDT"), Some(1)),
+                    (Action::Withdraw, Some("USDT"), Some(2_000)),
+                    (Action::Withdraw, Some("USDT"), Some(4_000)),
+                    (Action::Withdraw, Some("BTC"), Some(1)),
+                ] {
+                    for (signals, score, approvals) in
+                        [(vec![], 0, 0), (vec!["size_jump".to_string()], 0, 0), (vec![], 20, 2)]
+                    {
+                        let intent = Intent {
+                            action,
+                            asset: asset.map(Into::into),
+                            amount: amount.map(Decimal::from),
+                            destination: (action == Action::Withdraw).then(|| DEST.into()),
+                            source_ip: Some(ip.parse().unwrap()),
+                            ..withdraw("plain", "USDT", 1)
+                        };
+                        let extra = Extra {
+                            signals: signals.clone(),
+                            anomaly_score: score,
+                            approvals,
+                            ..Extra::default()
+                        };
+                        let now = T0 + hour * HOUR + round * 24 * HOUR;
+                        let mut fresh = state(&e);
+                        for v in &recorded {
+                            fresh.record(v);
+                        }
+                        let want = decide_with(&e, &fresh, &intent, now, &extra);
+                        let got = decide_with(&e, &warm, &intent, now, &extra);
+                        assert_eq!(got, want, "{intent:?} at {hour}h with {extra:?}");
+                        // Allowed withdrawals move client_usd_cents_1h (in both states).
+                        warm.record(&got);
+                        recorded.push(got);
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(n, 192);
+    // Another load of other policies never gets the first load's answers.
+    let strict = engine(r#"@id("none") forbid(principal, action, resource);"#);
+    let read = Intent {
+        action: Action::Read,
+        asset: None,
+        amount: None,
+        destination: None,
+        ..withdraw("plain", "USDT", 1)
+    };
+    let before = decide(&e, &warm, &read, T0 + 60 * 24 * HOUR);
+    assert_eq!(before.outcome, Outcome::Allow);
+    let after = decide(&strict, &warm, &read, T0 + 60 * 24 * HOUR);
+    assert_eq!(after.outcome, Outcome::Deny);
+}
