@@ -429,9 +429,11 @@ fn remembered_policy_verdicts_are_the_ones_cedar_gives() {
                     (Action::Withdraw, Some("USDT"), Some(4_000)),
                     (Action::Withdraw, Some("BTC"), Some(1)),
                 ] {
-                    for (signals, score, approvals) in
-                        [(vec![], 0, 0), (vec!["size_jump".to_string()], 0, 0), (vec![], 20, 2)]
-                    {
+                    for (signals, score, approvals) in [
+                        (vec![], 0, 0),
+                        (vec!["size_jump".to_string()], 0, 0),
+                        (vec![], 20, 2),
+                    ] {
                         let intent = Intent {
                             action,
                             asset: asset.map(Into::into),
