@@ -402,8 +402,30 @@ async fn run(
                                 endpoint,
                             )
                         })?;
-                        match signing::verify(k, &req, &header, &keys, gw.store.clock().now()) {
-                            Ok(()) => Ok(()),
+                        let now = gw.store.clock().now();
+                        match signing::verify(k, &req, &header, &keys, now) {
+                            Ok(()) => {
+                                let mac = signing::presented_mac(k, &req, &header);
+                                match mac.map(|m| gw.used_signatures.first_use(key, &m, now)) {
+                                    Some(Ok(())) => Ok(()),
+                                    Some(Err(crate::native::Refused::Again)) => {
+                                        Err(auth::NativeFailure::Stale(
+                                            "this signature was used before: sign every request anew, with its own timestamp"
+                                                .into(),
+                                        ))
+                                    }
+                                    Some(Err(crate::native::Refused::Full)) | None => {
+                                        return Err((
+                                            refuse(
+                                                StatusCode::TOO_MANY_REQUESTS,
+                                                "too_many_signatures",
+                                                "keygate remembers no more signatures in this minute; nothing was forwarded. Retry later",
+                                            ),
+                                            endpoint,
+                                        ));
+                                    }
+                                }
+                            }
                             Err(NativeError::BadSignature) => {
                                 Err(auth::NativeFailure::BadSignature)
                             }

@@ -70,6 +70,8 @@ pub struct Gateway {
     pub venues: HashMap<String, VenueSetup>,
     pub credentials: CredentialCache,
     pub native_keys: native::NativeKeyCache,
+    /// Native signatures already accepted (each is good for one request).
+    pub used_signatures: native::UsedSignatures,
     pub http: reqwest::Client,
     pub throttle: gateway::Throttle,
 }
@@ -100,6 +102,7 @@ impl Gateway {
             venues: venues.into_iter().map(|v| (v.name.clone(), v)).collect(),
             credentials,
             native_keys,
+            used_signatures: native::UsedSignatures::default(),
             http,
             throttle: gateway::Throttle::default(),
         })

@@ -99,6 +99,70 @@ pub fn open(master: &MasterKey, row: &NativeKeyRow) -> Result<CredentialSecret, 
 }
 
 /// Opened native keys by token id, each kept for `ttl`.
+/// Signatures of native requests already accepted, remembered while their time window is open:
+/// a signature is good for one request (Binance's covers only the parameters, so a captured
+/// request could otherwise be sent again, within `recvWindow`, even to another endpoint).
+/// Per instance: instances sharing a store do not share it (docs/bots.md says so).
+#[derive(Default)]
+pub struct UsedSignatures {
+    inner: Mutex<Used>,
+}
+
+#[derive(Default)]
+struct Used {
+    until: HashMap<[u8; 32], i64>,
+    order: std::collections::VecDeque<([u8; 32], i64)>,
+}
+
+/// Why a signature cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// It was used before, within its window.
+    Again,
+    /// More signatures are open than this instance remembers: refused rather than unchecked.
+    Full,
+}
+
+impl UsedSignatures {
+    /// How long a signature is remembered: the longest window a venue allows (Binance's
+    /// 60 s `recvWindow` plus 1 s ahead; OKX's 30 s either side), with room to spare.
+    pub const KEEP_MS: i64 = 65_000;
+    /// At most this many at once (about 100 MB at the most).
+    pub const CAPACITY: usize = 1_000_000;
+
+    /// Records the first use of `mac` by `key` at `now`, or says why it is refused.
+    pub fn first_use(&self, key: &str, mac: &[u8], now: i64) -> Result<(), Refused> {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(key.as_bytes());
+        h.update([0u8]);
+        h.update(mac);
+        let id: [u8; 32] = h.finalize().into();
+        let Ok(mut used) = self.inner.lock() else {
+            return Err(Refused::Full);
+        };
+        while let Some(&(old, until)) = used.order.front() {
+            if until > now {
+                break;
+            }
+            used.order.pop_front();
+            if used.until.get(&old) == Some(&until) {
+                used.until.remove(&old);
+            }
+        }
+        if used.until.contains_key(&id) {
+            return Err(Refused::Again);
+        }
+        if used.until.len() >= Self::CAPACITY {
+            return Err(Refused::Full);
+        }
+        let until = now.saturating_add(Self::KEEP_MS);
+        used.until.insert(id, until);
+        used.order.push_back((id, until));
+        Ok(())
+    }
+}
+
 pub struct NativeKeyCache {
     store: Store,
     ttl: Duration,
@@ -248,6 +312,20 @@ pub fn venue_response(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_signature_is_accepted_once_per_window_and_per_key() {
+        let used = UsedSignatures::default();
+        assert_eq!(used.first_use("k1", b"mac", 1_000), Ok(()));
+        assert_eq!(used.first_use("k1", b"mac", 2_000), Err(Refused::Again));
+        // Another key's identical MAC is another signature.
+        assert_eq!(used.first_use("k2", b"mac", 2_000), Ok(()));
+        // Once the window is over it is forgotten (the venue's window refuses it by then).
+        let later = 1_000 + UsedSignatures::KEEP_MS;
+        assert_eq!(used.first_use("k1", b"mac", later), Ok(()));
+        assert_eq!(used.first_use("k1", b"mac", later + 1), Err(Refused::Again));
+    }
+
     use super::*;
 
     #[test]

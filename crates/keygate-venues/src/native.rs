@@ -202,6 +202,25 @@ pub fn verify<'a>(
     }
 }
 
+/// The MAC a native request carries, decoded (Binance's hex `signature` parameter, OKX's base64
+/// `OK-ACCESS-SIGN` header): the same bytes however the text was written (hex in either case),
+/// so a gateway that remembers it refuses the request sent again, even to another endpoint.
+pub fn presented_mac<'a>(
+    kind: VenueKind,
+    req: &Request<'a>,
+    header: &dyn Fn(&str) -> Option<&'a str>,
+) -> Option<Vec<u8>> {
+    match kind {
+        VenueKind::Binance => {
+            let (_, signature) = split_signature(req.query.as_bytes(), req.body).ok()?;
+            hex::decode(signature).ok()
+        }
+        VenueKind::Okx => base64::engine::general_purpose::STANDARD
+            .decode(header("OK-ACCESS-SIGN")?)
+            .ok(),
+    }
+}
+
 fn mac(secret: &str) -> hmac::Hmac<sha2::Sha256> {
     // HMAC takes keys of any length; new_from_slice cannot fail for it.
     match hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {

@@ -475,3 +475,69 @@ fn a_wrong_secret_a_stale_timestamp_or_a_changed_body_is_refused_in_the_venues_f
     assert!(refused.contains("stale"), "{refused}");
     assert!(refused.contains("revoked"), "{refused}");
 }
+
+#[test]
+fn a_signature_is_good_for_one_request_and_a_signed_endpoint_needs_one() {
+    let b = setup();
+    let serve = Serve::start(&b.kg);
+    let k = &b.native;
+    let key_header = [("X-MBX-APIKEY", k.key.as_str())];
+    let now = sign::now_ms();
+    let q = sign::binance("symbol=BTCUSDT", &k.secret, now);
+    let first = http(
+        serve.addr,
+        "GET",
+        &format!("/venues/binance-main/api/v3/openOrders?{q}"),
+        &key_header,
+        b"",
+    );
+    assert_eq!(first.status, 200, "{}", first.body);
+    let before = b.sim.requests();
+    // The same signed parameters again: as sent, with the hex in upper case, and turned into
+    // a cancel of every open order (Binance's signature covers the parameters only).
+    let upper = match q.rsplit_once("signature=") {
+        Some((head, sig)) => format!("{head}signature={}", sig.to_uppercase()),
+        None => panic!("no signature in {q}"),
+    };
+    for (method, query) in [
+        ("GET", q.as_str()),
+        ("GET", upper.as_str()),
+        ("DELETE", q.as_str()),
+    ] {
+        let a = http(
+            serve.addr,
+            method,
+            &format!("/venues/binance-main/api/v3/openOrders?{query}"),
+            &key_header,
+            b"",
+        );
+        assert_eq!(a.status, 400, "{method} {query}: {}", a.body);
+        assert_eq!(a.json()["code"], -1021, "{}", a.body);
+        assert!(a.body.contains("used before"), "{}", a.body);
+    }
+    // A signed endpoint with no credentials, or with the key but no signature.
+    for headers in [&[][..], &key_header[..]] {
+        let a = http(
+            serve.addr,
+            "GET",
+            &format!("/venues/binance-main/api/v3/account?timestamp={now}"),
+            headers,
+            b"",
+        );
+        assert_eq!(a.status, 401, "{}", a.body);
+    }
+    assert_eq!(
+        b.sim.requests(),
+        before,
+        "a refused request reached the venue"
+    );
+    // OKX: the same signed request twice.
+    let path = "/api/v5/account/balance";
+    let good = sign::okx(k, &k.secret, now, "GET", path, "");
+    let url = format!("/venues/okx-main{path}");
+    let a = http(serve.addr, "GET", &url, &refs(&good), b"");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = http(serve.addr, "GET", &url, &refs(&good), b"");
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert_eq!(a.json()["code"], "50102", "{}", a.body);
+}
