@@ -69,7 +69,7 @@ pub struct RequestEvent {
     pub asset: Option<String>,
     pub amount: Option<Decimal>,
     pub to: Option<String>,
-    pub source_ip: Option<IpAddr>,
+    pub source_ip: IpAddr,
     pub label: Label,
 }
 
@@ -83,7 +83,7 @@ impl RequestEvent {
             asset: self.asset.clone(),
             amount: self.amount,
             destination: self.to.clone(),
-            source_ip: self.source_ip,
+            source_ip: Some(self.source_ip),
             token_id: None,
         }
     }
@@ -168,7 +168,7 @@ struct HeaderLine {
     version: u32,
     start: String,
     #[serde(default)]
-    prices: BTreeMap<String, serde_json::Value>,
+    prices: BTreeMap<String, String>,
     #[serde(default)]
     notes: String,
 }
@@ -179,7 +179,7 @@ pub fn parse_header(text: &str) -> Result<Header, ScenarioError> {
         err(
             1,
             format!(
-                "not a scenario header ({{\"scenario\": NAME, \"version\": 1, \"start\": TIME, \"prices\": {{…}}}}): {e}"
+                "not a scenario header ({{\"scenario\": NAME, \"version\": 1, \"start\": TIME, \"prices\": {{ASSET: \"USD\"}}}}, prices as decimal strings): {e}"
             ),
         )
     })?;
@@ -193,13 +193,7 @@ pub fn parse_header(text: &str) -> Result<Header, ScenarioError> {
         ));
     }
     let mut prices = BTreeMap::new();
-    for (asset, v) in h.prices {
-        // A number is read from its JSON text, never through a float.
-        let text = match &v {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Number(n) => n.to_string(),
-            _ => return Err(err(1, format!("price of {asset} is not a number"))),
-        };
+    for (asset, text) in h.prices {
         let p = decimal(1, &format!("price of {asset}"), &text)?;
         if p.is_zero() {
             return Err(err(1, format!("price of {asset} is zero")));
@@ -259,19 +253,31 @@ pub fn parse_event(text: &str, line: usize) -> Result<Event, ScenarioError> {
             }
             let source_ip = e
                 .source_ip
-                .map(|s| {
-                    s.parse()
-                        .map_err(|_| err(line, format!("source_ip {s:?} is not an IP address")))
-                })
-                .transpose()?;
-            if action.carries_value() && (e.asset.is_none() || amount.is_none()) {
-                return Err(err(line, format!("a {action} names its asset and amount")));
+                .ok_or_else(|| err(line, "a request names where it comes from (source_ip)"))?;
+            let source_ip: IpAddr = source_ip.parse().map_err(|_| {
+                err(
+                    line,
+                    format!("source_ip {source_ip:?} is not an IP address"),
+                )
+            })?;
+            if action.carries_value() {
+                if e.asset.is_none() || amount.is_none() {
+                    return Err(err(line, format!("a {action} names its asset and amount")));
+                }
+                if amount.is_some_and(|a| a.is_zero()) {
+                    return Err(err(line, format!("a {action} of zero moves nothing")));
+                }
+            } else if e.asset.is_some() || amount.is_some() {
+                return Err(err(line, format!("a {action} has no asset or amount")));
             }
             if action.moves_funds_out() && e.to.is_none() {
                 return Err(err(
                     line,
                     format!("a {action} names where it goes (\"to\")"),
                 ));
+            }
+            if !action.moves_funds_out() && e.to.is_some() {
+                return Err(err(line, format!("a {action} has no destination (\"to\")")));
             }
             Ok(Event::Request(RequestEvent {
                 t,
@@ -293,6 +299,9 @@ pub fn parse_event(text: &str, line: usize) -> Result<Event, ScenarioError> {
                 ));
             }
             let missing = |f: &str| err(line, format!("an outflow names its {f}"));
+            if amount.is_some_and(|a| a.is_zero()) {
+                return Err(err(line, "an outflow of zero moves nothing"));
+            }
             Ok(Event::Outflow(OutflowEvent {
                 t,
                 venue: e.venue,
@@ -421,6 +430,11 @@ impl<'e> Runner<'e> {
         let w = decide_watched(self.engine, &self.state, &intent, ev.t, &Extra::default());
         self.state.apply(self.engine, &w);
         let id = self.id();
+        // Decisions too old to explain any outflow still to come (events are in time order).
+        if self.allowed.len() >= 4096 {
+            let oldest = ev.t.saturating_sub(crate::outflow::MATCH_BEFORE);
+            self.allowed.retain(|d| d.at >= oldest);
+        }
         if w.verdict.outcome == Outcome::Allow
             && intent.action.moves_funds_out()
             && let (Some(asset), Some(amount)) = (&intent.asset, intent.amount)
@@ -605,9 +619,11 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn new(header: &Header, mode: &str) -> Self {
+    /// `pinned` are the prices the replay's engine pins (the config's, with the header's in
+    /// place of the same asset's); values are counted at them.
+    pub fn new(header: &Header, mode: &str, pinned: &[(String, Decimal)]) -> Self {
         let mut prices = PriceTable::new(Millis::MAX);
-        for (a, p) in &header.prices {
+        for (a, p) in pinned.iter().map(|(a, p)| (a, p)).chain(&header.prices) {
             prices.pin(a, *p);
         }
         Self {
@@ -633,8 +649,9 @@ impl Tally {
         }
     }
 
-    /// The USD value, in cents, of an amount of an asset at the scenario's prices (0 when the
-    /// scenario gives no price for it).
+    /// The USD value, in cents, of an amount of an asset at the replay's prices (0 when neither
+    /// the scenario nor the config prices it: keygate denies such a request anyway, having no
+    /// price to check its limits with).
     pub fn usd_cents(&self, asset: &str, amount: Decimal) -> i64 {
         self.prices.usd_cents(asset, amount, 0).unwrap_or(0)
     }

@@ -621,6 +621,19 @@ impl Config {
         Ok(table.try_into()?)
     }
 
+    /// Reads and parses a config file exactly as written, with no environment override (a
+    /// replay's config: the same file must give the same replay on any host).
+    pub fn load_as_written(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the config file {}", path.display()))?;
+        Self::parse(&text, |_| None).with_context(|| {
+            format!(
+                "config file {} is not valid (see docs/config.md)",
+                path.display()
+            )
+        })
+    }
+
     /// Reads and parses the config file, with `KEYGATE_*` overrides from the environment.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| {

@@ -2,6 +2,7 @@
 //! the events' clock ([`keygate_core::replay::Runner`]) or through a live gateway
 //! ([`super::replay_gateway`]); then the summary, the JSON report and the SVG chart.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -180,17 +181,36 @@ pub fn progress(size: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Refuses a request of a client the config does not declare (the gateway replay could not
-/// send it: such a client has no token).
-pub fn known_client(
-    clients: &std::collections::HashSet<&str>,
+/// Where each declared client's token may be used from.
+pub fn client_nets(config: &Config) -> Result<HashMap<&str, Vec<ipnet::IpNet>>> {
+    config
+        .scenario
+        .clients
+        .iter()
+        .map(|c| Ok((c.name.as_str(), client_cidrs(c)?)))
+        .collect()
+}
+
+/// Refuses a request the gateway replay could not send: of a client the config does not
+/// declare (it has no token), or from outside the networks its token is bound to (the gateway
+/// refuses it before any decision). Both modes check it, so both give the same report.
+pub fn check_client(
+    clients: &HashMap<&str, Vec<ipnet::IpNet>>,
     r: &keygate_core::replay::RequestEvent,
     done: u64,
 ) -> Result<()> {
-    if !clients.contains(r.client.as_str()) {
+    let Some(nets) = clients.get(r.client.as_str()) else {
         bail!(
             "event {}: client {} is not declared in [[scenario.clients]] of the config",
             done + 1,
+            r.client
+        );
+    };
+    if !nets.iter().any(|n| n.contains(&r.source_ip)) {
+        bail!(
+            "event {}: {} is outside the networks client {}'s token is bound to ([[scenario.clients]] cidrs); a token used from elsewhere is refused before any decision, which a replay does not model",
+            done + 1,
+            r.source_ip,
             r.client
         );
     }
@@ -203,19 +223,14 @@ pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Resu
     let engine = engine(config, base, &scenario.header)?;
     let state = state(config, &engine, &scenario.header)?;
     let mut runner = Runner::new(&engine, state, crate::engine::contain(config)?);
-    let clients: std::collections::HashSet<&str> = config
-        .scenario
-        .clients
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    let mut tally = Tally::new(&scenario.header, "in-process");
+    let clients = client_nets(config)?;
+    let mut tally = Tally::new(&scenario.header, "in-process", &engine.pinned);
     let bar = show.then(|| progress(scenario.size));
     let mut n = 0u64;
     while let Some(event) = scenario.next_event()? {
         match &event {
             Event::Request(r) => {
-                known_client(&clients, r, n)?;
+                check_client(&clients, r, n)?;
                 let seen = runner.request(r);
                 tally.request(r, &seen);
             }
@@ -241,8 +256,15 @@ pub async fn run(args: &ReplayArgs, config: Option<&Path>) -> Result<()> {
     let path = config
         .map(Path::to_path_buf)
         .unwrap_or_else(|| args.scenario.with_extension("toml"));
-    let config = Config::load(&path)?;
+    // As written: environment overrides (KEYGATE_*) would make a replay depend on the host.
+    let config = Config::load_as_written(&path)?;
     let base = config_dir(&path);
+    for out in [args.report.as_deref(), args.chart.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        writable(out)?;
+    }
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report = if args.through_gateway {
         super::replay_gateway::run(&config, &base, &args.scenario, show).await?
@@ -264,17 +286,42 @@ pub fn config_dir(path: &Path) -> PathBuf {
 pub fn finish(report: &Report, json: Option<&Path>, chart: Option<&Path>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(summary(report).as_bytes())?;
-    if let Some(p) = json {
-        std::fs::write(p, report_json(report)?)
-            .with_context(|| format!("cannot write the report {}", p.display()))?;
+    // Both are made before either is written, so a failure leaves neither half-done.
+    let json_text = json.map(|_| report_json(report)).transpose()?;
+    let chart_text = chart.map(|_| chart_svg(report)).transpose()?;
+    if let (Some(p), Some(text)) = (json, json_text) {
+        write_whole(p, text.as_bytes())?;
         writeln!(out, "report: {}", p.display())?;
     }
-    if let Some(p) = chart {
-        std::fs::write(p, chart_svg(report)?)
-            .with_context(|| format!("cannot write the chart {}", p.display()))?;
+    if let (Some(p), Some(text)) = (chart, chart_text) {
+        write_whole(p, text.as_bytes())?;
         writeln!(out, "chart:  {}", p.display())?;
     }
     Ok(())
+}
+
+/// Checks before a replay that an output file can be written where asked.
+pub fn writable(path: &Path) -> Result<()> {
+    let dir = config_dir(path);
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    if path.is_dir() {
+        bail!("cannot write {}: it is a directory", path.display());
+    }
+    Ok(())
+}
+
+/// Writes a file whole: to a temporary file beside it, then renamed over it.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = crate::instance::with_suffix(path, ".tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The report as JSON: the same scenario and config always give the same bytes.

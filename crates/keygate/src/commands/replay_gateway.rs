@@ -64,13 +64,20 @@ fn random_hex(n: usize) -> Result<Zeroizing<String>> {
 /// no simulated time).
 fn keygate(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find this keygate binary")?;
-    let mut child = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    // Nothing of this host's keygate settings (a store URL, a key file) may reach the replay's
+    // own data directory.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KEYGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
         .arg("--data-dir")
         .arg(data)
         .args(args)
         .env("KEYGATE_LOG", "warn")
         .env("KEYGATE_ACTOR", "replay")
-        .env_remove("KEYGATE_CONFIG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -149,11 +156,20 @@ pub async fn run_in(
     keygate_sim::use_clock(shared.clone())
         .map_err(|e| anyhow::anyhow!("{e}: one gateway replay runs per process"))?;
 
-    // The simulator, with an account per venue.
-    let mut keys = HashMap::new();
+    // The simulator, with an account per credential (venues may share one, as in the config).
+    let mut keys: HashMap<String, VenueKey> = HashMap::new();
     let mut accounts = vec![];
     for (name, v) in &config.venues {
+        let credential = v.credential.clone().unwrap_or_else(|| name.clone());
         let kind = venue_kind(v.kind);
+        if let Some(k) = keys.get(&credential) {
+            if k.kind != kind {
+                bail!(
+                    "[venues.{name}] shares credential {credential} with a venue of another kind"
+                );
+            }
+            continue;
+        }
         let key = VenueKey {
             kind,
             api_key: format!("replay-{name}"),
@@ -181,7 +197,7 @@ pub async fn run_in(
                 ..Restrictions::default()
             },
         });
-        keys.insert(name.clone(), key);
+        keys.insert(credential, key);
     }
     let sim = Sim::new(SimConfig { accounts }).map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -192,17 +208,23 @@ pub async fn run_in(
     std::fs::create_dir_all(data)
         .with_context(|| format!("cannot make the data directory {}", data.display()))?;
     keygate(data, &["init"], None)?;
-    let made = Config::load(&data.join("keygate.toml"))?;
+    let made = Config::load_as_written(&data.join("keygate.toml"))?;
+    let url = made.store_url(data);
+    if !url.starts_with(&format!("sqlite://{}", data.display())) {
+        bail!(
+            "the replay's store {url} is not the SQLite file in {}",
+            data.display()
+        );
+    }
     let mut cfg = config.clone();
     cfg.store = made.store;
     cfg.vault = made.vault;
     cfg.audit = made.audit;
     cfg.log = made.log;
     cfg.alerts = Default::default();
-    for (name, v) in cfg.venues.iter_mut() {
+    for v in cfg.venues.values_mut() {
         v.base_url = sim_url.clone();
         v.reconcile_every = "off".into();
-        v.credential = Some(name.clone());
     }
     for (name, k) in &keys {
         let mut input = Zeroizing::new(format!("{}\n{}\n", k.api_key, k.secret.as_str()));
@@ -240,7 +262,6 @@ pub async fn run_in(
     // Clients, address book and tokens, dated on the simulated clock.
     let start = header.start + offset;
     let cooldown = crate::engine::duration("address_book.cooldown", &cfg.address_book.cooldown)?;
-    let max_ttl = crate::engine::duration("tokens.max_ttl", &cfg.tokens.max_ttl)?;
     for c in &cfg.scenario.clients {
         let rec = ClientRecord {
             name: c.name.clone(),
@@ -288,7 +309,9 @@ pub async fn run_in(
                     actions: c.actions.clone(),
                     cidrs: cidrs.clone(),
                     issued_at: start,
-                    expires_at: start.saturating_add(max_ttl),
+                    // Valid for the whole replay: a bot renews its token, and a scenario
+                    // does not script that.
+                    expires_at: start.saturating_add(3650 * DAY),
                     revoked_at: None,
                 },
                 "replay",
@@ -324,13 +347,8 @@ pub async fn run_in(
         contain,
         engine,
     };
-    let clients: std::collections::HashSet<&str> = config
-        .scenario
-        .clients
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    let mut tally = Tally::new(&header, "gateway");
+    let clients = super::replay::client_nets(config)?;
+    let mut tally = Tally::new(&header, "gateway", &driver.engine.pinned);
     let bar = show.then(|| progress(scenario.size));
     let mut n = 0u64;
     let result: Result<()> = async {
@@ -338,7 +356,7 @@ pub async fn run_in(
             driver.clock.advance(event.t() + driver.offset);
             match &event {
                 Event::Request(r) => {
-                    super::replay::known_client(&clients, r, n)?;
+                    super::replay::check_client(&clients, r, n)?;
                     let seen = driver
                         .request(r)
                         .await
@@ -447,9 +465,16 @@ impl Driver {
         let seen = match self.gw.venues.get(&r.venue).cloned() {
             Some(setup) => {
                 let seq = self.send(setup.adapter.kind, r).await?;
-                let seen = self.observed(seq).await?;
+                let mut seen = self.observed(seq).await?;
                 if seen.outcome == Outcome::Allow && r.action == Action::Withdraw {
-                    self.reconcile(&setup).await?;
+                    let pass = self.reconcile(&setup).await?;
+                    // keygate's own withdrawal taken for an unapproved one: a false alarm,
+                    // and the freeze it set, counted against this event.
+                    if !pass.unapproved.is_empty()
+                        && let Some((scope, _)) = self.new_freeze().await?
+                    {
+                        seen.froze = Some((scope, "reconciliation".into()));
+                    }
                 }
                 seen
             }
@@ -474,7 +499,7 @@ impl Driver {
                 r.client
             )
         })?;
-        let ip = r.source_ip.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = r.source_ip;
         let http = match self.http.entry(ip) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(client_from(ip)?),
@@ -633,7 +658,7 @@ impl Driver {
     async fn leaked_withdrawal(&self, setup: &VenueSetup, o: &OutflowEvent) -> Result<()> {
         let key = self
             .keys
-            .get(&o.venue)
+            .get(&setup.credential)
             .with_context(|| format!("venue {} has no key at the simulator", o.venue))?;
         let amount = o.amount.normalize().to_string();
         let (method, path, query, body) = match key.kind {
@@ -737,7 +762,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
         "keygate demo: the Kronos Research theft of 2023-11-18 (a leaked key's 72 USDT test, then ~$26M in three hours) replayed through a live keygate gateway in front of a simulated Binance, OKX, BTSE and Deepcoin, after 14 days of normal bot traffic."
     );
     println!("working in {}", dir.display());
-    let cfg = Config::load(&config)?;
+    let cfg = Config::load_as_written(&config)?;
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report = run_in(&dir.join("data"), &cfg, &dir, &scenario, show).await?;
     let json = dir.join("report.json");

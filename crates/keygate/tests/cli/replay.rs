@@ -128,7 +128,7 @@ added = "2024-01-01T00:00:00Z"
 
 const POLICY: &str = r#"permit (principal, action, resource);"#;
 
-const HEADER: &str = r#"{"scenario":"t","version":1,"start":"2024-01-02T00:00:00Z","prices":{"USDT":1,"BTC":"40000.5"}}"#;
+const HEADER: &str = r#"{"scenario":"t","version":1,"start":"2024-01-02T00:00:00Z","prices":{"USDT":"1","BTC":"40000.5"}}"#;
 
 fn line(t: &str, rest: &str) -> String {
     format!(r#"{{"t":"2024-01-02T{t}Z",{rest}}}"#)
@@ -153,8 +153,12 @@ fn outflow(t: &str, amount: &str, tx: &str, label: &str) -> String {
 }
 
 fn setup(kg: &Kg, lines: &[String]) -> (PathBuf, PathBuf) {
+    setup_with(kg, CONFIG, lines)
+}
+
+fn setup_with(kg: &Kg, config: &str, lines: &[String]) -> (PathBuf, PathBuf) {
     let dir = kg.tmp.path();
-    std::fs::write(dir.join("t.toml"), CONFIG).unwrap();
+    std::fs::write(dir.join("t.toml"), config).unwrap();
     std::fs::write(dir.join("p.cedar"), POLICY).unwrap();
     let scenario = dir.join("t.jsonl");
     std::fs::write(&scenario, format!("{HEADER}\n{}\n", lines.join("\n"))).unwrap();
@@ -163,6 +167,28 @@ fn setup(kg: &Kg, lines: &[String]) -> (PathBuf, PathBuf) {
 
 #[test]
 fn an_outflow_around_keygate_freezes_everything_in_process_and_through_the_gateway() {
+    for (containment, credential, scope) in [
+        ("all", "", "all"),
+        (
+            "credential",
+            "credential = \"binance-key\"\n",
+            "credential:binance-key",
+        ),
+    ] {
+        let config = CONFIG
+            .replace(
+                "unapproved_outflow = \"all\"",
+                &format!("unapproved_outflow = \"{containment}\""),
+            )
+            .replace(
+                "kind = \"binance\"\n",
+                &format!("kind = \"binance\"\n{credential}"),
+            );
+        outflow_around_keygate(&config, scope);
+    }
+}
+
+fn outflow_around_keygate(config: &str, scope: &str) {
     let lines = [
         withdraw("10:00:00", "500", "normal"),
         // The leaked key withdraws the same amount to the same address, straight at the
@@ -173,7 +199,7 @@ fn an_outflow_around_keygate_freezes_everything_in_process_and_through_the_gatew
     let mut reports = vec![];
     for gateway in [false, true] {
         let mut kg = Kg::new();
-        let (scenario, out) = setup(&kg, &lines);
+        let (scenario, out) = setup_with(&kg, config, &lines);
         let mut args = vec![
             "replay",
             scenario.to_str().unwrap(),
@@ -182,6 +208,9 @@ fn an_outflow_around_keygate_freezes_everything_in_process_and_through_the_gatew
         ];
         if gateway {
             args.push("--through-gateway");
+            // This host's settings never reach the replay's own data directory or config.
+            kg.env("KEYGATE_STORE_URL", "postgres://nobody@127.0.0.1:1/prod");
+            kg.env("KEYGATE_CONTAINMENT_UNAPPROVED_OUTFLOW", "none");
         }
         kg.ok(&args, None);
         let r = report(&out);
@@ -189,7 +218,7 @@ fn an_outflow_around_keygate_freezes_everything_in_process_and_through_the_gatew
         assert_eq!(r["outflows_matched"], 0);
         assert_eq!(r["attack_outflow_usd"], "500.00");
         assert_eq!(r["attack_allowed_usd"], "500.00");
-        assert_eq!(r["freezes"][0]["scope"], "all");
+        assert_eq!(r["freezes"][0]["scope"], scope, "gateway {gateway}");
         assert_eq!(r["freezes"][0]["by"], "reconciliation");
         // The next normal withdrawal is refused by the freeze: counted against keygate.
         assert_eq!(r["normal_frozen"], 1);
@@ -281,6 +310,37 @@ fn a_bad_scenario_is_refused_with_its_line_and_nothing_is_written() {
             "client ghost is not declared",
         ),
         (
+            "a read with an amount",
+            vec![line(
+                "10:00:00",
+                r#""kind":"request","client":"bot","venue":"binance-main","action":"read","asset":"USDT","amount":"5","source_ip":"127.0.0.1","label":"normal""#,
+            )],
+            "has no asset or amount",
+        ),
+        (
+            "a trade with a destination",
+            vec![line(
+                "10:00:00",
+                r#""kind":"request","client":"bot","venue":"binance-main","action":"trade","asset":"USDT","amount":"5","to":"0xaa","source_ip":"127.0.0.1","label":"normal""#,
+            )],
+            "has no destination",
+        ),
+        (
+            "a withdrawal of zero",
+            vec![withdraw("10:00:00", "0", "normal")],
+            "of zero",
+        ),
+        (
+            "a request without a source address",
+            vec![withdraw("10:00:00", "5", "normal").replace(r#""source_ip":"127.0.0.1","#, "")],
+            "source_ip",
+        ),
+        (
+            "a request from outside its token's networks",
+            vec![withdraw("10:00:00", "5", "normal").replace("127.0.0.1", "127.0.0.2")],
+            "outside the networks",
+        ),
+        (
             "a bad time",
             vec![r#"{"t":"yesterday","kind":"request","client":"bot","venue":"v","action":"read","label":"normal"}"#.to_string()],
             "RFC 3339",
@@ -312,4 +372,20 @@ fn a_bad_scenario_is_refused_with_its_line_and_nothing_is_written() {
     .unwrap();
     let err = kg.fails(&["replay", scenario.to_str().unwrap()], None);
     assert!(err.contains("version 2"), "{err}");
+    // A price as a JSON number may have passed through a float: refused.
+    std::fs::write(&scenario, HEADER.replace(r#""USDT":"1""#, r#""USDT":1"#)).unwrap();
+    let err = kg.fails(&["replay", scenario.to_str().unwrap()], None);
+    assert!(err.contains("decimal strings"), "{err}");
+    // A report that cannot be written is found before the replay runs.
+    let (scenario, _) = setup(&kg, &[withdraw("10:00:00", "5", "normal")]);
+    let err = kg.fails(
+        &[
+            "replay",
+            scenario.to_str().unwrap(),
+            "--report",
+            "/nonexistent-dir/r.json",
+        ],
+        None,
+    );
+    assert!(err.contains("does not exist"), "{err}");
 }
