@@ -181,25 +181,28 @@ pub fn progress(size: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Where each declared client's token may be used from.
-pub fn client_nets(config: &Config) -> Result<HashMap<&str, Vec<ipnet::IpNet>>> {
+/// Each declared client, with where its token may be used from.
+pub fn client_nets(
+    config: &Config,
+) -> Result<HashMap<&str, (&crate::config::ScenarioClient, Vec<ipnet::IpNet>)>> {
     config
         .scenario
         .clients
         .iter()
-        .map(|c| Ok((c.name.as_str(), client_cidrs(c)?)))
+        .map(|c| Ok((c.name.as_str(), (c, client_cidrs(c)?))))
         .collect()
 }
 
 /// Refuses a request the gateway replay could not send: of a client the config does not
-/// declare (it has no token), or from outside the networks its token is bound to (the gateway
-/// refuses it before any decision). Both modes check it, so both give the same report.
+/// declare (it has no token), from outside the networks its token is bound to, or outside its
+/// token's venues and actions (the gateway refuses those before any decision). Both modes
+/// check it, so both give the same report.
 pub fn check_client(
-    clients: &HashMap<&str, Vec<ipnet::IpNet>>,
+    clients: &HashMap<&str, (&crate::config::ScenarioClient, Vec<ipnet::IpNet>)>,
     r: &keygate_core::replay::RequestEvent,
     done: u64,
 ) -> Result<()> {
-    let Some(nets) = clients.get(r.client.as_str()) else {
+    let Some((client, nets)) = clients.get(r.client.as_str()) else {
         bail!(
             "event {}: client {} is not declared in [[scenario.clients]] of the config",
             done + 1,
@@ -212,6 +215,15 @@ pub fn check_client(
             done + 1,
             r.source_ip,
             r.client
+        );
+    }
+    if !client.venues.contains(&r.venue) || !client.actions.contains(&r.action) {
+        bail!(
+            "event {}: client {} may not {} on {} ([[scenario.clients]]); its token would be refused before any decision, which a replay does not model",
+            done + 1,
+            r.client,
+            r.action,
+            r.venue
         );
     }
     Ok(())

@@ -341,6 +341,12 @@ fn a_bad_scenario_is_refused_with_its_line_and_nothing_is_written() {
             "outside the networks",
         ),
         (
+            "an action outside the client's scope",
+            vec![withdraw("10:00:00", "5", "normal")
+                .replace(r#""action":"withdraw""#, r#""action":"transfer""#)],
+            "may not transfer",
+        ),
+        (
             "a bad time",
             vec![r#"{"t":"yesterday","kind":"request","client":"bot","venue":"v","action":"read","label":"normal"}"#.to_string()],
             "RFC 3339",
