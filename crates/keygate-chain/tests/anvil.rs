@@ -72,6 +72,7 @@ struct Env {
     transfers: Transfers,
     key: Key,
     token: Address,
+    automine: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -145,6 +146,7 @@ async fn env(anvil_args: &[&str]) -> Env {
         decider,
         key,
         token,
+        automine: !anvil_args.contains(&"--no-mining"),
         _dir: dir,
     }
 }
@@ -190,10 +192,12 @@ impl Env {
             .await
             .unwrap();
         assert_eq!(d.verdict.outcome, Outcome::Allow, "{:?}", d.verdict.reasons);
-        self.transfers
+        let s = self
+            .transfers
             .execute(&self.store, &self.key, d.id, "mm", client_ref, &p)
             .await
             .unwrap();
+        self.mined(&keygate_chain::hash_text(&s.hash)).await;
         d.id
     }
 
@@ -206,7 +210,24 @@ impl Env {
             json!([{"from": self.key.address(), "to": "0x00000000000000000000000000000000000000bb", "value": format!("{wei:#x}")}]),
         )
         .await;
-        hash.as_str().unwrap().to_string()
+        let hash = hash.as_str().unwrap().to_string();
+        self.mined(&hash).await;
+        hash
+    }
+
+    /// Waits until a transaction is in a block (anvil's automine answers before it is).
+    async fn mined(&self, hash: &str) {
+        if !self.automine {
+            return;
+        }
+        let rpc = self.anvil.rpc();
+        for _ in 0..500 {
+            if rpc.receipt(&hash.parse().unwrap()).await.unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{hash} was not mined");
     }
 
     async fn leak_token(&self, units: u64) -> String {
@@ -224,7 +245,9 @@ impl Env {
             json!([{"from": self.key.address(), "to": to, "value": value, "input": input, "gas": "0x30000"}]),
         )
         .await;
-        hash.as_str().unwrap().to_string()
+        let hash = hash.as_str().unwrap().to_string();
+        self.mined(&hash).await;
+        hash
     }
 
     async fn freezes(&self) -> usize {
@@ -304,12 +327,13 @@ async fn leaked_key_transfers_and_approvals_freeze_on_first_sight() {
             spender.trim_start_matches("0x"),
             5u8
         );
-        call(
+        let h = call(
             &rpc,
             "eth_sendTransaction",
             json!([{"from": e.key.address(), "to": e.token, "input": input, "gas": "0x30000"}]),
         )
         .await;
+        e.mined(h.as_str().unwrap()).await;
     }
     w.step().await.unwrap();
     let events = drain(&mut rx);
@@ -450,11 +474,13 @@ async fn the_same_transaction_in_a_replacing_block_is_judged_once() {
     let signed = sign(&leaker, &plan, nonce).unwrap();
     let snap = call(&rpc, "evm_snapshot", json!([])).await;
     rpc.send_raw(&signed.raw).await.unwrap();
+    e.mined(&keygate_chain::hash_text(&signed.hash)).await;
     w.step().await.unwrap();
     let block_a = w.last().unwrap();
     call(&rpc, "evm_revert", json!([snap])).await;
     mine(&e, 1).await; // a different block at the same height
     rpc.send_raw(&signed.raw).await.unwrap();
+    e.mined(&keygate_chain::hash_text(&signed.hash)).await;
     w.step().await.unwrap();
     let events = drain(&mut rx);
     assert_eq!(events.len(), 1, "{events:?}");
