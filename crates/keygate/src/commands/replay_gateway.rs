@@ -153,7 +153,10 @@ pub async fn run_in(
     let mut keys = HashMap::new();
     let mut accounts = vec![];
     for (name, v) in &config.venues {
-        let kind = venue_kind(v.kind);
+        // The simulator plays exchanges only: an EVM venue takes no part in a replay.
+        let Some(kind) = v.kind.exchange().map(venue_kind) else {
+            continue;
+        };
         let key = VenueKey {
             kind,
             api_key: format!("replay-{name}"),
@@ -199,8 +202,9 @@ pub async fn run_in(
     cfg.audit = made.audit;
     cfg.log = made.log;
     cfg.alerts = Default::default();
+    cfg.venues.retain(|_, v| v.kind.exchange().is_some());
     for (name, v) in cfg.venues.iter_mut() {
-        v.base_url = sim_url.clone();
+        v.base_url = Some(sim_url.clone());
         v.reconcile_every = "off".into();
         v.credential = Some(name.clone());
     }
