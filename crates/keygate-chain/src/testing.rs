@@ -85,9 +85,20 @@ impl Anvil {
         }
     }
 
-    /// Stops the node (its state stays only if it was started with `--state`).
+    /// Stops the node with SIGTERM (so one started with `--state FILE` writes its chain there
+    /// and a restart continues it), killing it if it has not exited within 5 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -57,22 +57,28 @@ fn refuse(status: StatusCode, error: &str, reason: impl Into<String>, id: Option
     r
 }
 
-fn presented(headers: &HeaderMap) -> Result<Presented, Response> {
+fn presented(headers: &HeaderMap) -> Result<Presented, Box<Response>> {
     let text = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|t| t.strip_prefix("Bearer "))
         .map(str::trim)
         .ok_or_else(|| {
-            refuse(
+            Box::new(refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "send the keygate token as Authorization: Bearer kgt_<id>_<secret>",
                 None,
-            )
+            ))
         })?;
-    auth::parse_token(text)
-        .map_err(|e| refuse(StatusCode::UNAUTHORIZED, e.code(), e.to_string(), None))
+    auth::parse_token(text).map_err(|e| {
+        Box::new(refuse(
+            StatusCode::UNAUTHORIZED,
+            e.code(),
+            e.to_string(),
+            None,
+        ))
+    })
 }
 
 /// Checks a token for a transfer on `venue` without deciding anything (for reading a
@@ -82,14 +88,14 @@ async fn check(
     p: &Presented,
     ip: std::net::IpAddr,
     venue: &str,
-) -> Result<String, Response> {
+) -> Result<String, Box<Response>> {
     let (token, client) = gw.store.token_with_client(&p.id).await.map_err(|e| {
-        refuse(
+        Box::new(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             format!("keygate could not read the token ({e}); retry later"),
             None,
-        )
+        ))
     })?;
     auth::authenticate(
         p,
@@ -108,7 +114,7 @@ async fn check(
             | auth::AuthError::OutOfScope { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::UNAUTHORIZED,
         };
-        refuse(status, e.code(), e.to_string(), None)
+        Box::new(refuse(status, e.code(), e.to_string(), None))
     })?;
     Ok(token.map(|t| t.client).unwrap_or_default())
 }
@@ -174,7 +180,9 @@ async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> 
         None => Some(refuse(
             StatusCode::CONFLICT,
             "replayed",
-            format!("client_ref {client_ref:?} was used by decision {id}, which signed no transfer (held, or not allowed); use a new client_ref"),
+            format!(
+                "client_ref {client_ref:?} was used by decision {id}, which signed no transfer (held, or not allowed); use a new client_ref"
+            ),
             Some(id),
         )),
     }
@@ -200,7 +208,7 @@ pub async fn create(
         Ok(p) => p,
         Err(r) => {
             gw.throttle.failed(ip);
-            return r;
+            return *r;
         }
     };
     let b: Body = match serde_json::from_slice(&body) {
@@ -209,7 +217,9 @@ pub async fn create(
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                format!("the body must be JSON {{venue, asset, to, amount (a decimal string), client_ref}}: {e}"),
+                format!(
+                    "the body must be JSON {{venue, asset, to, amount (a decimal string), client_ref}}: {e}"
+                ),
                 None,
             );
         }
@@ -236,7 +246,10 @@ pub async fn create(
         );
     };
     let Some(to) = keygate_chain::parse_address(&b.to) else {
-        return bad(format!("to {:?} is not an address (0x and 40 hex digits)", b.to));
+        return bad(format!(
+            "to {:?} is not an address (0x and 40 hex digits)",
+            b.to
+        ));
     };
     let amount: Decimal = match b.amount.trim().parse() {
         Ok(a) => a,
@@ -245,7 +258,7 @@ pub async fn create(
     // A retry of a transfer already made answers with it, before the node is asked anything.
     let client = match check(&gw, &p, ip, &b.venue).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(r) = existing(&gw, &client, &b.venue, &b.client_ref).await {
         return r;
@@ -327,13 +340,20 @@ pub async fn create(
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                format!("keygate could not record the decision ({e}); nothing was signed. Retry later"),
+                format!(
+                    "keygate could not record the decision ({e}); nothing was signed. Retry later"
+                ),
                 None,
             );
         }
         Ok(Answer::Refused { id, error }) => {
             gw.throttle.failed(ip);
-            return refuse(StatusCode::UNAUTHORIZED, error.code(), error.to_string(), Some(id));
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                error.code(),
+                error.to_string(),
+                Some(id),
+            );
         }
         Ok(Answer::Rejected { id, code, reason }) => {
             // Raced with another request of the same client_ref: answer with that one.
@@ -372,7 +392,14 @@ pub async fn create(
     }
     let sent = setup
         .transfers
-        .execute(&gw.store, &key, decision.id, &client, &b.client_ref, &planned)
+        .execute(
+            &gw.store,
+            &key,
+            decision.id,
+            &client,
+            &b.client_ref,
+            &planned,
+        )
         .await;
     drop(key);
     match sent {
@@ -396,7 +423,9 @@ pub async fn create(
             refuse(
                 status,
                 code,
-                format!("the transfer was allowed but not sent: {e}. Its limit debit stays (limits only over-count); send a new transfer with a new client_ref"),
+                format!(
+                    "the transfer was allowed but not sent: {e}. Its limit debit stays (limits only over-count); send a new transfer with a new client_ref"
+                ),
                 Some(decision.id),
             )
         }
@@ -413,7 +442,7 @@ pub async fn show(
     let ip = peer.ip().to_canonical();
     let p = match presented(&headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Ok(Path(id)) = id else {
         return refuse(
@@ -446,7 +475,7 @@ pub async fn show(
     match check(&gw, &p, ip, &row.venue).await {
         Ok(client) if client == row.client => report(&gw, &row, StatusCode::OK).await,
         Ok(_) => not_found(),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -463,9 +492,7 @@ pub async fn treasury(gw: &Gateway, setup: &ChainSetup) -> Result<keygate_chain:
 }
 
 /// Starts one chain watcher per EVM venue, on its treasury address.
-pub async fn spawn_watchers(
-    gw: Arc<Gateway>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+pub async fn spawn_watchers(gw: Arc<Gateway>) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let mut out = vec![];
     for setup in gw.chains.values() {
         let address = treasury(&gw, setup).await?;

@@ -126,24 +126,33 @@ pub fn chains(config: &Config) -> Result<Vec<keygate_server::transfers::ChainSet
             bail!("[venues.{name}]: a venue name is 1-64 letters, digits, . _ - :");
         }
         if v.base_url.is_some() {
-            bail!("[venues.{name}] is an evm venue: give rpc_url (the node's JSON-RPC URL), not base_url");
+            bail!(
+                "[venues.{name}] is an evm venue: give rpc_url (the node's JSON-RPC URL), not base_url"
+            );
         }
         let Some(rpc_url) = &v.rpc_url else {
             bail!("[venues.{name}] needs rpc_url, the node's JSON-RPC URL");
         };
         let Some(chain_id) = v.chain_id else {
-            bail!("[venues.{name}] needs chain_id (1 for Ethereum mainnet); keygate checks it against the node's");
+            bail!(
+                "[venues.{name}] needs chain_id (1 for Ethereum mainnet); keygate checks it against the node's"
+            );
         };
         let mut tokens = std::collections::BTreeMap::new();
         for (symbol, t) in &v.tokens {
             if !keygate_core::intent::valid_name(symbol) || symbol == keygate_chain::NATIVE {
-                bail!("[venues.{name}.tokens] {symbol:?} must be a symbol (letters, digits, . _ - :) other than ETH, the native asset");
+                bail!(
+                    "[venues.{name}.tokens] {symbol:?} must be a symbol (letters, digits, . _ - :) other than ETH, the native asset"
+                );
             }
             let contract = keygate_chain::parse_address(&t.contract).with_context(|| {
                 format!("[venues.{name}.tokens] {symbol}: contract {:?} is not an address (0x and 40 hex digits)", t.contract)
             })?;
             if t.decimals > 28 {
-                bail!("[venues.{name}.tokens] {symbol}: decimals {} is more than keygate's amounts hold (28)", t.decimals);
+                bail!(
+                    "[venues.{name}.tokens] {symbol}: decimals {} is more than keygate's amounts hold (28)",
+                    t.decimals
+                );
             }
             tokens.insert(
                 symbol.clone(),
