@@ -31,6 +31,7 @@ pub fn anvil_path() -> PathBuf {
 /// A running anvil, killed on drop.
 pub struct Anvil {
     child: Option<Child>,
+    bin: PathBuf,
     pub port: u16,
     pub url: String,
     args: Vec<String>,
@@ -46,9 +47,15 @@ fn free_port() -> u16 {
 impl Anvil {
     /// Starts anvil on a free loopback port with `extra` arguments (such as `--no-mining`).
     pub async fn start(extra: &[&str]) -> Self {
+        Self::start_at(anvil_path(), extra).await
+    }
+
+    /// Starts the anvil binary at `bin`.
+    pub async fn start_at(bin: PathBuf, extra: &[&str]) -> Self {
         let port = free_port();
         let mut a = Anvil {
             child: None,
+            bin,
             port,
             url: format!("http://127.0.0.1:{port}"),
             args: extra.iter().map(|s| s.to_string()).collect(),
@@ -59,7 +66,7 @@ impl Anvil {
 
     /// Starts (again) on the same port.
     pub async fn restart(&mut self) {
-        let bin = anvil_path();
+        let bin = self.bin.clone();
         assert!(
             bin.exists(),
             "anvil is not installed at {}: run scripts/anvil-env (it installs @foundry-rs/anvil-linux-amd64 from npm into target/tools), or set KEYGATE_TEST_ANVIL to an anvil binary",
