@@ -581,3 +581,23 @@ async fn a_node_that_is_down_refuses_before_any_decision() {
     assert!(w.step().await.is_err());
     let _ = address_text(&e.key.address());
 }
+
+#[tokio::test]
+async fn a_transfer_mined_an_hour_after_its_decision_still_matches() {
+    let e = env(&["--no-mining"]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    let id = e.transfer("USDT", "5", "late-1").await;
+    // The transaction waits in the pool; the block that finally includes it is an hour later.
+    call(&e.anvil.rpc(), "evm_increaseTime", json!([3600])).await;
+    mine(&e, 1).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(events[0].result, Reconciled::Matched { decision_id, .. } if decision_id == id),
+        "{events:?}"
+    );
+    assert_eq!(e.freezes().await, 0);
+}

@@ -49,7 +49,9 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT seq, at_ms, mv_amount, entry, mv_action FROM audit_log \
-             WHERE mv_action IN ('withdraw', 'transfer') AND mv_venue = $1 AND mv_asset = $2 AND at_ms >= $3 AND at_ms <= $4 \
+             WHERE mv_venue = $1 AND mv_asset = $2 \
+             AND ((mv_action = 'withdraw' AND at_ms >= $3 AND at_ms <= $4) \
+               OR (mv_action = 'transfer' AND seq IN (SELECT decision_id FROM evm_tx_hashes WHERE tx_hash = $5))) \
              AND NOT EXISTS (SELECT 1 FROM venue_withdrawals w WHERE w.decision_id = audit_log.seq) \
              ORDER BY seq",
         )
@@ -57,6 +59,7 @@ impl Store {
         .bind(o.asset.clone())
         .bind(o.at.saturating_sub(MATCH_BEFORE))
         .bind(o.at.saturating_add(MATCH_AFTER))
+        .bind(o.reference.clone().unwrap_or_default())
         .fetch_all(&mut *tx)
         .await?;
         let mut matched = None;
@@ -105,9 +108,16 @@ impl Store {
                             .then(|| keygate_core::outflow::gateway_reference(seq))
                     })
             };
+            // A transfer's signed hash binds its decision to this very transaction, however
+            // long it waited in the pool: it is judged as of when it was mined.
+            let at: i64 = if action == "transfer" {
+                o.at
+            } else {
+                r.try_get(1)?
+            };
             let candidate = AllowedOut {
                 decision_id: seq,
-                at: r.try_get(1)?,
+                at,
                 venue: o.venue.clone(),
                 asset: o.asset.clone(),
                 amount,
