@@ -601,3 +601,125 @@ async fn a_transfer_mined_an_hour_after_its_decision_still_matches() {
     );
     assert_eq!(e.freezes().await, 0);
 }
+
+/// A JSON-RPC proxy in front of anvil that, on the first `eth_sendRawTransaction`, first spends
+/// the treasury's next nonce with a transaction of its own (the key used elsewhere at that very
+/// moment), so anvil itself answers "nonce too low" to keygate's transaction.
+async fn racing_proxy(upstream: String, treasury: Address) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let raced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (http, upstream, raced) = (http.clone(), upstream.clone(), raced.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let body = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse().ok())?
+                                })
+                                .unwrap_or(0);
+                            if body.len() >= len {
+                                break body[..len].to_string();
+                            }
+                        }
+                    };
+                    if body.contains("eth_sendRawTransaction")
+                        && !raced.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        let spend = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+                            "params": [{"from": treasury, "to": "0x00000000000000000000000000000000000000bb", "value": "0x1"}]});
+                        http.post(&upstream).json(&spend).send().await.unwrap();
+                    }
+                    let answer = http
+                        .post(&upstream)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if sock.write_all(head.as_bytes()).await.is_err()
+                        || sock.write_all(&answer).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_nonce_too_low_answer_is_healed_by_re_signing_with_the_nodes_nonce() {
+    let e = env(&[]).await;
+    let proxy = racing_proxy(e.anvil.url.clone(), e.key.address()).await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = proxy;
+    let transfers = Transfers::new(venue).unwrap();
+    let to: Address = DEST.parse().unwrap();
+    let p = transfers
+        .plan(e.key.address(), "USDT", to, Decimal::ONE)
+        .await
+        .unwrap();
+    let intent = Intent {
+        client: "mm".into(),
+        venue: VENUE.into(),
+        action: Action::Transfer,
+        asset: Some("USDT".into()),
+        amount: Some(Decimal::ONE),
+        destination: Some(DEST.into()),
+        source_ip: None,
+        token_id: None,
+    };
+    let d = e
+        .decider
+        .decide(intent, e.store.clock().now())
+        .await
+        .unwrap();
+    assert_eq!(d.verdict.outcome, Outcome::Allow);
+    let sent = transfers
+        .execute(&e.store, &e.key, d.id, "mm", "race-1", &p)
+        .await
+        .unwrap();
+    // The first signature (nonce 0) was refused as too low; the second (nonce 1) went out.
+    assert_eq!(sent.nonce, 1);
+    let hashes = e.store.evm_tx_hashes(d.id).await.unwrap();
+    assert_eq!(
+        hashes.len(),
+        2,
+        "both signed hashes were recorded before sending"
+    );
+    e.mined(&keygate_chain::hash_text(&sent.hash)).await;
+    let row = e.store.evm_transfer(d.id).await.unwrap().unwrap();
+    assert_eq!(row.state, "sent");
+    let s = transfers.status(&row, &hashes).await.unwrap();
+    assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
+}
