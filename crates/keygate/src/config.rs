@@ -813,6 +813,18 @@ credential_ttl = "30s"
 # reconcile_lookback = "24h"            # how far back the first reading goes
 # extra_read_paths = []                 # more GET paths to allow as reads
 # anonymous_public = false              # forward public market data without credentials (ccxt)
+#
+# An EVM chain: transfers through POST /v1/transfers, and a watcher that freezes on any outflow
+# keygate did not sign (docs/chain.md).
+# [venues.eth]
+# kind = "evm"
+# rpc_url = "https://…"                 # the node's JSON-RPC URL; https, except to loopback
+# chain_id = 1                          # checked against the node
+# credential = "eth"                    # an evm-key credential [default: the venue's name]
+# confirmations = 12                    # depth at which a transfer is reported confirmed
+# poll = "100ms"                        # how often the watcher asks for new blocks
+# [venues.eth.tokens]
+# USDT = {{ contract = "0xdAC17F958D2ee523a2206206994597C13D831ec7", decimals = 6 }}
 
 [approvals]
 # Freezes are lifted only by this many signed approvals of distinct approvers (Ed25519 keys;
