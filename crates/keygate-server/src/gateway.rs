@@ -50,7 +50,7 @@ pub struct Throttle {
 
 impl Throttle {
     /// Whether `ip` has used up its refusals for this minute.
-    fn blocked(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn blocked(&self, ip: std::net::IpAddr) -> bool {
         let Ok(map) = self.by_ip.lock() else {
             return false;
         };
@@ -61,7 +61,7 @@ impl Throttle {
     }
 
     /// Counts one refusal of `ip`.
-    fn failed(&self, ip: std::net::IpAddr) {
+    pub(crate) fn failed(&self, ip: std::net::IpAddr) {
         let Ok(mut map) = self.by_ip.lock() else {
             return;
         };

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod native;
 pub mod reconcile;
 pub mod tls;
+pub mod transfers;
 
 pub use credentials::{CredentialCache, keys, open_row};
 pub use gateway::{MAX_AUTH_FAILURES_PER_MINUTE, MAX_BODY};
@@ -74,6 +75,8 @@ pub struct Gateway {
     pub used_signatures: native::UsedSignatures,
     pub http: reqwest::Client,
     pub throttle: gateway::Throttle,
+    /// The EVM venues, by name (the transfer API and the chain watchers).
+    pub chains: HashMap<String, Arc<transfers::ChainSetup>>,
 }
 
 impl Gateway {
@@ -105,7 +108,17 @@ impl Gateway {
             used_signatures: native::UsedSignatures::default(),
             http,
             throttle: gateway::Throttle::default(),
+            chains: HashMap::new(),
         })
+    }
+
+    /// Adds the EVM venues.
+    pub fn with_chains(mut self, chains: Vec<transfers::ChainSetup>) -> Self {
+        for c in chains {
+            self.chains
+                .insert(c.transfers.venue.name.clone(), Arc::new(c));
+        }
+        self
     }
 }
 
@@ -113,6 +126,8 @@ impl Gateway {
 pub fn app(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/venues/{venue}/{*path}", any(gateway::handle))
+        .route("/v1/transfers", axum::routing::post(transfers::create))
+        .route("/v1/transfers/{id}", get(transfers::show))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::render))
         .fallback(gateway::not_found)

@@ -8,6 +8,7 @@
 //! seals secrets, the store keeps the sealed bytes.
 
 pub mod audit;
+pub mod chain;
 mod credentials;
 pub mod decider;
 mod engine;
@@ -25,6 +26,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
+pub use chain::{EvmTransferRow, NewEvmTransfer};
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
 pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
 pub use engine::{NativeKeyRow, PriceRow, TokenSummary};

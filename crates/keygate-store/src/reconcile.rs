@@ -1,4 +1,4 @@
-//! Reconciliation: each outflow a venue reports is matched, once, to the allowed decision that
+//! Reconciliation: each outflow a venue (or the chain watcher) reports is matched, once, to the allowed decision that
 //! explains it, or raises an alarm. Both are audit entries; the `venue_withdrawals` table makes
 //! sure an outflow is judged once and a decision explains at most one outflow.
 
@@ -48,8 +48,10 @@ impl Store {
             return Ok(Reconciled::Known);
         }
         let rows = sqlx::query(
-            "SELECT seq, at_ms, mv_amount, entry FROM audit_log \
-             WHERE mv_action = 'withdraw' AND mv_venue = $1 AND mv_asset = $2 AND at_ms >= $3 AND at_ms <= $4 \
+            "SELECT seq, at_ms, mv_amount, entry, mv_action FROM audit_log \
+             WHERE mv_venue = $1 AND mv_asset = $2 \
+             AND ((mv_action = 'withdraw' AND at_ms >= $3 AND at_ms <= $4) \
+               OR (mv_action = 'transfer' AND seq IN (SELECT decision_id FROM evm_tx_hashes WHERE tx_hash = $5))) \
              AND NOT EXISTS (SELECT 1 FROM venue_withdrawals w WHERE w.decision_id = audit_log.seq) \
              ORDER BY seq",
         )
@@ -57,6 +59,7 @@ impl Store {
         .bind(o.asset.clone())
         .bind(o.at.saturating_sub(MATCH_BEFORE))
         .bind(o.at.saturating_add(MATCH_AFTER))
+        .bind(o.reference.clone().unwrap_or_default())
         .fetch_all(&mut *tx)
         .await?;
         let mut matched = None;
@@ -75,20 +78,46 @@ impl Store {
                 .pointer("/data/intent/destination")
                 .and_then(|v| v.as_str())
                 .map(str::to_string);
-            // The bot's request id, or the one the gateway sets on a withdrawal without one.
-            let reference = entry
-                .pointer("/data/request/venue_ref")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .or_else(|| {
-                    entry
-                        .pointer("/data/request")
-                        .is_some()
-                        .then(|| keygate_core::outflow::gateway_reference(seq))
-                });
+            let action: String = r.try_get(4)?;
+            // A transfer's reference is the hash of a transaction keygate signed for it (an
+            // outflow on chain carries its transaction hash); a withdrawal's is the bot's
+            // request id, or the one the gateway sets on a withdrawal without one.
+            let reference = if action == "transfer" {
+                let hashes: Vec<String> = sqlx::query(
+                    "SELECT tx_hash FROM evm_tx_hashes WHERE decision_id = $1 ORDER BY tx_hash",
+                )
+                .bind(seq)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|h| h.try_get::<String, _>(0))
+                .collect::<Result<_, _>>()?;
+                match &o.reference {
+                    Some(r) if hashes.contains(r) => Some(r.clone()),
+                    _ => hashes.into_iter().next(),
+                }
+            } else {
+                entry
+                    .pointer("/data/request/venue_ref")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        entry
+                            .pointer("/data/request")
+                            .is_some()
+                            .then(|| keygate_core::outflow::gateway_reference(seq))
+                    })
+            };
+            // A transfer's signed hash binds its decision to this very transaction, however
+            // long it waited in the pool: it is judged as of when it was mined.
+            let at: i64 = if action == "transfer" {
+                o.at
+            } else {
+                r.try_get(1)?
+            };
             let candidate = AllowedOut {
                 decision_id: seq,
-                at: r.try_get(1)?,
+                at,
                 venue: o.venue.clone(),
                 asset: o.asset.clone(),
                 amount,

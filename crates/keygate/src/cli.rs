@@ -417,6 +417,22 @@ pub enum BenchCommand {
     Gateway(BenchGatewayArgs),
     /// Replay speed: a generated scenario of about --events events, in-process.
     Replay(BenchReplayArgs),
+    /// Leaked-key detection on an EVM chain: from a block's appearance on a local anvil node
+    /// to the freeze, against a bare poller's view of the same blocks.
+    Chain(BenchChainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchChainArgs {
+    /// Leaked-key transfers to time.
+    #[arg(long, default_value_t = 30)]
+    pub transfers: usize,
+    /// The watcher's poll interval (the venue default is 100ms).
+    #[arg(long, default_value = "100ms")]
+    pub poll: String,
+    /// The anvil binary [default: KEYGATE_TEST_ANVIL, or where scripts/anvil-env installs it].
+    #[arg(long)]
+    pub anvil: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -274,14 +274,64 @@ impl Default for ContainmentConfig {
     }
 }
 
-/// One venue the gateway forwards to.
+/// What a venue is: an exchange's REST dialect, or an EVM chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VenueKindConfig {
+    Binance,
+    Okx,
+    Evm,
+}
+
+impl VenueKindConfig {
+    /// The exchange dialect, or None for an EVM venue.
+    pub fn exchange(self) -> Option<keygate_venues::VenueKind> {
+        match self {
+            Self::Binance => Some(keygate_venues::VenueKind::Binance),
+            Self::Okx => Some(keygate_venues::VenueKind::Okx),
+            Self::Evm => None,
+        }
+    }
+}
+
+/// An ERC-20 token of an EVM venue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The token's contract address.
+    pub contract: String,
+    /// Its decimals (6 for USDT).
+    pub decimals: u8,
+}
+
+/// One venue: an exchange the gateway forwards to, or an EVM chain keygate transfers on and
+/// watches.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VenueConfig {
-    /// The REST dialect: binance or okx.
-    pub kind: keygate_venues::VenueKind,
-    /// The venue's REST base URL, such as https://api.binance.com. HTTPS, except to loopback.
-    pub base_url: String,
+    /// binance, okx (REST dialects) or evm.
+    pub kind: VenueKindConfig,
+    /// Exchanges: the REST base URL, such as https://api.binance.com. HTTPS, except to loopback.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// EVM: the node's JSON-RPC URL. HTTPS, except to loopback.
+    #[serde(default)]
+    pub rpc_url: Option<String>,
+    /// EVM: the chain id (checked against the node's).
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// EVM: blocks after which a transfer counts as confirmed [default: 12].
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// EVM: how often the watcher asks the node for new blocks [default: 100ms].
+    #[serde(default = "default_poll")]
+    pub poll: String,
+    /// EVM: how many recent blocks the watcher re-checks on a reorg [default: 64].
+    #[serde(default = "default_reorg_depth")]
+    pub reorg_depth: u64,
+    /// EVM: the ERC-20 tokens, by symbol. "ETH" is the native asset.
+    #[serde(default)]
+    pub tokens: std::collections::BTreeMap<String, TokenConfig>,
     /// The vault credential to sign with [default: the venue's name].
     #[serde(default)]
     pub credential: Option<String>,
@@ -309,6 +359,15 @@ pub struct VenueConfig {
     pub anonymous_public: bool,
 }
 
+fn default_confirmations() -> u64 {
+    12
+}
+fn default_poll() -> String {
+    "100ms".into()
+}
+fn default_reorg_depth() -> u64 {
+    64
+}
 fn default_venue_timeout() -> String {
     "10s".into()
 }
@@ -767,6 +826,18 @@ credential_ttl = "30s"
 # reconcile_lookback = "24h"            # how far back the first reading goes
 # extra_read_paths = []                 # more GET paths to allow as reads
 # anonymous_public = false              # forward public market data without credentials (ccxt)
+#
+# An EVM chain: transfers through POST /v1/transfers, and a watcher that freezes on any outflow
+# keygate did not sign (docs/chain.md).
+# [venues.eth]
+# kind = "evm"
+# rpc_url = "https://…"                 # the node's JSON-RPC URL; https, except to loopback
+# chain_id = 1                          # checked against the node
+# credential = "eth"                    # an evm-key credential [default: the venue's name]
+# confirmations = 12                    # depth at which a transfer is reported confirmed
+# poll = "100ms"                        # how often the watcher asks for new blocks
+# [venues.eth.tokens]
+# USDT = {{ contract = "0xdAC17F958D2ee523a2206206994597C13D831ec7", decimals = 6 }}
 
 [approvals]
 # Freezes are lifted only by this many signed approvals of distinct approvers (Ed25519 keys;

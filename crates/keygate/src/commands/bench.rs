@@ -29,6 +29,7 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Decide(a) => decide_bench(a).await,
         BenchCommand::Gateway(a) => super::bench_gateway::run(a).await,
         BenchCommand::Replay(a) => replay_bench(a),
+        BenchCommand::Chain(a) => super::bench_chain::run(a).await,
     }
 }
 

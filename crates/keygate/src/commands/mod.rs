@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 pub(crate) mod audit_sign;
 mod bench;
+mod bench_chain;
 mod bench_gateway;
 mod credential;
 mod freeze;

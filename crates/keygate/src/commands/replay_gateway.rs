@@ -160,8 +160,11 @@ pub async fn run_in(
     let mut keys: HashMap<String, VenueKey> = HashMap::new();
     let mut accounts = vec![];
     for (name, v) in &config.venues {
+        // The simulator plays exchanges only: an EVM venue takes no part in a replay.
+        let Some(kind) = v.kind.exchange().map(venue_kind) else {
+            continue;
+        };
         let credential = v.credential.clone().unwrap_or_else(|| name.clone());
-        let kind = venue_kind(v.kind);
         if let Some(k) = keys.get(&credential) {
             if k.kind != kind {
                 bail!(
@@ -222,8 +225,9 @@ pub async fn run_in(
     cfg.audit = made.audit;
     cfg.log = made.log;
     cfg.alerts = Default::default();
+    cfg.venues.retain(|_, v| v.kind.exchange().is_some());
     for v in cfg.venues.values_mut() {
-        v.base_url = sim_url.clone();
+        v.base_url = Some(sim_url.clone());
         v.reconcile_every = "off".into();
     }
     for (name, k) in &keys {

@@ -61,6 +61,18 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
         if !keygate_core::intent::valid_name(name) {
             bail!("[venues.{name}]: a venue name is 1-64 letters, digits, . _ - :");
         }
+        let Some(kind) = v.kind.exchange() else {
+            continue;
+        };
+        if v.rpc_url.is_some() || v.chain_id.is_some() || !v.tokens.is_empty() {
+            bail!(
+                "[venues.{name}] is a {} venue: rpc_url, chain_id and tokens belong to kind = \"evm\" venues",
+                kind.as_str()
+            );
+        }
+        let Some(base_url) = &v.base_url else {
+            bail!("[venues.{name}] needs base_url, the venue's REST base URL");
+        };
         let mut options = AdapterOptions {
             extra_read_paths: v.extra_read_paths.clone(),
             recv_window_ms: recv_window(name, &v.recv_window)?,
@@ -87,8 +99,8 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
         let contain = crate::engine::contain(config)?.scope_with(name, &credential);
         out.push(VenueSetup {
             name: name.clone(),
-            adapter: Adapter::new(v.kind, options),
-            base_url: check_base_url(&format!("[venues.{name}] base_url"), &v.base_url)?,
+            adapter: Adapter::new(kind, options),
+            base_url: check_base_url(&format!("[venues.{name}] base_url"), base_url)?,
             credential,
             contain,
             timeout: std_duration(&format!("venues.{name}.timeout"), &v.timeout)?,
@@ -98,6 +110,79 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
                 &v.reconcile_lookback,
             )?,
             anonymous_public: v.anonymous_public,
+        });
+    }
+    Ok(out)
+}
+
+/// The EVM venues of the config, checked.
+pub fn chains(config: &Config) -> Result<Vec<keygate_server::transfers::ChainSetup>> {
+    let mut out = vec![];
+    for (name, v) in &config.venues {
+        if v.kind != crate::config::VenueKindConfig::Evm {
+            continue;
+        }
+        if !keygate_core::intent::valid_name(name) {
+            bail!("[venues.{name}]: a venue name is 1-64 letters, digits, . _ - :");
+        }
+        if v.base_url.is_some() {
+            bail!(
+                "[venues.{name}] is an evm venue: give rpc_url (the node's JSON-RPC URL), not base_url"
+            );
+        }
+        let Some(rpc_url) = &v.rpc_url else {
+            bail!("[venues.{name}] needs rpc_url, the node's JSON-RPC URL");
+        };
+        let Some(chain_id) = v.chain_id else {
+            bail!(
+                "[venues.{name}] needs chain_id (1 for Ethereum mainnet); keygate checks it against the node's"
+            );
+        };
+        let mut tokens = std::collections::BTreeMap::new();
+        for (symbol, t) in &v.tokens {
+            if !keygate_core::intent::valid_name(symbol) || symbol == keygate_chain::NATIVE {
+                bail!(
+                    "[venues.{name}.tokens] {symbol:?} must be a symbol (letters, digits, . _ - :) other than ETH, the native asset"
+                );
+            }
+            let contract = keygate_chain::parse_address(&t.contract).with_context(|| {
+                format!("[venues.{name}.tokens] {symbol}: contract {:?} is not an address (0x and 40 hex digits)", t.contract)
+            })?;
+            if t.decimals > 28 {
+                bail!(
+                    "[venues.{name}.tokens] {symbol}: decimals {} is more than keygate's amounts hold (28)",
+                    t.decimals
+                );
+            }
+            tokens.insert(
+                symbol.clone(),
+                keygate_chain::Token {
+                    contract,
+                    decimals: t.decimals,
+                },
+            );
+        }
+        let poll = std_duration(&format!("venues.{name}.poll"), &v.poll)?;
+        if poll < Duration::from_millis(10) {
+            bail!("[venues.{name}] poll {:?} is below 10ms", v.poll);
+        }
+        let credential = v.credential.clone().unwrap_or_else(|| name.clone());
+        let contain = crate::engine::contain(config)?.scope_with(name, &credential);
+        let venue = keygate_chain::EvmVenue {
+            name: name.clone(),
+            rpc_url: check_base_url(&format!("[venues.{name}] rpc_url"), rpc_url)?,
+            chain_id,
+            credential,
+            confirmations: v.confirmations,
+            poll,
+            reorg_depth: v.reorg_depth.clamp(1, 10_000),
+            tokens,
+            timeout: std_duration(&format!("venues.{name}.timeout"), &v.timeout)?,
+        };
+        out.push(keygate_server::transfers::ChainSetup {
+            transfers: keygate_chain::transfer::Transfers::new(venue)
+                .map_err(anyhow::Error::msg)?,
+            contain,
         });
     }
     Ok(out)
@@ -188,6 +273,30 @@ async fn check_credentials(gw: &Gateway) -> Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
     }
+    for c in gw.chains.values() {
+        let v = &c.transfers.venue;
+        let row = gw
+            .store
+            .active_credential(&v.credential)
+            .await?
+            .with_context(|| {
+                format!(
+                    "venue {} signs with credential {:?}, which is not in the vault; add it with `keygate credential add --id {} --venue {} --kind evm-key`",
+                    v.name, v.credential, v.credential, v.name
+                )
+            })?;
+        if row.kind != "evm-key" {
+            bail!(
+                "venue {} is an evm venue, but credential {} is a {} credential",
+                v.name,
+                v.credential,
+                row.kind
+            );
+        }
+        keygate_server::transfers::treasury(gw, c)
+            .await
+            .map_err(anyhow::Error::msg)?;
+    }
     Ok(())
 }
 
@@ -231,7 +340,8 @@ pub async fn gateway(
         master,
     } = inst;
     let venues = venues(&config)?;
-    if venues.is_empty() {
+    let chains = chains(&config)?;
+    if venues.is_empty() && chains.is_empty() {
         tracing::warn!("no [venues.*] in the config: every venue request will be refused");
     }
     let ttl = std_duration("server.credential_ttl", &config.server.credential_ttl)?;
@@ -241,8 +351,9 @@ pub async fn gateway(
         store,
     };
     let decider = decider(&h, engine)?;
-    let gw =
-        Gateway::new(decider, h.store.clone(), master, venues, ttl).map_err(anyhow::Error::msg)?;
+    let gw = Gateway::new(decider, h.store.clone(), master, venues, ttl)
+        .map_err(anyhow::Error::msg)?
+        .with_chains(chains);
     check_credentials(&gw).await?;
     Ok((gw, h))
 }
@@ -253,6 +364,11 @@ pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
     keygate_server::metrics::install();
     let gw = Arc::new(gw);
     let mut reconcilers = keygate_server::reconcile::spawn(gw.clone());
+    reconcilers.extend(
+        keygate_server::transfers::spawn_watchers(gw.clone())
+            .await
+            .map_err(anyhow::Error::msg)?,
+    );
     reconcilers.extend(keygate_server::alerts::spawn(
         h.store.clone(),
         gw.http.clone(),

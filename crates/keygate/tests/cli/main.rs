@@ -4,6 +4,7 @@ mod util;
 
 mod bots;
 mod canary;
+mod chain;
 mod engine;
 mod gateway;
 mod init;

@@ -1,0 +1,320 @@
+//! A small Ethereum JSON-RPC client over HTTP: the calls keygate makes, typed with alloy's
+//! primitives. Its errors say whether the node could not be reached (the caller refuses and
+//! retries later) or answered with an error (its code and message, such as "nonce too low").
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, Bytes, U64, U256};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+/// What went wrong with a call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RpcError {
+    #[error("the node at {url} cannot be reached ({reason})")]
+    Unreachable { url: String, reason: &'static str },
+    #[error("the node answered {method} with error {code}: {message}")]
+    Node {
+        method: &'static str,
+        code: i64,
+        message: String,
+    },
+    #[error("the node's answer to {method} is not what keygate expects: {detail}")]
+    Bad {
+        method: &'static str,
+        detail: String,
+    },
+}
+
+impl RpcError {
+    /// Whether the node could not be reached (or did not answer in time).
+    pub fn unreachable(&self) -> bool {
+        matches!(self, RpcError::Unreachable { .. })
+    }
+
+    /// The node's message, lower-cased, when it answered with an error.
+    pub fn node_message(&self) -> Option<String> {
+        match self {
+            RpcError::Node { message, .. } => Some(message.to_ascii_lowercase()),
+            _ => None,
+        }
+    }
+}
+
+/// A JSON-RPC endpoint.
+#[derive(Debug, Clone)]
+pub struct Rpc {
+    http: reqwest::Client,
+    url: String,
+    /// The URL as errors show it: scheme, host and port only (a provider key in the path or
+    /// query stays out of logs).
+    shown: String,
+    ids: std::sync::Arc<AtomicU64>,
+}
+
+/// A block with its transactions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Block {
+    pub number: U64,
+    pub hash: B256,
+    pub parent_hash: B256,
+    pub timestamp: U64,
+    #[serde(default)]
+    pub transactions: Vec<BlockTx>,
+}
+
+/// A block without its transactions (hashes only, which are ignored).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    pub number: U64,
+    pub hash: B256,
+    pub parent_hash: B256,
+}
+
+/// A transaction as a block lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockTx {
+    pub hash: B256,
+    pub from: Address,
+    #[serde(default)]
+    pub to: Option<Address>,
+    pub value: U256,
+    pub nonce: U64,
+}
+
+/// A log entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Log {
+    pub address: Address,
+    pub topics: Vec<B256>,
+    pub data: Bytes,
+    pub transaction_hash: B256,
+    pub log_index: U64,
+    #[serde(default)]
+    pub removed: bool,
+}
+
+/// A transaction receipt.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub transaction_hash: B256,
+    pub block_number: U64,
+    pub block_hash: B256,
+    pub status: U64,
+}
+
+/// A pending or mined transaction, as `eth_getTransactionByHash` returns it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TxInfo {
+    pub hash: B256,
+    #[serde(default)]
+    pub block_number: Option<U64>,
+}
+
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
+            (Some(h), None) => format!("{}://{h}", u.scheme()),
+            _ => "the configured node".into(),
+        },
+        Err(_) => "the configured node".into(),
+    }
+}
+
+fn quantity(n: u64) -> String {
+    format!("{n:#x}")
+}
+
+impl Rpc {
+    /// A client for `url`, each call limited to `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the JSON-RPC client: {e}"))?;
+        Ok(Self {
+            http,
+            url: url.to_string(),
+            shown: shown_url(url),
+            ids: std::sync::Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// The endpoint as errors show it.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// One call.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        params: Value,
+    ) -> Result<T, RpcError> {
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let unreachable = |e: reqwest::Error| RpcError::Unreachable {
+            url: self.shown.clone(),
+            reason: if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection refused or failed"
+            } else {
+                "request failed"
+            },
+        };
+        let resp = self
+            .http
+            .post(&self.url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(unreachable)?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| RpcError::Bad {
+            method,
+            detail: format!("HTTP {status}, not JSON"),
+        })?;
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+            return Err(RpcError::Node {
+                method,
+                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+                    .chars()
+                    .take(300)
+                    .collect(),
+            });
+        }
+        let result = v.get("result").cloned().unwrap_or(Value::Null);
+        serde_json::from_value(result).map_err(|e| RpcError::Bad {
+            method,
+            detail: e.to_string(),
+        })
+    }
+
+    pub async fn chain_id(&self) -> Result<u64, RpcError> {
+        Ok(self.call::<U64>("eth_chainId", json!([])).await?.to())
+    }
+
+    pub async fn block_number(&self) -> Result<u64, RpcError> {
+        Ok(self.call::<U64>("eth_blockNumber", json!([])).await?.to())
+    }
+
+    /// The newest block's number, hash and parent.
+    pub async fn latest(&self) -> Result<Header, RpcError> {
+        self.call::<Option<Header>>("eth_getBlockByNumber", json!(["latest", false]))
+            .await?
+            .ok_or(RpcError::Bad {
+                method: "eth_getBlockByNumber",
+                detail: "no latest block".into(),
+            })
+    }
+
+    /// Block `n` with its transactions, if the node has it.
+    pub async fn block(&self, n: u64) -> Result<Option<Block>, RpcError> {
+        self.call("eth_getBlockByNumber", json!([quantity(n), true]))
+            .await
+    }
+
+    /// Logs of one block (by hash, so a reorg cannot mix two blocks' logs) whose first topic is
+    /// one of `topic0` and whose second is one of `topic1`.
+    pub async fn logs(
+        &self,
+        block: &B256,
+        topic0: &[B256],
+        topic1: &[B256],
+    ) -> Result<Vec<Log>, RpcError> {
+        self.call(
+            "eth_getLogs",
+            json!([{"blockHash": block, "topics": [topic0, topic1]}]),
+        )
+        .await
+    }
+
+    /// The nonce `tag` ("latest" or "pending") of `address`.
+    pub async fn nonce(&self, address: &Address, tag: &str) -> Result<u64, RpcError> {
+        Ok(self
+            .call::<U64>("eth_getTransactionCount", json!([address, tag]))
+            .await?
+            .to())
+    }
+
+    pub async fn balance(&self, address: &Address) -> Result<U256, RpcError> {
+        self.call("eth_getBalance", json!([address, "latest"]))
+            .await
+    }
+
+    /// The gas a call would use.
+    pub async fn estimate_gas(
+        &self,
+        from: &Address,
+        to: &Address,
+        value: U256,
+        input: &Bytes,
+    ) -> Result<u64, RpcError> {
+        Ok(self
+            .call::<U64>(
+                "eth_estimateGas",
+                json!([{"from": from, "to": to, "value": value, "input": input}]),
+            )
+            .await?
+            .to())
+    }
+
+    /// (base fee of the next block, suggested priority fee), in wei.
+    pub async fn fees(&self) -> Result<(u128, u128), RpcError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct History {
+            base_fee_per_gas: Vec<U256>,
+        }
+        let h: History = self
+            .call("eth_feeHistory", json!([quantity(1), "latest", []]))
+            .await?;
+        let base = h
+            .base_fee_per_gas
+            .last()
+            .and_then(|b| u128::try_from(*b).ok())
+            .unwrap_or(0);
+        let tip = self
+            .call::<U256>("eth_maxPriorityFeePerGas", json!([]))
+            .await
+            .ok()
+            .and_then(|t| u128::try_from(t).ok())
+            .unwrap_or(1_000_000_000);
+        Ok((base, tip))
+    }
+
+    /// Sends a signed transaction; the node's hash for it.
+    pub async fn send_raw(&self, raw: &[u8]) -> Result<B256, RpcError> {
+        self.call(
+            "eth_sendRawTransaction",
+            json!([format!("0x{}", hex::encode(raw))]),
+        )
+        .await
+    }
+
+    pub async fn receipt(&self, hash: &B256) -> Result<Option<Receipt>, RpcError> {
+        self.call("eth_getTransactionReceipt", json!([hash])).await
+    }
+
+    pub async fn transaction(&self, hash: &B256) -> Result<Option<TxInfo>, RpcError> {
+        self.call("eth_getTransactionByHash", json!([hash])).await
+    }
+}

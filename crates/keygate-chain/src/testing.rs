@@ -1,0 +1,159 @@
+//! Helpers for tests against a real anvil node (feature `testing`): find the binary, start it
+//! on a free loopback port, deploy the 6-decimals test token. A missing anvil fails the test
+//! with the command that installs it: the chain tests never skip silently.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256};
+use serde_json::{Value, json};
+
+use crate::rpc::Rpc;
+
+/// Anvil's first default account: a public, well-known test key (never a real one).
+pub const KEY0: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+/// Anvil's second default account.
+pub const KEY1: &str = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+/// The test token's creation bytecode (crates/keygate-chain/tests/contracts/TestUSD.bin).
+pub const TOKEN_BIN: &str = include_str!("../tests/contracts/TestUSD.bin");
+
+/// The anvil binary: `KEYGATE_TEST_ANVIL`, or where scripts/anvil-env installs it.
+pub fn anvil_path() -> PathBuf {
+    if let Ok(p) = std::env::var("KEYGATE_TEST_ANVIL") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+}
+
+/// A running anvil, killed on drop.
+pub struct Anvil {
+    child: Option<Child>,
+    bin: PathBuf,
+    pub port: u16,
+    pub url: String,
+    args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Anvil {
+    /// Starts anvil on a free loopback port with `extra` arguments (such as `--no-mining`).
+    pub async fn start(extra: &[&str]) -> Self {
+        Self::start_at(anvil_path(), extra).await
+    }
+
+    /// Starts the anvil binary at `bin`.
+    pub async fn start_at(bin: PathBuf, extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut a = Anvil {
+            child: None,
+            bin,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        a.restart().await;
+        a
+    }
+
+    /// Starts (again) on the same port.
+    pub async fn restart(&mut self) {
+        let bin = self.bin.clone();
+        assert!(
+            bin.exists(),
+            "anvil is not installed at {}: run scripts/anvil-env (it installs @foundry-rs/anvil-linux-amd64 from npm into target/tools), or set KEYGATE_TEST_ANVIL to an anvil binary",
+            bin.display()
+        );
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        self.child = Some(child);
+        let rpc = self.rpc();
+        let start = Instant::now();
+        while rpc.chain_id().await.is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "anvil did not answer on {} within 20 s",
+                self.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the node with SIGTERM (so one started with `--state FILE` writes its chain there
+    /// and a restart continues it), killing it if it has not exited within 5 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn rpc(&self) -> Rpc {
+        Rpc::new(&self.url, Duration::from_secs(5)).expect("an RPC client")
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Calls a method and returns its raw result, panicking on an error (tests only).
+pub async fn call(rpc: &Rpc, method: &'static str, params: Value) -> Value {
+    rpc.call::<Value>(method, params)
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+}
+
+/// Deploys the test token from `from` (an unlocked anvil account) with `supply` units; its
+/// address. Mines a block if the node does not mine by itself.
+pub async fn deploy_token(rpc: &Rpc, from: Address, supply: U256) -> Address {
+    let data = format!(
+        "0x{}{}",
+        TOKEN_BIN.trim(),
+        hex::encode(supply.to_be_bytes::<32>())
+    );
+    let hash = call(
+        rpc,
+        "eth_sendTransaction",
+        json!([{"from": from, "data": data, "gas": "0x200000"}]),
+    )
+    .await;
+    let start = Instant::now();
+    loop {
+        let r = call(rpc, "eth_getTransactionReceipt", json!([hash])).await;
+        if let Some(a) = r.get("contractAddress").and_then(Value::as_str) {
+            return a.parse().expect("a contract address");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the token was not deployed"
+        );
+        let _ = rpc.call::<Value>("evm_mine", json!([])).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,352 @@
+//! The outflow watcher: follows an EVM venue's blocks and judges every outflow from its
+//! treasury addresses the moment its block appears (depth 0: freezing early is the safe side).
+//!
+//! Per block: each transaction from a treasury address that keygate did not sign (whatever its
+//! value: the key is being used elsewhere), and the native value of those it did; each ERC-20
+//! `Transfer` log with `from` = treasury; each `Approval` log with `owner` = treasury granting an
+//! allowance to a spender not in the venue's address book. Each becomes an
+//! [`Outflow`](keygate_core::outflow::Outflow) (id: the transaction hash, or the hash and the
+//! log's position among the treasury's logs of that transaction, which a reorg does not change)
+//! and goes through `Store::reconcile_outflow`: matched to the allowed transfer decision whose
+//! signed hash it carries, or recorded as `outflow.unapproved` (critical) with the freeze of the
+//! containment scope, in one transaction. An outflow is judged once, whichever block carries it.
+//!
+//! The last `reorg_depth` blocks (number and hash) are the checkpoint, a `meta` row written after
+//! each block. On a parent-hash mismatch the watcher walks back over them and re-checks the new
+//! branch; after a restart it resumes from the checkpoint's last block + 1 (re-checking that block
+//! first), so no block is skipped. Its first run starts at the node's newest block.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::sol_types::SolEvent;
+use keygate_core::freeze::Scope;
+use keygate_core::outflow::Outflow;
+use keygate_store::Store;
+use keygate_store::reconcile::Reconciled;
+use rust_decimal::Decimal;
+
+use crate::rpc::{Block, Log, Rpc, RpcError};
+use crate::tx::{Approval, Transfer};
+use crate::{EvmVenue, address_text, hash_text};
+
+/// What the watcher judged, as it happened (for tests and the benchmark).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub block: u64,
+    pub block_hash: B256,
+    pub outflow: Outflow,
+    pub result: Reconciled,
+    /// When the judgement was committed.
+    pub at: Instant,
+}
+
+/// Why a step failed (the watcher retries on its next poll).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    #[error(transparent)]
+    Store(#[from] keygate_store::StoreError),
+    #[error("the stored checkpoint {key} is not readable: {detail}")]
+    Checkpoint { key: String, detail: String },
+}
+
+/// The `meta` key of a venue's checkpoint.
+pub fn checkpoint_key(venue: &str) -> String {
+    format!("chain.{venue}.checkpoint")
+}
+
+/// One venue's watcher.
+pub struct Watcher {
+    venue: EvmVenue,
+    rpc: Rpc,
+    store: Store,
+    treasury: Vec<Address>,
+    contain: Option<Scope>,
+    events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
+    recent: VecDeque<(u64, B256)>,
+    loaded: bool,
+}
+
+impl Watcher {
+    pub fn new(
+        venue: EvmVenue,
+        store: Store,
+        treasury: Vec<Address>,
+        contain: Option<Scope>,
+    ) -> Result<Self, String> {
+        let rpc = Rpc::new(&venue.rpc_url, venue.timeout)?;
+        Ok(Self {
+            venue,
+            rpc,
+            store,
+            treasury,
+            contain,
+            events: None,
+            recent: VecDeque::new(),
+            loaded: false,
+        })
+    }
+
+    /// Sends every judgement to `tx` as well.
+    pub fn with_events(mut self, tx: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
+        self.events = Some(tx);
+        self
+    }
+
+    /// Follows the chain until the task is dropped: a step every `poll`.
+    pub async fn run(mut self) {
+        let mut failing = false;
+        loop {
+            match self.step().await {
+                Ok(_) => {
+                    if failing {
+                        tracing::info!(venue = %self.venue.name, "the chain watcher is following the node again");
+                    }
+                    failing = false;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::error!(venue = %self.venue.name, error = %e, "the chain watcher cannot follow the node; retrying every poll, and catching up when it can");
+                    }
+                    failing = true;
+                }
+            }
+            tokio::time::sleep(self.venue.poll).await;
+        }
+    }
+
+    async fn load(&mut self) -> Result<(), WatchError> {
+        if self.loaded {
+            return Ok(());
+        }
+        let key = checkpoint_key(&self.venue.name);
+        if let Some(text) = self.store.get_meta(&key).await? {
+            let list: Vec<(u64, String)> =
+                serde_json::from_str(&text).map_err(|e| WatchError::Checkpoint {
+                    key: key.clone(),
+                    detail: e.to_string(),
+                })?;
+            for (n, h) in list {
+                let h: B256 = h.parse().map_err(|_| WatchError::Checkpoint {
+                    key: key.clone(),
+                    detail: format!("block {n}'s hash is not a hash"),
+                })?;
+                self.recent.push_back((n, h));
+            }
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    async fn save(&self) -> Result<(), WatchError> {
+        let list: Vec<(u64, String)> = self
+            .recent
+            .iter()
+            .map(|(n, h)| (*n, hash_text(h)))
+            .collect();
+        let text = serde_json::to_string(&list).map_err(|e| WatchError::Checkpoint {
+            key: checkpoint_key(&self.venue.name),
+            detail: e.to_string(),
+        })?;
+        self.store
+            .set_meta(&checkpoint_key(&self.venue.name), &text)
+            .await?;
+        Ok(())
+    }
+
+    /// The last block judged, if any.
+    pub fn last(&self) -> Option<(u64, B256)> {
+        self.recent.back().copied()
+    }
+
+    /// Processes every block up to the node's newest; how many blocks it judged.
+    pub async fn step(&mut self) -> Result<u64, WatchError> {
+        self.load().await?;
+        let head = self.rpc.latest().await?;
+        let head_n = head.number.to::<u64>();
+        let mut next = match self.recent.back() {
+            Some((n, h)) if *n == head_n && *h == head.hash => return Ok(0),
+            // The newest block replaced ours at the same height, or we are ahead of a node that
+            // lost blocks: re-check from our last block.
+            Some((n, _)) if *n >= head_n => head_n,
+            Some((n, _)) => n + 1,
+            None => head_n,
+        };
+        let mut done = 0;
+        while next <= head_n {
+            let Some(block) = self.rpc.block(next).await? else {
+                break;
+            };
+            // A block at or below our last one: the chain there changed; drop what it replaces.
+            while self.recent.back().is_some_and(|(n, _)| *n >= next) {
+                self.recent.pop_back();
+            }
+            if let Some((n, h)) = self.recent.back().copied()
+                && n + 1 == next
+                && block.parent_hash != h
+            {
+                // A reorg: our block n is no longer the parent. Walk back and re-check.
+                tracing::warn!(venue = %self.venue.name, block = n, "reorg: re-checking the blocks of the new branch");
+                self.recent.pop_back();
+                next = n;
+                continue;
+            }
+            self.judge(&block).await?;
+            self.recent.push_back((next, block.hash));
+            while self.recent.len() as u64 > self.venue.reorg_depth.max(1) {
+                self.recent.pop_front();
+            }
+            self.save().await?;
+            done += 1;
+            next += 1;
+        }
+        Ok(done)
+    }
+
+    /// Judges every treasury outflow of one block.
+    async fn judge(&self, block: &Block) -> Result<(), WatchError> {
+        let at = i64::try_from(block.timestamp.to::<u64>())
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000);
+        let mut outflows = vec![];
+        for tx in &block.transactions {
+            if !self.treasury.contains(&tx.from) {
+                continue;
+            }
+            let hash = hash_text(&tx.hash);
+            let ours = self.store.evm_tx_decision(&hash).await?.is_some();
+            if ours && tx.value.is_zero() {
+                continue;
+            }
+            outflows.push(Outflow {
+                venue: self.venue.name.clone(),
+                id: hash.clone(),
+                asset: crate::NATIVE.into(),
+                amount: amount(tx.value, crate::NATIVE_DECIMALS),
+                destination: tx
+                    .to
+                    .as_ref()
+                    .map(address_text)
+                    .unwrap_or_else(|| "contract-creation".into()),
+                at,
+                reference: Some(hash),
+            });
+        }
+        let topics: Vec<B256> = self.treasury.iter().map(|a| a.into_word()).collect();
+        let mut logs: Vec<Log> = self
+            .rpc
+            .logs(
+                &block.hash,
+                &[Transfer::SIGNATURE_HASH, Approval::SIGNATURE_HASH],
+                &topics,
+            )
+            .await?
+            .into_iter()
+            .filter(|l| !l.removed && l.topics.len() >= 3)
+            .collect();
+        logs.sort_by_key(|l| l.log_index.to::<u64>());
+        let mut ordinal: HashMap<B256, u32> = HashMap::new();
+        let mut book: Option<Vec<String>> = None;
+        for log in logs {
+            let n = ordinal.entry(log.transaction_hash).or_default();
+            let id = format!("{}:{}", hash_text(&log.transaction_hash), *n);
+            *n += 1;
+            let (symbol, decimals) = match self.venue.symbol_of(&log.address) {
+                Some((s, d)) => (s.to_string(), d),
+                None => (format!("erc20:{}", address_text(&log.address)), 0),
+            };
+            let value = if log.data.len() == 32 {
+                U256::from_be_slice(&log.data)
+            } else if log.topics.len() == 4 {
+                // ERC-721: the token id is the fourth topic; one token left.
+                U256::from(1u8)
+            } else {
+                U256::ZERO
+            };
+            let counterparty = address_text(&Address::from_word(log.topics[2]));
+            let hash = hash_text(&log.transaction_hash);
+            if log.topics[0] == Transfer::SIGNATURE_HASH {
+                outflows.push(Outflow {
+                    venue: self.venue.name.clone(),
+                    id,
+                    asset: symbol,
+                    amount: amount(value, decimals),
+                    destination: counterparty,
+                    at,
+                    reference: Some(hash),
+                });
+            } else {
+                // An allowance lets the spender move the treasury's tokens: unless the spender
+                // is in the address book (or the allowance is revoked), it is an outflow.
+                if value.is_zero() {
+                    continue;
+                }
+                if book.is_none() {
+                    let now = self.store.clock().now();
+                    book = Some(
+                        self.store
+                            .destinations()
+                            .await?
+                            .into_iter()
+                            .filter(|d| d.venue == self.venue.name && d.status(now) == "active")
+                            .map(|d| d.address)
+                            .collect(),
+                    );
+                }
+                if book.as_ref().is_some_and(|b| b.contains(&counterparty)) {
+                    continue;
+                }
+                outflows.push(Outflow {
+                    venue: self.venue.name.clone(),
+                    id,
+                    asset: format!("allowance:{symbol}"),
+                    amount: amount(value, decimals),
+                    destination: counterparty,
+                    at,
+                    reference: Some(hash),
+                });
+            }
+        }
+        for o in outflows {
+            if self.store.outflow_known(&o.venue, &o.id).await? {
+                continue;
+            }
+            let result = self
+                .store
+                .reconcile_outflow(&o, self.contain.as_ref())
+                .await?;
+            let at = Instant::now();
+            match &result {
+                Reconciled::Unapproved {
+                    audit_id,
+                    freeze_id,
+                } => {
+                    tracing::error!(venue = %o.venue, tx = %o.id, asset = %o.asset, amount = %o.amount, destination = %o.destination, audit_id, freeze_id, "an outflow keygate never approved left the treasury; containment applied");
+                }
+                Reconciled::Matched { decision_id, .. } => {
+                    tracing::info!(venue = %o.venue, tx = %o.id, decision_id, "outflow matched its decision");
+                }
+                Reconciled::Known => {}
+            }
+            if let Some(tx) = &self.events {
+                let _ = tx.send(Event {
+                    block: block.number.to::<u64>(),
+                    block_hash: block.hash,
+                    outflow: o,
+                    result,
+                    at,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An on-chain amount as a decimal; beyond what a decimal holds (an unlimited allowance), the
+/// largest decimal: it matches no decision, and the alarm stands.
+fn amount(units: U256, decimals: u8) -> Decimal {
+    crate::amount::from_units(units, decimals).unwrap_or(Decimal::MAX)
+}

@@ -1,0 +1,725 @@
+//! keygate-chain against a real anvil node: transfers through keygate confirm and match,
+//! leaked-key transfers (native, ERC-20, approvals) freeze on first sight, a reorg neither
+//! misses nor double-counts an outflow, the watcher catches up after a restart, and the nonce
+//! manager heals from dropped transactions and out-of-band nonces.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use keygate_chain::testing::{Anvil, KEY0, KEY1, call, deploy_token};
+use keygate_chain::transfer::{Status, Transfers};
+use keygate_chain::tx::{Key, sign};
+use keygate_chain::watcher::{Event, Watcher};
+use keygate_chain::{EvmVenue, Token, address_text};
+use keygate_core::auth::ClientRecord;
+use keygate_core::freeze::Scope;
+use keygate_core::limits::{LimitSpec, Selector};
+use keygate_core::policy::{Policies, PolicySource};
+use keygate_core::time::{DAY, HOUR, MINUTE};
+use keygate_core::{Action, Engine, Intent, Outcome};
+use keygate_store::reconcile::Reconciled;
+use keygate_store::{Decider, DeciderOptions, OpenMode, Store};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const VENUE: &str = "eth";
+const DEST: &str = "0x00000000000000000000000000000000000000aa";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn engine() -> Arc<Engine> {
+    Arc::new(Engine {
+        policies: Policies::load(&[PolicySource {
+            name: "p.cedar".into(),
+            text: "permit(principal, action, resource);".into(),
+        }])
+        .unwrap(),
+        limits: vec![LimitSpec {
+            name: "treasury-1h".into(),
+            client: Selector::All,
+            venue: Selector::All,
+            asset: Selector::All,
+            actions: vec![Action::Transfer],
+            window: HOUR,
+            max_usd_cents: Some(100_000_000),
+            max_amount: None,
+            max_count: None,
+        }],
+        pinned: vec![
+            ("USDT".into(), Decimal::ONE),
+            ("ETH".into(), Decimal::from(3000)),
+        ],
+        price_max_age: 5 * MINUTE,
+        max_clock_skew: 5_000,
+        assets: vec![],
+        venue_credentials: vec![],
+        detectors: keygate_core::detect::DetectorConfig::off(),
+    })
+}
+
+struct Env {
+    anvil: Anvil,
+    store: Store,
+    decider: Decider,
+    transfers: Transfers,
+    key: Key,
+    token: Address,
+    automine: bool,
+    _dir: tempfile::TempDir,
+}
+
+async fn env(anvil_args: &[&str]) -> Env {
+    let anvil = Anvil::start(anvil_args).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/k.db", dir.path().display());
+    let store = Store::open(&url, OpenMode::Create).await.unwrap();
+    store.migrate().await.unwrap();
+    let t = now() - 2 * DAY;
+    store
+        .add_client(
+            &ClientRecord {
+                name: "mm".into(),
+                venues: vec![VENUE.into()],
+                actions: Action::ALL.to_vec(),
+                tags: vec![],
+                enabled: true,
+            },
+            "alice",
+            t,
+        )
+        .await
+        .unwrap();
+    for asset in ["USDT", "ETH"] {
+        let d = store
+            .add_destination(VENUE, asset, DEST, "cold", HOUR, "alice", t)
+            .await
+            .unwrap();
+        store.approve_destination(d.id, "bob", t + 1).await.unwrap();
+    }
+    let key = Key::from_hex(KEY0).unwrap();
+    let rpc = anvil.rpc();
+    // The token is deployed by another account, which funds the treasury: nothing leaves the
+    // treasury before the test starts.
+    let funder = Key::from_hex(KEY1).unwrap().address();
+    let token = deploy_token(&rpc, funder, U256::from(1_000_000_000_000u64)).await;
+    let (to, value, input) =
+        keygate_chain::tx::call(Some(token), key.address(), U256::from(500_000_000_000u64));
+    call(
+        &rpc,
+        "eth_sendTransaction",
+        json!([{"from": funder, "to": to, "value": value, "input": input, "gas": "0x30000"}]),
+    )
+    .await;
+    if anvil_args.contains(&"--no-mining") {
+        call(&rpc, "evm_mine", json!([])).await;
+    }
+    let venue = EvmVenue {
+        name: VENUE.into(),
+        rpc_url: anvil.url.clone(),
+        chain_id: 31337,
+        credential: "eth".into(),
+        confirmations: 2,
+        poll: Duration::from_millis(20),
+        reorg_depth: 16,
+        tokens: BTreeMap::from([(
+            "USDT".to_string(),
+            Token {
+                contract: token,
+                decimals: 6,
+            },
+        )]),
+        timeout: Duration::from_secs(5),
+    };
+    let decider = Decider::start(store.clone(), engine(), DeciderOptions::default());
+    Env {
+        transfers: Transfers::new(venue).unwrap(),
+        anvil,
+        store,
+        decider,
+        key,
+        token,
+        automine: !anvil_args.contains(&"--no-mining"),
+        _dir: dir,
+    }
+}
+
+impl Env {
+    fn watcher(&self) -> (Watcher, UnboundedReceiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = Watcher::new(
+            self.transfers.venue.clone(),
+            self.store.clone(),
+            vec![self.key.address()],
+            Some(Scope::All),
+        )
+        .unwrap()
+        .with_events(tx);
+        (w, rx)
+    }
+
+    /// A transfer through keygate: plan, decide, sign and send. The decision id.
+    async fn transfer(&self, asset: &str, amount: &str, client_ref: &str) -> i64 {
+        let amount: Decimal = amount.parse().unwrap();
+        let to: Address = DEST.parse().unwrap();
+        let p = self
+            .transfers
+            .plan(self.key.address(), asset, to, amount)
+            .await
+            .unwrap();
+        let d = self
+            .decider
+            .decide(
+                Intent {
+                    client: "mm".into(),
+                    venue: VENUE.into(),
+                    action: Action::Transfer,
+                    asset: Some(asset.into()),
+                    amount: Some(amount),
+                    destination: Some(DEST.into()),
+                    source_ip: None,
+                    token_id: None,
+                },
+                self.store.clock().now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(d.verdict.outcome, Outcome::Allow, "{:?}", d.verdict.reasons);
+        let s = self
+            .transfers
+            .execute(&self.store, &self.key, d.id, "mm", client_ref, &p)
+            .await
+            .unwrap();
+        self.mined(&keygate_chain::hash_text(&s.hash)).await;
+        d.id
+    }
+
+    /// A transfer signed with keygate's key outside keygate (the leaked-key case).
+    async fn leak_native(&self, wei: u64) -> String {
+        let rpc = self.anvil.rpc();
+        let hash = call(
+            &rpc,
+            "eth_sendTransaction",
+            json!([{"from": self.key.address(), "to": "0x00000000000000000000000000000000000000bb", "value": format!("{wei:#x}")}]),
+        )
+        .await;
+        let hash = hash.as_str().unwrap().to_string();
+        self.mined(&hash).await;
+        hash
+    }
+
+    /// Waits until a transaction is in a block (anvil's automine answers before it is).
+    async fn mined(&self, hash: &str) {
+        if !self.automine {
+            return;
+        }
+        let rpc = self.anvil.rpc();
+        for _ in 0..500 {
+            if rpc.receipt(&hash.parse().unwrap()).await.unwrap().is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{hash} was not mined");
+    }
+
+    async fn leak_token(&self, units: u64) -> String {
+        let rpc = self.anvil.rpc();
+        let (to, value, input) = keygate_chain::tx::call(
+            Some(self.token),
+            "0x00000000000000000000000000000000000000bb"
+                .parse()
+                .unwrap(),
+            U256::from(units),
+        );
+        let hash = call(
+            &rpc,
+            "eth_sendTransaction",
+            json!([{"from": self.key.address(), "to": to, "value": value, "input": input, "gas": "0x30000"}]),
+        )
+        .await;
+        let hash = hash.as_str().unwrap().to_string();
+        self.mined(&hash).await;
+        hash
+    }
+
+    async fn freezes(&self) -> usize {
+        self.store.freezes(false).await.unwrap().len()
+    }
+}
+
+fn drain(rx: &mut UnboundedReceiver<Event>) -> Vec<Event> {
+    let mut out = vec![];
+    while let Ok(e) = rx.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
+async fn mine(e: &Env, n: u64) {
+    for _ in 0..n {
+        call(&e.anvil.rpc(), "evm_mine", json!([])).await;
+    }
+}
+
+#[tokio::test]
+async fn a_transfer_through_keygate_confirms_and_matches_without_an_alarm() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    let usdt = e.transfer("USDT", "72.5", "r1").await;
+    let eth = e.transfer("ETH", "0.25", "r2").await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    assert_eq!(events.len(), 2, "{events:?}");
+    let matched: Vec<i64> = events
+        .iter()
+        .map(|ev| match ev.result {
+            Reconciled::Matched { decision_id, .. } => decision_id,
+            ref other => panic!("not matched: {other:?} {:?}", ev.outflow),
+        })
+        .collect();
+    assert_eq!(matched, vec![usdt, eth]);
+    assert_eq!(events[0].outflow.amount, "72.5".parse::<Decimal>().unwrap());
+    assert_eq!(e.freezes().await, 0);
+    // The newest one is confirmed at depth 2 only once another block is on top.
+    let row = e.store.evm_transfer(eth).await.unwrap().unwrap();
+    let hashes = e.store.evm_tx_hashes(eth).await.unwrap();
+    let s = e.transfers.status(&row, &hashes).await.unwrap();
+    assert!(
+        matches!(
+            s,
+            Status::Pending {
+                confirmations: 1..,
+                ..
+            }
+        ),
+        "{s:?}"
+    );
+    mine(&e, 1).await;
+    let s = e.transfers.status(&row, &hashes).await.unwrap();
+    assert!(matches!(s, Status::Confirmed { .. }), "{s:?}");
+    let bal = e.anvil.rpc().balance(&DEST.parse().unwrap()).await.unwrap();
+    assert_eq!(bal, U256::from(250_000_000_000_000_000u64));
+}
+
+#[tokio::test]
+async fn leaked_key_transfers_and_approvals_freeze_on_first_sight() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    let native = e.leak_native(1_000).await;
+    let token = e.leak_token(72_000_000).await;
+    // An approval to a spender outside the address book, and one to the book's address.
+    let rpc = e.anvil.rpc();
+    for spender in ["0x00000000000000000000000000000000000000cc", DEST] {
+        let input = format!(
+            "0x095ea7b3{:0>64}{:064x}",
+            spender.trim_start_matches("0x"),
+            5u8
+        );
+        let h = call(
+            &rpc,
+            "eth_sendTransaction",
+            json!([{"from": e.key.address(), "to": e.token, "input": input, "gas": "0x30000"}]),
+        )
+        .await;
+        e.mined(h.as_str().unwrap()).await;
+    }
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let unapproved: Vec<(String, String)> = events
+        .iter()
+        .filter(|ev| {
+            matches!(
+                ev.result,
+                Reconciled::Unapproved {
+                    freeze_id: Some(_),
+                    ..
+                }
+            )
+        })
+        .map(|ev| (ev.outflow.id.clone(), ev.outflow.asset.clone()))
+        .collect();
+    // The native transfer; the token transfer's tx (sent outside keygate) and its Transfer log;
+    // each approval's tx; the approval to the unknown spender.
+    assert!(
+        unapproved.contains(&(native.clone(), "ETH".into())),
+        "{unapproved:?}"
+    );
+    assert!(
+        unapproved.contains(&(format!("{token}:0"), "USDT".into())),
+        "{unapproved:?}"
+    );
+    assert!(
+        unapproved.iter().any(|(_, a)| a == "allowance:USDT"),
+        "{unapproved:?}"
+    );
+    assert_eq!(
+        unapproved
+            .iter()
+            .filter(|(_, a)| a == "allowance:USDT")
+            .count(),
+        1,
+        "an allowance to an address-book entry is no outflow: {unapproved:?}"
+    );
+    assert_eq!(unapproved.len(), events.len());
+    assert!(e.freezes().await >= 1);
+    // A freeze makes every decision deny.
+    let d = e
+        .decider
+        .decide(
+            Intent {
+                client: "mm".into(),
+                venue: VENUE.into(),
+                action: Action::Transfer,
+                asset: Some("USDT".into()),
+                amount: Some(Decimal::ONE),
+                destination: Some(DEST.into()),
+                source_ip: None,
+                token_id: None,
+            },
+            e.store.clock().now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.verdict.outcome, Outcome::Deny);
+}
+
+#[tokio::test]
+async fn a_reorg_misses_no_outflow_and_counts_none_twice() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    let rpc = e.anvil.rpc();
+    let snap = call(&rpc, "evm_snapshot", json!([])).await;
+    // Branch A: a keygate transfer and a leaked one.
+    let ours = e.transfer("USDT", "10", "a1").await;
+    assert!(
+        e.store
+            .evm_transfer(ours)
+            .await
+            .unwrap()
+            .unwrap()
+            .tx_hash
+            .is_some()
+    );
+    let leaked_a = e.leak_native(7).await;
+    w.step().await.unwrap();
+    let first = drain(&mut rx);
+    assert_eq!(first.len(), 2, "{first:?}");
+    // Revert to before both, then branch B: a new leaked transaction, and more blocks than
+    // branch A had. (The same transaction re-included elsewhere: the next test.)
+    call(&rpc, "evm_revert", json!([snap])).await;
+    let leaked_b = e.leak_native(9).await;
+    mine(&e, 3).await;
+    w.step().await.unwrap();
+    let second = drain(&mut rx);
+    let ids: Vec<&str> = second.iter().map(|ev| ev.outflow.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec![leaked_b.as_str()],
+        "only the new outflow is judged: {second:?}"
+    );
+    let rows: i64 = sqlx_count(&e.store, "SELECT COUNT(*) FROM venue_withdrawals").await;
+    assert_eq!(rows, 3, "ours, leaked_a, leaked_b each once");
+    assert_ne!(leaked_a, leaked_b);
+    // The watcher's view is the new branch.
+    let head = rpc.latest().await.unwrap();
+    assert_eq!(w.last().unwrap().1, head.hash);
+}
+
+async fn sqlx_count(store: &Store, sql: &'static str) -> i64 {
+    use sqlx::Row;
+    sqlx::query(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_same_transaction_in_a_replacing_block_is_judged_once() {
+    // Automine off: the leaked transaction is mined in block N, the chain reverts, and the very
+    // same signed transaction is mined again in a different block N'.
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    let rpc = e.anvil.rpc();
+    let leaker = Key::from_hex(KEY0).unwrap();
+    let nonce = rpc.nonce(&leaker.address(), "pending").await.unwrap();
+    let (base, tip) = rpc.fees().await.unwrap();
+    let plan = keygate_chain::tx::Plan {
+        chain_id: 31337,
+        from: leaker.address(),
+        to: "0x00000000000000000000000000000000000000bb"
+            .parse()
+            .unwrap(),
+        value: U256::from(5u8),
+        input: Default::default(),
+        gas_limit: 21_000,
+        max_fee_per_gas: base * 3 + tip,
+        max_priority_fee_per_gas: tip,
+    };
+    let signed = sign(&leaker, &plan, nonce).unwrap();
+    let snap = call(&rpc, "evm_snapshot", json!([])).await;
+    rpc.send_raw(&signed.raw).await.unwrap();
+    e.mined(&keygate_chain::hash_text(&signed.hash)).await;
+    w.step().await.unwrap();
+    let block_a = w.last().unwrap();
+    call(&rpc, "evm_revert", json!([snap])).await;
+    mine(&e, 1).await; // a different block at the same height
+    rpc.send_raw(&signed.raw).await.unwrap();
+    e.mined(&keygate_chain::hash_text(&signed.hash)).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_ne!(w.last().unwrap().1, block_a.1);
+    let receipt = rpc.receipt(&signed.hash).await.unwrap().unwrap();
+    assert!(receipt.block_number.to::<u64>() > block_a.0);
+    assert_eq!(
+        sqlx_count(&e.store, "SELECT COUNT(*) FROM venue_withdrawals").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_watcher_catches_up_from_its_checkpoint_after_a_restart() {
+    let e = env(&[]).await;
+    {
+        let (mut w, _rx) = e.watcher();
+        w.step().await.unwrap();
+    }
+    // keygate is down while blocks are mined, some with leaked transfers.
+    let mut leaked = vec![];
+    for i in 0..3 {
+        leaked.push(e.leak_native(100 + i).await);
+        mine(&e, 2).await;
+    }
+    let (mut w, mut rx) = e.watcher();
+    let n = w.step().await.unwrap();
+    assert!(n >= 9, "judged {n} blocks");
+    let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
+    assert_eq!(ids, leaked);
+    // A second restart judges nothing again.
+    let (mut w, mut rx) = e.watcher();
+    assert_eq!(w.step().await.unwrap(), 0);
+    assert!(drain(&mut rx).is_empty());
+}
+
+#[tokio::test]
+async fn the_nonce_manager_heals_from_dropped_and_out_of_band_transactions() {
+    let e = env(&["--no-mining"]).await;
+    let rpc = e.anvil.rpc();
+    // A first transfer stays pending; the node then drops it (as after a restart or eviction).
+    let first = e.transfer("USDT", "1", "n1").await;
+    let row = e.store.evm_transfer(first).await.unwrap().unwrap();
+    assert_eq!(row.nonce, Some(0));
+    call(&rpc, "anvil_dropAllTransactions", json!([])).await;
+    // The next transfer re-uses the gap instead of waiting behind it forever.
+    let second = e.transfer("USDT", "2", "n2").await;
+    let row2 = e.store.evm_transfer(second).await.unwrap().unwrap();
+    assert_eq!(row2.nonce, Some(0));
+    mine(&e, 1).await;
+    let s = e
+        .transfers
+        .status(&row2, &e.store.evm_tx_hashes(second).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
+    let s = e
+        .transfers
+        .status(&row, &e.store.evm_tx_hashes(first).await.unwrap())
+        .await
+        .unwrap();
+    assert!(
+        matches!(s, Status::Failed { .. }),
+        "the dropped one failed: {s:?}"
+    );
+    // The same key used outside keygate takes nonces keygate thought were next.
+    for _ in 0..2 {
+        e.leak_native(1).await;
+    }
+    mine(&e, 1).await;
+    let third = e.transfer("USDT", "3", "n3").await;
+    mine(&e, 1).await;
+    let row3 = e.store.evm_transfer(third).await.unwrap().unwrap();
+    assert_eq!(row3.nonce, Some(3));
+    let s = e
+        .transfers
+        .status(&row3, &e.store.evm_tx_hashes(third).await.unwrap())
+        .await
+        .unwrap();
+    assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_node_that_is_down_refuses_before_any_decision() {
+    let mut e = env(&[]).await;
+    e.anvil.stop();
+    let err = e
+        .transfers
+        .plan(e.key.address(), "USDT", DEST.parse().unwrap(), Decimal::ONE)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, keygate_chain::transfer::PlanError::NodeDown(_)),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot be reached"), "{err}");
+    let (mut w, _rx) = e.watcher();
+    assert!(w.step().await.is_err());
+    let _ = address_text(&e.key.address());
+}
+
+#[tokio::test]
+async fn a_transfer_mined_an_hour_after_its_decision_still_matches() {
+    let e = env(&["--no-mining"]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    let id = e.transfer("USDT", "5", "late-1").await;
+    // The transaction waits in the pool; the block that finally includes it is an hour later.
+    call(&e.anvil.rpc(), "evm_increaseTime", json!([3600])).await;
+    mine(&e, 1).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(events[0].result, Reconciled::Matched { decision_id, .. } if decision_id == id),
+        "{events:?}"
+    );
+    assert_eq!(e.freezes().await, 0);
+}
+
+/// A JSON-RPC proxy in front of anvil that, on the first `eth_sendRawTransaction`, first spends
+/// the treasury's next nonce with a transaction of its own (the key used elsewhere at that very
+/// moment), so anvil itself answers "nonce too low" to keygate's transaction.
+async fn racing_proxy(upstream: String, treasury: Address) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let raced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (http, upstream, raced) = (http.clone(), upstream.clone(), raced.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let body = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse().ok())?
+                                })
+                                .unwrap_or(0);
+                            if body.len() >= len {
+                                break body[..len].to_string();
+                            }
+                        }
+                    };
+                    if body.contains("eth_sendRawTransaction")
+                        && !raced.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        let spend = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+                            "params": [{"from": treasury, "to": "0x00000000000000000000000000000000000000bb", "value": "0x1"}]});
+                        http.post(&upstream).json(&spend).send().await.unwrap();
+                    }
+                    let answer = http
+                        .post(&upstream)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap()
+                        .bytes()
+                        .await
+                        .unwrap();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if sock.write_all(head.as_bytes()).await.is_err()
+                        || sock.write_all(&answer).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_nonce_too_low_answer_is_healed_by_re_signing_with_the_nodes_nonce() {
+    let e = env(&[]).await;
+    let proxy = racing_proxy(e.anvil.url.clone(), e.key.address()).await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = proxy;
+    let transfers = Transfers::new(venue).unwrap();
+    let to: Address = DEST.parse().unwrap();
+    let p = transfers
+        .plan(e.key.address(), "USDT", to, Decimal::ONE)
+        .await
+        .unwrap();
+    let intent = Intent {
+        client: "mm".into(),
+        venue: VENUE.into(),
+        action: Action::Transfer,
+        asset: Some("USDT".into()),
+        amount: Some(Decimal::ONE),
+        destination: Some(DEST.into()),
+        source_ip: None,
+        token_id: None,
+    };
+    let d = e
+        .decider
+        .decide(intent, e.store.clock().now())
+        .await
+        .unwrap();
+    assert_eq!(d.verdict.outcome, Outcome::Allow);
+    let sent = transfers
+        .execute(&e.store, &e.key, d.id, "mm", "race-1", &p)
+        .await
+        .unwrap();
+    // The first signature (nonce 0) was refused as too low; the second (nonce 1) went out.
+    assert_eq!(sent.nonce, 1);
+    let hashes = e.store.evm_tx_hashes(d.id).await.unwrap();
+    assert_eq!(
+        hashes.len(),
+        2,
+        "both signed hashes were recorded before sending"
+    );
+    e.mined(&keygate_chain::hash_text(&sent.hash)).await;
+    let row = e.store.evm_transfer(d.id).await.unwrap().unwrap();
+    assert_eq!(row.state, "sent");
+    let s = transfers.status(&row, &hashes).await.unwrap();
+    assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
+}

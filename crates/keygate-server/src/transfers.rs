@@ -1,0 +1,509 @@
+//! The transfer API for EVM venues: `POST /v1/transfers` and `GET /v1/transfers/{id}`.
+//!
+//! A transfer is authenticated with the same Bearer tokens as the gateway (scope: action
+//! `transfer` on the venue), checked and priced with the node (asset listed, amount exact in the
+//! token's decimals, gas and fees: a node that is down refuses here with 503, before any
+//! decision or limit debit), then decided by the decider like every intent (its `client_ref` is
+//! the request id: never reused per client and venue). Only an allow durably recorded is signed
+//! (alloy's local signer, the vault's `evm-key`) and sent, each signed hash recorded before it
+//! goes out. A retry with a used `client_ref` answers with the transfer it named. Refusals are
+//! `{error, reason, decision_id}` like the gateway's.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keygate_chain::transfer::{PlanError, Transfers};
+use keygate_chain::tx::Key;
+use keygate_core::auth::{self, Presented};
+use keygate_core::{Action, Intent, Outcome};
+use keygate_store::{Answer, EvmTransferRow, GatewayRequest};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Gateway;
+
+/// One EVM venue as the transfer API and the watcher reach it.
+#[derive(Debug)]
+pub struct ChainSetup {
+    pub transfers: Transfers,
+    /// What an unapproved outflow at this venue freezes (None: nothing, only the alarm).
+    pub contain: Option<keygate_core::freeze::Scope>,
+}
+
+/// The body of `POST /v1/transfers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    venue: String,
+    asset: String,
+    to: String,
+    /// A decimal string in token units; a JSON number is refused (it may have been a float).
+    amount: String,
+    client_ref: String,
+}
+
+fn refuse(status: StatusCode, error: &str, reason: impl Into<String>, id: Option<i64>) -> Response {
+    let body = json!({"error": error, "reason": reason.into(), "decision_id": id});
+    let mut r = (status, axum::Json(body)).into_response();
+    if let Some(id) = id
+        && let Ok(v) = axum::http::HeaderValue::from_str(&id.to_string())
+    {
+        r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
+    }
+    r
+}
+
+fn presented(headers: &HeaderMap) -> Result<Presented, Box<Response>> {
+    let text = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            Box::new(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "send the keygate token as Authorization: Bearer kgt_<id>_<secret>",
+                None,
+            ))
+        })?;
+    auth::parse_token(text).map_err(|e| {
+        Box::new(refuse(
+            StatusCode::UNAUTHORIZED,
+            e.code(),
+            e.to_string(),
+            None,
+        ))
+    })
+}
+
+/// Checks a token for a transfer on `venue` without deciding anything (for reading a
+/// transfer's state): the same check the decider makes. The token's client.
+async fn check(
+    gw: &Gateway,
+    p: &Presented,
+    ip: std::net::IpAddr,
+    venue: &str,
+) -> Result<String, Box<Response>> {
+    let (token, client) = gw.store.token_with_client(&p.id).await.map_err(|e| {
+        Box::new(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("keygate could not read the token ({e}); retry later"),
+            None,
+        ))
+    })?;
+    auth::authenticate(
+        p,
+        token.as_ref(),
+        client.as_ref(),
+        ip,
+        venue,
+        Action::Transfer,
+        gw.store.clock().now(),
+    )
+    .map_err(|e| {
+        gw.throttle.failed(ip);
+        let status = match e {
+            auth::AuthError::ClientDisabled { .. }
+            | auth::AuthError::WrongAddress { .. }
+            | auth::AuthError::OutOfScope { .. } => StatusCode::FORBIDDEN,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        Box::new(refuse(status, e.code(), e.to_string(), None))
+    })?;
+    Ok(token.map(|t| t.client).unwrap_or_default())
+}
+
+/// A recorded transfer and its state on chain.
+async fn report(gw: &Gateway, row: &EvmTransferRow, status: StatusCode) -> Response {
+    let Some(setup) = gw.chains.get(&row.venue) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_venue",
+            format!("venue {} is no longer configured", row.venue),
+            Some(row.decision_id),
+        );
+    };
+    let hashes = match gw.store.evm_tx_hashes(row.decision_id).await {
+        Ok(h) => h,
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("keygate could not read the transfer ({e}); retry later"),
+                Some(row.decision_id),
+            );
+        }
+    };
+    let state = match setup.transfers.status(row, &hashes).await {
+        Ok(s) => s,
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node_unavailable",
+                format!("{e}; the transfer's state cannot be read now, retry later"),
+                Some(row.decision_id),
+            );
+        }
+    };
+    let mut body = json!({
+        "id": row.decision_id, "decision_id": row.decision_id, "venue": row.venue,
+        "asset": row.asset, "amount": row.amount, "to": row.destination, "from": row.from_address,
+        "client_ref": row.client_ref, "nonce": row.nonce,
+    });
+    if let (Some(obj), Ok(serde_json::Value::Object(s))) =
+        (body.as_object_mut(), serde_json::to_value(&state))
+    {
+        obj.extend(s);
+    }
+    let mut r = (status, axum::Json(body)).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&row.decision_id.to_string()) {
+        r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
+    }
+    r
+}
+
+/// The transfer a client's `client_ref` named, answered as on its first request.
+async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> Option<Response> {
+    let id = gw
+        .store
+        .request_decision(client, venue, client_ref)
+        .await
+        .ok()??;
+    match gw.store.evm_transfer(id).await.ok()? {
+        Some(row) => Some(report(gw, &row, StatusCode::OK).await),
+        None => Some(refuse(
+            StatusCode::CONFLICT,
+            "replayed",
+            format!(
+                "client_ref {client_ref:?} was used by decision {id}, which signed no transfer (held, or not allowed); use a new client_ref"
+            ),
+            Some(id),
+        )),
+    }
+}
+
+/// `POST /v1/transfers`.
+pub async fn create(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ip = peer.ip().to_canonical();
+    if gw.throttle.blocked(ip) {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            "too many requests from this address were refused for their token in the last minute; retry in a minute",
+            None,
+        );
+    }
+    let p = match presented(&headers) {
+        Ok(p) => p,
+        Err(r) => {
+            gw.throttle.failed(ip);
+            return *r;
+        }
+    };
+    let b: Body = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                    "the body must be JSON {{venue, asset, to, amount (a decimal string), client_ref}}: {e}"
+                ),
+                None,
+            );
+        }
+    };
+    let bad = |reason: String| refuse(StatusCode::BAD_REQUEST, "bad_request", reason, None);
+    if b.client_ref.is_empty()
+        || b.client_ref.len() > 64
+        || !b.client_ref.bytes().all(|c| c.is_ascii_graphic())
+    {
+        return bad("client_ref must be 1-64 printable ASCII characters without spaces".into());
+    }
+    let Some(setup) = gw.chains.get(&b.venue) else {
+        let mut names: Vec<&str> = gw.chains.keys().map(String::as_str).collect();
+        names.sort();
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_venue",
+            format!(
+                "venue {:?} is not an EVM venue of this keygate; the EVM venues are: {}",
+                b.venue,
+                names.join(", ")
+            ),
+            None,
+        );
+    };
+    let Some(to) = keygate_chain::parse_address(&b.to) else {
+        return bad(format!(
+            "to {:?} is not an address (0x and 40 hex digits)",
+            b.to
+        ));
+    };
+    let amount: Decimal = match b.amount.trim().parse() {
+        Ok(a) => a,
+        Err(_) => return bad(format!("amount {:?} is not a decimal", b.amount)),
+    };
+    // A retry of a transfer already made answers with it, before the node is asked anything.
+    let client = match check(&gw, &p, ip, &b.venue).await {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    if let Some(r) = existing(&gw, &client, &b.venue, &b.client_ref).await {
+        return r;
+    }
+    let credential = &setup.transfers.venue.credential;
+    let key = match gw.credentials.get(credential).await.and_then(|s| {
+        s.parts()
+            .first()
+            .and_then(|k| Key::from_hex(k.expose()).ok())
+            .ok_or_else(|| format!("credential {credential} is not an evm-key"))
+    }) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, venue = %b.venue, "a transfer's key could not be opened");
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "keygate could not open the venue's key; nothing was decided or signed",
+                None,
+            );
+        }
+    };
+    let planned = match setup
+        .transfers
+        .plan(key.address(), &b.asset, to, amount)
+        .await
+    {
+        Ok(p) => p,
+        Err(e @ (PlanError::UnknownAsset { .. } | PlanError::Amount(_))) => {
+            return bad(e.to_string());
+        }
+        Err(e @ (PlanError::NodeDown(_) | PlanError::WrongChain(_))) => {
+            tracing::warn!(venue = %b.venue, error = %e, "a transfer was refused: the node is not usable");
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node_unavailable",
+                e.to_string(),
+                None,
+            );
+        }
+        Err(e @ PlanError::Refused(_)) => {
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "node_refused",
+                format!("{e}; nothing was decided or signed"),
+                None,
+            );
+        }
+    };
+    let intent = Intent {
+        client: String::new(),
+        venue: b.venue.clone(),
+        action: Action::Transfer,
+        asset: Some(b.asset.clone()),
+        amount: Some(amount),
+        destination: Some(keygate_chain::address_text(&to)),
+        source_ip: None,
+        token_id: None,
+    };
+    let answer = gw
+        .decider
+        .gateway(
+            GatewayRequest {
+                token: p,
+                ip,
+                venue: b.venue.clone(),
+                method: "POST".into(),
+                path: "/v1/transfers".into(),
+                intent: Ok(intent),
+                request_id: Some(b.client_ref.clone()),
+                hold: None,
+                native_id: false,
+            },
+            gw.store.clock().now(),
+        )
+        .await;
+    let decision = match answer {
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!(
+                    "keygate could not record the decision ({e}); nothing was signed. Retry later"
+                ),
+                None,
+            );
+        }
+        Ok(Answer::Refused { id, error }) => {
+            gw.throttle.failed(ip);
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                error.code(),
+                error.to_string(),
+                Some(id),
+            );
+        }
+        Ok(Answer::Rejected { id, code, reason }) => {
+            // Raced with another request of the same client_ref: answer with that one.
+            if code == "replayed"
+                && let Some(r) = existing(&gw, &client, &b.venue, &b.client_ref).await
+            {
+                return r;
+            }
+            return refuse(StatusCode::CONFLICT, code, reason, Some(id));
+        }
+        Ok(Answer::Decided(d)) => d,
+    };
+    let reason = decision.verdict.reasons.join("; ");
+    match decision.verdict.outcome {
+        Outcome::Allow => {}
+        Outcome::Hold => {
+            return (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({
+                    "status": "held", "approval_id": decision.id, "decision_id": decision.id,
+                    "reason": reason,
+                    "next": format!("approvers run `keygate approve hold:{}`; held transfers are not yet carried out by the transfer API: send a new transfer once approved", decision.id),
+                })),
+            )
+                .into_response();
+        }
+        Outcome::Deny => {
+            let frozen = decision.verdict.stage == keygate_core::decide::Stage::Freeze;
+            return refuse(
+                StatusCode::FORBIDDEN,
+                if frozen { "frozen" } else { "denied" },
+                reason,
+                Some(decision.id),
+            );
+        }
+    }
+    let sent = setup
+        .transfers
+        .execute(
+            &gw.store,
+            &key,
+            decision.id,
+            &client,
+            &b.client_ref,
+            &planned,
+        )
+        .await;
+    drop(key);
+    match sent {
+        Ok(_) => match gw.store.evm_transfer(decision.id).await {
+            Ok(Some(row)) => report(&gw, &row, StatusCode::OK).await,
+            _ => refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the transfer was sent but its record cannot be read; GET it later",
+                Some(decision.id),
+            ),
+        },
+        Err(e) => {
+            tracing::error!(venue = %b.venue, decision_id = decision.id, error = %e, "an allowed transfer was not sent");
+            let (status, code) = match &e {
+                keygate_chain::nonce::SendError::Rpc(r) if r.unreachable() => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "node_unavailable")
+                }
+                _ => (StatusCode::BAD_GATEWAY, "not_sent"),
+            };
+            refuse(
+                status,
+                code,
+                format!(
+                    "the transfer was allowed but not sent: {e}. Its limit debit stays (limits only over-count); send a new transfer with a new client_ref"
+                ),
+                Some(decision.id),
+            )
+        }
+    }
+}
+
+/// `GET /v1/transfers/{id}`.
+pub async fn show(
+    State(gw): State<Arc<Gateway>>,
+    ConnectInfo(crate::Peer(peer)): ConnectInfo<crate::Peer>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let ip = peer.ip().to_canonical();
+    let p = match presented(&headers) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let Ok(Path(id)) = id else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the transfer id is the decision id, a number",
+            None,
+        );
+    };
+    let not_found = || {
+        refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no transfer {id} of this client"),
+            None,
+        )
+    };
+    let row = match gw.store.evm_transfer(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(),
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("keygate could not read the transfer ({e}); retry later"),
+                None,
+            );
+        }
+    };
+    match check(&gw, &p, ip, &row.venue).await {
+        Ok(client) if client == row.client => report(&gw, &row, StatusCode::OK).await,
+        Ok(_) => not_found(),
+        Err(r) => *r,
+    }
+}
+
+/// The treasury address of an EVM venue: its credential's key's address.
+pub async fn treasury(gw: &Gateway, setup: &ChainSetup) -> Result<keygate_chain::Address, String> {
+    let credential = &setup.transfers.venue.credential;
+    let secret = gw.credentials.get(credential).await?;
+    let key = secret
+        .parts()
+        .first()
+        .and_then(|k| Key::from_hex(k.expose()).ok())
+        .ok_or_else(|| format!("credential {credential} is not an evm-key"))?;
+    Ok(key.address())
+}
+
+/// Starts one chain watcher per EVM venue, on its treasury address.
+pub async fn spawn_watchers(gw: Arc<Gateway>) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut out = vec![];
+    for setup in gw.chains.values() {
+        let address = treasury(&gw, setup).await?;
+        let w = keygate_chain::watcher::Watcher::new(
+            setup.transfers.venue.clone(),
+            gw.store.clone(),
+            vec![address],
+            setup.contain.clone(),
+        )?;
+        tracing::info!(venue = %setup.transfers.venue.name, treasury = %keygate_chain::address_text(&address), "chain watcher started");
+        out.push(tokio::spawn(w.run()));
+    }
+    Ok(out)
+}
