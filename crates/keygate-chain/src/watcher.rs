@@ -254,9 +254,23 @@ impl Watcher {
             let n = ordinal.entry(log.transaction_hash).or_default();
             let id = format!("{}:{}", hash_text(&log.transaction_hash), *n);
             *n += 1;
-            let (symbol, decimals) = match self.venue.symbol_of(&log.address) {
-                Some((s, d)) => (s.to_string(), d),
-                None => (format!("erc20:{}", address_text(&log.address)), 0),
+            // Any contract can emit a log naming the treasury, so only the listed tokens' logs
+            // can freeze: an unlisted contract's is an alarm in the log, not a freeze anyone on
+            // chain could set. (A transaction the treasury key sends is judged above whatever
+            // it calls.)
+            let Some((symbol, decimals)) = self
+                .venue
+                .symbol_of(&log.address)
+                .map(|(s, d)| (s.to_string(), d))
+            else {
+                tracing::warn!(
+                    alarm = "chain.unlisted_log",
+                    venue = %self.venue.name,
+                    contract = %address_text(&log.address),
+                    tx = %hash_text(&log.transaction_hash),
+                    "a contract not in the venue's tokens emitted a Transfer or Approval naming the treasury; not a freeze (anyone can emit one), check it"
+                );
+                continue;
             };
             let value = if log.data.len() == 32 {
                 U256::from_be_slice(&log.data)
@@ -269,6 +283,11 @@ impl Watcher {
             let counterparty = address_text(&Address::from_word(log.topics[2]));
             let hash = hash_text(&log.transaction_hash);
             if log.topics[0] == Transfer::SIGNATURE_HASH {
+                // A transfer of nothing moves nothing, and anyone may make one from any address
+                // (`transferFrom(treasury, x, 0)` succeeds on common tokens): not an outflow.
+                if value.is_zero() {
+                    continue;
+                }
                 outflows.push(Outflow {
                     venue: self.venue.name.clone(),
                     id,

@@ -723,3 +723,50 @@ async fn a_nonce_too_low_answer_is_healed_by_re_signing_with_the_nodes_nonce() {
     let s = transfers.status(&row, &hashes).await.unwrap();
     assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
 }
+
+#[tokio::test]
+async fn a_zero_transfer_from_the_treasury_by_anyone_freezes_nothing() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    let rpc = e.anvil.rpc();
+    let accounts = call(&rpc, "eth_accounts", json!([])).await;
+    let stranger = accounts[1].as_str().unwrap().to_string();
+    // transferFrom(treasury, stranger, 0): allowed for anyone on common tokens, and it emits
+    // Transfer(treasury, stranger, 0), the address-poisoning trick.
+    let treasury = format!("{:?}", e.key.address());
+    let input = format!(
+        "0x23b872dd{:0>64}{:0>64}{:064x}",
+        treasury.trim_start_matches("0x"),
+        stranger.trim_start_matches("0x"),
+        0u8
+    );
+    let h = call(
+        &rpc,
+        "eth_sendTransaction",
+        json!([{"from": stranger, "to": e.token, "input": input, "gas": "0x30000"}]),
+    )
+    .await;
+    e.mined(h.as_str().unwrap()).await;
+    // It did succeed, and did log a Transfer from the treasury (else this test proves nothing).
+    let receipt = call(&rpc, "eth_getTransactionReceipt", json!([h])).await;
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    let logs = receipt["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{receipt}");
+    assert!(
+        logs[0]["topics"][1]
+            .as_str()
+            .unwrap()
+            .ends_with(&treasury.trim_start_matches("0x").to_lowercase()),
+        "{receipt}"
+    );
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    assert!(
+        events.is_empty(),
+        "{:?}",
+        events.iter().map(|e| &e.outflow).collect::<Vec<_>>()
+    );
+    assert_eq!(e.freezes().await, 0, "anyone could freeze the firm");
+}
