@@ -255,6 +255,12 @@ impl Rpc {
             .to())
     }
 
+    /// The code at `address` as of block `n` (empty for an account without code).
+    pub async fn code_at(&self, address: &Address, n: u64) -> Result<Bytes, RpcError> {
+        self.call("eth_getCode", json!([address, format!("0x{n:x}")]))
+            .await
+    }
+
     pub async fn balance(&self, address: &Address) -> Result<U256, RpcError> {
         self.call("eth_getBalance", json!([address, "latest"]))
             .await

@@ -2,9 +2,10 @@
 //! treasury addresses the moment its block appears (depth 0: freezing early is the safe side).
 //!
 //! Per block: each transaction from a treasury address that keygate did not sign (whatever its
-//! value: the key is being used elsewhere), and the native value of those it did; each ERC-20
-//! `Transfer` log with `from` = treasury; each `Approval` log with `owner` = treasury granting an
-//! allowance to a spender not in the venue's address book. Each becomes an
+//! value: the key is being used elsewhere), and the native value of those it did; code at a
+//! treasury address (an EIP-7702 delegation); each non-zero `Transfer` log of a listed token
+//! with `from` = treasury; each `Approval` log of a listed token with `owner` = treasury granting
+//! an allowance to a spender not in the venue's address book. Each becomes an
 //! [`Outflow`](keygate_core::outflow::Outflow) (id: the transaction hash, or the hash and the
 //! log's position among the treasury's logs of that transaction, which a reorg does not change)
 //! and goes through `Store::reconcile_outflow`: matched to the allowed transfer decision whose
@@ -233,6 +234,36 @@ impl Watcher {
                     .unwrap_or_else(|| "contract-creation".into()),
                 at,
                 reference: Some(hash),
+            });
+        }
+        // A treasury with code runs that code for anyone: an EIP-7702 delegation, signed by a
+        // leaked key and sent by someone else, lets value leave by internal calls, with no
+        // transaction from the treasury and no log. keygate signs no delegation, so code at a
+        // treasury address is an outflow keygate never approved (judged once per code).
+        for t in &self.treasury {
+            let code = self.rpc.code_at(t, block.number.to::<u64>()).await?;
+            if code.is_empty() {
+                continue;
+            }
+            // A 7702 delegation designator is 0xef0100 followed by the delegate's address.
+            let delegate = match code.get(..3) {
+                Some([0xef, 0x01, 0x00]) if code.len() == 23 => {
+                    address_text(&Address::from_slice(&code[3..23]))
+                }
+                _ => "code".into(),
+            };
+            outflows.push(Outflow {
+                venue: self.venue.name.clone(),
+                id: format!(
+                    "code:{}:{}",
+                    address_text(t),
+                    hash_text(&alloy::primitives::keccak256(&code))
+                ),
+                asset: "code".into(),
+                amount: Decimal::ZERO,
+                destination: delegate,
+                at,
+                reference: None,
             });
         }
         let topics: Vec<B256> = self.treasury.iter().map(|a| a.into_word()).collect();

@@ -770,3 +770,48 @@ async fn a_zero_transfer_from_the_treasury_by_anyone_freezes_nothing() {
     );
     assert_eq!(e.freezes().await, 0, "anyone could freeze the firm");
 }
+
+#[tokio::test]
+async fn code_at_the_treasury_a_7702_delegation_freezes_on_first_sight() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    let rpc = e.anvil.rpc();
+    // What an EIP-7702 authorization signed by a leaked key leaves at the treasury: a delegation
+    // designator to the thief's contract (set directly: anvil's setCode stands in for the
+    // type-4 transaction someone else would send).
+    let delegate = "00000000000000000000000000000000000bad01";
+    call(
+        &rpc,
+        "anvil_setCode",
+        json!([e.key.address(), format!("0xef0100{delegate}")]),
+    )
+    .await;
+    call(&rpc, "evm_mine", json!([])).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let code: Vec<&Event> = events
+        .iter()
+        .filter(|ev| ev.outflow.asset == "code")
+        .collect();
+    assert_eq!(
+        code.len(),
+        1,
+        "{:?}",
+        events.iter().map(|e| &e.outflow).collect::<Vec<_>>()
+    );
+    assert_eq!(code[0].outflow.destination, format!("0x{delegate}"));
+    assert!(matches!(
+        code[0].result,
+        Reconciled::Unapproved {
+            freeze_id: Some(_),
+            ..
+        }
+    ));
+    assert!(e.freezes().await >= 1);
+    // Judged once: the next blocks with the same code add nothing.
+    call(&rpc, "evm_mine", json!([])).await;
+    w.step().await.unwrap();
+    assert!(drain(&mut rx).iter().all(|ev| ev.outflow.asset != "code"));
+}
