@@ -7,7 +7,7 @@
 //! open-loop at a fixed rate (each request timed from when it was due, so a stall is counted,
 //! not hidden); throughput closed-loop with a fixed number of connections.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use keygate_sim::{Account, Restrictions, Sim, SimConfig, VenueKind};
 use rust_decimal::Decimal;
 
@@ -33,28 +33,7 @@ impl Drop for Serve {
 }
 
 fn keygate(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    let exe = std::env::current_exe().context("cannot find this keygate binary")?;
-    let mut child = Command::new(exe)
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("KEYGATE_LOG", "warn")
-        .env("KEYGATE_ACTOR", "bench")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let (Some(s), Some(mut input)) = (stdin, child.stdin.take()) {
-        input.write_all(s.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "keygate {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    super::run_self(data, args, stdin, "bench")
 }
 
 /// One kind of request, addressed directly or through keygate.

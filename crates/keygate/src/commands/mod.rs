@@ -139,6 +139,49 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Runs this same binary on a data directory a command set up for itself (the benchmarks and
+/// the gateway replay): `args` after `--data-dir DATA`, `stdin` fed in, stdout returned trimmed.
+/// No `KEYGATE_*` setting of this host (a store URL, a key file) reaches it.
+pub(crate) fn run_self(
+    data: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    actor: &str,
+) -> Result<String> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().context("cannot find this keygate binary")?;
+    let mut cmd = Command::new(exe);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("KEYGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut child = cmd
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("KEYGATE_LOG", "warn")
+        .env("KEYGATE_ACTOR", actor)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.unwrap_or_default().as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "keygate {} failed: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Loads the config, starts logging as it says, and opens the instance.
 async fn open(cli: &Cli, paths: Paths) -> Result<Instance> {
     let config = Config::load(&paths.config_file)?;

@@ -21,7 +21,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -60,40 +59,9 @@ fn random_hex(n: usize) -> Result<Zeroizing<String>> {
     Ok(Zeroizing::new(hex::encode(&*b)))
 }
 
-/// Runs this same binary on the data directory (for `init` and `credential add`, which take
-/// no simulated time).
+/// `init` and `credential add` on the replay's data directory (they take no simulated time).
 fn keygate(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find this keygate binary")?;
-    let mut cmd = Command::new(exe);
-    // Nothing of this host's keygate settings (a store URL, a key file) may reach the replay's
-    // own data directory.
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("KEYGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("KEYGATE_LOG", "warn")
-        .env("KEYGATE_ACTOR", "replay")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.unwrap_or_default().as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "keygate {} failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    super::run_self(data, args, stdin, "replay").map(drop)
 }
 
 /// A venue's key at the simulator: what keygate holds, and what the leaked-key outflows use.
