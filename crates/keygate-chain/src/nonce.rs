@@ -1,71 +1,50 @@
-//! Nonces per signing address, healed against the node instead of trusted from memory.
+//! Nonces per signing address: held in the store, healed against the node, never reused while a
+//! transaction signed at them may still be mined.
 //!
-//! Sends from one address are serialised (one async lock per address). The next nonce is the
-//! node's pending nonce for the address, except when keygate's own last transaction is beyond
-//! it and the node still knows that transaction (a node that lags in counting its pool). If the
-//! node no longer knows it (dropped from the pool, node restarted), the node's pending nonce
-//! wins and the gap is re-used. Nothing is persisted, so nothing can jam across restarts. A
-//! "nonce too low" or "nonce too high" answer, or a replacement refused as underpriced, forgets
-//! the local view and re-signs with a fresh nonce, a bounded number of times.
+//! Three rules keep a transfer from being paid twice and an address from jamming:
+//! - A nonce is taken in the store (unique per address, across instances sharing a key) in the
+//!   same transaction that records the transaction signed at it, its hash and its bytes, before
+//!   anything is sent. The next nonce is the smallest one from the node's pending nonce up that
+//!   no transfer holds, so a node that lags or forgot keygate's transactions cannot hand out a
+//!   nonce keygate already used.
+//! - A transfer is signed again at another nonce only when the node refused every earlier
+//!   transaction of it outright ("nonce too low", a replacement refused, …): such a transaction
+//!   is in no pool and can never be mined. A send with no clear answer (timed out, a proxy's
+//!   error) leaves the transfer `unknown`: it keeps its nonce, and only the chain decides it.
+//! - A held nonce the node no longer counts (its transaction dropped from the pool, the node
+//!   restarted) is healed by sending the very same bytes again before the next nonce is chosen.
+//!   If the node refuses them outright, the nonce is given back: whichever transaction is then
+//!   mined at it, only one can be, so no payment is made twice and nothing waits behind a gap.
+//!
+//! Sends from one address are serialised in each process (one async lock per address); across
+//! processes the store's unique nonce is what counts.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256};
+use keygate_store::{EvmTxRow, NewEvmTx, Store, TxOutcome};
 
 use crate::rpc::{Rpc, RpcError};
 use crate::tx::{Key, Plan, Signed, sign};
+use crate::{address_text, hash_text};
 
-/// How many times one transfer is re-signed after a nonce answer.
+/// How many times one transfer is signed again after the node refused its nonce.
 pub const MAX_ATTEMPTS: usize = 4;
 
-/// What keygate knows about one address.
-#[derive(Debug, Default)]
-pub struct Slot {
-    /// The nonce after keygate's last accepted transaction.
-    next: Option<u64>,
-    /// keygate's last accepted transaction.
-    last: Option<B256>,
-}
+/// How many times a nonce may be lost to another instance in one send.
+const MAX_RACES: usize = 64;
 
-impl Slot {
-    /// The nonce to sign with now.
-    pub async fn next(&mut self, rpc: &Rpc, address: &Address) -> Result<u64, RpcError> {
-        let pending = rpc.nonce(address, "pending").await?;
-        Ok(match (self.next, self.last) {
-            (Some(local), Some(last)) if local > pending => {
-                if rpc.transaction(&last).await?.is_some() {
-                    local
-                } else {
-                    tracing::warn!(address = %address, local, node = pending, "the node no longer knows keygate's last transaction; re-using its nonce");
-                    pending
-                }
-            }
-            _ => pending,
-        })
-    }
-
-    fn accepted(&mut self, nonce: u64, hash: B256) {
-        self.next = Some(nonce.saturating_add(1));
-        self.last = Some(hash);
-    }
-
-    fn forget(&mut self) {
-        self.next = None;
-        self.last = None;
-    }
-}
-
-/// The nonce slots of every signing address.
+/// The per-address send locks of this process.
 #[derive(Debug, Default)]
 pub struct NonceManager {
-    slots: Mutex<HashMap<Address, Arc<tokio::sync::Mutex<Slot>>>>,
+    slots: Mutex<HashMap<Address, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Why a transaction was not sent.
+/// Why a transfer was not sent, or may not have been.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SendError {
+    /// Nothing was signed: the node could not be asked for the nonce.
     #[error(transparent)]
     Rpc(#[from] RpcError),
     #[error("the transaction could not be recorded before sending ({0}); nothing was sent")]
@@ -74,45 +53,108 @@ pub enum SendError {
     Key,
     #[error("the node refused the nonce {MAX_ATTEMPTS} times in a row; nothing is pending")]
     NonceChurn,
+    /// The node refused the transaction outright: nothing is pending.
+    #[error("the node refused the transaction ({0}); nothing is pending")]
+    Refused(RpcError),
+    /// No clear answer: the transaction may be in a pool and may be mined.
+    #[error(
+        "the node gave no clear answer to the send ({error}); transaction {hash} at nonce {nonce} may be pending"
+    )]
+    Unclear {
+        hash: String,
+        nonce: u64,
+        error: RpcError,
+    },
 }
 
-/// How a node's refusal is handled.
+impl SendError {
+    /// Whether a transaction of the transfer may be out (so it must not be sent anew).
+    pub fn maybe_out(&self) -> bool {
+        self.maybe_pending().is_some()
+    }
+
+    /// The transaction (hash, nonce) that may be pending, after a send with no clear answer.
+    pub fn maybe_pending(&self) -> Option<(&str, u64)> {
+        match self {
+            SendError::Unclear { hash, nonce, .. } => Some((hash, *nonce)),
+            _ => None,
+        }
+    }
+}
+
+/// What a node's answer to `eth_sendRawTransaction` means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The same transaction is already in the pool: it was sent.
     AlreadyKnown,
-    /// The nonce is stale or ahead of the node: re-sign with a fresh one.
-    Nonce,
-    /// Anything else: give up.
-    Other,
+    /// Refused outright because of its nonce: the nonce is used or another transaction holds
+    /// it in the pool (`used` true), or it is ahead of what the node expects.
+    Nonce { used: bool },
+    /// Refused outright for another reason (funds, fees, gas): it is in no pool.
+    Refused,
+    /// No clear answer: it may be in a pool.
+    Unclear,
 }
 
 /// Classifies a node's error answer to `eth_sendRawTransaction` (geth, anvil, reth, erigon and
-/// nethermind wordings).
+/// nethermind wordings). Only wordings known to mean "not added to the pool" count as refusals;
+/// anything else (a proxy's error, a timeout) may hide a transaction that went out.
 pub fn classify(e: &RpcError) -> Refusal {
+    if e.not_delivered() {
+        return Refusal::Refused;
+    }
     let Some(m) = e.node_message() else {
-        return Refusal::Other;
+        return Refusal::Unclear;
     };
-    if m.contains("already known") || m.contains("already imported") {
+    let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    if has(&["already known", "already imported", "known transaction"]) {
         Refusal::AlreadyKnown
-    } else if m.contains("nonce too low")
-        || m.contains("nonce too high")
-        || m.contains("invalid nonce")
-        || m.contains("nonce is too")
-        || m.contains("oldnonce")
-        || m.contains("replacement transaction underpriced")
-        || m.contains("already exists with the same nonce")
-    {
-        Refusal::Nonce
+    } else if has(&[
+        "nonce too low",
+        "oldnonce",
+        "nonce is too low",
+        "replacement transaction underpriced",
+        "already exists with the same nonce",
+    ]) {
+        Refusal::Nonce { used: true }
+    } else if has(&["nonce too high", "invalid nonce", "nonce is too high"]) {
+        Refusal::Nonce { used: false }
+    } else if has(&[
+        "insufficient funds",
+        "fee cap",
+        "less than block base fee",
+        "transaction underpriced",
+        "intrinsic gas too low",
+        "exceeds block gas limit",
+        "gas limit reached",
+        "invalid sender",
+        "invalid chain id",
+        "exceeds the configured cap",
+        "oversized data",
+        "txpool is full",
+    ]) {
+        Refusal::Refused
     } else {
-        Refusal::Other
+        Refusal::Unclear
     }
 }
 
+/// The smallest nonce from `pending` up that is not in `held` (ascending).
+fn first_free(pending: u64, held: impl IntoIterator<Item = u64>) -> Option<u64> {
+    let mut n = pending;
+    for h in held {
+        if h == n {
+            n = n.checked_add(1)?;
+        } else if h > n {
+            break;
+        }
+    }
+    Some(n)
+}
+
 impl NonceManager {
-    /// The slot of `address`, locked: hold it from taking a nonce until the node accepted the
-    /// transaction.
-    pub async fn lock(&self, address: Address) -> tokio::sync::OwnedMutexGuard<Slot> {
+    /// The send lock of `address`, held from choosing a nonce until the node answered.
+    pub async fn lock(&self, address: Address) -> tokio::sync::OwnedMutexGuard<()> {
         let slot = {
             let mut slots = match self.slots.lock() {
                 Ok(s) => s,
@@ -123,55 +165,172 @@ impl NonceManager {
         slot.lock_owned().await
     }
 
-    /// Signs and sends `plan` from `key`'s address. `record` is called with every signed
-    /// transaction before it is sent (and must make it durable); a nonce refusal re-signs with
-    /// a fresh nonce. The accepted transaction's hash and nonce.
-    pub async fn send<F, Fut>(
+    /// Signs and sends `plan` from `key`'s address for `decision_id`: heals the address's held
+    /// nonces the node no longer counts, takes the next free nonce in the store with the signed
+    /// transaction, and sends it. A nonce refusal signs again at a fresh nonce; a transaction
+    /// with no clear answer is [`SendError::Unclear`] and keeps its nonce. The accepted
+    /// transaction.
+    pub async fn send(
         &self,
         rpc: &Rpc,
+        store: &Store,
         key: &Key,
         plan: &Plan,
-        mut record: F,
-    ) -> Result<Signed, SendError>
-    where
-        F: FnMut(&Signed) -> Fut,
-        Fut: Future<Output = Result<(), String>>,
-    {
+        decision_id: i64,
+    ) -> Result<Signed, SendError> {
         let address = key.address();
-        let mut slot = self.lock(address).await;
-        for _ in 0..MAX_ATTEMPTS {
-            let nonce = match slot.next(rpc, &address).await {
-                Ok(n) => n,
-                Err(e) => {
-                    slot.forget();
-                    return Err(e.into());
-                }
-            };
+        let from = address_text(&address);
+        let _slot = self.lock(address).await;
+        let record = |e: keygate_store::StoreError| SendError::Record(e.to_string());
+        let mut floor = 0u64;
+        let mut refusals = 0;
+        let mut healed = false;
+        for _ in 0..MAX_RACES {
+            let pending = rpc.nonce(&address, "pending").await?.max(floor);
+            if !healed {
+                let held = store.evm_held(&from, pending).await.map_err(record)?;
+                heal(rpc, store, &from, &held).await;
+                healed = true;
+            }
+            let held = store.evm_held(&from, pending).await.map_err(record)?;
+            let nonce = first_free(pending, held.iter().map(|t| t.nonce)).ok_or(
+                SendError::Refused(RpcError::Bad {
+                    method: "eth_getTransactionCount",
+                    detail: "the address's nonces are exhausted".into(),
+                }),
+            )?;
             let signed = sign(key, plan, nonce).map_err(|_| SendError::Key)?;
-            record(&signed).await.map_err(SendError::Record)?;
-            match rpc.send_raw(&signed.raw).await {
-                Ok(_) => {
-                    slot.accepted(nonce, signed.hash);
-                    return Ok(signed);
+            let hash = hash_text(&signed.hash);
+            let raw = hex::encode(&signed.raw);
+            let new = NewEvmTx {
+                decision_id,
+                tx_hash: &hash,
+                raw: &raw,
+                at_ms: store.clock().now(),
+            };
+            if !store
+                .evm_nonce_take(&from, nonce, &new)
+                .await
+                .map_err(record)?
+            {
+                // Another instance took it between our read and our write: choose again.
+                continue;
+            }
+            let answer = rpc.send_raw(&signed.raw).await;
+            let refusal = match &answer {
+                Ok(_) => Refusal::AlreadyKnown,
+                Err(e) => classify(e),
+            };
+            let outcome = match refusal {
+                Refusal::AlreadyKnown => TxOutcome::Accepted,
+                Refusal::Nonce { .. } | Refusal::Refused => TxOutcome::Refused,
+                Refusal::Unclear => TxOutcome::Unknown,
+            };
+            if let Err(e) = store.evm_tx_outcome(&hash, outcome).await {
+                // The row stays `signed`, which reads as "may be out": the safe side.
+                tracing::error!(tx = %hash, error = %e, "a transaction's send outcome could not be recorded");
+            }
+            let error = match answer {
+                Ok(_) => return Ok(signed),
+                Err(e) => e,
+            };
+            match refusal {
+                Refusal::AlreadyKnown => return Ok(signed),
+                Refusal::Unclear => {
+                    tracing::warn!(address = %from, nonce, tx = %hash, error = %error, "no clear answer to a send: the transaction may be pending; it keeps its nonce");
+                    return Err(SendError::Unclear { hash, nonce, error });
                 }
-                Err(e) => match classify(&e) {
-                    Refusal::AlreadyKnown => {
-                        slot.accepted(nonce, signed.hash);
-                        return Ok(signed);
+                Refusal::Refused => {
+                    release(store, &from, nonce, decision_id).await;
+                    return Err(SendError::Refused(error));
+                }
+                Refusal::Nonce { used } => {
+                    release(store, &from, nonce, decision_id).await;
+                    tracing::warn!(address = %from, nonce, error = %error, "the node refused the nonce; choosing another");
+                    if used {
+                        floor = nonce.saturating_add(1);
                     }
-                    Refusal::Nonce => {
-                        tracing::warn!(address = %address, nonce, error = %e, "the node refused the nonce; re-reading it from the node");
-                        slot.forget();
+                    refusals += 1;
+                    if refusals >= MAX_ATTEMPTS {
+                        return Err(SendError::NonceChurn);
                     }
-                    Refusal::Other => {
-                        slot.forget();
-                        return Err(e.into());
-                    }
-                },
+                }
             }
         }
         Err(SendError::NonceChurn)
     }
+}
+
+/// Gives a nonce back; a failure only leaves it held (the safe side), so it is logged.
+async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) {
+    if let Err(e) = store.evm_nonce_release(from, nonce, decision_id).await {
+        tracing::error!(address = %from, nonce, error = %e, "a nonce could not be given back; it stays held");
+    }
+}
+
+/// Sends again, byte for byte, each held transaction the node does not count (`held`: the
+/// newest transaction at each held nonce from the node's pending nonce up). One the node refuses
+/// outright gives its nonce back.
+async fn heal(rpc: &Rpc, store: &Store, from: &str, held: &[EvmTxRow]) {
+    for t in held {
+        match resend(rpc, store, t).await {
+            Ok(Resent::Known) => {}
+            Ok(Resent::Sent) => {
+                tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, "the node no longer had a transaction of keygate's; sent the same bytes again");
+            }
+            Ok(Resent::Refused(e)) => {
+                tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "the node refuses a dropped transaction of keygate's; its nonce is given back (only one transaction can be mined at it)");
+                release(store, from, t.nonce, t.decision_id).await;
+            }
+            Err(e) => {
+                tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction could not be sent again now; it keeps its nonce");
+            }
+        }
+    }
+}
+
+/// What sending a recorded transaction again gave.
+#[derive(Debug)]
+pub enum Resent {
+    /// The node knows it already (pooled or mined).
+    Known,
+    /// The node took it again.
+    Sent,
+    /// The node refused it outright (or its bytes were never kept): it is in no pool here.
+    Refused(String),
+}
+
+/// Sends a recorded transaction again, byte for byte, unless the node knows it.
+pub async fn resend(rpc: &Rpc, store: &Store, t: &EvmTxRow) -> Result<Resent, RpcError> {
+    let Ok(hash) = t.tx_hash.parse::<B256>() else {
+        return Ok(Resent::Refused("its hash is not readable".into()));
+    };
+    if rpc.transaction(&hash).await?.is_some() {
+        return Ok(Resent::Known);
+    }
+    let Some(raw) = t.raw.as_deref().and_then(|r| hex::decode(r).ok()) else {
+        return Ok(Resent::Refused(
+            "its bytes were not kept (signed before keygate kept them)".into(),
+        ));
+    };
+    let answer = rpc.send_raw(&raw).await;
+    let (outcome, result) = match answer {
+        Ok(_) => (TxOutcome::Accepted, Ok(Resent::Sent)),
+        Err(e) => match classify(&e) {
+            Refusal::AlreadyKnown => (TxOutcome::Accepted, Ok(Resent::Known)),
+            // Its nonce is used: mined (the receipt says whose) or taken by another
+            // transaction; either way nothing is to be given back or sent.
+            Refusal::Nonce { used: true } => return Ok(Resent::Known),
+            Refusal::Nonce { used: false } | Refusal::Refused => {
+                return Ok(Resent::Refused(e.to_string()));
+            }
+            Refusal::Unclear => return Err(e),
+        },
+    };
+    if let Err(e) = store.evm_tx_outcome(&t.tx_hash, outcome).await {
+        tracing::error!(tx = %t.tx_hash, error = %e, "a transaction's send outcome could not be recorded");
+    }
+    result
 }
 
 #[cfg(test)]
@@ -188,26 +347,69 @@ mod tests {
 
     #[test]
     fn classifies_the_nodes_wordings() {
-        assert_eq!(classify(&node("nonce too low")), Refusal::Nonce);
+        assert_eq!(
+            classify(&node("nonce too low")),
+            Refusal::Nonce { used: true }
+        );
         assert_eq!(
             classify(&node("Nonce too high. Expected nonce to be 3 but got 9")),
-            Refusal::Nonce
+            Refusal::Nonce { used: false }
         );
         assert_eq!(
             classify(&node("replacement transaction underpriced")),
-            Refusal::Nonce
+            Refusal::Nonce { used: true }
         );
         assert_eq!(classify(&node("already known")), Refusal::AlreadyKnown);
         assert_eq!(
             classify(&node("insufficient funds for gas * price + value")),
-            Refusal::Other
+            Refusal::Refused
+        );
+        assert_eq!(
+            classify(&node("max fee per gas less than block base fee")),
+            Refusal::Refused
+        );
+        // A proxy's or an unknown error may hide a transaction that went out.
+        assert_eq!(
+            classify(&node("upstream request timeout")),
+            Refusal::Unclear
         );
         assert_eq!(
             classify(&RpcError::Unreachable {
                 url: "x".into(),
                 reason: "timed out"
             }),
-            Refusal::Other
+            Refusal::Unclear
         );
+        assert_eq!(
+            classify(&RpcError::Bad {
+                method: "eth_sendRawTransaction",
+                detail: "HTTP 502, not JSON".into()
+            }),
+            Refusal::Unclear
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_that_could_not_connect_was_not_delivered() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let rpc = Rpc::new(
+            &format!("http://127.0.0.1:{port}"),
+            std::time::Duration::from_secs(2),
+        )
+        .unwrap();
+        let e = rpc.send_raw(&[0x02]).await.unwrap_err();
+        assert!(e.not_delivered(), "{e}");
+        assert_eq!(classify(&e), Refusal::Refused);
+    }
+
+    #[test]
+    fn the_first_free_nonce_skips_held_ones() {
+        assert_eq!(first_free(5, []), Some(5));
+        assert_eq!(first_free(5, [5, 6, 8]), Some(7));
+        assert_eq!(first_free(5, [6, 7]), Some(5));
+        assert_eq!(first_free(u64::MAX, [u64::MAX]), None);
     }
 }

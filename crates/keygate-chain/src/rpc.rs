@@ -34,6 +34,12 @@ impl RpcError {
         matches!(self, RpcError::Unreachable { .. })
     }
 
+    /// Whether the call certainly never reached the node (no connection could be made), so a
+    /// transaction it carried was not sent.
+    pub fn not_delivered(&self) -> bool {
+        matches!(self, RpcError::Unreachable { reason, .. } if *reason == NO_CONNECTION)
+    }
+
     /// The node's message, lower-cased, when it answered with an error.
     pub fn node_message(&self) -> Option<String> {
         match self {
@@ -42,6 +48,9 @@ impl RpcError {
         }
     }
 }
+
+/// Why a call failed when no connection to the node could be made.
+const NO_CONNECTION: &str = "connection refused or failed";
 
 /// A JSON-RPC endpoint.
 #[derive(Debug, Clone)]
@@ -170,7 +179,7 @@ impl Rpc {
             reason: if e.is_timeout() {
                 "timed out"
             } else if e.is_connect() {
-                "connection refused or failed"
+                NO_CONNECTION
             } else {
                 "request failed"
             },

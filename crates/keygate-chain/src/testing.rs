@@ -1,9 +1,11 @@
 //! Helpers for tests against a real anvil node (feature `testing`): find the binary, start it
 //! on a free loopback port, deploy the 6-decimals test token. A missing anvil fails the test
-//! with the command that installs it: the chain tests never skip silently.
+//! with the command that installs it: the chain tests never skip silently. [`proxy`] puts a
+//! JSON-RPC proxy in front of a node that can lose answers or lie, as real backends do.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
@@ -156,4 +158,115 @@ pub async fn deploy_token(rpc: &Rpc, from: Address, supply: U256) -> Address {
         let _ = rpc.call::<Value>("evm_mine", json!([])).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What a test proxy ([`proxy`]) does with one JSON-RPC request.
+pub enum Hook {
+    /// Passes it to the node.
+    Forward,
+    /// Sends this request to the node first, then passes it on.
+    Before(Value),
+    /// Answers with this body without passing it on.
+    Answer(String),
+    /// Passes it to the node, then answers with this body instead of the node's.
+    ForwardThenAnswer(String),
+}
+
+pub type HookFn = Arc<dyn Fn(&str) -> Hook + Send + Sync>;
+
+/// A JSON-RPC proxy in front of `upstream`; `hook` sees each request's body and says what to
+/// do with it.
+pub async fn proxy(upstream: String, hook: HookFn) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (http, upstream, hook) = (http.clone(), upstream.clone(), hook.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let body = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse().ok())?
+                                })
+                                .unwrap_or(0);
+                            if body.len() >= len {
+                                break body[..len].to_string();
+                            }
+                        }
+                    };
+                    let forward = |body: String| {
+                        let (http, upstream) = (http.clone(), upstream.clone());
+                        async move {
+                            http.post(&upstream)
+                                .header("content-type", "application/json")
+                                .body(body)
+                                .send()
+                                .await
+                                .unwrap()
+                                .bytes()
+                                .await
+                                .unwrap()
+                                .to_vec()
+                        }
+                    };
+                    let answer = match hook(&body) {
+                        Hook::Forward => forward(body).await,
+                        Hook::Before(first) => {
+                            http.post(&upstream).json(&first).send().await.unwrap();
+                            forward(body).await
+                        }
+                        Hook::Answer(a) => a.into_bytes(),
+                        Hook::ForwardThenAnswer(a) => {
+                            forward(body).await;
+                            a.into_bytes()
+                        }
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if sock.write_all(head.as_bytes()).await.is_err()
+                        || sock.write_all(&answer).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A hook that applies `then` to the first `eth_sendRawTransaction` only.
+pub fn first_send(then: impl Fn() -> Hook + Send + Sync + 'static) -> HookFn {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    Arc::new(move |body: &str| {
+        if body.contains("eth_sendRawTransaction")
+            && !done.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            then()
+        } else {
+            Hook::Forward
+        }
+    })
 }

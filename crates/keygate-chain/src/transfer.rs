@@ -1,21 +1,24 @@
 //! One transfer, end to end below the HTTP layer: check the request against the venue
 //! ([`Transfers::plan`]: asset listed, amount exact in the token's decimals, node reachable,
 //! chain id, gas and fees), then, once the decider has durably allowed it, sign and send it
-//! ([`Transfers::execute`]: the row and every signed hash recorded before anything is sent),
-//! and report its state ([`Transfers::status`]: pending, confirmed at the venue's depth, or
-//! failed).
+//! ([`Transfers::execute`]: the row, and every signed transaction with its nonce, recorded
+//! before anything is sent), and report its state ([`Transfers::status`]: pending, confirmed at
+//! the venue's depth, or failed).
 //!
 //! The node is asked before the decision, so a node that is down costs no decision and no limit
-//! debit: the request is refused as unavailable and nothing is signed. If the node fails between
-//! the decision and the send (a window of milliseconds), the transfer is recorded `unsent` and
-//! its debit stays: limits only ever over-count.
+//! debit: the request is refused as unavailable and nothing is signed. If the node refuses the
+//! send outright, the transfer is `refused` and failed; if it gives no clear answer (timed out,
+//! a proxy's error), the transfer is `unknown`, reported pending, and only the chain decides it:
+//! confirmed when a transaction of it is mined, failed when its nonce was used by another
+//! transaction at a confirmed block. Failed is final. Either way the debit stays: limits only
+//! ever over-count.
 
 use alloy::primitives::{Address, B256, U256};
-use keygate_store::{EvmTransferRow, NewEvmTransfer, Store};
+use keygate_store::{EvmTransferRow, EvmTxRow, NewEvmTransfer, Store, TransferState};
 use rust_decimal::Decimal;
 
 use crate::amount::{AmountError, to_units};
-use crate::nonce::{NonceManager, SendError};
+use crate::nonce::{NonceManager, Resent, SendError, resend};
 use crate::rpc::{Rpc, RpcError};
 use crate::tx::{Key, Plan, PrepareError, Signed, prepare};
 use crate::{EvmVenue, address_text, hash_text};
@@ -59,6 +62,9 @@ pub enum Status {
         #[serde(skip_serializing_if = "Option::is_none")]
         block: Option<u64>,
         confirmations: u64,
+        /// Why it is not mined yet, when keygate knows something the client should.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     Confirmed {
         tx_hash: String,
@@ -123,8 +129,9 @@ impl Transfers {
         })
     }
 
-    /// Signs and sends an allowed transfer: records it (state `signing`), records each signed
-    /// hash before sending it, and marks it `sent` or `unsent`.
+    /// Signs and sends an allowed transfer: records it (state `signing`), takes its nonce with
+    /// each signed transaction before sending it, and marks it `sent`, `unknown` (no clear
+    /// answer: it may be pending) or `refused` (nothing is pending).
     pub async fn execute(
         &self,
         store: &Store,
@@ -151,26 +158,28 @@ impl Transfers {
             .map_err(|e| SendError::Record(e.to_string()))?;
         let sent = self
             .nonces
-            .send(&self.rpc, key, &p.plan, |s| {
-                let hash = hash_text(&s.hash);
-                let nonce = s.nonce;
-                async move {
-                    store
-                        .evm_tx_signed(decision_id, &hash, nonce, store.clock().now())
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            })
+            .send(&self.rpc, store, key, &p.plan, decision_id)
             .await;
         let done = match &sent {
             Ok(s) => {
+                let hash = hash_text(&s.hash);
                 store
-                    .evm_transfer_done(decision_id, Ok((&hash_text(&s.hash), s.nonce)))
+                    .evm_transfer_done(
+                        decision_id,
+                        TransferState::Sent,
+                        Some((&hash, s.nonce)),
+                        None,
+                    )
                     .await
             }
             Err(e) => {
+                let state = if e.maybe_out() {
+                    TransferState::Unknown
+                } else {
+                    TransferState::Refused
+                };
                 store
-                    .evm_transfer_done(decision_id, Err(&e.to_string()))
+                    .evm_transfer_done(decision_id, state, e.maybe_pending(), Some(&e.to_string()))
                     .await
             }
         };
@@ -180,32 +189,24 @@ impl Transfers {
         sent
     }
 
-    /// The state of a recorded transfer, read from the node (so a reorg is reflected).
+    /// The state of a recorded transfer, read from the chain (so a reorg is reflected): mined
+    /// when a receipt of any of its transactions exists; failed when nothing of it can be mined
+    /// (each refused outright) or its nonce was used by another transaction at a confirmed
+    /// block; pending otherwise, after sending its newest transaction again, byte for byte, if
+    /// the node no longer has it.
     pub async fn status(
         &self,
+        store: &Store,
         row: &EvmTransferRow,
-        hashes: &[String],
+        txs: &[EvmTxRow],
     ) -> Result<Status, RpcError> {
-        if row.state == "unsent" {
-            return Ok(Status::Failed {
-                tx_hash: None,
-                reason: row
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "the transaction was not sent".into()),
-            });
-        }
         let head = self.rpc.block_number().await?;
         let need = self.venue.confirmations.max(1);
-        let mut known = None;
-        // The hash sent last first: it is the one the node accepted.
-        let mut order: Vec<&String> = vec![];
-        if let Some(h) = &row.tx_hash {
-            order.push(h);
-        }
-        order.extend(hashes.iter().filter(|h| Some(*h) != row.tx_hash.as_ref()));
-        for h in order {
-            let Ok(hash) = h.parse::<B256>() else {
+        // The transaction accepted last first: it is the likeliest to be mined.
+        let mut order: Vec<&EvmTxRow> = txs.iter().collect();
+        order.sort_by_key(|t| (row.tx_hash.as_ref() != Some(&t.tx_hash), !t.maybe_out()));
+        for t in &order {
+            let Ok(hash) = t.tx_hash.parse::<B256>() else {
                 continue;
             };
             if let Some(r) = self.rpc.receipt(&hash).await? {
@@ -213,38 +214,102 @@ impl Transfers {
                 let confirmations = head.saturating_sub(block).saturating_add(1);
                 if r.status.to::<u64>() != 1 {
                     return Ok(Status::Failed {
-                        tx_hash: Some(h.clone()),
+                        tx_hash: Some(t.tx_hash.clone()),
                         reason: "the transaction was mined but reverted".into(),
                     });
                 }
                 return Ok(if confirmations >= need {
                     Status::Confirmed {
-                        tx_hash: h.clone(),
+                        tx_hash: t.tx_hash.clone(),
                         block,
                         confirmations,
                     }
                 } else {
                     Status::Pending {
-                        tx_hash: Some(h.clone()),
+                        tx_hash: Some(t.tx_hash.clone()),
                         block: Some(block),
                         confirmations,
+                        note: None,
                     }
                 });
             }
-            if known.is_none() && self.rpc.transaction(&hash).await?.is_some() {
-                known = Some(h.clone());
-            }
         }
-        if row.state == "signing" || known.is_some() {
-            return Ok(Status::Pending {
-                tx_hash: known.or_else(|| row.tx_hash.clone()),
-                block: None,
-                confirmations: 0,
+        let live: Vec<&EvmTxRow> = txs.iter().filter(|t| t.maybe_out()).collect();
+        let Some(newest) = live.iter().max_by_key(|t| (t.at_ms, t.nonce)).copied() else {
+            // Nothing of it can be mined. A transfer still `signing` with nothing recorded is
+            // being sent now, unless keygate stopped before sending it.
+            let stale = store.clock().now().saturating_sub(row.at_ms) > SIGNING_GRACE_MS;
+            if row.state == "signing" && !stale {
+                return Ok(Status::Pending {
+                    tx_hash: None,
+                    block: None,
+                    confirmations: 0,
+                    note: None,
+                });
+            }
+            return Ok(Status::Failed {
+                tx_hash: None,
+                reason: row.error.clone().unwrap_or_else(|| {
+                    "keygate stopped before the transaction was sent; nothing is pending".into()
+                }),
+            });
+        };
+        // Its nonce used by another transaction at a confirmed block: none of this transfer's
+        // transactions can ever be mined.
+        let highest = live.iter().map(|t| t.nonce).max().unwrap_or(newest.nonce);
+        let confirmed_block = head.saturating_add(1).saturating_sub(need);
+        let from: Address = row.from_address.parse().map_err(|_| RpcError::Bad {
+            method: "eth_getTransactionCount",
+            detail: "the transfer's from address is not an address".into(),
+        })?;
+        let used = self
+            .rpc
+            .nonce(&from, &format!("{confirmed_block:#x}"))
+            .await?;
+        if used > highest {
+            return Ok(Status::Failed {
+                tx_hash: None,
+                reason: format!(
+                    "nonce {highest} was used by another transaction (at block {confirmed_block} or before, confirmed) and no transaction of this transfer was mined: nothing was paid; send a new transfer if it is still wanted"
+                ),
             });
         }
-        Ok(Status::Failed {
-            tx_hash: row.tx_hash.clone(),
-            reason: "the node no longer knows the transaction (dropped, or its nonce was used by another transaction); it was not re-sent: send a new transfer if it is still wanted".into(),
+        let note = match resend(&self.rpc, store, newest).await {
+            Ok(Resent::Known) => None,
+            Ok(Resent::Sent) => {
+                tracing::warn!(tx = %newest.tx_hash, decision_id = row.decision_id, "the node no longer had a transfer's transaction; sent the same bytes again");
+                Some(
+                    "the node had dropped the transaction; keygate sent the same transaction again"
+                        .to_string(),
+                )
+            }
+            Ok(Resent::Refused(e)) => {
+                tracing::warn!(alarm = "chain.nonce_released", tx = %newest.tx_hash, decision_id = row.decision_id, error = %e, "the node refuses a dropped transaction of keygate's; its nonce is given back (only one transaction can be mined at it)");
+                if let Err(e) = store
+                    .evm_nonce_release(&row.from_address, newest.nonce, row.decision_id)
+                    .await
+                {
+                    tracing::error!(error = %e, "a nonce could not be given back; it stays held");
+                }
+                Some(format!(
+                    "the node no longer has the transaction and refuses it again ({e}); it is failed once another transaction uses nonce {}, or confirmed if it is mined after all",
+                    newest.nonce
+                ))
+            }
+            Err(e) if e.unreachable() => return Err(e),
+            Err(e) => Some(format!(
+                "the node no longer has the transaction and gave no clear answer when it was sent again ({e})"
+            )),
+        };
+        Ok(Status::Pending {
+            tx_hash: Some(newest.tx_hash.clone()),
+            block: None,
+            confirmations: 0,
+            note,
         })
     }
 }
+
+/// How long a transfer may stay `signing` with no transaction recorded before it counts as
+/// abandoned (keygate stopped between the decision and the signature).
+const SIGNING_GRACE_MS: i64 = 60_000;

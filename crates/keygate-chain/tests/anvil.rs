@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use keygate_chain::testing::{Anvil, KEY0, KEY1, call, deploy_token};
+use keygate_chain::testing::{
+    Anvil, Hook, HookFn, KEY0, KEY1, call, deploy_token, first_send, proxy,
+};
 use keygate_chain::transfer::{Status, Transfers};
 use keygate_chain::tx::{Key, sign};
 use keygate_chain::watcher::{Event, Watcher};
@@ -77,9 +79,18 @@ struct Env {
 }
 
 async fn env(anvil_args: &[&str]) -> Env {
+    env_on(anvil_args, false).await
+}
+
+/// The test environment, its store on the test PostgreSQL server when `postgres`.
+async fn env_on(anvil_args: &[&str], postgres: bool) -> Env {
     let anvil = Anvil::start(anvil_args).await;
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/k.db", dir.path().display());
+    let url = if postgres {
+        keygate_store::testing::fresh_postgres_url().await
+    } else {
+        format!("sqlite://{}/k.db", dir.path().display())
+    };
     let store = Store::open(&url, OpenMode::Create).await.unwrap();
     store.migrate().await.unwrap();
     let t = now() - 2 * DAY;
@@ -292,8 +303,8 @@ async fn a_transfer_through_keygate_confirms_and_matches_without_an_alarm() {
     assert_eq!(e.freezes().await, 0);
     // The newest one is confirmed at depth 2 only once another block is on top.
     let row = e.store.evm_transfer(eth).await.unwrap().unwrap();
-    let hashes = e.store.evm_tx_hashes(eth).await.unwrap();
-    let s = e.transfers.status(&row, &hashes).await.unwrap();
+    let txs = e.store.evm_txs(eth).await.unwrap();
+    let s = e.transfers.status(&e.store, &row, &txs).await.unwrap();
     assert!(
         matches!(
             s,
@@ -305,7 +316,7 @@ async fn a_transfer_through_keygate_confirms_and_matches_without_an_alarm() {
         "{s:?}"
     );
     mine(&e, 1).await;
-    let s = e.transfers.status(&row, &hashes).await.unwrap();
+    let s = e.transfers.status(&e.store, &row, &txs).await.unwrap();
     assert!(matches!(s, Status::Confirmed { .. }), "{s:?}");
     let bal = e.anvil.rpc().balance(&DEST.parse().unwrap()).await.unwrap();
     assert_eq!(bal, U256::from(250_000_000_000_000_000u64));
@@ -517,50 +528,69 @@ async fn the_watcher_catches_up_from_its_checkpoint_after_a_restart() {
     assert!(drain(&mut rx).is_empty());
 }
 
+impl Env {
+    async fn status(&self, id: i64) -> Status {
+        self.status_with(&self.transfers, id).await
+    }
+
+    async fn status_with(&self, transfers: &Transfers, id: i64) -> Status {
+        let row = self.store.evm_transfer(id).await.unwrap().unwrap();
+        let txs = self.store.evm_txs(id).await.unwrap();
+        transfers.status(&self.store, &row, &txs).await.unwrap()
+    }
+}
+
 #[tokio::test]
-async fn the_nonce_manager_heals_from_dropped_and_out_of_band_transactions() {
+async fn a_dropped_transaction_is_sent_again_byte_for_byte_and_its_nonce_is_never_reused() {
     let e = env(&["--no-mining"]).await;
     let rpc = e.anvil.rpc();
     // A first transfer stays pending; the node then drops it (as after a restart or eviction).
     let first = e.transfer("USDT", "1", "n1").await;
     let row = e.store.evm_transfer(first).await.unwrap().unwrap();
     assert_eq!(row.nonce, Some(0));
+    let first_hash: alloy::primitives::B256 = row.tx_hash.clone().unwrap().parse().unwrap();
     call(&rpc, "anvil_dropAllTransactions", json!([])).await;
-    // The next transfer re-uses the gap instead of waiting behind it forever.
+    assert!(rpc.transaction(&first_hash).await.unwrap().is_none());
+    // The next transfer takes the next nonce, not the dropped one's: the dropped transaction
+    // may still be in some pool, and two transfers at one nonce could both be wanted but only
+    // one paid, or (signed anew) both paid. The dropped one's bytes are sent again first.
     let second = e.transfer("USDT", "2", "n2").await;
     let row2 = e.store.evm_transfer(second).await.unwrap().unwrap();
-    assert_eq!(row2.nonce, Some(0));
-    mine(&e, 1).await;
-    let s = e
-        .transfers
-        .status(&row2, &e.store.evm_tx_hashes(second).await.unwrap())
-        .await
-        .unwrap();
-    assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
-    let s = e
-        .transfers
-        .status(&row, &e.store.evm_tx_hashes(first).await.unwrap())
-        .await
-        .unwrap();
+    assert_eq!(row2.nonce, Some(1));
     assert!(
-        matches!(s, Status::Failed { .. }),
-        "the dropped one failed: {s:?}"
+        rpc.transaction(&first_hash).await.unwrap().is_some(),
+        "the dropped transaction was sent again"
     );
-    // The same key used outside keygate takes nonces keygate thought were next.
+    assert_eq!(
+        e.store.evm_txs(first).await.unwrap().len(),
+        1,
+        "nothing new was signed for the dropped transfer"
+    );
+    mine(&e, 2).await;
+    for id in [first, second] {
+        let s = e.status(id).await;
+        assert!(matches!(s, Status::Confirmed { .. }), "{id}: {s:?}");
+    }
+    // Dropped again after it was asked about: a status read sends it again too.
+    let third = e.transfer("USDT", "3", "n3").await;
+    call(&rpc, "anvil_dropAllTransactions", json!([])).await;
+    let s = e.status(third).await;
+    assert!(
+        matches!(&s, Status::Pending { note: Some(n), .. } if n.contains("sent the same transaction again")),
+        "{s:?}"
+    );
+    mine(&e, 2).await;
+    assert!(matches!(e.status(third).await, Status::Confirmed { .. }));
+    // The same key used outside keygate takes the next nonces; keygate follows the node.
     for _ in 0..2 {
         e.leak_native(1).await;
     }
     mine(&e, 1).await;
-    let third = e.transfer("USDT", "3", "n3").await;
-    mine(&e, 1).await;
-    let row3 = e.store.evm_transfer(third).await.unwrap().unwrap();
-    assert_eq!(row3.nonce, Some(3));
-    let s = e
-        .transfers
-        .status(&row3, &e.store.evm_tx_hashes(third).await.unwrap())
-        .await
-        .unwrap();
-    assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
+    let fourth = e.transfer("USDT", "4", "n4").await;
+    mine(&e, 2).await;
+    let row4 = e.store.evm_transfer(fourth).await.unwrap().unwrap();
+    assert_eq!(row4.nonce, Some(5));
+    assert!(matches!(e.status(fourth).await, Status::Confirmed { .. }));
 }
 
 #[tokio::test]
@@ -602,80 +632,18 @@ async fn a_transfer_mined_an_hour_after_its_decision_still_matches() {
     assert_eq!(e.freezes().await, 0);
 }
 
-/// A JSON-RPC proxy in front of anvil that, on the first `eth_sendRawTransaction`, first spends
-/// the treasury's next nonce with a transaction of its own (the key used elsewhere at that very
+/// A proxy in front of anvil that, on the first `eth_sendRawTransaction`, first spends the
+/// treasury's next nonce with a transaction of its own (the key used elsewhere at that very
 /// moment), so anvil itself answers "nonce too low" to keygate's transaction.
 async fn racing_proxy(upstream: String, treasury: Address) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let raced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let (http, upstream, raced) = (http.clone(), upstream.clone(), raced.clone());
-            tokio::spawn(async move {
-                loop {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let body = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let len: usize = head
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("content-length")
-                                        .then(|| v.trim().parse().ok())?
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= len {
-                                break body[..len].to_string();
-                            }
-                        }
-                    };
-                    if body.contains("eth_sendRawTransaction")
-                        && !raced.swap(true, std::sync::atomic::Ordering::SeqCst)
-                    {
-                        let spend = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
-                            "params": [{"from": treasury, "to": "0x00000000000000000000000000000000000000bb", "value": "0x1"}]});
-                        http.post(&upstream).json(&spend).send().await.unwrap();
-                    }
-                    let answer = http
-                        .post(&upstream)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .bytes()
-                        .await
-                        .unwrap();
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        answer.len()
-                    );
-                    if sock.write_all(head.as_bytes()).await.is_err()
-                        || sock.write_all(&answer).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    url
+    let spend = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
+        "params": [{"from": treasury, "to": "0x00000000000000000000000000000000000000bb", "value": "0x1"}]});
+    proxy(upstream, first_send(move || Hook::Before(spend.clone()))).await
 }
+
+/// A proxy's error that says nothing about whether the transaction went out.
+const UNCLEAR: &str =
+    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"upstream request timeout"}}"#;
 
 #[tokio::test]
 async fn a_nonce_too_low_answer_is_healed_by_re_signing_with_the_nodes_nonce() {
@@ -711,16 +679,18 @@ async fn a_nonce_too_low_answer_is_healed_by_re_signing_with_the_nodes_nonce() {
         .unwrap();
     // The first signature (nonce 0) was refused as too low; the second (nonce 1) went out.
     assert_eq!(sent.nonce, 1);
-    let hashes = e.store.evm_tx_hashes(d.id).await.unwrap();
+    let txs = e.store.evm_txs(d.id).await.unwrap();
     assert_eq!(
-        hashes.len(),
+        txs.len(),
         2,
-        "both signed hashes were recorded before sending"
+        "both signed transactions were recorded before sending"
     );
+    assert_eq!(txs[0].outcome, "refused");
+    assert_eq!(txs[1].outcome, "accepted");
     e.mined(&keygate_chain::hash_text(&sent.hash)).await;
     let row = e.store.evm_transfer(d.id).await.unwrap().unwrap();
     assert_eq!(row.state, "sent");
-    let s = transfers.status(&row, &hashes).await.unwrap();
+    let s = transfers.status(&e.store, &row, &txs).await.unwrap();
     assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
 }
 
@@ -814,4 +784,192 @@ async fn code_at_the_treasury_a_7702_delegation_freezes_on_first_sight() {
     call(&rpc, "evm_mine", json!([])).await;
     w.step().await.unwrap();
     assert!(drain(&mut rx).iter().all(|ev| ev.outflow.asset != "code"));
+}
+
+/// Plans, decides and executes one USDT transfer with `transfers` (not waiting for a block).
+async fn send_with(
+    e: &Env,
+    transfers: &Transfers,
+    amount: &str,
+    client_ref: &str,
+) -> (
+    i64,
+    Result<keygate_chain::tx::Signed, keygate_chain::nonce::SendError>,
+) {
+    let amount: Decimal = amount.parse().unwrap();
+    let p = transfers
+        .plan(e.key.address(), "USDT", DEST.parse().unwrap(), amount)
+        .await
+        .unwrap();
+    let intent = Intent {
+        client: "mm".into(),
+        venue: VENUE.into(),
+        action: Action::Transfer,
+        asset: Some("USDT".into()),
+        amount: Some(amount),
+        destination: Some(DEST.into()),
+        source_ip: None,
+        token_id: None,
+    };
+    let d = e
+        .decider
+        .decide(intent, e.store.clock().now())
+        .await
+        .unwrap();
+    assert_eq!(d.verdict.outcome, Outcome::Allow);
+    let r = transfers
+        .execute(&e.store, &e.key, d.id, "mm", client_ref, &p)
+        .await;
+    (d.id, r)
+}
+
+fn through(e: &Env, url: String) -> Transfers {
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    Transfers::new(venue).unwrap()
+}
+
+#[tokio::test]
+async fn a_send_with_no_clear_answer_is_pending_and_never_signed_again() {
+    // The node took the transaction but the answer was lost: the transfer is unknown, not
+    // failed, and it confirms without a second transaction.
+    let e = env(&["--no-mining"]).await;
+    let transfers = through(
+        &e,
+        proxy(
+            e.anvil.url.clone(),
+            first_send(|| Hook::ForwardThenAnswer(UNCLEAR.into())),
+        )
+        .await,
+    );
+    let (id, r) = send_with(&e, &transfers, "5", "lost-answer").await;
+    let err = r.unwrap_err();
+    assert!(err.maybe_out(), "{err}");
+    let row = e.store.evm_transfer(id).await.unwrap().unwrap();
+    assert_eq!(row.state, "unknown");
+    assert_eq!(
+        row.nonce,
+        Some(0),
+        "the transaction that may be pending is recorded"
+    );
+    assert!(row.tx_hash.is_some());
+    let s = e.status_with(&transfers, id).await;
+    assert!(matches!(s, Status::Pending { .. }), "{s:?}");
+    // The next transfer does not take its nonce.
+    let (next, r) = send_with(&e, &transfers, "6", "after-lost").await;
+    assert_eq!(r.unwrap().nonce, 1);
+    mine(&e, 2).await;
+    assert!(matches!(e.status(id).await, Status::Confirmed { .. }));
+    assert!(matches!(e.status(next).await, Status::Confirmed { .. }));
+    assert_eq!(e.store.evm_txs(id).await.unwrap().len(), 1);
+
+    // The send never reached the node and the answer was lost: a status read sends the same
+    // bytes, and it confirms.
+    let transfers = through(
+        &e,
+        proxy(
+            e.anvil.url.clone(),
+            first_send(|| Hook::Answer(UNCLEAR.into())),
+        )
+        .await,
+    );
+    let (id, r) = send_with(&e, &transfers, "7", "swallowed").await;
+    assert!(r.unwrap_err().maybe_out());
+    let s = e.status(id).await;
+    assert!(
+        matches!(&s, Status::Pending { note: Some(n), .. } if n.contains("sent the same transaction again")),
+        "{s:?}"
+    );
+    mine(&e, 2).await;
+    assert!(matches!(e.status(id).await, Status::Confirmed { .. }));
+    assert_eq!(e.store.evm_txs(id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_lost_send_whose_nonce_is_used_elsewhere_fails_for_good_and_paid_nothing() {
+    let e = env(&["--no-mining"]).await;
+    let transfers = through(
+        &e,
+        proxy(
+            e.anvil.url.clone(),
+            first_send(|| Hook::Answer(UNCLEAR.into())),
+        )
+        .await,
+    );
+    let (id, r) = send_with(&e, &transfers, "8", "used-elsewhere").await;
+    assert_eq!(r.unwrap_err().maybe_pending().map(|p| p.1), Some(0));
+    // The key, used outside keygate, takes nonce 0 before keygate's transaction is mined.
+    e.leak_native(1).await;
+    mine(&e, 1).await;
+    // Not final before the block using the nonce is confirmed (a reorg could undo it)...
+    let row = e.store.evm_transfer(id).await.unwrap().unwrap();
+    let txs = e.store.evm_txs(id).await.unwrap();
+    let early = e.transfers.status(&e.store, &row, &txs).await.unwrap();
+    assert!(!matches!(early, Status::Failed { .. }), "{early:?}");
+    mine(&e, 1).await;
+    let s = e.status(id).await;
+    assert!(
+        matches!(&s, Status::Failed { reason, .. } if reason.contains("nothing was paid")),
+        "{s:?}"
+    );
+    let rpc = e.anvil.rpc();
+    let bal = rpc.balance(&DEST.parse().unwrap()).await.unwrap();
+    assert_eq!(bal, U256::ZERO, "the destination got no ETH");
+    assert_eq!(
+        e.store.evm_txs(id).await.unwrap().len(),
+        1,
+        "never signed again"
+    );
+}
+
+#[tokio::test]
+async fn two_instances_sharing_a_key_never_sign_two_transfers_at_one_nonce() {
+    two_instances(false).await;
+}
+
+#[tokio::test]
+async fn two_instances_sharing_a_key_and_a_postgres_store_never_sign_two_transfers_at_one_nonce() {
+    two_instances(true).await;
+}
+
+async fn two_instances(postgres: bool) {
+    let e = env_on(&["--no-mining"], postgres).await;
+    // Instance B reaches the node through a lagging backend: its pending nonce is always 0.
+    let lagging: HookFn = Arc::new(|body: &str| {
+        if body.contains("eth_getTransactionCount") && body.contains("pending") {
+            Hook::Answer(r#"{"jsonrpc":"2.0","id":1,"result":"0x0"}"#.into())
+        } else {
+            Hook::Forward
+        }
+    });
+    let a = through(&e, e.anvil.url.clone());
+    let b = through(&e, proxy(e.anvil.url.clone(), lagging).await);
+    let mut ids = vec![];
+    for round in 0..4 {
+        let (ra, rb) = (format!("a{round}"), format!("b{round}"));
+        let (x, y) = tokio::join!(send_with(&e, &a, "1", &ra), send_with(&e, &b, "1", &rb));
+        for (id, r) in [x, y] {
+            r.unwrap();
+            ids.push(id);
+        }
+    }
+    let mut nonces = vec![];
+    for id in &ids {
+        nonces.push(
+            e.store
+                .evm_transfer(*id)
+                .await
+                .unwrap()
+                .unwrap()
+                .nonce
+                .unwrap(),
+        );
+    }
+    nonces.sort();
+    assert_eq!(nonces, (0..8).collect::<Vec<i64>>());
+    mine(&e, 2).await;
+    for id in ids {
+        let s = e.status(id).await;
+        assert!(matches!(s, Status::Confirmed { .. }), "{id}: {s:?}");
+    }
 }

@@ -81,13 +81,14 @@ fn presented(headers: &HeaderMap) -> Result<Presented, Box<Response>> {
     })
 }
 
-/// Checks a token for a transfer on `venue` without deciding anything (for reading a
-/// transfer's state): the same check the decider makes. The token's client.
+/// Checks a token for a transfer on `venue` without deciding anything: the same check the
+/// decider makes, and a refusal is audited like the decider's. The token's client.
 async fn check(
     gw: &Gateway,
     p: &Presented,
     ip: std::net::IpAddr,
     venue: &str,
+    request: (&str, &str),
 ) -> Result<String, Box<Response>> {
     let (token, client) = gw.store.token_with_client(&p.id).await.map_err(|e| {
         Box::new(refuse(
@@ -97,7 +98,7 @@ async fn check(
             None,
         ))
     })?;
-    auth::authenticate(
+    match auth::authenticate(
         p,
         token.as_ref(),
         client.as_ref(),
@@ -105,17 +106,34 @@ async fn check(
         venue,
         Action::Transfer,
         gw.store.clock().now(),
-    )
-    .map_err(|e| {
-        gw.throttle.failed(ip);
-        let status = match e {
-            auth::AuthError::ClientDisabled { .. }
-            | auth::AuthError::WrongAddress { .. }
-            | auth::AuthError::OutOfScope { .. } => StatusCode::FORBIDDEN,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        Box::new(refuse(status, e.code(), e.to_string(), None))
-    })?;
+    ) {
+        Ok(()) => {}
+        Err(e) => {
+            gw.throttle.failed(ip);
+            let entry = keygate_store::decider::auth_failure_entry(
+                &e,
+                ip,
+                venue,
+                Some(Action::Transfer),
+                Some(request),
+                gw.store.clock().now(),
+            );
+            let id = match gw.store.append_audit(vec![entry]).await {
+                Ok(ids) => ids.first().copied(),
+                Err(err) => {
+                    tracing::error!(error = %err, "a refused token could not be audited");
+                    None
+                }
+            };
+            let status = match e {
+                auth::AuthError::ClientDisabled { .. }
+                | auth::AuthError::WrongAddress { .. }
+                | auth::AuthError::OutOfScope { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            return Err(Box::new(refuse(status, e.code(), e.to_string(), id)));
+        }
+    }
     Ok(token.map(|t| t.client).unwrap_or_default())
 }
 
@@ -129,7 +147,7 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, status: StatusCode) -> Respo
             Some(row.decision_id),
         );
     };
-    let hashes = match gw.store.evm_tx_hashes(row.decision_id).await {
+    let txs = match gw.store.evm_txs(row.decision_id).await {
         Ok(h) => h,
         Err(e) => {
             return refuse(
@@ -140,7 +158,7 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, status: StatusCode) -> Respo
             );
         }
     };
-    let state = match setup.transfers.status(row, &hashes).await {
+    let state = match setup.transfers.status(&gw.store, row, &txs).await {
         Ok(s) => s,
         Err(e) => {
             return refuse(
@@ -168,24 +186,53 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, status: StatusCode) -> Respo
     r
 }
 
-/// The transfer a client's `client_ref` named, answered as on its first request.
+/// How long a retry waits for the first request of its `client_ref` to record its transfer.
+const FIRST_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The transfer a client's `client_ref` named, answered as on its first request. A retry that
+/// races the first request (allowed, not yet recorded as a transfer) waits for it a little.
 async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> Option<Response> {
     let id = gw
         .store
         .request_decision(client, venue, client_ref)
         .await
         .ok()??;
-    match gw.store.evm_transfer(id).await.ok()? {
-        Some(row) => Some(report(gw, &row, StatusCode::OK).await),
-        None => Some(refuse(
+    let allowed = gw
+        .store
+        .audit_entry(id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.data().get("outcome").and_then(|o| o.as_str()) == Some("allow"));
+    let deadline = tokio::time::Instant::now() + FIRST_REQUEST_WAIT;
+    loop {
+        if let Some(row) = gw.store.evm_transfer(id).await.ok()? {
+            return Some(report(gw, &row, StatusCode::OK).await);
+        }
+        if !allowed || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Some(if allowed {
+        refuse(
+            StatusCode::CONFLICT,
+            "in_progress",
+            format!(
+                "client_ref {client_ref:?} was allowed as decision {id}, whose transfer the first request is still signing; GET /v1/transfers/{id} in a moment, and do not send it with a new client_ref"
+            ),
+            Some(id),
+        )
+    } else {
+        refuse(
             StatusCode::CONFLICT,
             "replayed",
             format!(
                 "client_ref {client_ref:?} was used by decision {id}, which signed no transfer (held, or not allowed); use a new client_ref"
             ),
             Some(id),
-        )),
-    }
+        )
+    })
 }
 
 /// `POST /v1/transfers`.
@@ -256,7 +303,7 @@ pub async fn create(
         Err(_) => return bad(format!("amount {:?} is not a decimal", b.amount)),
     };
     // A retry of a transfer already made answers with it, before the node is asked anything.
-    let client = match check(&gw, &p, ip, &b.venue).await {
+    let client = match check(&gw, &p, ip, &b.venue, ("POST", "/v1/transfers")).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -412,6 +459,25 @@ pub async fn create(
                 Some(decision.id),
             ),
         },
+        Err(e) if e.maybe_out() => {
+            tracing::error!(venue = %b.venue, decision_id = decision.id, error = %e, "an allowed transfer's send got no clear answer; it may be pending");
+            let (hash, nonce) = e.maybe_pending().unwrap_or_default();
+            let mut r = (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({
+                    "id": decision.id, "decision_id": decision.id, "venue": b.venue,
+                    "asset": b.asset, "amount": planned.amount.normalize().to_string(),
+                    "to": keygate_chain::address_text(&to), "client_ref": b.client_ref,
+                    "nonce": nonce, "status": "pending", "tx_hash": hash, "confirmations": 0,
+                    "note": format!("{e}. Do not send this transfer again: GET /v1/transfers/{} until it is confirmed or failed (failed is final, and means nothing was paid)", decision.id),
+                })),
+            )
+                .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&decision.id.to_string()) {
+                r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
+            }
+            r
+        }
         Err(e) => {
             tracing::error!(venue = %b.venue, decision_id = decision.id, error = %e, "an allowed transfer was not sent");
             let (status, code) = match &e {
@@ -424,7 +490,7 @@ pub async fn create(
                 status,
                 code,
                 format!(
-                    "the transfer was allowed but not sent: {e}. Its limit debit stays (limits only over-count); send a new transfer with a new client_ref"
+                    "the transfer was allowed but not sent: {e}. Nothing is pending; its limit debit stays (limits only over-count); send a new transfer with a new client_ref"
                 ),
                 Some(decision.id),
             )
@@ -472,7 +538,8 @@ pub async fn show(
             );
         }
     };
-    match check(&gw, &p, ip, &row.venue).await {
+    let path = format!("/v1/transfers/{id}");
+    match check(&gw, &p, ip, &row.venue, ("GET", &path)).await {
         Ok(client) if client == row.client => report(&gw, &row, StatusCode::OK).await,
         Ok(_) => not_found(),
         Err(r) => *r,

@@ -1,7 +1,9 @@
 //! EVM transfers as the store keeps them: the transfer keygate signed for an allowed decision,
-//! every transaction hash signed for it (written before the transaction is sent), and the
-//! lookups the transfer API and the chain watcher need. The watcher's checkpoint is a `meta`
-//! row; its judgements go through [`Store::reconcile_outflow`] like any outflow.
+//! every transaction signed for it (hash, nonce and bytes, written before it is sent, with what
+//! the node answered), the nonces held per signing address (taken atomically with the first
+//! signed transaction at them, unique per address across instances), and the lookups the
+//! transfer API and the chain watcher need. The watcher's checkpoint is a `meta` row; its
+//! judgements go through [`Store::reconcile_outflow`] like any outflow.
 
 use sqlx::Row;
 
@@ -21,10 +23,63 @@ pub struct EvmTransferRow {
     pub from_address: String,
     pub tx_hash: Option<String>,
     pub nonce: Option<i64>,
-    /// `signing`, `sent` or `unsent`.
+    /// `signing` (being signed and sent), `sent` (a node accepted a transaction), `unknown`
+    /// (the node did not answer the send: it may be out), `refused` (every transaction signed
+    /// for it was refused outright: nothing can be mined), or `unsent` (written before nonces
+    /// were held in the store; read as `unknown`).
     pub state: String,
     pub error: Option<String>,
     pub at_ms: i64,
+}
+
+/// How a transfer's sending ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferState {
+    /// A node accepted a transaction.
+    Sent,
+    /// No clear answer: a transaction may be out.
+    Unknown,
+    /// Every transaction was refused outright: nothing can be mined.
+    Refused,
+}
+
+impl TransferState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferState::Sent => "sent",
+            TransferState::Unknown => "unknown",
+            TransferState::Refused => "refused",
+        }
+    }
+}
+
+/// A transaction signed for a transfer, about to be sent.
+#[derive(Debug, Clone)]
+pub struct NewEvmTx<'a> {
+    pub decision_id: i64,
+    pub tx_hash: &'a str,
+    /// The signed bytes, hex without 0x.
+    pub raw: &'a str,
+    pub at_ms: i64,
+}
+
+async fn insert_tx(
+    t: &mut sqlx::Transaction<'_, sqlx::Any>,
+    nonce: i64,
+    tx: &NewEvmTx<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO evm_tx_hashes (tx_hash, decision_id, nonce, at_ms, raw, outcome) VALUES ($1, $2, $3, $4, $5, 'signed') \
+         ON CONFLICT (tx_hash) DO NOTHING",
+    )
+    .bind(tx.tx_hash.to_string())
+    .bind(tx.decision_id)
+    .bind(nonce)
+    .bind(tx.at_ms)
+    .bind(tx.raw.to_string())
+    .execute(&mut **t)
+    .await?;
+    Ok(())
 }
 
 /// A transfer about to be signed.
@@ -39,6 +94,69 @@ pub struct NewEvmTransfer<'a> {
     pub destination: &'a str,
     pub from_address: &'a str,
     pub at_ms: i64,
+}
+
+/// One transaction signed for a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvmTxRow {
+    pub tx_hash: String,
+    pub decision_id: i64,
+    pub nonce: u64,
+    /// The signed bytes, hex without 0x (None for rows from before they were kept).
+    pub raw: Option<String>,
+    /// `signed`, `accepted`, `refused` or `unknown`: see [`TxOutcome`].
+    pub outcome: String,
+    pub at_ms: i64,
+}
+
+/// What a node answered when a signed transaction was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxOutcome {
+    /// Recorded, not yet answered (a crash here leaves it possibly out).
+    Signed,
+    /// In the node's pool (or already mined).
+    Accepted,
+    /// Refused outright: it is in no pool and can never be mined unless sent again.
+    Refused,
+    /// No clear answer: it may be out.
+    Unknown,
+}
+
+impl TxOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxOutcome::Signed => "signed",
+            TxOutcome::Accepted => "accepted",
+            TxOutcome::Refused => "refused",
+            TxOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+impl EvmTxRow {
+    /// Whether this transaction may be (or have been) in a node's pool, so may still be mined.
+    pub fn maybe_out(&self) -> bool {
+        self.outcome != TxOutcome::Refused.as_str()
+    }
+}
+
+fn nonce_column(nonce: u64) -> Result<i64, StoreError> {
+    i64::try_from(nonce)
+        .map_err(|_| StoreError::Conflict(format!("nonce {nonce} is beyond what the store keeps")))
+}
+
+const TX_COLS: &str = "SELECT tx_hash, decision_id, nonce, raw, outcome, at_ms FROM evm_tx_hashes";
+
+fn row_to_tx(r: &sqlx::any::AnyRow) -> Result<EvmTxRow, StoreError> {
+    let nonce: i64 = r.try_get(2)?;
+    Ok(EvmTxRow {
+        tx_hash: r.try_get(0)?,
+        decision_id: r.try_get(1)?,
+        nonce: u64::try_from(nonce).unwrap_or(0),
+        raw: r.try_get(3)?,
+        outcome: r.try_get(4)?,
+        at_ms: r.try_get(5)?,
+    })
 }
 
 const COLS: &str = "SELECT decision_id, venue, client, client_ref, asset, amount, destination, from_address, tx_hash, nonce, state, error, at_ms FROM evm_transfers";
@@ -82,48 +200,126 @@ impl Store {
         Ok(())
     }
 
-    /// Records a transaction hash signed for `decision_id`, before it is sent: the watcher
-    /// then knows it whenever it appears on chain.
-    pub async fn evm_tx_signed(
+    /// Takes `nonce` of `from` for `decision_id` and records the transaction signed at it, in
+    /// one transaction, before it is sent: the watcher then knows it whenever it appears on
+    /// chain, and keygate can send the same bytes again. False (nothing written) when the nonce
+    /// is already held, by another transfer or another instance.
+    pub async fn evm_nonce_take(
         &self,
-        decision_id: i64,
-        tx_hash: &str,
+        from: &str,
         nonce: u64,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO evm_tx_hashes (tx_hash, decision_id, nonce, at_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tx_hash) DO NOTHING",
+        tx: &NewEvmTx<'_>,
+    ) -> Result<bool, StoreError> {
+        let n = nonce_column(nonce)?;
+        let mut t = self.pool().begin().await?;
+        let took = sqlx::query(
+            "INSERT INTO evm_nonces (from_address, nonce, decision_id, at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (from_address, nonce) DO NOTHING",
         )
-        .bind(tx_hash.to_string())
-        .bind(decision_id)
-        .bind(i64::try_from(nonce).unwrap_or(i64::MAX))
-        .bind(at_ms)
-        .execute(self.pool())
+        .bind(from.to_string())
+        .bind(n)
+        .bind(tx.decision_id)
+        .bind(tx.at_ms)
+        .execute(&mut *t)
         .await?;
+        if took.rows_affected() != 1 {
+            t.rollback().await?;
+            return Ok(false);
+        }
+        insert_tx(&mut t, n, tx).await?;
+        t.commit().await?;
+        Ok(true)
+    }
+
+    /// Records another transaction signed at a nonce `decision_id` already holds (the same
+    /// payment at the same nonce: only one of them can be mined).
+    pub async fn evm_tx_signed(&self, nonce: u64, tx: &NewEvmTx<'_>) -> Result<(), StoreError> {
+        let n = nonce_column(nonce)?;
+        let mut t = self.pool().begin().await?;
+        insert_tx(&mut t, n, tx).await?;
+        t.commit().await?;
         Ok(())
     }
 
-    /// Marks a transfer as sent with `tx_hash`, or as unsent with `error`.
+    /// Records what the node answered to a signed transaction.
+    pub async fn evm_tx_outcome(
+        &self,
+        tx_hash: &str,
+        outcome: TxOutcome,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE evm_tx_hashes SET outcome = $1 WHERE tx_hash = $2")
+            .bind(outcome.as_str().to_string())
+            .bind(tx_hash.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Gives `nonce` of `from` back, if `decision_id` holds it: another transfer may take it.
+    /// Only for a nonce none of whose transactions a node holds (each was refused, or the node
+    /// refuses it again): whichever transaction is mined at it, only one can be.
+    pub async fn evm_nonce_release(
+        &self,
+        from: &str,
+        nonce: u64,
+        decision_id: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
+        )
+        .bind(from.to_string())
+        .bind(nonce_column(nonce)?)
+        .bind(decision_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The nonces of `from` held from `min` up, each with the newest transaction signed at it.
+    pub async fn evm_held(&self, from: &str, min: u64) -> Result<Vec<EvmTxRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT h.tx_hash, h.decision_id, h.nonce, h.raw, h.outcome, h.at_ms \
+             FROM evm_nonces n JOIN evm_tx_hashes h ON h.decision_id = n.decision_id AND h.nonce = n.nonce \
+             WHERE n.from_address = $1 AND n.nonce >= $2 ORDER BY n.nonce, h.at_ms DESC, h.tx_hash",
+        )
+        .bind(from.to_string())
+        .bind(nonce_column(min)?)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<EvmTxRow> = vec![];
+        for r in &rows {
+            let t = row_to_tx(r)?;
+            if out.last().is_some_and(|l| l.nonce == t.nonce) {
+                continue;
+            }
+            out.push(t);
+        }
+        Ok(out)
+    }
+
+    /// Records how sending a transfer ended: its state, the transaction a node accepted (or
+    /// that may be pending) with its nonce, and the error when it was not accepted.
     pub async fn evm_transfer_done(
         &self,
         decision_id: i64,
-        sent: Result<(&str, u64), &str>,
+        state: TransferState,
+        tx: Option<(&str, u64)>,
+        error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let q = match sent {
-            Ok((hash, nonce)) => sqlx::query(
-                "UPDATE evm_transfers SET state = 'sent', tx_hash = $1, nonce = $2, error = NULL WHERE decision_id = $3",
-            )
-            .bind(hash.to_string())
-            .bind(i64::try_from(nonce).unwrap_or(i64::MAX))
-            .bind(decision_id),
-            Err(error) => sqlx::query(
-                "UPDATE evm_transfers SET state = 'unsent', error = $1 WHERE decision_id = $2",
-            )
-            .bind(error.to_string())
-            .bind(decision_id),
+        let (hash, nonce) = match tx {
+            Some((h, n)) => (Some(h.to_string()), Some(nonce_column(n)?)),
+            None => (None, None),
         };
-        q.execute(self.pool()).await?;
+        sqlx::query(
+            "UPDATE evm_transfers SET state = $1, tx_hash = COALESCE($2, tx_hash), nonce = COALESCE($3, nonce), error = $4 WHERE decision_id = $5",
+        )
+        .bind(state.as_str().to_string())
+        .bind(hash)
+        .bind(nonce)
+        .bind(error.map(str::to_string))
+        .bind(decision_id)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
@@ -174,17 +370,15 @@ impl Store {
         })
     }
 
-    /// Every hash signed for `decision_id`, oldest first.
-    pub async fn evm_tx_hashes(&self, decision_id: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tx_hash FROM evm_tx_hashes WHERE decision_id = $1 ORDER BY at_ms, tx_hash",
-        )
+    /// Every transaction signed for `decision_id`, oldest first.
+    pub async fn evm_txs(&self, decision_id: i64) -> Result<Vec<EvmTxRow>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{TX_COLS} WHERE decision_id = $1 ORDER BY at_ms, tx_hash"
+        )))
         .bind(decision_id)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
-            .collect()
+        rows.iter().map(row_to_tx).collect()
     }
 
     /// The client a token belongs to (for answers that need the caller's identity after the

@@ -7,12 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use keygate_chain::U256;
-use keygate_chain::testing::{Anvil, KEY0, KEY1, call, deploy_token};
+use keygate_chain::testing::{Anvil, Hook, KEY0, KEY1, call, deploy_token, first_send, proxy};
 use keygate_chain::tx::Key;
+use keygate_chain::{Address, U256};
 use serde_json::json;
 
-use crate::gateway::{Serve, http};
+use crate::gateway::{Answer, Serve, http};
 use crate::util::{Kg, assert_no_leak};
 
 const DEST: &str = "0x00000000000000000000000000000000c01d0001";
@@ -29,16 +29,9 @@ fn wait_audit(kg: &mut Kg, what: &str, want: usize) -> usize {
     }
 }
 
-#[test]
-fn transfers_confirm_and_a_leaked_key_is_caught_even_across_downtime() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut kg = Kg::new();
-    let state = kg.data.join("anvil-state.json");
-    let state_arg = state.display().to_string();
-    let mut anvil = rt.block_on(Anvil::start(&["--state", &state_arg]));
+/// A data directory with an EVM venue `eth` (the test token as USDT) whose node is reached at
+/// `rpc_url`, a client `treasurer` allowed to transfer to the approved DEST, and its token.
+fn chain_kg(anvil: &Anvil, rt: &tokio::runtime::Runtime, rpc_url: &str) -> (Kg, String, Address) {
     let treasury = Key::from_hex(KEY0).unwrap().address();
     let funder = Key::from_hex(KEY1).unwrap().address();
     let token = rt.block_on(async {
@@ -54,7 +47,7 @@ fn transfers_confirm_and_a_leaked_key_is_caught_even_across_downtime() {
         .await;
         token
     });
-
+    let mut kg = Kg::new();
     kg.env("KEYGATE_ACTOR", "alice");
     kg.ok(&["init"], None);
     let cfg_path = kg.data.join("keygate.toml");
@@ -62,8 +55,7 @@ fn transfers_confirm_and_a_leaked_key_is_caught_even_across_downtime() {
         .unwrap()
         .replace("cooldown = \"24h\"", "cooldown = \"1s\"");
     let cfg = format!(
-        "{cfg}\n[venues.eth]\nkind = \"evm\"\nrpc_url = \"{}\"\nchain_id = 31337\nconfirmations = 2\npoll = \"50ms\"\n\n[venues.eth.tokens]\nUSDT = {{ contract = \"{}\", decimals = 6 }}\n",
-        anvil.url,
+        "{cfg}\n[venues.eth]\nkind = \"evm\"\nrpc_url = \"{rpc_url}\"\nchain_id = 31337\nconfirmations = 2\npoll = \"50ms\"\n\n[venues.eth.tokens]\nUSDT = {{ contract = \"{}\", decimals = 6 }}\n",
         keygate_chain::address_text(&token)
     );
     std::fs::write(&cfg_path, cfg).unwrap();
@@ -120,21 +112,65 @@ permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"t
         .ok(&["token", "issue", "treasurer"], None)
         .trim()
         .to_string();
-    let auth = format!("Bearer {token_text}");
-    let headers = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let transfer = |addr, amount: &str, client_ref: &str| {
-        let body = json!({"venue": "eth", "asset": "USDT", "to": DEST, "amount": amount, "client_ref": client_ref});
-        http(
-            addr,
-            "POST",
-            "/v1/transfers",
-            &headers,
-            body.to_string().as_bytes(),
-        )
-    };
+    (kg, token_text, token)
+}
+
+/// `POST /v1/transfers` of `amount` USDT to DEST.
+fn post(addr: std::net::SocketAddr, bearer: &str, amount: &str, client_ref: &str) -> Answer {
+    let auth = format!("Bearer {bearer}");
+    let body = json!({"venue": "eth", "asset": "USDT", "to": DEST, "amount": amount, "client_ref": client_ref});
+    http(
+        addr,
+        "POST",
+        "/v1/transfers",
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// `GET /v1/transfers/{id}`.
+fn get(addr: std::net::SocketAddr, bearer: &str, id: i64) -> Answer {
+    let auth = format!("Bearer {bearer}");
+    http(
+        addr,
+        "GET",
+        &format!("/v1/transfers/{id}"),
+        &[("Authorization", auth.as_str())],
+        b"",
+    )
+}
+
+/// Polls a transfer until its status is `want`.
+fn wait_status(addr: std::net::SocketAddr, bearer: &str, id: i64, want: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let g = get(addr, bearer, id);
+        assert_eq!(g.status, 200, "{}", g.body);
+        if g.json()["status"] == want {
+            return g.json();
+        }
+        assert!(Instant::now() < deadline, "never {want}: {}", g.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn transfers_confirm_and_a_leaked_key_is_caught_even_across_downtime() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("anvil-state.json");
+    let state_arg = state.display().to_string();
+    let mut anvil = rt.block_on(Anvil::start(&["--state", &state_arg]));
+    let treasury = Key::from_hex(KEY0).unwrap().address();
+    let (mut kg, token_text, token) = chain_kg(&anvil, &rt, &anvil.url.clone());
+    let transfer =
+        |addr, amount: &str, client_ref: &str| post(addr, &token_text, amount, client_ref);
 
     let serve = Serve::start(&kg);
     // A transfer through keygate: sent, recorded, matched by the watcher, confirmed at depth 2.
@@ -162,22 +198,7 @@ permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"t
             call(&anvil.rpc(), "evm_mine", json!([])).await;
         }
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let g = http(
-            serve.addr,
-            "GET",
-            &format!("/v1/transfers/{id}"),
-            &headers,
-            b"",
-        );
-        assert_eq!(g.status, 200, "{}", g.body);
-        if g.json()["status"] == "confirmed" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never confirmed: {}", g.body);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_status(serve.addr, &token_text, id, "confirmed");
     let balance = rt.block_on(async {
         let input = format!("0x70a08231{:0>64}", DEST.trim_start_matches("0x"));
         call(
@@ -242,4 +263,94 @@ permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"t
     assert_no_leak("serve output", &out1, &secrets);
     assert_no_leak("serve output", &serve.output(), &secrets);
     assert_no_leak("audit", tail.as_bytes(), &secrets);
+}
+
+#[test]
+fn a_lost_send_answer_is_pending_not_failed_and_retries_and_bad_tokens_are_answered_truly() {
+    // Multi-threaded: the proxy in front of anvil serves while the test thread blocks on HTTP.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let anvil = rt.block_on(Anvil::start(&["--no-mining"]));
+    // The node takes the first transaction but its answer is lost on the way back.
+    let lossy = rt.block_on(proxy(
+        anvil.url.clone(),
+        first_send(|| {
+            Hook::ForwardThenAnswer(
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"upstream request timeout"}}"#
+                    .into(),
+            )
+        }),
+    ));
+    let mine = |n: usize| {
+        rt.block_on(async {
+            for _ in 0..n {
+                call(&anvil.rpc(), "evm_mine", json!([])).await;
+            }
+        })
+    };
+    let (mut kg, bearer, _) = chain_kg(&anvil, &rt, &lossy);
+    // The token's deployment and the treasury's funding go in a block before any transfer.
+    mine(1);
+    let serve = Serve::start(&kg);
+
+    let lost = post(serve.addr, &bearer, "3", "lost-1");
+    assert_eq!(lost.status, 202, "{}", lost.body);
+    let body = lost.json();
+    assert_eq!(body["status"], "pending", "{body}");
+    assert!(
+        body["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("Do not send this transfer again")),
+        "{body}"
+    );
+    let id = body["id"].as_i64().unwrap();
+    // A retry with its client_ref answers the same transfer, still pending.
+    let again = post(serve.addr, &bearer, "3", "lost-1");
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.json()["id"], id);
+    assert_eq!(again.json()["status"], "pending");
+    assert_eq!(again.json()["tx_hash"], body["tx_hash"]);
+
+    // Two requests with one client_ref at once: both answer the one transfer.
+    let (x, y) = std::thread::scope(|s| {
+        let a = s.spawn(|| post(serve.addr, &bearer, "2", "race-1"));
+        let b = s.spawn(|| post(serve.addr, &bearer, "2", "race-1"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for r in [&x, &y] {
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    assert_eq!(x.json()["id"], y.json()["id"]);
+
+    mine(2);
+    let done = wait_status(serve.addr, &bearer, id, "confirmed");
+    assert_eq!(done["tx_hash"], body["tx_hash"]);
+    wait_status(
+        serve.addr,
+        &bearer,
+        x.json()["id"].as_i64().unwrap(),
+        "confirmed",
+    );
+    assert_eq!(wait_audit(&mut kg, "outflow.matched", 2), 2);
+    assert_eq!(wait_audit(&mut kg, "outflow.unapproved", 0), 0);
+
+    // A token refused on the transfer API is audited, like the gateway's refusals.
+    let id_part = bearer.split('_').nth(1).unwrap();
+    let forged = format!("kgt_{id_part}_{}", "0".repeat(64));
+    let refused = post(serve.addr, &forged, "1", "forged-1");
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let seq = refused.json()["decision_id"].as_i64().unwrap();
+    let entry = kg.ok(&["audit", "show", &seq.to_string()], None);
+    assert!(
+        entry.contains("token.refused") && entry.contains("/v1/transfers"),
+        "{entry}"
+    );
+    let refused_get = get(serve.addr, &forged, id);
+    assert_eq!(refused_get.status, 401, "{}", refused_get.body);
+    assert!(refused_get.json()["decision_id"].as_i64().is_some());
+    kg.ok(&["audit", "verify"], None);
+    assert_no_leak("serve output", &serve.output(), &[KEY0.as_bytes().to_vec()]);
 }
