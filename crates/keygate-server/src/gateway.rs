@@ -491,21 +491,14 @@ async fn run(
             }
         },
     };
-    let hold = match headers.get("x-keygate-hold") {
-        None => None,
-        Some(v) => match v.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()) {
-            Some(id) if id > 0 => Some(id),
-            _ => {
-                return Err((
-                    refuse(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        "x-keygate-hold must be the number of an approved hold (the approval_id of a 202 answer)",
-                    ),
-                    endpoint,
-                ));
-            }
-        },
+    let hold = match hold_header(headers) {
+        Ok(h) => h,
+        Err(reason) => {
+            return Err((
+                refuse(StatusCode::BAD_REQUEST, "bad_request", reason),
+                endpoint,
+            ));
+        }
     };
     let native_id = classified.as_ref().ok().and_then(|c| c.request_id.clone());
     let native = native_id.is_some();
@@ -728,4 +721,17 @@ async fn forward(
         r.headers_mut().insert(axum::http::header::CONTENT_TYPE, v);
     }
     Ok(r)
+}
+
+/// The `x-keygate-hold` header: the approved hold a request carries out, if any.
+pub(crate) fn hold_header(headers: &HeaderMap) -> Result<Option<i64>, &'static str> {
+    match headers.get("x-keygate-hold") {
+        None => Ok(None),
+        Some(v) => match v.to_str().ok().and_then(|t| t.trim().parse::<i64>().ok()) {
+            Some(id) if id > 0 => Ok(Some(id)),
+            _ => Err(
+                "x-keygate-hold must be the number of an approved hold (the approval_id of a 202 answer)",
+            ),
+        },
+    }
 }

@@ -6,8 +6,9 @@
 //! decision or limit debit), then decided by the decider like every intent (its `client_ref` is
 //! the request id: never reused per client and venue). Only an allow durably recorded is signed
 //! (alloy's local signer, the vault's `evm-key`) and sent, each signed hash recorded before it
-//! goes out. A retry with a used `client_ref` answers with the transfer it named. Refusals are
-//! `{error, reason, decision_id}` like the gateway's.
+//! goes out. A retry with a used `client_ref` answers with the transfer it named. A held
+//! transfer is carried out, once, when it is sent again with `x-keygate-hold` after a quorum of
+//! approvals. Refusals are `{error, reason, decision_id}` like the gateway's.
 
 use std::sync::Arc;
 
@@ -197,13 +198,17 @@ async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> 
         .request_decision(client, venue, client_ref)
         .await
         .ok()??;
-    let allowed = gw
-        .store
-        .audit_entry(id)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|e| e.data().get("outcome").and_then(|o| o.as_str()) == Some("allow"));
+    let outcome = gw.store.audit_entry(id).await.ok().flatten().and_then(|e| {
+        e.data()
+            .get("outcome")
+            .and_then(|o| o.as_str())
+            .map(str::to_string)
+    });
+    let allowed = outcome.as_deref() == Some("allow");
+    // A held transfer carried out later: its transfer is the carrying-out decision's.
+    if let Some(r) = carried_out(gw, client, id).await {
+        return Some(r);
+    }
     let deadline = tokio::time::Instant::now() + FIRST_REQUEST_WAIT;
     loop {
         if let Some(row) = gw.store.evm_transfer(id).await.ok()? {
@@ -214,7 +219,16 @@ async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> 
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Some(if allowed {
+    Some(if outcome.as_deref() == Some("hold") {
+        refuse(
+            StatusCode::CONFLICT,
+            "held",
+            format!(
+                "client_ref {client_ref:?} was held for approval as decision {id}: approvers run `keygate approve hold:{id}`; once a quorum has, send it again with the header x-keygate-hold: {id}"
+            ),
+            Some(id),
+        )
+    } else if allowed {
         refuse(
             StatusCode::CONFLICT,
             "in_progress",
@@ -233,6 +247,16 @@ async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> 
             Some(id),
         )
     })
+}
+
+/// The transfer that carried out hold `hold` of `client`, if one did.
+async fn carried_out(gw: &Gateway, client: &str, hold: i64) -> Option<Response> {
+    let by = gw.store.hold_executed_by(hold).await.ok()??;
+    let row = gw.store.evm_transfer(by).await.ok()??;
+    if row.client != client {
+        return None;
+    }
+    Some(report(gw, &row, StatusCode::OK).await)
 }
 
 /// `POST /v1/transfers`.
@@ -307,7 +331,17 @@ pub async fn create(
         Ok(c) => c,
         Err(r) => return *r,
     };
-    if let Some(r) = existing(&gw, &client, &b.venue, &b.client_ref).await {
+    let hold = match crate::gateway::hold_header(&headers) {
+        Ok(h) => h,
+        Err(reason) => return bad(reason.into()),
+    };
+    // A retry answers with the transfer already made: by its client_ref, or, carrying out a
+    // hold, by the hold (the held request's client_ref is the one it is sent again with).
+    let made = match hold {
+        Some(hid) => carried_out(&gw, &client, hid).await,
+        None => existing(&gw, &client, &b.venue, &b.client_ref).await,
+    };
+    if let Some(r) = made {
         return r;
     }
     let credential = &setup.transfers.venue.credential;
@@ -376,7 +410,7 @@ pub async fn create(
                 path: "/v1/transfers".into(),
                 intent: Ok(intent),
                 request_id: Some(b.client_ref.clone()),
-                hold: None,
+                hold,
                 native_id: false,
             },
             gw.store.clock().now(),
@@ -403,13 +437,21 @@ pub async fn create(
             );
         }
         Ok(Answer::Rejected { id, code, reason }) => {
-            // Raced with another request of the same client_ref: answer with that one.
-            if code == "replayed"
-                && let Some(r) = existing(&gw, &client, &b.venue, &b.client_ref).await
-            {
+            // Raced with another request of the same client_ref (or hold): answer with that one.
+            let first = match hold {
+                Some(hid) if code == "hold_invalid" => carried_out(&gw, &client, hid).await,
+                None if code == "replayed" => existing(&gw, &client, &b.venue, &b.client_ref).await,
+                _ => None,
+            };
+            if let Some(r) = first {
                 return r;
             }
-            return refuse(StatusCode::CONFLICT, code, reason, Some(id));
+            let status = if code == "hold_expired" {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::CONFLICT
+            };
+            return refuse(status, code, reason, Some(id));
         }
         Ok(Answer::Decided(d)) => d,
     };
@@ -422,7 +464,7 @@ pub async fn create(
                 axum::Json(json!({
                     "status": "held", "approval_id": decision.id, "decision_id": decision.id,
                     "reason": reason,
-                    "next": format!("approvers run `keygate approve hold:{}`; held transfers are not yet carried out by the transfer API: send a new transfer once approved", decision.id),
+                    "next": format!("approvers run `keygate approve hold:{id}`; once a quorum has, send the same transfer again (same body and client_ref) with the header x-keygate-hold: {id}", id = decision.id),
                 })),
             )
                 .into_response();

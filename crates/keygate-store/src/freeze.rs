@@ -494,3 +494,17 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// The decision that carried out hold `decision_id`, if one did.
+    pub async fn hold_executed_by(&self, decision_id: i64) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT executed_by FROM holds WHERE decision_id = $1")
+            .bind(decision_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => None,
+        })
+    }
+}

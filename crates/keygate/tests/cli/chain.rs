@@ -3,7 +3,9 @@
 //! confirms and matches; a retry with the same client_ref answers the same transfer; with the
 //! node down a transfer is refused with a clear 503 and nothing decided or signed; a transfer
 //! signed with the same key outside keygate while keygate was down is caught from the checkpoint
-//! on restart, and freezes everything.
+//! on restart, and freezes everything. Behind a proxy that loses the node's answer, a transfer
+//! is pending (never failed, never signed twice); a held transfer is carried out once after a
+//! quorum; a refused token is audited.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use keygate_chain::tx::Key;
 use keygate_chain::{Address, U256};
 use serde_json::json;
 
-use crate::gateway::{Answer, Serve, http};
+use crate::gateway::{Answer, Serve, approver_keys, http};
 use crate::util::{Kg, assert_no_leak};
 
 const DEST: &str = "0x00000000000000000000000000000000c01d0001";
@@ -266,7 +268,7 @@ fn transfers_confirm_and_a_leaked_key_is_caught_even_across_downtime() {
 }
 
 #[test]
-fn a_lost_send_answer_is_pending_not_failed_and_retries_and_bad_tokens_are_answered_truly() {
+fn a_lost_send_answer_is_pending_and_holds_retries_and_bad_tokens_are_answered_truly() {
     // Multi-threaded: the proxy in front of anvil serves while the test thread blocks on HTTP.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -294,6 +296,16 @@ fn a_lost_send_answer_is_pending_not_failed_and_retries_and_bad_tokens_are_answe
     let (mut kg, bearer, _) = chain_kg(&anvil, &rt, &lossy);
     // The token's deployment and the treasury's funding go in a block before any transfer.
     mine(1);
+    let keys = approver_keys(&mut kg, 2, 2);
+    std::fs::write(
+        kg.data.join("policies/hold.cedar"),
+        r#"@id("big-transfers-need-two")
+@hold
+forbid (principal, action == Keygate::Action::"transfer", resource)
+when { context.usd_value_cents > 10000 } unless { context.approvals >= 2 };
+"#,
+    )
+    .unwrap();
     let serve = Serve::start(&kg);
 
     let lost = post(serve.addr, &bearer, "3", "lost-1");
@@ -325,7 +337,69 @@ fn a_lost_send_answer_is_pending_not_failed_and_retries_and_bad_tokens_are_answe
     }
     assert_eq!(x.json()["id"], y.json()["id"]);
 
+    // A held transfer: carried out once, after a quorum, by sending it again with the hold.
+    let held = post(serve.addr, &bearer, "150", "big-1");
+    assert_eq!(held.status, 202, "{}", held.body);
+    assert_eq!(held.json()["status"], "held");
+    let hid = held.json()["approval_id"].as_i64().unwrap();
+    let hold_header = hid.to_string();
+    let post_held = || {
+        let auth = format!("Bearer {bearer}");
+        let body = json!({"venue": "eth", "asset": "USDT", "to": DEST, "amount": "150", "client_ref": "big-1"});
+        http(
+            serve.addr,
+            "POST",
+            "/v1/transfers",
+            &[
+                ("Authorization", auth.as_str()),
+                ("Content-Type", "application/json"),
+                ("x-keygate-hold", hold_header.as_str()),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
+    let again = post(serve.addr, &bearer, "150", "big-1");
+    assert_eq!(
+        (again.status, again.json()["error"].clone()),
+        (409, json!("held")),
+        "{}",
+        again.body
+    );
+    let early = post_held();
+    assert_eq!(
+        (early.status, early.json()["error"].clone()),
+        (409, json!("hold_pending")),
+        "{}",
+        early.body
+    );
+    for key in &keys {
+        kg.ok(
+            &[
+                "approve",
+                &format!("hold:{hid}"),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+            None,
+        );
+    }
+    let carried = post_held();
+    assert_eq!(carried.status, 200, "{}", carried.body);
+    let big = carried.json()["id"].as_i64().unwrap();
+    assert_ne!(big, hid, "carried out by a decision of its own");
+    assert!(carried.json()["tx_hash"].as_str().is_some());
+    for retry in [post_held(), post(serve.addr, &bearer, "150", "big-1")] {
+        assert_eq!(retry.status, 200, "{}", retry.body);
+        assert_eq!(
+            retry.json()["id"],
+            big,
+            "the hold is carried out once: {}",
+            retry.body
+        );
+    }
+
     mine(2);
+    wait_status(serve.addr, &bearer, big, "confirmed");
     let done = wait_status(serve.addr, &bearer, id, "confirmed");
     assert_eq!(done["tx_hash"], body["tx_hash"]);
     wait_status(
@@ -334,7 +408,7 @@ fn a_lost_send_answer_is_pending_not_failed_and_retries_and_bad_tokens_are_answe
         x.json()["id"].as_i64().unwrap(),
         "confirmed",
     );
-    assert_eq!(wait_audit(&mut kg, "outflow.matched", 2), 2);
+    assert_eq!(wait_audit(&mut kg, "outflow.matched", 3), 3);
     assert_eq!(wait_audit(&mut kg, "outflow.unapproved", 0), 0);
 
     // A token refused on the transfer API is audited, like the gateway's refusals.

@@ -1512,7 +1512,7 @@ fn two_instances_deliver_each_alert_once_between_them_and_take_over_from_each_ot
 }
 
 /// Rewrites the test's config file through `f`.
-fn edit_config(kg: &Kg, f: impl FnOnce(String) -> String) {
+pub(crate) fn edit_config(kg: &Kg, f: impl FnOnce(String) -> String) {
     let path = kg.data.join("keygate.toml");
     let cfg = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, f(cfg)).unwrap();
@@ -1520,7 +1520,7 @@ fn edit_config(kg: &Kg, f: impl FnOnce(String) -> String) {
 
 /// Makes `n` approver keys with `keygate approver keygen` and lists the first `listed` of them
 /// in `[approvals]`; returns the key files.
-fn approver_keys(kg: &mut Kg, n: usize, listed: usize) -> Vec<std::path::PathBuf> {
+pub(crate) fn approver_keys(kg: &mut Kg, n: usize, listed: usize) -> Vec<std::path::PathBuf> {
     let mut paths = vec![];
     let mut publics = vec![];
     for i in 0..n {
