@@ -9,7 +9,8 @@
 //! value, a `.`, and the body, so a receiver can check it and reject replays. A Slack-compatible
 //! sink gets `{"text": …}`. Alerts carry entry ids, decision ids and reasons, never secrets.
 //! Instances sharing a store deliver through one of them at a time: each sink has a lease in the
-//! store, and only its holder sends.
+//! store, and only its holder sends. An instance killed between a 2xx answer and writing its
+//! cursor leaves that alert to the next holder: delivery is at least once, deduplicated by id.
 
 use std::time::Duration;
 

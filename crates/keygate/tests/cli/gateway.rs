@@ -1499,15 +1499,24 @@ fn two_instances_deliver_each_alert_once_between_them_and_take_over_from_each_ot
     wait_for(4, 30);
     std::thread::sleep(Duration::from_millis(1500));
     let ids = got.lock().unwrap().clone();
-    assert_eq!(
-        ids.len(),
-        4,
-        "each alert once between the two instances: {ids:?}"
-    );
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(sorted.len(), 4, "{ids:?}");
+    assert_eq!(sorted.len(), 4, "every alert delivered: {ids:?}");
+    // Once each between the two instances, except that the stopped one may have been killed
+    // between a 2xx answer and writing its cursor: then that one alert (of the two before the
+    // stop) is delivered again by the other, at least once being the guarantee.
+    let before_stop = &sorted[..2];
+    let again: Vec<i64> = sorted
+        .iter()
+        .copied()
+        .filter(|id| ids.iter().filter(|x| *x == id).count() > 1)
+        .collect();
+    assert!(
+        again.len() <= 1 && again.iter().all(|id| before_stop.contains(id)),
+        "only an alert in flight when an instance was killed may come twice: {ids:?}"
+    );
+    assert!(ids.windows(2).all(|w| w[0] <= w[1]), "in order: {ids:?}");
     drop(b);
 }
 
