@@ -42,41 +42,88 @@ pub const DECISION_HEADER: &str = "x-keygate-decision";
 /// requests to the decider (each refusal is an audit write; a flood must not become one).
 pub const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 30;
 
+/// Counts events per key over fixed windows (a poisoned lock is read through, never skipped).
+pub struct Windows<K> {
+    window: std::time::Duration,
+    by_key: std::sync::Mutex<std::collections::HashMap<K, (Instant, u32)>>,
+}
+
+impl<K: std::hash::Hash + Eq> Windows<K> {
+    pub fn new(window: std::time::Duration) -> Self {
+        Self {
+            window,
+            by_key: std::sync::Mutex::default(),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<K, (Instant, u32)>> {
+        match self.by_key.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The count of `key` in its current window.
+    pub fn count(&self, key: &K) -> u32 {
+        self.map()
+            .get(key)
+            .filter(|(start, _)| start.elapsed() < self.window)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Counts one event of `key`; the count in its current window, this one included.
+    pub fn add(&self, key: K) -> u32 {
+        let mut map = self.map();
+        if map.len() > 10_000 {
+            map.retain(|_, (start, _)| start.elapsed() < self.window);
+        }
+        let e = map.entry(key).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= self.window {
+            *e = (Instant::now(), 0);
+        }
+        e.1 = e.1.saturating_add(1);
+        e.1
+    }
+}
+
 /// Counts refused tokens per source address over one-minute windows.
-#[derive(Default)]
-pub struct Throttle {
-    by_ip: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (Instant, u32)>>,
+pub struct Throttle(Windows<std::net::IpAddr>);
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self(Windows::new(std::time::Duration::from_secs(60)))
+    }
 }
 
 impl Throttle {
     /// Whether `ip` has used up its refusals for this minute.
     pub(crate) fn blocked(&self, ip: std::net::IpAddr) -> bool {
-        let Ok(map) = self.by_ip.lock() else {
-            return false;
-        };
-        map.get(&ip).is_some_and(|(start, n)| {
-            start.elapsed() < std::time::Duration::from_secs(60)
-                && *n >= MAX_AUTH_FAILURES_PER_MINUTE
-        })
+        self.0.count(&ip) >= MAX_AUTH_FAILURES_PER_MINUTE
     }
 
     /// Counts one refusal of `ip`.
     pub(crate) fn failed(&self, ip: std::net::IpAddr) {
-        let Ok(mut map) = self.by_ip.lock() else {
-            return;
-        };
-        let minute = std::time::Duration::from_secs(60);
-        if map.len() > 10_000 {
-            map.retain(|_, (start, _)| start.elapsed() < minute);
-        }
-        let e = map.entry(ip).or_insert((Instant::now(), 0));
-        if e.0.elapsed() >= minute {
-            *e = (Instant::now(), 0);
-        }
-        e.1 += 1;
-        if e.1 == MAX_AUTH_FAILURES_PER_MINUTE {
+        if self.0.add(ip) == MAX_AUTH_FAILURES_PER_MINUTE {
             tracing::warn!(%ip, "too many refused tokens from this address; its requests are refused unrecorded for the rest of the minute");
         }
+    }
+}
+
+/// Requests forwarded without credentials (`anonymous_public`), per venue and source address
+/// over one-second windows: anyone who can reach the listener must not spend all of keygate's
+/// request weight at the venue, which would get the signed requests of the bots refused.
+pub struct PublicLimit(Windows<(String, std::net::IpAddr)>);
+
+impl Default for PublicLimit {
+    fn default() -> Self {
+        Self(Windows::new(std::time::Duration::from_secs(1)))
+    }
+}
+
+impl PublicLimit {
+    /// Counts one request; whether it is within `per_second`.
+    pub(crate) fn admit(&self, venue: &str, ip: std::net::IpAddr, per_second: u32) -> bool {
+        self.0.add((venue.to_string(), ip)) <= per_second
     }
 }
 
@@ -230,7 +277,12 @@ async fn run(
         }),
         _ => None,
     };
-    if let (Some(k), Some(_)) = (kind, native_key) {
+    // Answered in the venue's own format: requests with the venue's key header, and those
+    // without credentials where public market data goes unsigned (as client libraries send).
+    let anonymous_ok = setup.is_some_and(|s| s.anonymous_public);
+    if let Some(k) = kind
+        && (native_key.is_some() || (!bearer_sent && anonymous_ok))
+    {
         *style = Some(Style {
             kind: k,
             action: None,
@@ -248,7 +300,6 @@ async fn run(
             unknown,
         ));
     }
-    let anonymous_ok = setup.is_some_and(|s| s.anonymous_public);
     // The credentials are read before anything else: a bearer token is parsed, a native key's
     // id is checked for shape.
     let mut presented = None;
@@ -347,6 +398,19 @@ async fn run(
                     && public(c)
                 {
                     let endpoint = c.endpoint;
+                    if !gw.public_limit.admit(venue, ip, setup.anonymous_rate) {
+                        return Err((
+                            refuse(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                "too_many_requests",
+                                format!(
+                                    "more than {} requests a second without credentials from this address to {venue}; slow down, or send credentials",
+                                    setup.anonymous_rate
+                                ),
+                            ),
+                            endpoint,
+                        ));
+                    }
                     let keys = Keys {
                         api_key: "",
                         secret: "",

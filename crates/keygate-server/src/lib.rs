@@ -62,6 +62,8 @@ pub struct VenueSetup {
     /// Whether the venue's public market-data endpoints are forwarded to requests without
     /// credentials (unsigned, undecided and unaudited), as client libraries send them.
     pub anonymous_public: bool,
+    /// Requests a second one source address may send without credentials (`anonymous_public`).
+    pub anonymous_rate: u32,
 }
 
 /// What the server needs: the decider, the store and master key (for credentials), the venues.
@@ -75,6 +77,7 @@ pub struct Gateway {
     pub used_signatures: native::UsedSignatures,
     pub http: reqwest::Client,
     pub throttle: gateway::Throttle,
+    pub public_limit: gateway::PublicLimit,
     /// The EVM venues, by name (the transfer API and the chain watchers).
     pub chains: HashMap<String, Arc<transfers::ChainSetup>>,
 }
@@ -108,6 +111,7 @@ impl Gateway {
             used_signatures: native::UsedSignatures::default(),
             http,
             throttle: gateway::Throttle::default(),
+            public_limit: gateway::PublicLimit::default(),
             chains: HashMap::new(),
         })
     }

@@ -357,6 +357,14 @@ pub struct VenueConfig {
     /// (as client libraries such as ccxt send them): unsigned, not decided, not audited.
     #[serde(default)]
     pub anonymous_public: bool,
+    /// Requests a second one source address may send without credentials, where
+    /// `anonymous_public` is on (the rest are answered 429).
+    #[serde(default = "default_anonymous_rate")]
+    pub anonymous_rate: u32,
+}
+
+fn default_anonymous_rate() -> u32 {
+    10
 }
 
 fn default_confirmations() -> u64 {
@@ -826,6 +834,7 @@ credential_ttl = "30s"
 # reconcile_lookback = "24h"            # how far back the first reading goes
 # extra_read_paths = []                 # more GET paths to allow as reads
 # anonymous_public = false              # forward public market data without credentials (ccxt)
+# anonymous_rate = 10                   # ... at most this many a second per source address
 #
 # An EVM chain: transfers through POST /v1/transfers, and a watcher that freezes on any outflow
 # keygate did not sign (docs/chain.md).

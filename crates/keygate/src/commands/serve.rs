@@ -110,6 +110,7 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
                 &v.reconcile_lookback,
             )?,
             anonymous_public: v.anonymous_public,
+            anonymous_rate: v.anonymous_rate,
         });
     }
     Ok(out)

@@ -541,3 +541,56 @@ fn a_signature_is_good_for_one_request_and_a_signed_endpoint_needs_one() {
     assert_eq!(a.status, 401, "{}", a.body);
     assert_eq!(a.json()["code"], "50102", "{}", a.body);
 }
+
+#[test]
+fn requests_without_credentials_are_limited_per_address_and_refused_in_the_venues_format() {
+    let b = setup();
+    let cfg_path = b.kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap().replace(
+        "anonymous_public = true\n",
+        "anonymous_public = true\nanonymous_rate = 2\n",
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let serve = Serve::start(&b.kg);
+    for (venue, path, code) in [
+        (
+            "binance-main",
+            "/api/v3/exchangeInfo",
+            serde_json::json!(-1003),
+        ),
+        (
+            "okx-main",
+            "/api/v5/public/instruments?instType=SPOT",
+            serde_json::json!("50011"),
+        ),
+    ] {
+        let url = format!("/venues/{venue}{path}");
+        let before = b.sim.requests();
+        // Within one second only two go through; the next is answered by keygate, not the venue.
+        let mut sent = 0u64;
+        let refused = loop {
+            let a = http(serve.addr, "GET", &url, &[], b"");
+            sent += 1;
+            if a.status == 429 {
+                break a;
+            }
+            assert_eq!(a.status, 200, "{}", a.body);
+            assert!(sent < 50, "never limited");
+        };
+        assert_eq!(refused.json()["code"], code, "{}", refused.body);
+        assert!(
+            refused.body.contains("without credentials"),
+            "{}",
+            refused.body
+        );
+        assert_eq!(
+            b.sim.requests() - before,
+            sent - 1,
+            "the refused request did not reach the venue"
+        );
+        // The next second, requests go through again.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let a = http(serve.addr, "GET", &url, &[], b"");
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+}
