@@ -1,20 +1,24 @@
 //! Nonces per signing address: held in the store, healed against the node, never reused while a
 //! transaction signed at them may still be mined.
 //!
-//! Three rules keep a transfer from being paid twice and an address from jamming:
+//! The rules that keep a transfer from being paid twice and an address from jamming:
 //! - A nonce is taken in the store (unique per address, across instances sharing a key) in the
 //!   same transaction that records the transaction signed at it, its hash and its bytes, before
 //!   anything is sent. The next nonce is the smallest one from the node's pending nonce up that
 //!   no transfer holds, so a node that lags or forgot keygate's transactions cannot hand out a
-//!   nonce keygate already used.
-//! - A transfer is signed again at another nonce only when the node refused every earlier
-//!   transaction of it outright ("nonce too low", a replacement refused, …): such a transaction
-//!   is in no pool and can never be mined. A send with no clear answer (timed out, a proxy's
-//!   error) leaves the transfer `unknown`: it keeps its nonce, and only the chain decides it.
+//!   nonce keygate already used. Two transfers never share bytes (signing is deterministic, so
+//!   a second one with the very same bytes pays one wei more tip).
+//! - A transfer is signed again at another nonce only after the node refused its transaction
+//!   outright for a reason other than a used nonce, and that refusal and the nonce's release are
+//!   recorded in one store transaction: a refused transaction is never sent again. A "nonce too
+//!   low" is never a reason to sign again (the transfer's own bytes may be what used it); a send
+//!   with no clear answer leaves the transfer `unknown` with its nonce held. Only the chain then
+//!   decides it.
 //! - A held nonce the node no longer counts (its transaction dropped from the pool, the node
 //!   restarted) is healed by sending the very same bytes again before the next nonce is chosen.
-//!   If the node refuses them outright, the nonce is given back: whichever transaction is then
-//!   mined at it, only one can be, so no payment is made twice and nothing waits behind a gap.
+//!   If the node answers them with an error, the nonce is given back: the transfer is never
+//!   signed again, so whichever transaction is then mined at the nonce, only one can be, and
+//!   nothing waits behind a gap.
 //!
 //! Sends from one address are serialised in each process (one async lock per address); across
 //! processes the store's unique nonce is what counts.
@@ -23,13 +27,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256};
-use keygate_store::{EvmTxRow, NewEvmTx, Store, TxOutcome};
+use keygate_store::{EvmTxRow, NewEvmTx, Store, Took, TxOutcome};
 
 use crate::rpc::{Rpc, RpcError};
 use crate::tx::{Key, Plan, Signed, sign};
 use crate::{address_text, hash_text};
 
-/// How many times one transfer is signed again after the node refused its nonce.
+/// How many times one transfer is signed again after the node said its nonce is ahead.
 pub const MAX_ATTEMPTS: usize = 4;
 
 /// How many times a nonce may be lost to another instance in one send.
@@ -53,6 +57,8 @@ pub enum SendError {
     Key,
     #[error("the node refused the nonce {MAX_ATTEMPTS} times in a row; nothing is pending")]
     NonceChurn,
+    #[error("the transfer was given up before it was sent (it waited too long); nothing was sent")]
+    Abandoned,
     /// The node refused the transaction outright: nothing is pending.
     #[error("the node refused the transaction ({0}); nothing is pending")]
     Refused(RpcError),
@@ -96,9 +102,19 @@ pub enum Refusal {
     Unclear,
 }
 
-/// Classifies a node's error answer to `eth_sendRawTransaction` (geth, anvil, reth, erigon and
-/// nethermind wordings). Only wordings known to mean "not added to the pool" count as refusals;
-/// anything else (a proxy's error, a timeout) may hide a transaction that went out.
+/// Whether `phrase` is in `text` as whole words (so "known transaction" is not found in
+/// "unknown transaction").
+fn has_phrase(text: &str, phrase: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    text.match_indices(phrase).any(|(i, _)| {
+        !word(text[..i].chars().next_back()) && !word(text[i + phrase.len()..].chars().next())
+    })
+}
+
+/// Classifies a node's error answer to `eth_sendRawTransaction` (geth, anvil, reth, erigon,
+/// nethermind and besu wordings, matched as whole words). Only wordings known to mean "not
+/// added to the pool" count as refusals; anything else (a proxy's error, a timeout) may hide a
+/// transaction that went out.
 pub fn classify(e: &RpcError) -> Refusal {
     if e.not_delivered() {
         return Refusal::Refused;
@@ -106,8 +122,15 @@ pub fn classify(e: &RpcError) -> Refusal {
     let Some(m) = e.node_message() else {
         return Refusal::Unclear;
     };
-    let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
-    if has(&["already known", "already imported", "known transaction"]) {
+    let has = |phrases: &[&str]| phrases.iter().any(|p| has_phrase(&m, p));
+    if has(&[
+        "already known",
+        "already imported",
+        "known transaction",
+        "alreadyknown",
+        "existing tx with same hash",
+        "transaction already exists",
+    ]) {
         Refusal::AlreadyKnown
     } else if has(&[
         "nonce too low",
@@ -115,23 +138,45 @@ pub fn classify(e: &RpcError) -> Refusal {
         "nonce is too low",
         "replacement transaction underpriced",
         "already exists with the same nonce",
+        "could not replace existing tx",
+        "replacementnotallowed",
+        "replacement underpriced",
     ]) {
         Refusal::Nonce { used: true }
-    } else if has(&["nonce too high", "invalid nonce", "nonce is too high"]) {
+    } else if has(&[
+        "nonce too high",
+        "nonce is too high",
+        "noncegap",
+        "nonce too far in future",
+    ]) {
         Refusal::Nonce { used: false }
     } else if has(&[
         "insufficient funds",
+        "insufficientfunds",
+        "upfront cost exceeds account balance",
         "fee cap",
         "less than block base fee",
         "transaction underpriced",
+        "underpriced",
+        "fee too low",
+        "feetoolow",
+        "feetoolowtocompete",
+        "gas price below minimum",
+        "below configured minimum gas price",
+        "max priority fee per gas higher than max fee per gas",
         "intrinsic gas too low",
+        "intrinsicgas",
         "exceeds block gas limit",
+        "gas limit is too high",
         "gas limit reached",
         "invalid sender",
         "invalid chain id",
         "exceeds the configured cap",
         "oversized data",
         "txpool is full",
+        "sub-pool is full",
+        "account limit exceeded",
+        "transaction type not supported",
     ]) {
         Refusal::Refused
     } else {
@@ -167,9 +212,9 @@ impl NonceManager {
 
     /// Signs and sends `plan` from `key`'s address for `decision_id`: heals the address's held
     /// nonces the node no longer counts, takes the next free nonce in the store with the signed
-    /// transaction, and sends it. A nonce refusal signs again at a fresh nonce; a transaction
-    /// with no clear answer is [`SendError::Unclear`] and keeps its nonce. The accepted
-    /// transaction.
+    /// transaction, and sends it (`timeout`: how long one node call may take). The accepted
+    /// transaction; [`SendError::Unclear`] when it may be out (it keeps its nonce); any other
+    /// error means nothing of it is pending.
     pub async fn send(
         &self,
         rpc: &Rpc,
@@ -177,19 +222,20 @@ impl NonceManager {
         key: &Key,
         plan: &Plan,
         decision_id: i64,
+        timeout: std::time::Duration,
     ) -> Result<Signed, SendError> {
         let address = key.address();
         let from = address_text(&address);
         let _slot = self.lock(address).await;
         let record = |e: keygate_store::StoreError| SendError::Record(e.to_string());
-        let mut floor = 0u64;
         let mut refusals = 0;
         let mut healed = false;
+        let mut bump = 0u128;
         for _ in 0..MAX_RACES {
-            let pending = rpc.nonce(&address, "pending").await?.max(floor);
+            let pending = rpc.nonce(&address, "pending").await?;
             if !healed {
                 let held = store.evm_held(&from, pending).await.map_err(record)?;
-                heal(rpc, store, &from, &held).await;
+                heal(rpc, store, &from, &held, timeout).await;
                 healed = true;
             }
             let held = store.evm_held(&from, pending).await.map_err(record)?;
@@ -199,7 +245,10 @@ impl NonceManager {
                     detail: "the address's nonces are exhausted".into(),
                 }),
             )?;
-            let signed = sign(key, plan, nonce).map_err(|_| SendError::Key)?;
+            let mut plan = plan.clone();
+            plan.max_priority_fee_per_gas = plan.max_priority_fee_per_gas.saturating_add(bump);
+            plan.max_fee_per_gas = plan.max_fee_per_gas.saturating_add(bump);
+            let signed = sign(key, &plan, nonce).map_err(|_| SendError::Key)?;
             let hash = hash_text(&signed.hash);
             let raw = hex::encode(&signed.raw);
             let new = NewEvmTx {
@@ -208,48 +257,68 @@ impl NonceManager {
                 raw: &raw,
                 at_ms: store.clock().now(),
             };
-            if !store
+            match store
                 .evm_nonce_take(&from, nonce, &new)
                 .await
                 .map_err(record)?
             {
+                Took::Taken => {}
                 // Another instance took it between our read and our write: choose again.
-                continue;
+                Took::NonceHeld => continue,
+                // The very bytes of another transaction (of a refused transfer with the same
+                // payment): one wei more tip makes this one its own.
+                Took::SameBytes => {
+                    bump = bump.saturating_add(1);
+                    continue;
+                }
+                Took::Abandoned => return Err(SendError::Abandoned),
             }
-            let answer = rpc.send_raw(&signed.raw).await;
-            let refusal = match &answer {
-                Ok(_) => Refusal::AlreadyKnown,
-                Err(e) => classify(e),
-            };
-            let outcome = match refusal {
-                Refusal::AlreadyKnown => TxOutcome::Accepted,
-                Refusal::Nonce { .. } | Refusal::Refused => TxOutcome::Refused,
-                Refusal::Unclear => TxOutcome::Unknown,
-            };
-            if let Err(e) = store.evm_tx_outcome(&hash, outcome).await {
-                // The row stays `signed`, which reads as "may be out": the safe side.
-                tracing::error!(tx = %hash, error = %e, "a transaction's send outcome could not be recorded");
-            }
-            let error = match answer {
-                Ok(_) => return Ok(signed),
+            let error = match rpc.send_raw(&signed.raw).await {
+                Ok(_) => {
+                    outcome(store, &hash, TxOutcome::Accepted).await;
+                    return Ok(signed);
+                }
                 Err(e) => e,
             };
-            match refusal {
-                Refusal::AlreadyKnown => return Ok(signed),
+            let unclear = |error| SendError::Unclear {
+                hash: hash.clone(),
+                nonce,
+                error,
+            };
+            match classify(&error) {
+                Refusal::AlreadyKnown => {
+                    outcome(store, &hash, TxOutcome::Accepted).await;
+                    return Ok(signed);
+                }
+                Refusal::Nonce { used: true } => {
+                    // Used by these very bytes (sent meanwhile by another instance's healing or
+                    // a status read, and mined), or by a transaction keygate did not sign.
+                    // Never signed again: the chain decides.
+                    if known(rpc, &signed.hash).await {
+                        outcome(store, &hash, TxOutcome::Accepted).await;
+                        return Ok(signed);
+                    }
+                    tracing::warn!(address = %from, nonce, tx = %hash, error = %error, "the node says the nonce is used, not by this transaction as far as it knows; the transfer is left to the chain, not signed again");
+                    outcome(store, &hash, TxOutcome::Unknown).await;
+                    return Err(unclear(error));
+                }
                 Refusal::Unclear => {
                     tracing::warn!(address = %from, nonce, tx = %hash, error = %error, "no clear answer to a send: the transaction may be pending; it keeps its nonce");
-                    return Err(SendError::Unclear { hash, nonce, error });
+                    outcome(store, &hash, TxOutcome::Unknown).await;
+                    return Err(unclear(error));
                 }
-                Refusal::Refused => {
-                    release(store, &from, nonce, decision_id).await;
-                    return Err(SendError::Refused(error));
-                }
-                Refusal::Nonce { used } => {
-                    release(store, &from, nonce, decision_id).await;
-                    tracing::warn!(address = %from, nonce, error = %error, "the node refused the nonce; choosing another");
-                    if used {
-                        floor = nonce.saturating_add(1);
+                refusal @ (Refusal::Nonce { used: false } | Refusal::Refused) => {
+                    // Refused outright: recorded with the nonce's release in one transaction,
+                    // or else treated as possibly out (a refused row left `signed` could be
+                    // sent again by a heal).
+                    if let Err(e) = store.evm_tx_refused(&from, nonce, decision_id, &hash).await {
+                        tracing::error!(address = %from, nonce, tx = %hash, error = %e, "a refused transaction could not be recorded as refused; the transfer is left to the chain");
+                        return Err(unclear(error));
                     }
+                    if refusal == Refusal::Refused {
+                        return Err(SendError::Refused(error));
+                    }
+                    tracing::warn!(address = %from, nonce, error = %error, "the node says the nonce is ahead of it; choosing another");
                     refusals += 1;
                     if refusals >= MAX_ATTEMPTS {
                         return Err(SendError::NonceChurn);
@@ -261,6 +330,20 @@ impl NonceManager {
     }
 }
 
+/// Whether the node knows a transaction (pooled or mined).
+async fn known(rpc: &Rpc, hash: &B256) -> bool {
+    matches!(rpc.transaction(hash).await, Ok(Some(_)))
+        || matches!(rpc.receipt(hash).await, Ok(Some(_)))
+}
+
+/// Records a send's outcome; a failure leaves the row `signed`, read as "may be out": the safe
+/// side for a transaction a node took or may have taken.
+async fn outcome(store: &Store, hash: &str, outcome: TxOutcome) {
+    if let Err(e) = store.evm_tx_outcome(hash, outcome).await {
+        tracing::error!(tx = %hash, error = %e, "a transaction's send outcome could not be recorded");
+    }
+}
+
 /// Gives a nonce back; a failure only leaves it held (the safe side), so it is logged.
 async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) {
     if let Err(e) = store.evm_nonce_release(from, nonce, decision_id).await {
@@ -269,10 +352,21 @@ async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) {
 }
 
 /// Sends again, byte for byte, each held transaction the node does not count (`held`: the
-/// newest transaction at each held nonce from the node's pending nonce up). One the node refuses
-/// outright gives its nonce back.
-async fn heal(rpc: &Rpc, store: &Store, from: &str, held: &[EvmTxRow]) {
+/// newest transaction at each held nonce from the node's pending nonce up), except one another
+/// instance is sending right now (recorded less than `fresh` ago, unanswered). One the node
+/// answers with an error gives its nonce back.
+async fn heal(rpc: &Rpc, store: &Store, from: &str, held: &[EvmTxRow], fresh: std::time::Duration) {
+    let now = store.clock().now();
+    let fresh_ms = i64::try_from(fresh.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
     for t in held {
+        if t.outcome == TxOutcome::Refused.as_str() {
+            // Never sent again; its nonce should have gone back with the refusal.
+            release(store, from, t.nonce, t.decision_id).await;
+            continue;
+        }
+        if t.outcome == TxOutcome::Signed.as_str() && now.saturating_sub(t.at_ms) < fresh_ms {
+            continue;
+        }
         match resend(rpc, store, t).await {
             Ok(Resent::Known) => {}
             Ok(Resent::Sent) => {
@@ -321,7 +415,12 @@ pub async fn resend(rpc: &Rpc, store: &Store, t: &EvmTxRow) -> Result<Resent, Rp
             // Its nonce is used: mined (the receipt says whose) or taken by another
             // transaction; either way nothing is to be given back or sent.
             Refusal::Nonce { used: true } => return Ok(Resent::Known),
+            // The node answered with an error: it does not hold the transaction. (Only its nonce
+            // is given back, never the transfer signed again, so this cannot pay twice.)
             Refusal::Nonce { used: false } | Refusal::Refused => {
+                return Ok(Resent::Refused(e.to_string()));
+            }
+            Refusal::Unclear if matches!(e, RpcError::Node { .. }) => {
                 return Ok(Resent::Refused(e.to_string()));
             }
             Refusal::Unclear => return Err(e),
@@ -360,6 +459,27 @@ mod tests {
             Refusal::Nonce { used: true }
         );
         assert_eq!(classify(&node("already known")), Refusal::AlreadyKnown);
+        // Whole words: an unknown transaction is not a known one.
+        assert_eq!(
+            classify(&node("unknown transaction type")),
+            Refusal::Unclear
+        );
+        // Other clients' wordings.
+        assert_eq!(classify(&node("AlreadyKnown")), Refusal::AlreadyKnown);
+        assert_eq!(
+            classify(&node("could not replace existing tx")),
+            Refusal::Nonce { used: true }
+        );
+        assert_eq!(classify(&node("FeeTooLowToCompete")), Refusal::Refused);
+        assert_eq!(
+            classify(&node("InsufficientFunds, Account balance: 0")),
+            Refusal::Refused
+        );
+        assert_eq!(
+            classify(&node("transaction gas price below minimum: gas tip cap 1")),
+            Refusal::Refused
+        );
+        assert_eq!(classify(&node("fee too low")), Refusal::Refused);
         assert_eq!(
             classify(&node("insufficient funds for gas * price + value")),
             Refusal::Refused

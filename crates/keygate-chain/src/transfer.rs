@@ -53,6 +53,15 @@ pub struct Planned {
     pub plan: Plan,
 }
 
+/// Why a transfer's state could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Node(#[from] RpcError),
+    #[error("keygate could not read or write the transfer ({0})")]
+    Store(String),
+}
+
 /// A transfer's state on chain.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -158,7 +167,14 @@ impl Transfers {
             .map_err(|e| SendError::Record(e.to_string()))?;
         let sent = self
             .nonces
-            .send(&self.rpc, store, key, &p.plan, decision_id)
+            .send(
+                &self.rpc,
+                store,
+                key,
+                &p.plan,
+                decision_id,
+                self.venue.timeout,
+            )
             .await;
         let done = match &sent {
             Ok(s) => {
@@ -199,7 +215,7 @@ impl Transfers {
         store: &Store,
         row: &EvmTransferRow,
         txs: &[EvmTxRow],
-    ) -> Result<Status, RpcError> {
+    ) -> Result<Status, StatusError> {
         let head = self.rpc.block_number().await?;
         let need = self.venue.confirmations.max(1);
         // The transaction accepted last first: it is the likeliest to be mined.
@@ -213,9 +229,21 @@ impl Transfers {
                 let block = r.block_number.to::<u64>();
                 let confirmations = head.saturating_sub(block).saturating_add(1);
                 if r.status.to::<u64>() != 1 {
-                    return Ok(Status::Failed {
-                        tx_hash: Some(t.tx_hash.clone()),
-                        reason: "the transaction was mined but reverted".into(),
+                    // Final only once deep enough: a reorg could still mine it elsewhere.
+                    return Ok(if confirmations >= need {
+                        Status::Failed {
+                            tx_hash: Some(t.tx_hash.clone()),
+                            reason: "the transaction was mined but reverted: nothing was paid (its gas was)".into(),
+                        }
+                    } else {
+                        Status::Pending {
+                            tx_hash: Some(t.tx_hash.clone()),
+                            block: Some(block),
+                            confirmations,
+                            note: Some(format!(
+                                "mined but reverted; final once {need} blocks deep"
+                            )),
+                        }
                     });
                 }
                 return Ok(if confirmations >= need {
@@ -236,31 +264,46 @@ impl Transfers {
         }
         let live: Vec<&EvmTxRow> = txs.iter().filter(|t| t.maybe_out()).collect();
         let Some(newest) = live.iter().max_by_key(|t| (t.at_ms, t.nonce)).copied() else {
-            // Nothing of it can be mined. A transfer still `signing` with nothing recorded is
-            // being sent now, unless keygate stopped before sending it.
-            let stale = store.clock().now().saturating_sub(row.at_ms) > SIGNING_GRACE_MS;
-            if row.state == "signing" && !stale {
-                return Ok(Status::Pending {
+            // Nothing of it can be mined. A transfer still `signing` is being sent now, unless
+            // keygate stopped before sending it: given up only if no send took a nonce since
+            // this read (compare-and-set), so a late sender sends nothing.
+            if row.state == "signing" {
+                let stale = store.clock().now().saturating_sub(row.at_ms) > SIGNING_GRACE_MS;
+                let gave_up = stale
+                    && store
+                        .evm_transfer_abandon(row.decision_id, row.attempts, ABANDONED)
+                        .await
+                        .map_err(|e| StatusError::Store(e.to_string()))?;
+                if !gave_up {
+                    return Ok(Status::Pending {
+                        tx_hash: None,
+                        block: None,
+                        confirmations: 0,
+                        note: None,
+                    });
+                }
+                return Ok(Status::Failed {
                     tx_hash: None,
-                    block: None,
-                    confirmations: 0,
-                    note: None,
+                    reason: ABANDONED.into(),
                 });
             }
             return Ok(Status::Failed {
                 tx_hash: None,
-                reason: row.error.clone().unwrap_or_else(|| {
-                    "keygate stopped before the transaction was sent; nothing is pending".into()
-                }),
+                reason: row
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "nothing was sent; nothing is pending".into()),
             });
         };
         // Its nonce used by another transaction at a confirmed block: none of this transfer's
         // transactions can ever be mined.
         let highest = live.iter().map(|t| t.nonce).max().unwrap_or(newest.nonce);
         let confirmed_block = head.saturating_add(1).saturating_sub(need);
-        let from: Address = row.from_address.parse().map_err(|_| RpcError::Bad {
-            method: "eth_getTransactionCount",
-            detail: "the transfer's from address is not an address".into(),
+        let from: Address = row.from_address.parse().map_err(|_| {
+            StatusError::Store(format!(
+                "the transfer's from address {:?} is not an address",
+                row.from_address
+            ))
         })?;
         let used = self
             .rpc
@@ -296,7 +339,7 @@ impl Transfers {
                     newest.nonce
                 ))
             }
-            Err(e) if e.unreachable() => return Err(e),
+            Err(e) if e.unreachable() => return Err(e.into()),
             Err(e) => Some(format!(
                 "the node no longer has the transaction and gave no clear answer when it was sent again ({e})"
             )),
@@ -310,6 +353,10 @@ impl Transfers {
     }
 }
 
-/// How long a transfer may stay `signing` with no transaction recorded before it counts as
-/// abandoned (keygate stopped between the decision and the signature).
-const SIGNING_GRACE_MS: i64 = 60_000;
+/// How long a transfer may stay `signing` with nothing sent before a status read gives it up
+/// (keygate stopped between the decision and the send).
+const SIGNING_GRACE_MS: i64 = 5 * 60_000;
+
+/// Why a transfer given up failed.
+const ABANDONED: &str =
+    "keygate stopped before the transaction was sent, and gave the transfer up: nothing is pending";

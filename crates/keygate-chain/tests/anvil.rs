@@ -646,52 +646,170 @@ const UNCLEAR: &str =
     r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"upstream request timeout"}}"#;
 
 #[tokio::test]
-async fn a_nonce_too_low_answer_is_healed_by_re_signing_with_the_nodes_nonce() {
+async fn a_nonce_used_elsewhere_at_the_send_is_never_signed_again_and_fails_once_confirmed() {
+    // The key is used outside keygate at the very moment keygate sends: anvil answers "nonce
+    // too low". keygate's transaction may be the one that used it (sent meanwhile by another
+    // instance), so the transfer is never signed again: the chain decides it.
     let e = env(&[]).await;
-    let proxy = racing_proxy(e.anvil.url.clone(), e.key.address()).await;
-    let mut venue = e.transfers.venue.clone();
-    venue.rpc_url = proxy;
-    let transfers = Transfers::new(venue).unwrap();
-    let to: Address = DEST.parse().unwrap();
-    let p = transfers
-        .plan(e.key.address(), "USDT", to, Decimal::ONE)
-        .await
-        .unwrap();
-    let intent = Intent {
-        client: "mm".into(),
-        venue: VENUE.into(),
-        action: Action::Transfer,
-        asset: Some("USDT".into()),
-        amount: Some(Decimal::ONE),
-        destination: Some(DEST.into()),
-        source_ip: None,
-        token_id: None,
-    };
-    let d = e
-        .decider
-        .decide(intent, e.store.clock().now())
-        .await
-        .unwrap();
-    assert_eq!(d.verdict.outcome, Outcome::Allow);
-    let sent = transfers
-        .execute(&e.store, &e.key, d.id, "mm", "race-1", &p)
-        .await
-        .unwrap();
-    // The first signature (nonce 0) was refused as too low; the second (nonce 1) went out.
-    assert_eq!(sent.nonce, 1);
-    let txs = e.store.evm_txs(d.id).await.unwrap();
+    let transfers = through(&e, racing_proxy(e.anvil.url.clone(), e.key.address()).await);
+    let (id, r) = send_with(&e, &transfers, "1", "race-1").await;
+    let err = r.unwrap_err();
+    assert_eq!(err.maybe_pending().map(|p| p.1), Some(0), "{err}");
+    let txs = e.store.evm_txs(id).await.unwrap();
+    assert_eq!(txs.len(), 1, "signed once");
+    assert_eq!(txs[0].outcome, "unknown");
     assert_eq!(
-        txs.len(),
-        2,
-        "both signed transactions were recorded before sending"
+        e.store.evm_transfer(id).await.unwrap().unwrap().state,
+        "unknown"
     );
-    assert_eq!(txs[0].outcome, "refused");
-    assert_eq!(txs[1].outcome, "accepted");
-    e.mined(&keygate_chain::hash_text(&sent.hash)).await;
-    let row = e.store.evm_transfer(d.id).await.unwrap().unwrap();
-    assert_eq!(row.state, "sent");
-    let s = transfers.status(&e.store, &row, &txs).await.unwrap();
-    assert!(!matches!(s, Status::Failed { .. }), "{s:?}");
+    // Not final until the block that used the nonce is confirmed; then failed, nothing paid.
+    let s = e.status(id).await;
+    assert!(matches!(s, Status::Pending { .. }), "{s:?}");
+    mine(&e, 1).await;
+    let s = e.status(id).await;
+    assert!(
+        matches!(&s, Status::Failed { reason, .. } if reason.contains("nothing was paid")),
+        "{s:?}"
+    );
+}
+
+#[tokio::test]
+async fn two_transfers_of_the_same_payment_never_share_bytes() {
+    // A is refused outright (the node is out of funds for it); B, the same payment an instant
+    // later at the same nonce and fees, would have A's very bytes: it pays one wei more tip.
+    let e = env(&["--no-mining"]).await;
+    let refusing = through(
+        &e,
+        proxy(
+            e.anvil.url.clone(),
+            first_send(|| {
+                Hook::Answer(
+                    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"insufficient funds for gas * price + value"}}"#
+                        .into(),
+                )
+            }),
+        )
+        .await,
+    );
+    let (a, r) = send_with(&e, &refusing, "9", "same-a").await;
+    assert!(!r.unwrap_err().maybe_out());
+    let (b, r) = send_with(&e, &refusing, "9", "same-b").await;
+    let sent = r.unwrap();
+    assert_eq!(sent.nonce, 0, "A gave its nonce back");
+    let (ta, tb) = (
+        e.store.evm_txs(a).await.unwrap(),
+        e.store.evm_txs(b).await.unwrap(),
+    );
+    assert_eq!((ta.len(), tb.len()), (1, 1));
+    assert_ne!(ta[0].tx_hash, tb[0].tx_hash);
+    assert_eq!(ta[0].outcome, "refused");
+    mine(&e, 2).await;
+    assert!(matches!(e.status(b).await, Status::Confirmed { .. }));
+    let s = e.status(a).await;
+    assert!(matches!(s, Status::Failed { .. }), "{s:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_the_node_will_not_take_again_gives_its_nonce_back() {
+    // A is in the pool, then dropped; sent again, the node answers with an error keygate does
+    // not know. Its nonce is given back so nothing jams behind it: B takes it, and A, never
+    // signed again, fails once B's block is confirmed.
+    let e = env(&["--no-mining"]).await;
+    let a = e.transfer("USDT", "4", "jam-a").await;
+    call(&e.anvil.rpc(), "anvil_dropAllTransactions", json!([])).await;
+    let odd = through(
+        &e,
+        proxy(
+            e.anvil.url.clone(),
+            first_send(|| {
+                Hook::Answer(
+                    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"something no node says"}}"#
+                        .into(),
+                )
+            }),
+        )
+        .await,
+    );
+    let (b, r) = send_with(&e, &odd, "5", "jam-b").await;
+    assert_eq!(r.unwrap().nonce, 0, "B took A's nonce");
+    mine(&e, 2).await;
+    assert!(matches!(e.status(b).await, Status::Confirmed { .. }));
+    let s = e.status(a).await;
+    assert!(
+        matches!(&s, Status::Failed { reason, .. } if reason.contains("nothing was paid")),
+        "{s:?}"
+    );
+    assert_eq!(e.store.evm_txs(a).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_transfer_left_signing_is_given_up_only_if_no_send_took_a_nonce_since() {
+    let e = env(&[]).await;
+    let old = e.store.clock().now() - 10 * MINUTE;
+    for id in [900_001, 900_002] {
+        e.store
+            .evm_transfer_begin(&keygate_store::NewEvmTransfer {
+                decision_id: id,
+                venue: VENUE,
+                client: "mm",
+                client_ref: &format!("left-{id}"),
+                asset: "USDT",
+                amount: "1",
+                destination: DEST,
+                from_address: &address_text(&e.key.address()),
+                at_ms: old,
+            })
+            .await
+            .unwrap();
+    }
+    // Given up: a late sender then sends nothing.
+    let s = e.status(900_001).await;
+    assert!(
+        matches!(&s, Status::Failed { reason, .. } if reason.contains("gave the transfer up")),
+        "{s:?}"
+    );
+    let p = e
+        .transfers
+        .plan(e.key.address(), "USDT", DEST.parse().unwrap(), Decimal::ONE)
+        .await
+        .unwrap();
+    let late = e
+        .transfers
+        .nonces
+        .send(
+            &e.transfers.rpc,
+            &e.store,
+            &e.key,
+            &p.plan,
+            900_001,
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        matches!(late, Err(keygate_chain::nonce::SendError::Abandoned)),
+        "{late:?}"
+    );
+    assert!(e.store.evm_txs(900_001).await.unwrap().is_empty());
+    // A read that saw the transfer before a send took a nonce cannot give it up after.
+    let seen = e.store.evm_transfer(900_002).await.unwrap().unwrap();
+    e.transfers
+        .nonces
+        .send(
+            &e.transfers.rpc,
+            &e.store,
+            &e.key,
+            &p.plan,
+            900_002,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !e.store
+            .evm_transfer_abandon(900_002, seen.attempts, "x")
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -924,16 +1042,21 @@ async fn a_lost_send_whose_nonce_is_used_elsewhere_fails_for_good_and_paid_nothi
 
 #[tokio::test]
 async fn two_instances_sharing_a_key_never_sign_two_transfers_at_one_nonce() {
-    two_instances(false).await;
+    two_instances(false, false).await;
 }
 
 #[tokio::test]
 async fn two_instances_sharing_a_key_and_a_postgres_store_never_sign_two_transfers_at_one_nonce() {
-    two_instances(true).await;
+    two_instances(true, false).await;
 }
 
-async fn two_instances(postgres: bool) {
-    let e = env_on(&["--no-mining"], postgres).await;
+#[tokio::test]
+async fn two_instances_sharing_a_key_on_a_chain_that_mines_at_once_pay_each_transfer_once() {
+    two_instances(false, true).await;
+}
+
+async fn two_instances(postgres: bool, automine: bool) {
+    let e = env_on(if automine { &[] } else { &["--no-mining"] }, postgres).await;
     // Instance B reaches the node through a lagging backend: its pending nonce is always 0.
     let lagging: HookFn = Arc::new(|body: &str| {
         if body.contains("eth_getTransactionCount") && body.contains("pending") {
@@ -972,4 +1095,21 @@ async fn two_instances(postgres: bool) {
         let s = e.status(id).await;
         assert!(matches!(s, Status::Confirmed { .. }), "{id}: {s:?}");
     }
+    assert_eq!(
+        token_balance(&e, DEST).await,
+        U256::from(8_000_000u64),
+        "each transfer paid once"
+    );
+}
+
+/// The test token's balance of `who`.
+async fn token_balance(e: &Env, who: &str) -> U256 {
+    let input = format!("0x70a08231{:0>64}", who.trim_start_matches("0x"));
+    let v = call(
+        &e.anvil.rpc(),
+        "eth_call",
+        json!([{"to": e.token, "input": input}, "latest"]),
+    )
+    .await;
+    U256::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }

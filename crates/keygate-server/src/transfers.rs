@@ -139,7 +139,7 @@ async fn check(
 }
 
 /// A recorded transfer and its state on chain.
-async fn report(gw: &Gateway, row: &EvmTransferRow, status: StatusCode) -> Response {
+async fn report(gw: &Gateway, row: &EvmTransferRow, just_sent: bool) -> Response {
     let Some(setup) = gw.chains.get(&row.venue) else {
         return refuse(
             StatusCode::NOT_FOUND,
@@ -161,11 +161,28 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, status: StatusCode) -> Respo
     };
     let state = match setup.transfers.status(&gw.store, row, &txs).await {
         Ok(s) => s,
-        Err(e) => {
+        // Just sent: say so, whatever the node answers now (a 5xx would read as "not done").
+        Err(e) if just_sent => keygate_chain::transfer::Status::Pending {
+            tx_hash: row.tx_hash.clone(),
+            block: None,
+            confirmations: 0,
+            note: Some(format!(
+                "sent; its state could not be read just now ({e}): GET it later"
+            )),
+        },
+        Err(e @ keygate_chain::transfer::StatusError::Node(_)) => {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "node_unavailable",
                 format!("{e}; the transfer's state cannot be read now, retry later"),
+                Some(row.decision_id),
+            );
+        }
+        Err(e) => {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{e}; retry later"),
                 Some(row.decision_id),
             );
         }
@@ -180,46 +197,70 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, status: StatusCode) -> Respo
     {
         obj.extend(s);
     }
-    let mut r = (status, axum::Json(body)).into_response();
+    let mut r = (StatusCode::OK, axum::Json(body)).into_response();
     if let Ok(v) = axum::http::HeaderValue::from_str(&row.decision_id.to_string()) {
         r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
     }
     r
 }
 
-/// How long a retry waits for the first request of its `client_ref` to record its transfer.
+/// How long a retry waits for the first request of its `client_ref` (or hold) to record its
+/// transfer.
 const FIRST_REQUEST_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An answer found in the store (`Ok(None)`: nothing there), or the store could not be read:
+/// never "nothing there", which would tell a client to send the transfer anew.
+type Found = Result<Option<Response>, Box<Response>>;
+
+fn unreadable(e: impl std::fmt::Display) -> Box<Response> {
+    Box::new(refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!(
+            "keygate could not read what this request did before ({e}); retry it as it is, with the same client_ref"
+        ),
+        None,
+    ))
+}
 
 /// The transfer a client's `client_ref` named, answered as on its first request. A retry that
 /// races the first request (allowed, not yet recorded as a transfer) waits for it a little.
-async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> Option<Response> {
-    let id = gw
+async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> Found {
+    let Some(id) = gw
         .store
         .request_decision(client, venue, client_ref)
         .await
-        .ok()??;
-    let outcome = gw.store.audit_entry(id).await.ok().flatten().and_then(|e| {
-        e.data()
-            .get("outcome")
-            .and_then(|o| o.as_str())
-            .map(str::to_string)
-    });
+        .map_err(unreadable)?
+    else {
+        return Ok(None);
+    };
+    let outcome = gw
+        .store
+        .audit_entry(id)
+        .await
+        .map_err(unreadable)?
+        .and_then(|e| {
+            e.data()
+                .get("outcome")
+                .and_then(|o| o.as_str())
+                .map(str::to_string)
+        });
     let allowed = outcome.as_deref() == Some("allow");
     // A held transfer carried out later: its transfer is the carrying-out decision's.
-    if let Some(r) = carried_out(gw, client, id).await {
-        return Some(r);
+    if let Some(r) = carried_out(gw, client, id, None).await? {
+        return Ok(Some(r));
     }
     let deadline = tokio::time::Instant::now() + FIRST_REQUEST_WAIT;
     loop {
-        if let Some(row) = gw.store.evm_transfer(id).await.ok()? {
-            return Some(report(gw, &row, StatusCode::OK).await);
+        if let Some(row) = gw.store.evm_transfer(id).await.map_err(unreadable)? {
+            return Ok(Some(report(gw, &row, false).await));
         }
         if !allowed || tokio::time::Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    Some(if outcome.as_deref() == Some("hold") {
+    Ok(Some(if outcome.as_deref() == Some("hold") {
         refuse(
             StatusCode::CONFLICT,
             "held",
@@ -242,21 +283,65 @@ async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref: &str) -> 
             StatusCode::CONFLICT,
             "replayed",
             format!(
-                "client_ref {client_ref:?} was used by decision {id}, which signed no transfer (held, or not allowed); use a new client_ref"
+                "client_ref {client_ref:?} was used by decision {id}, which signed no transfer (it was denied or refused); use a new client_ref"
             ),
             Some(id),
         )
-    })
+    }))
 }
 
-/// The transfer that carried out hold `hold` of `client`, if one did.
-async fn carried_out(gw: &Gateway, client: &str, hold: i64) -> Option<Response> {
-    let by = gw.store.hold_executed_by(hold).await.ok()??;
-    let row = gw.store.evm_transfer(by).await.ok()??;
+/// The transfer that carried out hold `hold` of `client`, if one did. With `body`, a transfer
+/// of another payment is no answer to it: 409.
+async fn carried_out(gw: &Gateway, client: &str, hold: i64, body: Option<&Body>) -> Found {
+    let Some(by) = gw.store.hold_executed_by(hold).await.map_err(unreadable)? else {
+        return Ok(None);
+    };
+    let Some(row) = gw.store.evm_transfer(by).await.map_err(unreadable)? else {
+        return Ok(None);
+    };
     if row.client != client {
-        return None;
+        return Ok(None);
     }
-    Some(report(gw, &row, StatusCode::OK).await)
+    if let Some(b) = body {
+        let to = keygate_chain::parse_address(&b.to).map(|a| keygate_chain::address_text(&a));
+        let amount = b
+            .amount
+            .trim()
+            .parse::<Decimal>()
+            .ok()
+            .map(|a| a.normalize().to_string());
+        let same = row.venue == b.venue
+            && row.asset == b.asset
+            && row.client_ref == b.client_ref
+            && to.as_deref() == Some(row.destination.as_str())
+            && amount.as_deref() == Some(row.amount.as_str());
+        if !same {
+            return Ok(Some(refuse(
+                StatusCode::CONFLICT,
+                "hold_invalid",
+                format!(
+                    "hold {hold} was carried out by transfer {by}, of another payment; send exactly the transfer that was held"
+                ),
+                Some(by),
+            )));
+        }
+    }
+    Ok(Some(report(gw, &row, false).await))
+}
+
+/// The hold's transfer once the request carrying it out first has recorded it (a second
+/// request carrying out the same hold at once waits for it a little).
+async fn carried_out_soon(gw: &Gateway, client: &str, hold: i64, body: &Body) -> Found {
+    let deadline = tokio::time::Instant::now() + FIRST_REQUEST_WAIT;
+    loop {
+        if let Some(r) = carried_out(gw, client, hold, Some(body)).await? {
+            return Ok(Some(r));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// `POST /v1/transfers`.
@@ -338,11 +423,13 @@ pub async fn create(
     // A retry answers with the transfer already made: by its client_ref, or, carrying out a
     // hold, by the hold (the held request's client_ref is the one it is sent again with).
     let made = match hold {
-        Some(hid) => carried_out(&gw, &client, hid).await,
+        Some(hid) => carried_out(&gw, &client, hid, Some(&b)).await,
         None => existing(&gw, &client, &b.venue, &b.client_ref).await,
     };
-    if let Some(r) = made {
-        return r;
+    match made {
+        Ok(Some(r)) => return r,
+        Ok(None) => {}
+        Err(r) => return *r,
     }
     let credential = &setup.transfers.venue.credential;
     let key = match gw.credentials.get(credential).await.and_then(|s| {
@@ -439,12 +526,16 @@ pub async fn create(
         Ok(Answer::Rejected { id, code, reason }) => {
             // Raced with another request of the same client_ref (or hold): answer with that one.
             let first = match hold {
-                Some(hid) if code == "hold_invalid" => carried_out(&gw, &client, hid).await,
+                Some(hid) if code == "hold_invalid" => {
+                    carried_out_soon(&gw, &client, hid, &b).await
+                }
                 None if code == "replayed" => existing(&gw, &client, &b.venue, &b.client_ref).await,
-                _ => None,
+                _ => Ok(None),
             };
-            if let Some(r) = first {
-                return r;
+            match first {
+                Ok(Some(r)) => return r,
+                Ok(None) => {}
+                Err(r) => return *r,
             }
             let status = if code == "hold_expired" {
                 StatusCode::FORBIDDEN
@@ -493,7 +584,7 @@ pub async fn create(
     drop(key);
     match sent {
         Ok(_) => match gw.store.evm_transfer(decision.id).await {
-            Ok(Some(row)) => report(&gw, &row, StatusCode::OK).await,
+            Ok(Some(row)) => report(&gw, &row, true).await,
             _ => refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -548,9 +639,20 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Response {
     let ip = peer.ip().to_canonical();
+    if gw.throttle.blocked(ip) {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            "too many requests from this address were refused for their token in the last minute; retry in a minute",
+            None,
+        );
+    }
     let p = match presented(&headers) {
         Ok(p) => p,
-        Err(r) => return *r,
+        Err(r) => {
+            gw.throttle.failed(ip);
+            return *r;
+        }
     };
     let Ok(Path(id)) = id else {
         return refuse(
@@ -582,7 +684,7 @@ pub async fn show(
     };
     let path = format!("/v1/transfers/{id}");
     match check(&gw, &p, ip, &row.venue, ("GET", &path)).await {
-        Ok(client) if client == row.client => report(&gw, &row, StatusCode::OK).await,
+        Ok(client) if client == row.client => report(&gw, &row, false).await,
         Ok(_) => not_found(),
         Err(r) => *r,
     }

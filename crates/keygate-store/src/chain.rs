@@ -30,6 +30,8 @@ pub struct EvmTransferRow {
     pub state: String,
     pub error: Option<String>,
     pub at_ms: i64,
+    /// How many transactions took a nonce for it (see [`Store::evm_transfer_abandon`]).
+    pub attempts: i64,
 }
 
 /// How a transfer's sending ended.
@@ -63,23 +65,18 @@ pub struct NewEvmTx<'a> {
     pub at_ms: i64,
 }
 
-async fn insert_tx(
-    t: &mut sqlx::Transaction<'_, sqlx::Any>,
-    nonce: i64,
-    tx: &NewEvmTx<'_>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO evm_tx_hashes (tx_hash, decision_id, nonce, at_ms, raw, outcome) VALUES ($1, $2, $3, $4, $5, 'signed') \
-         ON CONFLICT (tx_hash) DO NOTHING",
-    )
-    .bind(tx.tx_hash.to_string())
-    .bind(tx.decision_id)
-    .bind(nonce)
-    .bind(tx.at_ms)
-    .bind(tx.raw.to_string())
-    .execute(&mut **t)
-    .await?;
-    Ok(())
+/// What taking a nonce gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Took {
+    /// Taken, and the transaction recorded.
+    Taken,
+    /// Another transfer (or instance) holds the nonce.
+    NonceHeld,
+    /// Another recorded transaction has the very same bytes (signing is deterministic): sign
+    /// something different.
+    SameBytes,
+    /// The transfer was given up (see [`Store::evm_transfer_abandon`]): send nothing.
+    Abandoned,
 }
 
 /// A transfer about to be signed.
@@ -159,7 +156,7 @@ fn row_to_tx(r: &sqlx::any::AnyRow) -> Result<EvmTxRow, StoreError> {
     })
 }
 
-const COLS: &str = "SELECT decision_id, venue, client, client_ref, asset, amount, destination, from_address, tx_hash, nonce, state, error, at_ms FROM evm_transfers";
+const COLS: &str = "SELECT decision_id, venue, client, client_ref, asset, amount, destination, from_address, tx_hash, nonce, state, error, at_ms, attempts FROM evm_transfers";
 
 fn row_to_transfer(r: &sqlx::any::AnyRow) -> Result<EvmTransferRow, StoreError> {
     Ok(EvmTransferRow {
@@ -176,6 +173,7 @@ fn row_to_transfer(r: &sqlx::any::AnyRow) -> Result<EvmTransferRow, StoreError> 
         state: r.try_get(10)?,
         error: r.try_get(11)?,
         at_ms: r.try_get(12)?,
+        attempts: r.try_get(13)?,
     })
 }
 
@@ -200,18 +198,30 @@ impl Store {
         Ok(())
     }
 
-    /// Takes `nonce` of `from` for `decision_id` and records the transaction signed at it, in
-    /// one transaction, before it is sent: the watcher then knows it whenever it appears on
-    /// chain, and keygate can send the same bytes again. False (nothing written) when the nonce
-    /// is already held, by another transfer or another instance.
+    /// Takes `nonce` of `from` for `tx.decision_id` and records the transaction signed at it,
+    /// in one transaction, before it is sent: the watcher then knows it whenever it appears on
+    /// chain, and keygate can send the same bytes again. Nothing is written unless it is
+    /// [`Took::Taken`].
     pub async fn evm_nonce_take(
         &self,
         from: &str,
         nonce: u64,
         tx: &NewEvmTx<'_>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Took, StoreError> {
         let n = nonce_column(nonce)?;
-        let mut t = self.pool().begin().await?;
+        let mut t = self.begin_write().await?;
+        // First, so a status read giving the transfer up and this take are serialised on its
+        // row: whichever comes second sees the other.
+        let live = sqlx::query(
+            "UPDATE evm_transfers SET attempts = attempts + 1 WHERE decision_id = $1 AND state = 'signing'",
+        )
+        .bind(tx.decision_id)
+        .execute(&mut *t)
+        .await?;
+        if live.rows_affected() != 1 {
+            t.rollback().await?;
+            return Ok(Took::Abandoned);
+        }
         let took = sqlx::query(
             "INSERT INTO evm_nonces (from_address, nonce, decision_id, at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (from_address, nonce) DO NOTHING",
@@ -224,21 +234,70 @@ impl Store {
         .await?;
         if took.rows_affected() != 1 {
             t.rollback().await?;
-            return Ok(false);
+            return Ok(Took::NonceHeld);
         }
-        insert_tx(&mut t, n, tx).await?;
+        let recorded = sqlx::query(
+            "INSERT INTO evm_tx_hashes (tx_hash, decision_id, nonce, at_ms, raw, outcome) VALUES ($1, $2, $3, $4, $5, 'signed') \
+             ON CONFLICT (tx_hash) DO NOTHING",
+        )
+        .bind(tx.tx_hash.to_string())
+        .bind(tx.decision_id)
+        .bind(n)
+        .bind(tx.at_ms)
+        .bind(tx.raw.to_string())
+        .execute(&mut *t)
+        .await?;
+        if recorded.rows_affected() != 1 {
+            t.rollback().await?;
+            return Ok(Took::SameBytes);
+        }
         t.commit().await?;
-        Ok(true)
+        Ok(Took::Taken)
     }
 
-    /// Records another transaction signed at a nonce `decision_id` already holds (the same
-    /// payment at the same nonce: only one of them can be mined).
-    pub async fn evm_tx_signed(&self, nonce: u64, tx: &NewEvmTx<'_>) -> Result<(), StoreError> {
-        let n = nonce_column(nonce)?;
-        let mut t = self.pool().begin().await?;
-        insert_tx(&mut t, n, tx).await?;
+    /// Records that the node refused a transaction outright and gives its nonce back, in one
+    /// transaction: a refused transaction is never sent again, and another may take the nonce.
+    pub async fn evm_tx_refused(
+        &self,
+        from: &str,
+        nonce: u64,
+        decision_id: i64,
+        tx_hash: &str,
+    ) -> Result<(), StoreError> {
+        let mut t = self.begin_write().await?;
+        sqlx::query("UPDATE evm_tx_hashes SET outcome = 'refused' WHERE tx_hash = $1")
+            .bind(tx_hash.to_string())
+            .execute(&mut *t)
+            .await?;
+        sqlx::query(
+            "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
+        )
+        .bind(from.to_string())
+        .bind(nonce_column(nonce)?)
+        .bind(decision_id)
+        .execute(&mut *t)
+        .await?;
         t.commit().await?;
         Ok(())
+    }
+
+    /// Gives up a transfer still `signing` whose `attempts` are still `seen`, recording `error`
+    /// (state `refused`): true if it was given up. A sender that comes later takes no nonce.
+    pub async fn evm_transfer_abandon(
+        &self,
+        decision_id: i64,
+        seen: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE evm_transfers SET state = 'refused', error = $1 WHERE decision_id = $2 AND state = 'signing' AND attempts = $3",
+        )
+        .bind(error.to_string())
+        .bind(decision_id)
+        .bind(seen)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Records what the node answered to a signed transaction.

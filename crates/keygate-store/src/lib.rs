@@ -26,7 +26,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor, Row};
 
-pub use chain::{EvmTransferRow, EvmTxRow, NewEvmTransfer, NewEvmTx, TransferState, TxOutcome};
+pub use chain::{
+    EvmTransferRow, EvmTxRow, NewEvmTransfer, NewEvmTx, Took, TransferState, TxOutcome,
+};
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
 pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
 pub use engine::{NativeKeyRow, PriceRow, TokenSummary};

@@ -19,3 +19,8 @@ ALTER TABLE evm_tx_hashes ADD COLUMN raw TEXT;
 -- refused (refused outright: never in a pool) or unknown (no answer: it may be out). Rows from
 -- before this migration are unknown, the safe reading.
 ALTER TABLE evm_tx_hashes ADD COLUMN outcome TEXT NOT NULL DEFAULT 'unknown';
+
+-- How many transactions a transfer has taken a nonce for: a status read may give up a transfer
+-- left `signing` with nothing sent only if this did not move since it looked (compare-and-set),
+-- and a sender that comes late finds it given up and sends nothing.
+ALTER TABLE evm_transfers ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
