@@ -5,7 +5,8 @@
 //! value: the key is being used elsewhere), and the native value of those it did; code at a
 //! treasury address (an EIP-7702 delegation); each non-zero `Transfer` log of a listed token
 //! with `from` = treasury; each `Approval` log of a listed token with `owner` = treasury granting
-//! an allowance to a spender not in the venue's address book. Each becomes an
+//! an allowance to a spender that is not an active address-book entry of the venue for that
+//! token. Each becomes an
 //! [`Outflow`](keygate_core::outflow::Outflow) (id: the transaction hash, or the hash and the
 //! log's position among the treasury's logs of that transaction, which a reorg does not change)
 //! and goes through `Store::reconcile_outflow`: matched to the allowed transfer decision whose
@@ -280,7 +281,7 @@ impl Watcher {
             .collect();
         logs.sort_by_key(|l| l.log_index.to::<u64>());
         let mut ordinal: HashMap<B256, u32> = HashMap::new();
-        let mut book: Option<Vec<String>> = None;
+        let mut book: Option<Vec<(String, String)>> = None;
         for log in logs {
             let n = ordinal.entry(log.transaction_hash).or_default();
             let id = format!("{}:{}", hash_text(&log.transaction_hash), *n);
@@ -330,7 +331,9 @@ impl Watcher {
                 });
             } else {
                 // An allowance lets the spender move the treasury's tokens: unless the spender
-                // is in the address book (or the allowance is revoked), it is an outflow.
+                // is an active address-book entry of this venue for this very token (or the
+                // allowance is revoked), it is an outflow. An entry for another asset or venue
+                // vouches for nothing here.
                 if value.is_zero() {
                     continue;
                 }
@@ -342,11 +345,14 @@ impl Watcher {
                             .await?
                             .into_iter()
                             .filter(|d| d.venue == self.venue.name && d.status(now) == "active")
-                            .map(|d| d.address)
+                            .map(|d| (d.asset, d.address))
                             .collect(),
                     );
                 }
-                if book.as_ref().is_some_and(|b| b.contains(&counterparty)) {
+                if book
+                    .as_ref()
+                    .is_some_and(|b| b.iter().any(|(a, d)| *a == symbol && *d == counterparty))
+                {
                     continue;
                 }
                 outflows.push(Outflow {

@@ -815,3 +815,54 @@ async fn code_at_the_treasury_a_7702_delegation_freezes_on_first_sight() {
     w.step().await.unwrap();
     assert!(drain(&mut rx).iter().all(|ev| ev.outflow.asset != "code"));
 }
+
+#[tokio::test]
+async fn an_approval_to_a_book_entry_of_another_asset_or_venue_freezes() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    // Active address-book entries, but not for this venue's USDT: one for ETH at this venue,
+    // one for USDT at another venue.
+    let t = now() - 2 * DAY;
+    let eth_only = "0x00000000000000000000000000000000000000e1";
+    let other_venue = "0x00000000000000000000000000000000000000e2";
+    for (venue, asset, address) in [(VENUE, "ETH", eth_only), ("other", "USDT", other_venue)] {
+        let d = e
+            .store
+            .add_destination(venue, asset, address, "elsewhere", HOUR, "alice", t)
+            .await
+            .unwrap();
+        e.store
+            .approve_destination(d.id, "bob", t + 1)
+            .await
+            .unwrap();
+    }
+    let rpc = e.anvil.rpc();
+    for spender in [eth_only, other_venue] {
+        let input = format!(
+            "0x095ea7b3{:0>64}{:064x}",
+            spender.trim_start_matches("0x"),
+            5u8
+        );
+        let h = call(
+            &rpc,
+            "eth_sendTransaction",
+            json!([{"from": e.key.address(), "to": e.token, "input": input, "gas": "0x30000"}]),
+        )
+        .await;
+        e.mined(h.as_str().unwrap()).await;
+    }
+    w.step().await.unwrap();
+    let allowances: Vec<String> = drain(&mut rx)
+        .into_iter()
+        .filter(|ev| ev.outflow.asset == "allowance:USDT")
+        .filter(|ev| matches!(ev.result, Reconciled::Unapproved { .. }))
+        .map(|ev| ev.outflow.destination)
+        .collect();
+    assert_eq!(
+        allowances,
+        vec![eth_only.to_string(), other_venue.to_string()],
+        "an entry for ETH, or for another venue, does not vouch for a USDT spender"
+    );
+}
