@@ -1,6 +1,8 @@
 //! Helpers for tests against a real anvil node (feature `testing`): find the binary, start it
 //! on a free loopback port, deploy the 6-decimals test token. A missing anvil fails the test
-//! with the command that installs it: the chain tests never skip silently.
+//! with the command that installs it: the chain tests never skip silently. [`fake_node`] stands
+//! in for a node that misbehaves (a lagging backend, an oversized answer), alone or as a proxy
+//! in front of anvil.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -156,4 +158,109 @@ pub async fn deploy_token(rpc: &Rpc, from: Address, supply: U256) -> Address {
         let _ = rpc.call::<Value>("evm_mine", json!([])).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// What a [`fake_node`] answers to one JSON-RPC request.
+pub enum Answer {
+    /// Pass the request on to the upstream node (as a proxy).
+    Forward,
+    /// `{"jsonrpc": "2.0", "id": <the request's>, "result": <this>}`.
+    Result(Value),
+    /// These bytes as the whole HTTP answer; the connection is closed after them.
+    Raw(Vec<u8>),
+}
+
+/// A JSON-RPC node on a free loopback port that answers each request with
+/// `answer(method, params)`, passing it on to `upstream` on [`Answer::Forward`]. Its URL. It
+/// runs until the test's runtime ends.
+pub async fn fake_node<F>(upstream: Option<String>, answer: F) -> String
+where
+    F: Fn(&str, &Value) -> Answer + Send + Sync + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (http, upstream, answer) = (http.clone(), upstream.clone(), answer.clone());
+            tokio::spawn(async move {
+                loop {
+                    // One request: headers, then content-length bytes of body.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    let body = loop {
+                        let Ok(n) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break buf[end + 4..end + 4 + len].to_vec();
+                        }
+                    };
+                    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let method = request["method"].as_str().unwrap_or("").to_string();
+                    let reply = match answer(&method, &request["params"]) {
+                        Answer::Raw(bytes) => {
+                            let _ = sock.write_all(&bytes).await;
+                            return;
+                        }
+                        Answer::Result(v) => serde_json::to_vec(
+                            &json!({"jsonrpc": "2.0", "id": request["id"], "result": v}),
+                        )
+                        .unwrap_or_default(),
+                        Answer::Forward => {
+                            let Some(up) = &upstream else {
+                                return;
+                            };
+                            let Ok(resp) = http
+                                .post(up)
+                                .header("content-type", "application/json")
+                                .body(body)
+                                .send()
+                                .await
+                            else {
+                                return;
+                            };
+                            let Ok(bytes) = resp.bytes().await else {
+                                return;
+                            };
+                            bytes.to_vec()
+                        }
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        reply.len()
+                    );
+                    if sock.write_all(head.as_bytes()).await.is_err()
+                        || sock.write_all(&reply).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
 }
