@@ -53,6 +53,8 @@ pub enum WatchError {
     Store(#[from] keygate_store::StoreError),
     #[error("the stored checkpoint {key} is not readable: {detail}")]
     Checkpoint { key: String, detail: String },
+    #[error("block {0} is the last block number there is; the watcher cannot go past it")]
+    End(u64),
 }
 
 /// The `meta` key of a venue's checkpoint.
@@ -174,7 +176,7 @@ impl Watcher {
             // The newest block replaced ours at the same height, or we are ahead of a node that
             // lost blocks: re-check from our last block.
             Some((n, _)) if *n >= head_n => head_n,
-            Some((n, _)) => n + 1,
+            Some((n, _)) => n.checked_add(1).ok_or(WatchError::End(*n))?,
             None => head_n,
         };
         let mut done = 0;
@@ -187,7 +189,7 @@ impl Watcher {
                 self.recent.pop_back();
             }
             if let Some((n, h)) = self.recent.back().copied()
-                && n + 1 == next
+                && n.checked_add(1) == Some(next)
                 && block.parent_hash != h
             {
                 // A reorg: our block n is no longer the parent. Walk back and re-check.
@@ -203,7 +205,7 @@ impl Watcher {
             }
             self.save().await?;
             done += 1;
-            next += 1;
+            next = next.checked_add(1).ok_or(WatchError::End(next))?;
         }
         Ok(done)
     }
@@ -405,4 +407,67 @@ impl Watcher {
 /// largest decimal: it matches no decision, and the alarm stands.
 fn amount(units: U256, decimals: u8) -> Decimal {
     crate::amount::from_units(units, decimals).unwrap_or(Decimal::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Answer, fake_node};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    fn venue(url: &str) -> EvmVenue {
+        EvmVenue {
+            name: "eth".into(),
+            rpc_url: url.into(),
+            chain_id: 31337,
+            credential: "eth".into(),
+            confirmations: 2,
+            poll: Duration::from_millis(20),
+            reorg_depth: 4,
+            tokens: Default::default(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/k.db", dir.path().display());
+        let store = Store::open(&url, keygate_store::OpenMode::Create)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
+    fn hash(n: u64) -> String {
+        format!("0x{n:064x}")
+    }
+
+    /// A node whose newest block is number `u64::MAX`, empty.
+    fn at_the_end(method: &str, _: &Value) -> Answer {
+        let top = u64::MAX;
+        match method {
+            "eth_getBlockByNumber" => Answer::Result(json!({
+                "number": format!("{top:#x}"), "hash": hash(2), "parentHash": hash(1),
+                "timestamp": "0x1", "logsBloom": format!("0x{}", "0".repeat(512)),
+                "transactions": [],
+            })),
+            "eth_getCode" => Answer::Result(json!("0x")),
+            "eth_getTransactionCount" => Answer::Result(json!("0x0")),
+            "eth_getLogs" => Answer::Result(json!([])),
+            _ => Answer::Result(Value::Null),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_block_number_there_is_stops_with_an_error_not_a_wrap() {
+        let url = fake_node(None, at_the_end).await;
+        let (store, _dir) = store().await;
+        let mut w = Watcher::new(venue(&url), store, vec![Address::ZERO], None).unwrap();
+        let err = w.step().await.unwrap_err();
+        assert!(err.to_string().contains("block number"), "{err}");
+        // The block itself was judged and kept; nothing wrapped around to block 0.
+        assert_eq!(w.last().map(|(n, _)| n), Some(u64::MAX));
+    }
 }
