@@ -262,6 +262,12 @@ impl Rpc {
             })
     }
 
+    /// Block `n`'s number, hash and parent, if the node has it.
+    pub async fn header(&self, n: u64) -> Result<Option<Header>, RpcError> {
+        self.call("eth_getBlockByNumber", json!([quantity(n), false]))
+            .await
+    }
+
     /// Block `n` with its transactions, if the node has it.
     pub async fn block(&self, n: u64) -> Result<Option<Block>, RpcError> {
         self.call("eth_getBlockByNumber", json!([quantity(n), true]))

@@ -55,7 +55,25 @@ pub enum WatchError {
     Checkpoint { key: String, detail: String },
     #[error("block {0} is the last block number there is; the watcher cannot go past it")]
     End(u64),
+    #[error(
+        "the node's block {0} names a parent other than the block the node has below it; retrying"
+    )]
+    Inconsistent(u64),
+    #[error("the node's chain changed {0} times within one step; retrying at the next poll")]
+    Unsettled(u32),
 }
+
+/// How far back (in blocks) a reorg is re-checked and re-judged; a fork below that (or below
+/// the first block the watcher judged) is an audited critical alarm with the containment
+/// freeze. At least `reorg_depth`.
+pub const REORG_HISTORY: u64 = 4096;
+
+/// Beyond the last `reorg_depth` blocks, one block in this many is kept (an anchor).
+pub const ANCHOR_EVERY: u64 = 64;
+
+/// Reorgs one step follows before it gives up until the next poll (a node flapping between
+/// branches).
+const MAX_REORGS_PER_STEP: u32 = 16;
 
 /// The `meta` key of a venue's checkpoint.
 pub fn checkpoint_key(venue: &str) -> String {
@@ -70,7 +88,9 @@ pub struct Watcher {
     treasury: Vec<Address>,
     contain: Option<Scope>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
-    recent: VecDeque<(u64, B256)>,
+    /// Blocks judged (number, hash), ascending: the last `reorg_depth` densely, then older ones
+    /// sparsely (see [`Watcher::trim`]), back to [`REORG_HISTORY`] blocks.
+    kept: VecDeque<(u64, B256)>,
     loaded: bool,
 }
 
@@ -89,7 +109,7 @@ impl Watcher {
             treasury,
             contain,
             events: None,
-            recent: VecDeque::new(),
+            kept: VecDeque::new(),
             loaded: false,
         })
     }
@@ -138,7 +158,13 @@ impl Watcher {
                     key: key.clone(),
                     detail: format!("block {n}'s hash is not a hash"),
                 })?;
-                self.recent.push_back((n, h));
+                if self.kept.back().is_some_and(|(m, _)| *m >= n) {
+                    return Err(WatchError::Checkpoint {
+                        key,
+                        detail: format!("block {n} is not above the block before it"),
+                    });
+                }
+                self.kept.push_back((n, h));
             }
         }
         self.loaded = true;
@@ -146,11 +172,7 @@ impl Watcher {
     }
 
     async fn save(&self) -> Result<(), WatchError> {
-        let list: Vec<(u64, String)> = self
-            .recent
-            .iter()
-            .map(|(n, h)| (*n, hash_text(h)))
-            .collect();
+        let list: Vec<(u64, String)> = self.kept.iter().map(|(n, h)| (*n, hash_text(h))).collect();
         let text = serde_json::to_string(&list).map_err(|e| WatchError::Checkpoint {
             key: checkpoint_key(&self.venue.name),
             detail: e.to_string(),
@@ -163,7 +185,7 @@ impl Watcher {
 
     /// The last block judged, if any.
     pub fn last(&self) -> Option<(u64, B256)> {
-        self.recent.back().copied()
+        self.kept.back().copied()
     }
 
     /// Processes every block up to the node's newest; how many blocks it judged.
@@ -171,7 +193,7 @@ impl Watcher {
         self.load().await?;
         let head = self.rpc.latest().await?;
         let head_n = head.number.to::<u64>();
-        let mut next = match self.recent.back() {
+        let mut next = match self.kept.back() {
             Some((n, h)) if *n == head_n && *h == head.hash => return Ok(0),
             // The newest block replaced ours at the same height, or we are ahead of a node that
             // lost blocks: re-check from our last block.
@@ -180,34 +202,103 @@ impl Watcher {
             None => head_n,
         };
         let mut done = 0;
+        let mut reorgs = 0;
         while next <= head_n {
             let Some(block) = self.rpc.block(next).await? else {
                 break;
             };
             // A block at or below our last one: the chain there changed; drop what it replaces.
-            while self.recent.back().is_some_and(|(n, _)| *n >= next) {
-                self.recent.pop_back();
+            while self.kept.back().is_some_and(|(n, _)| *n >= next) {
+                self.kept.pop_back();
             }
-            if let Some((n, h)) = self.recent.back().copied()
-                && n.checked_add(1) == Some(next)
-                && block.parent_hash != h
+            if let Some((n, h)) = self.kept.back().copied()
+                && !(n.checked_add(1) == Some(next) && block.parent_hash == h)
             {
-                // A reorg: our block n is no longer the parent. Walk back and re-check.
-                tracing::warn!(venue = %self.venue.name, block = n, "reorg: re-checking the blocks of the new branch");
-                self.recent.pop_back();
-                next = n;
+                // A reorg (our block n is no longer the parent), or a gap below this block (the
+                // node fell behind our dense window): find where the node's chain and ours
+                // agree, and re-judge from the block after.
+                reorgs += 1;
+                if reorgs > MAX_REORGS_PER_STEP {
+                    return Err(WatchError::Unsettled(MAX_REORGS_PER_STEP));
+                }
+                let from = self.fork_point(head_n).await?;
+                if from >= next {
+                    // The node says block n is ours, yet block n+1 names another parent.
+                    return Err(WatchError::Inconsistent(next));
+                }
+                tracing::warn!(venue = %self.venue.name, from, to = next - 1, "reorg: re-checking the blocks of the new branch");
+                next = from;
                 continue;
             }
             self.judge(&block).await?;
-            self.recent.push_back((next, block.hash));
-            while self.recent.len() as u64 > self.venue.reorg_depth.max(1) {
-                self.recent.pop_front();
-            }
+            self.kept.push_back((next, block.hash));
+            self.trim(next);
             self.save().await?;
             done += 1;
             next = next.checked_add(1).ok_or(WatchError::End(next))?;
         }
         Ok(done)
+    }
+
+    /// Walks back over the kept blocks, asking the node for its block at each height, until one
+    /// is still on the node's chain; drops those that are not. The first block to re-judge: the
+    /// one after the agreeing block. When none agrees, the fork is below everything the watcher
+    /// kept (deeper than [`REORG_HISTORY`], or below its first block): blocks of the new branch
+    /// under it can never be judged, so that is an audited critical alarm with the containment
+    /// freeze, and the new branch is judged from the oldest height kept.
+    async fn fork_point(&mut self, head_n: u64) -> Result<u64, WatchError> {
+        let mut oldest = None;
+        while let Some((n, h)) = self.kept.back().copied() {
+            let theirs = self.rpc.header(n).await?;
+            if theirs.as_ref().is_some_and(|t| t.hash == h) {
+                return n.checked_add(1).ok_or(WatchError::End(n));
+            }
+            if self.kept.len() == 1 {
+                // Raised before the last one is dropped: if the alarm cannot be written, the
+                // next poll finds the same disagreement and tries again.
+                let reason = format!(
+                    "the chain of {} changed below block {n} ({}), the oldest block the watcher kept; blocks of the new branch below it were never judged: check the treasury's history on chain",
+                    self.venue.name,
+                    hash_text(&h)
+                );
+                let (audit_id, freeze_id) = self
+                    .store
+                    .record_alarm(
+                        "chain.reorg_beyond_history",
+                        &format!("watcher:{}", self.venue.name),
+                        &reason,
+                        serde_json::json!({
+                            "venue": self.venue.name, "oldest_kept": n, "oldest_kept_hash": hash_text(&h),
+                            "node_hash": theirs.map(|t| hash_text(&t.hash)), "head": head_n,
+                        }),
+                        self.contain.as_ref(),
+                    )
+                    .await?;
+                tracing::error!(alarm = "chain.reorg_beyond_history", severity = "critical", venue = %self.venue.name, block = n, audit_id, freeze_id, "{reason}");
+            }
+            self.kept.pop_back();
+            oldest = Some(n);
+        }
+        // Nothing was kept to compare with (cannot happen when called with a kept block).
+        Ok(oldest.unwrap_or(head_n))
+    }
+
+    /// Keeps, after block `top` was judged: the last `reorg_depth` blocks (at least one: the
+    /// next block's parent is checked against it); older ones within [`REORG_HISTORY`] blocks of
+    /// `top` only at every [`ANCHOR_EVERY`]th height, and the oldest one kept. A reorg deeper
+    /// than the dense window is walked back over these anchors, and re-judged from the highest
+    /// anchor still on the chain.
+    fn trim(&mut self, top: u64) {
+        let dense = usize::try_from(self.venue.reorg_depth.max(1)).unwrap_or(usize::MAX);
+        let history = REORG_HISTORY.max(self.venue.reorg_depth);
+        let sparse = self.kept.len().saturating_sub(dense);
+        let mut i = 0;
+        self.kept.retain(|(n, _)| {
+            let keep = i >= sparse
+                || (top.saturating_sub(*n) <= history && (i == 0 || n % ANCHOR_EVERY == 0));
+            i += 1;
+            keep
+        });
     }
 
     /// Judges every treasury outflow of one block.

@@ -153,9 +153,14 @@ async fn env(anvil_args: &[&str]) -> Env {
 
 impl Env {
     fn watcher(&self) -> (Watcher, UnboundedReceiver<Event>) {
+        self.watcher_with(self.transfers.venue.clone())
+    }
+
+    /// A watcher of `venue` (the test venue with a field changed).
+    fn watcher_with(&self, venue: EvmVenue) -> (Watcher, UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let w = Watcher::new(
-            self.transfers.venue.clone(),
+            venue,
             self.store.clone(),
             vec![self.key.address()],
             Some(Scope::All),
@@ -252,6 +257,19 @@ impl Env {
 
     async fn freezes(&self) -> usize {
         self.store.freezes(false).await.unwrap().len()
+    }
+
+    /// The audited alarms (`alarm` entries) with this event.
+    async fn alarms(&self, event: &str) -> Vec<serde_json::Value> {
+        self.store
+            .audit_tail(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == "alarm")
+            .map(|r| r.data())
+            .filter(|d| d["event"] == event)
+            .collect()
     }
 }
 
@@ -865,4 +883,69 @@ async fn an_approval_to_a_book_entry_of_another_asset_or_venue_freezes() {
         vec![eth_only.to_string(), other_venue.to_string()],
         "an entry for ETH, or for another venue, does not vouch for a USDT spender"
     );
+}
+
+#[tokio::test]
+async fn a_reorg_deeper_than_reorg_depth_re_judges_the_new_branch_from_the_fork() {
+    let e = env(&[]).await;
+    let mut venue = e.transfers.venue.clone();
+    venue.reorg_depth = 3;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    w.step().await.unwrap();
+    let rpc = e.anvil.rpc();
+    let snap = call(&rpc, "evm_snapshot", json!([])).await;
+    // Branch A: ten empty blocks, all judged; the watcher keeps only the last three densely.
+    mine(&e, 10).await;
+    w.step().await.unwrap();
+    assert!(drain(&mut rx).is_empty());
+    // Branch B, longer: a leaked transfer in its third block, far below the kept window.
+    call(&rpc, "evm_revert", json!([snap])).await;
+    mine(&e, 2).await;
+    let leaked = e.leak_native(11).await;
+    mine(&e, 10).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let judged: Vec<&str> = events
+        .iter()
+        .filter(|ev| matches!(ev.result, Reconciled::Unapproved { .. }))
+        .map(|ev| ev.outflow.id.as_str())
+        .collect();
+    assert_eq!(judged, vec![leaked.as_str()], "{events:?}");
+    assert!(e.freezes().await >= 1);
+    // The fork was within what the watcher can re-check: no alarm about a gap.
+    assert!(e.alarms("chain.reorg_beyond_history").await.is_empty());
+    assert_eq!(w.last().unwrap().1, rpc.latest().await.unwrap().hash);
+}
+
+#[tokio::test]
+async fn a_reorg_below_everything_the_watcher_kept_is_an_alarm_and_freezes() {
+    let e = env(&[]).await;
+    let rpc = e.anvil.rpc();
+    let snap = call(&rpc, "evm_snapshot", json!([])).await;
+    mine(&e, 2).await;
+    // The watcher's first block is above the snapshot: a fork below it cannot be re-checked.
+    let mut venue = e.transfers.venue.clone();
+    venue.reorg_depth = 3;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    w.step().await.unwrap();
+    mine(&e, 5).await;
+    w.step().await.unwrap();
+    assert!(drain(&mut rx).is_empty());
+    assert_eq!(e.freezes().await, 0);
+    call(&rpc, "evm_revert", json!([snap])).await;
+    mine(&e, 2).await;
+    let leaked = e.leak_native(13).await;
+    mine(&e, 10).await;
+    w.step().await.unwrap();
+    let alarms = e.alarms("chain.reorg_beyond_history").await;
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["severity"], "critical");
+    assert!(e.freezes().await >= 1, "the containment freeze is set");
+    // What it can still see of the new branch is judged.
+    let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
+    assert!(ids.contains(&leaked), "{ids:?}");
+    // Once: the next steps raise nothing more.
+    mine(&e, 1).await;
+    w.step().await.unwrap();
+    assert_eq!(e.alarms("chain.reorg_beyond_history").await.len(), 1);
 }
