@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes, U64, U256};
+use alloy::primitives::{Address, B256, Bloom, Bytes, U64, U256};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -71,6 +71,8 @@ pub struct Block {
     pub hash: B256,
     pub parent_hash: B256,
     pub timestamp: U64,
+    /// The bloom filter of every log in the block: what the logs keygate is given must fit.
+    pub logs_bloom: Bloom,
     pub transactions: Vec<BlockTx>,
 }
 
@@ -287,6 +289,12 @@ impl Rpc {
             json!([{"blockHash": block, "topics": [topic0, topic1]}]),
         )
         .await
+    }
+
+    /// Every log of one block (to check an answer against the block's bloom).
+    pub async fn block_logs(&self, block: &B256) -> Result<Vec<Log>, RpcError> {
+        self.call("eth_getLogs", json!([{"blockHash": block}]))
+            .await
     }
 
     /// The nonce `tag` ("latest" or "pending") of `address`.

@@ -21,7 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256, Bloom, BloomInput, U256};
 use alloy::sol_types::SolEvent;
 use keygate_core::freeze::Scope;
 use keygate_core::outflow::Outflow;
@@ -59,6 +59,10 @@ pub enum WatchError {
         "the node's block {0} names a parent other than the block the node has below it; retrying"
     )]
     Inconsistent(u64),
+    #[error(
+        "the node's logs of block {0} do not make up the block's logsBloom (a backend without the block yet?); retrying the block at the next poll"
+    )]
+    Incomplete(u64),
     #[error("the node's chain changed {0} times within one step; retrying at the next poll")]
     Unsettled(u32),
 }
@@ -301,6 +305,46 @@ impl Watcher {
         });
     }
 
+    /// The block's `Transfer` and `Approval` logs with the treasury as first indexed argument
+    /// (`from`, `owner`), checked against the block's `logsBloom`. When the bloom rules them out,
+    /// there are none (and the node is not asked). When it does not, and the node answers none,
+    /// that answer may come from a backend that does not have the block yet: it stands only if
+    /// the block's full list of logs, asked for next, makes up exactly the block's bloom (the
+    /// bloom also matches the treasury as a recipient, or by chance); otherwise the step fails
+    /// and the block is tried again at the next poll, never checkpointed past.
+    async fn treasury_logs(&self, block: &Block) -> Result<Vec<Log>, WatchError> {
+        let signatures = [Transfer::SIGNATURE_HASH, Approval::SIGNATURE_HASH];
+        let topics: Vec<B256> = self.treasury.iter().map(|a| a.into_word()).collect();
+        let bloom = &block.logs_bloom;
+        let may_hold = |words: &[B256]| {
+            words
+                .iter()
+                .any(|w| bloom.contains_input(BloomInput::Raw(w.as_slice())))
+        };
+        if !may_hold(&signatures) || !may_hold(&topics) {
+            return Ok(vec![]);
+        }
+        let logs = self.rpc.logs(&block.hash, &signatures, &topics).await?;
+        if !logs.is_empty() {
+            return Ok(logs);
+        }
+        let all = self.rpc.block_logs(&block.hash).await?;
+        let mut theirs = Bloom::default();
+        for l in &all {
+            theirs.accrue_raw_log(l.address, &l.topics);
+        }
+        if theirs != *bloom {
+            return Err(WatchError::Incomplete(block.number.to::<u64>()));
+        }
+        Ok(all
+            .into_iter()
+            .filter(|l| {
+                l.topics.first().is_some_and(|t| signatures.contains(t))
+                    && l.topics.get(1).is_some_and(|t| topics.contains(t))
+            })
+            .collect())
+    }
+
     /// Judges every treasury outflow of one block.
     async fn judge(&self, block: &Block) -> Result<(), WatchError> {
         let at = i64::try_from(block.timestamp.to::<u64>())
@@ -360,14 +404,8 @@ impl Watcher {
                 reference: None,
             });
         }
-        let topics: Vec<B256> = self.treasury.iter().map(|a| a.into_word()).collect();
         let mut logs: Vec<Log> = self
-            .rpc
-            .logs(
-                &block.hash,
-                &[Transfer::SIGNATURE_HASH, Approval::SIGNATURE_HASH],
-                &topics,
-            )
+            .treasury_logs(block)
             .await?
             .into_iter()
             .filter(|l| !l.removed && l.topics.len() >= 3)

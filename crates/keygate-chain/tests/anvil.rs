@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use keygate_chain::testing::{Anvil, KEY0, KEY1, call, deploy_token};
+use keygate_chain::testing::{Answer, Anvil, KEY0, KEY1, call, deploy_token, fake_node};
 use keygate_chain::transfer::{Status, Transfers};
 use keygate_chain::tx::{Key, sign};
 use keygate_chain::watcher::{Event, Watcher};
@@ -948,4 +948,55 @@ async fn a_reorg_below_everything_the_watcher_kept_is_an_alarm_and_freezes() {
     mine(&e, 1).await;
     w.step().await.unwrap();
     assert_eq!(e.alarms("chain.reorg_beyond_history").await.len(), 1);
+}
+
+#[tokio::test]
+async fn logs_a_lagging_backend_leaves_out_are_an_error_not_an_empty_block() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let e = env(&[]).await;
+    // A load-balanced node: while `lagging`, the backend that answers eth_getLogs does not have
+    // the block yet and answers [] (as such backends do), everything else is current.
+    let lagging = Arc::new(AtomicBool::new(false));
+    let flag = lagging.clone();
+    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
+        if method == "eth_getLogs" && flag.load(Ordering::SeqCst) {
+            Answer::Result(json!([]))
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    w.step().await.unwrap();
+    // Tokens arriving at the treasury: its address is in the block's bloom, yet no log is from
+    // it. That is no error (else every deposit would stall the watcher).
+    let rpc = e.anvil.rpc();
+    let funder = Key::from_hex(KEY1).unwrap().address();
+    let (to, value, input) =
+        keygate_chain::tx::call(Some(e.token), e.key.address(), U256::from(1_000u64));
+    let h = call(
+        &rpc,
+        "eth_sendTransaction",
+        json!([{"from": funder, "to": to, "value": value, "input": input, "gas": "0x30000"}]),
+    )
+    .await;
+    e.mined(h.as_str().unwrap()).await;
+    assert_eq!(w.step().await.unwrap(), 1);
+    assert!(drain(&mut rx).is_empty());
+    // A leaked token transfer while the logs backend lags: the block's bloom says a Transfer
+    // from the treasury may be there, the logs say none: an error, and the block is not
+    // checkpointed.
+    let before = w.last().unwrap();
+    lagging.store(true, Ordering::SeqCst);
+    let leaked = e.leak_token(5_000_000).await;
+    let err = w.step().await.unwrap_err();
+    assert!(err.to_string().contains("logsBloom"), "{err}");
+    assert_eq!(w.last().unwrap(), before);
+    // The backend catches up: the next poll judges the block, its Transfer log included.
+    lagging.store(false, Ordering::SeqCst);
+    w.step().await.unwrap();
+    let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
+    assert!(ids.contains(&format!("{leaked}:0")), "{ids:?}");
 }
