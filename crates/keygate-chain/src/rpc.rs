@@ -305,6 +305,18 @@ impl Rpc {
             .to())
     }
 
+    /// The nonce of `address` as of the block with hash `block` (EIP-1898: a reorg cannot make
+    /// it another block's).
+    pub async fn nonce_at(&self, address: &Address, block: &B256) -> Result<u64, RpcError> {
+        Ok(self
+            .call::<U64>(
+                "eth_getTransactionCount",
+                json!([address, {"blockHash": block}]),
+            )
+            .await?
+            .to())
+    }
+
     /// The code at `address` as of block `n` (empty for an account without code).
     pub async fn code_at(&self, address: &Address, n: u64) -> Result<Bytes, RpcError> {
         self.call("eth_getCode", json!([address, format!("0x{n:x}")]))

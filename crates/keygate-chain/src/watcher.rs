@@ -96,6 +96,9 @@ pub struct Watcher {
     /// sparsely (see [`Watcher::trim`]), back to [`REORG_HISTORY`] blocks.
     kept: VecDeque<(u64, B256)>,
     loaded: bool,
+    /// Each treasury's nonce as of the last block judged (its hash), so the next block costs
+    /// one `eth_getTransactionCount` per treasury, not two.
+    nonces: HashMap<Address, (B256, u64)>,
 }
 
 impl Watcher {
@@ -115,6 +118,7 @@ impl Watcher {
             events: None,
             kept: VecDeque::new(),
             loaded: false,
+            nonces: HashMap::new(),
         })
     }
 
@@ -346,7 +350,7 @@ impl Watcher {
     }
 
     /// Judges every treasury outflow of one block.
-    async fn judge(&self, block: &Block) -> Result<(), WatchError> {
+    async fn judge(&mut self, block: &Block) -> Result<(), WatchError> {
         let at = i64::try_from(block.timestamp.to::<u64>())
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000);
@@ -403,6 +407,34 @@ impl Watcher {
                 at,
                 reference: None,
             });
+        }
+        // Each treasury's nonce moves by exactly its transactions in the block. Anything else
+        // moved it (an EIP-7702 authorization the treasury signed, carried in someone else's
+        // transaction), or the node left a transaction out of the block: keygate approved
+        // neither, so it is an outflow (asset `nonce`, the unexplained count), judged once per
+        // treasury and block.
+        for t in self.treasury.clone() {
+            let sent = block.transactions.iter().filter(|tx| tx.from == t).count();
+            let before = match self.nonces.get(&t) {
+                Some((h, count)) if *h == block.parent_hash => *count,
+                _ if block.number.is_zero() => 0,
+                _ => self.rpc.nonce_at(&t, &block.parent_hash).await?,
+            };
+            let after = self.rpc.nonce_at(&t, &block.hash).await?;
+            self.nonces.insert(t, (block.hash, after));
+            let unexplained = i128::from(after) - i128::from(before) - sent as i128;
+            if unexplained != 0 {
+                tracing::error!(venue = %self.venue.name, treasury = %address_text(&t), block = block.number.to::<u64>(), before, after, transactions = sent, "the treasury's nonce moved by more (or less) than its transactions in the block");
+                outflows.push(Outflow {
+                    venue: self.venue.name.clone(),
+                    id: format!("nonce:{}:{}", address_text(&t), hash_text(&block.hash)),
+                    asset: "nonce".into(),
+                    amount: Decimal::from(unexplained),
+                    destination: "unknown".into(),
+                    at,
+                    reference: None,
+                });
+            }
         }
         let mut logs: Vec<Log> = self
             .treasury_logs(block)

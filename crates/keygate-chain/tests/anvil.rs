@@ -1000,3 +1000,54 @@ async fn logs_a_lagging_backend_leaves_out_are_an_error_not_an_empty_block() {
     let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
     assert!(ids.contains(&format!("{leaked}:0")), "{ids:?}");
 }
+
+#[tokio::test]
+async fn a_treasury_nonce_its_transactions_do_not_explain_freezes_once() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    // keygate's own transfer and a leaked one: their nonces are explained by the block.
+    e.transfer("USDT", "1", "nonce-1").await;
+    e.leak_native(3).await;
+    w.step().await.unwrap();
+    assert!(
+        drain(&mut rx).iter().all(|ev| ev.outflow.asset != "nonce"),
+        "each nonce step is a treasury transaction of its block"
+    );
+    // The treasury's nonce moves with no transaction of its own in the block: what an EIP-7702
+    // authorization the treasury signed (in someone else's transaction) does, or what a
+    // backend that left a transaction out of the block would show.
+    let rpc = e.anvil.rpc();
+    let n = rpc.nonce(&e.key.address(), "latest").await.unwrap();
+    call(
+        &rpc,
+        "anvil_setNonce",
+        json!([e.key.address(), format!("{:#x}", n + 1)]),
+    )
+    .await;
+    mine(&e, 1).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let nonce: Vec<&Event> = events
+        .iter()
+        .filter(|ev| ev.outflow.asset == "nonce")
+        .collect();
+    assert_eq!(
+        nonce.len(),
+        1,
+        "{:?}",
+        events.iter().map(|e| &e.outflow).collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        nonce[0].result,
+        Reconciled::Unapproved {
+            freeze_id: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(nonce[0].outflow.amount, Decimal::ONE);
+    // Judged once; later blocks (the nonce standing still) add nothing.
+    mine(&e, 2).await;
+    w.step().await.unwrap();
+    assert!(drain(&mut rx).iter().all(|ev| ev.outflow.asset != "nonce"));
+}
