@@ -19,7 +19,9 @@
 //! first), so no block is skipped. Its first run starts at the node's newest block.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, Bloom, BloomInput, U256};
 use alloy::sol_types::SolEvent;
@@ -75,6 +77,9 @@ pub const REORG_HISTORY: u64 = 4096;
 /// Beyond the last `reorg_depth` blocks, one block in this many is kept (an anchor).
 pub const ANCHOR_EVERY: u64 = 64;
 
+/// A watcher failing for longer than this (or 10 polls, if longer) writes the stall alarm.
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
 /// Reorgs one step follows before it gives up until the next poll (a node flapping between
 /// branches).
 const MAX_REORGS_PER_STEP: u32 = 16;
@@ -99,6 +104,46 @@ pub struct Watcher {
     /// Each treasury's nonce as of the last block judged (its hash), so the next block costs
     /// one `eth_getTransactionCount` per treasury, not two.
     nonces: HashMap<Address, (B256, u64)>,
+    health: Health,
+    /// After how long failing the stall alarm is written (and how often it is logged again).
+    stall_after: Duration,
+    /// Since when every step has failed.
+    failing_since: Option<Instant>,
+    /// Whether this failure's stall alarm is in the audit log.
+    stall_alarmed: bool,
+    /// When the failure was last logged.
+    last_logged: Option<Instant>,
+}
+
+/// How a watcher is doing, shared with whoever reads it (tests; the same figures go to the
+/// Prometheus recorder, if one is installed: `keygate_chain_watcher_lag_blocks`,
+/// `keygate_chain_watcher_failing_seconds`, `keygate_chain_watcher_stalled`, labelled by venue,
+/// and the counter `keygate_chain_watcher_errors_total`).
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<HealthState>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    lag: AtomicU64,
+    failing_ms: AtomicU64,
+    stalled: AtomicBool,
+}
+
+impl Health {
+    /// Blocks between the node's newest (as last seen) and the last block judged.
+    pub fn lag_blocks(&self) -> u64 {
+        self.0.lag.load(Ordering::Relaxed)
+    }
+
+    /// How long every step has been failing (zero when the last one succeeded).
+    pub fn failing_for(&self) -> Duration {
+        Duration::from_millis(self.0.failing_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the watcher has been failing for longer than its stall threshold.
+    pub fn stalled(&self) -> bool {
+        self.0.stalled.load(Ordering::Relaxed)
+    }
 }
 
 impl Watcher {
@@ -109,6 +154,7 @@ impl Watcher {
         contain: Option<Scope>,
     ) -> Result<Self, String> {
         let rpc = Rpc::new(&venue.rpc_url, venue.timeout)?;
+        let venue_poll = venue.poll;
         Ok(Self {
             venue,
             rpc,
@@ -119,7 +165,23 @@ impl Watcher {
             kept: VecDeque::new(),
             loaded: false,
             nonces: HashMap::new(),
+            health: Health::default(),
+            stall_after: STALL_AFTER.max(venue_poll.saturating_mul(10)),
+            failing_since: None,
+            stall_alarmed: false,
+            last_logged: None,
         })
+    }
+
+    /// Writes the stall alarm after `after` of failing, instead of max(30 s, 10 polls).
+    pub fn with_stall_alarm_after(mut self, after: Duration) -> Self {
+        self.stall_after = after;
+        self
+    }
+
+    /// The watcher's health figures, readable while it runs.
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// Sends every judgement to `tx` as well.
@@ -128,26 +190,116 @@ impl Watcher {
         self
     }
 
-    /// Follows the chain until the task is dropped: a step every `poll`.
+    /// Follows the chain until the task is dropped: a [`Watcher::poll`] every `poll`.
     pub async fn run(mut self) {
-        let mut failing = false;
         loop {
-            match self.step().await {
-                Ok(_) => {
-                    if failing {
-                        tracing::info!(venue = %self.venue.name, "the chain watcher is following the node again");
-                    }
-                    failing = false;
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::error!(venue = %self.venue.name, error = %e, "the chain watcher cannot follow the node; retrying every poll, and catching up when it can");
-                    }
-                    failing = true;
-                }
-            }
+            let _ = self.poll().await;
             tokio::time::sleep(self.venue.poll).await;
         }
+    }
+
+    /// One [`Watcher::step`], and what its outcome says about the watcher's health. A failing
+    /// watcher retries every poll and catches up when it can (a gap is never skipped); while it
+    /// fails, the figures show it at once, and once it has failed for longer than the stall
+    /// threshold it writes one audited critical alarm (`chain.watcher_stalled`) and logs again
+    /// at every threshold's worth of failing; it logs its recovery.
+    pub async fn poll(&mut self) -> Result<u64, WatchError> {
+        let result = self.step().await;
+        let venue = self.venue.name.clone();
+        let now = Instant::now();
+        match &result {
+            Ok(_) => {
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(venue = %venue, failed_for_ms = since.elapsed().as_millis() as u64, stall_alarm = self.stall_alarmed, "the chain watcher is following the node again; the blocks it could not judge meanwhile are judged");
+                }
+                self.stall_alarmed = false;
+                self.last_logged = None;
+            }
+            Err(e) => {
+                metrics::counter!("keygate_chain_watcher_errors_total", "venue" => venue.clone())
+                    .increment(1);
+                let since = *self.failing_since.get_or_insert(now);
+                let failing = now.duration_since(since);
+                let due = self
+                    .last_logged
+                    .is_none_or(|t| now.duration_since(t) >= self.stall_after);
+                if self.last_logged.is_none() {
+                    tracing::error!(venue = %venue, error = %e, "the chain watcher cannot follow the node; retrying every poll, and catching up when it can");
+                    self.last_logged = Some(now);
+                } else if failing >= self.stall_after && !self.stall_alarmed {
+                    self.stall_alarm(failing, e).await;
+                } else if due {
+                    tracing::error!(venue = %venue, error = %e, failing_for_ms = failing.as_millis() as u64, lag_blocks = self.health.lag_blocks(), "the chain watcher still cannot follow the node; outflows at this venue are not being judged");
+                    self.last_logged = Some(now);
+                }
+            }
+        }
+        let failing = self
+            .failing_since
+            .map(|t| now.duration_since(t))
+            .unwrap_or_default();
+        let stalled = failing >= self.stall_after && self.failing_since.is_some();
+        let h = &self.health.0;
+        h.failing_ms.store(
+            u64::try_from(failing.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        h.stalled.store(stalled, Ordering::Relaxed);
+        metrics::gauge!("keygate_chain_watcher_failing_seconds", "venue" => venue.clone())
+            .set(failing.as_secs_f64());
+        metrics::gauge!("keygate_chain_watcher_stalled", "venue" => venue).set(if stalled {
+            1.0
+        } else {
+            0.0
+        });
+        result
+    }
+
+    /// Writes the stall alarm (once per failure; tried again at the next poll if the store
+    /// cannot take it) and logs it.
+    async fn stall_alarm(&mut self, failing: Duration, error: &WatchError) {
+        let venue = self.venue.name.clone();
+        let last = self.last();
+        let reason = format!(
+            "the chain watcher of {venue} has failed for {} s ({error}); outflows at this venue are not being judged until it recovers: check the node",
+            failing.as_secs()
+        );
+        let details = serde_json::json!({
+            "venue": venue, "failing_for_ms": u64::try_from(failing.as_millis()).unwrap_or(u64::MAX),
+            "last_block": last.map(|(n, _)| n), "last_hash": last.map(|(_, h)| hash_text(&h)),
+            "lag_blocks": self.health.lag_blocks(), "error": error.to_string(),
+        });
+        self.last_logged = Some(Instant::now());
+        match self
+            .store
+            .record_alarm(
+                "chain.watcher_stalled",
+                &format!("watcher:{venue}"),
+                &reason,
+                details,
+                None,
+            )
+            .await
+        {
+            Ok((audit_id, _)) => {
+                self.stall_alarmed = true;
+                tracing::error!(alarm = "chain.watcher_stalled", severity = "critical", venue = %venue, audit_id, "{reason}");
+            }
+            Err(se) => {
+                tracing::error!(alarm = "chain.watcher_stalled", severity = "critical", venue = %venue, store_error = %se, "{reason}; and the alarm could not be written to the audit log");
+            }
+        }
+    }
+
+    /// Records the lag: blocks from the last one judged to the node's newest, `head`.
+    fn lag(&self, head: u64) {
+        let lag = self
+            .last()
+            .map(|(n, _)| head.saturating_sub(n))
+            .unwrap_or(0);
+        self.health.0.lag.store(lag, Ordering::Relaxed);
+        metrics::gauge!("keygate_chain_watcher_lag_blocks", "venue" => self.venue.name.clone())
+            .set(lag as f64);
     }
 
     async fn load(&mut self) -> Result<(), WatchError> {
@@ -201,6 +353,7 @@ impl Watcher {
         self.load().await?;
         let head = self.rpc.latest().await?;
         let head_n = head.number.to::<u64>();
+        self.lag(head_n);
         let mut next = match self.kept.back() {
             Some((n, h)) if *n == head_n && *h == head.hash => return Ok(0),
             // The newest block replaced ours at the same height, or we are ahead of a node that
@@ -242,6 +395,7 @@ impl Watcher {
             self.kept.push_back((next, block.hash));
             self.trim(next);
             self.save().await?;
+            self.lag(head_n);
             done += 1;
             next = next.checked_add(1).ok_or(WatchError::End(next))?;
         }

@@ -1051,3 +1051,55 @@ async fn a_treasury_nonce_its_transactions_do_not_explain_freezes_once() {
     w.step().await.unwrap();
     assert!(drain(&mut rx).iter().all(|ev| ev.outflow.asset != "nonce"));
 }
+
+#[tokio::test]
+async fn a_stuck_watcher_shows_its_lag_alarms_once_and_catches_up() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let e = env(&[]).await;
+    // A node whose newest block is visible but whose blocks cannot be read while `broken`.
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let url = fake_node(Some(e.anvil.url.clone()), move |method, params| {
+        if flag.load(Ordering::SeqCst)
+            && method == "eth_getBlockByNumber"
+            && params[1] == json!(true)
+        {
+            Answer::Raw(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec())
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    let (w, mut rx) = e.watcher_with(venue);
+    let mut w = w.with_stall_alarm_after(Duration::from_millis(300));
+    let health = w.health();
+    w.poll().await.unwrap();
+    assert_eq!(health.lag_blocks(), 0);
+    broken.store(true, Ordering::SeqCst);
+    let leaked = e.leak_native(21).await;
+    mine(&e, 2).await;
+    // Well past twice the threshold, polling all the while.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(800) {
+        assert!(w.poll().await.is_err());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(health.lag_blocks(), 3, "the three blocks it could not read");
+    assert!(health.failing_for() >= Duration::from_millis(700));
+    assert!(health.stalled());
+    let alarms = e.alarms("chain.watcher_stalled").await;
+    assert_eq!(alarms.len(), 1, "one alarm per failure: {alarms:?}");
+    assert_eq!(alarms[0]["severity"], "critical");
+    assert_eq!(e.freezes().await, 0, "a stall alarms, it does not freeze");
+    // The node recovers: nothing was skipped.
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(w.poll().await.unwrap(), 3);
+    assert_eq!(health.lag_blocks(), 0);
+    assert_eq!(health.failing_for(), Duration::ZERO);
+    assert!(!health.stalled());
+    let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
+    assert_eq!(ids, vec![leaked]);
+    assert_eq!(e.alarms("chain.watcher_stalled").await.len(), 1);
+}
