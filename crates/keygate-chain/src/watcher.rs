@@ -65,6 +65,10 @@ pub enum WatchError {
         "the node's logs of block {0} do not make up the block's logsBloom (a backend without the block yet?); retrying the block at the next poll"
     )]
     Incomplete(u64),
+    #[error(
+        "the node does not have block {0}, below the newest block it named (a backend behind the others?); retrying at the next poll"
+    )]
+    Missing(u64),
     #[error("the node's chain changed {0} times within one step; retrying at the next poll")]
     Unsettled(u32),
 }
@@ -365,8 +369,10 @@ impl Watcher {
         let mut done = 0;
         let mut reorgs = 0;
         while next <= head_n {
+            // The node named block head_n its newest: one it does not have below that is a
+            // backend behind the one that answered, an error (retried), not the end of the chain.
             let Some(block) = self.rpc.block(next).await? else {
-                break;
+                return Err(WatchError::Missing(next));
             };
             // A block at or below our last one: the chain there changed; drop what it replaces.
             while self.kept.back().is_some_and(|(n, _)| *n >= next) {
@@ -411,8 +417,8 @@ impl Watcher {
     async fn fork_point(&mut self, head_n: u64) -> Result<u64, WatchError> {
         let mut oldest = None;
         while let Some((n, h)) = self.kept.back().copied() {
-            let theirs = self.rpc.header(n).await?;
-            if theirs.as_ref().is_some_and(|t| t.hash == h) {
+            let theirs = self.rpc.header(n).await?.ok_or(WatchError::Missing(n))?;
+            if theirs.hash == h {
                 return n.checked_add(1).ok_or(WatchError::End(n));
             }
             if self.kept.len() == 1 {
@@ -431,7 +437,7 @@ impl Watcher {
                         &reason,
                         serde_json::json!({
                             "venue": self.venue.name, "oldest_kept": n, "oldest_kept_hash": hash_text(&h),
-                            "node_hash": theirs.map(|t| hash_text(&t.hash)), "head": head_n,
+                            "node_hash": hash_text(&theirs.hash), "head": head_n,
                         }),
                         self.contain.as_ref(),
                     )
@@ -773,6 +779,23 @@ mod tests {
             "eth_getLogs" => Answer::Result(json!([])),
             _ => Answer::Result(Value::Null),
         }
+    }
+
+    #[tokio::test]
+    async fn a_block_the_node_names_but_does_not_have_is_an_error_not_the_end() {
+        // The newest block is 10, but block 10 itself is unknown to the backend asked.
+        let url = fake_node(None, |method, params| match (method, &params[0]) {
+            ("eth_getBlockByNumber", Value::String(tag)) if tag == "latest" => {
+                Answer::Result(json!({"number": "0xa", "hash": hash(10), "parentHash": hash(9)}))
+            }
+            _ => Answer::Result(Value::Null),
+        })
+        .await;
+        let (store, _dir) = store().await;
+        let mut w = Watcher::new(venue(&url), store, vec![Address::ZERO], None).unwrap();
+        let err = w.step().await.unwrap_err();
+        assert!(matches!(err, WatchError::Missing(10)), "{err}");
+        assert!(w.last().is_none());
     }
 
     #[tokio::test]
