@@ -3,20 +3,37 @@
 //!
 //! Per block: each transaction from a treasury address that keygate did not sign (whatever its
 //! value: the key is being used elsewhere), and the native value of those it did; code at a
-//! treasury address (an EIP-7702 delegation); each non-zero `Transfer` log of a listed token
-//! with `from` = treasury; each `Approval` log of a listed token with `owner` = treasury granting
-//! an allowance to a spender that is not an active address-book entry of the venue for that
-//! token. Each becomes an
-//! [`Outflow`](keygate_core::outflow::Outflow) (id: the transaction hash, or the hash and the
-//! log's position among the treasury's logs of that transaction, which a reorg does not change)
-//! and goes through `Store::reconcile_outflow`: matched to the allowed transfer decision whose
-//! signed hash it carries, or recorded as `outflow.unapproved` (critical) with the freeze of the
-//! containment scope, in one transaction. An outflow is judged once, whichever block carries it.
+//! treasury address (an EIP-7702 delegation); a treasury nonce that moved by other than its
+//! transactions in the block (asset `nonce`: a 7702 authorization it signed, or a block the node
+//! served incomplete); each non-zero `Transfer` log of a listed token with `from` = treasury;
+//! each `Approval` log of a listed token with `owner` = treasury granting an allowance to a
+//! spender that is not an active address-book entry of the venue for that token. Each becomes an
+//! [`Outflow`] (id: the transaction hash, or the hash and the
+//! log's position among the treasury's logs of that transaction, which a reorg does not change;
+//! `nonce:<treasury>:<block hash>`) and goes through `Store::reconcile_outflow`: matched to the
+//! allowed transfer decision whose signed hash it carries, or recorded as `outflow.unapproved`
+//! (critical) with the freeze of the containment scope, in one transaction. An outflow is judged
+//! once, whichever block carries it.
 //!
-//! The last `reorg_depth` blocks (number and hash) are the checkpoint, a `meta` row written after
-//! each block. On a parent-hash mismatch the watcher walks back over them and re-checks the new
-//! branch; after a restart it resumes from the checkpoint's last block + 1 (re-checking that block
+//! The node's answers are checked, not trusted: a block must come with its full transactions;
+//! the treasury's logs must fit the block's `logsBloom` (an empty answer where the bloom allows
+//! logs stands only if the block's full logs make up the bloom); a block below the node's newest
+//! that the node does not have is an error. Any of these fails the step: the block is retried at
+//! the next poll and nothing is checkpointed past it.
+//!
+//! The blocks judged (number and hash) are the checkpoint, a `meta` row written after each
+//! block: the last `reorg_depth` densely, older ones back to [`REORG_HISTORY`] blocks one in
+//! [`ANCHOR_EVERY`]. On a parent-hash mismatch the watcher walks back over them, asking the node
+//! for its block at each height, to the highest one still on the chain, and re-judges the new
+//! branch from there (outflows already judged are not judged again). A fork below everything it
+//! kept is an audited critical alarm (`chain.reorg_beyond_history`) with the containment freeze.
+//! After a restart it resumes from the checkpoint's last block + 1 (re-checking that block
 //! first), so no block is skipped. Its first run starts at the node's newest block.
+//!
+//! A watcher that cannot follow the node retries every poll and catches up; its [`Health`]
+//! (lag in blocks, time failing) is readable and exported as Prometheus gauges, and after
+//! failing for longer than max([`STALL_AFTER`], 10 polls) it writes one audited critical alarm
+//! (`chain.watcher_stalled`) and logs again at that interval until it recovers.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
