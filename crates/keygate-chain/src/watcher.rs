@@ -122,9 +122,9 @@ pub struct Watcher {
     /// sparsely (see [`Watcher::trim`]), back to [`REORG_HISTORY`] blocks.
     kept: VecDeque<(u64, B256)>,
     loaded: bool,
-    /// Each treasury's nonce as of the last block judged (its hash), so the next block costs
-    /// one `eth_getTransactionCount` per treasury, not two.
-    nonces: HashMap<Address, (B256, u64)>,
+    /// Each treasury's nonce as far as it is known along the blocks judged (kept in the
+    /// checkpoint), so the next block costs one `eth_getTransactionCount` per treasury.
+    nonces: HashMap<Address, NonceBase>,
     health: Health,
     /// After how long failing the stall alarm is written (and how often it is logged again).
     stall_after: Duration,
@@ -134,6 +134,32 @@ pub struct Watcher {
     stall_alarmed: bool,
     /// When the failure was last logged.
     last_logged: Option<Instant>,
+}
+
+/// A treasury's nonce along the blocks judged: the next block's parent must be `tip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct NonceBase {
+    /// The last block judged.
+    tip: B256,
+    /// The nonce at the last block whose state the node could give (None: none yet).
+    count: Option<u64>,
+    /// The treasury's transactions in the blocks judged since that block.
+    sent: u64,
+    /// The first of those blocks whose state the node could not give (the comparison waits
+    /// for the next block it can give, and then covers them all).
+    deferred_from: Option<u64>,
+}
+
+/// The checkpoint as stored: the kept blocks, and the nonces (absent in checkpoints written
+/// before the nonce comparison).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Blocks(Vec<(u64, String)>),
+    Full {
+        blocks: Vec<(u64, String)>,
+        nonces: Vec<(Address, NonceBase)>,
+    },
 }
 
 /// How a watcher is doing, shared with whoever reads it (tests; the same figures go to the
@@ -247,7 +273,8 @@ impl Watcher {
                 if self.last_logged.is_none() {
                     tracing::error!(venue = %venue, error = %e, "the chain watcher cannot follow the node; retrying every poll, and catching up when it can");
                     self.last_logged = Some(now);
-                } else if failing >= self.stall_after && !self.stall_alarmed {
+                } else if failing >= self.stall_after && !self.stall_alarmed && due {
+                    // Tried again (at the same interval) until the store takes it.
                     self.stall_alarm(failing, e).await;
                 } else if due {
                     tracing::error!(venue = %venue, error = %e, failing_for_ms = failing.as_millis() as u64, lag_blocks = self.health.lag_blocks(), "the chain watcher still cannot follow the node; outflows at this venue are not being judged");
@@ -329,11 +356,18 @@ impl Watcher {
         }
         let key = checkpoint_key(&self.venue.name);
         if let Some(text) = self.store.get_meta(&key).await? {
-            let list: Vec<(u64, String)> =
+            let stored: Stored =
                 serde_json::from_str(&text).map_err(|e| WatchError::Checkpoint {
                     key: key.clone(),
                     detail: e.to_string(),
                 })?;
+            let list = match stored {
+                Stored::Blocks(list) => list,
+                Stored::Full { blocks, nonces } => {
+                    self.nonces = nonces.into_iter().collect();
+                    blocks
+                }
+            };
             for (n, h) in list {
                 let h: B256 = h.parse().map_err(|_| WatchError::Checkpoint {
                     key: key.clone(),
@@ -353,8 +387,11 @@ impl Watcher {
     }
 
     async fn save(&self) -> Result<(), WatchError> {
-        let list: Vec<(u64, String)> = self.kept.iter().map(|(n, h)| (*n, hash_text(h))).collect();
-        let text = serde_json::to_string(&list).map_err(|e| WatchError::Checkpoint {
+        let stored = Stored::Full {
+            blocks: self.kept.iter().map(|(n, h)| (*n, hash_text(h))).collect(),
+            nonces: self.nonces.iter().map(|(a, b)| (*a, *b)).collect(),
+        };
+        let text = serde_json::to_string(&stored).map_err(|e| WatchError::Checkpoint {
             key: checkpoint_key(&self.venue.name),
             detail: e.to_string(),
         })?;
@@ -414,7 +451,7 @@ impl Watcher {
                 next = from;
                 continue;
             }
-            self.judge(&block).await?;
+            self.judge(&block, head_n).await?;
             self.kept.push_back((next, block.hash));
             self.trim(next);
             self.save().await?;
@@ -486,6 +523,22 @@ impl Watcher {
         });
     }
 
+    /// The nonce of `t` at block `hash`; when `may_lack` and the node answers with an error (it
+    /// has no state for that block: pruned, or a backend behind), None. Otherwise, and when
+    /// the node cannot be reached, an error.
+    async fn count_at(
+        &self,
+        t: &Address,
+        hash: &B256,
+        may_lack: bool,
+    ) -> Result<Option<u64>, WatchError> {
+        match self.rpc.nonce_at(t, hash).await {
+            Ok(c) => Ok(Some(c)),
+            Err(RpcError::Node { .. }) if may_lack => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The block's `Transfer` and `Approval` logs with the treasury as first indexed argument
     /// (`from`, `owner`), checked against the block's `logsBloom`. When the bloom rules them out,
     /// there are none (and the node is not asked). When it does not, and the node answers none,
@@ -527,7 +580,9 @@ impl Watcher {
     }
 
     /// Judges every treasury outflow of one block.
-    async fn judge(&mut self, block: &Block) -> Result<(), WatchError> {
+    /// Judges every treasury outflow of one block; `head_n` is the node's newest block (which
+    /// the node must have state for: a check deferred for an older block is done there).
+    async fn judge(&mut self, block: &Block, head_n: u64) -> Result<(), WatchError> {
         let at = i64::try_from(block.timestamp.to::<u64>())
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000);
@@ -559,8 +614,20 @@ impl Watcher {
         // leaked key and sent by someone else, lets value leave by internal calls, with no
         // transaction from the treasury and no log. keygate signs no delegation, so code at a
         // treasury address is an outflow keygate never approved (judged once per code).
+        // A node without state for this block (pruned, after keygate was down a while) answers
+        // with an error: the code is looked at again at the next block it has state for, and
+        // the nonce comparison below covers the blocks between (an authorization moves the
+        // nonce even if the delegation is gone again). Not at the newest block: there, no state
+        // fails the step, so no check is put off for good.
         for t in &self.treasury {
-            let code = self.rpc.code_at(t, block.number.to::<u64>()).await?;
+            let code = match self.rpc.code_at(t, block.number.to::<u64>()).await {
+                Ok(code) => code,
+                Err(RpcError::Node { message, .. }) if block.number.to::<u64>() < head_n => {
+                    tracing::debug!(venue = %self.venue.name, block = block.number.to::<u64>(), error = %message, "no state for this block: the treasury's code is looked at in the next block");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if code.is_empty() {
                 continue;
             }
@@ -590,28 +657,76 @@ impl Watcher {
         // transaction), or the node left a transaction out of the block: keygate approved
         // neither, so it is an outflow (asset `nonce`, the unexplained count), judged once per
         // treasury and block.
+        // Kept once the block's outflows are judged: a block retried after a failure is
+        // compared against the same base again.
+        let mut bases = vec![];
         for t in self.treasury.clone() {
-            let sent = block.transactions.iter().filter(|tx| tx.from == t).count();
-            let before = match self.nonces.get(&t) {
-                Some((h, count)) if *h == block.parent_hash => *count,
-                _ if block.number.is_zero() => 0,
-                _ => self.rpc.nonce_at(&t, &block.parent_hash).await?,
+            let n = block.number.to::<u64>();
+            let sent = block.transactions.iter().filter(|tx| tx.from == t).count() as u64;
+            let base = match self.nonces.get(&t) {
+                Some(b) if b.tip == block.parent_hash => *b,
+                // Nothing known along this chain (first block, or after a reorg): the parent's.
+                _ => NonceBase {
+                    tip: block.parent_hash,
+                    count: if n == 0 {
+                        Some(0)
+                    } else {
+                        self.count_at(&t, &block.parent_hash, true).await?
+                    },
+                    sent: 0,
+                    deferred_from: None,
+                },
             };
-            let after = self.rpc.nonce_at(&t, &block.hash).await?;
-            self.nonces.insert(t, (block.hash, after));
-            let unexplained = i128::from(after) - i128::from(before) - sent as i128;
-            if unexplained != 0 {
-                tracing::error!(venue = %self.venue.name, treasury = %address_text(&t), block = block.number.to::<u64>(), before, after, transactions = sent, "the treasury's nonce moved by more (or less) than its transactions in the block");
-                outflows.push(Outflow {
-                    venue: self.venue.name.clone(),
-                    id: format!("nonce:{}:{}", address_text(&t), hash_text(&block.hash)),
-                    asset: "nonce".into(),
-                    amount: Decimal::from(unexplained),
-                    destination: "unknown".into(),
-                    at,
-                    reference: None,
-                });
-            }
+            let after = self.count_at(&t, &block.hash, n < head_n).await?;
+            let next = match (base.count, after) {
+                (Some(before), Some(after)) => {
+                    let explained = base.sent.saturating_add(sent);
+                    let unexplained =
+                        i128::from(after) - i128::from(before) - i128::from(explained);
+                    if let Some(from) = base.deferred_from {
+                        tracing::info!(venue = %self.venue.name, treasury = %address_text(&t), from, to = n, "the treasury's nonce is compared again, over the blocks whose state the node did not give");
+                    }
+                    if unexplained != 0 {
+                        tracing::error!(venue = %self.venue.name, treasury = %address_text(&t), block = n, before, after, transactions = explained, "the treasury's nonce moved by more (or less) than its transactions");
+                        outflows.push(Outflow {
+                            venue: self.venue.name.clone(),
+                            id: format!("nonce:{}:{}", address_text(&t), hash_text(&block.hash)),
+                            asset: "nonce".into(),
+                            amount: Decimal::from(unexplained),
+                            destination: "unknown".into(),
+                            at,
+                            reference: None,
+                        });
+                    }
+                    NonceBase {
+                        tip: block.hash,
+                        count: Some(after),
+                        sent: 0,
+                        deferred_from: None,
+                    }
+                }
+                (count, None) => {
+                    if base.deferred_from.is_none() {
+                        tracing::warn!(venue = %self.venue.name, treasury = %address_text(&t), block = n, "the node gives no state for this block (pruned, or a backend behind); the treasury's nonce is compared at the next block it gives, over all the blocks between");
+                    }
+                    NonceBase {
+                        tip: block.hash,
+                        count,
+                        sent: base.sent.saturating_add(sent),
+                        deferred_from: base.deferred_from.or(Some(n)),
+                    }
+                }
+                (None, Some(after)) => {
+                    tracing::warn!(venue = %self.venue.name, treasury = %address_text(&t), block = n, since = base.deferred_from, "the node gives no treasury nonce from before this block (pruned state, and none kept): the nonce comparison starts here; transactions, code and logs were judged as always");
+                    NonceBase {
+                        tip: block.hash,
+                        count: Some(after),
+                        sent: 0,
+                        deferred_from: None,
+                    }
+                }
+            };
+            bases.push((t, next));
         }
         let mut logs: Vec<Log> = self
             .treasury_logs(block)
@@ -737,6 +852,7 @@ impl Watcher {
                 });
             }
         }
+        self.nonces.extend(bases);
         Ok(())
     }
 }
@@ -796,6 +912,39 @@ mod tests {
             "eth_getLogs" => Answer::Result(json!([])),
             _ => Answer::Result(Value::Null),
         }
+    }
+
+    #[tokio::test]
+    async fn the_kept_blocks_are_the_dense_window_and_sparse_anchors_within_the_history() {
+        let (db, _dir) = store().await;
+        // reorg_depth 4; the watcher's first block is 1000.
+        let mut w = Watcher::new(venue("http://127.0.0.1:9"), db, vec![], None).unwrap();
+        let top = 1000 + REORG_HISTORY + 500;
+        for n in 1000..=top {
+            w.kept.push_back((n, B256::with_last_byte(1)));
+            w.trim(n);
+        }
+        let kept: Vec<u64> = w.kept.iter().map(|(n, _)| *n).collect();
+        assert_eq!(kept[kept.len() - 4..], [top - 3, top - 2, top - 1, top]);
+        let sparse = &kept[..kept.len() - 4];
+        assert!(
+            sparse
+                .iter()
+                .all(|n| n % ANCHOR_EVERY == 0 && top - n <= REORG_HISTORY),
+            "{sparse:?}"
+        );
+        // One in 64, back to the history's end (the first block, now beyond it, is gone).
+        assert_eq!(sparse.len() as u64, REORG_HISTORY / ANCHOR_EVERY);
+        assert!(!kept.contains(&1000));
+        // Before the history is full, the first block is kept as the deepest anchor.
+        let (db, _dir2) = store().await;
+        let mut w = Watcher::new(venue("http://127.0.0.1:9"), db, vec![], None).unwrap();
+        for n in 1000..1100 {
+            w.kept.push_back((n, B256::with_last_byte(1)));
+            w.trim(n);
+        }
+        let kept: Vec<u64> = w.kept.iter().map(|(n, _)| *n).collect();
+        assert_eq!(kept, vec![1000, 1024, 1088, 1096, 1097, 1098, 1099]);
     }
 
     #[tokio::test]

@@ -1103,3 +1103,54 @@ async fn a_stuck_watcher_shows_its_lag_alarms_once_and_catches_up() {
     assert_eq!(ids, vec![leaked]);
     assert_eq!(e.alarms("chain.watcher_stalled").await.len(), 1);
 }
+
+#[tokio::test]
+async fn the_nonce_comparison_survives_a_node_without_old_state() {
+    // anvil restarted from its --state file keeps the blocks but not their state: like a
+    // pruned node after keygate was down longer than the node keeps state.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("anvil.json").display().to_string();
+    let mut e = env(&["--state", &state]).await;
+    {
+        let (mut w, _rx) = e.watcher();
+        w.step().await.unwrap();
+        mine(&e, 3).await;
+        w.step().await.unwrap();
+    }
+    // keygate is down; blocks are mined, the node restarts (old state gone), more blocks, one
+    // of them moving the treasury's nonce with no transaction of its own.
+    mine(&e, 2).await;
+    e.anvil.stop();
+    e.anvil.restart().await;
+    let rpc = e.anvil.rpc();
+    let old = rpc.block_number().await.unwrap() - 1;
+    let old_hash = rpc.header(old).await.unwrap().unwrap().hash;
+    assert!(
+        rpc.nonce_at(&e.key.address(), &old_hash).await.is_err(),
+        "the restarted node still has old state: this test proves nothing"
+    );
+    let leaked = e.leak_native(17).await;
+    let n = rpc.nonce(&e.key.address(), "latest").await.unwrap();
+    call(
+        &rpc,
+        "anvil_setNonce",
+        json!([e.key.address(), format!("{:#x}", n + 2)]),
+    )
+    .await;
+    mine(&e, 2).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let ids: Vec<(&str, &str)> = events
+        .iter()
+        .map(|ev| (ev.outflow.id.as_str(), ev.outflow.asset.as_str()))
+        .collect();
+    assert!(ids.contains(&(leaked.as_str(), "ETH")), "{ids:?}");
+    // The blocks without state are compared as one span, once a block with state comes.
+    let nonce: Vec<&Event> = events
+        .iter()
+        .filter(|ev| ev.outflow.asset == "nonce")
+        .collect();
+    assert_eq!(nonce.len(), 1, "{ids:?}");
+    assert_eq!(nonce[0].outflow.amount, Decimal::from(2));
+}
