@@ -8,8 +8,8 @@
 //! served incomplete); each non-zero `Transfer` log of a listed token with `from` = treasury;
 //! each `Approval` log of a listed token with `owner` = treasury granting an allowance to a
 //! spender that is not an active address-book entry of the venue for that token. Each becomes an
-//! [`Outflow`] (id: the transaction hash, or the hash and the
-//! log's position among the treasury's logs of that transaction, which a reorg does not change;
+//! [`Outflow`] (id: the transaction hash, or the hash and the log's position among the
+//! treasury's logs of that transaction, which a reorg does not change;
 //! `nonce:<treasury>:<block hash>`) and goes through `Store::reconcile_outflow`: matched to the
 //! allowed transfer decision whose signed hash it carries, or recorded as `outflow.unapproved`
 //! (critical) with the freeze of the containment scope, in one transaction. An outflow is judged
@@ -21,9 +21,13 @@
 //! that the node does not have is an error. Any of these fails the step: the block is retried at
 //! the next poll and nothing is checkpointed past it.
 //!
-//! The blocks judged (number and hash) are the checkpoint, a `meta` row written after each
-//! block: the last `reorg_depth` densely, older ones back to [`REORG_HISTORY`] blocks one in
-//! [`ANCHOR_EVERY`]. On a parent-hash mismatch the watcher walks back over them, asking the node
+//! For an older block the node has no state for (pruned; anvil after a restart), the code and
+//! nonce checks wait for the next block it has state for, the nonce comparison then covering
+//! every block between; at the node's newest block, no state is an error.
+//!
+//! The blocks judged (number and hash) and each treasury's last known nonce are the checkpoint,
+//! a `meta` row written after each block; of the blocks, the last `reorg_depth` densely, older
+//! ones back to [`REORG_HISTORY`] blocks one in [`ANCHOR_EVERY`]. On a parent-hash mismatch the watcher walks back over them, asking the node
 //! for its block at each height, to the highest one still on the chain, and re-judges the new
 //! branch from there (outflows already judged are not judged again). A fork below everything it
 //! kept is an audited critical alarm (`chain.reorg_beyond_history`) with the containment freeze.
