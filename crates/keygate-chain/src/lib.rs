@@ -42,7 +42,8 @@ pub struct EvmVenue {
     pub confirmations: u64,
     /// How often the watcher asks for the newest block.
     pub poll: Duration,
-    /// How many recent blocks the watcher keeps to detect and re-check a reorg.
+    /// How many recent blocks the watcher keeps densely to detect and re-check a reorg (older
+    /// ones are kept sparsely: see [`watcher::REORG_HISTORY`]).
     pub reorg_depth: u64,
     /// Symbol -> token.
     pub tokens: BTreeMap<String, Token>,

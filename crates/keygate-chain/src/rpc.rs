@@ -1,14 +1,21 @@
 //! A small Ethereum JSON-RPC client over HTTP: the calls keygate makes, typed with alloy's
 //! primitives. Its errors say whether the node could not be reached (the caller refuses and
-//! retries later) or answered with an error (its code and message, such as "nonce too low").
+//! retries later), answered with an error (its code and message, such as "nonce too low"), or
+//! answered something keygate does not take: an answer longer than [`MAX_ANSWER_BYTES`] (read
+//! in chunks and refused past the cap), or one missing a field, such as a block without its
+//! full transaction list.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes, U64, U256};
+use alloy::primitives::{Address, B256, Bloom, Bytes, U64, U256};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+/// The largest answer keygate reads from a node (32 MiB), [`Rpc::with_max_answer`] to change it:
+/// a node that answers more is refused, not buffered without end.
+pub const MAX_ANSWER_BYTES: usize = 32 << 20;
 
 /// What went wrong with a call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,9 +68,11 @@ pub struct Rpc {
     /// query stays out of logs).
     shown: String,
     ids: std::sync::Arc<AtomicU64>,
+    max_answer: usize,
 }
 
-/// A block with its transactions.
+/// A block with its transactions. The list is required, and must hold full transactions: a
+/// block without it (or with hashes only) is refused, never taken for an empty block.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Block {
@@ -71,7 +80,8 @@ pub struct Block {
     pub hash: B256,
     pub parent_hash: B256,
     pub timestamp: U64,
-    #[serde(default)]
+    /// The bloom filter of every log in the block: what the logs keygate is given must fit.
+    pub logs_bloom: Bloom,
     pub transactions: Vec<BlockTx>,
 }
 
@@ -158,7 +168,14 @@ impl Rpc {
             url: url.to_string(),
             shown: shown_url(url),
             ids: std::sync::Arc::new(AtomicU64::new(1)),
+            max_answer: MAX_ANSWER_BYTES,
         })
+    }
+
+    /// The same client, refusing answers longer than `bytes`.
+    pub fn with_max_answer(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes;
+        self
     }
 
     /// The endpoint as errors show it.
@@ -184,7 +201,7 @@ impl Rpc {
                 "request failed"
             },
         };
-        let resp = self
+        let mut resp = self
             .http
             .post(&self.url)
             .json(&body)
@@ -192,7 +209,28 @@ impl Rpc {
             .await
             .map_err(unreachable)?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(unreachable)?;
+        let too_big = || RpcError::Bad {
+            method,
+            detail: format!(
+                "the answer is longer than {} bytes, the most keygate reads",
+                self.max_answer
+            ),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_answer as u64)
+        {
+            return Err(too_big());
+        }
+        // Read in chunks, so an answer without a length (or with a false one) is refused as
+        // soon as it passes the cap, before it is all in memory.
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+            if bytes.len().saturating_add(chunk.len()) > self.max_answer {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| RpcError::Bad {
             method,
             detail: format!("HTTP {status}, not JSON"),
@@ -235,6 +273,12 @@ impl Rpc {
             })
     }
 
+    /// Block `n`'s number, hash and parent, if the node has it.
+    pub async fn header(&self, n: u64) -> Result<Option<Header>, RpcError> {
+        self.call("eth_getBlockByNumber", json!([quantity(n), false]))
+            .await
+    }
+
     /// Block `n` with its transactions, if the node has it.
     pub async fn block(&self, n: u64) -> Result<Option<Block>, RpcError> {
         self.call("eth_getBlockByNumber", json!([quantity(n), true]))
@@ -256,10 +300,28 @@ impl Rpc {
         .await
     }
 
+    /// Every log of one block (to check an answer against the block's bloom).
+    pub async fn block_logs(&self, block: &B256) -> Result<Vec<Log>, RpcError> {
+        self.call("eth_getLogs", json!([{"blockHash": block}]))
+            .await
+    }
+
     /// The nonce `tag` ("latest" or "pending") of `address`.
     pub async fn nonce(&self, address: &Address, tag: &str) -> Result<u64, RpcError> {
         Ok(self
             .call::<U64>("eth_getTransactionCount", json!([address, tag]))
+            .await?
+            .to())
+    }
+
+    /// The nonce of `address` as of the block with hash `block` (EIP-1898: a reorg cannot make
+    /// it another block's).
+    pub async fn nonce_at(&self, address: &Address, block: &B256) -> Result<u64, RpcError> {
+        Ok(self
+            .call::<U64>(
+                "eth_getTransactionCount",
+                json!([address, {"blockHash": block}]),
+            )
             .await?
             .to())
     }
@@ -331,5 +393,73 @@ impl Rpc {
 
     pub async fn transaction(&self, hash: &B256) -> Result<Option<TxInfo>, RpcError> {
         self.call("eth_getTransactionByHash", json!([hash])).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Answer, fake_node};
+
+    /// A JSON-RPC answer of `len` bytes or more, valid JSON, as raw HTTP (with or without a
+    /// content-length: without, it ends when the connection closes).
+    fn big_answer(len: usize, with_length: bool) -> Vec<u8> {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":"0x{}"}}"#,
+            "a".repeat(len)
+        );
+        let head = if with_length {
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            )
+        } else {
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n".into()
+        };
+        [head.into_bytes(), body.into_bytes()].concat()
+    }
+
+    #[tokio::test]
+    async fn an_answer_beyond_the_size_cap_is_refused() {
+        for with_length in [true, false] {
+            let raw = big_answer(MAX_ANSWER_BYTES + 1, with_length);
+            let url = fake_node(None, move |_, _| Answer::Raw(raw.clone())).await;
+            let rpc = Rpc::new(&url, Duration::from_secs(20)).unwrap();
+            let err = rpc
+                .call::<Value>("eth_chainId", json!([]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, RpcError::Bad { detail, .. } if detail.contains("bytes")),
+                "content-length {with_length}: {err}"
+            );
+        }
+        // Under a smaller cap, a small answer still passes and a bigger one does not.
+        let raw = big_answer(100, false);
+        let url = fake_node(None, move |_, _| Answer::Raw(raw.clone())).await;
+        let rpc = Rpc::new(&url, Duration::from_secs(5)).unwrap();
+        assert!(rpc.call::<Value>("eth_chainId", json!([])).await.is_ok());
+        let small = rpc.clone().with_max_answer(64);
+        assert!(matches!(
+            small.call::<Value>("eth_chainId", json!([])).await,
+            Err(RpcError::Bad { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_block_without_its_transactions_is_refused() {
+        let url = fake_node(None, |_, params| {
+            Answer::Result(json!({
+                "number": params[0], "hash": format!("0x{:064x}", 7), "parentHash": format!("0x{:064x}", 6),
+                "timestamp": "0x1", "logsBloom": format!("0x{}", "0".repeat(512)),
+            }))
+        })
+        .await;
+        let rpc = Rpc::new(&url, Duration::from_secs(5)).unwrap();
+        let err = rpc.block(5).await.unwrap_err();
+        assert!(
+            matches!(&err, RpcError::Bad { detail, .. } if detail.contains("transactions")),
+            "{err}"
+        );
     }
 }

@@ -1,11 +1,11 @@
 //! Helpers for tests against a real anvil node (feature `testing`): find the binary, start it
 //! on a free loopback port, deploy the 6-decimals test token. A missing anvil fails the test
-//! with the command that installs it: the chain tests never skip silently. [`proxy`] puts a
-//! JSON-RPC proxy in front of a node that can lose answers or lie, as real backends do.
+//! with the command that installs it: the chain tests never skip silently. [`fake_node`] stands
+//! in for a node that misbehaves (a lagging backend, an oversized answer, a lost answer), alone
+//! or as a proxy in front of anvil.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, U256};
@@ -160,35 +160,63 @@ pub async fn deploy_token(rpc: &Rpc, from: Address, supply: U256) -> Address {
     }
 }
 
-/// What a test proxy ([`proxy`]) does with one JSON-RPC request.
-pub enum Hook {
-    /// Passes it to the node.
+/// What a [`fake_node`] answers to one JSON-RPC request.
+pub enum Answer {
+    /// Pass the request on to the upstream node (as a proxy).
     Forward,
-    /// Sends this request to the node first, then passes it on.
-    Before(Value),
-    /// Answers with this body without passing it on.
-    Answer(String),
-    /// Passes it to the node, then answers with this body instead of the node's.
-    ForwardThenAnswer(String),
+    /// `{"jsonrpc": "2.0", "id": <the request's>, "result": <this>}`.
+    Result(Value),
+    /// `{"jsonrpc": "2.0", "id": <the request's>, "error": {"code", "message"}}`.
+    Error(i64, String),
+    /// These bytes as the whole HTTP answer; the connection is closed after them.
+    Raw(Vec<u8>),
+    /// Send these requests to the upstream node first, one after the other, then pass the
+    /// request on.
+    After(Vec<Value>),
+    /// Pass the request on, then answer this instead of the node's answer (a lost answer).
+    ForwardThen(Box<Answer>),
 }
 
-pub type HookFn = Arc<dyn Fn(&str) -> Hook + Send + Sync>;
+/// An answer function for [`fake_node`] that answers the first `eth_sendRawTransaction` with
+/// `then()` and passes every other request on.
+pub fn first_send(
+    then: impl Fn() -> Answer + Send + Sync + 'static,
+) -> impl Fn(&str, &Value) -> Answer + Send + Sync + 'static {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    move |method: &str, _: &Value| {
+        if method == "eth_sendRawTransaction"
+            && !done.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            then()
+        } else {
+            Answer::Forward
+        }
+    }
+}
 
-/// A JSON-RPC proxy in front of `upstream`; `hook` sees each request's body and says what to
-/// do with it.
-pub async fn proxy(upstream: String, hook: HookFn) -> String {
+/// A JSON-RPC node on a free loopback port that answers each request with
+/// `answer(method, params)`, passing it on to `upstream` on [`Answer::Forward`]. Its URL. It
+/// runs until the test's runtime ends.
+pub async fn fake_node<F>(upstream: Option<String>, answer: F) -> String
+where
+    F: Fn(&str, &Value) -> Answer + Send + Sync + 'static,
+{
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
         let http = reqwest::Client::new();
         loop {
             let Ok((mut sock, _)) = listener.accept().await else {
                 return;
             };
-            let (http, upstream, hook) = (http.clone(), upstream.clone(), hook.clone());
+            let (http, upstream, answer) = (http.clone(), upstream.clone(), answer.clone());
             tokio::spawn(async move {
                 loop {
+                    // One request: headers, then content-length bytes of body.
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
                     let body = loop {
@@ -199,54 +227,92 @@ pub async fn proxy(upstream: String, hook: HookFn) -> String {
                             return;
                         }
                         buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).to_string();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let len: usize = head
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("content-length")
-                                        .then(|| v.trim().parse().ok())?
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= len {
-                                break body[..len].to_string();
-                            }
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break buf[end + 4..end + 4 + len].to_vec();
                         }
                     };
-                    let forward = |body: String| {
+                    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let method = request["method"].as_str().unwrap_or("").to_string();
+                    let forward = |body: Vec<u8>| {
                         let (http, upstream) = (http.clone(), upstream.clone());
                         async move {
-                            http.post(&upstream)
+                            let up = upstream?;
+                            let resp = http
+                                .post(&up)
                                 .header("content-type", "application/json")
                                 .body(body)
                                 .send()
                                 .await
-                                .unwrap()
-                                .bytes()
-                                .await
-                                .unwrap()
-                                .to_vec()
+                                .ok()?;
+                            resp.bytes().await.ok().map(|b| b.to_vec())
                         }
                     };
-                    let answer = match hook(&body) {
-                        Hook::Forward => forward(body).await,
-                        Hook::Before(first) => {
-                            http.post(&upstream).json(&first).send().await.unwrap();
-                            forward(body).await
+                    let made = |a: &Answer| match a {
+                        Answer::Result(v) => Some(
+                            serde_json::to_vec(
+                                &json!({"jsonrpc": "2.0", "id": request["id"], "result": v}),
+                            )
+                            .unwrap_or_default(),
+                        ),
+                        Answer::Error(code, message) => Some(
+                            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": request["id"],
+                                "error": {"code": code, "message": message}}))
+                            .unwrap_or_default(),
+                        ),
+                        _ => None,
+                    };
+                    let reply = match answer(&method, &request["params"]) {
+                        Answer::Raw(bytes) => {
+                            let _ = sock.write_all(&bytes).await;
+                            return;
                         }
-                        Hook::Answer(a) => a.into_bytes(),
-                        Hook::ForwardThenAnswer(a) => {
-                            forward(body).await;
-                            a.into_bytes()
+                        a @ (Answer::Result(_) | Answer::Error(..)) => made(&a).unwrap_or_default(),
+                        Answer::Forward => match forward(body).await {
+                            Some(b) => b,
+                            None => return,
+                        },
+                        Answer::After(first) => {
+                            for f in first {
+                                if forward(serde_json::to_vec(&f).unwrap_or_default())
+                                    .await
+                                    .is_none()
+                                {
+                                    return;
+                                }
+                            }
+                            match forward(body).await {
+                                Some(b) => b,
+                                None => return,
+                            }
+                        }
+                        Answer::ForwardThen(then) => {
+                            if forward(body).await.is_none() {
+                                return;
+                            }
+                            match made(&then) {
+                                Some(b) => b,
+                                None => return,
+                            }
                         }
                     };
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        answer.len()
+                        reply.len()
                     );
                     if sock.write_all(head.as_bytes()).await.is_err()
-                        || sock.write_all(&answer).await.is_err()
+                        || sock.write_all(&reply).await.is_err()
                     {
                         return;
                     }
@@ -255,18 +321,4 @@ pub async fn proxy(upstream: String, hook: HookFn) -> String {
         }
     });
     url
-}
-
-/// A hook that applies `then` to the first `eth_sendRawTransaction` only.
-pub fn first_send(then: impl Fn() -> Hook + Send + Sync + 'static) -> HookFn {
-    let done = std::sync::atomic::AtomicBool::new(false);
-    Arc::new(move |body: &str| {
-        if body.contains("eth_sendRawTransaction")
-            && !done.swap(true, std::sync::atomic::Ordering::SeqCst)
-        {
-            then()
-        } else {
-            Hook::Forward
-        }
-    })
 }

@@ -3,24 +3,48 @@
 //!
 //! Per block: each transaction from a treasury address that keygate did not sign (whatever its
 //! value: the key is being used elsewhere), and the native value of those it did; code at a
-//! treasury address (an EIP-7702 delegation); each non-zero `Transfer` log of a listed token
-//! with `from` = treasury; each `Approval` log of a listed token with `owner` = treasury granting
-//! an allowance to a spender not in the venue's address book. Each becomes an
-//! [`Outflow`](keygate_core::outflow::Outflow) (id: the transaction hash, or the hash and the
-//! log's position among the treasury's logs of that transaction, which a reorg does not change)
-//! and goes through `Store::reconcile_outflow`: matched to the allowed transfer decision whose
-//! signed hash it carries, or recorded as `outflow.unapproved` (critical) with the freeze of the
-//! containment scope, in one transaction. An outflow is judged once, whichever block carries it.
+//! treasury address (an EIP-7702 delegation); a treasury nonce that moved by other than its
+//! transactions in the block (asset `nonce`: a 7702 authorization it signed, or a block the node
+//! served incomplete); each non-zero `Transfer` log of a listed token with `from` = treasury;
+//! each `Approval` log of a listed token with `owner` = treasury granting an allowance to a
+//! spender that is not an active address-book entry of the venue for that token. Each becomes an
+//! [`Outflow`] (id: the transaction hash, or the hash and the log's position among the
+//! treasury's logs of that transaction, which a reorg does not change;
+//! `nonce:<treasury>:<block hash>`) and goes through `Store::reconcile_outflow`: matched to the
+//! allowed transfer decision whose signed hash it carries, or recorded as `outflow.unapproved`
+//! (critical) with the freeze of the containment scope, in one transaction. An outflow is judged
+//! once, whichever block carries it.
 //!
-//! The last `reorg_depth` blocks (number and hash) are the checkpoint, a `meta` row written after
-//! each block. On a parent-hash mismatch the watcher walks back over them and re-checks the new
-//! branch; after a restart it resumes from the checkpoint's last block + 1 (re-checking that block
+//! The node's answers are checked, not trusted: a block must come with its full transactions;
+//! the treasury's logs must fit the block's `logsBloom` (an empty answer where the bloom allows
+//! logs stands only if the block's full logs make up the bloom); a block below the node's newest
+//! that the node does not have is an error. Any of these fails the step: the block is retried at
+//! the next poll and nothing is checkpointed past it.
+//!
+//! For an older block the node has no state for (pruned; anvil after a restart), the code and
+//! nonce checks wait for the next block it has state for, the nonce comparison then covering
+//! every block between; at the node's newest block, no state is an error.
+//!
+//! The blocks judged (number and hash) and each treasury's last known nonce are the checkpoint,
+//! a `meta` row written after each block; of the blocks, the last `reorg_depth` densely, older
+//! ones back to [`REORG_HISTORY`] blocks one in [`ANCHOR_EVERY`]. On a parent-hash mismatch the watcher walks back over them, asking the node
+//! for its block at each height, to the highest one still on the chain, and re-judges the new
+//! branch from there (outflows already judged are not judged again). A fork below everything it
+//! kept is an audited critical alarm (`chain.reorg_beyond_history`) with the containment freeze.
+//! After a restart it resumes from the checkpoint's last block + 1 (re-checking that block
 //! first), so no block is skipped. Its first run starts at the node's newest block.
+//!
+//! A watcher that cannot follow the node retries every poll and catches up; its [`Health`]
+//! (lag in blocks, time failing) is readable and exported as Prometheus gauges, and after
+//! failing for longer than max([`STALL_AFTER`], 10 polls) it writes one audited critical alarm
+//! (`chain.watcher_stalled`) and logs again at that interval until it recovers.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256, Bloom, BloomInput, U256};
 use alloy::sol_types::SolEvent;
 use keygate_core::freeze::Scope;
 use keygate_core::outflow::Outflow;
@@ -52,7 +76,38 @@ pub enum WatchError {
     Store(#[from] keygate_store::StoreError),
     #[error("the stored checkpoint {key} is not readable: {detail}")]
     Checkpoint { key: String, detail: String },
+    #[error("block {0} is the last block number there is; the watcher cannot go past it")]
+    End(u64),
+    #[error(
+        "the node's block {0} names a parent other than the block the node has below it; retrying"
+    )]
+    Inconsistent(u64),
+    #[error(
+        "the node's logs of block {0} do not make up the block's logsBloom (a backend without the block yet?); retrying the block at the next poll"
+    )]
+    Incomplete(u64),
+    #[error(
+        "the node does not have block {0}, below the newest block it named (a backend behind the others?); retrying at the next poll"
+    )]
+    Missing(u64),
+    #[error("the node's chain changed {0} times within one step; retrying at the next poll")]
+    Unsettled(u32),
 }
+
+/// How far back (in blocks) a reorg is re-checked and re-judged; a fork below that (or below
+/// the first block the watcher judged) is an audited critical alarm with the containment
+/// freeze. At least `reorg_depth`.
+pub const REORG_HISTORY: u64 = 4096;
+
+/// Beyond the last `reorg_depth` blocks, one block in this many is kept (an anchor).
+pub const ANCHOR_EVERY: u64 = 64;
+
+/// A watcher failing for longer than this (or 10 polls, if longer) writes the stall alarm.
+pub const STALL_AFTER: Duration = Duration::from_secs(30);
+
+/// Reorgs one step follows before it gives up until the next poll (a node flapping between
+/// branches).
+const MAX_REORGS_PER_STEP: u32 = 16;
 
 /// The `meta` key of a venue's checkpoint.
 pub fn checkpoint_key(venue: &str) -> String {
@@ -67,8 +122,79 @@ pub struct Watcher {
     treasury: Vec<Address>,
     contain: Option<Scope>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
-    recent: VecDeque<(u64, B256)>,
+    /// Blocks judged (number, hash), ascending: the last `reorg_depth` densely, then older ones
+    /// sparsely (see [`Watcher::trim`]), back to [`REORG_HISTORY`] blocks.
+    kept: VecDeque<(u64, B256)>,
     loaded: bool,
+    /// Each treasury's nonce as far as it is known along the blocks judged (kept in the
+    /// checkpoint), so the next block costs one `eth_getTransactionCount` per treasury.
+    nonces: HashMap<Address, NonceBase>,
+    health: Health,
+    /// After how long failing the stall alarm is written (and how often it is logged again).
+    stall_after: Duration,
+    /// Since when every step has failed.
+    failing_since: Option<Instant>,
+    /// Whether this failure's stall alarm is in the audit log.
+    stall_alarmed: bool,
+    /// When the failure was last logged.
+    last_logged: Option<Instant>,
+}
+
+/// A treasury's nonce along the blocks judged: the next block's parent must be `tip`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct NonceBase {
+    /// The last block judged.
+    tip: B256,
+    /// The nonce at the last block whose state the node could give (None: none yet).
+    count: Option<u64>,
+    /// The treasury's transactions in the blocks judged since that block.
+    sent: u64,
+    /// The first of those blocks whose state the node could not give (the comparison waits
+    /// for the next block it can give, and then covers them all).
+    deferred_from: Option<u64>,
+}
+
+/// The checkpoint as stored: the kept blocks, and the nonces (absent in checkpoints written
+/// before the nonce comparison).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Blocks(Vec<(u64, String)>),
+    Full {
+        blocks: Vec<(u64, String)>,
+        nonces: Vec<(Address, NonceBase)>,
+    },
+}
+
+/// How a watcher is doing, shared with whoever reads it (tests; the same figures go to the
+/// Prometheus recorder, if one is installed: `keygate_chain_watcher_lag_blocks`,
+/// `keygate_chain_watcher_failing_seconds`, `keygate_chain_watcher_stalled`, labelled by venue,
+/// and the counter `keygate_chain_watcher_errors_total`).
+#[derive(Debug, Clone, Default)]
+pub struct Health(Arc<HealthState>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    lag: AtomicU64,
+    failing_ms: AtomicU64,
+    stalled: AtomicBool,
+}
+
+impl Health {
+    /// Blocks between the node's newest (as last seen) and the last block judged.
+    pub fn lag_blocks(&self) -> u64 {
+        self.0.lag.load(Ordering::Relaxed)
+    }
+
+    /// How long every step has been failing (zero when the last one succeeded).
+    pub fn failing_for(&self) -> Duration {
+        Duration::from_millis(self.0.failing_ms.load(Ordering::Relaxed))
+    }
+
+    /// Whether the watcher has been failing for longer than its stall threshold.
+    pub fn stalled(&self) -> bool {
+        self.0.stalled.load(Ordering::Relaxed)
+    }
 }
 
 impl Watcher {
@@ -79,6 +205,7 @@ impl Watcher {
         contain: Option<Scope>,
     ) -> Result<Self, String> {
         let rpc = Rpc::new(&venue.rpc_url, venue.timeout)?;
+        let venue_poll = venue.poll;
         Ok(Self {
             venue,
             rpc,
@@ -86,9 +213,26 @@ impl Watcher {
             treasury,
             contain,
             events: None,
-            recent: VecDeque::new(),
+            kept: VecDeque::new(),
             loaded: false,
+            nonces: HashMap::new(),
+            health: Health::default(),
+            stall_after: STALL_AFTER.max(venue_poll.saturating_mul(10)),
+            failing_since: None,
+            stall_alarmed: false,
+            last_logged: None,
         })
+    }
+
+    /// Writes the stall alarm after `after` of failing, instead of max(30 s, 10 polls).
+    pub fn with_stall_alarm_after(mut self, after: Duration) -> Self {
+        self.stall_after = after;
+        self
+    }
+
+    /// The watcher's health figures, readable while it runs.
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// Sends every judgement to `tx` as well.
@@ -97,26 +241,117 @@ impl Watcher {
         self
     }
 
-    /// Follows the chain until the task is dropped: a step every `poll`.
+    /// Follows the chain until the task is dropped: a [`Watcher::poll`] every `poll`.
     pub async fn run(mut self) {
-        let mut failing = false;
         loop {
-            match self.step().await {
-                Ok(_) => {
-                    if failing {
-                        tracing::info!(venue = %self.venue.name, "the chain watcher is following the node again");
-                    }
-                    failing = false;
-                }
-                Err(e) => {
-                    if !failing {
-                        tracing::error!(venue = %self.venue.name, error = %e, "the chain watcher cannot follow the node; retrying every poll, and catching up when it can");
-                    }
-                    failing = true;
-                }
-            }
+            let _ = self.poll().await;
             tokio::time::sleep(self.venue.poll).await;
         }
+    }
+
+    /// One [`Watcher::step`], and what its outcome says about the watcher's health. A failing
+    /// watcher retries every poll and catches up when it can (a gap is never skipped); while it
+    /// fails, the figures show it at once, and once it has failed for longer than the stall
+    /// threshold it writes one audited critical alarm (`chain.watcher_stalled`) and logs again
+    /// at every threshold's worth of failing; it logs its recovery.
+    pub async fn poll(&mut self) -> Result<u64, WatchError> {
+        let result = self.step().await;
+        let venue = self.venue.name.clone();
+        let now = Instant::now();
+        match &result {
+            Ok(_) => {
+                if let Some(since) = self.failing_since.take() {
+                    tracing::info!(venue = %venue, failed_for_ms = since.elapsed().as_millis() as u64, stall_alarm = self.stall_alarmed, "the chain watcher is following the node again; the blocks it could not judge meanwhile are judged");
+                }
+                self.stall_alarmed = false;
+                self.last_logged = None;
+            }
+            Err(e) => {
+                metrics::counter!("keygate_chain_watcher_errors_total", "venue" => venue.clone())
+                    .increment(1);
+                let since = *self.failing_since.get_or_insert(now);
+                let failing = now.duration_since(since);
+                let due = self
+                    .last_logged
+                    .is_none_or(|t| now.duration_since(t) >= self.stall_after);
+                if self.last_logged.is_none() {
+                    tracing::error!(venue = %venue, error = %e, "the chain watcher cannot follow the node; retrying every poll, and catching up when it can");
+                    self.last_logged = Some(now);
+                } else if failing >= self.stall_after && !self.stall_alarmed && due {
+                    // Tried again (at the same interval) until the store takes it.
+                    self.stall_alarm(failing, e).await;
+                } else if due {
+                    tracing::error!(venue = %venue, error = %e, failing_for_ms = failing.as_millis() as u64, lag_blocks = self.health.lag_blocks(), "the chain watcher still cannot follow the node; outflows at this venue are not being judged");
+                    self.last_logged = Some(now);
+                }
+            }
+        }
+        let failing = self
+            .failing_since
+            .map(|t| now.duration_since(t))
+            .unwrap_or_default();
+        let stalled = failing >= self.stall_after && self.failing_since.is_some();
+        let h = &self.health.0;
+        h.failing_ms.store(
+            u64::try_from(failing.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        h.stalled.store(stalled, Ordering::Relaxed);
+        metrics::gauge!("keygate_chain_watcher_failing_seconds", "venue" => venue.clone())
+            .set(failing.as_secs_f64());
+        metrics::gauge!("keygate_chain_watcher_stalled", "venue" => venue).set(if stalled {
+            1.0
+        } else {
+            0.0
+        });
+        result
+    }
+
+    /// Writes the stall alarm (once per failure; tried again at the next poll if the store
+    /// cannot take it) and logs it.
+    async fn stall_alarm(&mut self, failing: Duration, error: &WatchError) {
+        let venue = self.venue.name.clone();
+        let last = self.last();
+        let reason = format!(
+            "the chain watcher of {venue} has failed for {} s ({error}); outflows at this venue are not being judged until it recovers: check the node",
+            failing.as_secs()
+        );
+        let details = serde_json::json!({
+            "venue": venue, "failing_for_ms": u64::try_from(failing.as_millis()).unwrap_or(u64::MAX),
+            "last_block": last.map(|(n, _)| n), "last_hash": last.map(|(_, h)| hash_text(&h)),
+            "lag_blocks": self.health.lag_blocks(), "error": error.to_string(),
+        });
+        self.last_logged = Some(Instant::now());
+        match self
+            .store
+            .record_alarm(
+                "chain.watcher_stalled",
+                &format!("watcher:{venue}"),
+                &reason,
+                details,
+                None,
+            )
+            .await
+        {
+            Ok((audit_id, _)) => {
+                self.stall_alarmed = true;
+                tracing::error!(alarm = "chain.watcher_stalled", severity = "critical", venue = %venue, audit_id, "{reason}");
+            }
+            Err(se) => {
+                tracing::error!(alarm = "chain.watcher_stalled", severity = "critical", venue = %venue, store_error = %se, "{reason}; and the alarm could not be written to the audit log");
+            }
+        }
+    }
+
+    /// Records the lag: blocks from the last one judged to the node's newest, `head`.
+    fn lag(&self, head: u64) {
+        let lag = self
+            .last()
+            .map(|(n, _)| head.saturating_sub(n))
+            .unwrap_or(0);
+        self.health.0.lag.store(lag, Ordering::Relaxed);
+        metrics::gauge!("keygate_chain_watcher_lag_blocks", "venue" => self.venue.name.clone())
+            .set(lag as f64);
     }
 
     async fn load(&mut self) -> Result<(), WatchError> {
@@ -125,17 +360,30 @@ impl Watcher {
         }
         let key = checkpoint_key(&self.venue.name);
         if let Some(text) = self.store.get_meta(&key).await? {
-            let list: Vec<(u64, String)> =
+            let stored: Stored =
                 serde_json::from_str(&text).map_err(|e| WatchError::Checkpoint {
                     key: key.clone(),
                     detail: e.to_string(),
                 })?;
+            let list = match stored {
+                Stored::Blocks(list) => list,
+                Stored::Full { blocks, nonces } => {
+                    self.nonces = nonces.into_iter().collect();
+                    blocks
+                }
+            };
             for (n, h) in list {
                 let h: B256 = h.parse().map_err(|_| WatchError::Checkpoint {
                     key: key.clone(),
                     detail: format!("block {n}'s hash is not a hash"),
                 })?;
-                self.recent.push_back((n, h));
+                if self.kept.back().is_some_and(|(m, _)| *m >= n) {
+                    return Err(WatchError::Checkpoint {
+                        key,
+                        detail: format!("block {n} is not above the block before it"),
+                    });
+                }
+                self.kept.push_back((n, h));
             }
         }
         self.loaded = true;
@@ -143,12 +391,11 @@ impl Watcher {
     }
 
     async fn save(&self) -> Result<(), WatchError> {
-        let list: Vec<(u64, String)> = self
-            .recent
-            .iter()
-            .map(|(n, h)| (*n, hash_text(h)))
-            .collect();
-        let text = serde_json::to_string(&list).map_err(|e| WatchError::Checkpoint {
+        let stored = Stored::Full {
+            blocks: self.kept.iter().map(|(n, h)| (*n, hash_text(h))).collect(),
+            nonces: self.nonces.iter().map(|(a, b)| (*a, *b)).collect(),
+        };
+        let text = serde_json::to_string(&stored).map_err(|e| WatchError::Checkpoint {
             key: checkpoint_key(&self.venue.name),
             detail: e.to_string(),
         })?;
@@ -160,7 +407,7 @@ impl Watcher {
 
     /// The last block judged, if any.
     pub fn last(&self) -> Option<(u64, B256)> {
-        self.recent.back().copied()
+        self.kept.back().copied()
     }
 
     /// Processes every block up to the node's newest; how many blocks it judged.
@@ -168,47 +415,178 @@ impl Watcher {
         self.load().await?;
         let head = self.rpc.latest().await?;
         let head_n = head.number.to::<u64>();
-        let mut next = match self.recent.back() {
+        self.lag(head_n);
+        let mut next = match self.kept.back() {
             Some((n, h)) if *n == head_n && *h == head.hash => return Ok(0),
             // The newest block replaced ours at the same height, or we are ahead of a node that
             // lost blocks: re-check from our last block.
             Some((n, _)) if *n >= head_n => head_n,
-            Some((n, _)) => n + 1,
+            Some((n, _)) => n.checked_add(1).ok_or(WatchError::End(*n))?,
             None => head_n,
         };
         let mut done = 0;
+        let mut reorgs = 0;
         while next <= head_n {
+            // The node named block head_n its newest: one it does not have below that is a
+            // backend behind the one that answered, an error (retried), not the end of the chain.
             let Some(block) = self.rpc.block(next).await? else {
-                break;
+                return Err(WatchError::Missing(next));
             };
             // A block at or below our last one: the chain there changed; drop what it replaces.
-            while self.recent.back().is_some_and(|(n, _)| *n >= next) {
-                self.recent.pop_back();
+            while self.kept.back().is_some_and(|(n, _)| *n >= next) {
+                self.kept.pop_back();
             }
-            if let Some((n, h)) = self.recent.back().copied()
-                && n + 1 == next
-                && block.parent_hash != h
+            if let Some((n, h)) = self.kept.back().copied()
+                && !(n.checked_add(1) == Some(next) && block.parent_hash == h)
             {
-                // A reorg: our block n is no longer the parent. Walk back and re-check.
-                tracing::warn!(venue = %self.venue.name, block = n, "reorg: re-checking the blocks of the new branch");
-                self.recent.pop_back();
-                next = n;
+                // A reorg (our block n is no longer the parent), or a gap below this block (the
+                // node fell behind our dense window): find where the node's chain and ours
+                // agree, and re-judge from the block after.
+                reorgs += 1;
+                if reorgs > MAX_REORGS_PER_STEP {
+                    return Err(WatchError::Unsettled(MAX_REORGS_PER_STEP));
+                }
+                let from = self.fork_point(head_n).await?;
+                if from >= next {
+                    // The node says block n is ours, yet block n+1 names another parent.
+                    return Err(WatchError::Inconsistent(next));
+                }
+                tracing::warn!(venue = %self.venue.name, from, to = next - 1, "reorg: re-checking the blocks of the new branch");
+                next = from;
                 continue;
             }
-            self.judge(&block).await?;
-            self.recent.push_back((next, block.hash));
-            while self.recent.len() as u64 > self.venue.reorg_depth.max(1) {
-                self.recent.pop_front();
-            }
+            self.judge(&block, head_n).await?;
+            self.kept.push_back((next, block.hash));
+            self.trim(next);
             self.save().await?;
+            self.lag(head_n);
             done += 1;
-            next += 1;
+            next = next.checked_add(1).ok_or(WatchError::End(next))?;
         }
         Ok(done)
     }
 
+    /// Walks back over the kept blocks, asking the node for its block at each height, until one
+    /// is still on the node's chain; drops those that are not. The first block to re-judge: the
+    /// one after the agreeing block. When none agrees, the fork is below everything the watcher
+    /// kept (deeper than [`REORG_HISTORY`], or below its first block): blocks of the new branch
+    /// under it can never be judged, so that is an audited critical alarm with the containment
+    /// freeze, and the new branch is judged from the oldest height kept.
+    async fn fork_point(&mut self, head_n: u64) -> Result<u64, WatchError> {
+        let mut oldest = None;
+        while let Some((n, h)) = self.kept.back().copied() {
+            let theirs = self.rpc.header(n).await?.ok_or(WatchError::Missing(n))?;
+            if theirs.hash == h {
+                return n.checked_add(1).ok_or(WatchError::End(n));
+            }
+            if self.kept.len() == 1 {
+                // Raised before the last one is dropped: if the alarm cannot be written, the
+                // next poll finds the same disagreement and tries again.
+                let reason = format!(
+                    "the chain of {} changed below block {n} ({}), the oldest block the watcher kept; blocks of the new branch below it were never judged: check the treasury's history on chain",
+                    self.venue.name,
+                    hash_text(&h)
+                );
+                let (audit_id, freeze_id) = self
+                    .store
+                    .record_alarm(
+                        "chain.reorg_beyond_history",
+                        &format!("watcher:{}", self.venue.name),
+                        &reason,
+                        serde_json::json!({
+                            "venue": self.venue.name, "oldest_kept": n, "oldest_kept_hash": hash_text(&h),
+                            "node_hash": hash_text(&theirs.hash), "head": head_n,
+                        }),
+                        self.contain.as_ref(),
+                    )
+                    .await?;
+                tracing::error!(alarm = "chain.reorg_beyond_history", severity = "critical", venue = %self.venue.name, block = n, audit_id, freeze_id, "{reason}");
+            }
+            self.kept.pop_back();
+            oldest = Some(n);
+        }
+        // Nothing was kept to compare with (cannot happen when called with a kept block).
+        Ok(oldest.unwrap_or(head_n))
+    }
+
+    /// Keeps, after block `top` was judged: the last `reorg_depth` blocks (at least one: the
+    /// next block's parent is checked against it); older ones within [`REORG_HISTORY`] blocks of
+    /// `top` only at every [`ANCHOR_EVERY`]th height, and the oldest one kept. A reorg deeper
+    /// than the dense window is walked back over these anchors, and re-judged from the highest
+    /// anchor still on the chain.
+    fn trim(&mut self, top: u64) {
+        let dense = usize::try_from(self.venue.reorg_depth.max(1)).unwrap_or(usize::MAX);
+        let history = REORG_HISTORY.max(self.venue.reorg_depth);
+        let sparse = self.kept.len().saturating_sub(dense);
+        let mut i = 0;
+        self.kept.retain(|(n, _)| {
+            let keep = i >= sparse
+                || (top.saturating_sub(*n) <= history && (i == 0 || n % ANCHOR_EVERY == 0));
+            i += 1;
+            keep
+        });
+    }
+
+    /// The nonce of `t` at block `hash`; when `may_lack` and the node answers with an error (it
+    /// has no state for that block: pruned, or a backend behind), None. Otherwise, and when
+    /// the node cannot be reached, an error.
+    async fn count_at(
+        &self,
+        t: &Address,
+        hash: &B256,
+        may_lack: bool,
+    ) -> Result<Option<u64>, WatchError> {
+        match self.rpc.nonce_at(t, hash).await {
+            Ok(c) => Ok(Some(c)),
+            Err(RpcError::Node { .. }) if may_lack => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The block's `Transfer` and `Approval` logs with the treasury as first indexed argument
+    /// (`from`, `owner`), checked against the block's `logsBloom`. When the bloom rules them out,
+    /// there are none (and the node is not asked). When it does not, and the node answers none,
+    /// that answer may come from a backend that does not have the block yet: it stands only if
+    /// the block's full list of logs, asked for next, makes up exactly the block's bloom (the
+    /// bloom also matches the treasury as a recipient, or by chance); otherwise the step fails
+    /// and the block is tried again at the next poll, never checkpointed past.
+    async fn treasury_logs(&self, block: &Block) -> Result<Vec<Log>, WatchError> {
+        let signatures = [Transfer::SIGNATURE_HASH, Approval::SIGNATURE_HASH];
+        let topics: Vec<B256> = self.treasury.iter().map(|a| a.into_word()).collect();
+        let bloom = &block.logs_bloom;
+        let may_hold = |words: &[B256]| {
+            words
+                .iter()
+                .any(|w| bloom.contains_input(BloomInput::Raw(w.as_slice())))
+        };
+        if !may_hold(&signatures) || !may_hold(&topics) {
+            return Ok(vec![]);
+        }
+        let logs = self.rpc.logs(&block.hash, &signatures, &topics).await?;
+        if !logs.is_empty() {
+            return Ok(logs);
+        }
+        let all = self.rpc.block_logs(&block.hash).await?;
+        let mut theirs = Bloom::default();
+        for l in &all {
+            theirs.accrue_raw_log(l.address, &l.topics);
+        }
+        if theirs != *bloom {
+            return Err(WatchError::Incomplete(block.number.to::<u64>()));
+        }
+        Ok(all
+            .into_iter()
+            .filter(|l| {
+                l.topics.first().is_some_and(|t| signatures.contains(t))
+                    && l.topics.get(1).is_some_and(|t| topics.contains(t))
+            })
+            .collect())
+    }
+
     /// Judges every treasury outflow of one block.
-    async fn judge(&self, block: &Block) -> Result<(), WatchError> {
+    /// Judges every treasury outflow of one block; `head_n` is the node's newest block (which
+    /// the node must have state for: a check deferred for an older block is done there).
+    async fn judge(&mut self, block: &Block, head_n: u64) -> Result<(), WatchError> {
         let at = i64::try_from(block.timestamp.to::<u64>())
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000);
@@ -240,8 +618,20 @@ impl Watcher {
         // leaked key and sent by someone else, lets value leave by internal calls, with no
         // transaction from the treasury and no log. keygate signs no delegation, so code at a
         // treasury address is an outflow keygate never approved (judged once per code).
+        // A node without state for this block (pruned, after keygate was down a while) answers
+        // with an error: the code is looked at again at the next block it has state for, and
+        // the nonce comparison below covers the blocks between (an authorization moves the
+        // nonce even if the delegation is gone again). Not at the newest block: there, no state
+        // fails the step, so no check is put off for good.
         for t in &self.treasury {
-            let code = self.rpc.code_at(t, block.number.to::<u64>()).await?;
+            let code = match self.rpc.code_at(t, block.number.to::<u64>()).await {
+                Ok(code) => code,
+                Err(RpcError::Node { message, .. }) if block.number.to::<u64>() < head_n => {
+                    tracing::debug!(venue = %self.venue.name, block = block.number.to::<u64>(), error = %message, "no state for this block: the treasury's code is looked at in the next block");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if code.is_empty() {
                 continue;
             }
@@ -266,21 +656,91 @@ impl Watcher {
                 reference: None,
             });
         }
-        let topics: Vec<B256> = self.treasury.iter().map(|a| a.into_word()).collect();
+        // Each treasury's nonce moves by exactly its transactions in the block. Anything else
+        // moved it (an EIP-7702 authorization the treasury signed, carried in someone else's
+        // transaction), or the node left a transaction out of the block: keygate approved
+        // neither, so it is an outflow (asset `nonce`, the unexplained count), judged once per
+        // treasury and block.
+        // Kept once the block's outflows are judged: a block retried after a failure is
+        // compared against the same base again.
+        let mut bases = vec![];
+        for t in self.treasury.clone() {
+            let n = block.number.to::<u64>();
+            let sent = block.transactions.iter().filter(|tx| tx.from == t).count() as u64;
+            let base = match self.nonces.get(&t) {
+                Some(b) if b.tip == block.parent_hash => *b,
+                // Nothing known along this chain (first block, or after a reorg): the parent's.
+                _ => NonceBase {
+                    tip: block.parent_hash,
+                    count: if n == 0 {
+                        Some(0)
+                    } else {
+                        self.count_at(&t, &block.parent_hash, true).await?
+                    },
+                    sent: 0,
+                    deferred_from: None,
+                },
+            };
+            let after = self.count_at(&t, &block.hash, n < head_n).await?;
+            let next = match (base.count, after) {
+                (Some(before), Some(after)) => {
+                    let explained = base.sent.saturating_add(sent);
+                    let unexplained =
+                        i128::from(after) - i128::from(before) - i128::from(explained);
+                    if let Some(from) = base.deferred_from {
+                        tracing::info!(venue = %self.venue.name, treasury = %address_text(&t), from, to = n, "the treasury's nonce is compared again, over the blocks whose state the node did not give");
+                    }
+                    if unexplained != 0 {
+                        tracing::error!(venue = %self.venue.name, treasury = %address_text(&t), block = n, before, after, transactions = explained, "the treasury's nonce moved by more (or less) than its transactions");
+                        outflows.push(Outflow {
+                            venue: self.venue.name.clone(),
+                            id: format!("nonce:{}:{}", address_text(&t), hash_text(&block.hash)),
+                            asset: "nonce".into(),
+                            amount: Decimal::from(unexplained),
+                            destination: "unknown".into(),
+                            at,
+                            reference: None,
+                        });
+                    }
+                    NonceBase {
+                        tip: block.hash,
+                        count: Some(after),
+                        sent: 0,
+                        deferred_from: None,
+                    }
+                }
+                (count, None) => {
+                    if base.deferred_from.is_none() {
+                        tracing::warn!(venue = %self.venue.name, treasury = %address_text(&t), block = n, "the node gives no state for this block (pruned, or a backend behind); the treasury's nonce is compared at the next block it gives, over all the blocks between");
+                    }
+                    NonceBase {
+                        tip: block.hash,
+                        count,
+                        sent: base.sent.saturating_add(sent),
+                        deferred_from: base.deferred_from.or(Some(n)),
+                    }
+                }
+                (None, Some(after)) => {
+                    tracing::warn!(venue = %self.venue.name, treasury = %address_text(&t), block = n, since = base.deferred_from, "the node gives no treasury nonce from before this block (pruned state, and none kept): the nonce comparison starts here; transactions, code and logs were judged as always");
+                    NonceBase {
+                        tip: block.hash,
+                        count: Some(after),
+                        sent: 0,
+                        deferred_from: None,
+                    }
+                }
+            };
+            bases.push((t, next));
+        }
         let mut logs: Vec<Log> = self
-            .rpc
-            .logs(
-                &block.hash,
-                &[Transfer::SIGNATURE_HASH, Approval::SIGNATURE_HASH],
-                &topics,
-            )
+            .treasury_logs(block)
             .await?
             .into_iter()
             .filter(|l| !l.removed && l.topics.len() >= 3)
             .collect();
         logs.sort_by_key(|l| l.log_index.to::<u64>());
         let mut ordinal: HashMap<B256, u32> = HashMap::new();
-        let mut book: Option<Vec<String>> = None;
+        let mut book: Option<Vec<(String, String)>> = None;
         for log in logs {
             let n = ordinal.entry(log.transaction_hash).or_default();
             let id = format!("{}:{}", hash_text(&log.transaction_hash), *n);
@@ -330,7 +790,9 @@ impl Watcher {
                 });
             } else {
                 // An allowance lets the spender move the treasury's tokens: unless the spender
-                // is in the address book (or the allowance is revoked), it is an outflow.
+                // is an active address-book entry of this venue for this very token (or the
+                // allowance is revoked), it is an outflow. An entry for another asset or venue
+                // vouches for nothing here.
                 if value.is_zero() {
                     continue;
                 }
@@ -342,11 +804,14 @@ impl Watcher {
                             .await?
                             .into_iter()
                             .filter(|d| d.venue == self.venue.name && d.status(now) == "active")
-                            .map(|d| d.address)
+                            .map(|d| (d.asset, d.address))
                             .collect(),
                     );
                 }
-                if book.as_ref().is_some_and(|b| b.contains(&counterparty)) {
+                if book
+                    .as_ref()
+                    .is_some_and(|b| b.iter().any(|(a, d)| *a == symbol && *d == counterparty))
+                {
                     continue;
                 }
                 outflows.push(Outflow {
@@ -391,6 +856,7 @@ impl Watcher {
                 });
             }
         }
+        self.nonces.extend(bases);
         Ok(())
     }
 }
@@ -399,4 +865,117 @@ impl Watcher {
 /// largest decimal: it matches no decision, and the alarm stands.
 fn amount(units: U256, decimals: u8) -> Decimal {
     crate::amount::from_units(units, decimals).unwrap_or(Decimal::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Answer, fake_node};
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    fn venue(url: &str) -> EvmVenue {
+        EvmVenue {
+            name: "eth".into(),
+            rpc_url: url.into(),
+            chain_id: 31337,
+            credential: "eth".into(),
+            confirmations: 2,
+            poll: Duration::from_millis(20),
+            reorg_depth: 4,
+            tokens: Default::default(),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/k.db", dir.path().display());
+        let store = Store::open(&url, keygate_store::OpenMode::Create)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
+    fn hash(n: u64) -> String {
+        format!("0x{n:064x}")
+    }
+
+    /// A node whose newest block is number `u64::MAX`, empty.
+    fn at_the_end(method: &str, _: &Value) -> Answer {
+        let top = u64::MAX;
+        match method {
+            "eth_getBlockByNumber" => Answer::Result(json!({
+                "number": format!("{top:#x}"), "hash": hash(2), "parentHash": hash(1),
+                "timestamp": "0x1", "logsBloom": format!("0x{}", "0".repeat(512)),
+                "transactions": [],
+            })),
+            "eth_getCode" => Answer::Result(json!("0x")),
+            "eth_getTransactionCount" => Answer::Result(json!("0x0")),
+            "eth_getLogs" => Answer::Result(json!([])),
+            _ => Answer::Result(Value::Null),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_kept_blocks_are_the_dense_window_and_sparse_anchors_within_the_history() {
+        let (db, _dir) = store().await;
+        // reorg_depth 4; the watcher's first block is 1000.
+        let mut w = Watcher::new(venue("http://127.0.0.1:9"), db, vec![], None).unwrap();
+        let top = 1000 + REORG_HISTORY + 500;
+        for n in 1000..=top {
+            w.kept.push_back((n, B256::with_last_byte(1)));
+            w.trim(n);
+        }
+        let kept: Vec<u64> = w.kept.iter().map(|(n, _)| *n).collect();
+        assert_eq!(kept[kept.len() - 4..], [top - 3, top - 2, top - 1, top]);
+        let sparse = &kept[..kept.len() - 4];
+        assert!(
+            sparse
+                .iter()
+                .all(|n| n % ANCHOR_EVERY == 0 && top - n <= REORG_HISTORY),
+            "{sparse:?}"
+        );
+        // One in 64, back to the history's end (the first block, now beyond it, is gone).
+        assert_eq!(sparse.len() as u64, REORG_HISTORY / ANCHOR_EVERY);
+        assert!(!kept.contains(&1000));
+        // Before the history is full, the first block is kept as the deepest anchor.
+        let (db, _dir2) = store().await;
+        let mut w = Watcher::new(venue("http://127.0.0.1:9"), db, vec![], None).unwrap();
+        for n in 1000..1100 {
+            w.kept.push_back((n, B256::with_last_byte(1)));
+            w.trim(n);
+        }
+        let kept: Vec<u64> = w.kept.iter().map(|(n, _)| *n).collect();
+        assert_eq!(kept, vec![1000, 1024, 1088, 1096, 1097, 1098, 1099]);
+    }
+
+    #[tokio::test]
+    async fn a_block_the_node_names_but_does_not_have_is_an_error_not_the_end() {
+        // The newest block is 10, but block 10 itself is unknown to the backend asked.
+        let url = fake_node(None, |method, params| match (method, &params[0]) {
+            ("eth_getBlockByNumber", Value::String(tag)) if tag == "latest" => {
+                Answer::Result(json!({"number": "0xa", "hash": hash(10), "parentHash": hash(9)}))
+            }
+            _ => Answer::Result(Value::Null),
+        })
+        .await;
+        let (store, _dir) = store().await;
+        let mut w = Watcher::new(venue(&url), store, vec![Address::ZERO], None).unwrap();
+        let err = w.step().await.unwrap_err();
+        assert!(matches!(err, WatchError::Missing(10)), "{err}");
+        assert!(w.last().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_last_block_number_there_is_stops_with_an_error_not_a_wrap() {
+        let url = fake_node(None, at_the_end).await;
+        let (store, _dir) = store().await;
+        let mut w = Watcher::new(venue(&url), store, vec![Address::ZERO], None).unwrap();
+        let err = w.step().await.unwrap_err();
+        assert!(err.to_string().contains("block number"), "{err}");
+        // The block itself was judged and kept; nothing wrapped around to block 0.
+        assert_eq!(w.last().map(|(n, _)| n), Some(u64::MAX));
+    }
 }

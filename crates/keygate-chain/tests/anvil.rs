@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use keygate_chain::testing::{
-    Anvil, Hook, HookFn, KEY0, KEY1, call, deploy_token, first_send, proxy,
+    Answer, Anvil, KEY0, KEY1, call, deploy_token, fake_node, first_send,
 };
 use keygate_chain::transfer::{Status, Transfers};
 use keygate_chain::tx::{Key, sign};
@@ -164,9 +164,14 @@ async fn env_on(anvil_args: &[&str], postgres: bool) -> Env {
 
 impl Env {
     fn watcher(&self) -> (Watcher, UnboundedReceiver<Event>) {
+        self.watcher_with(self.transfers.venue.clone())
+    }
+
+    /// A watcher of `venue` (the test venue with a field changed).
+    fn watcher_with(&self, venue: EvmVenue) -> (Watcher, UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let w = Watcher::new(
-            self.transfers.venue.clone(),
+            venue,
             self.store.clone(),
             vec![self.key.address()],
             Some(Scope::All),
@@ -263,6 +268,19 @@ impl Env {
 
     async fn freezes(&self) -> usize {
         self.store.freezes(false).await.unwrap().len()
+    }
+
+    /// The audited alarms (`alarm` entries) with this event.
+    async fn alarms(&self, event: &str) -> Vec<serde_json::Value> {
+        self.store
+            .audit_tail(1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.kind == "alarm")
+            .map(|r| r.data())
+            .filter(|d| d["event"] == event)
+            .collect()
     }
 }
 
@@ -634,16 +652,22 @@ async fn a_transfer_mined_an_hour_after_its_decision_still_matches() {
 
 /// A proxy in front of anvil that, on the first `eth_sendRawTransaction`, first spends the
 /// treasury's next nonce with a transaction of its own (the key used elsewhere at that very
-/// moment), so anvil itself answers "nonce too low" to keygate's transaction.
+/// moment) and mines it, so anvil itself answers "nonce too low" to keygate's transaction.
 async fn racing_proxy(upstream: String, treasury: Address) -> String {
     let spend = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendTransaction",
         "params": [{"from": treasury, "to": "0x00000000000000000000000000000000000000bb", "value": "0x1"}]});
-    proxy(upstream, first_send(move || Hook::Before(spend.clone()))).await
+    let mine = json!({"jsonrpc": "2.0", "id": 2, "method": "evm_mine", "params": []});
+    fake_node(
+        Some(upstream),
+        first_send(move || Answer::After(vec![spend.clone(), mine.clone()])),
+    )
+    .await
 }
 
 /// A proxy's error that says nothing about whether the transaction went out.
-const UNCLEAR: &str =
-    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"upstream request timeout"}}"#;
+fn unclear() -> Answer {
+    Answer::Error(-32603, "upstream request timeout".into())
+}
 
 #[tokio::test]
 async fn a_nonce_used_elsewhere_at_the_send_is_never_signed_again_and_fails_once_confirmed() {
@@ -662,10 +686,9 @@ async fn a_nonce_used_elsewhere_at_the_send_is_never_signed_again_and_fails_once
         e.store.evm_transfer(id).await.unwrap().unwrap().state,
         "unknown"
     );
-    // Not final until the block that used the nonce is confirmed; then failed, nothing paid.
-    let s = e.status(id).await;
-    assert!(matches!(s, Status::Pending { .. }), "{s:?}");
-    mine(&e, 1).await;
+    // The block that used the nonce is confirmed (the proxy mined one on top): failed for
+    // good, nothing paid. (Before it is confirmed, it is pending: see
+    // a_lost_send_whose_nonce_is_used_elsewhere_fails_for_good_and_paid_nothing.)
     let s = e.status(id).await;
     assert!(
         matches!(&s, Status::Failed { reason, .. } if reason.contains("nothing was paid")),
@@ -680,13 +703,10 @@ async fn two_transfers_of_the_same_payment_never_share_bytes() {
     let e = env(&["--no-mining"]).await;
     let refusing = through(
         &e,
-        proxy(
-            e.anvil.url.clone(),
+        fake_node(
+            Some(e.anvil.url.clone()),
             first_send(|| {
-                Hook::Answer(
-                    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"insufficient funds for gas * price + value"}}"#
-                        .into(),
-                )
+                Answer::Error(-32000, "insufficient funds for gas * price + value".into())
             }),
         )
         .await,
@@ -719,14 +739,9 @@ async fn a_dropped_transaction_the_node_will_not_take_again_gives_its_nonce_back
     call(&e.anvil.rpc(), "anvil_dropAllTransactions", json!([])).await;
     let odd = through(
         &e,
-        proxy(
-            e.anvil.url.clone(),
-            first_send(|| {
-                Hook::Answer(
-                    r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"something no node says"}}"#
-                        .into(),
-                )
-            }),
+        fake_node(
+            Some(e.anvil.url.clone()),
+            first_send(|| Answer::Error(-32000, "something no node says".into())),
         )
         .await,
     );
@@ -954,9 +969,9 @@ async fn a_send_with_no_clear_answer_is_pending_and_never_signed_again() {
     let e = env(&["--no-mining"]).await;
     let transfers = through(
         &e,
-        proxy(
-            e.anvil.url.clone(),
-            first_send(|| Hook::ForwardThenAnswer(UNCLEAR.into())),
+        fake_node(
+            Some(e.anvil.url.clone()),
+            first_send(|| Answer::ForwardThen(Box::new(unclear()))),
         )
         .await,
     );
@@ -985,11 +1000,7 @@ async fn a_send_with_no_clear_answer_is_pending_and_never_signed_again() {
     // bytes, and it confirms.
     let transfers = through(
         &e,
-        proxy(
-            e.anvil.url.clone(),
-            first_send(|| Hook::Answer(UNCLEAR.into())),
-        )
-        .await,
+        fake_node(Some(e.anvil.url.clone()), first_send(unclear)).await,
     );
     let (id, r) = send_with(&e, &transfers, "7", "swallowed").await;
     assert!(r.unwrap_err().maybe_out());
@@ -1008,11 +1019,7 @@ async fn a_lost_send_whose_nonce_is_used_elsewhere_fails_for_good_and_paid_nothi
     let e = env(&["--no-mining"]).await;
     let transfers = through(
         &e,
-        proxy(
-            e.anvil.url.clone(),
-            first_send(|| Hook::Answer(UNCLEAR.into())),
-        )
-        .await,
+        fake_node(Some(e.anvil.url.clone()), first_send(unclear)).await,
     );
     let (id, r) = send_with(&e, &transfers, "8", "used-elsewhere").await;
     assert_eq!(r.unwrap_err().maybe_pending().map(|p| p.1), Some(0));
@@ -1058,15 +1065,15 @@ async fn two_instances_sharing_a_key_on_a_chain_that_mines_at_once_pay_each_tran
 async fn two_instances(postgres: bool, automine: bool) {
     let e = env_on(if automine { &[] } else { &["--no-mining"] }, postgres).await;
     // Instance B reaches the node through a lagging backend: its pending nonce is always 0.
-    let lagging: HookFn = Arc::new(|body: &str| {
-        if body.contains("eth_getTransactionCount") && body.contains("pending") {
-            Hook::Answer(r#"{"jsonrpc":"2.0","id":1,"result":"0x0"}"#.into())
+    let lagging = |method: &str, params: &serde_json::Value| {
+        if method == "eth_getTransactionCount" && params[1] == "pending" {
+            Answer::Result(json!("0x0"))
         } else {
-            Hook::Forward
+            Answer::Forward
         }
-    });
+    };
     let a = through(&e, e.anvil.url.clone());
-    let b = through(&e, proxy(e.anvil.url.clone(), lagging).await);
+    let b = through(&e, fake_node(Some(e.anvil.url.clone()), lagging).await);
     let mut ids = vec![];
     for round in 0..4 {
         let (ra, rb) = (format!("a{round}"), format!("b{round}"));
@@ -1112,4 +1119,325 @@ async fn token_balance(e: &Env, who: &str) -> U256 {
     )
     .await;
     U256::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[tokio::test]
+async fn an_approval_to_a_book_entry_of_another_asset_or_venue_freezes() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    drain(&mut rx);
+    // Active address-book entries, but not for this venue's USDT: one for ETH at this venue,
+    // one for USDT at another venue.
+    let t = now() - 2 * DAY;
+    let eth_only = "0x00000000000000000000000000000000000000e1";
+    let other_venue = "0x00000000000000000000000000000000000000e2";
+    for (venue, asset, address) in [(VENUE, "ETH", eth_only), ("other", "USDT", other_venue)] {
+        let d = e
+            .store
+            .add_destination(venue, asset, address, "elsewhere", HOUR, "alice", t)
+            .await
+            .unwrap();
+        e.store
+            .approve_destination(d.id, "bob", t + 1)
+            .await
+            .unwrap();
+    }
+    let rpc = e.anvil.rpc();
+    for spender in [eth_only, other_venue] {
+        let input = format!(
+            "0x095ea7b3{:0>64}{:064x}",
+            spender.trim_start_matches("0x"),
+            5u8
+        );
+        let h = call(
+            &rpc,
+            "eth_sendTransaction",
+            json!([{"from": e.key.address(), "to": e.token, "input": input, "gas": "0x30000"}]),
+        )
+        .await;
+        e.mined(h.as_str().unwrap()).await;
+    }
+    w.step().await.unwrap();
+    let allowances: Vec<String> = drain(&mut rx)
+        .into_iter()
+        .filter(|ev| ev.outflow.asset == "allowance:USDT")
+        .filter(|ev| matches!(ev.result, Reconciled::Unapproved { .. }))
+        .map(|ev| ev.outflow.destination)
+        .collect();
+    assert_eq!(
+        allowances,
+        vec![eth_only.to_string(), other_venue.to_string()],
+        "an entry for ETH, or for another venue, does not vouch for a USDT spender"
+    );
+}
+
+#[tokio::test]
+async fn a_reorg_deeper_than_reorg_depth_re_judges_the_new_branch_from_the_fork() {
+    let e = env(&[]).await;
+    let mut venue = e.transfers.venue.clone();
+    venue.reorg_depth = 3;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    w.step().await.unwrap();
+    let rpc = e.anvil.rpc();
+    let snap = call(&rpc, "evm_snapshot", json!([])).await;
+    // Branch A: ten empty blocks, all judged; the watcher keeps only the last three densely.
+    mine(&e, 10).await;
+    w.step().await.unwrap();
+    assert!(drain(&mut rx).is_empty());
+    // Branch B, longer: a leaked transfer in its third block, far below the kept window.
+    call(&rpc, "evm_revert", json!([snap])).await;
+    mine(&e, 2).await;
+    let leaked = e.leak_native(11).await;
+    mine(&e, 10).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let judged: Vec<&str> = events
+        .iter()
+        .filter(|ev| matches!(ev.result, Reconciled::Unapproved { .. }))
+        .map(|ev| ev.outflow.id.as_str())
+        .collect();
+    assert_eq!(judged, vec![leaked.as_str()], "{events:?}");
+    assert!(e.freezes().await >= 1);
+    // The fork was within what the watcher can re-check: no alarm about a gap.
+    assert!(e.alarms("chain.reorg_beyond_history").await.is_empty());
+    assert_eq!(w.last().unwrap().1, rpc.latest().await.unwrap().hash);
+}
+
+#[tokio::test]
+async fn a_reorg_below_everything_the_watcher_kept_is_an_alarm_and_freezes() {
+    let e = env(&[]).await;
+    let rpc = e.anvil.rpc();
+    let snap = call(&rpc, "evm_snapshot", json!([])).await;
+    mine(&e, 2).await;
+    // The watcher's first block is above the snapshot: a fork below it cannot be re-checked.
+    let mut venue = e.transfers.venue.clone();
+    venue.reorg_depth = 3;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    w.step().await.unwrap();
+    mine(&e, 5).await;
+    w.step().await.unwrap();
+    assert!(drain(&mut rx).is_empty());
+    assert_eq!(e.freezes().await, 0);
+    call(&rpc, "evm_revert", json!([snap])).await;
+    mine(&e, 2).await;
+    let leaked = e.leak_native(13).await;
+    mine(&e, 10).await;
+    w.step().await.unwrap();
+    let alarms = e.alarms("chain.reorg_beyond_history").await;
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["severity"], "critical");
+    assert!(e.freezes().await >= 1, "the containment freeze is set");
+    // What it can still see of the new branch is judged.
+    let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
+    assert!(ids.contains(&leaked), "{ids:?}");
+    // Once: the next steps raise nothing more.
+    mine(&e, 1).await;
+    w.step().await.unwrap();
+    assert_eq!(e.alarms("chain.reorg_beyond_history").await.len(), 1);
+}
+
+#[tokio::test]
+async fn logs_a_lagging_backend_leaves_out_are_an_error_not_an_empty_block() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let e = env(&[]).await;
+    // A load-balanced node: while `lagging`, the backend that answers eth_getLogs does not have
+    // the block yet and answers [] (as such backends do), everything else is current.
+    let lagging = Arc::new(AtomicBool::new(false));
+    let flag = lagging.clone();
+    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
+        if method == "eth_getLogs" && flag.load(Ordering::SeqCst) {
+            Answer::Result(json!([]))
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    w.step().await.unwrap();
+    // Tokens arriving at the treasury: its address is in the block's bloom, yet no log is from
+    // it. That is no error (else every deposit would stall the watcher).
+    let rpc = e.anvil.rpc();
+    let funder = Key::from_hex(KEY1).unwrap().address();
+    let (to, value, input) =
+        keygate_chain::tx::call(Some(e.token), e.key.address(), U256::from(1_000u64));
+    let h = call(
+        &rpc,
+        "eth_sendTransaction",
+        json!([{"from": funder, "to": to, "value": value, "input": input, "gas": "0x30000"}]),
+    )
+    .await;
+    e.mined(h.as_str().unwrap()).await;
+    assert_eq!(w.step().await.unwrap(), 1);
+    assert!(drain(&mut rx).is_empty());
+    // A leaked token transfer while the logs backend lags: the block's bloom says a Transfer
+    // from the treasury may be there, the logs say none: an error, and the block is not
+    // checkpointed.
+    let before = w.last().unwrap();
+    lagging.store(true, Ordering::SeqCst);
+    let leaked = e.leak_token(5_000_000).await;
+    let err = w.step().await.unwrap_err();
+    assert!(err.to_string().contains("logsBloom"), "{err}");
+    assert_eq!(w.last().unwrap(), before);
+    // The backend catches up: the next poll judges the block, its Transfer log included.
+    lagging.store(false, Ordering::SeqCst);
+    w.step().await.unwrap();
+    let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
+    assert!(ids.contains(&format!("{leaked}:0")), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_treasury_nonce_its_transactions_do_not_explain_freezes_once() {
+    let e = env(&[]).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    // keygate's own transfer and a leaked one: their nonces are explained by the block.
+    e.transfer("USDT", "1", "nonce-1").await;
+    e.leak_native(3).await;
+    w.step().await.unwrap();
+    assert!(
+        drain(&mut rx).iter().all(|ev| ev.outflow.asset != "nonce"),
+        "each nonce step is a treasury transaction of its block"
+    );
+    // The treasury's nonce moves with no transaction of its own in the block: what an EIP-7702
+    // authorization the treasury signed (in someone else's transaction) does, or what a
+    // backend that left a transaction out of the block would show.
+    let rpc = e.anvil.rpc();
+    let n = rpc.nonce(&e.key.address(), "latest").await.unwrap();
+    call(
+        &rpc,
+        "anvil_setNonce",
+        json!([e.key.address(), format!("{:#x}", n + 1)]),
+    )
+    .await;
+    mine(&e, 1).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let nonce: Vec<&Event> = events
+        .iter()
+        .filter(|ev| ev.outflow.asset == "nonce")
+        .collect();
+    assert_eq!(
+        nonce.len(),
+        1,
+        "{:?}",
+        events.iter().map(|e| &e.outflow).collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        nonce[0].result,
+        Reconciled::Unapproved {
+            freeze_id: Some(_),
+            ..
+        }
+    ));
+    assert_eq!(nonce[0].outflow.amount, Decimal::ONE);
+    // Judged once; later blocks (the nonce standing still) add nothing.
+    mine(&e, 2).await;
+    w.step().await.unwrap();
+    assert!(drain(&mut rx).iter().all(|ev| ev.outflow.asset != "nonce"));
+}
+
+#[tokio::test]
+async fn a_stuck_watcher_shows_its_lag_alarms_once_and_catches_up() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let e = env(&[]).await;
+    // A node whose newest block is visible but whose blocks cannot be read while `broken`.
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let url = fake_node(Some(e.anvil.url.clone()), move |method, params| {
+        if flag.load(Ordering::SeqCst)
+            && method == "eth_getBlockByNumber"
+            && params[1] == json!(true)
+        {
+            Answer::Raw(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n".to_vec())
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    let (w, mut rx) = e.watcher_with(venue);
+    let mut w = w.with_stall_alarm_after(Duration::from_millis(300));
+    let health = w.health();
+    w.poll().await.unwrap();
+    assert_eq!(health.lag_blocks(), 0);
+    broken.store(true, Ordering::SeqCst);
+    let leaked = e.leak_native(21).await;
+    mine(&e, 2).await;
+    // Well past twice the threshold, polling all the while.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(800) {
+        assert!(w.poll().await.is_err());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(health.lag_blocks(), 3, "the three blocks it could not read");
+    assert!(health.failing_for() >= Duration::from_millis(700));
+    assert!(health.stalled());
+    let alarms = e.alarms("chain.watcher_stalled").await;
+    assert_eq!(alarms.len(), 1, "one alarm per failure: {alarms:?}");
+    assert_eq!(alarms[0]["severity"], "critical");
+    assert_eq!(e.freezes().await, 0, "a stall alarms, it does not freeze");
+    // The node recovers: nothing was skipped.
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(w.poll().await.unwrap(), 3);
+    assert_eq!(health.lag_blocks(), 0);
+    assert_eq!(health.failing_for(), Duration::ZERO);
+    assert!(!health.stalled());
+    let ids: Vec<String> = drain(&mut rx).into_iter().map(|ev| ev.outflow.id).collect();
+    assert_eq!(ids, vec![leaked]);
+    assert_eq!(e.alarms("chain.watcher_stalled").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_nonce_comparison_survives_a_node_without_old_state() {
+    // anvil restarted from its --state file keeps the blocks but not their state: like a
+    // pruned node after keygate was down longer than the node keeps state.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("anvil.json").display().to_string();
+    let mut e = env(&["--state", &state]).await;
+    {
+        let (mut w, _rx) = e.watcher();
+        w.step().await.unwrap();
+        mine(&e, 3).await;
+        w.step().await.unwrap();
+    }
+    // keygate is down; blocks are mined, the node restarts (old state gone), more blocks, one
+    // of them moving the treasury's nonce with no transaction of its own.
+    mine(&e, 2).await;
+    e.anvil.stop();
+    e.anvil.restart().await;
+    let rpc = e.anvil.rpc();
+    let old = rpc.block_number().await.unwrap() - 1;
+    let old_hash = rpc.header(old).await.unwrap().unwrap().hash;
+    assert!(
+        rpc.nonce_at(&e.key.address(), &old_hash).await.is_err(),
+        "the restarted node still has old state: this test proves nothing"
+    );
+    let leaked = e.leak_native(17).await;
+    let n = rpc.nonce(&e.key.address(), "latest").await.unwrap();
+    call(
+        &rpc,
+        "anvil_setNonce",
+        json!([e.key.address(), format!("{:#x}", n + 2)]),
+    )
+    .await;
+    mine(&e, 2).await;
+    let (mut w, mut rx) = e.watcher();
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    let ids: Vec<(&str, &str)> = events
+        .iter()
+        .map(|ev| (ev.outflow.id.as_str(), ev.outflow.asset.as_str()))
+        .collect();
+    assert!(ids.contains(&(leaked.as_str(), "ETH")), "{ids:?}");
+    // The blocks without state are compared as one span, once a block with state comes.
+    let nonce: Vec<&Event> = events
+        .iter()
+        .filter(|ev| ev.outflow.asset == "nonce")
+        .collect();
+    assert_eq!(nonce.len(), 1, "{ids:?}");
+    assert_eq!(nonce[0].outflow.amount, Decimal::from(2));
 }

@@ -1,9 +1,9 @@
 //! Alert sinks: every alert goes to the log and to each configured webhook, in order, once.
 //!
 //! Alerts are read from the audit log itself (a decision with detector signals, a freeze set or
-//! lifted, an unapproved outflow), so they are persisted before they exist as alerts: a sink's
-//! cursor (the last entry delivered to it) is kept in the store and moves only after the sink
-//! answered 2xx. A sink that is down is retried with exponential backoff, and gets every alert,
+//! lifted, an unapproved outflow, a chain watcher's alarm), so they are persisted before they
+//! exist as alerts: a sink's cursor (the last entry delivered to it) is kept in the store and
+//! moves only after the sink answered 2xx. A sink that is down is retried with exponential backoff, and gets every alert,
 //! once each, in order, when it comes back. A JSON webhook is signed: `X-Keygate-Signature` is
 //! `sha256=` and the hex HMAC-SHA256, under the sink's secret, of the `X-Keygate-Timestamp`
 //! value, a `.`, and the body, so a receiver can check it and reject replays. A Slack-compatible
@@ -119,6 +119,16 @@ pub fn alert_of(row: &AuditRow) -> Option<Value> {
             ),
             _ => return None,
         },
+        // A watcher that lost track of a chain (Store::record_alarm).
+        "alarm" => (
+            "alarm",
+            "critical",
+            format!(
+                "{}: {}",
+                d.get("event").and_then(Value::as_str).unwrap_or("?"),
+                d.get("reason").and_then(Value::as_str).unwrap_or("?")
+            ),
+        ),
         "reconcile" if d.get("event").and_then(Value::as_str) == Some("outflow.unapproved") => (
             "unapproved_outflow",
             "critical",
@@ -416,6 +426,29 @@ mod tests {
         );
         let j: Value = serde_json::from_slice(&body(Format::Json, &alert)).unwrap();
         assert_eq!(j, alert);
+    }
+
+    #[test]
+    fn a_watcher_alarm_is_a_critical_alert() {
+        let data = json!({"event": "chain.watcher_stalled", "severity": "critical",
+            "reason": "the chain watcher of eth has failed for 31 s", "details": {}});
+        let row = AuditRow {
+            seq: 9,
+            at_ms: 1_700_000_000_000,
+            kind: "alarm".into(),
+            actor: "watcher:eth".into(),
+            entry: json!({"seq": 9, "data": data}).to_string(),
+            prev_hash: String::new(),
+            hash: String::new(),
+            debit: None,
+        };
+        let alert = alert_of(&row).expect("an alert");
+        assert_eq!(alert["kind"], "alarm");
+        assert_eq!(alert["severity"], "critical");
+        assert_eq!(
+            alert["summary"],
+            "chain.watcher_stalled: the chain watcher of eth has failed for 31 s"
+        );
     }
 
     #[test]

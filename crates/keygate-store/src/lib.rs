@@ -7,6 +7,7 @@
 //! The store knows rows, transactions and migrations. It does not know cryptography: the vault
 //! seals secrets, the store keeps the sealed bytes.
 
+pub mod alarm;
 pub mod audit;
 pub mod chain;
 mod credentials;

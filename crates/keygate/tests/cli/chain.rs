@@ -9,7 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use keygate_chain::testing::{Anvil, Hook, KEY0, KEY1, call, deploy_token, first_send, proxy};
+use keygate_chain::testing::{
+    self as chain_testing, Anvil, KEY0, KEY1, call, deploy_token, fake_node, first_send,
+};
 use keygate_chain::tx::Key;
 use keygate_chain::{Address, U256};
 use serde_json::json;
@@ -277,13 +279,13 @@ fn a_lost_send_answer_is_pending_and_holds_retries_and_bad_tokens_are_answered_t
         .unwrap();
     let anvil = rt.block_on(Anvil::start(&["--no-mining"]));
     // The node takes the first transaction but its answer is lost on the way back.
-    let lossy = rt.block_on(proxy(
-        anvil.url.clone(),
+    let lossy = rt.block_on(fake_node(
+        Some(anvil.url.clone()),
         first_send(|| {
-            Hook::ForwardThenAnswer(
-                r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"upstream request timeout"}}"#
-                    .into(),
-            )
+            chain_testing::Answer::ForwardThen(Box::new(chain_testing::Answer::Error(
+                -32603,
+                "upstream request timeout".into(),
+            )))
         }),
     ));
     let mine = |n: usize| {
