@@ -231,25 +231,41 @@ impl Rpc {
             }
             bytes.extend_from_slice(&chunk);
         }
-        let v: Value = serde_json::from_slice(&bytes).map_err(|_| RpcError::Bad {
+        // Parsed straight into the envelope: the result stays raw text until it is parsed
+        // into its type, never a tree of values many times the answer's size.
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow, default)]
+            result: Option<&'a serde_json::value::RawValue>,
+            #[serde(default)]
+            error: Option<NodeError>,
+        }
+        #[derive(Deserialize)]
+        struct NodeError {
+            #[serde(default)]
+            code: Option<i64>,
+            #[serde(default)]
+            message: Option<String>,
+        }
+        let v: Envelope = serde_json::from_slice(&bytes).map_err(|_| RpcError::Bad {
             method,
-            detail: format!("HTTP {status}, not JSON"),
+            detail: format!("HTTP {status}, not a JSON-RPC answer"),
         })?;
-        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+        if let Some(err) = v.error {
             return Err(RpcError::Node {
                 method,
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                code: err.code.unwrap_or(0),
                 message: err
-                    .get("message")
-                    .and_then(Value::as_str)
+                    .message
+                    .as_deref()
                     .unwrap_or("(no message)")
                     .chars()
                     .take(300)
                     .collect(),
             });
         }
-        let result = v.get("result").cloned().unwrap_or(Value::Null);
-        serde_json::from_value(result).map_err(|e| RpcError::Bad {
+        let raw = v.result.map_or("null", |r| r.get());
+        serde_json::from_str(raw).map_err(|e| RpcError::Bad {
             method,
             detail: e.to_string(),
         })
@@ -326,9 +342,10 @@ impl Rpc {
             .to())
     }
 
-    /// The code at `address` as of block `n` (empty for an account without code).
-    pub async fn code_at(&self, address: &Address, n: u64) -> Result<Bytes, RpcError> {
-        self.call("eth_getCode", json!([address, format!("0x{n:x}")]))
+    /// The code at `address` as of the block with hash `block` (EIP-1898; empty for an account
+    /// without code).
+    pub async fn code_at(&self, address: &Address, block: &B256) -> Result<Bytes, RpcError> {
+        self.call("eth_getCode", json!([address, {"blockHash": block}]))
             .await
     }
 

@@ -16,14 +16,18 @@
 //! once, whichever block carries it.
 //!
 //! The node's answers are checked, not trusted: a block must come with its full transactions;
-//! the treasury's logs must fit the block's `logsBloom` (an empty answer where the bloom allows
-//! logs stands only if the block's full logs make up the bloom); a block below the node's newest
-//! that the node does not have is an error. Any of these fails the step: the block is retried at
-//! the next poll and nothing is checkpointed past it.
+//! the treasury's logs are always asked for, and an empty answer where the block's `logsBloom`
+//! allows logs stands only if the block's full logs make up the bloom; a block below the node's
+//! newest that the node does not have is an error. Any of these fails the step: the block is
+//! retried at the next poll and nothing is checkpointed past it, and a failed step leaves no
+//! half-done state (the next one starts from the checkpoint again). A block whose logs stay
+//! unverifiable past the stall threshold is an audited alarm with the containment freeze
+//! (`chain.block_unverifiable`), and the watcher goes on past it.
 //!
 //! For an older block the node has no state for (pruned; anvil after a restart), the code and
 //! nonce checks wait for the next block it has state for, the nonce comparison then covering
-//! every block between; at the node's newest block, no state is an error.
+//! every block between; at the node's newest block, no state is an error. A span the comparison
+//! cannot cover at all is an audited alarm (`chain.nonce_gap`).
 //!
 //! The blocks judged (number and hash) and each treasury's last known nonce are the checkpoint,
 //! a `meta` row written after each block; of the blocks, the last `reorg_depth` densely, older
@@ -37,7 +41,9 @@
 //! A watcher that cannot follow the node retries every poll and catches up; its [`Health`]
 //! (lag in blocks, time failing) is readable and exported as Prometheus gauges, and after
 //! failing for longer than max([`STALL_AFTER`], 10 polls) it writes one audited critical alarm
-//! (`chain.watcher_stalled`) and logs again at that interval until it recovers.
+//! (`chain.watcher_stalled`) and logs again at that interval until it recovers. A node whose
+//! newest block stops moving (it stopped syncing, yet answers) is an audited alarm too
+//! (`chain.head_stale`), after max([`STALE_HEAD_AFTER`], 50 polls).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -105,6 +111,11 @@ pub const ANCHOR_EVERY: u64 = 64;
 /// A watcher failing for longer than this (or 10 polls, if longer) writes the stall alarm.
 pub const STALL_AFTER: Duration = Duration::from_secs(30);
 
+/// How long the node's newest block may stay the same before the watcher says so (an audited
+/// alarm, `chain.head_stale`): a node that stopped syncing answers without error, and its
+/// watcher would otherwise look healthy while the real chain moves on.
+pub const STALE_HEAD_AFTER: Duration = Duration::from_secs(300);
+
 /// Reorgs one step follows before it gives up until the next poll (a node flapping between
 /// branches).
 const MAX_REORGS_PER_STEP: u32 = 16;
@@ -138,6 +149,20 @@ pub struct Watcher {
     stall_alarmed: bool,
     /// When the failure was last logged.
     last_logged: Option<Instant>,
+    /// The first block this watcher ever judged and its parent (kept in the checkpoint): a fork
+    /// right below it (the same parent) left nothing unjudged, so it is no alarm.
+    first: Option<(u64, B256)>,
+    /// The highest newest block the node ever named, and when it first named it.
+    head_high: Option<(u64, Instant)>,
+    /// After how long without a new newest block the stale-head alarm is written.
+    stale_after: Duration,
+    /// Whether this stale head's alarm is in the audit log.
+    stale_alarmed: bool,
+    /// A block whose logs could not be verified against its bloom, since when.
+    unverified: Option<(u64, Instant)>,
+    /// A block whose unverifiable logs were alarmed (with the containment freeze): its empty
+    /// answer is then taken, so the blocks after it are judged.
+    accept_unverified: Option<u64>,
 }
 
 /// A treasury's nonce along the blocks judged: the next block's parent must be `tip`.
@@ -163,6 +188,8 @@ enum Stored {
     Full {
         blocks: Vec<(u64, String)>,
         nonces: Vec<(Address, NonceBase)>,
+        #[serde(default)]
+        first: Option<(u64, B256)>,
     },
 }
 
@@ -221,12 +248,25 @@ impl Watcher {
             failing_since: None,
             stall_alarmed: false,
             last_logged: None,
+            first: None,
+            head_high: None,
+            stale_after: STALE_HEAD_AFTER.max(venue_poll.saturating_mul(50)),
+            stale_alarmed: false,
+            unverified: None,
+            accept_unverified: None,
         })
     }
 
     /// Writes the stall alarm after `after` of failing, instead of max(30 s, 10 polls).
     pub fn with_stall_alarm_after(mut self, after: Duration) -> Self {
         self.stall_after = after;
+        self
+    }
+
+    /// Writes the stale-head alarm after `after` without a new newest block, instead of
+    /// max([`STALE_HEAD_AFTER`], 50 polls).
+    pub fn with_stale_head_after(mut self, after: Duration) -> Self {
+        self.stale_after = after;
         self
     }
 
@@ -258,7 +298,26 @@ impl Watcher {
         let result = self.step().await;
         let venue = self.venue.name.clone();
         let now = Instant::now();
+        if result.is_err() {
+            // What the failed step changed in memory (blocks dropped for a reorg, nonces) is
+            // read again from the checkpoint: a step never starts from a half-done one.
+            self.loaded = false;
+            self.kept.clear();
+            self.nonces.clear();
+            if let Err(e) = self.load().await {
+                tracing::error!(venue = %self.venue.name, error = %e, "the chain watcher's checkpoint cannot be read again; it is read at the next poll");
+            }
+        }
+        self.unverifiable(&result, now).await;
+        self.stale_head(now).await;
+        // Caught up with the highest newest block the node ever named: a backend behind the
+        // others answering "nothing new" is not a recovery.
+        let caught_up = match (self.last(), self.head_high) {
+            (Some((n, _)), Some((h, _))) => n >= h,
+            _ => true,
+        };
         match &result {
+            Ok(_) if !caught_up => {}
             Ok(_) => {
                 if let Some(since) = self.failing_since.take() {
                     tracing::info!(venue = %venue, failed_for_ms = since.elapsed().as_millis() as u64, stall_alarm = self.stall_alarmed, "the chain watcher is following the node again; the blocks it could not judge meanwhile are judged");
@@ -305,6 +364,92 @@ impl Watcher {
             0.0
         });
         result
+    }
+
+    /// Follows a block whose logs cannot be verified: after the stall threshold, an audited
+    /// critical alarm (`chain.block_unverifiable`) with the containment freeze, once per block;
+    /// once written, the block's empty answer is taken so the watcher goes on (frozen).
+    async fn unverifiable(&mut self, result: &Result<u64, WatchError>, now: Instant) {
+        let Err(WatchError::Incomplete(n)) = result else {
+            if result.is_ok() {
+                self.unverified = None;
+            }
+            return;
+        };
+        let n = *n;
+        let since = match self.unverified {
+            Some((m, t)) if m == n => t,
+            _ => {
+                self.unverified = Some((n, now));
+                now
+            }
+        };
+        if now.duration_since(since) < self.stall_after || self.accept_unverified == Some(n) {
+            return;
+        }
+        let reason = format!(
+            "the logs of block {n} at {} cannot be verified against its bloom (the node leaves some out, or there are too many to read) for {} s: a treasury token outflow in it may be unseen",
+            self.venue.name,
+            now.duration_since(since).as_secs()
+        );
+        match self
+            .store
+            .record_alarm(
+                "chain.block_unverifiable",
+                &format!("watcher:{}", self.venue.name),
+                &reason,
+                serde_json::json!({"venue": self.venue.name, "block": n}),
+                self.contain.as_ref(),
+            )
+            .await
+        {
+            Ok((audit_id, freeze_id)) => {
+                tracing::error!(alarm = "chain.block_unverifiable", severity = "critical", venue = %self.venue.name, block = n, audit_id, freeze_id, "{reason}; containment applied, and the watcher goes on past it");
+                self.accept_unverified = Some(n);
+            }
+            Err(e) => {
+                tracing::error!(alarm = "chain.block_unverifiable", severity = "critical", venue = %self.venue.name, block = n, store_error = %e, "{reason}; and the alarm could not be written (tried again)");
+            }
+        }
+    }
+
+    /// Follows the node's newest block: the time since it last rose is exported
+    /// (`keygate_chain_watcher_head_age_seconds`), and beyond the stale-head threshold it is one
+    /// audited critical alarm (`chain.head_stale`) until it rises again.
+    async fn stale_head(&mut self, now: Instant) {
+        let Some((head, since)) = self.head_high else {
+            return;
+        };
+        let age = now.duration_since(since);
+        metrics::gauge!("keygate_chain_watcher_head_age_seconds", "venue" => self.venue.name.clone())
+            .set(age.as_secs_f64());
+        if age < self.stale_after || self.stale_alarmed {
+            return;
+        }
+        let reason = format!(
+            "the node of {} has named block {head} its newest for {} s: it may have stopped syncing, and outflows on the real chain are not being judged; check the node",
+            self.venue.name,
+            age.as_secs()
+        );
+        match self
+            .store
+            .record_alarm(
+                "chain.head_stale",
+                &format!("watcher:{}", self.venue.name),
+                &reason,
+                serde_json::json!({"venue": self.venue.name, "head": head, "for_ms": u64::try_from(age.as_millis()).unwrap_or(u64::MAX)}),
+                None,
+            )
+            .await
+        {
+            Ok((audit_id, _)) => {
+                self.stale_alarmed = true;
+                tracing::error!(alarm = "chain.head_stale", severity = "critical", venue = %self.venue.name, head, audit_id, "{reason}");
+            }
+            Err(e) => {
+                tracing::error!(alarm = "chain.head_stale", severity = "critical", venue = %self.venue.name, head, store_error = %e, "{reason}; and the alarm could not be written (tried again)");
+            }
+        }
     }
 
     /// Writes the stall alarm (once per failure; tried again at the next poll if the store
@@ -367,8 +512,13 @@ impl Watcher {
                 })?;
             let list = match stored {
                 Stored::Blocks(list) => list,
-                Stored::Full { blocks, nonces } => {
+                Stored::Full {
+                    blocks,
+                    nonces,
+                    first,
+                } => {
                     self.nonces = nonces.into_iter().collect();
+                    self.first = first;
                     blocks
                 }
             };
@@ -394,6 +544,7 @@ impl Watcher {
         let stored = Stored::Full {
             blocks: self.kept.iter().map(|(n, h)| (*n, hash_text(h))).collect(),
             nonces: self.nonces.iter().map(|(a, b)| (*a, *b)).collect(),
+            first: self.first,
         };
         let text = serde_json::to_string(&stored).map_err(|e| WatchError::Checkpoint {
             key: checkpoint_key(&self.venue.name),
@@ -415,6 +566,10 @@ impl Watcher {
         self.load().await?;
         let head = self.rpc.latest().await?;
         let head_n = head.number.to::<u64>();
+        if self.head_high.is_none_or(|(h, _)| head_n > h) {
+            self.head_high = Some((head_n, Instant::now()));
+            self.stale_alarmed = false;
+        }
         self.lag(head_n);
         let mut next = match self.kept.back() {
             Some((n, h)) if *n == head_n && *h == head.hash => return Ok(0),
@@ -456,6 +611,9 @@ impl Watcher {
                 continue;
             }
             self.judge(&block, head_n).await?;
+            if self.first.is_none() {
+                self.first = Some((next, block.parent_hash));
+            }
             self.kept.push_back((next, block.hash));
             self.trim(next);
             self.save().await?;
@@ -479,7 +637,10 @@ impl Watcher {
             if theirs.hash == h {
                 return n.checked_add(1).ok_or(WatchError::End(n));
             }
-            if self.kept.len() == 1 {
+            // The first block ever judged replaced by one with the same parent: nothing below
+            // it changed, so nothing is left unjudged.
+            let right_below_first = self.first == Some((n, theirs.parent_hash));
+            if self.kept.len() == 1 && !right_below_first {
                 // Raised before the last one is dropped: if the alarm cannot be written, the
                 // next poll finds the same disagreement and tries again.
                 let reason = format!(
@@ -538,41 +699,49 @@ impl Watcher {
     ) -> Result<Option<u64>, WatchError> {
         match self.rpc.nonce_at(t, hash).await {
             Ok(c) => Ok(Some(c)),
-            Err(RpcError::Node { .. }) if may_lack => Ok(None),
+            Err(e) if may_lack && no_state(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
     /// The block's `Transfer` and `Approval` logs with the treasury as first indexed argument
-    /// (`from`, `owner`), checked against the block's `logsBloom`. When the bloom rules them out,
-    /// there are none (and the node is not asked). When it does not, and the node answers none,
-    /// that answer may come from a backend that does not have the block yet: it stands only if
-    /// the block's full list of logs, asked for next, makes up exactly the block's bloom (the
-    /// bloom also matches the treasury as a recipient, or by chance); otherwise the step fails
-    /// and the block is tried again at the next poll, never checkpointed past.
+    /// (`from`, `owner`). The node is always asked; an empty answer is checked against the
+    /// block's `logsBloom`. When the bloom rules such logs out, it stands. When it does not, the
+    /// answer may come from a backend that does not have the block yet: it stands only if the
+    /// block's full list of logs, asked for next, makes up exactly the block's bloom (the bloom
+    /// also matches the treasury as a recipient, or by chance); otherwise the step fails and
+    /// the block is tried again at the next poll, never checkpointed past. A block whose logs
+    /// cannot be verified for longer than the stall threshold is an audited alarm with the
+    /// containment freeze (see [`Watcher::poll`]); the empty answer is then taken.
     async fn treasury_logs(&self, block: &Block) -> Result<Vec<Log>, WatchError> {
         let signatures = [Transfer::SIGNATURE_HASH, Approval::SIGNATURE_HASH];
         let topics: Vec<B256> = self.treasury.iter().map(|a| a.into_word()).collect();
+        let logs = self.rpc.logs(&block.hash, &signatures, &topics).await?;
+        if !logs.is_empty() {
+            return Ok(logs);
+        }
         let bloom = &block.logs_bloom;
         let may_hold = |words: &[B256]| {
             words
                 .iter()
                 .any(|w| bloom.contains_input(BloomInput::Raw(w.as_slice())))
         };
-        if !may_hold(&signatures) || !may_hold(&topics) {
+        let n = block.number.to::<u64>();
+        if !may_hold(&signatures) || !may_hold(&topics) || self.accept_unverified == Some(n) {
             return Ok(vec![]);
         }
-        let logs = self.rpc.logs(&block.hash, &signatures, &topics).await?;
-        if !logs.is_empty() {
-            return Ok(logs);
-        }
-        let all = self.rpc.block_logs(&block.hash).await?;
+        let all = match self.rpc.block_logs(&block.hash).await {
+            Ok(all) => all,
+            // Too many to read (a block stuffed with logs): as unverifiable as a bad bloom.
+            Err(RpcError::Bad { .. }) => return Err(WatchError::Incomplete(n)),
+            Err(e) => return Err(e.into()),
+        };
         let mut theirs = Bloom::default();
         for l in &all {
             theirs.accrue_raw_log(l.address, &l.topics);
         }
         if theirs != *bloom {
-            return Err(WatchError::Incomplete(block.number.to::<u64>()));
+            return Err(WatchError::Incomplete(n));
         }
         Ok(all
             .into_iter()
@@ -624,10 +793,10 @@ impl Watcher {
         // nonce even if the delegation is gone again). Not at the newest block: there, no state
         // fails the step, so no check is put off for good.
         for t in &self.treasury {
-            let code = match self.rpc.code_at(t, block.number.to::<u64>()).await {
+            let code = match self.rpc.code_at(t, &block.hash).await {
                 Ok(code) => code,
-                Err(RpcError::Node { message, .. }) if block.number.to::<u64>() < head_n => {
-                    tracing::debug!(venue = %self.venue.name, block = block.number.to::<u64>(), error = %message, "no state for this block: the treasury's code is looked at in the next block");
+                Err(e) if block.number.to::<u64>() < head_n && no_state(&e) => {
+                    tracing::debug!(venue = %self.venue.name, block = block.number.to::<u64>(), error = %e, "no state for this block: the treasury's code is looked at in the next block");
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -721,7 +890,27 @@ impl Watcher {
                     }
                 }
                 (None, Some(after)) => {
-                    tracing::warn!(venue = %self.venue.name, treasury = %address_text(&t), block = n, since = base.deferred_from, "the node gives no treasury nonce from before this block (pruned state, and none kept): the nonce comparison starts here; transactions, code and logs were judged as always");
+                    // A span the comparison cannot cover: an authorization signed and undone
+                    // inside it would go unseen. Not a freeze (a pruned node after downtime
+                    // says the same), but an audited alarm, once per treasury and block.
+                    let reason = format!(
+                        "the node gives no nonce of treasury {} from before block {n} (pruned state, and none kept): the treasury's nonce is compared from here on; a delegation signed and revoked before it would not show: check the treasury's history on chain",
+                        address_text(&t)
+                    );
+                    let (audit_id, _) = self
+                        .store
+                        .record_alarm(
+                            "chain.nonce_gap",
+                            &format!("watcher:{}", self.venue.name),
+                            &reason,
+                            serde_json::json!({
+                                "venue": self.venue.name, "treasury": address_text(&t), "block": n,
+                                "block_hash": hash_text(&block.hash), "since": base.deferred_from,
+                            }),
+                            None,
+                        )
+                        .await?;
+                    tracing::warn!(alarm = "chain.nonce_gap", venue = %self.venue.name, treasury = %address_text(&t), block = n, since = base.deferred_from, audit_id, "{reason}");
                     NonceBase {
                         tip: block.hash,
                         count: Some(after),
@@ -859,6 +1048,29 @@ impl Watcher {
         self.nonces.extend(bases);
         Ok(())
     }
+}
+
+/// Whether a node's error says it has no state for the block asked about (pruned, or not yet):
+/// only then is a check put off to a later block. Any other error (a rate limit, a timeout
+/// answered as an error) fails the step and is retried.
+fn no_state(e: &RpcError) -> bool {
+    let Some(m) = e.node_message() else {
+        return false;
+    };
+    [
+        "missing trie node",
+        "header not found",
+        "not found",
+        "pruned",
+        "not available",
+        "unknown block",
+        "out of range",
+        "outofrange",
+        "historical state",
+        "no state",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 /// An on-chain amount as a decimal; beyond what a decimal holds (an unlimited allowance), the

@@ -1441,3 +1441,125 @@ async fn the_nonce_comparison_survives_a_node_without_old_state() {
     assert_eq!(nonce.len(), 1, "{ids:?}");
     assert_eq!(nonce[0].outflow.amount, Decimal::from(2));
 }
+
+/// The audit entries of kind `alarm` whose event is `event`.
+async fn alarms(e: &Env, event: &str) -> usize {
+    e.store
+        .audit_tail(1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.kind == "alarm" && r.entry.contains(event))
+        .count()
+}
+
+#[tokio::test]
+async fn logs_that_stay_unverifiable_freeze_once_and_the_watcher_goes_on() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let e = env(&[]).await;
+    // A backend that leaves the treasury's logs out for good, and will not give the block's
+    // full logs either (as when a block is stuffed past what can be read).
+    let lagging = Arc::new(AtomicBool::new(false));
+    let flag = lagging.clone();
+    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
+        if method == "eth_getLogs" && flag.load(Ordering::SeqCst) {
+            Answer::Result(json!([]))
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    let (w, _rx) = e.watcher_with(venue);
+    let mut w = w.with_stall_alarm_after(Duration::ZERO);
+    w.poll().await.unwrap();
+    lagging.store(true, Ordering::SeqCst);
+    e.leak_token(5_000_000).await;
+    let stuck = w.last().unwrap();
+    // The block cannot be verified: at the threshold (zero here) an alarm and the freeze.
+    assert!(w.poll().await.is_err());
+    assert_eq!(w.last().unwrap(), stuck, "not checkpointed past");
+    assert_eq!(alarms(&e, "chain.block_unverifiable").await, 1);
+    assert_eq!(e.freezes().await, 1);
+    // Then the watcher goes on past it (frozen), judging the blocks after it.
+    w.poll().await.unwrap();
+    assert!(w.last().unwrap().0 > stuck.0);
+    mine(&e, 1).await;
+    w.poll().await.unwrap();
+    assert_eq!(
+        alarms(&e, "chain.block_unverifiable").await,
+        1,
+        "once per block"
+    );
+}
+
+#[tokio::test]
+async fn a_step_that_fails_after_a_reorg_of_the_first_block_skips_nothing_and_alarms_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let e = env(&[]).await;
+    let failing = Arc::new(AtomicBool::new(false));
+    let flag = failing.clone();
+    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
+        if method == "eth_getLogs" && flag.load(Ordering::SeqCst) {
+            Answer::Error(-32603, "upstream request timeout".into())
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    let rpc = e.anvil.rpc();
+    let snap = call(&rpc, "evm_snapshot", json!([])).await;
+    mine(&e, 1).await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    // The watcher's first block is the newest; then the chain changes at that very block, and
+    // the new block carries a leak.
+    w.poll().await.unwrap();
+    let (first, _) = w.last().unwrap();
+    call(&rpc, "evm_revert", json!([snap])).await;
+    let leaked = e.leak_native(7).await;
+    mine(&e, 1).await;
+    // Judging the new block fails once (after the old one was dropped for the reorg)...
+    failing.store(true, Ordering::SeqCst);
+    assert!(w.poll().await.is_err());
+    // ...and the next poll starts from the checkpoint again, not from the node's newest block.
+    failing.store(false, Ordering::SeqCst);
+    w.poll().await.unwrap();
+    assert!(w.last().unwrap().0 > first);
+    let events = drain(&mut rx);
+    assert!(
+        events.iter().any(|ev| ev.outflow.id == leaked
+            && matches!(ev.result, Reconciled::Unapproved { .. })),
+        "the leak in the new first block was judged: {events:?}"
+    );
+    // Below the first block judged nothing was the watcher's: a fork there is no alarm.
+    assert_eq!(alarms(&e, "chain.reorg_beyond_history").await, 0);
+}
+
+#[tokio::test]
+async fn a_node_whose_newest_block_stops_moving_is_an_alarm_once() {
+    // A node that stopped syncing answers without error: only the age of its newest block
+    // shows it.
+    let e = env(&["--no-mining"]).await;
+    let (w, _rx) = e.watcher();
+    let mut w = w.with_stale_head_after(Duration::from_millis(200));
+    w.poll().await.unwrap();
+    assert_eq!(alarms(&e, "chain.head_stale").await, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.poll().await.unwrap();
+    assert_eq!(alarms(&e, "chain.head_stale").await, 1);
+    w.poll().await.unwrap();
+    assert_eq!(
+        alarms(&e, "chain.head_stale").await,
+        1,
+        "once while it stays"
+    );
+    // A new block: the count starts again.
+    mine(&e, 1).await;
+    w.poll().await.unwrap();
+    w.poll().await.unwrap();
+    assert_eq!(alarms(&e, "chain.head_stale").await, 1);
+    assert_eq!(e.freezes().await, 0, "an alarm, not a freeze");
+}

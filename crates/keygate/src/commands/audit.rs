@@ -126,6 +126,11 @@ fn summary(row: &keygate_store::audit::AuditRow) -> String {
             s
         }
         "auth" => format!("token refused: {}", d["message"].as_str().unwrap_or("?")),
+        "alarm" => format!(
+            "ALARM {}: {}",
+            d["event"].as_str().unwrap_or("?"),
+            d["reason"].as_str().unwrap_or("?")
+        ),
         "request" => format!(
             "{} {} {} refused: {}",
             d["method"].as_str().unwrap_or("?"),
@@ -189,4 +194,29 @@ fn summary(row: &keygate_store::audit::AuditRow) -> String {
         row.kind,
         row.actor
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alarm_shows_its_event_and_reason() {
+        let row = keygate_store::audit::AuditRow {
+            seq: 7,
+            at_ms: 0,
+            kind: "alarm".into(),
+            actor: "watcher:eth".into(),
+            entry: r#"{"data":{"event":"chain.head_stale","severity":"critical","reason":"the node stopped"}}"#
+                .into(),
+            prev_hash: String::new(),
+            hash: String::new(),
+            debit: None,
+        };
+        let line = summary(&row);
+        assert!(
+            line.contains("ALARM chain.head_stale: the node stopped"),
+            "{line}"
+        );
+    }
 }
