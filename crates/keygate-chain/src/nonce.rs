@@ -59,6 +59,12 @@ pub enum SendError {
     NonceChurn,
     #[error("the transfer was given up before it was sent (it waited too long); nothing was sent")]
     Abandoned,
+    /// A transaction of keygate's the node no longer has could not be sent again: anything
+    /// signed now would wait behind it.
+    #[error(
+        "keygate's transaction at nonce {nonce} is not in the node's pool and could not be sent again now; nothing was signed, retry later"
+    )]
+    Blocked { nonce: u64 },
     /// The node refused the transaction outright: nothing is pending.
     #[error("the node refused the transaction ({0}); nothing is pending")]
     Refused(RpcError),
@@ -235,7 +241,11 @@ impl NonceManager {
             let pending = rpc.nonce(&address, "pending").await?;
             if !healed {
                 let held = store.evm_held(&from, pending).await.map_err(record)?;
-                heal(rpc, store, &from, &held, timeout).await;
+                // A held nonce that could not be restored would leave a gap below anything
+                // signed now, which would wait behind it: refuse rather than sign above it.
+                if let Err(stuck) = heal(rpc, store, &from, &held, timeout).await {
+                    return Err(SendError::Blocked { nonce: stuck });
+                }
                 healed = true;
             }
             let held = store.evm_held(&from, pending).await.map_err(record)?;
@@ -255,20 +265,35 @@ impl NonceManager {
                 decision_id,
                 tx_hash: &hash,
                 raw: &raw,
-                at_ms: store.clock().now(),
             };
-            match store
-                .evm_nonce_take(&from, nonce, &new)
-                .await
-                .map_err(record)?
-            {
+            let took = match store.evm_nonce_take(&from, nonce, &new).await {
+                Ok(t) => t,
+                Err(e) => {
+                    // The commit may have landed all the same (a connection lost during it):
+                    // the transaction is then recorded `signed`, which a heal would send. Marked
+                    // refused (if it is there), nothing is pending; if that cannot be known,
+                    // it may be.
+                    return Err(
+                        match store.evm_tx_refused(&from, nonce, decision_id, &hash).await {
+                            Ok(_) => record(e),
+                            Err(_) => unclear_of(&hash, nonce, e),
+                        },
+                    );
+                }
+            };
+            match took {
                 Took::Taken => {}
                 // Another instance took it between our read and our write: choose again.
                 Took::NonceHeld => continue,
                 // The very bytes of another transaction (of a refused transfer with the same
-                // payment): one wei more tip makes this one its own.
+                // payment): a little more tip makes this one its own (seeded by the decision,
+                // so repeats rarely meet again).
                 Took::SameBytes => {
-                    bump = bump.saturating_add(1);
+                    bump = if bump == 0 {
+                        1 + u128::from(decision_id.unsigned_abs() % 997)
+                    } else {
+                        bump.saturating_add(1)
+                    };
                     continue;
                 }
                 Took::Abandoned => return Err(SendError::Abandoned),
@@ -311,9 +336,14 @@ impl NonceManager {
                     // Refused outright: recorded with the nonce's release in one transaction,
                     // or else treated as possibly out (a refused row left `signed` could be
                     // sent again by a heal).
-                    if let Err(e) = store.evm_tx_refused(&from, nonce, decision_id, &hash).await {
-                        tracing::error!(address = %from, nonce, tx = %hash, error = %e, "a refused transaction could not be recorded as refused; the transfer is left to the chain");
-                        return Err(unclear(error));
+                    match store.evm_tx_refused(&from, nonce, decision_id, &hash).await {
+                        Ok(true) => {}
+                        // Answered meanwhile: something else sent it, and a node took it.
+                        Ok(false) => return Err(unclear(error)),
+                        Err(e) => {
+                            tracing::error!(address = %from, nonce, tx = %hash, error = %e, "a refused transaction could not be recorded as refused; the transfer is left to the chain");
+                            return Err(unclear(error));
+                        }
                     }
                     if refusal == Refusal::Refused {
                         return Err(SendError::Refused(error));
@@ -327,6 +357,18 @@ impl NonceManager {
             }
         }
         Err(SendError::NonceChurn)
+    }
+}
+
+/// The error of a send that may have gone out.
+fn unclear_of(hash: &str, nonce: u64, e: keygate_store::StoreError) -> SendError {
+    SendError::Unclear {
+        hash: hash.to_string(),
+        nonce,
+        error: RpcError::Bad {
+            method: "eth_sendRawTransaction",
+            detail: format!("the store could not say whether it was recorded ({e})"),
+        },
     }
 }
 
@@ -351,20 +393,39 @@ async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) {
     }
 }
 
+/// How long a held transaction may be out of the node's pool, answered with an error keygate
+/// does not know each time it is sent again, before its nonce is given back.
+const RELEASE_UNKNOWN_AFTER_MS: i64 = 10 * 60_000;
+
+/// Whether a recorded transaction was written less than twice `timeout` ago and not answered
+/// yet: it is being sent right now (by this process or another), so it is not sent again.
+pub fn being_sent(t: &EvmTxRow, now: i64, timeout: std::time::Duration) -> bool {
+    let fresh_ms = i64::try_from(timeout.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
+    t.outcome == TxOutcome::Signed.as_str() && now.saturating_sub(t.at_ms) < fresh_ms
+}
+
 /// Sends again, byte for byte, each held transaction the node does not count (`held`: the
-/// newest transaction at each held nonce from the node's pending nonce up), except one another
-/// instance is sending right now (recorded less than `fresh` ago, unanswered). One the node
-/// answers with an error gives its nonce back.
-async fn heal(rpc: &Rpc, store: &Store, from: &str, held: &[EvmTxRow], fresh: std::time::Duration) {
+/// newest transaction at each held nonce from the node's pending nonce up, lowest first),
+/// except one being sent right now. One the node refuses outright gives its nonce back, and so
+/// does one answered with an error keygate does not know when it has been out of the pool for
+/// [`RELEASE_UNKNOWN_AFTER_MS`]. The first nonce that stays held without the node having its
+/// transaction ends the healing: `Err(nonce)` (a gap there would hold up everything above).
+async fn heal(
+    rpc: &Rpc,
+    store: &Store,
+    from: &str,
+    held: &[EvmTxRow],
+    timeout: std::time::Duration,
+) -> Result<(), u64> {
     let now = store.clock().now();
-    let fresh_ms = i64::try_from(fresh.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
     for t in held {
         if t.outcome == TxOutcome::Refused.as_str() {
-            // Never sent again; its nonce should have gone back with the refusal.
+            // Every transaction at this nonce was refused (the newest live one comes first):
+            // never sent again, and the nonce should have gone back with the refusal.
             release(store, from, t.nonce, t.decision_id).await;
             continue;
         }
-        if t.outcome == TxOutcome::Signed.as_str() && now.saturating_sub(t.at_ms) < fresh_ms {
+        if being_sent(t, now, timeout) {
             continue;
         }
         match resend(rpc, store, t).await {
@@ -376,11 +437,21 @@ async fn heal(rpc: &Rpc, store: &Store, from: &str, held: &[EvmTxRow], fresh: st
                 tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "the node refuses a dropped transaction of keygate's; its nonce is given back (only one transaction can be mined at it)");
                 release(store, from, t.nonce, t.decision_id).await;
             }
+            Ok(Resent::Unknown(e)) if now.saturating_sub(t.at_ms) >= RELEASE_UNKNOWN_AFTER_MS => {
+                tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction of keygate's has been answered with errors for too long; its nonce is given back (only one transaction can be mined at it)");
+                release(store, from, t.nonce, t.decision_id).await;
+            }
+            Ok(Resent::Unknown(e)) => {
+                tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction could not be sent again now; it keeps its nonce");
+                return Err(t.nonce);
+            }
             Err(e) => {
                 tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction could not be sent again now; it keeps its nonce");
+                return Err(t.nonce);
             }
         }
     }
+    Ok(())
 }
 
 /// What sending a recorded transaction again gave.
@@ -392,6 +463,9 @@ pub enum Resent {
     Sent,
     /// The node refused it outright (or its bytes were never kept): it is in no pool here.
     Refused(String),
+    /// The node answered with an error keygate does not know: it is not in this node's pool,
+    /// but the error may be a proxy's.
+    Unknown(String),
 }
 
 /// Sends a recorded transaction again, byte for byte, unless the node knows it.
@@ -421,7 +495,7 @@ pub async fn resend(rpc: &Rpc, store: &Store, t: &EvmTxRow) -> Result<Resent, Rp
                 return Ok(Resent::Refused(e.to_string()));
             }
             Refusal::Unclear if matches!(e, RpcError::Node { .. }) => {
-                return Ok(Resent::Refused(e.to_string()));
+                return Ok(Resent::Unknown(e.to_string()));
             }
             Refusal::Unclear => return Err(e),
         },

@@ -18,7 +18,7 @@ use keygate_store::{EvmTransferRow, EvmTxRow, NewEvmTransfer, Store, TransferSta
 use rust_decimal::Decimal;
 
 use crate::amount::{AmountError, to_units};
-use crate::nonce::{NonceManager, Resent, SendError, resend};
+use crate::nonce::{NonceManager, Resent, SendError, being_sent, resend};
 use crate::rpc::{Rpc, RpcError};
 use crate::tx::{Key, Plan, PrepareError, Signed, prepare};
 use crate::{EvmVenue, address_text, hash_text};
@@ -317,6 +317,16 @@ impl Transfers {
                 ),
             });
         }
+        // Not while it is being sent (the request carrying it out, or another instance): a
+        // node's refusal to that sender must not race a copy sent from here.
+        if row.state == "signing" || being_sent(newest, store.clock().now(), self.venue.timeout) {
+            return Ok(Status::Pending {
+                tx_hash: Some(newest.tx_hash.clone()),
+                block: None,
+                confirmations: 0,
+                note: None,
+            });
+        }
         let note = match resend(&self.rpc, store, newest).await {
             Ok(Resent::Known) => None,
             Ok(Resent::Sent) => {
@@ -339,6 +349,9 @@ impl Transfers {
                     newest.nonce
                 ))
             }
+            Ok(Resent::Unknown(e)) => Some(format!(
+                "the node no longer has the transaction and answered an error when it was sent again ({e}); it keeps its nonce"
+            )),
             Err(e) if e.unreachable() => return Err(e.into()),
             Err(e) => Some(format!(
                 "the node no longer has the transaction and gave no clear answer when it was sent again ({e})"

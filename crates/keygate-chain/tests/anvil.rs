@@ -730,12 +730,39 @@ async fn two_transfers_of_the_same_payment_never_share_bytes() {
 }
 
 #[tokio::test]
-async fn a_dropped_transaction_the_node_will_not_take_again_gives_its_nonce_back() {
-    // A is in the pool, then dropped; sent again, the node answers with an error keygate does
-    // not know. Its nonce is given back so nothing jams behind it: B takes it, and A, never
-    // signed again, fails once B's block is confirmed.
+async fn a_dropped_transaction_the_node_refuses_again_gives_its_nonce_back() {
+    // A is in the pool, then dropped; sent again, the node refuses it outright (its fee is now
+    // below the base fee). Its nonce is given back so nothing jams behind it: B takes it, and
+    // A, never signed again, fails once B's block is confirmed.
     let e = env(&["--no-mining"]).await;
     let a = e.transfer("USDT", "4", "jam-a").await;
+    call(&e.anvil.rpc(), "anvil_dropAllTransactions", json!([])).await;
+    let refusing = through(
+        &e,
+        fake_node(
+            Some(e.anvil.url.clone()),
+            first_send(|| Answer::Error(-32000, "max fee per gas less than block base fee".into())),
+        )
+        .await,
+    );
+    let (b, r) = send_with(&e, &refusing, "5", "jam-b").await;
+    assert_eq!(r.unwrap().nonce, 0, "B took A's nonce");
+    mine(&e, 2).await;
+    assert!(matches!(e.status(b).await, Status::Confirmed { .. }));
+    let s = e.status(a).await;
+    assert!(
+        matches!(&s, Status::Failed { reason, .. } if reason.contains("nothing was paid")),
+        "{s:?}"
+    );
+    assert_eq!(e.store.evm_txs(a).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_that_cannot_be_sent_again_holds_new_sends_instead_of_a_gap() {
+    // Sent again, A gets an error keygate does not know (a proxy's?): A keeps its nonce, and
+    // B is refused with nothing signed rather than signed above a gap it would wait behind.
+    let e = env(&["--no-mining"]).await;
+    let a = e.transfer("USDT", "4", "gap-a").await;
     call(&e.anvil.rpc(), "anvil_dropAllTransactions", json!([])).await;
     let odd = through(
         &e,
@@ -745,15 +772,24 @@ async fn a_dropped_transaction_the_node_will_not_take_again_gives_its_nonce_back
         )
         .await,
     );
-    let (b, r) = send_with(&e, &odd, "5", "jam-b").await;
-    assert_eq!(r.unwrap().nonce, 0, "B took A's nonce");
-    mine(&e, 2).await;
-    assert!(matches!(e.status(b).await, Status::Confirmed { .. }));
-    let s = e.status(a).await;
+    let (b, r) = send_with(&e, &odd, "5", "gap-b").await;
     assert!(
-        matches!(&s, Status::Failed { reason, .. } if reason.contains("nothing was paid")),
-        "{s:?}"
+        matches!(
+            r,
+            Err(keygate_chain::nonce::SendError::Blocked { nonce: 0 })
+        ),
+        "{r:?}"
     );
+    assert!(
+        e.store.evm_txs(b).await.unwrap().is_empty(),
+        "nothing signed"
+    );
+    // The node takes A's bytes again: the next transfer goes out behind it, and both confirm.
+    let (c, r) = send_with(&e, &odd, "6", "gap-c").await;
+    assert_eq!(r.unwrap().nonce, 1);
+    mine(&e, 2).await;
+    assert!(matches!(e.status(a).await, Status::Confirmed { .. }));
+    assert!(matches!(e.status(c).await, Status::Confirmed { .. }));
     assert_eq!(e.store.evm_txs(a).await.unwrap().len(), 1);
 }
 

@@ -617,6 +617,9 @@ pub async fn create(
                 keygate_chain::nonce::SendError::Rpc(r) if r.unreachable() => {
                     (StatusCode::SERVICE_UNAVAILABLE, "node_unavailable")
                 }
+                keygate_chain::nonce::SendError::Blocked { .. } => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "nonce_blocked")
+                }
                 _ => (StatusCode::BAD_GATEWAY, "not_sent"),
             };
             refuse(

@@ -62,7 +62,6 @@ pub struct NewEvmTx<'a> {
     pub tx_hash: &'a str,
     /// The signed bytes, hex without 0x.
     pub raw: &'a str,
-    pub at_ms: i64,
 }
 
 /// What taking a nonce gave.
@@ -210,6 +209,9 @@ impl Store {
     ) -> Result<Took, StoreError> {
         let n = nonce_column(nonce)?;
         let mut t = self.begin_write().await?;
+        // Stamped once the write lock is held: a take that waited for it is not taken for an
+        // old one (healing skips transactions recorded moments ago: they are being sent).
+        let at_ms = self.clock().now();
         // First, so a status read giving the transfer up and this take are serialised on its
         // row: whichever comes second sees the other.
         let live = sqlx::query(
@@ -229,7 +231,7 @@ impl Store {
         .bind(from.to_string())
         .bind(n)
         .bind(tx.decision_id)
-        .bind(tx.at_ms)
+        .bind(at_ms)
         .execute(&mut *t)
         .await?;
         if took.rows_affected() != 1 {
@@ -243,7 +245,7 @@ impl Store {
         .bind(tx.tx_hash.to_string())
         .bind(tx.decision_id)
         .bind(n)
-        .bind(tx.at_ms)
+        .bind(at_ms)
         .bind(tx.raw.to_string())
         .execute(&mut *t)
         .await?;
@@ -257,18 +259,26 @@ impl Store {
 
     /// Records that the node refused a transaction outright and gives its nonce back, in one
     /// transaction: a refused transaction is never sent again, and another may take the nonce.
+    /// Only while it is still `signed` (no answer recorded): if something sent it meanwhile and
+    /// a node took it, nothing changes and false is returned (it may be out after all).
     pub async fn evm_tx_refused(
         &self,
         from: &str,
         nonce: u64,
         decision_id: i64,
         tx_hash: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut t = self.begin_write().await?;
-        sqlx::query("UPDATE evm_tx_hashes SET outcome = 'refused' WHERE tx_hash = $1")
-            .bind(tx_hash.to_string())
-            .execute(&mut *t)
-            .await?;
+        let marked = sqlx::query(
+            "UPDATE evm_tx_hashes SET outcome = 'refused' WHERE tx_hash = $1 AND outcome = 'signed'",
+        )
+        .bind(tx_hash.to_string())
+        .execute(&mut *t)
+        .await?;
+        if marked.rows_affected() != 1 {
+            t.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(
             "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
         )
@@ -278,7 +288,7 @@ impl Store {
         .execute(&mut *t)
         .await?;
         t.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Gives up a transfer still `signing` whose `attempts` are still `seen`, recording `error`
@@ -334,12 +344,14 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The nonces of `from` held from `min` up, each with the newest transaction signed at it.
+    /// The nonces of `from` held from `min` up, each with the newest transaction signed at it
+    /// that may be out (or, when every one was refused, the newest refused one).
     pub async fn evm_held(&self, from: &str, min: u64) -> Result<Vec<EvmTxRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT h.tx_hash, h.decision_id, h.nonce, h.raw, h.outcome, h.at_ms \
              FROM evm_nonces n JOIN evm_tx_hashes h ON h.decision_id = n.decision_id AND h.nonce = n.nonce \
-             WHERE n.from_address = $1 AND n.nonce >= $2 ORDER BY n.nonce, h.at_ms DESC, h.tx_hash",
+             WHERE n.from_address = $1 AND n.nonce >= $2 \
+             ORDER BY n.nonce, CASE WHEN h.outcome = 'refused' THEN 1 ELSE 0 END, h.at_ms DESC, h.tx_hash",
         )
         .bind(from.to_string())
         .bind(nonce_column(min)?)
