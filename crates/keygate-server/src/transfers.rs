@@ -150,6 +150,8 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, just_sent: bool) -> Response
     };
     let txs = match gw.store.evm_txs(row.decision_id).await {
         Ok(h) => h,
+        // Just sent: its state is pending, whatever can be read now.
+        Err(_) if just_sent => vec![],
         Err(e) => {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -160,7 +162,13 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, just_sent: bool) -> Response
         }
     };
     let state = match setup.transfers.status(&gw.store, row, &txs).await {
-        Ok(s) => s,
+        Ok(s) if !just_sent || !txs.is_empty() => s,
+        Ok(_) => keygate_chain::transfer::Status::Pending {
+            tx_hash: row.tx_hash.clone(),
+            block: None,
+            confirmations: 0,
+            note: Some("sent; its state could not be read just now: GET it later".into()),
+        },
         // Just sent: say so, whatever the node answers now (a 5xx would read as "not done").
         Err(e) if just_sent => keygate_chain::transfer::Status::Pending {
             tx_hash: row.tx_hash.clone(),
@@ -583,14 +591,24 @@ pub async fn create(
         .await;
     drop(key);
     match sent {
-        Ok(_) => match gw.store.evm_transfer(decision.id).await {
+        Ok(signed) => match gw.store.evm_transfer(decision.id).await {
             Ok(Some(row)) => report(&gw, &row, true).await,
-            _ => refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the transfer was sent but its record cannot be read; GET it later",
-                Some(decision.id),
-            ),
+            // Sent: said so from what is in hand, whatever the store answers now.
+            _ => {
+                let mut r = axum::Json(json!({
+                    "id": decision.id, "decision_id": decision.id, "venue": b.venue,
+                    "asset": b.asset, "amount": planned.amount.normalize().to_string(),
+                    "to": keygate_chain::address_text(&to), "client_ref": b.client_ref,
+                    "nonce": signed.nonce, "status": "pending",
+                    "tx_hash": keygate_chain::hash_text(&signed.hash), "confirmations": 0,
+                    "note": format!("sent; its record could not be read just now: GET /v1/transfers/{} later", decision.id),
+                }))
+                .into_response();
+                if let Ok(v) = axum::http::HeaderValue::from_str(&decision.id.to_string()) {
+                    r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
+                }
+                r
+            }
         },
         Err(e) if e.maybe_out() => {
             tracing::error!(venue = %b.venue, decision_id = decision.id, error = %e, "an allowed transfer's send got no clear answer; it may be pending");
