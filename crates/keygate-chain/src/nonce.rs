@@ -7,18 +7,21 @@
 //!   anything is sent. The next nonce is the smallest one from the node's pending nonce up that
 //!   no transfer holds, so a node that lags or forgot keygate's transactions cannot hand out a
 //!   nonce keygate already used. Two transfers never share bytes (signing is deterministic, so
-//!   a second one with the very same bytes pays one wei more tip).
+//!   a second one with the very same bytes pays a little more tip).
 //! - A transfer is signed again at another nonce only after the node refused its transaction
 //!   outright for a reason other than a used nonce, and that refusal and the nonce's release are
-//!   recorded in one store transaction: a refused transaction is never sent again. A "nonce too
-//!   low" is never a reason to sign again (the transfer's own bytes may be what used it); a send
-//!   with no clear answer leaves the transfer `unknown` with its nonce held. Only the chain then
-//!   decides it.
+//!   recorded in one store transaction, only while the transaction is still unanswered (a copy
+//!   a node took meanwhile makes it `unknown`): a refused transaction is never sent again. A
+//!   "nonce too low" is never a reason to sign again (the transfer's own bytes may be what used
+//!   it); a send with no clear answer leaves the transfer `unknown` with its nonce held. Only
+//!   the chain then decides it.
 //! - A held nonce the node no longer counts (its transaction dropped from the pool, the node
-//!   restarted) is healed by sending the very same bytes again before the next nonce is chosen.
-//!   If the node answers them with an error, the nonce is given back: the transfer is never
-//!   signed again, so whichever transaction is then mined at the nonce, only one can be, and
-//!   nothing waits behind a gap.
+//!   restarted) is healed by sending the very same bytes again before the next nonce is chosen,
+//!   unless it is being sent right now. If the node refuses them outright (or answers unknown
+//!   errors for [`RELEASE_UNKNOWN_AFTER_MS`]), the nonce is given back: the transfer is never
+//!   signed again, so whichever transaction is then mined at the nonce, only one can be. If it
+//!   cannot be sent again yet, nothing new is signed ([`SendError::Blocked`]) rather than
+//!   above a gap it would wait behind.
 //!
 //! Sends from one address are serialised in each process (one async lock per address); across
 //! processes the store's unique nonce is what counts.
