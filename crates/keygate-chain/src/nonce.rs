@@ -398,7 +398,7 @@ async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) {
 
 /// How long a held transaction may be out of the node's pool, answered with an error keygate
 /// does not know each time it is sent again, before its nonce is given back.
-const RELEASE_UNKNOWN_AFTER_MS: i64 = 10 * 60_000;
+pub const RELEASE_UNKNOWN_AFTER_MS: i64 = 10 * 60_000;
 
 /// Whether a recorded transaction was written less than twice `timeout` ago and not answered
 /// yet: it is being sent right now (by this process or another), so it is not sent again.
