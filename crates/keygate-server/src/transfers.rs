@@ -83,12 +83,13 @@ fn presented(headers: &HeaderMap) -> Result<Presented, Box<Response>> {
 }
 
 /// Checks a token for a transfer on `venue` without deciding anything: the same check the
-/// decider makes, and a refusal is audited like the decider's. The token's client.
+/// decider makes (with no venue, the token alone: known, its proof, address, time, client),
+/// and a refusal is audited like the decider's. The token's client.
 async fn check(
     gw: &Gateway,
     p: &Presented,
     ip: std::net::IpAddr,
-    venue: &str,
+    venue: Option<&str>,
     request: (&str, &str),
 ) -> Result<String, Box<Response>> {
     let (token, client) = gw.store.token_with_client(&p.id).await.map_err(|e| {
@@ -99,15 +100,21 @@ async fn check(
             None,
         ))
     })?;
-    match auth::authenticate(
-        p,
-        token.as_ref(),
-        client.as_ref(),
-        ip,
-        venue,
-        Action::Transfer,
-        gw.store.clock().now(),
-    ) {
+    let now = gw.store.clock().now();
+    let checked = match venue {
+        Some(v) => auth::authenticate(
+            p,
+            token.as_ref(),
+            client.as_ref(),
+            ip,
+            v,
+            Action::Transfer,
+            now,
+        ),
+        None => auth::check_token(p, token.as_ref(), client.as_ref(), ip, now).map(|_| ()),
+    };
+    let venue = venue.unwrap_or("-");
+    match checked {
         Ok(()) => {}
         Err(e) => {
             gw.throttle.failed(ip);
@@ -420,7 +427,7 @@ pub async fn create(
         Err(_) => return bad(format!("amount {:?} is not a decimal", b.amount)),
     };
     // A retry of a transfer already made answers with it, before the node is asked anything.
-    let client = match check(&gw, &p, ip, &b.venue, ("POST", "/v1/transfers")).await {
+    let client = match check(&gw, &p, ip, Some(&b.venue), ("POST", "/v1/transfers")).await {
         Ok(c) => c,
         Err(r) => return *r,
     };
@@ -691,6 +698,11 @@ pub async fn show(
             None,
         )
     };
+    // The token first: which ids exist is not told to a caller without a good one.
+    let path = format!("/v1/transfers/{id}");
+    if let Err(r) = check(&gw, &p, ip, None, ("GET", &path)).await {
+        return *r;
+    }
     let row = match gw.store.evm_transfer(id).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_found(),
@@ -703,8 +715,7 @@ pub async fn show(
             );
         }
     };
-    let path = format!("/v1/transfers/{id}");
-    match check(&gw, &p, ip, &row.venue, ("GET", &path)).await {
+    match check(&gw, &p, ip, Some(&row.venue), ("GET", &path)).await {
         Ok(client) if client == row.client => report(&gw, &row, false).await,
         Ok(_) => not_found(),
         Err(r) => *r,

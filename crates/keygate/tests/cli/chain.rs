@@ -427,6 +427,12 @@ when { context.usd_value_cents > 10000 } unless { context.approvals >= 2 };
     let refused_get = get(serve.addr, &forged, id);
     assert_eq!(refused_get.status, 401, "{}", refused_get.body);
     assert!(refused_get.json()["decision_id"].as_i64().is_some());
+    // Without a good token, an id that does not exist is answered the same: which ids exist
+    // is not told.
+    let missing = get(serve.addr, &forged, 999_999);
+    assert_eq!(missing.status, 401, "{}", missing.body);
+    // With one, a missing id is 404.
+    assert_eq!(get(serve.addr, &bearer, 999_999).status, 404);
     kg.ok(&["audit", "verify"], None);
     assert_no_leak("serve output", &serve.output(), &[KEY0.as_bytes().to_vec()]);
 }
