@@ -65,7 +65,7 @@ pub enum SendError {
     /// A transaction of keygate's the node no longer has could not be sent again: anything
     /// signed now would wait behind it.
     #[error(
-        "keygate's transaction at nonce {nonce} is not in the node's pool and could not be sent again now; nothing was signed, retry later"
+        "keygate's transaction at nonce {nonce} is not in the node's pool and could not be sent again now; nothing was signed for this transfer: send it again later"
     )]
     Blocked { nonce: u64 },
     /// The node refused the transaction outright: nothing is pending.
@@ -219,6 +219,27 @@ impl NonceManager {
         slot.lock_owned().await
     }
 
+    /// Heals `address`'s held nonces the node no longer counts, before a decision is made: a
+    /// transfer that would be [`SendError::Blocked`] is refused before it costs a decision.
+    pub async fn unblocked(
+        &self,
+        rpc: &Rpc,
+        store: &Store,
+        address: Address,
+        timeout: std::time::Duration,
+    ) -> Result<(), SendError> {
+        let from = address_text(&address);
+        let _slot = self.lock(address).await;
+        let pending = rpc.nonce(&address, "pending").await?;
+        let held = store
+            .evm_held(&from, pending)
+            .await
+            .map_err(|e| SendError::Record(e.to_string()))?;
+        heal(rpc, store, &from, &held, timeout)
+            .await
+            .map_err(|nonce| SendError::Blocked { nonce })
+    }
+
     /// Signs and sends `plan` from `key`'s address for `decision_id`: heals the address's held
     /// nonces the node no longer counts, takes the next free nonce in the store with the signed
     /// transaction, and sends it (`timeout`: how long one node call may take). The accepted
@@ -277,9 +298,12 @@ impl NonceManager {
                     // refused (if it is there), nothing is pending; if that cannot be known,
                     // it may be.
                     return Err(
-                        match store.evm_tx_refused(&from, nonce, decision_id, &hash).await {
-                            Ok(_) => record(e),
-                            Err(_) => unclear_of(&hash, nonce, e),
+                        match store
+                            .evm_tx_tombstone(&from, nonce, decision_id, &hash)
+                            .await
+                        {
+                            Ok(true) => record(e),
+                            Ok(false) | Err(_) => unclear_of(&hash, nonce, e),
                         },
                     );
                 }
@@ -389,15 +413,19 @@ async fn outcome(store: &Store, hash: &str, outcome: TxOutcome) {
     }
 }
 
-/// Gives a nonce back; a failure only leaves it held (the safe side), so it is logged.
-async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) {
-    if let Err(e) = store.evm_nonce_release(from, nonce, decision_id).await {
-        tracing::error!(address = %from, nonce, error = %e, "a nonce could not be given back; it stays held");
+/// Gives a nonce back; whether it could be (a failure leaves it held, and is logged).
+async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) -> bool {
+    match store.evm_nonce_release(from, nonce, decision_id).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(address = %from, nonce, error = %e, "a nonce could not be given back; it stays held");
+            false
+        }
     }
 }
 
-/// How long a held transaction may be out of the node's pool, answered with an error keygate
-/// does not know each time it is sent again, before its nonce is given back.
+/// How long after it was signed a held transaction the node no longer has, and answers with an
+/// error keygate does not know when it is sent again, gives its nonce back.
 pub const RELEASE_UNKNOWN_AFTER_MS: i64 = 10 * 60_000;
 
 /// Whether a recorded transaction was written less than twice `timeout` ago and not answered
@@ -410,9 +438,10 @@ pub fn being_sent(t: &EvmTxRow, now: i64, timeout: std::time::Duration) -> bool 
 /// Sends again, byte for byte, each held transaction the node does not count (`held`: the
 /// newest transaction at each held nonce from the node's pending nonce up, lowest first),
 /// except one being sent right now. One the node refuses outright gives its nonce back, and so
-/// does one answered with an error keygate does not know when it has been out of the pool for
-/// [`RELEASE_UNKNOWN_AFTER_MS`]. The first nonce that stays held without the node having its
-/// transaction ends the healing: `Err(nonce)` (a gap there would hold up everything above).
+/// does one signed more than [`RELEASE_UNKNOWN_AFTER_MS`] ago that the node answers with an
+/// error keygate does not know (or that cannot be sent for another reason than an unreachable
+/// node). The first nonce that stays held without the node having its transaction ends the
+/// healing: `Err(nonce)` (a gap there would hold up everything above).
 async fn heal(
     rpc: &Rpc,
     store: &Store,
@@ -422,36 +451,45 @@ async fn heal(
 ) -> Result<(), u64> {
     let now = store.clock().now();
     for t in held {
-        if t.outcome == TxOutcome::Refused.as_str() {
+        let old = now.saturating_sub(t.at_ms) >= RELEASE_UNKNOWN_AFTER_MS;
+        // Whether this nonce no longer holds up what is signed above it.
+        let clear = if t.outcome == TxOutcome::Refused.as_str() {
             // Every transaction at this nonce was refused (the newest live one comes first):
             // never sent again, and the nonce should have gone back with the refusal.
-            release(store, from, t.nonce, t.decision_id).await;
-            continue;
-        }
-        if being_sent(t, now, timeout) {
-            continue;
-        }
-        match resend(rpc, store, t).await {
-            Ok(Resent::Known) => {}
-            Ok(Resent::Sent) => {
-                tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, "the node no longer had a transaction of keygate's; sent the same bytes again");
+            release(store, from, t.nonce, t.decision_id).await
+        } else if being_sent(t, now, timeout) {
+            true
+        } else {
+            match resend(rpc, store, t).await {
+                Ok(Resent::Known | Resent::Changed) => true,
+                Ok(Resent::Sent) => {
+                    tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, "the node no longer had a transaction of keygate's; sent the same bytes again");
+                    true
+                }
+                Ok(Resent::Refused(e)) => {
+                    tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "the node refuses a dropped transaction of keygate's; its nonce is given back (only one transaction can be mined at it)");
+                    release(store, from, t.nonce, t.decision_id).await
+                }
+                Ok(Resent::Unknown(e)) if old => {
+                    tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction of keygate's signed long ago is answered with errors; its nonce is given back (only one transaction can be mined at it)");
+                    release(store, from, t.nonce, t.decision_id).await
+                }
+                Err(e) if old && !e.unreachable() => {
+                    tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction of keygate's signed long ago cannot be sent again; its nonce is given back (only one transaction can be mined at it)");
+                    release(store, from, t.nonce, t.decision_id).await
+                }
+                Ok(Resent::Unknown(e)) => {
+                    tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction could not be sent again now; it keeps its nonce");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction could not be sent again now; it keeps its nonce");
+                    false
+                }
             }
-            Ok(Resent::Refused(e)) => {
-                tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "the node refuses a dropped transaction of keygate's; its nonce is given back (only one transaction can be mined at it)");
-                release(store, from, t.nonce, t.decision_id).await;
-            }
-            Ok(Resent::Unknown(e)) if now.saturating_sub(t.at_ms) >= RELEASE_UNKNOWN_AFTER_MS => {
-                tracing::warn!(alarm = "chain.nonce_released", address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction of keygate's has been answered with errors for too long; its nonce is given back (only one transaction can be mined at it)");
-                release(store, from, t.nonce, t.decision_id).await;
-            }
-            Ok(Resent::Unknown(e)) => {
-                tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction could not be sent again now; it keeps its nonce");
-                return Err(t.nonce);
-            }
-            Err(e) => {
-                tracing::warn!(address = %from, nonce = t.nonce, tx = %t.tx_hash, error = %e, "a dropped transaction could not be sent again now; it keeps its nonce");
-                return Err(t.nonce);
-            }
+        };
+        if !clear {
+            return Err(t.nonce);
         }
     }
     Ok(())
@@ -469,6 +507,9 @@ pub enum Resent {
     /// The node answered with an error keygate does not know: it is not in this node's pool,
     /// but the error may be a proxy's.
     Unknown(String),
+    /// It changed since it was read (refused by its sender, or claimed by another copy being
+    /// sent): not sent from here.
+    Changed,
 }
 
 /// Sends a recorded transaction again, byte for byte, unless the node knows it.
@@ -484,6 +525,16 @@ pub async fn resend(rpc: &Rpc, store: &Store, t: &EvmTxRow) -> Result<Resent, Rp
             "its bytes were not kept (signed before keygate kept them)".into(),
         ));
     };
+    // Claimed first: a sender that records a refusal from now on finds it claimed (and does
+    // not give the nonce back or sign again), and one that recorded it first wins here.
+    match store.evm_tx_claim(&t.tx_hash, &t.outcome, t.claims).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(Resent::Changed),
+        Err(e) => {
+            tracing::warn!(tx = %t.tx_hash, error = %e, "a transaction could not be claimed for sending it again; not sent");
+            return Ok(Resent::Changed);
+        }
+    }
     let answer = rpc.send_raw(&raw).await;
     let (outcome, result) = match answer {
         Ok(_) => (TxOutcome::Accepted, Ok(Resent::Sent)),

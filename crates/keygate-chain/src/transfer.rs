@@ -318,8 +318,11 @@ impl Transfers {
             });
         }
         // Not while it is being sent (the request carrying it out, or another instance): a
-        // node's refusal to that sender must not race a copy sent from here.
-        if row.state == "signing" || being_sent(newest, store.clock().now(), self.venue.timeout) {
+        // node's refusal to that sender must not race a copy sent from here. (A copy sent
+        // anyway is claimed first, so the two exclude each other.)
+        let now = store.clock().now();
+        let sending = row.state == "signing" && now.saturating_sub(row.at_ms) < SIGNING_GRACE_MS;
+        if sending || being_sent(newest, now, self.venue.timeout) {
             return Ok(Status::Pending {
                 tx_hash: Some(newest.tx_hash.clone()),
                 block: None,
@@ -328,7 +331,7 @@ impl Transfers {
             });
         }
         let note = match resend(&self.rpc, store, newest).await {
-            Ok(Resent::Known) => None,
+            Ok(Resent::Known | Resent::Changed) => None,
             Ok(Resent::Sent) => {
                 tracing::warn!(tx = %newest.tx_hash, decision_id = row.decision_id, "the node no longer had a transfer's transaction; sent the same bytes again");
                 Some(

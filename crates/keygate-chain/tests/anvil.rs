@@ -1599,3 +1599,103 @@ async fn a_node_whose_newest_block_stops_moving_is_an_alarm_once() {
     assert_eq!(alarms(&e, "chain.head_stale").await, 1);
     assert_eq!(e.freezes().await, 0, "an alarm, not a freeze");
 }
+
+#[tokio::test]
+async fn a_refusal_and_a_copy_sent_from_elsewhere_exclude_each_other() {
+    exclude_each_other(false).await;
+}
+
+#[tokio::test]
+async fn a_refusal_and_a_copy_sent_from_elsewhere_exclude_each_other_on_postgres() {
+    exclude_each_other(true).await;
+}
+
+async fn exclude_each_other(postgres: bool) {
+    let e = env_on(&[], postgres).await;
+    let from = address_text(&e.key.address());
+    let take = |hash: &'static str, nonce: u64, id: i64| {
+        let store = e.store.clone();
+        let from = from.clone();
+        async move {
+            store
+                .evm_transfer_begin(&keygate_store::NewEvmTransfer {
+                    decision_id: id,
+                    venue: VENUE,
+                    client: "mm",
+                    client_ref: &format!("x-{id}"),
+                    asset: "USDT",
+                    amount: "1",
+                    destination: DEST,
+                    from_address: &from,
+                    at_ms: store.clock().now(),
+                })
+                .await
+                .unwrap();
+            let took = store
+                .evm_nonce_take(
+                    &from,
+                    nonce,
+                    &keygate_store::NewEvmTx {
+                        decision_id: id,
+                        tx_hash: hash,
+                        raw: "02",
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(took, keygate_store::Took::Taken);
+        }
+    };
+    let h1 = "0x1111111111111111111111111111111111111111111111111111111111111111";
+    let h2 = "0x2222222222222222222222222222222222222222222222222222222222222222";
+    take(h1, 50, 800_001).await;
+    take(h2, 51, 800_002).await;
+    // A copy claimed for sending again: the sender's refusal no longer stands.
+    assert!(e.store.evm_tx_claim(h1, "signed", 0).await.unwrap());
+    assert!(
+        !e.store
+            .evm_tx_refused(&from, 50, 800_001, h1)
+            .await
+            .unwrap()
+    );
+    // The sender's refusal first: the copy is not claimed (not sent).
+    assert!(
+        e.store
+            .evm_tx_refused(&from, 51, 800_002, h2)
+            .await
+            .unwrap()
+    );
+    assert!(!e.store.evm_tx_claim(h2, "signed", 0).await.unwrap());
+    // A refusal stands against a later outcome.
+    e.store
+        .evm_tx_outcome(h2, keygate_store::TxOutcome::Accepted)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.store.evm_txs(800_002).await.unwrap()[0].outcome,
+        "refused"
+    );
+    // After a failed take: a hash that never landed is written refused (nothing can send it);
+    // one a node took meanwhile is not.
+    let h3 = "0x3333333333333333333333333333333333333333333333333333333333333333";
+    assert!(
+        e.store
+            .evm_tx_tombstone(&from, 52, 800_003, h3)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        e.store.evm_txs(800_003).await.unwrap()[0].outcome,
+        "refused"
+    );
+    e.store
+        .evm_tx_outcome(h1, keygate_store::TxOutcome::Accepted)
+        .await
+        .unwrap();
+    assert!(
+        !e.store
+            .evm_tx_tombstone(&from, 50, 800_001, h1)
+            .await
+            .unwrap()
+    );
+}

@@ -168,14 +168,20 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, just_sent: bool) -> Response
             );
         }
     };
-    let state = match setup.transfers.status(&gw.store, row, &txs).await {
-        Ok(s) if !just_sent || !txs.is_empty() => s,
-        Ok(_) => keygate_chain::transfer::Status::Pending {
-            tx_hash: row.tx_hash.clone(),
-            block: None,
-            confirmations: 0,
-            note: Some("sent; its state could not be read just now: GET it later".into()),
-        },
+    let unread = keygate_chain::transfer::Status::Pending {
+        tx_hash: row.tx_hash.clone(),
+        block: None,
+        confirmations: 0,
+        note: Some("sent; its state could not be read just now: GET it later".into()),
+    };
+    // Just sent, and its transactions could not be read: not asked about at all.
+    let status = if just_sent && txs.is_empty() {
+        Ok(unread)
+    } else {
+        setup.transfers.status(&gw.store, row, &txs).await
+    };
+    let state = match status {
+        Ok(s) => s,
         // Just sent: say so, whatever the node answers now (a 5xx would read as "not done").
         Err(e) if just_sent => keygate_chain::transfer::Status::Pending {
             tx_hash: row.tx_hash.clone(),
@@ -491,6 +497,32 @@ pub async fn create(
             );
         }
     };
+    // A dropped transaction of keygate's that cannot be sent again would hold this transfer
+    // up behind it: refused before it costs a decision.
+    if let Err(e) = setup
+        .transfers
+        .nonces
+        .unblocked(
+            &setup.transfers.rpc,
+            &gw.store,
+            key.address(),
+            setup.transfers.venue.timeout,
+        )
+        .await
+    {
+        let code = match &e {
+            keygate_chain::nonce::SendError::Blocked { .. } => "nonce_blocked",
+            keygate_chain::nonce::SendError::Rpc(r) if r.unreachable() => "node_unavailable",
+            _ => "unavailable",
+        };
+        tracing::warn!(venue = %b.venue, error = %e, "a transfer was refused before its decision");
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            format!("{e}; nothing was decided or signed"),
+            None,
+        );
+    }
     let intent = Intent {
         client: String::new(),
         venue: b.venue.clone(),
@@ -715,10 +747,11 @@ pub async fn show(
             );
         }
     };
+    // Out of the token's scope is answered as not found: which ids exist is not told.
     match check(&gw, &p, ip, Some(&row.venue), ("GET", &path)).await {
         Ok(client) if client == row.client => report(&gw, &row, false).await,
-        Ok(_) => not_found(),
-        Err(r) => *r,
+        Err(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE => *r,
+        Ok(_) | Err(_) => not_found(),
     }
 }
 

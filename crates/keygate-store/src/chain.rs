@@ -103,6 +103,8 @@ pub struct EvmTxRow {
     /// `signed`, `accepted`, `refused` or `unknown`: see [`TxOutcome`].
     pub outcome: String,
     pub at_ms: i64,
+    /// How many times it was claimed for sending it again.
+    pub claims: i64,
 }
 
 /// What a node answered when a signed transaction was sent.
@@ -141,7 +143,8 @@ fn nonce_column(nonce: u64) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Conflict(format!("nonce {nonce} is beyond what the store keeps")))
 }
 
-const TX_COLS: &str = "SELECT tx_hash, decision_id, nonce, raw, outcome, at_ms FROM evm_tx_hashes";
+const TX_COLS: &str =
+    "SELECT tx_hash, decision_id, nonce, raw, outcome, at_ms, claims FROM evm_tx_hashes";
 
 fn row_to_tx(r: &sqlx::any::AnyRow) -> Result<EvmTxRow, StoreError> {
     let nonce: i64 = r.try_get(2)?;
@@ -152,6 +155,7 @@ fn row_to_tx(r: &sqlx::any::AnyRow) -> Result<EvmTxRow, StoreError> {
         raw: r.try_get(3)?,
         outcome: r.try_get(4)?,
         at_ms: r.try_get(5)?,
+        claims: r.try_get(6)?,
     })
 }
 
@@ -259,8 +263,9 @@ impl Store {
 
     /// Records that the node refused a transaction outright and gives its nonce back, in one
     /// transaction: a refused transaction is never sent again, and another may take the nonce.
-    /// Only while it is still `signed` (no answer recorded): if something sent it meanwhile and
-    /// a node took it, nothing changes and false is returned (it may be out after all).
+    /// Only while it is still `signed` and nobody claimed it for sending it again (see
+    /// [`Store::evm_tx_claim`]): if something sent it meanwhile, nothing changes and false is
+    /// returned (it may be out after all).
     pub async fn evm_tx_refused(
         &self,
         from: &str,
@@ -270,9 +275,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut t = self.begin_write().await?;
         let marked = sqlx::query(
-            "UPDATE evm_tx_hashes SET outcome = 'refused' WHERE tx_hash = $1 AND outcome = 'signed'",
+            "UPDATE evm_tx_hashes SET outcome = 'refused' \
+             WHERE tx_hash = $1 AND outcome = 'signed' AND decision_id = $2 AND nonce = $3 AND claims = 0",
         )
         .bind(tx_hash.to_string())
+        .bind(decision_id)
+        .bind(nonce_column(nonce)?)
         .execute(&mut *t)
         .await?;
         if marked.rows_affected() != 1 {
@@ -289,6 +297,67 @@ impl Store {
         .await?;
         t.commit().await?;
         Ok(true)
+    }
+
+    /// After a failed take: makes sure the transaction cannot be sent from the store. Writes it
+    /// as `refused` whether or not the take's commit landed (an insert that waits for a
+    /// commit in flight on the same hash), and gives back the nonce if the take held it. True:
+    /// it is refused (nothing is pending); false: it was answered meanwhile (it may be out).
+    pub async fn evm_tx_tombstone(
+        &self,
+        from: &str,
+        nonce: u64,
+        decision_id: i64,
+        tx_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let n = nonce_column(nonce)?;
+        let mut t = self.begin_write().await?;
+        let at_ms = self.clock().now();
+        let marked = sqlx::query(
+            "INSERT INTO evm_tx_hashes (tx_hash, decision_id, nonce, at_ms, raw, outcome) VALUES ($1, $2, $3, $4, NULL, 'refused') \
+             ON CONFLICT (tx_hash) DO UPDATE SET outcome = 'refused' \
+             WHERE evm_tx_hashes.outcome = 'signed' AND evm_tx_hashes.decision_id = $2 AND evm_tx_hashes.nonce = $3",
+        )
+        .bind(tx_hash.to_string())
+        .bind(decision_id)
+        .bind(n)
+        .bind(at_ms)
+        .execute(&mut *t)
+        .await?;
+        if marked.rows_affected() != 1 {
+            t.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
+        )
+        .bind(from.to_string())
+        .bind(n)
+        .bind(decision_id)
+        .execute(&mut *t)
+        .await?;
+        t.commit().await?;
+        Ok(true)
+    }
+
+    /// Claims a recorded transaction for sending it again: only if it is still as read (its
+    /// outcome `seen_outcome`, claimed `seen_claims` times), so a sender recording a refusal
+    /// and a copy sent from elsewhere exclude each other. True: claimed.
+    pub async fn evm_tx_claim(
+        &self,
+        tx_hash: &str,
+        seen_outcome: &str,
+        seen_claims: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE evm_tx_hashes SET claims = claims + 1 WHERE tx_hash = $1 AND outcome = $2 AND claims = $3 AND outcome <> 'refused'",
+        )
+        .bind(tx_hash.to_string())
+        .bind(seen_outcome.to_string())
+        .bind(seen_claims)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Gives up a transfer still `signing` whose `attempts` are still `seen`, recording `error`
@@ -316,11 +385,14 @@ impl Store {
         tx_hash: &str,
         outcome: TxOutcome,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE evm_tx_hashes SET outcome = $1 WHERE tx_hash = $2")
-            .bind(outcome.as_str().to_string())
-            .bind(tx_hash.to_string())
-            .execute(self.pool())
-            .await?;
+        // A refusal stands: a refused transaction is never recorded as anything else.
+        sqlx::query(
+            "UPDATE evm_tx_hashes SET outcome = $1 WHERE tx_hash = $2 AND outcome <> 'refused'",
+        )
+        .bind(outcome.as_str().to_string())
+        .bind(tx_hash.to_string())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
@@ -348,7 +420,7 @@ impl Store {
     /// that may be out (or, when every one was refused, the newest refused one).
     pub async fn evm_held(&self, from: &str, min: u64) -> Result<Vec<EvmTxRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT h.tx_hash, h.decision_id, h.nonce, h.raw, h.outcome, h.at_ms \
+            "SELECT h.tx_hash, h.decision_id, h.nonce, h.raw, h.outcome, h.at_ms, h.claims \
              FROM evm_nonces n JOIN evm_tx_hashes h ON h.decision_id = n.decision_id AND h.nonce = n.nonce \
              WHERE n.from_address = $1 AND n.nonce >= $2 \
              ORDER BY n.nonce, CASE WHEN h.outcome = 'refused' THEN 1 ELSE 0 END, h.at_ms DESC, h.tx_hash",

@@ -19,6 +19,10 @@ ALTER TABLE evm_tx_hashes ADD COLUMN raw TEXT;
 -- refused (refused outright: never in a pool) or unknown (no answer: it may be out). Rows from
 -- before this migration are unknown, the safe reading.
 ALTER TABLE evm_tx_hashes ADD COLUMN outcome TEXT NOT NULL DEFAULT 'unknown';
+-- How many times the transaction was claimed for sending it again (healing, a status read): a
+-- sender records a refusal only if nobody claimed it since, so a refusal and a copy sent from
+-- elsewhere exclude each other.
+ALTER TABLE evm_tx_hashes ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
 
 -- How many transactions a transfer has taken a nonce for: a status read may give up a transfer
 -- left `signing` with nothing sent only if this did not move since it looked (compare-and-set),
