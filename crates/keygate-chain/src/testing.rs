@@ -175,6 +175,8 @@ pub enum Answer {
     After(Vec<Value>),
     /// Pass the request on, then answer this instead of the node's answer (a lost answer).
     ForwardThen(Box<Answer>),
+    /// Pass the request on, and answer the node's answer changed by this (a node that lies).
+    ForwardChanged(fn(&mut Value)),
 }
 
 /// An answer function for [`fake_node`] that answers the first `eth_sendRawTransaction` with
@@ -305,6 +307,14 @@ where
                                 Some(b) => b,
                                 None => return,
                             }
+                        }
+                        Answer::ForwardChanged(change) => {
+                            let Some(b) = forward(body).await else {
+                                return;
+                            };
+                            let mut v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+                            change(&mut v);
+                            serde_json::to_vec(&v).unwrap_or_default()
                         }
                     };
                     let head = format!(

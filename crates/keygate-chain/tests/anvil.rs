@@ -1699,3 +1699,37 @@ async fn exclude_each_other(postgres: bool) {
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_bloom_that_wrongly_rules_out_the_treasurys_logs_hides_no_token_outflow() {
+    // A node (or a chain) that serves every block with an empty logsBloom, as some do: the
+    // logs are asked for anyway, and a leaked token transfer freezes.
+    let e = env(&[]).await;
+    let url = fake_node(Some(e.anvil.url.clone()), |method, _| {
+        if method == "eth_getBlockByNumber" {
+            Answer::ForwardChanged(|v| {
+                if let Some(block) = v.get_mut("result").and_then(|r| r.as_object_mut()) {
+                    block.insert("logsBloom".into(), json!(format!("0x{}", "0".repeat(512))));
+                }
+            })
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    let mut venue = e.transfers.venue.clone();
+    venue.rpc_url = url;
+    let (mut w, mut rx) = e.watcher_with(venue);
+    w.step().await.unwrap();
+    let leaked = e.leak_token(2_000_000).await;
+    w.step().await.unwrap();
+    let events = drain(&mut rx);
+    assert!(
+        events
+            .iter()
+            .any(|ev| ev.outflow.id == format!("{leaked}:0")
+                && matches!(ev.result, Reconciled::Unapproved { .. })),
+        "{events:?}"
+    );
+    assert!(e.freezes().await >= 1);
+}
