@@ -47,8 +47,8 @@ struct Body {
     client_ref: String,
 }
 
-fn refuse(status: StatusCode, error: &str, reason: impl Into<String>, id: Option<i64>) -> Response {
-    let body = json!({"error": error, "reason": reason.into(), "decision_id": id});
+/// `body` with `status`, and the decision id in its header when there is one.
+fn answer(status: StatusCode, body: serde_json::Value, id: Option<i64>) -> Response {
     let mut r = (status, axum::Json(body)).into_response();
     if let Some(id) = id
         && let Ok(v) = axum::http::HeaderValue::from_str(&id.to_string())
@@ -56,6 +56,36 @@ fn refuse(status: StatusCode, error: &str, reason: impl Into<String>, id: Option
         r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
     }
     r
+}
+
+fn refuse(status: StatusCode, error: &str, reason: impl Into<String>, id: Option<i64>) -> Response {
+    let body = json!({"error": error, "reason": reason.into(), "decision_id": id});
+    answer(status, body, id)
+}
+
+/// The caller's address and token, before anything else: an address with too many refused
+/// tokens this minute is answered 429, and a missing or malformed token counts against it.
+fn caller(
+    gw: &Gateway,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(std::net::IpAddr, Presented), Box<Response>> {
+    let ip = peer.ip().to_canonical();
+    if gw.throttle.blocked(ip) {
+        return Err(Box::new(refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            "too many requests from this address were refused for their token in the last minute; retry in a minute",
+            None,
+        )));
+    }
+    match presented(headers) {
+        Ok(p) => Ok((ip, p)),
+        Err(r) => {
+            gw.throttle.failed(ip);
+            Err(r)
+        }
+    }
 }
 
 fn presented(headers: &HeaderMap) -> Result<Presented, Box<Response>> {
@@ -218,11 +248,7 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, just_sent: bool) -> Response
     {
         obj.extend(s);
     }
-    let mut r = (StatusCode::OK, axum::Json(body)).into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&row.decision_id.to_string()) {
-        r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
-    }
-    r
+    answer(StatusCode::OK, body, Some(row.decision_id))
 }
 
 /// How long a retry waits for the first request of its `client_ref` (or hold) to record its
@@ -365,6 +391,25 @@ async fn carried_out_soon(gw: &Gateway, client: &str, hold: i64, body: &Body) ->
     }
 }
 
+/// A transfer that may be pending, answered from what the request has in hand (its body, its
+/// plan, the transaction `(hash, nonce)`), without asking the store or the node.
+fn in_hand(
+    status: StatusCode,
+    id: i64,
+    b: &Body,
+    planned: &keygate_chain::transfer::Planned,
+    (hash, nonce): (&str, u64),
+    note: String,
+) -> Response {
+    let body = json!({
+        "id": id, "decision_id": id, "venue": b.venue, "asset": b.asset,
+        "amount": planned.amount.normalize().to_string(),
+        "to": keygate_chain::address_text(&planned.to), "client_ref": b.client_ref,
+        "nonce": nonce, "status": "pending", "tx_hash": hash, "confirmations": 0, "note": note,
+    });
+    answer(status, body, Some(id))
+}
+
 /// `POST /v1/transfers`.
 pub async fn create(
     State(gw): State<Arc<Gateway>>,
@@ -372,21 +417,9 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ip = peer.ip().to_canonical();
-    if gw.throttle.blocked(ip) {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failures",
-            "too many requests from this address were refused for their token in the last minute; retry in a minute",
-            None,
-        );
-    }
-    let p = match presented(&headers) {
-        Ok(p) => p,
-        Err(r) => {
-            gw.throttle.failed(ip);
-            return *r;
-        }
+    let (ip, p) = match caller(&gw, peer, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     let b: Body = match serde_json::from_slice(&body) {
         Ok(b) => b,
@@ -633,40 +666,31 @@ pub async fn create(
         Ok(signed) => match gw.store.evm_transfer(decision.id).await {
             Ok(Some(row)) => report(&gw, &row, true).await,
             // Sent: said so from what is in hand, whatever the store answers now.
-            _ => {
-                let mut r = axum::Json(json!({
-                    "id": decision.id, "decision_id": decision.id, "venue": b.venue,
-                    "asset": b.asset, "amount": planned.amount.normalize().to_string(),
-                    "to": keygate_chain::address_text(&to), "client_ref": b.client_ref,
-                    "nonce": signed.nonce, "status": "pending",
-                    "tx_hash": keygate_chain::hash_text(&signed.hash), "confirmations": 0,
-                    "note": format!("sent; its record could not be read just now: GET /v1/transfers/{} later", decision.id),
-                }))
-                .into_response();
-                if let Ok(v) = axum::http::HeaderValue::from_str(&decision.id.to_string()) {
-                    r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
-                }
-                r
-            }
+            _ => in_hand(
+                StatusCode::OK,
+                decision.id,
+                &b,
+                &planned,
+                (&keygate_chain::hash_text(&signed.hash), signed.nonce),
+                format!(
+                    "sent; its record could not be read just now: GET /v1/transfers/{} later",
+                    decision.id
+                ),
+            ),
         },
         Err(e) if e.maybe_out() => {
             tracing::error!(venue = %b.venue, decision_id = decision.id, error = %e, "an allowed transfer's send got no clear answer; it may be pending");
-            let (hash, nonce) = e.maybe_pending().unwrap_or_default();
-            let mut r = (
+            in_hand(
                 StatusCode::ACCEPTED,
-                axum::Json(json!({
-                    "id": decision.id, "decision_id": decision.id, "venue": b.venue,
-                    "asset": b.asset, "amount": planned.amount.normalize().to_string(),
-                    "to": keygate_chain::address_text(&to), "client_ref": b.client_ref,
-                    "nonce": nonce, "status": "pending", "tx_hash": hash, "confirmations": 0,
-                    "note": format!("{e}. Do not send this transfer again: GET /v1/transfers/{} until it is confirmed or failed (failed is final, and means nothing was paid)", decision.id),
-                })),
+                decision.id,
+                &b,
+                &planned,
+                e.maybe_pending().unwrap_or_default(),
+                format!(
+                    "{e}. Do not send this transfer again: GET /v1/transfers/{} until it is confirmed or failed (failed is final, and means nothing was paid)",
+                    decision.id
+                ),
             )
-                .into_response();
-            if let Ok(v) = axum::http::HeaderValue::from_str(&decision.id.to_string()) {
-                r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
-            }
-            r
         }
         Err(e) => {
             tracing::error!(venue = %b.venue, decision_id = decision.id, error = %e, "an allowed transfer was not sent");
@@ -698,21 +722,9 @@ pub async fn show(
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let ip = peer.ip().to_canonical();
-    if gw.throttle.blocked(ip) {
-        return refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_failures",
-            "too many requests from this address were refused for their token in the last minute; retry in a minute",
-            None,
-        );
-    }
-    let p = match presented(&headers) {
-        Ok(p) => p,
-        Err(r) => {
-            gw.throttle.failed(ip);
-            return *r;
-        }
+    let (ip, p) = match caller(&gw, peer, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     let Ok(Path(id)) = id else {
         return refuse(
