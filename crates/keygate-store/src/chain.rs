@@ -64,6 +64,24 @@ pub struct NewEvmTx<'a> {
     pub raw: &'a str,
 }
 
+/// Deletes `decision_id`'s hold on nonce `nonce` of `from`; how many rows went (0 or 1).
+async fn release_in(
+    c: &mut sqlx::AnyConnection,
+    from: &str,
+    nonce: i64,
+    decision_id: i64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
+    )
+    .bind(from.to_string())
+    .bind(nonce)
+    .bind(decision_id)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// What taking a nonce gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Took {
@@ -287,14 +305,7 @@ impl Store {
             t.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
-        )
-        .bind(from.to_string())
-        .bind(nonce_column(nonce)?)
-        .bind(decision_id)
-        .execute(&mut *t)
-        .await?;
+        release_in(&mut t, from, nonce_column(nonce)?, decision_id).await?;
         t.commit().await?;
         Ok(true)
     }
@@ -328,14 +339,7 @@ impl Store {
             t.rollback().await?;
             return Ok(false);
         }
-        sqlx::query(
-            "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
-        )
-        .bind(from.to_string())
-        .bind(n)
-        .bind(decision_id)
-        .execute(&mut *t)
-        .await?;
+        release_in(&mut t, from, n, decision_id).await?;
         t.commit().await?;
         Ok(true)
     }
@@ -405,15 +409,8 @@ impl Store {
         nonce: u64,
         decision_id: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM evm_nonces WHERE from_address = $1 AND nonce = $2 AND decision_id = $3",
-        )
-        .bind(from.to_string())
-        .bind(nonce_column(nonce)?)
-        .bind(decision_id)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut c = self.pool().acquire().await?;
+        Ok(release_in(&mut c, from, nonce_column(nonce)?, decision_id).await? == 1)
     }
 
     /// The nonces of `from` held from `min` up, each with the newest transaction signed at it
