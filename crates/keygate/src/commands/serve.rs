@@ -245,30 +245,9 @@ fn sinks(config: &Config) -> Result<Vec<keygate_server::alerts::Sink>> {
 /// Checks that every venue's credential is in the vault, of the right kind, and opens.
 async fn check_credentials(gw: &Gateway) -> Result<()> {
     for v in gw.venues.values() {
-        let row = gw
-            .store
-            .active_credential(&v.credential)
-            .await?
-            .with_context(|| {
-                format!(
-                    "venue {} signs with credential {:?}, which is not in the vault; add it with `keygate credential add --id {} --venue {} --kind {}` (or set credential = \"<id>\" in [venues.{}])",
-                    v.name,
-                    v.credential,
-                    v.credential,
-                    v.name,
-                    v.adapter.kind.credential_kind(),
-                    v.name
-                )
-            })?;
-        if row.kind != v.adapter.kind.credential_kind() {
-            bail!(
-                "venue {} is a {} venue, but credential {} is a {} credential",
-                v.name,
-                v.adapter.kind.as_str(),
-                v.credential,
-                row.kind
-            );
-        }
+        let kind = v.adapter.kind.credential_kind();
+        let venue_kind = format!("a {}", v.adapter.kind.as_str());
+        in_vault(gw, &v.name, &v.credential, kind, &venue_kind, true).await?;
         gw.credentials
             .get(&v.credential)
             .await
@@ -276,27 +255,43 @@ async fn check_credentials(gw: &Gateway) -> Result<()> {
     }
     for c in gw.chains.values() {
         let v = &c.transfers.venue;
-        let row = gw
-            .store
-            .active_credential(&v.credential)
-            .await?
-            .with_context(|| {
-                format!(
-                    "venue {} signs with credential {:?}, which is not in the vault; add it with `keygate credential add --id {} --venue {} --kind evm-key`",
-                    v.name, v.credential, v.credential, v.name
-                )
-            })?;
-        if row.kind != "evm-key" {
-            bail!(
-                "venue {} is an evm venue, but credential {} is a {} credential",
-                v.name,
-                v.credential,
-                row.kind
-            );
-        }
+        in_vault(gw, &v.name, &v.credential, "evm-key", "an evm", false).await?;
         keygate_server::transfers::treasury(gw, c)
             .await
             .map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// Checks that `venue`'s `credential` is active in the vault and of `kind` (`venue_kind` says
+/// what the venue is, with its article; `id_hint` adds how to point the venue elsewhere).
+async fn in_vault(
+    gw: &Gateway,
+    venue: &str,
+    credential: &str,
+    kind: &str,
+    venue_kind: &str,
+    id_hint: bool,
+) -> Result<()> {
+    let row = gw
+        .store
+        .active_credential(credential)
+        .await?
+        .with_context(|| {
+            let hint = if id_hint {
+                format!(" (or set credential = \"<id>\" in [venues.{venue}])")
+            } else {
+                String::new()
+            };
+            format!(
+                "venue {venue} signs with credential {credential:?}, which is not in the vault; add it with `keygate credential add --id {credential} --venue {venue} --kind {kind}`{hint}"
+            )
+        })?;
+    if row.kind != kind {
+        bail!(
+            "venue {venue} is {venue_kind} venue, but credential {credential} is a {} credential",
+            row.kind
+        );
     }
     Ok(())
 }
