@@ -168,6 +168,13 @@ impl Env {
     }
 
     /// A watcher of `venue` (the test venue with a field changed).
+    /// A watcher that reaches the node at `url` (a fake node in front of anvil).
+    fn watcher_at(&self, url: String) -> (Watcher, UnboundedReceiver<Event>) {
+        let mut venue = self.transfers.venue.clone();
+        venue.rpc_url = url;
+        self.watcher_with(venue)
+    }
+
     fn watcher_with(&self, venue: EvmVenue) -> (Watcher, UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let w = Watcher::new(
@@ -282,6 +289,25 @@ impl Env {
             .filter(|d| d["event"] == event)
             .collect()
     }
+}
+
+/// A fake node in front of anvil that answers `eth_getLogs` with `answer()` while the flag it
+/// returns is set, and passes everything else on. Its URL and the flag.
+async fn logs_switch(
+    e: &Env,
+    answer: fn() -> Answer,
+) -> (String, Arc<std::sync::atomic::AtomicBool>) {
+    let on = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = on.clone();
+    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
+        if method == "eth_getLogs" && flag.load(std::sync::atomic::Ordering::SeqCst) {
+            answer()
+        } else {
+            Answer::Forward
+        }
+    })
+    .await;
+    (url, on)
 }
 
 fn drain(rx: &mut UnboundedReceiver<Event>) -> Vec<Event> {
@@ -1275,23 +1301,12 @@ async fn a_reorg_below_everything_the_watcher_kept_is_an_alarm_and_freezes() {
 
 #[tokio::test]
 async fn logs_a_lagging_backend_leaves_out_are_an_error_not_an_empty_block() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     let e = env(&[]).await;
     // A load-balanced node: while `lagging`, the backend that answers eth_getLogs does not have
     // the block yet and answers [] (as such backends do), everything else is current.
-    let lagging = Arc::new(AtomicBool::new(false));
-    let flag = lagging.clone();
-    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
-        if method == "eth_getLogs" && flag.load(Ordering::SeqCst) {
-            Answer::Result(json!([]))
-        } else {
-            Answer::Forward
-        }
-    })
-    .await;
-    let mut venue = e.transfers.venue.clone();
-    venue.rpc_url = url;
-    let (mut w, mut rx) = e.watcher_with(venue);
+    let (url, lagging) = logs_switch(&e, || Answer::Result(json!([]))).await;
+    let (mut w, mut rx) = e.watcher_at(url);
     w.step().await.unwrap();
     // Tokens arriving at the treasury: its address is in the block's bloom, yet no log is from
     // it. That is no error (else every deposit would stall the watcher).
@@ -1393,9 +1408,7 @@ async fn a_stuck_watcher_shows_its_lag_alarms_once_and_catches_up() {
         }
     })
     .await;
-    let mut venue = e.transfers.venue.clone();
-    venue.rpc_url = url;
-    let (w, mut rx) = e.watcher_with(venue);
+    let (w, mut rx) = e.watcher_at(url);
     let mut w = w.with_stall_alarm_after(Duration::from_millis(300));
     let health = w.health();
     w.poll().await.unwrap();
@@ -1478,36 +1491,14 @@ async fn the_nonce_comparison_survives_a_node_without_old_state() {
     assert_eq!(nonce[0].outflow.amount, Decimal::from(2));
 }
 
-/// The audit entries of kind `alarm` whose event is `event`.
-async fn alarms(e: &Env, event: &str) -> usize {
-    e.store
-        .audit_tail(1000)
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.kind == "alarm" && r.entry.contains(event))
-        .count()
-}
-
 #[tokio::test]
 async fn logs_that_stay_unverifiable_freeze_once_and_the_watcher_goes_on() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     let e = env(&[]).await;
     // A backend that leaves the treasury's logs out for good, and will not give the block's
     // full logs either (as when a block is stuffed past what can be read).
-    let lagging = Arc::new(AtomicBool::new(false));
-    let flag = lagging.clone();
-    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
-        if method == "eth_getLogs" && flag.load(Ordering::SeqCst) {
-            Answer::Result(json!([]))
-        } else {
-            Answer::Forward
-        }
-    })
-    .await;
-    let mut venue = e.transfers.venue.clone();
-    venue.rpc_url = url;
-    let (w, _rx) = e.watcher_with(venue);
+    let (url, lagging) = logs_switch(&e, || Answer::Result(json!([]))).await;
+    let (w, _rx) = e.watcher_at(url);
     let mut w = w.with_stall_alarm_after(Duration::ZERO);
     w.poll().await.unwrap();
     lagging.store(true, Ordering::SeqCst);
@@ -1516,7 +1507,7 @@ async fn logs_that_stay_unverifiable_freeze_once_and_the_watcher_goes_on() {
     // The block cannot be verified: at the threshold (zero here) an alarm and the freeze.
     assert!(w.poll().await.is_err());
     assert_eq!(w.last().unwrap(), stuck, "not checkpointed past");
-    assert_eq!(alarms(&e, "chain.block_unverifiable").await, 1);
+    assert_eq!(e.alarms("chain.block_unverifiable").await.len(), 1);
     assert_eq!(e.freezes().await, 1);
     // Then the watcher goes on past it (frozen), judging the blocks after it.
     w.poll().await.unwrap();
@@ -1524,7 +1515,7 @@ async fn logs_that_stay_unverifiable_freeze_once_and_the_watcher_goes_on() {
     mine(&e, 1).await;
     w.poll().await.unwrap();
     assert_eq!(
-        alarms(&e, "chain.block_unverifiable").await,
+        e.alarms("chain.block_unverifiable").await.len(),
         1,
         "once per block"
     );
@@ -1532,24 +1523,16 @@ async fn logs_that_stay_unverifiable_freeze_once_and_the_watcher_goes_on() {
 
 #[tokio::test]
 async fn a_step_that_fails_after_a_reorg_of_the_first_block_skips_nothing_and_alarms_nothing() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     let e = env(&[]).await;
-    let failing = Arc::new(AtomicBool::new(false));
-    let flag = failing.clone();
-    let url = fake_node(Some(e.anvil.url.clone()), move |method, _| {
-        if method == "eth_getLogs" && flag.load(Ordering::SeqCst) {
-            Answer::Error(-32603, "upstream request timeout".into())
-        } else {
-            Answer::Forward
-        }
+    let (url, failing) = logs_switch(&e, || {
+        Answer::Error(-32603, "upstream request timeout".into())
     })
     .await;
     let rpc = e.anvil.rpc();
     let snap = call(&rpc, "evm_snapshot", json!([])).await;
     mine(&e, 1).await;
-    let mut venue = e.transfers.venue.clone();
-    venue.rpc_url = url;
-    let (mut w, mut rx) = e.watcher_with(venue);
+    let (mut w, mut rx) = e.watcher_at(url);
     // The watcher's first block is the newest; then the chain changes at that very block, and
     // the new block carries a leak.
     w.poll().await.unwrap();
@@ -1571,7 +1554,7 @@ async fn a_step_that_fails_after_a_reorg_of_the_first_block_skips_nothing_and_al
         "the leak in the new first block was judged: {events:?}"
     );
     // Below the first block judged nothing was the watcher's: a fork there is no alarm.
-    assert_eq!(alarms(&e, "chain.reorg_beyond_history").await, 0);
+    assert_eq!(e.alarms("chain.reorg_beyond_history").await.len(), 0);
 }
 
 #[tokio::test]
@@ -1582,13 +1565,13 @@ async fn a_node_whose_newest_block_stops_moving_is_an_alarm_once() {
     let (w, _rx) = e.watcher();
     let mut w = w.with_stale_head_after(Duration::from_millis(200));
     w.poll().await.unwrap();
-    assert_eq!(alarms(&e, "chain.head_stale").await, 0);
+    assert_eq!(e.alarms("chain.head_stale").await.len(), 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.poll().await.unwrap();
-    assert_eq!(alarms(&e, "chain.head_stale").await, 1);
+    assert_eq!(e.alarms("chain.head_stale").await.len(), 1);
     w.poll().await.unwrap();
     assert_eq!(
-        alarms(&e, "chain.head_stale").await,
+        e.alarms("chain.head_stale").await.len(),
         1,
         "once while it stays"
     );
@@ -1596,7 +1579,7 @@ async fn a_node_whose_newest_block_stops_moving_is_an_alarm_once() {
     mine(&e, 1).await;
     w.poll().await.unwrap();
     w.poll().await.unwrap();
-    assert_eq!(alarms(&e, "chain.head_stale").await, 1);
+    assert_eq!(e.alarms("chain.head_stale").await.len(), 1);
     assert_eq!(e.freezes().await, 0, "an alarm, not a freeze");
 }
 
@@ -1717,9 +1700,7 @@ async fn a_bloom_that_wrongly_rules_out_the_treasurys_logs_hides_no_token_outflo
         }
     })
     .await;
-    let mut venue = e.transfers.venue.clone();
-    venue.rpc_url = url;
-    let (mut w, mut rx) = e.watcher_with(venue);
+    let (mut w, mut rx) = e.watcher_at(url);
     w.step().await.unwrap();
     let leaked = e.leak_token(2_000_000).await;
     w.step().await.unwrap();
