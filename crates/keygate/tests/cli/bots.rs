@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use keygate_sim::{Sim, VenueKind};
 use rust_decimal::Decimal;
@@ -129,26 +128,7 @@ when { context has destination && context.destination.label == "cold wallet" };
         ],
         None,
     );
-    for venue in ["binance-main", "okx-main"] {
-        kg.ok(
-            &[
-                "address",
-                "add",
-                COLD,
-                "--venue",
-                venue,
-                "--asset",
-                "USDT",
-                "--label",
-                "cold wallet",
-            ],
-            None,
-        );
-    }
-    kg.env("KEYGATE_ACTOR", "bob");
-    kg.ok(&["address", "approve", "1"], None);
-    kg.ok(&["address", "approve", "2"], None);
-    std::thread::sleep(Duration::from_millis(1100));
+    kg.cold_wallet(COLD, &["binance-main", "okx-main"]);
     let native = parse_native(&kg.ok(
         &[
             "token",

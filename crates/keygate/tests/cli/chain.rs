@@ -95,23 +95,7 @@ permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"t
         ],
         None,
     );
-    kg.ok(
-        &[
-            "address",
-            "add",
-            DEST,
-            "--venue",
-            "eth",
-            "--asset",
-            "USDT",
-            "--label",
-            "cold wallet",
-        ],
-        None,
-    );
-    kg.env("KEYGATE_ACTOR", "bob");
-    kg.ok(&["address", "approve", "1"], None);
-    std::thread::sleep(Duration::from_millis(1100));
+    kg.cold_wallet(DEST, &["eth"]);
     let token_text = kg
         .ok(&["token", "issue", "treasurer"], None)
         .trim()

@@ -290,23 +290,7 @@ when { context has destination && context.destination.label == "cold wallet" };
         ],
         None,
     );
-    kg.ok(
-        &[
-            "address",
-            "add",
-            COLD,
-            "--venue",
-            "binance-main",
-            "--asset",
-            "USDT",
-            "--label",
-            "cold wallet",
-        ],
-        None,
-    );
-    kg.env("KEYGATE_ACTOR", "bob");
-    kg.ok(&["address", "approve", "1"], None);
-    std::thread::sleep(Duration::from_millis(1100));
+    kg.cold_wallet(COLD, &["binance-main"]);
     let trader = kg
         .ok(&["token", "issue", "trader"], None)
         .trim()

@@ -69,6 +69,33 @@ impl Kg {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Adds `address` as the USDT "cold wallet" of each of `venues` (as the current actor), has
+    /// "bob" approve them (entries 1 to N: the data directory's first entries), and waits out
+    /// the 1 s cool-down the tests configure. The actor stays "bob".
+    pub fn cold_wallet(&mut self, address: &str, venues: &[&str]) {
+        for venue in venues {
+            self.ok(
+                &[
+                    "address",
+                    "add",
+                    address,
+                    "--venue",
+                    venue,
+                    "--asset",
+                    "USDT",
+                    "--label",
+                    "cold wallet",
+                ],
+                None,
+            );
+        }
+        self.env("KEYGATE_ACTOR", "bob");
+        for id in 1..=venues.len() {
+            self.ok(&["address", "approve", &id.to_string()], None);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+
     /// Runs a command that must fail with a non-zero exit; returns its stderr.
     pub fn fails(&mut self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
