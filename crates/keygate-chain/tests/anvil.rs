@@ -727,16 +727,10 @@ async fn two_transfers_of_the_same_payment_never_share_bytes() {
     // A is refused outright (the node is out of funds for it); B, the same payment an instant
     // later at the same nonce and fees, would have A's very bytes: it pays one wei more tip.
     let e = env(&["--no-mining"]).await;
-    let refusing = through(
-        &e,
-        fake_node(
-            Some(e.anvil.url.clone()),
-            first_send(|| {
-                Answer::Error(-32000, "insufficient funds for gas * price + value".into())
-            }),
-        )
-        .await,
-    );
+    let refusing = first_send_through(&e, || {
+        Answer::Error(-32000, "insufficient funds for gas * price + value".into())
+    })
+    .await;
     let (a, r) = send_with(&e, &refusing, "9", "same-a").await;
     assert!(!r.unwrap_err().maybe_out());
     let (b, r) = send_with(&e, &refusing, "9", "same-b").await;
@@ -763,14 +757,10 @@ async fn a_dropped_transaction_the_node_refuses_again_gives_its_nonce_back() {
     let e = env(&["--no-mining"]).await;
     let a = e.transfer("USDT", "4", "jam-a").await;
     call(&e.anvil.rpc(), "anvil_dropAllTransactions", json!([])).await;
-    let refusing = through(
-        &e,
-        fake_node(
-            Some(e.anvil.url.clone()),
-            first_send(|| Answer::Error(-32000, "max fee per gas less than block base fee".into())),
-        )
-        .await,
-    );
+    let refusing = first_send_through(&e, || {
+        Answer::Error(-32000, "max fee per gas less than block base fee".into())
+    })
+    .await;
     let (b, r) = send_with(&e, &refusing, "5", "jam-b").await;
     assert_eq!(r.unwrap().nonce, 0, "B took A's nonce");
     mine(&e, 2).await;
@@ -790,14 +780,10 @@ async fn a_dropped_transaction_that_cannot_be_sent_again_holds_new_sends_instead
     let e = env(&["--no-mining"]).await;
     let a = e.transfer("USDT", "4", "gap-a").await;
     call(&e.anvil.rpc(), "anvil_dropAllTransactions", json!([])).await;
-    let odd = through(
-        &e,
-        fake_node(
-            Some(e.anvil.url.clone()),
-            first_send(|| Answer::Error(-32000, "something no node says".into())),
-        )
-        .await,
-    );
+    let odd = first_send_through(&e, || {
+        Answer::Error(-32000, "something no node says".into())
+    })
+    .await;
     let (b, r) = send_with(&e, &odd, "5", "gap-b").await;
     assert!(
         matches!(
@@ -1018,6 +1004,18 @@ async fn send_with(
     (d.id, r)
 }
 
+/// Transfers through a fake node in front of anvil that answers the first
+/// `eth_sendRawTransaction` with `then()`.
+async fn first_send_through(
+    e: &Env,
+    then: impl Fn() -> Answer + Send + Sync + 'static,
+) -> Transfers {
+    through(
+        e,
+        fake_node(Some(e.anvil.url.clone()), first_send(then)).await,
+    )
+}
+
 fn through(e: &Env, url: String) -> Transfers {
     let mut venue = e.transfers.venue.clone();
     venue.rpc_url = url;
@@ -1029,14 +1027,7 @@ async fn a_send_with_no_clear_answer_is_pending_and_never_signed_again() {
     // The node took the transaction but the answer was lost: the transfer is unknown, not
     // failed, and it confirms without a second transaction.
     let e = env(&["--no-mining"]).await;
-    let transfers = through(
-        &e,
-        fake_node(
-            Some(e.anvil.url.clone()),
-            first_send(|| Answer::ForwardThen(Box::new(unclear()))),
-        )
-        .await,
-    );
+    let transfers = first_send_through(&e, || Answer::ForwardThen(Box::new(unclear()))).await;
     let (id, r) = send_with(&e, &transfers, "5", "lost-answer").await;
     let err = r.unwrap_err();
     assert!(err.maybe_out(), "{err}");
@@ -1060,10 +1051,7 @@ async fn a_send_with_no_clear_answer_is_pending_and_never_signed_again() {
 
     // The send never reached the node and the answer was lost: a status read sends the same
     // bytes, and it confirms.
-    let transfers = through(
-        &e,
-        fake_node(Some(e.anvil.url.clone()), first_send(unclear)).await,
-    );
+    let transfers = first_send_through(&e, unclear).await;
     let (id, r) = send_with(&e, &transfers, "7", "swallowed").await;
     assert!(r.unwrap_err().maybe_out());
     let s = e.status(id).await;
@@ -1079,10 +1067,7 @@ async fn a_send_with_no_clear_answer_is_pending_and_never_signed_again() {
 #[tokio::test]
 async fn a_lost_send_whose_nonce_is_used_elsewhere_fails_for_good_and_paid_nothing() {
     let e = env(&["--no-mining"]).await;
-    let transfers = through(
-        &e,
-        fake_node(Some(e.anvil.url.clone()), first_send(unclear)).await,
-    );
+    let transfers = first_send_through(&e, unclear).await;
     let (id, r) = send_with(&e, &transfers, "8", "used-elsewhere").await;
     assert_eq!(r.unwrap_err().maybe_pending().map(|p| p.1), Some(0));
     // The key, used outside keygate, takes nonce 0 before keygate's transaction is mined.
