@@ -1,5 +1,6 @@
 //! Runs the `keygate-sim` binary: the one `listening on` line, serving on the
 //! printed address, and exit code 2 for a bad command line or account file.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

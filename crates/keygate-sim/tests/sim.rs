@@ -2,6 +2,7 @@
 //! client, so the query string and body arrive exactly as written here. The
 //! signing below is written again from the venues' docs, independently of the
 //! simulator's own verification code.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use std::net::SocketAddr;
 use std::str::FromStr;

@@ -4,6 +4,11 @@
 //!     cargo run --release -p keygate-vault --example vault_bench
 //!
 //! Ratios are what to compare between machines and commits; absolute times move with the load.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark program over inputs it makes itself: a failure is a failed run"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

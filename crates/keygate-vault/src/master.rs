@@ -79,6 +79,10 @@ impl MasterKey {
     }
 
     /// This key's public tag.
+    #[allow(
+        clippy::expect_used,
+        reason = "infallible: HMAC accepts keys of any length, and this one is always 32 bytes"
+    )]
     pub fn id(&self) -> KeyId {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.0.as_ref())
             .expect("HMAC accepts keys of any length");
