@@ -208,7 +208,14 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, just_sent: bool) -> Response
     let status = if just_sent && txs.is_empty() {
         Ok(unread)
     } else {
-        setup.transfers.status(&gw.store, row, &txs).await
+        setup
+            .transfers
+            .status(
+                &gw.store,
+                &row.into(),
+                &keygate_chain::adapter::tx_records(&txs),
+            )
+            .await
     };
     let state = match status {
         Ok(s) => s,
