@@ -10,7 +10,7 @@
 //! spender that is not an active address-book entry of the venue for that token. Each becomes an
 //! [`Outflow`] (id: the transaction hash, or the hash and the log's position among the
 //! treasury's logs of that transaction, which a reorg does not change;
-//! `nonce:<treasury>:<block hash>`) and goes through `Store::reconcile_outflow`: matched to the
+//! `nonce:<treasury>:<block hash>`) and goes through the store's reconciliation: matched to the
 //! allowed transfer decision whose signed hash it carries, or recorded as `outflow.unapproved`
 //! (critical) with the freeze of the containment scope, in one transaction. An outflow is judged
 //! once, whichever block carries it.
@@ -44,12 +44,11 @@
 //! (`chain.watcher_stalled`) and logs again at that interval until it recovers. A node whose
 //! newest block stops moving (it stopped syncing, yet answers) is an audited alarm too
 //! (`chain.head_stale`), after max([`STALE_HEAD_AFTER`], 50 polls).
-
 //!
-//! The work is split by job: [`fetch`] reads what a block's judgement needs from the node,
+//! The work is split by job: `fetch` reads what a block's judgement needs from the node,
 //! [`judge`] is the judgement itself (pure: a block and what was read of it in, outflows and
-//! alarms out), [`record`] writes it, [`reorg`] keeps the judged blocks and walks back over a
-//! fork, [`checkpoint`] stores them, and [`health`] follows how stepping goes. This module
+//! alarms out), `record` writes it, `reorg` keeps the judged blocks and walks back over a
+//! fork, `checkpoint` stores them, and `health` follows how stepping goes. This module
 //! holds the watcher and its polling step. It must not know how persistence is done: it writes
 //! through [`crate::persist`].
 
