@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use crate::amount::{AmountError, to_units};
 use crate::nonce::{NonceManager, Resent, SendError, being_sent, resend};
 use crate::persist::{NewTransfer, TransferRecord, TransferRecords, TransferState, TxRecord};
-use crate::rpc::{Receipt, Rpc, RpcError};
+use crate::rpc::{ClientError, Receipt, Rpc, RpcError};
 use crate::tx::{Key, Plan, PrepareError, Signed, prepare};
 use crate::{EvmVenue, address_text, hash_text};
 
@@ -96,7 +96,7 @@ pub struct Transfers {
 }
 
 impl Transfers {
-    pub fn new(venue: EvmVenue) -> Result<Self, String> {
+    pub fn new(venue: EvmVenue) -> Result<Self, ClientError> {
         let rpc = Rpc::new(&venue.rpc_url, venue.timeout)?;
         Ok(Self {
             venue,

@@ -796,7 +796,8 @@ pub async fn spawn_watchers(gw: Arc<Gateway>) -> Result<Vec<tokio::task::JoinHan
             gw.store.clone(),
             vec![address],
             setup.contain.clone(),
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         tracing::info!(venue = %setup.transfers.venue.name, treasury = %keygate_chain::address_text(&address), "chain watcher started");
         out.push(tokio::spawn(w.run()));
     }

@@ -68,7 +68,7 @@ use keygate_core::outflow::Outflow;
 
 use crate::EvmVenue;
 use crate::persist::{PersistError, Reconciled, WatchStore};
-use crate::rpc::{Block, Rpc, RpcError};
+use crate::rpc::{Block, ClientError, Rpc, RpcError};
 
 pub use health::Health;
 use judge::NonceBase;
@@ -182,7 +182,7 @@ impl<P: WatchStore> Watcher<P> {
         store: P,
         treasury: Vec<Address>,
         contain: Option<Scope>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClientError> {
         let rpc = Rpc::new(&venue.rpc_url, venue.timeout)?;
         let venue_poll = venue.poll;
         Ok(Self {
