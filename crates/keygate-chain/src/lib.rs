@@ -4,9 +4,14 @@
 //! local signer from a vault key; [`nonce`] hands out nonces per signing address and heals
 //! against the node; [`watcher`] follows the chain's blocks and judges every outflow from the
 //! treasury addresses through the store's reconciliation (an unmatched one freezes).
+//!
+//! Persistence is reached through the traits of [`persist`], which this crate owns; [`adapter`]
+//! implements them for keygate's store and is the only module here that names `keygate_store`.
 
+pub mod adapter;
 pub mod amount;
 pub mod nonce;
+pub mod persist;
 pub mod rpc;
 pub mod transfer;
 pub mod tx;

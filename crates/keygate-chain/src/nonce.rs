@@ -29,8 +29,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::persist::{NewTx, NonceHolds, PersistError, Took, TxOutcome, TxRecord};
 use alloy::primitives::{Address, B256};
-use keygate_store::{EvmTxRow, NewEvmTx, Store, Took, TxOutcome};
 
 use crate::rpc::{Rpc, RpcError};
 use crate::tx::{Key, Plan, Signed, sign};
@@ -224,20 +224,14 @@ impl NonceManager {
     pub async fn unblocked(
         &self,
         rpc: &Rpc,
-        store: &Store,
+        store: &impl NonceHolds,
         address: Address,
         timeout: std::time::Duration,
     ) -> Result<(), SendError> {
         let from = address_text(&address);
         let _slot = self.lock(address).await;
         let pending = rpc.nonce(&address, "pending").await?;
-        let held = store
-            .evm_held(&from, pending)
-            .await
-            .map_err(|e| SendError::Record(e.to_string()))?;
-        heal(rpc, store, &from, &held, timeout)
-            .await
-            .map_err(|nonce| SendError::Blocked { nonce })
+        heal_from(rpc, store, &from, pending, timeout).await
     }
 
     /// Signs and sends `plan` from `key`'s address for `decision_id`: heals the address's held
@@ -248,7 +242,7 @@ impl NonceManager {
     pub async fn send(
         &self,
         rpc: &Rpc,
-        store: &Store,
+        store: &impl NonceHolds,
         key: &Key,
         plan: &Plan,
         decision_id: i64,
@@ -257,125 +251,40 @@ impl NonceManager {
         let address = key.address();
         let from = address_text(&address);
         let _slot = self.lock(address).await;
-        let record = |e: keygate_store::StoreError| SendError::Record(e.to_string());
         let mut refusals = 0;
         let mut healed = false;
         let mut bump = 0u128;
         for _ in 0..MAX_RACES {
             let pending = rpc.nonce(&address, "pending").await?;
             if !healed {
-                let held = store.evm_held(&from, pending).await.map_err(record)?;
                 // A held nonce that could not be restored would leave a gap below anything
                 // signed now, which would wait behind it: refuse rather than sign above it.
-                if let Err(stuck) = heal(rpc, store, &from, &held, timeout).await {
-                    return Err(SendError::Blocked { nonce: stuck });
-                }
+                heal_from(rpc, store, &from, pending, timeout).await?;
                 healed = true;
             }
-            let held = store.evm_held(&from, pending).await.map_err(record)?;
-            let nonce = first_free(pending, held.iter().map(|t| t.nonce)).ok_or(
-                SendError::Refused(RpcError::Bad {
-                    method: "eth_getTransactionCount",
-                    detail: "the address's nonces are exhausted".into(),
-                }),
-            )?;
-            let mut plan = plan.clone();
-            plan.max_priority_fee_per_gas = plan.max_priority_fee_per_gas.saturating_add(bump);
-            plan.max_fee_per_gas = plan.max_fee_per_gas.saturating_add(bump);
-            let signed = sign(key, &plan, nonce).map_err(|_| SendError::Key)?;
-            let hash = hash_text(&signed.hash);
-            let raw = hex::encode(&signed.raw);
-            let new = NewEvmTx {
+            let nonce = next_nonce(store, &from, pending).await?;
+            let signed = sign(key, &bumped(plan, bump), nonce).map_err(|_| SendError::Key)?;
+            let attempt = Attempt {
+                from: &from,
+                nonce,
                 decision_id,
-                tx_hash: &hash,
-                raw: &raw,
+                hash: hash_text(&signed.hash),
             };
-            let took = match store.evm_nonce_take(&from, nonce, &new).await {
-                Ok(t) => t,
-                Err(e) => {
-                    // The commit may have landed all the same (a connection lost during it):
-                    // the transaction is then recorded `signed`, which a heal would send. Marked
-                    // refused (if it is there), nothing is pending; if that cannot be known,
-                    // it may be.
-                    return Err(
-                        match store
-                            .evm_tx_tombstone(&from, nonce, decision_id, &hash)
-                            .await
-                        {
-                            Ok(true) => record(e),
-                            Ok(false) | Err(_) => unclear_of(&hash, nonce, e),
-                        },
-                    );
-                }
-            };
-            match took {
+            match take(store, &attempt, &signed).await? {
                 Took::Taken => {}
                 // Another instance took it between our read and our write: choose again.
                 Took::NonceHeld => continue,
                 // The very bytes of another transaction (of a refused transfer with the same
-                // payment): a little more tip makes this one its own (seeded by the decision,
-                // so repeats rarely meet again).
+                // payment): a little more tip makes this one its own.
                 Took::SameBytes => {
-                    bump = if bump == 0 {
-                        1 + u128::from(decision_id.unsigned_abs() % 997)
-                    } else {
-                        bump.saturating_add(1)
-                    };
+                    bump = next_bump(bump, decision_id);
                     continue;
                 }
                 Took::Abandoned => return Err(SendError::Abandoned),
             }
-            let error = match rpc.send_raw(&signed.raw).await {
-                Ok(_) => {
-                    outcome(store, &hash, TxOutcome::Accepted).await;
-                    return Ok(signed);
-                }
-                Err(e) => e,
-            };
-            let unclear = |error| SendError::Unclear {
-                hash: hash.clone(),
-                nonce,
-                error,
-            };
-            match classify(&error) {
-                Refusal::AlreadyKnown => {
-                    outcome(store, &hash, TxOutcome::Accepted).await;
-                    return Ok(signed);
-                }
-                Refusal::Nonce { used: true } => {
-                    // Used by these very bytes (sent meanwhile by another instance's healing or
-                    // a status read, and mined), or by a transaction keygate did not sign.
-                    // Never signed again: the chain decides.
-                    if known(rpc, &signed.hash).await {
-                        outcome(store, &hash, TxOutcome::Accepted).await;
-                        return Ok(signed);
-                    }
-                    tracing::warn!(address = %from, nonce, tx = %hash, error = %error, "the node says the nonce is used, not by this transaction as far as it knows; the transfer is left to the chain, not signed again");
-                    outcome(store, &hash, TxOutcome::Unknown).await;
-                    return Err(unclear(error));
-                }
-                Refusal::Unclear => {
-                    tracing::warn!(address = %from, nonce, tx = %hash, error = %error, "no clear answer to a send: the transaction may be pending; it keeps its nonce");
-                    outcome(store, &hash, TxOutcome::Unknown).await;
-                    return Err(unclear(error));
-                }
-                refusal @ (Refusal::Nonce { used: false } | Refusal::Refused) => {
-                    // Refused outright: recorded with the nonce's release in one transaction,
-                    // or else treated as possibly out (a refused row left `signed` could be
-                    // sent again by a heal).
-                    match store.evm_tx_refused(&from, nonce, decision_id, &hash).await {
-                        Ok(true) => {}
-                        // Answered meanwhile: something else sent it, and a node took it.
-                        Ok(false) => return Err(unclear(error)),
-                        Err(e) => {
-                            tracing::error!(address = %from, nonce, tx = %hash, error = %e, "a refused transaction could not be recorded as refused; the transfer is left to the chain");
-                            return Err(unclear(error));
-                        }
-                    }
-                    if refusal == Refusal::Refused {
-                        return Err(SendError::Refused(error));
-                    }
-                    tracing::warn!(address = %from, nonce, error = %error, "the node says the nonce is ahead of it; choosing another");
+            match deliver(rpc, store, &attempt, signed).await {
+                Delivery::Done(result) => return result,
+                Delivery::NonceAhead => {
                     refusals += 1;
                     if refusals >= MAX_ATTEMPTS {
                         return Err(SendError::NonceChurn);
@@ -387,8 +296,165 @@ impl NonceManager {
     }
 }
 
+/// Heals the held nonces of `from` from the node's `pending` nonce up (see [`heal`]): a nonce
+/// that stays held without the node having its transaction is [`SendError::Blocked`].
+async fn heal_from(
+    rpc: &Rpc,
+    store: &impl NonceHolds,
+    from: &str,
+    pending: u64,
+    timeout: std::time::Duration,
+) -> Result<(), SendError> {
+    let held = store
+        .held(from, pending)
+        .await
+        .map_err(|e| SendError::Record(e.to_string()))?;
+    heal(rpc, store, from, &held, timeout)
+        .await
+        .map_err(|nonce| SendError::Blocked { nonce })
+}
+
+/// The next free nonce of `from`: the smallest from the node's `pending` up that the store does
+/// not hold.
+async fn next_nonce(store: &impl NonceHolds, from: &str, pending: u64) -> Result<u64, SendError> {
+    let held = store
+        .held(from, pending)
+        .await
+        .map_err(|e| SendError::Record(e.to_string()))?;
+    first_free(pending, held.iter().map(|t| t.nonce)).ok_or(SendError::Refused(RpcError::Bad {
+        method: "eth_getTransactionCount",
+        detail: "the address's nonces are exhausted".into(),
+    }))
+}
+
+/// `plan` with `bump` more tip (and fee cap): a transaction whose bytes differ from another's.
+fn bumped(plan: &Plan, bump: u128) -> Plan {
+    let mut plan = plan.clone();
+    plan.max_priority_fee_per_gas = plan.max_priority_fee_per_gas.saturating_add(bump);
+    plan.max_fee_per_gas = plan.max_fee_per_gas.saturating_add(bump);
+    plan
+}
+
+/// The next tip bump after signing met the very bytes of another transaction: seeded by the
+/// decision (so repeats rarely meet again), then one more each time.
+fn next_bump(bump: u128, decision_id: i64) -> u128 {
+    if bump == 0 {
+        1 + u128::from(decision_id.unsigned_abs() % 997)
+    } else {
+        bump.saturating_add(1)
+    }
+}
+
+/// One signed transaction of a transfer, at its nonce.
+struct Attempt<'a> {
+    from: &'a str,
+    nonce: u64,
+    decision_id: i64,
+    /// The transaction's hash as the store keeps it.
+    hash: String,
+}
+
+/// Takes the attempt's nonce in the store with its signed transaction, before it is sent.
+async fn take(
+    store: &impl NonceHolds,
+    a: &Attempt<'_>,
+    signed: &Signed,
+) -> Result<Took, SendError> {
+    let raw = hex::encode(&signed.raw);
+    let new = NewTx {
+        decision_id: a.decision_id,
+        tx_hash: &a.hash,
+        raw: &raw,
+    };
+    match store.take_nonce(a.from, a.nonce, &new).await {
+        Ok(t) => Ok(t),
+        // The commit may have landed all the same (a connection lost during it): the
+        // transaction is then recorded `signed`, which a heal would send. Marked refused (if it
+        // is there), nothing is pending; if that cannot be known, it may be.
+        Err(e) => Err(
+            match store
+                .tx_tombstone(a.from, a.nonce, a.decision_id, &a.hash)
+                .await
+            {
+                Ok(true) => SendError::Record(e.to_string()),
+                Ok(false) | Err(_) => unclear_of(&a.hash, a.nonce, e),
+            },
+        ),
+    }
+}
+
+/// What sending one taken attempt gave.
+enum Delivery {
+    /// The send's end: the accepted transaction, or why it is not (or may not be) out.
+    Done(Result<Signed, SendError>),
+    /// The node said the nonce is ahead of it: the refusal is recorded and the nonce given
+    /// back; choose another.
+    NonceAhead,
+}
+
+/// Sends a taken attempt and records what the node answered.
+async fn deliver(rpc: &Rpc, store: &impl NonceHolds, a: &Attempt<'_>, signed: Signed) -> Delivery {
+    let (from, nonce, hash) = (a.from, a.nonce, a.hash.as_str());
+    let error = match rpc.send_raw(&signed.raw).await {
+        Ok(_) => {
+            outcome(store, hash, TxOutcome::Accepted).await;
+            return Delivery::Done(Ok(signed));
+        }
+        Err(e) => e,
+    };
+    let unclear = |error| {
+        Delivery::Done(Err(SendError::Unclear {
+            hash: hash.to_string(),
+            nonce,
+            error,
+        }))
+    };
+    match classify(&error) {
+        Refusal::AlreadyKnown => {
+            outcome(store, hash, TxOutcome::Accepted).await;
+            Delivery::Done(Ok(signed))
+        }
+        Refusal::Nonce { used: true } => {
+            // Used by these very bytes (sent meanwhile by another instance's healing or a
+            // status read, and mined), or by a transaction keygate did not sign. Never signed
+            // again: the chain decides.
+            if known(rpc, &signed.hash).await {
+                outcome(store, hash, TxOutcome::Accepted).await;
+                return Delivery::Done(Ok(signed));
+            }
+            tracing::warn!(address = %from, nonce, tx = %hash, error = %error, "the node says the nonce is used, not by this transaction as far as it knows; the transfer is left to the chain, not signed again");
+            outcome(store, hash, TxOutcome::Unknown).await;
+            unclear(error)
+        }
+        Refusal::Unclear => {
+            tracing::warn!(address = %from, nonce, tx = %hash, error = %error, "no clear answer to a send: the transaction may be pending; it keeps its nonce");
+            outcome(store, hash, TxOutcome::Unknown).await;
+            unclear(error)
+        }
+        refusal @ (Refusal::Nonce { used: false } | Refusal::Refused) => {
+            // Refused outright: recorded with the nonce's release in one transaction, or else
+            // treated as possibly out (a refused row left `signed` could be sent again by a
+            // heal).
+            match store.tx_refused(from, nonce, a.decision_id, hash).await {
+                Ok(true) => {}
+                // Answered meanwhile: something else sent it, and a node took it.
+                Ok(false) => return unclear(error),
+                Err(e) => {
+                    tracing::error!(address = %from, nonce, tx = %hash, error = %e, "a refused transaction could not be recorded as refused; the transfer is left to the chain");
+                    return unclear(error);
+                }
+            }
+            if refusal == Refusal::Refused {
+                return Delivery::Done(Err(SendError::Refused(error)));
+            }
+            tracing::warn!(address = %from, nonce, error = %error, "the node says the nonce is ahead of it; choosing another");
+            Delivery::NonceAhead
+        }
+    }
+}
+
 /// The error of a send that may have gone out.
-fn unclear_of(hash: &str, nonce: u64, e: keygate_store::StoreError) -> SendError {
+fn unclear_of(hash: &str, nonce: u64, e: PersistError) -> SendError {
     SendError::Unclear {
         hash: hash.to_string(),
         nonce,
@@ -407,15 +473,15 @@ async fn known(rpc: &Rpc, hash: &B256) -> bool {
 
 /// Records a send's outcome; a failure leaves the row `signed`, read as "may be out": the safe
 /// side for a transaction a node took or may have taken.
-async fn outcome(store: &Store, hash: &str, outcome: TxOutcome) {
-    if let Err(e) = store.evm_tx_outcome(hash, outcome).await {
+async fn outcome(store: &impl NonceHolds, hash: &str, outcome: TxOutcome) {
+    if let Err(e) = store.tx_outcome(hash, outcome).await {
         tracing::error!(tx = %hash, error = %e, "a transaction's send outcome could not be recorded");
     }
 }
 
 /// Gives a nonce back; whether it could be (a failure leaves it held, and is logged).
-async fn release(store: &Store, from: &str, nonce: u64, decision_id: i64) -> bool {
-    match store.evm_nonce_release(from, nonce, decision_id).await {
+async fn release(store: &impl NonceHolds, from: &str, nonce: u64, decision_id: i64) -> bool {
+    match store.release_nonce(from, nonce, decision_id).await {
         Ok(_) => true,
         Err(e) => {
             tracing::error!(address = %from, nonce, error = %e, "a nonce could not be given back; it stays held");
@@ -430,9 +496,9 @@ pub const RELEASE_UNKNOWN_AFTER_MS: i64 = 10 * 60_000;
 
 /// Whether a recorded transaction was written less than twice `timeout` ago and not answered
 /// yet: it is being sent right now (by this process or another), so it is not sent again.
-pub fn being_sent(t: &EvmTxRow, now: i64, timeout: std::time::Duration) -> bool {
+pub fn being_sent(t: &TxRecord, now: i64, timeout: std::time::Duration) -> bool {
     let fresh_ms = i64::try_from(timeout.as_millis().saturating_mul(2)).unwrap_or(i64::MAX);
-    t.outcome == TxOutcome::Signed.as_str() && now.saturating_sub(t.at_ms) < fresh_ms
+    t.outcome == TxOutcome::Signed && now.saturating_sub(t.at_ms) < fresh_ms
 }
 
 /// Sends again, byte for byte, each held transaction the node does not count (`held`: the
@@ -444,16 +510,16 @@ pub fn being_sent(t: &EvmTxRow, now: i64, timeout: std::time::Duration) -> bool 
 /// healing: `Err(nonce)` (a gap there would hold up everything above).
 async fn heal(
     rpc: &Rpc,
-    store: &Store,
+    store: &impl NonceHolds,
     from: &str,
-    held: &[EvmTxRow],
+    held: &[TxRecord],
     timeout: std::time::Duration,
 ) -> Result<(), u64> {
-    let now = store.clock().now();
+    let now = store.now_ms();
     for t in held {
         let old = now.saturating_sub(t.at_ms) >= RELEASE_UNKNOWN_AFTER_MS;
         // Whether this nonce no longer holds up what is signed above it.
-        let clear = if t.outcome == TxOutcome::Refused.as_str() {
+        let clear = if t.outcome == TxOutcome::Refused {
             // Every transaction at this nonce was refused (the newest live one comes first):
             // never sent again, and the nonce should have gone back with the refusal.
             release(store, from, t.nonce, t.decision_id).await
@@ -513,7 +579,7 @@ pub enum Resent {
 }
 
 /// Sends a recorded transaction again, byte for byte, unless the node knows it.
-pub async fn resend(rpc: &Rpc, store: &Store, t: &EvmTxRow) -> Result<Resent, RpcError> {
+pub async fn resend(rpc: &Rpc, store: &impl NonceHolds, t: &TxRecord) -> Result<Resent, RpcError> {
     let Ok(hash) = t.tx_hash.parse::<B256>() else {
         return Ok(Resent::Refused("its hash is not readable".into()));
     };
@@ -527,7 +593,7 @@ pub async fn resend(rpc: &Rpc, store: &Store, t: &EvmTxRow) -> Result<Resent, Rp
     };
     // Claimed first: a sender that records a refusal from now on finds it claimed (and does
     // not give the nonce back or sign again), and one that recorded it first wins here.
-    match store.evm_tx_claim(&t.tx_hash, &t.outcome, t.claims).await {
+    match store.tx_claim(&t.tx_hash, t.outcome, t.claims).await {
         Ok(true) => {}
         Ok(false) => return Ok(Resent::Changed),
         Err(e) => {
@@ -554,7 +620,7 @@ pub async fn resend(rpc: &Rpc, store: &Store, t: &EvmTxRow) -> Result<Resent, Rp
             Refusal::Unclear => return Err(e),
         },
     };
-    if let Err(e) = store.evm_tx_outcome(&t.tx_hash, outcome).await {
+    if let Err(e) = store.tx_outcome(&t.tx_hash, outcome).await {
         tracing::error!(tx = %t.tx_hash, error = %e, "a transaction's send outcome could not be recorded");
     }
     result

@@ -56,6 +56,11 @@ impl RpcError {
     }
 }
 
+/// Why a JSON-RPC client could not be built (no node was asked).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the JSON-RPC client: {0}")]
+pub struct ClientError(#[source] reqwest::Error);
+
 /// Why a call failed when no connection to the node could be made.
 const NO_CONNECTION: &str = "connection refused or failed";
 
@@ -155,14 +160,14 @@ fn quantity(n: u64) -> String {
 
 impl Rpc {
     /// A client for `url`, each call limited to `timeout`.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .tcp_nodelay(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the JSON-RPC client: {e}"))?;
+            .map_err(ClientError)?;
         Ok(Self {
             http,
             url: url.to_string(),

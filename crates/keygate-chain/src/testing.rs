@@ -203,132 +203,151 @@ pub async fn fake_node<F>(upstream: Option<String>, answer: F) -> String
 where
     F: Fn(&str, &Value) -> Answer + Send + Sync + 'static,
 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a loopback port");
     let url = format!("http://{}", listener.local_addr().expect("an address"));
     let answer = std::sync::Arc::new(answer);
+    let upstream = Upstream {
+        http: reqwest::Client::new(),
+        url: upstream,
+    };
     tokio::spawn(async move {
-        let http = reqwest::Client::new();
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
+            let Ok((sock, _)) = listener.accept().await else {
                 return;
             };
-            let (http, upstream, answer) = (http.clone(), upstream.clone(), answer.clone());
-            tokio::spawn(async move {
-                loop {
-                    // One request: headers, then content-length bytes of body.
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 8192];
-                    let body = loop {
-                        let Ok(n) = sock.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + len {
-                            break buf[end + 4..end + 4 + len].to_vec();
-                        }
-                    };
-                    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let method = request["method"].as_str().unwrap_or("").to_string();
-                    let forward = |body: Vec<u8>| {
-                        let (http, upstream) = (http.clone(), upstream.clone());
-                        async move {
-                            let up = upstream?;
-                            let resp = http
-                                .post(&up)
-                                .header("content-type", "application/json")
-                                .body(body)
-                                .send()
-                                .await
-                                .ok()?;
-                            resp.bytes().await.ok().map(|b| b.to_vec())
-                        }
-                    };
-                    let made = |a: &Answer| match a {
-                        Answer::Result(v) => Some(
-                            serde_json::to_vec(
-                                &json!({"jsonrpc": "2.0", "id": request["id"], "result": v}),
-                            )
-                            .unwrap_or_default(),
-                        ),
-                        Answer::Error(code, message) => Some(
-                            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": request["id"],
-                                "error": {"code": code, "message": message}}))
-                            .unwrap_or_default(),
-                        ),
-                        _ => None,
-                    };
-                    let reply = match answer(&method, &request["params"]) {
-                        Answer::Raw(bytes) => {
-                            let _ = sock.write_all(&bytes).await;
-                            return;
-                        }
-                        a @ (Answer::Result(_) | Answer::Error(..)) => made(&a).unwrap_or_default(),
-                        Answer::Forward => match forward(body).await {
-                            Some(b) => b,
-                            None => return,
-                        },
-                        Answer::After(first) => {
-                            for f in first {
-                                if forward(serde_json::to_vec(&f).unwrap_or_default())
-                                    .await
-                                    .is_none()
-                                {
-                                    return;
-                                }
-                            }
-                            match forward(body).await {
-                                Some(b) => b,
-                                None => return,
-                            }
-                        }
-                        Answer::ForwardThen(then) => {
-                            if forward(body).await.is_none() {
-                                return;
-                            }
-                            match made(&then) {
-                                Some(b) => b,
-                                None => return,
-                            }
-                        }
-                        Answer::ForwardChanged(change) => {
-                            let Some(b) = forward(body).await else {
-                                return;
-                            };
-                            let mut v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
-                            change(&mut v);
-                            serde_json::to_vec(&v).unwrap_or_default()
-                        }
-                    };
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                        reply.len()
-                    );
-                    if sock.write_all(head.as_bytes()).await.is_err()
-                        || sock.write_all(&reply).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(serve(sock, upstream.clone(), answer.clone()));
         }
     });
     url
+}
+
+/// The node a [`fake_node`] passes requests on to, if any.
+#[derive(Clone)]
+struct Upstream {
+    http: reqwest::Client,
+    url: Option<String>,
+}
+
+impl Upstream {
+    /// The upstream node's whole answer to `body`; None without one, or when it fails.
+    async fn forward(&self, body: Vec<u8>) -> Option<Vec<u8>> {
+        let up = self.url.as_ref()?;
+        let resp = self
+            .http
+            .post(up)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        resp.bytes().await.ok().map(|b| b.to_vec())
+    }
+}
+
+/// Answers the requests of one connection, one after the other, until it closes (or an answer
+/// closes it).
+async fn serve<F>(mut sock: tokio::net::TcpStream, upstream: Upstream, answer: std::sync::Arc<F>)
+where
+    F: Fn(&str, &Value) -> Answer + Send + Sync + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    while let Some(body) = read_request(&mut sock).await {
+        let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let method = request["method"].as_str().unwrap_or("").to_string();
+        let reply = match answer(&method, &request["params"]) {
+            Answer::Raw(bytes) => {
+                let _ = sock.write_all(&bytes).await;
+                return;
+            }
+            a => match reply(a, &request["id"], body, &upstream).await {
+                Some(reply) => reply,
+                None => return,
+            },
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            reply.len()
+        );
+        if sock.write_all(head.as_bytes()).await.is_err() || sock.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One HTTP request's body (headers, then content-length bytes); None once the connection
+/// closes or fails.
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + len {
+            return Some(buf[end + 4..end + 4 + len].to_vec());
+        }
+    }
+}
+
+/// The JSON-RPC answer (with the request's `id`) an [`Answer::Result`] or [`Answer::Error`]
+/// stands for; None for the others.
+fn envelope(a: &Answer, id: &Value) -> Option<Vec<u8>> {
+    match a {
+        Answer::Result(v) => Some(
+            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "result": v}))
+                .unwrap_or_default(),
+        ),
+        Answer::Error(code, message) => Some(
+            serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id,
+                "error": {"code": code, "message": message}}))
+            .unwrap_or_default(),
+        ),
+        _ => None,
+    }
+}
+
+/// The body answering a request (`body`, with `id`) as `a` says, asking `upstream` when it
+/// says so; None to close the connection instead (the upstream failed, or there is none).
+async fn reply(a: Answer, id: &Value, body: Vec<u8>, upstream: &Upstream) -> Option<Vec<u8>> {
+    match a {
+        // Written as they are, with no HTTP head, by [`serve`].
+        Answer::Raw(_) => None,
+        a @ (Answer::Result(_) | Answer::Error(..)) => Some(envelope(&a, id).unwrap_or_default()),
+        Answer::Forward => upstream.forward(body).await,
+        Answer::After(first) => {
+            for f in first {
+                upstream
+                    .forward(serde_json::to_vec(&f).unwrap_or_default())
+                    .await?;
+            }
+            upstream.forward(body).await
+        }
+        Answer::ForwardThen(then) => {
+            upstream.forward(body).await?;
+            envelope(&then, id)
+        }
+        Answer::ForwardChanged(change) => {
+            let b = upstream.forward(body).await?;
+            let mut v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+            change(&mut v);
+            Some(serde_json::to_vec(&v).unwrap_or_default())
+        }
+    }
 }

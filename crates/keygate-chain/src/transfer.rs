@@ -14,12 +14,12 @@
 //! ever over-count.
 
 use alloy::primitives::{Address, B256, U256};
-use keygate_store::{EvmTransferRow, EvmTxRow, NewEvmTransfer, Store, TransferState};
 use rust_decimal::Decimal;
 
 use crate::amount::{AmountError, to_units};
 use crate::nonce::{NonceManager, Resent, SendError, being_sent, resend};
-use crate::rpc::{Rpc, RpcError};
+use crate::persist::{NewTransfer, TransferRecord, TransferRecords, TransferState, TxRecord};
+use crate::rpc::{ClientError, Receipt, Rpc, RpcError};
 use crate::tx::{Key, Plan, PrepareError, Signed, prepare};
 use crate::{EvmVenue, address_text, hash_text};
 
@@ -96,7 +96,7 @@ pub struct Transfers {
 }
 
 impl Transfers {
-    pub fn new(venue: EvmVenue) -> Result<Self, String> {
+    pub fn new(venue: EvmVenue) -> Result<Self, ClientError> {
         let rpc = Rpc::new(&venue.rpc_url, venue.timeout)?;
         Ok(Self {
             venue,
@@ -143,16 +143,16 @@ impl Transfers {
     /// answer: it may be pending) or `refused` (nothing is pending).
     pub async fn execute(
         &self,
-        store: &Store,
+        store: &impl TransferRecords,
         key: &Key,
         decision_id: i64,
         client: &str,
         client_ref: &str,
         p: &Planned,
     ) -> Result<Signed, SendError> {
-        let now = store.clock().now();
+        let now = store.now_ms();
         store
-            .evm_transfer_begin(&NewEvmTransfer {
+            .begin_transfer(&NewTransfer {
                 decision_id,
                 venue: &self.venue.name,
                 client,
@@ -180,7 +180,7 @@ impl Transfers {
             Ok(s) => {
                 let hash = hash_text(&s.hash);
                 store
-                    .evm_transfer_done(
+                    .transfer_done(
                         decision_id,
                         TransferState::Sent,
                         Some((&hash, s.nonce)),
@@ -195,7 +195,7 @@ impl Transfers {
                     TransferState::Refused
                 };
                 store
-                    .evm_transfer_done(decision_id, state, e.maybe_pending(), Some(&e.to_string()))
+                    .transfer_done(decision_id, state, e.maybe_pending(), Some(&e.to_string()))
                     .await
             }
         };
@@ -212,92 +212,73 @@ impl Transfers {
     /// the node no longer has it.
     pub async fn status(
         &self,
-        store: &Store,
-        row: &EvmTransferRow,
-        txs: &[EvmTxRow],
+        store: &impl TransferRecords,
+        row: &TransferRecord,
+        txs: &[TxRecord],
     ) -> Result<Status, StatusError> {
         let head = self.rpc.block_number().await?;
         let need = self.venue.confirmations.max(1);
-        // The transaction accepted last first: it is the likeliest to be mined.
-        let mut order: Vec<&EvmTxRow> = txs.iter().collect();
+        if let Some(mined) = self.mined(row, txs, head, need).await? {
+            return Ok(mined);
+        }
+        let live: Vec<&TxRecord> = txs.iter().filter(|t| t.maybe_out()).collect();
+        let Some(newest) = live.iter().max_by_key(|t| (t.at_ms, t.nonce)).copied() else {
+            return nothing_live(store, row).await;
+        };
+        let highest = live.iter().map(|t| t.nonce).max().unwrap_or(newest.nonce);
+        if let Some(failed) = self.nonce_used_elsewhere(row, highest, head, need).await? {
+            return Ok(failed);
+        }
+        // Not while it is being sent (the request carrying it out, or another instance): a
+        // node's refusal to that sender must not race a copy sent from here. (A copy sent
+        // anyway is claimed first, so the two exclude each other.)
+        let now = store.now_ms();
+        let sending = row.signing && now.saturating_sub(row.at_ms) < SIGNING_GRACE_MS;
+        let note = if sending || being_sent(newest, now, self.venue.timeout) {
+            None
+        } else {
+            self.send_again(store, row, newest).await?
+        };
+        Ok(Status::Pending {
+            tx_hash: Some(newest.tx_hash.clone()),
+            block: None,
+            confirmations: 0,
+            note,
+        })
+    }
+
+    /// The state of the first of the transfer's transactions that has a receipt (the one
+    /// accepted last first: it is the likeliest to be mined), if any has.
+    async fn mined(
+        &self,
+        row: &TransferRecord,
+        txs: &[TxRecord],
+        head: u64,
+        need: u64,
+    ) -> Result<Option<Status>, StatusError> {
+        let mut order: Vec<&TxRecord> = txs.iter().collect();
         order.sort_by_key(|t| (row.tx_hash.as_ref() != Some(&t.tx_hash), !t.maybe_out()));
-        for t in &order {
+        for t in order {
             let Ok(hash) = t.tx_hash.parse::<B256>() else {
                 continue;
             };
             if let Some(r) = self.rpc.receipt(&hash).await? {
-                let block = r.block_number.to::<u64>();
-                let confirmations = head.saturating_sub(block).saturating_add(1);
-                if r.status.to::<u64>() != 1 {
-                    // Final only once deep enough: a reorg could still mine it elsewhere.
-                    return Ok(if confirmations >= need {
-                        Status::Failed {
-                            tx_hash: Some(t.tx_hash.clone()),
-                            reason: "the transaction was mined but reverted: nothing was paid (its gas was)".into(),
-                        }
-                    } else {
-                        Status::Pending {
-                            tx_hash: Some(t.tx_hash.clone()),
-                            block: Some(block),
-                            confirmations,
-                            note: Some(format!(
-                                "mined but reverted; final once {need} blocks deep"
-                            )),
-                        }
-                    });
-                }
-                return Ok(if confirmations >= need {
-                    Status::Confirmed {
-                        tx_hash: t.tx_hash.clone(),
-                        block,
-                        confirmations,
-                    }
-                } else {
-                    Status::Pending {
-                        tx_hash: Some(t.tx_hash.clone()),
-                        block: Some(block),
-                        confirmations,
-                        note: None,
-                    }
-                });
+                return Ok(Some(receipt_status(&t.tx_hash, &r, head, need)));
             }
         }
-        let live: Vec<&EvmTxRow> = txs.iter().filter(|t| t.maybe_out()).collect();
-        let Some(newest) = live.iter().max_by_key(|t| (t.at_ms, t.nonce)).copied() else {
-            // Nothing of it can be mined. A transfer still `signing` is being sent now, unless
-            // keygate stopped before sending it: given up only if no send took a nonce since
-            // this read (compare-and-set), so a late sender sends nothing.
-            if row.state == "signing" {
-                let stale = store.clock().now().saturating_sub(row.at_ms) > SIGNING_GRACE_MS;
-                let gave_up = stale
-                    && store
-                        .evm_transfer_abandon(row.decision_id, row.attempts, ABANDONED)
-                        .await
-                        .map_err(|e| StatusError::Store(e.to_string()))?;
-                if !gave_up {
-                    return Ok(Status::Pending {
-                        tx_hash: None,
-                        block: None,
-                        confirmations: 0,
-                        note: None,
-                    });
-                }
-                return Ok(Status::Failed {
-                    tx_hash: None,
-                    reason: ABANDONED.into(),
-                });
-            }
-            return Ok(Status::Failed {
-                tx_hash: None,
-                reason: row
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "nothing was sent; nothing is pending".into()),
-            });
-        };
-        // Its nonce used by another transaction at a confirmed block: none of this transfer's
-        // transactions can ever be mined.
-        let highest = live.iter().map(|t| t.nonce).max().unwrap_or(newest.nonce);
+        Ok(None)
+    }
+
+    /// Failed, when the nonce `highest` (the highest of the transfer's live transactions) was
+    /// used by another transaction at a confirmed block: none of its transactions can ever be
+    /// mined.
+    async fn nonce_used_elsewhere(
+        &self,
+        row: &TransferRecord,
+        highest: u64,
+        head: u64,
+        need: u64,
+    ) -> Result<Option<Status>, StatusError> {
         let confirmed_block = head.saturating_add(1).saturating_sub(need);
         let from: Address = row.from_address.parse().map_err(|_| {
             StatusError::Store(format!(
@@ -309,28 +290,23 @@ impl Transfers {
             .rpc
             .nonce(&from, &format!("{confirmed_block:#x}"))
             .await?;
-        if used > highest {
-            return Ok(Status::Failed {
-                tx_hash: None,
-                reason: format!(
-                    "nonce {highest} was used by another transaction (at block {confirmed_block} or before, confirmed) and no transaction of this transfer was mined: nothing was paid; send a new transfer if it is still wanted"
-                ),
-            });
-        }
-        // Not while it is being sent (the request carrying it out, or another instance): a
-        // node's refusal to that sender must not race a copy sent from here. (A copy sent
-        // anyway is claimed first, so the two exclude each other.)
-        let now = store.clock().now();
-        let sending = row.state == "signing" && now.saturating_sub(row.at_ms) < SIGNING_GRACE_MS;
-        if sending || being_sent(newest, now, self.venue.timeout) {
-            return Ok(Status::Pending {
-                tx_hash: Some(newest.tx_hash.clone()),
-                block: None,
-                confirmations: 0,
-                note: None,
-            });
-        }
-        let note = match resend(&self.rpc, store, newest).await {
+        Ok((used > highest).then(|| Status::Failed {
+            tx_hash: None,
+            reason: format!(
+                "nonce {highest} was used by another transaction (at block {confirmed_block} or before, confirmed) and no transaction of this transfer was mined: nothing was paid; send a new transfer if it is still wanted"
+            ),
+        }))
+    }
+
+    /// Sends the transfer's newest transaction again if the node no longer has it; the note the
+    /// status carries about it.
+    async fn send_again(
+        &self,
+        store: &impl TransferRecords,
+        row: &TransferRecord,
+        newest: &TxRecord,
+    ) -> Result<Option<String>, StatusError> {
+        Ok(match resend(&self.rpc, store, newest).await {
             Ok(Resent::Known | Resent::Changed) => None,
             Ok(Resent::Sent) => {
                 tracing::warn!(tx = %newest.tx_hash, decision_id = row.decision_id, "the node no longer had a transfer's transaction; sent the same bytes again");
@@ -342,7 +318,7 @@ impl Transfers {
             Ok(Resent::Refused(e)) => {
                 tracing::warn!(alarm = "chain.nonce_released", tx = %newest.tx_hash, decision_id = row.decision_id, error = %e, "the node refuses a dropped transaction of keygate's; its nonce is given back (only one transaction can be mined at it)");
                 if let Err(e) = store
-                    .evm_nonce_release(&row.from_address, newest.nonce, row.decision_id)
+                    .release_nonce(&row.from_address, newest.nonce, row.decision_id)
                     .await
                 {
                     tracing::error!(error = %e, "a nonce could not be given back; it stays held");
@@ -359,14 +335,85 @@ impl Transfers {
             Err(e) => Some(format!(
                 "the node no longer has the transaction and gave no clear answer when it was sent again ({e})"
             )),
-        };
-        Ok(Status::Pending {
-            tx_hash: Some(newest.tx_hash.clone()),
-            block: None,
-            confirmations: 0,
-            note,
         })
     }
+}
+
+/// The state a receipt of transaction `tx_hash` gives, with the node's newest block `head` and
+/// `need` confirmations for final: confirmed or (reverted) failed once deep enough, pending
+/// before.
+fn receipt_status(tx_hash: &str, r: &Receipt, head: u64, need: u64) -> Status {
+    let block = r.block_number.to::<u64>();
+    let confirmations = head.saturating_sub(block).saturating_add(1);
+    let deep = confirmations >= need;
+    if r.status.to::<u64>() != 1 {
+        // Final only once deep enough: a reorg could still mine it elsewhere.
+        return if deep {
+            Status::Failed {
+                tx_hash: Some(tx_hash.to_string()),
+                reason: "the transaction was mined but reverted: nothing was paid (its gas was)"
+                    .into(),
+            }
+        } else {
+            Status::Pending {
+                tx_hash: Some(tx_hash.to_string()),
+                block: Some(block),
+                confirmations,
+                note: Some(format!("mined but reverted; final once {need} blocks deep")),
+            }
+        };
+    }
+    if deep {
+        Status::Confirmed {
+            tx_hash: tx_hash.to_string(),
+            block,
+            confirmations,
+        }
+    } else {
+        Status::Pending {
+            tx_hash: Some(tx_hash.to_string()),
+            block: Some(block),
+            confirmations,
+            note: None,
+        }
+    }
+}
+
+/// The state of a transfer none of whose transactions can be mined. One still `signing` is
+/// being sent now, unless keygate stopped before sending it: given up only if no send took a
+/// nonce since this read (compare-and-set), so a late sender sends nothing.
+async fn nothing_live(
+    store: &impl TransferRecords,
+    row: &TransferRecord,
+) -> Result<Status, StatusError> {
+    if !row.signing {
+        return Ok(Status::Failed {
+            tx_hash: None,
+            reason: row
+                .error
+                .clone()
+                .unwrap_or_else(|| "nothing was sent; nothing is pending".into()),
+        });
+    }
+    let stale = store.now_ms().saturating_sub(row.at_ms) > SIGNING_GRACE_MS;
+    let gave_up = stale
+        && store
+            .abandon_transfer(row.decision_id, row.attempts, ABANDONED)
+            .await
+            .map_err(|e| StatusError::Store(e.to_string()))?;
+    Ok(if gave_up {
+        Status::Failed {
+            tx_hash: None,
+            reason: ABANDONED.into(),
+        }
+    } else {
+        Status::Pending {
+            tx_hash: None,
+            block: None,
+            confirmations: 0,
+            note: None,
+        }
+    })
 }
 
 /// How long a transfer may stay `signing` with nothing sent before a status read gives it up

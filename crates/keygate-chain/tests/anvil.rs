@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
+use keygate_chain::adapter::tx_records;
+use keygate_chain::persist::Reconciled;
 use keygate_chain::testing::{
     Answer, Anvil, KEY0, KEY1, call, deploy_token, fake_node, first_send,
 };
@@ -21,7 +23,6 @@ use keygate_core::limits::{LimitSpec, Selector};
 use keygate_core::policy::{Policies, PolicySource};
 use keygate_core::time::{DAY, HOUR, MINUTE};
 use keygate_core::{Action, Engine, Intent, Outcome};
-use keygate_store::reconcile::Reconciled;
 use keygate_store::{Decider, DeciderOptions, OpenMode, Store};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -163,19 +164,19 @@ async fn env_on(anvil_args: &[&str], postgres: bool) -> Env {
 }
 
 impl Env {
-    fn watcher(&self) -> (Watcher, UnboundedReceiver<Event>) {
+    fn watcher(&self) -> (Watcher<Store>, UnboundedReceiver<Event>) {
         self.watcher_with(self.transfers.venue.clone())
     }
 
     /// A watcher of `venue` (the test venue with a field changed).
     /// A watcher that reaches the node at `url` (a fake node in front of anvil).
-    fn watcher_at(&self, url: String) -> (Watcher, UnboundedReceiver<Event>) {
+    fn watcher_at(&self, url: String) -> (Watcher<Store>, UnboundedReceiver<Event>) {
         let mut venue = self.transfers.venue.clone();
         venue.rpc_url = url;
         self.watcher_with(venue)
     }
 
-    fn watcher_with(&self, venue: EvmVenue) -> (Watcher, UnboundedReceiver<Event>) {
+    fn watcher_with(&self, venue: EvmVenue) -> (Watcher<Store>, UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let w = Watcher::new(
             venue,
@@ -348,7 +349,11 @@ async fn a_transfer_through_keygate_confirms_and_matches_without_an_alarm() {
     // The newest one is confirmed at depth 2 only once another block is on top.
     let row = e.store.evm_transfer(eth).await.unwrap().unwrap();
     let txs = e.store.evm_txs(eth).await.unwrap();
-    let s = e.transfers.status(&e.store, &row, &txs).await.unwrap();
+    let s = e
+        .transfers
+        .status(&e.store, &(&row).into(), &tx_records(&txs))
+        .await
+        .unwrap();
     assert!(
         matches!(
             s,
@@ -360,7 +365,11 @@ async fn a_transfer_through_keygate_confirms_and_matches_without_an_alarm() {
         "{s:?}"
     );
     mine(&e, 1).await;
-    let s = e.transfers.status(&e.store, &row, &txs).await.unwrap();
+    let s = e
+        .transfers
+        .status(&e.store, &(&row).into(), &tx_records(&txs))
+        .await
+        .unwrap();
     assert!(matches!(s, Status::Confirmed { .. }), "{s:?}");
     let bal = e.anvil.rpc().balance(&DEST.parse().unwrap()).await.unwrap();
     assert_eq!(bal, U256::from(250_000_000_000_000_000u64));
@@ -580,7 +589,10 @@ impl Env {
     async fn status_with(&self, transfers: &Transfers, id: i64) -> Status {
         let row = self.store.evm_transfer(id).await.unwrap().unwrap();
         let txs = self.store.evm_txs(id).await.unwrap();
-        transfers.status(&self.store, &row, &txs).await.unwrap()
+        transfers
+            .status(&self.store, &(&row).into(), &tx_records(&txs))
+            .await
+            .unwrap()
     }
 }
 
@@ -1076,7 +1088,11 @@ async fn a_lost_send_whose_nonce_is_used_elsewhere_fails_for_good_and_paid_nothi
     // Not final before the block using the nonce is confirmed (a reorg could undo it)...
     let row = e.store.evm_transfer(id).await.unwrap().unwrap();
     let txs = e.store.evm_txs(id).await.unwrap();
-    let early = e.transfers.status(&e.store, &row, &txs).await.unwrap();
+    let early = e
+        .transfers
+        .status(&e.store, &(&row).into(), &tx_records(&txs))
+        .await
+        .unwrap();
     assert!(!matches!(early, Status::Failed { .. }), "{early:?}");
     mine(&e, 1).await;
     let s = e.status(id).await;

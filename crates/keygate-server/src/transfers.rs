@@ -208,7 +208,14 @@ async fn report(gw: &Gateway, row: &EvmTransferRow, just_sent: bool) -> Response
     let status = if just_sent && txs.is_empty() {
         Ok(unread)
     } else {
-        setup.transfers.status(&gw.store, row, &txs).await
+        setup
+            .transfers
+            .status(
+                &gw.store,
+                &row.into(),
+                &keygate_chain::adapter::tx_records(&txs),
+            )
+            .await
     };
     let state = match status {
         Ok(s) => s,
@@ -789,7 +796,8 @@ pub async fn spawn_watchers(gw: Arc<Gateway>) -> Result<Vec<tokio::task::JoinHan
             gw.store.clone(),
             vec![address],
             setup.contain.clone(),
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         tracing::info!(venue = %setup.transfers.venue.name, treasury = %keygate_chain::address_text(&address), "chain watcher started");
         out.push(tokio::spawn(w.run()));
     }

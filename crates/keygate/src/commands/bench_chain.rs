@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use keygate_chain::persist::Reconciled;
 use keygate_chain::testing::{Anvil, KEY0, call};
 use keygate_chain::tx::Key;
 use keygate_chain::watcher::Watcher;
 use keygate_chain::{EvmVenue, NATIVE};
-use keygate_store::reconcile::Reconciled;
 use keygate_store::{OpenMode, Store};
 use serde_json::json;
 
