@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::{Args, Parser, Subcommand};
 
 /// keygate holds your venue API secrets and hot-wallet keys, so your bots never do.
 ///
@@ -26,7 +27,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Log format on stderr: json, text, or auto (JSON unless stderr is a terminal).
-    #[arg(long, global = true, env = "KEYGATE_LOG_FORMAT")]
+    #[arg(long, global = true, env = "KEYGATE_LOG_FORMAT", value_parser = log_format())]
     pub log_format: Option<LogFormat>,
 
     /// Who is acting, as recorded in the audit log [default: $USER].
@@ -37,12 +38,16 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Text,
+pub use keygate_config::LogFormat;
+
+/// `--log-format`: one of the config's log formats, by name.
+fn log_format() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    clap::builder::PossibleValuesParser::new(LogFormat::ALL.map(|(name, _)| name)).map(|s| {
+        LogFormat::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map_or(LogFormat::Auto, |(_, f)| *f)
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,10 +3,6 @@
 
 mod cli;
 mod commands;
-mod config;
-mod engine;
-mod input;
-mod instance;
 mod logging;
 mod scenarios;
 

@@ -17,8 +17,8 @@ use crate::cli::{
 };
 use crate::commands::audit_sign::checkpoint_if_due;
 use crate::commands::{now_ms, time_text};
-use crate::engine::duration;
-use crate::instance::StateHandle;
+use keygate_config::engine::duration;
+use keygate_config::instance::StateHandle;
 
 fn actions_text(a: &[Action]) -> String {
     a.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")

@@ -59,7 +59,7 @@ fn replay_bench(a: &crate::cli::BenchReplayArgs) -> Result<()> {
         size as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let cfg = crate::config::Config::load_as_written(&config)?;
+    let cfg = keygate_config::Config::load_as_written(&config)?;
     for round in 1..=3 {
         let t = Instant::now();
         let mut s = Scenario::open(&scenario)?;

@@ -23,7 +23,7 @@ use keygate_store::{OpenMode, Store};
 use serde_json::json;
 
 use crate::cli::BenchChainArgs;
-use crate::engine::duration;
+use keygate_config::engine::duration;
 
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);

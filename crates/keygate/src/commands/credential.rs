@@ -8,8 +8,8 @@ use keygate_vault::{Binding, CredentialKind, CredentialSecret, seal};
 
 use crate::cli::{AddArgs, CredentialCommand, IdArg, ListArgs, VerifyArgs};
 use crate::commands::{now_ms, time_text};
-use crate::input::read_secret_parts;
-use crate::instance::Instance;
+use keygate_config::input::read_secret_parts;
+use keygate_config::instance::Instance;
 
 pub async fn run(inst: Instance, cmd: &CredentialCommand) -> Result<()> {
     let result = match cmd {

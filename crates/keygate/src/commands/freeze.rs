@@ -10,8 +10,8 @@ use keygate_store::freeze::Approved;
 
 use crate::cli::{ApproveArgs, ApproverCommand, FreezeArgs};
 use crate::commands::{now_ms, time_text};
-use crate::engine::{approval_policy, duration};
-use crate::instance::StateHandle;
+use keygate_config::engine::{approval_policy, duration};
+use keygate_config::instance::StateHandle;
 
 /// Ed25519 signatures, as the vault checks them.
 struct Ed25519;

@@ -11,11 +11,11 @@ use keygate_store::{MASTER_KEY_ID, OpenMode, Store, has_password, redact_url, sq
 use keygate_vault::{AuditKey, MasterKey};
 
 use crate::cli::{Cli, InitArgs};
-use crate::config::{
+use keygate_config::engine::DEFAULT_POLICY;
+use keygate_config::instance::{Paths, new_passphrase_key, with_suffix};
+use keygate_config::{
     Config, MasterKeySource, default_config_text, resolve_path, resolve_sqlite_url,
 };
-use crate::engine::DEFAULT_POLICY;
-use crate::instance::{Paths, new_passphrase_key, with_suffix};
 
 /// What this run of init created, so that a failure can take exactly that back.
 #[derive(Default)]
@@ -99,7 +99,7 @@ fn write_private(path: &Path, text: &str, created: &mut Created) -> Result<()> {
 }
 
 async fn populate(cli: &Cli, args: &InitArgs, created: &mut Created) -> Result<()> {
-    let paths = Paths::from_cli(cli);
+    let paths = Paths::new(&cli.data_dir, cli.config.as_deref());
     let source = if args.passphrase {
         MasterKeySource::Passphrase
     } else {

@@ -18,12 +18,12 @@ pub(crate) mod serve;
 use anyhow::{Result, bail};
 
 use crate::cli::{Cli, Command};
-use crate::config::Config;
-use crate::instance::{Instance, Paths, StateHandle};
 use crate::logging;
+use keygate_config::Config;
+use keygate_config::instance::{Instance, Paths, StateHandle};
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let paths = Paths::from_cli(&cli);
+    let paths = Paths::new(&cli.data_dir, cli.config.as_deref());
     match &cli.command {
         Command::Init(args) => {
             logging::init(
@@ -189,7 +189,7 @@ async fn open(cli: &Cli, paths: Paths) -> Result<Instance> {
         cli.log_format.unwrap_or(config.log.format),
         &config.log.level,
     );
-    Instance::open(config, paths).await
+    Ok(Instance::open(config, paths).await?)
 }
 
 /// The current time, Unix milliseconds: the one place the CLI reads the clock.
@@ -252,7 +252,7 @@ async fn decide(h: &StateHandle, a: &crate::cli::DecideArgs) -> Result<()> {
             .timestamp_millis(),
         None => now_ms(),
     };
-    let engine = crate::engine::build(&h.config, &h.paths.base)?;
+    let engine = keygate_config::engine::build(&h.config, &h.paths.base)?;
     let state = keygate_store::decider::current_state(&h.store, &engine).await?;
     // As the decider would: with the detectors watching (a freeze they would set is shown,
     // not set).

@@ -37,8 +37,8 @@ use zeroize::Zeroizing;
 
 use super::replay::{Scenario, client_cidrs, destination, progress};
 use crate::cli::DemoArgs;
-use crate::config::Config;
-use crate::instance::{Instance, Paths};
+use keygate_config::Config;
+use keygate_config::instance::{Instance, Paths};
 
 /// The prices the simulated books quote; orders rest there (far from any real fill).
 const BID: &str = "36000";
@@ -112,7 +112,7 @@ pub async fn run_in(
     let engine = super::replay::engine(config, base, &header)?;
     // Checked before anything starts.
     super::replay::state(config, &engine, &header)?;
-    let contain = crate::engine::contain(config)?;
+    let contain = keygate_config::engine::contain(config)?;
 
     // Whole days forward, to start after everything `init` and `credential add` record now.
     let now = crate::commands::now_ms();
@@ -233,7 +233,8 @@ pub async fn run_in(
 
     // Clients, address book and tokens, dated on the simulated clock.
     let start = header.start + offset;
-    let cooldown = crate::engine::duration("address_book.cooldown", &cfg.address_book.cooldown)?;
+    let cooldown =
+        keygate_config::engine::duration("address_book.cooldown", &cfg.address_book.cooldown)?;
     for c in &cfg.scenario.clients {
         let rec = ClientRecord {
             name: c.name.clone(),
@@ -293,7 +294,7 @@ pub async fn run_in(
     }
 
     // The gateway, on a loopback port.
-    let (gw, h) = super::serve::gateway(inst, engine).await?;
+    let (gw, h) = keygate_config::setup::gateway(inst, engine).await?;
     // The same engine again, for the containment scope of outflows on venues with no adapter.
     let engine = Arc::new(super::replay::engine(config, base, &header)?);
     let gw = Arc::new(gw);
