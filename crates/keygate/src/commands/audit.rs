@@ -6,8 +6,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::AuditCommand;
-use crate::commands::audit_sign::{KeySigner, Trusted, export, read_exported};
 use crate::commands::time_text;
+use keygate_config::audit_sign::{KeySigner, Trusted, export, read_exported};
 use keygate_config::instance::StateHandle;
 
 pub async fn run(h: &StateHandle, cmd: &AuditCommand) -> Result<()> {

@@ -2,7 +2,6 @@
 
 mod admin;
 mod audit;
-pub(crate) mod audit_sign;
 mod bench;
 mod bench_chain;
 mod bench_gateway;
