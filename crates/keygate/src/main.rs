@@ -4,7 +4,6 @@
 mod cli;
 mod commands;
 mod logging;
-mod scenarios;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
-//! `keygate replay`: a scenario (docs/scenarios.md) through the decision code, in-process on
+//! `keygate-harness replay`: a scenario (docs/scenarios.md) through the decision code, in-process on
 //! the events' clock ([`keygate_core::replay::Runner`]) or through a live gateway
-//! ([`super::replay_gateway`]); then the summary, the JSON report and the SVG chart.
+//! ([`crate::replay_gateway`], which uses this module's scenario reading and set-up; this one
+//! never calls it); then the summary, the JSON report and the SVG chart.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,7 +17,6 @@ use keygate_core::replay::{
     Event, Header, Report, Runner, Tally, in_order, parse_event, parse_header,
 };
 
-use crate::cli::ReplayArgs;
 use keygate_config::{Config, ScenarioDestination};
 
 /// A scenario file, read one line at a time.
@@ -182,10 +182,11 @@ pub fn progress(size: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// Each declared client by name, with where its token may be used from.
+pub type ClientNets<'a> = HashMap<&'a str, (&'a keygate_config::ScenarioClient, Vec<ipnet::IpNet>)>;
+
 /// Each declared client, with where its token may be used from.
-pub fn client_nets(
-    config: &Config,
-) -> Result<HashMap<&str, (&keygate_config::ScenarioClient, Vec<ipnet::IpNet>)>> {
+pub fn client_nets(config: &Config) -> Result<ClientNets<'_>> {
     config
         .scenario
         .clients
@@ -199,7 +200,7 @@ pub fn client_nets(
 /// token's venues and actions (the gateway refuses those before any decision). Both modes
 /// check it, so both give the same report.
 pub fn check_client(
-    clients: &HashMap<&str, (&keygate_config::ScenarioClient, Vec<ipnet::IpNet>)>,
+    clients: &ClientNets<'_>,
     r: &keygate_core::replay::RequestEvent,
     done: u64,
 ) -> Result<()> {
@@ -263,28 +264,6 @@ pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Resu
         b.finish_and_clear();
     }
     Ok(tally.report())
-}
-
-pub async fn run(args: &ReplayArgs, config: Option<&Path>) -> Result<()> {
-    let path = config
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| args.scenario.with_extension("toml"));
-    // As written: environment overrides (KEYGATE_*) would make a replay depend on the host.
-    let config = Config::load_as_written(&path)?;
-    let base = config_dir(&path);
-    for out in [args.report.as_deref(), args.chart.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        writable(out)?;
-    }
-    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = if args.through_gateway {
-        super::replay_gateway::run(&config, &base, &args.scenario, show).await?
-    } else {
-        in_process(&config, &base, &args.scenario, show)?
-    };
-    finish(&report, args.report.as_deref(), args.chart.as_deref())
 }
 
 /// The directory relative paths of a config file are resolved against.
