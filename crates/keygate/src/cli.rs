@@ -3,12 +3,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::{Args, Parser, Subcommand};
 
 /// keygate holds your venue API secrets and hot-wallet keys, so your bots never do.
 ///
 /// Bots get short-lived scoped tokens; every request is decided against policies, limits and
 /// an address book; secrets stay encrypted at rest. See docs/ for the full guide.
+///
+/// The demo, scenario replays, scenarios and benchmarks are in the harness, not in this binary:
+/// `keygate-harness demo|replay|scenario|bench ...` (cargo run --release -p keygate-harness -- demo).
 #[derive(Debug, Parser)]
 #[command(name = "keygate", version, propagate_version = true)]
 pub struct Cli {
@@ -26,7 +30,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Log format on stderr: json, text, or auto (JSON unless stderr is a terminal).
-    #[arg(long, global = true, env = "KEYGATE_LOG_FORMAT")]
+    #[arg(long, global = true, env = "KEYGATE_LOG_FORMAT", value_parser = log_format())]
     pub log_format: Option<LogFormat>,
 
     /// Who is acting, as recorded in the audit log [default: $USER].
@@ -37,12 +41,16 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Text,
+pub use keygate_config::LogFormat;
+
+/// `--log-format`: one of the config's log formats, by name.
+fn log_format() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    clap::builder::PossibleValuesParser::new(LogFormat::ALL.map(|(name, _)| name)).map(|s| {
+        LogFormat::ALL
+            .iter()
+            .find(|(name, _)| *name == s)
+            .map_or(LogFormat::Auto, |(_, f)| *f)
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,50 +96,6 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask each venue what keygate's key there may do, and report what is unsafe.
     Doctor,
-    /// Run a benchmark and print its figures.
-    #[command(subcommand)]
-    Bench(BenchCommand),
-    /// Run a scenario (docs/scenarios.md) through the decision code on its own clock, and
-    /// report what the attack got and what normal traffic lost. The config is --config, or the
-    /// scenario's name with .toml.
-    Replay(ReplayArgs),
-    /// The Kronos Research attack of 2023-11-18 through a live keygate gateway, with no set-up:
-    /// a temporary data directory, the venue simulator, the replay, the outcome and a chart.
-    Demo(DemoArgs),
-    /// Write a scenario keygate ships to stdout (kronos-2023, or a denser one for benchmarks).
-    Scenario(ScenarioArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct ReplayArgs {
-    /// The scenario: JSON Lines, a header then one event per line.
-    pub scenario: PathBuf,
-    /// Send the events through a live gateway (`keygate serve`'s code on a loopback port) in
-    /// front of the venue simulator, instead of deciding in-process.
-    #[arg(long)]
-    pub through_gateway: bool,
-    /// Write the JSON report here.
-    #[arg(long, value_name = "OUT.json")]
-    pub report: Option<PathBuf>,
-    /// Draw the chart (SVG) here.
-    #[arg(long, value_name = "OUT.svg")]
-    pub chart: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Keep the data directory, report and chart here instead of a new temporary directory.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct ScenarioArgs {
-    /// kronos-2023 (scenarios/kronos-2023.jsonl), or kronos-2023-dense with --events.
-    pub name: String,
-    /// For kronos-2023-dense: about how many events.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub events: u64,
 }
 
 #[derive(Debug, Args)]
@@ -407,68 +371,6 @@ pub struct DecideArgs {
     /// Decide as of this time (RFC 3339) instead of now.
     #[arg(long)]
     pub at: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Time pure `decide` against bare Cedar, and durable decisions per second on SQLite.
-    Decide(BenchDecideArgs),
-    /// The latency and throughput `keygate serve` adds in front of a (simulated) venue.
-    Gateway(BenchGatewayArgs),
-    /// Replay speed: a generated scenario of about --events events, in-process.
-    Replay(BenchReplayArgs),
-    /// Leaked-key detection on an EVM chain: from a block's appearance on a local anvil node
-    /// to the freeze, against a bare poller's view of the same blocks.
-    Chain(BenchChainArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct BenchChainArgs {
-    /// Leaked-key transfers to time.
-    #[arg(long, default_value_t = 30)]
-    pub transfers: usize,
-    /// The watcher's poll interval (the venue default is 100ms).
-    #[arg(long, default_value = "100ms")]
-    pub poll: String,
-    /// The anvil binary [default: KEYGATE_TEST_ANVIL, or where scripts/anvil-env installs it].
-    #[arg(long)]
-    pub anvil: Option<std::path::PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchReplayArgs {
-    /// About how many events the generated scenario has.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub events: u64,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchGatewayArgs {
-    /// Requests per second for the latency runs.
-    #[arg(long, default_value_t = 2000)]
-    pub rate: u64,
-    /// Seconds each run lasts.
-    #[arg(long, default_value_t = 5)]
-    pub secs: u64,
-    /// Connections for the throughput runs.
-    #[arg(long, default_value_t = 32)]
-    pub connections: usize,
-    /// Also cross-check with wrk (if installed) for this many seconds per run.
-    #[arg(long)]
-    pub wrk_secs: Option<u64>,
-}
-
-#[derive(Debug, Args)]
-pub struct BenchDecideArgs {
-    /// Samples for the latency figures.
-    #[arg(long, default_value_t = 20_000)]
-    pub samples: usize,
-    /// Durable decisions to time.
-    #[arg(long, default_value_t = 50_000)]
-    pub durable: usize,
-    /// Concurrent submitters for the durable run.
-    #[arg(long, default_value_t = 256)]
-    pub concurrency: usize,
 }
 
 #[derive(Debug, Args)]

@@ -3,12 +3,7 @@
 
 mod cli;
 mod commands;
-mod config;
-mod engine;
-mod input;
-mod instance;
 mod logging;
-mod scenarios;
 
 use std::process::ExitCode;
 

@@ -6,9 +6,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use anyhow::{Context, Result, bail};
 
 use crate::cli::AuditCommand;
-use crate::commands::audit_sign::{KeySigner, Trusted, export, read_exported};
 use crate::commands::time_text;
-use crate::instance::StateHandle;
+use keygate_config::audit_sign::{KeySigner, Trusted, export, read_exported};
+use keygate_config::instance::StateHandle;
 
 pub async fn run(h: &StateHandle, cmd: &AuditCommand) -> Result<()> {
     match cmd {

@@ -3,13 +3,15 @@
 
 use anyhow::{Context, Result, bail};
 use keygate_store::CredentialRow;
-use keygate_store::{CredentialSummary, NewCredential, StoreError};
-use keygate_vault::{Binding, CredentialKind, CredentialSecret, seal};
+use keygate_store::CredentialSummary;
+use keygate_vault::{CredentialKind, CredentialSecret};
+
+use keygate_admin::credentials::{check_name, sealed_row};
 
 use crate::cli::{AddArgs, CredentialCommand, IdArg, ListArgs, VerifyArgs};
 use crate::commands::{now_ms, time_text};
-use crate::input::read_secret_parts;
-use crate::instance::Instance;
+use keygate_config::input::read_secret_parts;
+use keygate_config::instance::Instance;
 
 pub async fn run(inst: Instance, cmd: &CredentialCommand) -> Result<()> {
     let result = match cmd {
@@ -23,89 +25,26 @@ pub async fn run(inst: Instance, cmd: &CredentialCommand) -> Result<()> {
     result
 }
 
-/// Venue names and credential ids: 1–64 of [a-z0-9_-], starting with a letter or digit.
-fn check_name(what: &str, s: &str) -> Result<()> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes().enumerate().all(|(i, b)| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'-' || b == b'_'))
-        });
-    if !ok {
-        bail!(
-            "{what} {s:?} is not valid: use 1 to 64 lowercase letters, digits, '-' or '_', starting with a letter or digit"
-        );
-    }
-    Ok(())
-}
-
-fn new_id() -> Result<String> {
-    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
-    let mut raw = [0u8; 10];
-    keygate_vault::random_bytes(&mut raw)?;
-    let tail: String = raw
-        .iter()
-        .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
-        .collect();
-    Ok(format!("cr_{tail}"))
-}
-
-fn sealed_row(
-    inst: &Instance,
-    id: &str,
-    venue: &str,
-    version: u32,
-    secret: &CredentialSecret,
-) -> Result<NewCredential> {
-    let sealed = seal(
-        &inst.master,
-        &Binding {
-            id,
-            venue,
-            kind: secret.kind().as_str(),
-            version,
-        },
-        &secret.encode(),
-    )?;
-    Ok(NewCredential {
-        id: id.to_string(),
-        version,
-        venue: venue.to_string(),
-        kind: secret.kind().as_str().to_string(),
-        fingerprint: secret.fingerprint(),
-        key_id: sealed.key_id.as_str().to_string(),
-        wrapped_key: sealed.wrapped_key,
-        ciphertext: sealed.ciphertext,
-        created_ms: now_ms(),
-    })
-}
-
 async fn add(inst: &Instance, a: &AddArgs) -> Result<()> {
+    // The names are checked before a secret is asked for.
     check_name("venue", &a.venue)?;
-    let id = match &a.id {
-        Some(id) => {
-            check_name("credential id", id)?;
-            id.clone()
-        }
-        None => new_id()?,
-    };
-    let secret = CredentialSecret::new(a.kind, read_secret_parts(a.kind)?)?;
-    let row = sealed_row(inst, &id, &a.venue, 1, &secret)?;
-    inst.store
-        .insert_credential(&row)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => anyhow::anyhow!(
-                "a credential with id {id} already exists; pick another --id or rotate that one"
-            ),
-            e => e.into(),
-        })?;
-    tracing::info!(
-        credential = %id, venue = %a.venue, kind = %a.kind, version = 1,
-        fingerprint = %row.fingerprint, "credential added"
-    );
+    if let Some(id) = &a.id {
+        check_name("credential id", id)?;
+    }
+    let parts = read_secret_parts(a.kind)?;
+    let added = keygate_admin::credentials::add_credential(
+        inst,
+        &a.venue,
+        a.kind,
+        a.id.as_deref(),
+        parts,
+        now_ms(),
+    )
+    .await?;
+    let (id, fingerprint) = (added.id, added.fingerprint);
     println!(
-        "added credential {id} (venue {}, kind {}, version 1, fingerprint {})",
-        a.venue, a.kind, row.fingerprint
+        "added credential {id} (venue {}, kind {}, version 1, fingerprint {fingerprint})",
+        a.venue, a.kind
     );
     Ok(())
 }
@@ -211,7 +150,7 @@ async fn rotate(inst: &Instance, a: &IdArg) -> Result<()> {
         .version
         .checked_add(1)
         .context("credential version overflow")?;
-    let row = sealed_row(inst, &a.id, &current.venue, version, &secret)?;
+    let row = sealed_row(inst, &a.id, &current.venue, version, &secret, now_ms())?;
     inst.store.rotate_credential(&row).await?;
     tracing::info!(
         credential = %a.id, venue = %current.venue, kind = %kind, version,
@@ -282,22 +221,4 @@ async fn verify(inst: &Instance, a: &VerifyArgs) -> Result<()> {
     }
     println!("{} credential version(s) verified", rows.len());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        for ok in ["binance-main", "a", "okx_2", "cr_abc"] {
-            check_name("venue", ok).unwrap();
-        }
-        for bad in ["", "-a", "Binance", "a b", "a/b", &"x".repeat(65)] {
-            assert!(check_name("venue", bad).is_err(), "{bad}");
-        }
-        let id = new_id().unwrap();
-        check_name("id", &id).unwrap();
-        assert_eq!(id.len(), 13);
-    }
 }

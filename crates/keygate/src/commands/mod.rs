@@ -2,28 +2,22 @@
 
 mod admin;
 mod audit;
-pub(crate) mod audit_sign;
-mod bench;
-mod bench_chain;
-mod bench_gateway;
 mod credential;
 mod freeze;
 mod init;
 mod policy;
 mod rekey;
-pub(crate) mod replay;
-mod replay_gateway;
 pub(crate) mod serve;
 
 use anyhow::{Result, bail};
 
 use crate::cli::{Cli, Command};
-use crate::config::Config;
-use crate::instance::{Instance, Paths, StateHandle};
 use crate::logging;
+use keygate_config::Config;
+use keygate_config::instance::{Instance, Paths, StateHandle};
 
 pub async fn run(cli: Cli) -> Result<()> {
-    let paths = Paths::from_cli(&cli);
+    let paths = Paths::new(&cli.data_dir, cli.config.as_deref());
     match &cli.command {
         Command::Init(args) => {
             logging::init(
@@ -42,13 +36,6 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "info",
             );
             policy::run(&paths, cmd)
-        }
-        Command::Bench(cmd) => {
-            logging::init(
-                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
-                "warn",
-            );
-            bench::run(cmd).await
         }
         Command::Client(cmd) => {
             let (h, actor) = state(&cli, paths).await?;
@@ -106,80 +93,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let (h, _) = state(&cli, paths).await?;
             close(&h, decide(&h, args).await).await
         }
-        Command::Replay(args) => {
-            logging::init(
-                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
-                "warn",
-            );
-            replay::run(args, cli.config.as_deref()).await
-        }
-        Command::Demo(args) => {
-            logging::init(
-                cli.log_format.unwrap_or(crate::cli::LogFormat::Auto),
-                "warn",
-            );
-            replay_gateway::demo(args).await
-        }
-        Command::Scenario(args) => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match args.name.as_str() {
-                "kronos-2023" => crate::scenarios::kronos(&mut out)?,
-                "kronos-2023-dense" => crate::scenarios::dense(&mut out, args.events)?,
-                other => {
-                    bail!("no scenario {other:?}: keygate ships kronos-2023 and kronos-2023-dense")
-                }
-            };
-            std::io::Write::flush(&mut out)?;
-            Ok(())
-        }
         Command::Audit(cmd) => {
             let (h, _) = state(&cli, paths).await?;
             close(&h, audit::run(&h, cmd).await).await
         }
     }
-}
-
-/// Runs this same binary on a data directory a command set up for itself (the benchmarks and
-/// the gateway replay): `args` after `--data-dir DATA`, `stdin` fed in, stdout returned trimmed.
-/// No `KEYGATE_*` setting of this host (a store URL, a key file) reaches it.
-pub(crate) fn run_self(
-    data: &std::path::Path,
-    args: &[&str],
-    stdin: Option<&str>,
-    actor: &str,
-) -> Result<String> {
-    use anyhow::Context;
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let exe = std::env::current_exe().context("cannot find this keygate binary")?;
-    let mut cmd = Command::new(exe);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("KEYGATE_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("KEYGATE_LOG", "warn")
-        .env("KEYGATE_ACTOR", actor)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.unwrap_or_default().as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "keygate {} failed: {}",
-            args.first().copied().unwrap_or_default(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Loads the config, starts logging as it says, and opens the instance.
@@ -189,7 +107,7 @@ async fn open(cli: &Cli, paths: Paths) -> Result<Instance> {
         cli.log_format.unwrap_or(config.log.format),
         &config.log.level,
     );
-    Instance::open(config, paths).await
+    Ok(Instance::open(config, paths).await?)
 }
 
 /// The current time, Unix milliseconds: the one place the CLI reads the clock.
@@ -252,7 +170,7 @@ async fn decide(h: &StateHandle, a: &crate::cli::DecideArgs) -> Result<()> {
             .timestamp_millis(),
         None => now_ms(),
     };
-    let engine = crate::engine::build(&h.config, &h.paths.base)?;
+    let engine = keygate_config::engine::build(&h.config, &h.paths.base)?;
     let state = keygate_store::decider::current_state(&h.store, &engine).await?;
     // As the decider would: with the detectors watching (a freeze they would set is shown,
     // not set).

@@ -9,9 +9,9 @@ use keygate_core::policy::{Outcome, Policies, PolicyContext, SCHEMA, Subject, Wo
 use serde::Deserialize;
 
 use crate::cli::{PolicyCommand, PolicyTestArgs, PolicyValidateArgs};
-use crate::config::Config;
-use crate::engine::{policy_files, read_policies};
-use crate::instance::Paths;
+use keygate_config::Config;
+use keygate_config::engine::{policy_files, read_policies};
+use keygate_config::instance::Paths;
 
 pub fn run(paths: &Paths, cmd: &PolicyCommand) -> Result<()> {
     match cmd {
@@ -27,7 +27,7 @@ pub fn run(paths: &Paths, cmd: &PolicyCommand) -> Result<()> {
 fn validate(paths: &Paths, a: &PolicyValidateArgs) -> Result<()> {
     if a.files.is_empty() {
         let config = Config::load(&paths.config_file)?;
-        let engine = crate::engine::build(&config, &paths.base)?;
+        let engine = keygate_config::engine::build(&config, &paths.base)?;
         println!(
             "ok: {} policies match keygate's schema; {} limit(s) and {} pinned price(s) are valid",
             engine.policies.len(),

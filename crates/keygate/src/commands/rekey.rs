@@ -17,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use keygate_store::MASTER_KEY_ID;
 use keygate_vault::{Binding, MasterKey, rewrap};
 
-use crate::config::MasterKeySource;
-use crate::instance::{Instance, new_passphrase_key};
+use keygate_config::MasterKeySource;
+use keygate_config::instance::{Instance, new_passphrase_key};
 
 pub async fn run(inst: Instance) -> Result<()> {
     let result = rekey(&inst).await;

@@ -9,5 +9,4 @@ mod engine;
 mod gateway;
 mod init;
 mod master_key;
-mod replay;
 mod tamper;

@@ -24,21 +24,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use keygate_core::auth::{ClientRecord, TokenRecord};
 use keygate_core::decide::Stage;
 use keygate_core::replay::{Event, Observed, OutflowEvent, Report, RequestEvent, Tally};
 use keygate_core::time::DAY;
 use keygate_core::{Action, Intent, Outcome};
 use keygate_server::{Gateway, VenueSetup};
-use keygate_sim::{Account, Restrictions, Sim, SimConfig, VenueKind};
+use keygate_sim::VenueKind;
 use keygate_store::Clock;
 use rust_decimal::Decimal;
 use zeroize::Zeroizing;
 
-use super::replay::{Scenario, client_cidrs, destination, progress};
 use crate::cli::DemoArgs;
-use crate::config::Config;
-use crate::instance::{Instance, Paths};
+use crate::replay::{Scenario, progress};
+use crate::replay_setup::{VenueKey, data_dir, seed, serve, start_sim};
+use keygate_config::Config;
 
 /// The prices the simulated books quote; orders rest there (far from any real fill).
 const BID: &str = "36000";
@@ -51,25 +50,6 @@ pub async fn run(config: &Config, base: &Path, scenario: &Path, show: bool) -> R
         .tempdir()
         .context("cannot make a temporary directory")?;
     run_in(&dir.path().join("data"), config, base, scenario, show).await
-}
-
-fn random_hex(n: usize) -> Result<Zeroizing<String>> {
-    let mut b = Zeroizing::new(vec![0u8; n]);
-    keygate_vault::random_bytes(&mut b)?;
-    Ok(Zeroizing::new(hex::encode(&*b)))
-}
-
-/// `init` and `credential add` on the replay's data directory (they take no simulated time).
-fn keygate(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<()> {
-    super::run_self(data, args, stdin, "replay").map(drop)
-}
-
-/// A venue's key at the simulator: what keygate holds, and what the leaked-key outflows use.
-struct VenueKey {
-    kind: VenueKind,
-    api_key: String,
-    secret: Zeroizing<String>,
-    passphrase: Option<Zeroizing<String>>,
 }
 
 /// The driver's view of a running gateway replay.
@@ -92,13 +72,6 @@ struct Driver {
     engine: Arc<keygate_core::Engine>,
 }
 
-fn venue_kind(k: keygate_venues::VenueKind) -> VenueKind {
-    match k {
-        keygate_venues::VenueKind::Binance => VenueKind::Binance,
-        keygate_venues::VenueKind::Okx => VenueKind::Okx,
-    }
-}
-
 /// Sets up the data directory, the simulator and the gateway, then runs every event.
 pub async fn run_in(
     data: &Path,
@@ -109,13 +82,13 @@ pub async fn run_in(
 ) -> Result<Report> {
     let mut scenario = Scenario::open(path)?;
     let header = scenario.header.clone();
-    let engine = super::replay::engine(config, base, &header)?;
+    let engine = crate::replay::engine(config, base, &header)?;
     // Checked before anything starts.
-    super::replay::state(config, &engine, &header)?;
-    let contain = crate::engine::contain(config)?;
+    crate::replay::state(config, &engine, &header)?;
+    let contain = keygate_config::engine::contain(config)?;
 
     // Whole days forward, to start after everything `init` and `credential add` record now.
-    let now = crate::commands::now_ms();
+    let now = crate::now_ms();
     let offset = ((now - header.start).div_euclid(DAY) + 2) * DAY;
     let clock = Clock::simulated(header.start + offset);
     let Clock::Simulated(shared) = &clock else {
@@ -124,194 +97,22 @@ pub async fn run_in(
     keygate_sim::use_clock(shared.clone())
         .map_err(|e| anyhow::anyhow!("{e}: one gateway replay runs per process"))?;
 
-    // The simulator, with an account per credential (venues may share one, as in the config).
-    let mut keys: HashMap<String, VenueKey> = HashMap::new();
-    let mut accounts = vec![];
-    for (name, v) in &config.venues {
-        // The simulator plays exchanges only: an EVM venue takes no part in a replay.
-        let Some(kind) = v.kind.exchange().map(venue_kind) else {
-            continue;
-        };
-        let credential = v.credential.clone().unwrap_or_else(|| name.clone());
-        if let Some(k) = keys.get(&credential) {
-            if k.kind != kind {
-                bail!(
-                    "[venues.{name}] shares credential {credential} with a venue of another kind"
-                );
-            }
-            continue;
-        }
-        let key = VenueKey {
-            kind,
-            api_key: format!("replay-{name}"),
-            secret: random_hex(16)?,
-            passphrase: match kind {
-                VenueKind::Okx => Some(random_hex(8)?),
-                VenueKind::Binance => None,
-            },
-        };
-        let big = |n: i64| Decimal::from(n);
-        accounts.push(Account {
-            venue: kind,
-            api_key: key.api_key.clone(),
-            secret: key.secret.to_string(),
-            passphrase: key.passphrase.as_ref().map(|p| p.to_string()),
-            balances: header
-                .prices
-                .keys()
-                .map(|a| (a.clone(), big(1_000_000_000_000)))
-                .collect(),
-            restrictions: Restrictions {
-                enable_withdrawals: true,
-                ip_restrict: true,
-                ip: vec!["127.0.0.1".into()],
-                ..Restrictions::default()
-            },
-        });
-        keys.insert(credential, key);
-    }
-    let sim = Sim::new(SimConfig { accounts }).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let sim_url = format!("http://{}", listener.local_addr()?);
-    let sim_task = tokio::spawn(keygate_sim::serve(listener, sim.clone()));
-
-    // The data directory: `init`, then the replay's config with the venues at the simulator.
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("cannot make the data directory {}", data.display()))?;
-    keygate(data, &["init"], None)?;
-    let made = Config::load_as_written(&data.join("keygate.toml"))?;
-    let url = made.store_url(data);
-    if !url.starts_with(&format!("sqlite://{}", data.display())) {
-        bail!(
-            "the replay's store {url} is not the SQLite file in {}",
-            data.display()
-        );
-    }
-    let mut cfg = config.clone();
-    cfg.store = made.store;
-    cfg.vault = made.vault;
-    cfg.audit = made.audit;
-    cfg.log = made.log;
-    cfg.alerts = Default::default();
-    cfg.venues.retain(|_, v| v.kind.exchange().is_some());
-    for v in cfg.venues.values_mut() {
-        v.base_url = Some(sim_url.clone());
-        v.reconcile_every = "off".into();
-    }
-    for (name, k) in &keys {
-        let mut input = Zeroizing::new(format!("{}\n{}\n", k.api_key, k.secret.as_str()));
-        if let Some(p) = &k.passphrase {
-            input.push_str(p);
-            input.push('\n');
-        }
-        let kind = match k.kind {
-            VenueKind::Binance => "binance-hmac",
-            VenueKind::Okx => "okx-hmac",
-        };
-        keygate(
-            data,
-            &[
-                "credential",
-                "add",
-                "--id",
-                name,
-                "--venue",
-                name,
-                "--kind",
-                kind,
-            ],
-            Some(&input),
-        )?;
-    }
-    let paths = Paths {
-        config_file: data.join("keygate.toml"),
-        base: data.to_path_buf(),
-    };
-    let mut inst = Instance::open(cfg.clone(), paths).await?;
+    let sim = start_sim(config, &header).await?;
+    let mut inst = data_dir(data, config, &sim).await?;
     inst.store = inst.store.clone().with_clock(clock.clone());
-    let store = inst.store.clone();
-
-    // Clients, address book and tokens, dated on the simulated clock.
-    let start = header.start + offset;
-    let cooldown = crate::engine::duration("address_book.cooldown", &cfg.address_book.cooldown)?;
-    for c in &cfg.scenario.clients {
-        let rec = ClientRecord {
-            name: c.name.clone(),
-            venues: c.venues.clone(),
-            actions: c.actions.clone(),
-            tags: vec![],
-            enabled: true,
-        };
-        store.add_client(&rec, "replay", start).await?;
-    }
-    for (i, d) in cfg.scenario.destinations.iter().enumerate() {
-        let want = destination(i, d, cooldown)?;
-        let added = want.added_at + offset;
-        let row = store
-            .add_destination(
-                &want.venue,
-                &want.asset,
-                &want.address,
-                &want.label,
-                cooldown,
-                "replay",
-                added,
-            )
-            .await?;
-        store
-            .approve_destination(row.id, "replay-approver", added)
-            .await?;
-    }
-    let mut tokens = HashMap::new();
-    for c in &cfg.scenario.clients {
-        let cidrs = client_cidrs(c)?;
-        let mut id = [0u8; 8];
-        let mut secret = Zeroizing::new([0u8; 32]);
-        keygate_vault::random_bytes(&mut id)?;
-        keygate_vault::random_bytes(&mut *secret)?;
-        let t = keygate_core::auth::new_token(id, *secret);
-        store
-            .insert_token(
-                &TokenRecord {
-                    id: t.id.clone(),
-                    client: c.name.clone(),
-                    kind: keygate_core::auth::TokenKind::Bearer,
-                    secret_hash: t.secret_hash,
-                    venues: c.venues.clone(),
-                    actions: c.actions.clone(),
-                    cidrs: cidrs.clone(),
-                    issued_at: start,
-                    // Valid for the whole replay: a bot renews its token, and a scenario
-                    // does not script that.
-                    expires_at: start.saturating_add(3650 * DAY),
-                    revoked_at: None,
-                },
-                "replay",
-            )
-            .await?;
-        tokens.insert(c.name.clone(), t.text.clone());
-    }
-
-    // The gateway, on a loopback port.
-    let (gw, h) = super::serve::gateway(inst, engine).await?;
+    let tokens = seed(&inst.store, &inst.config, header.start + offset, offset).await?;
+    let served = serve(inst, engine).await?;
     // The same engine again, for the containment scope of outflows on venues with no adapter.
-    let engine = Arc::new(super::replay::engine(config, base, &header)?);
-    let gw = Arc::new(gw);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}", listener.local_addr()?);
-    let app = keygate_server::app(gw.clone())
-        .into_make_service_with_connect_info::<keygate_server::Peer>();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-
+    let engine = Arc::new(crate::replay::engine(config, base, &header)?);
     let mut driver = Driver {
-        gw,
+        gw: served.gw.clone(),
         clock,
         offset,
-        base_url,
+        base_url: served.base_url.clone(),
         tokens,
         http: HashMap::new(),
-        keys,
-        sim_url,
+        keys: sim.keys,
+        sim_url: sim.url,
         plain: reqwest::Client::new(),
         freezes: BTreeSet::new(),
         last_order: HashMap::new(),
@@ -319,48 +120,62 @@ pub async fn run_in(
         contain,
         engine,
     };
-    let clients = super::replay::client_nets(config)?;
-    let mut tally = Tally::new(&header, "gateway", &driver.engine.pinned);
-    let bar = show.then(|| progress(scenario.size));
-    let mut n = 0u64;
-    let result: Result<()> = async {
-        while let Some(event) = scenario.next_event()? {
-            driver.clock.advance(event.t() + driver.offset);
-            match &event {
-                Event::Request(r) => {
-                    super::replay::check_client(&clients, r, n)?;
-                    let seen = driver
-                        .request(r)
-                        .await
-                        .with_context(|| format!("event {}", n + 1))?;
-                    tally.request(r, &seen);
+    let clients = crate::replay::client_nets(config)?;
+    let result = driver.run(&mut scenario, &clients, show).await;
+    served.task.abort();
+    sim.task.abort();
+    served.h.store.close().await;
+    result
+}
+
+impl Driver {
+    /// Every event of the scenario, each on its time, tallied.
+    async fn run(
+        &mut self,
+        scenario: &mut Scenario,
+        clients: &crate::replay::ClientNets<'_>,
+        show: bool,
+    ) -> Result<Report> {
+        let header = scenario.header.clone();
+        let mut tally = Tally::new(&header, "gateway", &self.engine.pinned);
+        let bar = show.then(|| progress(scenario.size));
+        let mut n = 0u64;
+        let result: Result<()> = async {
+            while let Some(event) = scenario.next_event()? {
+                self.clock.advance(event.t() + self.offset);
+                match &event {
+                    Event::Request(r) => {
+                        crate::replay::check_client(clients, r, n)?;
+                        let seen = self
+                            .request(r)
+                            .await
+                            .with_context(|| format!("event {}", n + 1))?;
+                        tally.request(r, &seen);
+                    }
+                    Event::Outflow(o) => {
+                        let (matched, froze) = self
+                            .outflow(o)
+                            .await
+                            .with_context(|| format!("event {}", n + 1))?;
+                        tally.outflow(o, matched, froze.as_ref());
+                    }
                 }
-                Event::Outflow(o) => {
-                    let (matched, froze) = driver
-                        .outflow(o)
-                        .await
-                        .with_context(|| format!("event {}", n + 1))?;
-                    tally.outflow(o, matched, froze.as_ref());
+                n += 1;
+                if let Some(b) = &bar
+                    && n.is_multiple_of(64)
+                {
+                    b.set_position(scenario.read);
                 }
             }
-            n += 1;
-            if let Some(b) = &bar
-                && n.is_multiple_of(64)
-            {
-                b.set_position(scenario.read);
-            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        result?;
+        Ok(tally.report())
     }
-    .await;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    server.abort();
-    sim_task.abort();
-    h.store.close().await;
-    result?;
-    Ok(tally.report())
 }
 
 /// An HTTP client whose connections come from `ip` (a loopback address: a scenario's hosts).
@@ -465,6 +280,7 @@ impl Driver {
 
     /// Sends a request event as the venue's REST call; returns keygate's decision id.
     async fn send(&mut self, kind: keygate_venues::VenueKind, r: &RequestEvent) -> Result<i64> {
+        let (method, path, body) = self.rest_call(kind, r)?;
         let token = self.tokens.get(&r.client).with_context(|| {
             format!(
                 "client {} has no token: declare it in [[scenario.clients]]",
@@ -476,6 +292,32 @@ impl Driver {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(client_from(ip)?),
         };
+        let url = format!("{}/venues/{}{path}", self.base_url, r.venue);
+        let mut req = http
+            .request(method, url)
+            .header("Authorization", format!("Bearer {}", token.as_str()));
+        if let Some(b) = body {
+            req = req
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let seq = resp
+            .headers()
+            .get("x-keygate-decision")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<i64>().ok());
+        let text = resp.text().await.unwrap_or_default();
+        decision_of(r, status, seq, &text)
+    }
+
+    /// The venue's REST call for a request event: method, path and query, JSON body.
+    fn rest_call(
+        &mut self,
+        kind: keygate_venues::VenueKind,
+        r: &RequestEvent,
+    ) -> Result<(reqwest::Method, String, Option<serde_json::Value>)> {
         let amount = r.amount.unwrap_or_default().normalize().to_string();
         let asset = r.asset.clone().unwrap_or_default();
         let to = r.to.clone().unwrap_or_default();
@@ -483,9 +325,7 @@ impl Driver {
         let order_id = format!("rp{}", self.orders);
         let binance = kind == keygate_venues::VenueKind::Binance;
         // (method, path and query, JSON body)
-        let (method, path, body): (reqwest::Method, String, Option<serde_json::Value>) = match (
-            r.action, binance,
-        ) {
+        Ok(match (r.action, binance) {
             (Action::Read, true) => (reqwest::Method::GET, "/api/v3/account".into(), None),
             (Action::Read, false) => (reqwest::Method::GET, "/api/v5/account/balance".into(), None),
             (Action::Trade, _) => {
@@ -549,47 +389,7 @@ impl Driver {
                 "venue {} is an exchange: a transfer goes to an EVM venue (one not in [venues])",
                 r.venue
             ),
-        };
-        let url = format!("{}/venues/{}{path}", self.base_url, r.venue);
-        let mut req = http
-            .request(method, url)
-            .header("Authorization", format!("Bearer {}", token.as_str()));
-        if let Some(b) = body {
-            req = req
-                .header("Content-Type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await?;
-        let status = resp.status();
-        let seq = resp
-            .headers()
-            .get("x-keygate-decision")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<i64>().ok());
-        let text = resp.text().await.unwrap_or_default();
-        let Some(seq) = seq else {
-            bail!(
-                "keygate refused a {} of {} on {} before deciding it ({status}): {text}",
-                r.action,
-                r.client,
-                r.venue
-            );
-        };
-        // A refusal before the decision (a bad token, an unclassified request) is the
-        // replay's fault, not an outcome.
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(code) = v["error"].as_str()
-            && !["denied", "frozen"].contains(&code)
-        {
-            bail!(
-                "keygate refused a {} of {} on {} ({status} {code}): {}",
-                r.action,
-                r.client,
-                r.venue,
-                v["reason"]
-            );
-        }
-        Ok(seq)
+        })
     }
 
     /// Reads the venue's history and judges what it shows, as the reconciler does.
@@ -739,7 +539,7 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     let report = run_in(&dir.join("data"), &cfg, &dir, &scenario, show).await?;
     let json = dir.join("report.json");
     let chart = dir.join("chart.svg");
-    super::replay::finish(&report, Some(&json), Some(&chart))?;
+    crate::replay::finish(&report, Some(&json), Some(&chart))?;
     let allowed = report.attack_allowed_usd.clone();
     println!();
     println!(
@@ -755,4 +555,37 @@ pub async fn demo(args: &DemoArgs) -> Result<()> {
     );
     println!("The chart is {}", chart.display());
     Ok(())
+}
+
+/// keygate's decision id for a request's answer; a refusal before the decision (a bad token,
+/// an unclassified request) is the replay's fault, not an outcome.
+fn decision_of(
+    r: &RequestEvent,
+    status: reqwest::StatusCode,
+    seq: Option<i64>,
+    text: &str,
+) -> Result<i64> {
+    let Some(seq) = seq else {
+        bail!(
+            "keygate refused a {} of {} on {} before deciding it ({status}): {text}",
+            r.action,
+            r.client,
+            r.venue
+        );
+    };
+    // A refusal before the decision (a bad token, an unclassified request) is the
+    // replay's fault, not an outcome.
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(text)
+        && let Some(code) = v["error"].as_str()
+        && !["denied", "frozen"].contains(&code)
+    {
+        bail!(
+            "keygate refused a {} of {} on {} ({status} {code}): {}",
+            r.action,
+            r.client,
+            r.venue,
+            v["reason"]
+        );
+    }
+    Ok(seq)
 }

@@ -1,4 +1,4 @@
-//! `keygate replay` and `keygate scenario`: the committed Kronos scenario is the generator's
+//! `keygate-harness replay`, `demo` and `scenario` (moved from crates/keygate/tests/cli/replay.rs): the committed Kronos scenario is the generator's
 //! output, its replay is deterministic and stops the attack with no false positive, and bad
 //! scenarios are refused with the line that is wrong.
 
@@ -32,7 +32,7 @@ fn the_committed_kronos_scenario_is_the_generators_output() {
     let committed = std::fs::read_to_string(kronos()).unwrap();
     assert!(
         out == committed,
-        "scenarios/kronos-2023.jsonl differs from `keygate scenario kronos-2023`; regenerate it with `cargo run -p keygate -- scenario kronos-2023 > scenarios/kronos-2023.jsonl`"
+        "scenarios/kronos-2023.jsonl differs from `keygate scenario kronos-2023`; regenerate it with `cargo run -p keygate-harness -- scenario kronos-2023 > scenarios/kronos-2023.jsonl`"
     );
 }
 
@@ -263,6 +263,7 @@ fn demo_replays_kronos_through_the_gateway_as_in_process_and_its_audit_verifies(
     assert_eq!(gateway, local);
     // Every decision the gateway made is in a verifying audit log.
     kg.data = dir.join("data");
+    kg.exe = crate::util::keygate();
     let verified = kg.ok(&["audit", "verify"], None);
     assert!(
         verified.contains("verified") || verified.contains("ok"),

@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Read};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 use keygate_vault::{CredentialKind, SecretString};
 use zeroize::Zeroizing;
 

@@ -27,9 +27,9 @@ const CLIENTS: usize = 5;
 pub async fn run(cmd: &BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Decide(a) => decide_bench(a).await,
-        BenchCommand::Gateway(a) => super::bench_gateway::run(a).await,
+        BenchCommand::Gateway(a) => crate::bench_gateway::run(a).await,
         BenchCommand::Replay(a) => replay_bench(a),
-        BenchCommand::Chain(a) => super::bench_chain::run(a).await,
+        BenchCommand::Chain(a) => crate::bench_chain::run(a).await,
     }
 }
 
@@ -37,7 +37,7 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
 /// and attack, with a much denser baseline) replayed in-process, next to a pass that only reads
 /// and parses the same file (the floor any replay pays), in the same run.
 fn replay_bench(a: &crate::cli::BenchReplayArgs) -> Result<()> {
-    use super::replay::{Scenario, in_process};
+    use crate::replay::{Scenario, in_process};
     let dir = tempfile::tempdir()?;
     let scenario = dir.path().join("dense.jsonl");
     let config = dir.path().join("kronos-2023.toml");
@@ -59,7 +59,7 @@ fn replay_bench(a: &crate::cli::BenchReplayArgs) -> Result<()> {
         size as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let cfg = crate::config::Config::load_as_written(&config)?;
+    let cfg = keygate_config::Config::load_as_written(&config)?;
     for round in 1..=3 {
         let t = Instant::now();
         let mut s = Scenario::open(&scenario)?;
@@ -251,12 +251,18 @@ fn inputs() -> StateInputs {
     }
 }
 
-async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build; run `cargo run --release -p keygate -- bench decide` for real figures"
-        );
-    }
+/// The engines and states the latency figures are taken on: plain, and with the anomaly
+/// detectors on, each with the same history; the probe intent and the time it is asked at.
+struct Setup {
+    engine: Engine,
+    state: State,
+    watched_engine: Engine,
+    watched_state: State,
+    probe: keygate_core::Intent,
+    now: i64,
+}
+
+fn set_up() -> Result<Setup> {
     let engine = engine()?;
     let mut state = State::new(&engine, inputs())?;
     // The same engine with the anomaly detectors on, and the same history.
@@ -288,7 +294,20 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         "benchmark intent is not allowed: {v:?}"
     );
 
-    // The bare Cedar call on the whole 20-policy set, with the same request and entities.
+    Ok(Setup {
+        engine,
+        state,
+        watched_engine,
+        watched_state,
+        probe,
+        now,
+    })
+}
+
+/// The bare Cedar request for the probe on the whole 20-policy set, with the same request and
+/// entities, checked to be allowed.
+fn cedar_request(s: &Setup, authorizer: &Authorizer) -> Result<cedar_policy::Request> {
+    let (engine, state, probe) = (&s.engine, &s.state, &s.probe);
     let ctx = PolicyContext {
         amount_micros: 100_000_000,
         usd_value_cents: 10_000,
@@ -312,7 +331,6 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         .policies
         .request(&subject, &ctx)
         .map_err(anyhow::Error::msg)?;
-    let authorizer = Authorizer::new();
     let whole = engine.policies.whole();
     anyhow::ensure!(
         authorizer
@@ -322,7 +340,34 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         "bare Cedar does not allow the benchmark request"
     );
 
-    let n = a.samples.max(100);
+    Ok(request)
+}
+
+/// Latency samples, sorted: bare Cedar, decide, decide with the detectors, and decide with the
+/// verdict remembered.
+struct Samples {
+    cedar: Vec<Duration>,
+    ours: Vec<Duration>,
+    watched: Vec<Duration>,
+    warm: Vec<Duration>,
+}
+
+fn sample(
+    s: &mut Setup,
+    authorizer: &Authorizer,
+    request: &cedar_policy::Request,
+    n: usize,
+) -> Samples {
+    let Setup {
+        engine,
+        state,
+        watched_engine,
+        watched_state,
+        probe,
+        now,
+    } = s;
+    let (engine, watched_engine, probe, now) = (&*engine, &*watched_engine, &*probe, *now);
+    let whole = engine.policies.whole();
     let mut cedar = Vec::with_capacity(n);
     let mut ours = Vec::with_capacity(n);
     let mut watched = Vec::with_capacity(n);
@@ -332,24 +377,24 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
     // whose verdict the state remembers (what a repeated read or order costs).
     for _ in 0..n {
         let t = Instant::now();
-        let r = authorizer.is_authorized(&request, whole, state.entities());
+        let r = authorizer.is_authorized(request, whole, state.entities());
         cedar.push(t.elapsed());
         std::hint::black_box(r);
         state.forget_verdicts();
         let t = Instant::now();
-        let v = decide(&engine, &state, &probe, now);
+        let v = decide(engine, state, probe, now);
         ours.push(t.elapsed());
         std::hint::black_box(v);
         let t = Instant::now();
-        let v = decide(&engine, &state, &probe, now);
+        let v = decide(engine, state, probe, now);
         warm.push(t.elapsed());
         std::hint::black_box(v);
         watched_state.forget_verdicts();
         let t = Instant::now();
         let w = keygate_core::decide::decide_watched(
-            &watched_engine,
-            &watched_state,
-            &probe,
+            watched_engine,
+            watched_state,
+            probe,
             now,
             &Default::default(),
         );
@@ -359,11 +404,28 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
     cedar.sort();
     ours.sort();
     watched.sort();
+    warm.sort();
+    Samples {
+        cedar,
+        ours,
+        watched,
+        warm,
+    }
+}
+
+/// The latency table.
+fn print_latency(engine: &Engine, n: usize, s: &Samples) {
+    let Samples {
+        cedar,
+        ours,
+        watched,
+        warm,
+    } = s;
     let (c50, c99, d50, d99) = (
-        percentile(&cedar, 0.5),
-        percentile(&cedar, 0.99),
-        percentile(&ours, 0.5),
-        percentile(&ours, 0.99),
+        percentile(cedar, 0.5),
+        percentile(cedar, 0.99),
+        percentile(ours, 0.5),
+        percentile(ours, 0.99),
     );
     println!(
         "keygate bench decide: {} policies ({} judge client c0, {} of them can apply to its withdrawals), {} limits, {n} samples",
@@ -386,7 +448,7 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         micros(d50),
         micros(d99)
     );
-    let (w50, w99) = (percentile(&watched, 0.5), percentile(&watched, 0.99));
+    let (w50, w99) = (percentile(watched, 0.5), percentile(watched, 0.99));
     println!(
         "{:<44} {:>12} {:>12}",
         "decide with the detectors (2,000 outflows)",
@@ -405,8 +467,7 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         d50.as_secs_f64() / c50.as_secs_f64(),
         d99.as_secs_f64() / c99.as_secs_f64()
     );
-    warm.sort();
-    let (m50, m99) = (percentile(&warm, 0.5), percentile(&warm, 0.99));
+    let (m50, m99) = (percentile(warm, 0.5), percentile(warm, 0.99));
     println!(
         "{:<44} {:>12} {:>12}",
         "decide, verdict remembered by the state",
@@ -420,7 +481,10 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         m99.as_secs_f64() / c99.as_secs_f64()
     );
     println!();
+}
 
+/// Durable decisions per second on SQLite, one at a time and with group commit.
+async fn durable(a: &BenchDecideArgs, engine: Engine) -> Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let engine = Arc::new(engine);
     let one = durable_run(
@@ -455,6 +519,21 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
         many / one
     );
     Ok(())
+}
+
+async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; run `cargo run --release -p keygate-harness -- bench decide` for real figures"
+        );
+    }
+    let mut setup = set_up()?;
+    let authorizer = Authorizer::new();
+    let request = cedar_request(&setup, &authorizer)?;
+    let n = a.samples.max(100);
+    let samples = sample(&mut setup, &authorizer, &request, n);
+    print_latency(&setup.engine, n, &samples);
+    durable(a, setup.engine).await
 }
 
 /// Decisions per second through the decider with `concurrency` submitters.

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail, invalid, msg};
 use keygate_core::limits::{LimitSpec, Selector};
 use keygate_core::policy::{Policies, PolicySource};
 use keygate_core::price::parse_usd_cents;
@@ -10,11 +10,11 @@ use keygate_core::time::parse_duration;
 use keygate_core::{Action, Engine, Millis};
 use rust_decimal::Decimal;
 
-use crate::config::{Config, LimitConfig, resolve_path};
+use crate::{Config, LimitConfig, resolve_path};
 
 /// A duration field of the config, with the field named in the error.
 pub fn duration(field: &str, text: &str) -> Result<Millis> {
-    parse_duration(text).map_err(|e| anyhow::anyhow!("{field}: {e}"))
+    parse_duration(text).map_err(|e| invalid!("{field}: {e}"))
 }
 
 /// The policy files a list of paths names: files as given, directories as their `*.cedar` files
@@ -77,20 +77,20 @@ fn limit(l: &LimitConfig) -> Result<LimitSpec> {
             .as_deref()
             .map(parse_usd_cents)
             .transpose()
-            .map_err(anyhow::Error::msg)
+            .map_err(msg)
             .with_context(ctx)?,
         max_amount: l
             .max_amount
             .as_deref()
             .map(|a| {
                 a.parse::<Decimal>()
-                    .map_err(|_| anyhow::anyhow!("max_amount {a:?} is not a decimal"))
+                    .map_err(|_| invalid!("max_amount {a:?} is not a decimal"))
             })
             .transpose()
             .with_context(ctx)?,
         max_count: l.max_count,
     };
-    spec.validate().map_err(anyhow::Error::msg)?;
+    spec.validate().map_err(msg)?;
     Ok(spec)
 }
 
@@ -108,9 +108,9 @@ pub fn build(config: &Config, base: &Path) -> Result<Engine> {
         .pinned
         .iter()
         .map(|(asset, usd)| {
-            let d: Decimal = usd.parse().map_err(|_| {
-                anyhow::anyhow!("[prices.pinned] {asset} = {usd:?} is not a decimal")
-            })?;
+            let d: Decimal = usd
+                .parse()
+                .map_err(|_| invalid!("[prices.pinned] {asset} = {usd:?} is not a decimal"))?;
             if d <= Decimal::ZERO {
                 bail!("[prices.pinned] {asset} must be positive");
             }
@@ -176,7 +176,7 @@ fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
     use keygate_core::detect::Rule;
     let c = &config.detectors;
     let mut d = keygate_core::detect::DetectorConfig::default();
-    let rule = |r: &mut Rule, cfg: Option<&crate::config::RuleConfig>, name: &str| -> Result<()> {
+    let rule = |r: &mut Rule, cfg: Option<&crate::RuleConfig>, name: &str| -> Result<()> {
         if let Some(cfg) = cfg {
             if let Some(e) = cfg.enabled {
                 r.enabled = e;
@@ -196,7 +196,7 @@ fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
     let positive = |field: &str, v: &str| -> Result<Decimal> {
         let d: Decimal = v
             .parse()
-            .map_err(|_| anyhow::anyhow!("detectors.{field} {v:?} is not a decimal"))?;
+            .map_err(|_| invalid!("detectors.{field} {v:?} is not a decimal"))?;
         if d <= Decimal::ZERO {
             bail!("detectors.{field} must be positive");
         }
@@ -241,15 +241,13 @@ fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
             d.drain_within = duration("detectors.test_then_drain.within", w)?;
         }
         if let Some(u) = &t.test_max_usd {
-            d.test_max_usd_cents =
-                keygate_core::price::parse_usd_cents(u).map_err(anyhow::Error::msg)?;
+            d.test_max_usd_cents = keygate_core::price::parse_usd_cents(u).map_err(msg)?;
         }
         if let Some(r) = t.ratio {
             d.drain_ratio = r.max(1);
         }
         if let Some(u) = &t.drain_min_usd {
-            d.drain_min_usd_cents =
-                keygate_core::price::parse_usd_cents(u).map_err(anyhow::Error::msg)?;
+            d.drain_min_usd_cents = keygate_core::price::parse_usd_cents(u).map_err(msg)?;
         }
     }
     use keygate_core::detect::Response;
@@ -290,7 +288,7 @@ pub fn approval_policy(config: &Config) -> Result<keygate_core::freeze::Approval
             );
         }
     }
-    policy.validate().map_err(anyhow::Error::msg)?;
+    policy.validate().map_err(msg)?;
     Ok(policy)
 }
 
@@ -317,10 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/default.cedar"), DEFAULT_POLICY).unwrap();
-        let text = crate::config::default_config_text(
-            "sqlite://keygate.db",
-            crate::config::MasterKeySource::File,
-        );
+        let text = crate::default_config_text("sqlite://keygate.db", crate::MasterKeySource::File);
         let config = Config::parse(&text, |_| None).unwrap();
         let e = build(&config, dir.path()).unwrap();
         assert_eq!(e.policies.len(), 1);

@@ -1,7 +1,7 @@
-//! `keygate bench gateway`: the latency keygate adds in front of a venue, and its throughput.
+//! `keygate-harness bench gateway`: the latency keygate adds in front of a venue, and its throughput.
 //!
-//! This process sets up a temporary data directory with this same binary, starts `keygate serve`
-//! as a second process (SQLite, durable), runs the venue simulator in this process, and drives
+//! This process sets up a temporary data directory through keygate-admin, starts `keygate serve`
+//! (the `keygate` binary beside this one) as a second process (SQLite, durable), runs the venue simulator in this process, and drives
 //! keep-alive HTTP/1.1 traffic from here at the simulator directly and through keygate, for a
 //! read (GET /api/v3/account) and a new order (POST /api/v3/order). Latency is measured
 //! open-loop at a fixed rate (each request timed from when it was due, so a stall is counted,
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use keygate_sim::{Account, Restrictions, Sim, SimConfig, VenueKind};
 use rust_decimal::Decimal;
 
@@ -30,10 +30,6 @@ impl Drop for Serve {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn keygate(data: &Path, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    super::run_self(data, args, stdin, "bench")
 }
 
 /// One kind of request, addressed directly or through keygate.
@@ -67,7 +63,7 @@ impl Target {
                     .header("Authorization", format!("Bearer {t}"))
             }
             Auth::Direct { secret } => {
-                let now = crate::commands::now_ms();
+                let now = crate::now_ms();
                 let mut payload = String::from(self.body);
                 if !payload.is_empty() {
                     payload.push('&');
@@ -171,14 +167,8 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "note: this is a debug build; run `cargo run --release -p keygate -- bench gateway` for real figures"
-        );
-    }
-    let tmp = tempfile::tempdir()?;
-    let data = tmp.path().join("data");
+/// The simulated venue: one Binance account with the bench key, on a loopback port.
+async fn start_sim() -> Result<(SocketAddr, Arc<String>)> {
     let mut secret_bytes = [0u8; 16];
     getrandom::fill(&mut secret_bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let secret = Arc::new(hex::encode(secret_bytes));
@@ -198,10 +188,19 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sim_addr = listener.local_addr()?;
     tokio::spawn(keygate_sim::serve(listener, sim.clone()));
+    Ok((sim_addr, secret))
+}
 
-    println!("setting up a data directory and starting `keygate serve` (SQLite) …");
-    keygate(&data, &["init"], None)?;
-    let cfg_path = data.join("keygate.toml");
+/// The data directory, through keygate-admin: `init`, the bench venue at the simulator, its
+/// credential, the client `bot` (read, trade) and an hour's token for it, which is returned.
+async fn data_dir(data: &Path, sim_addr: SocketAddr, secret: &str) -> Result<Arc<String>> {
+    let made = keygate_admin::init::init(&keygate_admin::init::InitRequest {
+        data_dir: data.to_path_buf(),
+        passphrase: false,
+        store_url: None,
+    })
+    .await?;
+    let cfg_path = made.paths.config_file.clone();
     let cfg = std::fs::read_to_string(&cfg_path)?;
     std::fs::write(
         &cfg_path,
@@ -210,36 +209,81 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
         )
         .replace("level = \"info\"", "level = \"warn\""),
     )?;
-    keygate(
-        &data,
-        &[
-            "credential",
-            "add",
-            "--id",
-            "bench",
-            "--venue",
-            "bench",
-            "--kind",
-            "binance-hmac",
-        ],
-        Some(&format!("{SIM_KEY}\n{secret}\n")),
-    )?;
-    keygate(
-        &data,
-        &[
-            "client", "add", "bot", "--venue", "bench", "--action", "read", "--action", "trade",
-        ],
-        None,
-    )?;
-    let token = Arc::new(keygate(
-        &data,
-        &["token", "issue", "bot", "--ttl", "1h"],
-        None,
-    )?);
+    let config = keygate_config::Config::load_as_written(&cfg_path)?;
+    let inst = keygate_config::Instance::open(config, made.paths).await?;
+    let parts = vec![
+        keygate_vault::SecretString::new(SIM_KEY.to_string()),
+        keygate_vault::SecretString::new(secret.to_string()),
+    ];
+    let now = crate::now_ms();
+    keygate_admin::credentials::add_credential(
+        &inst,
+        "bench",
+        keygate_vault::CredentialKind::BinanceHmac,
+        Some("bench"),
+        parts,
+        now,
+    )
+    .await?;
+    let keygate_config::Instance {
+        config,
+        paths,
+        store,
+        ..
+    } = inst;
+    let h = keygate_config::StateHandle {
+        config,
+        paths,
+        store,
+    };
+    let result = async {
+        keygate_admin::clients::add_client(
+            &h,
+            "admin:bench",
+            keygate_admin::clients::NewClient {
+                name: "bot".into(),
+                venues: vec!["bench".into()],
+                actions: vec![keygate_core::Action::Read, keygate_core::Action::Trade],
+                tags: vec![],
+            },
+            now,
+        )
+        .await?;
+        let req = keygate_admin::tokens::TokenRequest {
+            client: "bot".into(),
+            ttl: Some("1h".into()),
+            ..Default::default()
+        };
+        keygate_admin::tokens::issue_token(&h, "admin:bench", &req, None, now).await
+    }
+    .await;
+    h.store.close().await;
+    match result?.secret {
+        keygate_admin::tokens::IssuedSecret::Bearer(t) => Ok(Arc::new(t.to_string())),
+        keygate_admin::tokens::IssuedSecret::Native { .. } => {
+            bail!("a bearer token was asked for")
+        }
+    }
+}
+
+/// The `keygate` binary beside this one (the same build's), which the bench measures.
+fn keygate_binary() -> Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
+    let kg = exe.with_file_name("keygate");
+    if !kg.is_file() {
+        bail!(
+            "{} is not there: the gateway bench measures `keygate serve`; build it first (cargo build --release -p keygate)",
+            kg.display()
+        );
+    }
+    Ok(kg)
+}
+
+/// `keygate serve` on a loopback port, as a process of its own; returns it and its address.
+fn spawn_serve(data: &Path) -> Result<(Serve, SocketAddr)> {
+    let mut child = Command::new(keygate_binary()?)
         .arg("--data-dir")
-        .arg(&data)
+        .arg(data)
         .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
         .env("KEYGATE_LOG", "warn")
         .stdout(Stdio::piped())
@@ -255,26 +299,44 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
         .strip_prefix("keygate serving on http://")
         .context("keygate serve did not start")?
         .parse()?;
+    Ok((serve, kg_addr))
+}
 
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(a.connections.max(64))
-        .tcp_nodelay(true)
-        .build()?;
-    let direct = |method, path: &str, body| Target {
-        url: format!("http://{sim_addr}{path}"),
-        method,
-        auth: Auth::Direct {
-            secret: secret.clone(),
-        },
-        body,
-    };
-    let via = |method, path: &str, body| Target {
-        url: format!("http://{kg_addr}/venues/bench{path}"),
-        method,
-        auth: Auth::Token(token.clone()),
-        body,
-    };
-    let kinds = [
+/// The two ends of the bench: the simulator directly, and keygate in front of it.
+struct Ends {
+    http: reqwest::Client,
+    sim_addr: SocketAddr,
+    kg_addr: SocketAddr,
+    secret: Arc<String>,
+    token: Arc<String>,
+}
+
+impl Ends {
+    fn direct(&self, method: reqwest::Method, path: &str, body: &'static str) -> Target {
+        Target {
+            url: format!("http://{}{path}", self.sim_addr),
+            method,
+            auth: Auth::Direct {
+                secret: self.secret.clone(),
+            },
+            body,
+        }
+    }
+    fn via(&self, method: reqwest::Method, path: &str, body: &'static str) -> Target {
+        Target {
+            url: format!("http://{}/venues/bench{path}", self.kg_addr),
+            method,
+            auth: Auth::Token(self.token.clone()),
+            body,
+        }
+    }
+}
+
+/// The requests measured: a read and a new order.
+type Kind = (&'static str, reqwest::Method, &'static str, &'static str);
+
+fn kinds() -> [Kind; 2] {
+    [
         (
             "read  GET /api/v3/account",
             reqwest::Method::GET,
@@ -287,20 +349,30 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
             "/api/v3/order",
             ORDER,
         ),
-    ];
-    // Warm up both paths (connections, caches, the decider's state).
-    for (_, m, p, b) in &kinds {
+    ]
+}
+
+/// Warms up both paths (connections, caches, the decider's state).
+async fn warm_up(e: &Ends, kinds: &[Kind]) -> Result<()> {
+    let http = &e.http;
+    for (_, m, p, b) in kinds {
         for _ in 0..200 {
-            once(&http, &direct(m.clone(), p, b))
+            once(http, &e.direct(m.clone(), p, b))
                 .await
                 .map_err(anyhow::Error::msg)
                 .context("the simulator refused a request")?;
-            once(&http, &via(m.clone(), p, b))
+            once(http, &e.via(m.clone(), p, b))
                 .await
                 .map_err(anyhow::Error::msg)
                 .context("keygate refused a request")?;
         }
     }
+    Ok(())
+}
+
+/// Latency and throughput of each kind, direct and via keygate, as a table.
+async fn measure(e: &Ends, kinds: &[Kind], a: &BenchGatewayArgs) {
+    let http = &e.http;
     println!(
         "\nkeep-alive HTTP/1.1 on loopback; latency at {} req/s for {} s (open loop), throughput with {} connections for {} s",
         a.rate, a.secs, a.connections, a.secs
@@ -318,11 +390,11 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
         "via/s",
         "via %"
     );
-    for (name, m, p, b) in &kinds {
-        let d = fixed_rate(&http, &direct(m.clone(), p, b), a.rate, a.secs).await;
-        let v = fixed_rate(&http, &via(m.clone(), p, b), a.rate, a.secs).await;
-        let (dt, de) = throughput(&http, &direct(m.clone(), p, b), a.connections, a.secs).await;
-        let (vt, ve) = throughput(&http, &via(m.clone(), p, b), a.connections, a.secs).await;
+    for (name, m, p, b) in kinds {
+        let d = fixed_rate(http, &e.direct(m.clone(), p, b), a.rate, a.secs).await;
+        let v = fixed_rate(http, &e.via(m.clone(), p, b), a.rate, a.secs).await;
+        let (dt, de) = throughput(http, &e.direct(m.clone(), p, b), a.connections, a.secs).await;
+        let (vt, ve) = throughput(http, &e.via(m.clone(), p, b), a.connections, a.secs).await;
         println!(
             "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>10.0} {:>10.0} {:>5.0}%",
             name,
@@ -341,10 +413,11 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
             println!("  ({errors} requests failed; the figures above include them)");
         }
     }
-    if let Some(secs) = a.wrk_secs {
-        wrk_runs(sim_addr, kg_addr, &token, a.connections, secs);
-    }
-    // Where keygate's time went, as its own metrics saw it (all runs together).
+}
+
+/// Where keygate's time went, as its own metrics saw it (all runs together).
+async fn inside_keygate(e: &Ends) {
+    let (http, kg_addr) = (&e.http, e.kg_addr);
     if let Ok(r) = http.get(format!("http://{kg_addr}/metrics")).send().await
         && let Ok(text) = r.text().await
     {
@@ -365,6 +438,37 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
             println!("  {step:<8} {:>10} {:>10}", q("0.5"), q("0.99"));
         }
     }
+}
+
+pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "note: this is a debug build; run `cargo run --release -p keygate-harness -- bench gateway` (after `cargo build --release -p keygate`) for real figures"
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    let data = tmp.path().join("data");
+    let (sim_addr, secret) = start_sim().await?;
+    println!("setting up a data directory and starting `keygate serve` (SQLite) …");
+    let token = data_dir(&data, sim_addr, &secret).await?;
+    let (serve, kg_addr) = spawn_serve(&data)?;
+    let ends = Ends {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(a.connections.max(64))
+            .tcp_nodelay(true)
+            .build()?,
+        sim_addr,
+        kg_addr,
+        secret,
+        token,
+    };
+    let kinds = kinds();
+    warm_up(&ends, &kinds).await?;
+    measure(&ends, &kinds, a).await;
+    if let Some(secs) = a.wrk_secs {
+        wrk_runs(sim_addr, kg_addr, &ends.token, a.connections, secs);
+    }
+    inside_keygate(&ends).await;
     println!(
         "\n(the simulator and this load generator share one process; keygate serve is another; all on {} cores)",
         std::thread::available_parallelism()

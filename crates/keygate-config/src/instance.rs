@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Context, Result, bail};
 use keygate_store::{MASTER_KEY_ID, OpenMode, Store};
 use keygate_vault::{KdfParams, MasterKey, VaultError};
 
-use crate::cli::Cli;
-use crate::config::{Config, MasterKeySource, resolve_path};
 use crate::input;
+use crate::{Config, MasterKeySource, resolve_path};
 
 /// Where the files of an instance are.
 #[derive(Debug, Clone)]
@@ -20,11 +19,11 @@ pub struct Paths {
 }
 
 impl Paths {
-    pub fn from_cli(cli: &Cli) -> Self {
-        let config_file = cli
-            .config
-            .clone()
-            .unwrap_or_else(|| cli.data_dir.join("keygate.toml"));
+    /// The paths of the instance in `data_dir`, or of the config file `config` if given.
+    pub fn new(data_dir: &Path, config: Option<&Path>) -> Self {
+        let config_file = config
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| data_dir.join("keygate.toml"));
         let base = config_file
             .parent()
             .map(Path::to_path_buf)
@@ -184,10 +183,12 @@ fn load_master_key(config: &Config, paths: &Paths) -> Result<LoadedKey> {
                     }
                     Err(VaultError::WrongPassphrase.into())
                 }
-                Err(e) => Err(anyhow::Error::new(e).context(format!(
-                    "cannot derive the master key with the parameters in {}",
-                    path.display()
-                ))),
+                Err(e) => Err(e).with_context(|| {
+                    format!(
+                        "cannot derive the master key with the parameters in {}",
+                        path.display()
+                    )
+                }),
             }
         }
     }

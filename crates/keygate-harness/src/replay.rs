@@ -1,6 +1,7 @@
-//! `keygate replay`: a scenario (docs/scenarios.md) through the decision code, in-process on
+//! `keygate-harness replay`: a scenario (docs/scenarios.md) through the decision code, in-process on
 //! the events' clock ([`keygate_core::replay::Runner`]) or through a live gateway
-//! ([`super::replay_gateway`]); then the summary, the JSON report and the SVG chart.
+//! ([`crate::replay_gateway`], which uses this module's scenario reading and set-up; this one
+//! never calls it); then the summary, the JSON report and the SVG chart.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,8 +17,7 @@ use keygate_core::replay::{
     Event, Header, Report, Runner, Tally, in_order, parse_event, parse_header,
 };
 
-use crate::cli::ReplayArgs;
-use crate::config::{Config, ScenarioDestination};
+use keygate_config::{Config, ScenarioDestination};
 
 /// A scenario file, read one line at a time.
 pub struct Scenario {
@@ -73,7 +73,7 @@ impl Scenario {
 /// The engine a replay decides with: the config's, with the scenario's prices pinned (they
 /// replace the config's own for the same asset).
 pub fn engine(config: &Config, base: &Path, header: &Header) -> Result<Engine> {
-    let mut engine = crate::engine::build(config, base)?;
+    let mut engine = keygate_config::engine::build(config, base)?;
     for (asset, usd) in &header.prices {
         engine.pinned.retain(|(a, _)| a != asset);
         engine.pinned.push((asset.clone(), *usd));
@@ -107,7 +107,8 @@ pub fn destination(i: usize, d: &ScenarioDestination, cooldown: i64) -> Result<D
 
 /// The starting state: the config's clients and address book, nothing decided yet.
 pub fn state(config: &Config, engine: &Engine, header: &Header) -> Result<State> {
-    let cooldown = crate::engine::duration("address_book.cooldown", &config.address_book.cooldown)?;
+    let cooldown =
+        keygate_config::engine::duration("address_book.cooldown", &config.address_book.cooldown)?;
     let destinations = config
         .scenario
         .destinations
@@ -147,7 +148,7 @@ pub fn state(config: &Config, engine: &Engine, header: &Header) -> Result<State>
 }
 
 /// Where a replay client's token may be used from: at least one network, each valid.
-pub fn client_cidrs(c: &crate::config::ScenarioClient) -> Result<Vec<ipnet::IpNet>> {
+pub fn client_cidrs(c: &keygate_config::ScenarioClient) -> Result<Vec<ipnet::IpNet>> {
     if c.cidrs.is_empty() {
         bail!(
             "[[scenario.clients]] {}: cidrs is empty; name the networks its token may be used from (an empty list never means any)",
@@ -181,10 +182,11 @@ pub fn progress(size: u64) -> indicatif::ProgressBar {
     bar
 }
 
+/// Each declared client by name, with where its token may be used from.
+pub type ClientNets<'a> = HashMap<&'a str, (&'a keygate_config::ScenarioClient, Vec<ipnet::IpNet>)>;
+
 /// Each declared client, with where its token may be used from.
-pub fn client_nets(
-    config: &Config,
-) -> Result<HashMap<&str, (&crate::config::ScenarioClient, Vec<ipnet::IpNet>)>> {
+pub fn client_nets(config: &Config) -> Result<ClientNets<'_>> {
     config
         .scenario
         .clients
@@ -198,7 +200,7 @@ pub fn client_nets(
 /// token's venues and actions (the gateway refuses those before any decision). Both modes
 /// check it, so both give the same report.
 pub fn check_client(
-    clients: &HashMap<&str, (&crate::config::ScenarioClient, Vec<ipnet::IpNet>)>,
+    clients: &ClientNets<'_>,
     r: &keygate_core::replay::RequestEvent,
     done: u64,
 ) -> Result<()> {
@@ -234,7 +236,7 @@ pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Resu
     let mut scenario = Scenario::open(path)?;
     let engine = engine(config, base, &scenario.header)?;
     let state = state(config, &engine, &scenario.header)?;
-    let mut runner = Runner::new(&engine, state, crate::engine::contain(config)?);
+    let mut runner = Runner::new(&engine, state, keygate_config::engine::contain(config)?);
     let clients = client_nets(config)?;
     let mut tally = Tally::new(&scenario.header, "in-process", &engine.pinned);
     let bar = show.then(|| progress(scenario.size));
@@ -262,28 +264,6 @@ pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Resu
         b.finish_and_clear();
     }
     Ok(tally.report())
-}
-
-pub async fn run(args: &ReplayArgs, config: Option<&Path>) -> Result<()> {
-    let path = config
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| args.scenario.with_extension("toml"));
-    // As written: environment overrides (KEYGATE_*) would make a replay depend on the host.
-    let config = Config::load_as_written(&path)?;
-    let base = config_dir(&path);
-    for out in [args.report.as_deref(), args.chart.as_deref()]
-        .into_iter()
-        .flatten()
-    {
-        writable(out)?;
-    }
-    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report = if args.through_gateway {
-        super::replay_gateway::run(&config, &base, &args.scenario, show).await?
-    } else {
-        in_process(&config, &base, &args.scenario, show)?
-    };
-    finish(&report, args.report.as_deref(), args.chart.as_deref())
 }
 
 /// The directory relative paths of a config file are resolved against.
@@ -330,7 +310,7 @@ pub fn writable(path: &Path) -> Result<()> {
 
 /// Writes a file whole: to a temporary file beside it, then renamed over it.
 fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = crate::instance::with_suffix(path, ".tmp");
+    let tmp = keygate_config::instance::with_suffix(path, ".tmp");
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("cannot write {}", path.display()))

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use keygate_store::audit::{Checkpoint, CheckpointPolicy, Signer, Verifier};
 use keygate_vault::{AuditKey, verify_signature};
 
@@ -73,25 +73,4 @@ pub fn read_exported(path: &Path) -> Result<Vec<Checkpoint>> {
                 .with_context(|| format!("{} line {}: not a checkpoint", path.display(), i + 1))
         })
         .collect()
-}
-
-/// After an admin change (already committed): sign a checkpoint if one is due, and export it.
-/// A failure here does not undo the change, so it is a warning that says so, not an error.
-pub async fn checkpoint_if_due(h: &StateHandle) -> Result<()> {
-    let attempt = async {
-        let signer = KeySigner(h.audit_key()?);
-        if let Some(cp) = h.store.checkpoint_if_due(&signer, policy(h)?).await?
-            && let Some(path) = h.export_file()
-        {
-            export(&path, &cp)?;
-        }
-        anyhow::Ok(())
-    };
-    if let Err(e) = attempt.await {
-        tracing::warn!(error = %format!("{e:#}"), "the change is recorded, but no audit checkpoint could be signed; fix this and run `keygate audit checkpoint`");
-        eprintln!(
-            "warning: the change is recorded, but no audit checkpoint could be signed ({e:#}); fix this and run `keygate audit checkpoint`"
-        );
-    }
-    Ok(())
 }

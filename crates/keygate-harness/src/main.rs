@@ -1,0 +1,102 @@
+//! `keygate-harness`: keygate's demo, scenario replays, scenario generator and benchmarks. The
+//! only crate that links the venue simulator (keygate-sim) and the chain crate's test support
+//! (anvil launcher, test keys); the `keygate` binary carries neither. Like `keygate`'s main, it
+//! parses arguments and calls one function per command; it sets up data directories through
+//! keygate-admin, never by running `keygate`.
+
+mod bench;
+mod bench_chain;
+mod bench_gateway;
+mod cli;
+mod logging;
+mod replay;
+mod replay_gateway;
+mod replay_setup;
+mod scenarios;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+
+use crate::cli::{Cli, Command, LogFormat, ReplayArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let format = cli.log_format.unwrap_or(LogFormat::Auto);
+    match &cli.command {
+        Command::Bench(cmd) => {
+            logging::init(format, "warn");
+            bench::run(cmd).await
+        }
+        Command::Replay(args) => {
+            logging::init(format, "warn");
+            replay(args, cli.config.as_deref()).await
+        }
+        Command::Demo(args) => {
+            logging::init(format, "warn");
+            replay_gateway::demo(args).await
+        }
+        Command::Scenario(args) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match args.name.as_str() {
+                "kronos-2023" => scenarios::kronos(&mut out)?,
+                "kronos-2023-dense" => scenarios::dense(&mut out, args.events)?,
+                other => {
+                    bail!("no scenario {other:?}: keygate ships kronos-2023 and kronos-2023-dense")
+                }
+            };
+            std::io::Write::flush(&mut out)?;
+            Ok(())
+        }
+    }
+}
+
+/// `replay`: in-process, or through a live gateway; then the summary, report and chart.
+async fn replay(args: &ReplayArgs, config: Option<&Path>) -> Result<()> {
+    let path = config
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| args.scenario.with_extension("toml"));
+    // As written: environment overrides (KEYGATE_*) would make a replay depend on the host.
+    let config = keygate_config::Config::load_as_written(&path)?;
+    let base = replay::config_dir(&path);
+    for out in [args.report.as_deref(), args.chart.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        replay::writable(out)?;
+    }
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let report = if args.through_gateway {
+        replay_gateway::run(&config, &base, &args.scenario, show).await?
+    } else {
+        replay::in_process(&config, &base, &args.scenario, show)?
+    };
+    replay::finish(&report, args.report.as_deref(), args.chart.as_deref())
+}
+
+/// The current time, Unix milliseconds: the one place the harness reads the clock.
+pub(crate) fn now_ms() -> keygate_core::Millis {
+    chrono::Utc::now().timestamp_millis()
+}
