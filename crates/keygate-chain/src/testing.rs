@@ -3,6 +3,11 @@
 //! with the command that installs it: the chain tests never skip silently. [`fake_node`] stands
 //! in for a node that misbehaves (a lagging backend, an oversized answer, a lost answer), alone
 //! or as a proxy in front of anvil.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support (feature `testing`, never in a release build): a failure is a failed test"
+)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,7 @@
 //! leaked-key transfers (native, ERC-20, approvals) freeze on first sight, a reorg neither
 //! misses nor double-counts an outflow, the watcher catches up after a restart, and the nonce
 //! manager heals from dropped transactions and out-of-band nonces.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

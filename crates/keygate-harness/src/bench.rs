@@ -208,7 +208,7 @@ fn intent(c: usize) -> Intent {
         asset: Some("USDT".into()),
         amount: Some(Decimal::from(100)),
         destination: Some(DEST.into()),
-        source_ip: Some("10.0.0.5".parse().expect("literal")),
+        source_ip: Some(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 5))),
         token_id: None,
     }
 }

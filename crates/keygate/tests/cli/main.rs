@@ -1,4 +1,5 @@
 //! End-to-end tests of the `keygate` binary, compiled as one test binary (one module per area).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 mod util;
 
