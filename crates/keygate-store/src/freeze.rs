@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::{NewEntry, Verifier, append, lock_head_at};
-use crate::{Store, StoreError};
+use crate::{Conflict, Store, StoreError};
 
 /// A freeze as stored, lifted or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,15 +73,15 @@ where
         .ok_or_else(|| StoreError::NotFound(format!("there is no held decision {id}")))?;
         let expires_at: Millis = r.try_get(2)?;
         if r.try_get::<Option<i64>, _>(3)?.is_some() || r.try_get::<Option<i64>, _>(4)?.is_some() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::AlreadyDone(format!(
                 "held decision {id} is already approved; nothing to approve"
-            )));
+            ))));
         }
         if expires_at <= now {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Rule(format!(
                 "held decision {id} expired at {}; an expired hold is a deny",
                 keygate_core::time::format_millis(expires_at)
-            )));
+            ))));
         }
         return Ok(Subject::Hold {
             decision_id: id,
@@ -106,9 +106,9 @@ where
             ))
         })?;
         if r.try_get::<Option<i64>, _>(4)?.is_some() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::AlreadyDone(format!(
                 "address-book entry {id} is already approved"
-            )));
+            ))));
         }
         return Ok(Subject::Address {
             entry_id: id,
@@ -235,31 +235,31 @@ impl Store {
     ) -> Result<Approved, StoreError> {
         let approver = approver.to_ascii_lowercase();
         if !policy.is_approver(&approver) {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Approval(format!(
                 "key {approver} is not one of the approvers in [approvals] of the config"
-            )));
+            ))));
         }
         let mut tx = self.begin_write().await?;
         let (mut head, store_now) = lock_head_at(&mut tx, self).await?;
         let what = approvable(&mut *tx, subject, store_now).await?;
         if expires_at <= store_now {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Conflict(Conflict::Approval(
                 "the approval has expired; sign a new one with `keygate approve`".into(),
-            ));
+            )));
         }
         if expires_at - store_now > policy.max_validity {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Approval(format!(
                 "the approval is valid for longer than approvals.max_validity ({}); sign one that expires sooner",
                 keygate_core::time::format_duration(policy.max_validity)
-            )));
+            ))));
         }
         verifier
             .verify(&approver, &approval_message(&what, expires_at), signature)
             .map_err(|e| {
-                StoreError::Conflict(format!(
+                StoreError::Conflict(Conflict::Approval(format!(
                     "the approval's signature does not verify for {} with key {approver}: {e}",
                     what.key()
-                ))
+                )))
             })?;
         sqlx::query(
             "INSERT INTO approvals (subject, approver, signature, expires_ms, at_ms) VALUES ($1, $2, $3, $4, $5) \
@@ -393,10 +393,10 @@ impl Store {
 
 fn subject_of(row: &FreezeRow) -> Result<Subject, StoreError> {
     if row.lifted_at.is_some() {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::Conflict(Conflict::AlreadyDone(format!(
             "freeze {} was already lifted; nothing to approve",
             row.freeze.id
-        )));
+        ))));
     }
     Ok(Subject::Unfreeze {
         freeze_id: row.freeze.id,
