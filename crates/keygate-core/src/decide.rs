@@ -366,29 +366,121 @@ pub fn decide_with(
     now: Millis,
     extra: &Extra,
 ) -> Verdict {
+    match checked(engine, state, intent, now, extra) {
+        Ok(v) | Err(v) => v,
+    }
+}
+
+/// [`decide_with`], each check a step; `Err` is the deny of the first check that refuses.
+// The `Err` is the deny itself, the verdict returned: boxing it would allocate per deny.
+#[allow(clippy::result_large_err)]
+fn checked(
+    engine: &Engine,
+    state: &State,
+    intent: &Intent,
+    now: Millis,
+    extra: &Extra,
+) -> Result<Verdict, Verdict> {
+    let at = check_clock(engine, state, now, extra)?;
+    check_freezes(engine, state, intent, at)?;
+    if let Err(e) = intent.validate() {
+        return Err(Verdict::deny(
+            at,
+            Stage::Intent,
+            format!("the request is not valid: {e}"),
+        ));
+    }
+    check_client(state, intent, at)?;
+    let asset = intent.asset.as_deref();
+    let mut ctx = PolicyContext {
+        hour_utc: hour_utc(at),
+        // Cedar refuses IPv4-mapped IPv6 (::ffff:a.b.c.d); a dual-stack listener gives those.
+        source_ip: intent.source_ip.map(|ip| ip.to_canonical()),
+        asset: asset.unwrap_or_default().to_string(),
+        signals: extra.signals.clone(),
+        anomaly_score: extra.anomaly_score,
+        approvals: extra.approvals,
+        ..PolicyContext::default()
+    };
+    let valued = match (asset, intent.amount) {
+        (Some(asset), Some(amount)) => Some(value(state, intent, asset, amount, at, &mut ctx)?),
+        _ => None,
+    };
+    let subject = Subject {
+        client: &intent.client,
+        venue: &intent.venue,
+        action: intent.action,
+        asset,
+    };
+    let pv = engine
+        .policies
+        .evaluate_memo(&subject, &ctx, &state.entities, &state.memo);
+    let Valued {
+        usd_value_cents,
+        limits,
+        debit,
+    } = valued.unwrap_or_default();
+    Ok(Verdict {
+        outcome: pv.outcome,
+        at,
+        stage: Stage::Policy,
+        reasons: pv.reasons,
+        policies: pv.policies,
+        limits,
+        usd_value_cents,
+        debit: if pv.outcome == Outcome::Allow {
+            debit
+        } else {
+            None
+        },
+    })
+}
+
+/// The time a decision is dated, unless this host's clock is too far behind the latest
+/// decision or ahead of the store's.
+// The `Err` is the deny itself, the verdict returned: boxing it would allocate per deny.
+#[allow(clippy::result_large_err)]
+fn check_clock(
+    engine: &Engine,
+    state: &State,
+    now: Millis,
+    extra: &Extra,
+) -> Result<Millis, Verdict> {
     let at = now.max(state.clock);
     if state.clock - now > engine.max_clock_skew {
-        return Verdict::deny(
+        return Err(Verdict::deny(
             at,
             Stage::Clock,
             format!(
                 "this host's clock is {} behind the latest recorded decision; check the clocks (NTP) of every keygate instance and admin host",
                 crate::time::format_duration(state.clock - now)
             ),
-        );
+        ));
     }
     if let Some(reference) = extra.reference_now
         && now - reference > engine.max_clock_skew
     {
-        return Verdict::deny(
+        return Err(Verdict::deny(
             state.clock,
             Stage::Clock,
             format!(
                 "this host's clock is {} ahead of the store's; check the clocks (NTP) of every keygate instance",
                 crate::time::format_duration(now - reference)
             ),
-        );
+        ));
     }
+    Ok(at)
+}
+
+/// Denies what an active freeze covers, naming every freeze that does.
+// The `Err` is the deny itself, the verdict returned: boxing it would allocate per deny.
+#[allow(clippy::result_large_err)]
+fn check_freezes(
+    engine: &Engine,
+    state: &State,
+    intent: &Intent,
+    at: Millis,
+) -> Result<(), Verdict> {
     let frozen: Vec<String> = state
         .freezes
         .iter()
@@ -405,116 +497,102 @@ pub fn decide_with(
             )
         })
         .collect();
-    if !frozen.is_empty() {
-        let mut v = Verdict::deny(at, Stage::Freeze, frozen.join("; "));
-        v.reasons = frozen;
-        return v;
+    if frozen.is_empty() {
+        return Ok(());
     }
-    if let Err(e) = intent.validate() {
-        return Verdict::deny(at, Stage::Intent, format!("the request is not valid: {e}"));
+    let mut v = Verdict::deny(at, Stage::Freeze, frozen.join("; "));
+    v.reasons = frozen;
+    Err(v)
+}
+
+/// Denies a client that is unknown, disabled, or may not use this venue and action.
+// The `Err` is the deny itself, the verdict returned: boxing it would allocate per deny.
+#[allow(clippy::result_large_err)]
+fn check_client(state: &State, intent: &Intent, at: Millis) -> Result<(), Verdict> {
+    let refuse = |reason: String| Err(Verdict::deny(at, Stage::Client, reason));
+    match state.clients.get(&intent.client) {
+        None => refuse(format!("client {} is not known", intent.client)),
+        Some(c) if !c.enabled => refuse(format!("client {} is disabled", intent.client)),
+        Some(c) if !c.may(&intent.venue, intent.action) => refuse(format!(
+            "client {} may not {} on {}",
+            intent.client, intent.action, intent.venue
+        )),
+        Some(_) => Ok(()),
     }
-    let client = match state.clients.get(&intent.client) {
-        None => {
-            return Verdict::deny(
-                at,
-                Stage::Client,
-                format!("client {} is not known", intent.client),
-            );
-        }
-        Some(c) if !c.enabled => {
-            return Verdict::deny(
-                at,
-                Stage::Client,
-                format!("client {} is disabled", intent.client),
-            );
-        }
-        Some(c) => c,
+}
+
+/// What valuing an intent found: its USD value, the limits covering it, and its debit.
+#[derive(Default)]
+struct Valued {
+    usd_value_cents: Option<i64>,
+    limits: Vec<LimitCheck>,
+    debit: Option<Debit>,
+}
+
+/// Values an intent that moves an amount: prices it, checks its destination in the address
+/// book (for an outflow), fills the policy context's value, destination and statistics, and
+/// checks every limit. `Err` is the deny of the step that refused.
+// The `Err` is the deny itself, the verdict returned: boxing it would allocate per deny.
+#[allow(clippy::result_large_err)]
+fn value(
+    state: &State,
+    intent: &Intent,
+    asset: &str,
+    amount: Decimal,
+    at: Millis,
+    ctx: &mut PolicyContext,
+) -> Result<Valued, Verdict> {
+    let usd = state
+        .prices
+        .usd_cents(asset, amount, at)
+        .map_err(|e| Verdict::deny(at, Stage::Price, format!("cannot value the request: {e}")))?;
+    let usd_value_cents = Some(usd);
+    ctx.amount_micros = micros(amount);
+    ctx.usd_value_cents = usd;
+    if intent.action.moves_funds_out() {
+        let to = intent.destination.as_deref().unwrap_or_default();
+        let d = state
+            .book
+            .usable(&intent.venue, asset, to, at)
+            .map_err(|e| Verdict::deny(at, Stage::AddressBook, e.to_string()))?;
+        ctx.destination = Some(DestinationRef {
+            address: d.address.clone(),
+            label: d.label.clone(),
+            age_hours: (at - d.added_at).max(0) / HOUR,
+        });
+    }
+    let m = MoveRef {
+        at,
+        client: &intent.client,
+        venue: &intent.venue,
+        asset,
+        action: intent.action,
+        amount,
+        usd_cents: usd,
     };
-    if !client.may(&intent.venue, intent.action) {
-        return Verdict::deny(
+    client_stats(state, &m, ctx);
+    let limits = state.limits.check(&m);
+    let broken: Vec<String> = limits
+        .iter()
+        .filter(|c| c.exceeded.is_some())
+        .map(LimitCheck::describe)
+        .collect();
+    if !broken.is_empty() {
+        return Err(Verdict {
+            outcome: Outcome::Deny,
             at,
-            Stage::Client,
-            format!(
-                "client {} may not {} on {}",
-                intent.client, intent.action, intent.venue
-            ),
-        );
+            stage: Stage::Limit,
+            reasons: broken,
+            policies: vec![],
+            limits,
+            usd_value_cents,
+            debit: None,
+        });
     }
-    let asset = intent.asset.as_deref();
-    let mut ctx = PolicyContext {
-        hour_utc: hour_utc(at),
-        // Cedar refuses IPv4-mapped IPv6 (::ffff:a.b.c.d); a dual-stack listener gives those.
-        source_ip: intent.source_ip.map(|ip| ip.to_canonical()),
-        asset: asset.unwrap_or_default().to_string(),
-        signals: extra.signals.clone(),
-        anomaly_score: extra.anomaly_score,
-        approvals: extra.approvals,
-        ..PolicyContext::default()
-    };
-    let mut usd_value_cents = None;
-    let mut limits = vec![];
-    let mut debit = None;
-    if let (Some(asset), Some(amount)) = (asset, intent.amount) {
-        let usd = match state.prices.usd_cents(asset, amount, at) {
-            Ok(v) => v,
-            Err(e) => {
-                return Verdict::deny(at, Stage::Price, format!("cannot value the request: {e}"));
-            }
-        };
-        usd_value_cents = Some(usd);
-        ctx.amount_micros = micros(amount);
-        ctx.usd_value_cents = usd;
-        if intent.action.moves_funds_out() {
-            let to = intent.destination.as_deref().unwrap_or_default();
-            let d = match state.book.usable(&intent.venue, asset, to, at) {
-                Ok(d) => d,
-                Err(e) => return Verdict::deny(at, Stage::AddressBook, e.to_string()),
-            };
-            ctx.destination = Some(DestinationRef {
-                address: d.address.clone(),
-                label: d.label.clone(),
-                age_hours: (at - d.added_at).max(0) / HOUR,
-            });
-        }
-        let m = MoveRef {
-            at,
-            client: &intent.client,
-            venue: &intent.venue,
-            asset,
-            action: intent.action,
-            amount,
-            usd_cents: usd,
-        };
-        let saturate = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
-        // The client's withdrawals and transfers, whatever this intent's action is.
-        let as_outflow = MoveRef {
-            action: Action::Withdraw,
-            ..m
-        };
-        ctx.client_usd_cents_10m = saturate(state.limits.stat(0, &as_outflow).usd_cents);
-        let hour = state.limits.stat(1, &as_outflow);
-        ctx.client_usd_cents_1h = saturate(hour.usd_cents);
-        ctx.client_count_1h = i64::try_from(hour.count).unwrap_or(i64::MAX);
-        ctx.client_usd_cents_24h = saturate(state.limits.stat(2, &as_outflow).usd_cents);
-        limits = state.limits.check(&m);
-        let broken: Vec<String> = limits
-            .iter()
-            .filter(|c| c.exceeded.is_some())
-            .map(LimitCheck::describe)
-            .collect();
-        if !broken.is_empty() {
-            return Verdict {
-                outcome: Outcome::Deny,
-                at,
-                stage: Stage::Limit,
-                reasons: broken,
-                policies: vec![],
-                limits,
-                usd_value_cents,
-                debit: None,
-            };
-        }
-        debit = Some(Move {
+    Ok(Valued {
+        usd_value_cents,
+        limits,
+        debit: Some(Move {
             at,
             client: intent.client.clone(),
             venue: intent.venue.clone(),
@@ -522,31 +600,23 @@ pub fn decide_with(
             action: intent.action,
             amount,
             usd_cents: usd,
-        });
-    }
-    let subject = Subject {
-        client: &intent.client,
-        venue: &intent.venue,
-        action: intent.action,
-        asset,
+        }),
+    })
+}
+
+/// The client's withdrawals and transfers over 10m, 1h and 24h, whatever this intent's
+/// action is, into the policy context.
+fn client_stats(state: &State, m: &MoveRef<'_>, ctx: &mut PolicyContext) {
+    let saturate = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
+    let as_outflow = MoveRef {
+        action: Action::Withdraw,
+        ..*m
     };
-    let pv = engine
-        .policies
-        .evaluate_memo(&subject, &ctx, &state.entities, &state.memo);
-    Verdict {
-        outcome: pv.outcome,
-        at,
-        stage: Stage::Policy,
-        reasons: pv.reasons,
-        policies: pv.policies,
-        limits,
-        usd_value_cents,
-        debit: if pv.outcome == Outcome::Allow {
-            debit
-        } else {
-            None
-        },
-    }
+    ctx.client_usd_cents_10m = saturate(state.limits.stat(0, &as_outflow).usd_cents);
+    let hour = state.limits.stat(1, &as_outflow);
+    ctx.client_usd_cents_1h = saturate(hour.usd_cents);
+    ctx.client_count_1h = i64::try_from(hour.count).unwrap_or(i64::MAX);
+    ctx.client_usd_cents_24h = saturate(state.limits.stat(2, &as_outflow).usd_cents);
 }
 
 /// A decision with the detectors' view of it.

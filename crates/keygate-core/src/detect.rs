@@ -224,8 +224,10 @@ fn usd(cents: i64) -> String {
 pub fn examine(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
     let past: Vec<&Outgoing> = h.of(&o.client, o.at, cfg.window).collect();
     let mut out = vec![];
-    let mut raise = |rule: &Rule, detector: &'static str, reason: String| {
-        if rule.enabled {
+    let mut raise = |rule: &Rule, detector: &'static str, reason: Option<String>| {
+        if let Some(reason) = reason
+            && rule.enabled
+        {
             out.push(Signal {
                 detector,
                 score: rule.score,
@@ -234,66 +236,85 @@ pub fn examine(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
             });
         }
     };
-    if !past
+    raise(
+        &cfg.new_destination,
+        "new_destination",
+        new_destination(cfg, &past, o),
+    );
+    if past.len() >= cfg.min_samples {
+        raise(&cfg.size_jump, "size_jump", size_jump(cfg, &past, o));
+        raise(&cfg.off_hours, "off_hours", off_hours(&past, o));
+    }
+    raise(&cfg.velocity, "velocity", velocity(cfg, &past, o));
+    raise(
+        &cfg.test_then_drain,
+        "test_then_drain",
+        test_then_drain(cfg, &past, o),
+    );
+    out
+}
+
+/// The first outflow to this destination on this venue within the window.
+fn new_destination(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Option<String> {
+    if past
         .iter()
         .any(|p| p.destination == o.destination && p.venue == o.venue)
     {
-        raise(
-            &cfg.new_destination,
-            "new_destination",
-            format!(
-                "first outflow to {} on {} in {} (new destination)",
-                o.destination,
-                o.venue,
-                crate::time::format_duration(cfg.window)
-            ),
-        );
+        return None;
     }
-    if past.len() >= cfg.min_samples {
-        let mut values: Vec<i64> = past.iter().map(|p| p.usd_cents).collect();
-        values.sort_unstable();
-        let m = median(&values);
-        let mut devs: Vec<i64> = values.iter().map(|v| (v - m).abs()).collect();
-        devs.sort_unstable();
-        let mad = median(&devs);
-        let v = Decimal::from(o.usd_cents);
-        // Saturating: a huge factor from the config means "never", not a panic.
-        let times = Decimal::from(m)
-            .checked_mul(cfg.size_factor)
-            .unwrap_or(Decimal::MAX);
-        let spread = Decimal::from(mad)
-            .checked_mul(cfg.size_mads)
-            .and_then(|x| x.checked_add(Decimal::from(m)))
-            .unwrap_or(Decimal::MAX);
-        let jump = v > times && v > spread;
-        if jump {
-            raise(
-                &cfg.size_jump,
-                "size_jump",
-                format!(
-                    "USD {} is far above this client's usual outflow (median USD {} over {} outflows)",
-                    usd(o.usd_cents),
-                    usd(m),
-                    past.len()
-                ),
-            );
-        }
-        let hour = hour_utc(o.at);
-        // Within two hours of an hour the client has used counts as usual.
-        let near = |h: i64| (h - hour).rem_euclid(24) <= 2 || (hour - h).rem_euclid(24) <= 2;
-        if !past.iter().any(|p| near(hour_utc(p.at))) {
-            raise(
-                &cfg.off_hours,
-                "off_hours",
-                format!(
-                    "{hour:02}:00 UTC is outside the hours this client has moved value in ({} outflows)",
-                    past.len()
-                ),
-            );
-        }
+    Some(format!(
+        "first outflow to {} on {} in {} (new destination)",
+        o.destination,
+        o.venue,
+        crate::time::format_duration(cfg.window)
+    ))
+}
+
+/// A value far above the client's usual one: above `size_factor` times the median and above
+/// the median plus `size_mads` median absolute deviations.
+fn size_jump(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Option<String> {
+    let mut values: Vec<i64> = past.iter().map(|p| p.usd_cents).collect();
+    values.sort_unstable();
+    let m = median(&values);
+    let mut devs: Vec<i64> = values.iter().map(|v| (v - m).abs()).collect();
+    devs.sort_unstable();
+    let mad = median(&devs);
+    let v = Decimal::from(o.usd_cents);
+    // Saturating: a huge factor from the config means "never", not a panic.
+    let times = Decimal::from(m)
+        .checked_mul(cfg.size_factor)
+        .unwrap_or(Decimal::MAX);
+    let spread = Decimal::from(mad)
+        .checked_mul(cfg.size_mads)
+        .and_then(|x| x.checked_add(Decimal::from(m)))
+        .unwrap_or(Decimal::MAX);
+    (v > times && v > spread).then(|| {
+        format!(
+            "USD {} is far above this client's usual outflow (median USD {} over {} outflows)",
+            usd(o.usd_cents),
+            usd(m),
+            past.len()
+        )
+    })
+}
+
+/// An hour of the day the client has not moved value in (within two hours of one it has
+/// counts as usual).
+fn off_hours(past: &[&Outgoing], o: &Outgoing) -> Option<String> {
+    let hour = hour_utc(o.at);
+    let near = |h: i64| (h - hour).rem_euclid(24) <= 2 || (hour - h).rem_euclid(24) <= 2;
+    if past.iter().any(|p| near(hour_utc(p.at))) {
+        return None;
     }
-    // Velocity: this short window against the busiest such window of the client's history
-    // (before it), so ordinary busy spells are the baseline, not the idle average.
+    Some(format!(
+        "{hour:02}:00 UTC is outside the hours this client has moved value in ({} outflows)",
+        past.len()
+    ))
+}
+
+/// Velocity: this short window against the busiest such window of the client's history
+/// (before it), so ordinary busy spells are the baseline, not the idle average.
+fn velocity(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Option<String> {
     let vw = cfg.velocity_window.max(1);
     let recent_from = o.at.saturating_sub(vw);
     let recent: Vec<&&Outgoing> = past.iter().filter(|p| p.at > recent_from).collect();
@@ -314,40 +335,35 @@ pub fn examine(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
     let burst_count = count >= cfg.velocity_min_count
         && count as i64 > factor.saturating_mul(busiest_count.max(1) as i64);
     let burst_value = baseline && count >= 2 && value > factor.saturating_mul(busiest_value.max(1));
-    if burst_count || burst_value {
-        raise(
-            &cfg.velocity,
-            "velocity",
-            format!(
-                "{count} outflows worth USD {} in {} (this client's busiest such spell: {} worth USD {})",
-                usd(value),
-                crate::time::format_duration(vw),
-                busiest_count,
-                usd(busiest_value)
-            ),
-        );
+    (burst_count || burst_value).then(|| {
+        format!(
+            "{count} outflows worth USD {} in {} (this client's busiest such spell: {} worth USD {})",
+            usd(value),
+            crate::time::format_duration(vw),
+            busiest_count,
+            usd(busiest_value)
+        )
+    })
+}
+
+/// A large outflow soon after a small test to the same address.
+fn test_then_drain(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Option<String> {
+    if o.usd_cents < cfg.drain_min_usd_cents {
+        return None;
     }
-    if o.usd_cents >= cfg.drain_min_usd_cents
-        && let Some(test) = past.iter().rev().find(|p| {
-            p.destination == o.destination
-                && p.at >= o.at.saturating_sub(cfg.drain_within)
-                && p.usd_cents <= cfg.test_max_usd_cents
-                && o.usd_cents >= p.usd_cents.max(1).saturating_mul(cfg.drain_ratio)
-        })
-    {
-        raise(
-            &cfg.test_then_drain,
-            "test_then_drain",
-            format!(
-                "USD {} to {} {} after a test of USD {} to the same address (test, then drain)",
-                usd(o.usd_cents),
-                o.destination,
-                crate::time::format_duration(o.at - test.at),
-                usd(test.usd_cents)
-            ),
-        );
-    }
-    out
+    let test = past.iter().rev().find(|p| {
+        p.destination == o.destination
+            && p.at >= o.at.saturating_sub(cfg.drain_within)
+            && p.usd_cents <= cfg.test_max_usd_cents
+            && o.usd_cents >= p.usd_cents.max(1).saturating_mul(cfg.drain_ratio)
+    })?;
+    Some(format!(
+        "USD {} to {} {} after a test of USD {} to the same address (test, then drain)",
+        usd(o.usd_cents),
+        o.destination,
+        crate::time::format_duration(o.at - test.at),
+        usd(test.usd_cents)
+    ))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! verdict with its reasons. Nothing here does IO, reads a clock or awaits: time is always an
 //! argument, so the server and the replay engine run the very same code.
 
+pub mod admit;
 pub mod auth;
 pub mod book;
 pub mod decide;

@@ -621,7 +621,7 @@ async fn run(
             }));
         }
         Ok(Answer::Rejected { id, code, reason }) => {
-            let (status, error) = match (&classified, code) {
+            let (status, error) = match (&classified, code.as_str()) {
                 (Err((status, error, _)), _) => (*status, *error),
                 (Ok(_), "hold_expired") => (StatusCode::FORBIDDEN, "hold_expired"),
                 (Ok(_), "hold_pending") => (StatusCode::CONFLICT, "hold_pending"),

@@ -20,6 +20,7 @@ use keygate_chain::transfer::{PlanError, Transfers};
 use keygate_chain::tx::Key;
 use keygate_core::auth::{self, Presented};
 use keygate_core::{Action, Intent, Outcome};
+use keygate_store::decider::Rejection;
 use keygate_store::{Answer, EvmTransferRow, GatewayRequest};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -613,10 +614,12 @@ pub async fn create(
         Ok(Answer::Rejected { id, code, reason }) => {
             // Raced with another request of the same client_ref (or hold): answer with that one.
             let first = match hold {
-                Some(hid) if code == "hold_invalid" => {
+                Some(hid) if code == Rejection::HoldInvalid => {
                     carried_out_soon(&gw, &client, hid, &b).await
                 }
-                None if code == "replayed" => existing(&gw, &client, &b.venue, &b.client_ref).await,
+                None if code == Rejection::Replayed => {
+                    existing(&gw, &client, &b.venue, &b.client_ref).await
+                }
                 _ => Ok(None),
             };
             match first {
@@ -624,12 +627,12 @@ pub async fn create(
                 Ok(None) => {}
                 Err(r) => return *r,
             }
-            let status = if code == "hold_expired" {
+            let status = if code == Rejection::HoldExpired {
                 StatusCode::FORBIDDEN
             } else {
                 StatusCode::CONFLICT
             };
-            return refuse(status, code, reason, Some(id));
+            return refuse(status, code.as_str(), reason, Some(id));
         }
         Ok(Answer::Decided(d)) => d,
     };

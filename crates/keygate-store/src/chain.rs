@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use crate::{Store, StoreError};
+use crate::{Conflict, Store, StoreError};
 
 /// One EVM transfer keygate signed (or tried to).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,8 +157,11 @@ impl EvmTxRow {
 }
 
 fn nonce_column(nonce: u64) -> Result<i64, StoreError> {
-    i64::try_from(nonce)
-        .map_err(|_| StoreError::Conflict(format!("nonce {nonce} is beyond what the store keeps")))
+    i64::try_from(nonce).map_err(|_| {
+        StoreError::Conflict(Conflict::Rule(format!(
+            "nonce {nonce} is beyond what the store keeps"
+        )))
+    })
 }
 
 const TX_COLS: &str =

@@ -6,7 +6,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{MASTER_KEY_ID, Store, StoreError, is_unique_violation};
+use crate::{Conflict, MASTER_KEY_ID, Store, StoreError, is_unique_violation};
 
 /// Whether a credential version may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +27,9 @@ impl CredentialStatus {
         match s {
             "active" => Ok(Self::Active),
             "disabled" => Ok(Self::Disabled),
-            other => Err(StoreError::Conflict(format!(
+            other => Err(StoreError::Conflict(Conflict::Rule(format!(
                 "credential row has unknown status {other:?}"
-            ))),
+            )))),
         }
     }
 }
@@ -89,8 +89,11 @@ macro_rules! select_rows {
 }
 
 fn version_of(v: i64) -> Result<u32, StoreError> {
-    u32::try_from(v)
-        .map_err(|_| StoreError::Conflict(format!("credential version {v} is out of range")))
+    u32::try_from(v).map_err(|_| {
+        StoreError::Conflict(Conflict::Rule(format!(
+            "credential version {v} is out of range"
+        )))
+    })
 }
 
 fn row_to_credential(r: &AnyRow) -> Result<CredentialRow, StoreError> {
@@ -122,9 +125,9 @@ pub(crate) async fn lock_master_key_id(
         .execute(&mut **tx)
         .await?;
     if done.rows_affected() != 1 {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::Conflict(Conflict::Changed(format!(
             "the store's master key is no longer {key_id} (a rekey ran meanwhile); nothing was changed, run the command again"
-        )));
+        ))));
     }
     Ok(())
 }
@@ -132,9 +135,9 @@ pub(crate) async fn lock_master_key_id(
 /// Maps a unique-constraint violation to `Conflict` with `what`.
 fn conflict_on_unique(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
     if is_unique_violation(&e) {
-        StoreError::Conflict(what())
+        StoreError::Conflict(Conflict::Exists(what()))
     } else {
-        StoreError::Query(e)
+        StoreError::from(e)
     }
 }
 
@@ -173,10 +176,10 @@ impl Store {
     /// store's master key id is not `c.key_id`.
     pub async fn insert_credential(&self, c: &NewCredential) -> Result<(), StoreError> {
         if c.version != 1 {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Rule(format!(
                 "a new credential starts at version 1, not {}",
                 c.version
-            )));
+            ))));
         }
         let mut tx = self.begin_write().await?;
         lock_master_key_id(&mut tx, &c.key_id).await?;
@@ -185,10 +188,10 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         if taken.is_some() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Exists(format!(
                 "credential {} already exists",
                 c.id
-            )));
+            ))));
         }
         insert_version(&mut *tx, c).await?;
         tx.commit().await?;
@@ -204,7 +207,10 @@ impl Store {
             .checked_sub(1)
             .filter(|v| *v >= 1)
             .ok_or_else(|| {
-                StoreError::Conflict(format!("cannot rotate to version {}", c.version))
+                StoreError::Conflict(Conflict::Rule(format!(
+                    "cannot rotate to version {}",
+                    c.version
+                )))
             })?;
         let mut tx = self.begin_write().await?;
         lock_master_key_id(&mut tx, &c.key_id).await?;
@@ -219,10 +225,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Changed(format!(
                 "credential {} version {prev} is not the active version of that venue and kind any more; list the credentials and try again",
                 c.id
-            )));
+            ))));
         }
         insert_version(&mut *tx, c).await?;
         tx.commit().await?;
@@ -311,9 +317,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(
+            return Err(StoreError::Conflict(Conflict::Changed(
                 "the store's master key changed while rekeying; nothing was changed".into(),
-            ));
+            )));
         }
         for (id, version, wrapped) in rewrapped {
             let done = sqlx::query(
@@ -328,9 +334,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::Conflict(Conflict::Changed(format!(
                     "credential {id} version {version} changed while rekeying; nothing was changed, run rekey again"
-                )));
+                ))));
             }
         }
         for (token_id, wrapped) in native {
@@ -344,9 +350,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             if done.rows_affected() != 1 {
-                return Err(StoreError::Conflict(format!(
+                return Err(StoreError::Conflict(Conflict::Changed(format!(
                     "native key {token_id} changed while rekeying; nothing was changed, run rekey again"
-                )));
+                ))));
             }
         }
         let left: i64 = sqlx::query(
@@ -357,9 +363,9 @@ impl Store {
         .await?
         .try_get(0)?;
         if left != 0 {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Changed(format!(
                 "{left} credential or native key rows were added or are sealed under another key; nothing was changed, run rekey again"
-            )));
+            ))));
         }
         tx.commit().await?;
         Ok(())

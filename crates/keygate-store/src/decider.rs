@@ -3,17 +3,27 @@
 //! One writer task per store handle takes queued intents in batches. For each batch it opens one
 //! write transaction, locks the audit head (which serialises it against every other writer and
 //! instance), brings its in-memory state up to date if anyone else has written since its last
-//! batch, runs the pure `decide` on each intent in order, appends every decision (with its limit
-//! debit) to the audit chain, and commits. Only then does any caller get its verdict: an allow
-//! is durable, debit included, before anyone can act on it. If the commit fails, every caller in
-//! the batch gets the error (a caller must treat it as a deny) and the state is rebuilt from the
-//! store on the next batch.
+//! batch, and then works in three steps: load what the batch's requests need (their tokens'
+//! clients, the holds they name with their approvals, the first use of their request ids);
+//! decide each in order with keygate-core's pure admission and decision
+//! ([`keygate_core::admit`]); write every decision (with its limit debit) to the audit chain,
+//! with the holds, request ids and freezes they leave, and commit. Only then does any caller
+//! get its verdict: an allow is durable, debit included, before anyone can act on it. If the
+//! commit fails, every caller in the batch gets the error (a caller must treat it as a deny)
+//! and the state is rebuilt from the store on the next batch.
+//!
+//! This module knows SQL and the audit entries' shape; the rules a request is admitted and
+//! decided by live in keygate-core and must not be repeated here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use keygate_core::auth::{self, AuthError, Presented, TokenRecord};
+pub use keygate_core::admit::Rejection;
+use keygate_core::admit::{
+    self, Admission, Admitted, HoldRecord, RequestFacts, RequestKey, RequestRef,
+};
+use keygate_core::auth::{AuthError, Presented, TokenRecord};
 use keygate_core::decide::{Extra, State, Watched, decide_watched};
 use keygate_core::{Engine, Intent, Millis, Verdict};
 use sqlx::Row;
@@ -22,36 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{self, CheckpointPolicy, Head, NewEntry, Signer};
 use crate::{Store, StoreError};
 
-/// What a decision's audit entry records (besides its debit).
-#[derive(serde::Serialize)]
-struct DecisionData<'a> {
-    intent: &'a Intent,
-    outcome: keygate_core::Outcome,
-    stage: keygate_core::decide::Stage,
-    reasons: &'a [String],
-    policies: &'a [String],
-    limits: &'a [keygate_core::LimitCheck],
-    usd_value_cents: Option<i64>,
-    signals: &'a [String],
-    approvals: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request: Option<RequestInfo<'a>>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    detections: &'a [keygate_core::detect::Signal],
-}
-
-/// The HTTP request a gateway decision came from.
-#[derive(serde::Serialize)]
-struct RequestInfo<'a> {
-    method: &'a str,
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
-    /// The client id the venue will report for this request, when it is the request id (else
-    /// a withdrawal carries keygate's own, `kg` and the decision's number).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    venue_ref: Option<&'a str>,
-}
+mod entries;
+pub use entries::auth_failure_entry;
+use entries::{RequestInfo, decision_entry, refused_entry, rejected_entry};
 
 /// The most intents one transaction decides.
 const MAX_BATCH: usize = 512;
@@ -94,12 +77,11 @@ pub enum Answer {
         id: i64,
         error: AuthError,
     },
-    /// The request was refused before a decision: it could not be classified (`code`
-    /// `unclassified`), its request id was used before (`replayed`), or the hold it names cannot
-    /// be used (`hold_invalid`, `hold_pending`, `hold_expired`).
+    /// The request was refused before a decision: it could not be classified, its request id
+    /// was used before, or the hold it names cannot be used.
     Rejected {
         id: i64,
-        code: &'static str,
+        code: Rejection,
         reason: String,
     },
 }
@@ -120,7 +102,7 @@ struct Job {
 enum Pending {
     Decided(Verdict),
     Refused(AuthError),
-    Rejected(&'static str, String),
+    Rejected(Rejection, String),
 }
 
 enum Msg {
@@ -191,7 +173,7 @@ impl Decider {
     ) -> Result<Decision, StoreError> {
         match self.submit(Work::Intent { intent, extra }, now).await? {
             Answer::Decided(d) => Ok(d),
-            other => Err(StoreError::Corrupt(format!(
+            other => Err(StoreError::Internal(format!(
                 "the decider answered an intent with {other:?}"
             ))),
         }
@@ -309,12 +291,14 @@ impl Writer {
                 self.cache = None;
                 let early = batch.iter().filter(|j| j.reply.is_none()).count();
                 tracing::error!(error = %e, intents = batch.len(), answered_early = early, "decisions could not be recorded; answering deny");
-                let msg = e.to_string();
+                let cause = e.to_string();
+                let unavailable = e.is_unavailable();
                 for job in batch {
                     if let Some(reply) = job.reply {
-                        let _ = reply.send(Err(StoreError::Corrupt(format!(
-                            "the decision could not be recorded ({msg}); nothing was allowed"
-                        ))));
+                        let _ = reply.send(Err(StoreError::NotRecorded {
+                            cause: cause.clone(),
+                            unavailable,
+                        }));
                     }
                 }
             }
@@ -379,249 +363,32 @@ impl Writer {
         Ok(())
     }
 
-    /// Decides and records a batch. Answers that let nothing move value (reads, denials,
-    /// refusals) are sent as soon as their entries are appended, before the commit; the rest
-    /// are returned to be sent after it.
+    /// Decides and records a batch in three steps: load what its requests need, decide them
+    /// with the pure admission and decision of keygate-core, write the outcome. Answers that let
+    /// nothing move value (reads, denials, refusals) are sent as soon as their entries are
+    /// appended, before the commit; the rest are returned to be sent after it.
     async fn try_process(&mut self, batch: &mut [Job]) -> Result<Vec<Option<Answer>>, StoreError> {
         let mut tx = self.store.begin_write().await?;
         let (mut head, store_now) = audit::lock_head_at(&mut tx, &self.store).await?;
         self.refresh(&mut tx, &head).await?;
         let Some(cache) = self.cache.as_mut() else {
-            return Err(StoreError::Corrupt(
+            return Err(StoreError::Internal(
                 "decider state missing after refresh".into(),
             ));
         };
-        let mut pending = Vec::with_capacity(batch.len());
-        let mut entries = Vec::with_capacity(batch.len());
-        // Request ids used in this batch, and those to record once the entries have ids.
-        let mut batch_ids: HashSet<(String, String, String)> = HashSet::new();
-        let mut new_ids: Vec<(usize, (String, String, String))> = vec![];
-        let mut freezes: Vec<NewEntry> = vec![];
-        let mut new_holds: Vec<(usize, Intent, Option<String>)> = vec![];
-        let mut used_holds: Vec<(usize, i64)> = vec![];
-        let mut batch_holds: HashSet<i64> = HashSet::new();
-        for job in batch.iter() {
-            let extra = |e: &Extra| Extra {
-                reference_now: Some(store_now),
-                ..e.clone()
-            };
-            let (entry, p) = match &job.work {
-                Work::Intent { intent, extra: e } => {
-                    let w = decide_watched(&self.engine, &cache.state, intent, job.now, &extra(e));
-                    let entry = decision_entry(intent, &w, e, None);
-                    if w.verdict.outcome == keygate_core::Outcome::Hold {
-                        new_holds.push((entries.len(), intent.clone(), None));
-                    }
-                    contain(
-                        &mut tx,
-                        &mut cache.state,
-                        &self.engine,
-                        &w,
-                        intent,
-                        &mut freezes,
-                    )
-                    .await?;
-                    (entry, Pending::Decided(w.verdict))
-                }
-                Work::Gateway(req) => {
-                    let token = cache.tokens.get(&req.token.id);
-                    let client = token.and_then(|t| cache.state.client(&t.client));
-                    let checked = match &req.intent {
-                        Ok(i) => auth::authenticate(
-                            &req.token, token, client, req.ip, &req.venue, i.action, job.now,
-                        )
-                        .map(|()| token.map(|t| t.client.clone()).unwrap_or_default()),
-                        Err(_) => auth::check_token(&req.token, token, client, req.ip, job.now)
-                            .map(|(t, _)| t.client.clone()),
-                    };
-                    match (checked, &req.intent) {
-                        (Err(error), intent) => {
-                            let action = intent.as_ref().ok().map(|i| i.action);
-                            (
-                                refused_entry(req, action, &error, job.now),
-                                Pending::Refused(error),
-                            )
-                        }
-                        (Ok(client), Err(reason)) => (
-                            rejected_entry(req, &client, "request.unclassified", reason, job.now),
-                            Pending::Rejected("unclassified", reason.clone()),
-                        ),
-                        (Ok(client), Ok(intent)) => {
-                            let intent = Intent {
-                                client: client.clone(),
-                                token_id: Some(req.token.id.clone()),
-                                source_ip: Some(req.ip),
-                                ..intent.clone()
-                            };
-                            let hold = match req.hold {
-                                // A hold already carried out earlier in this batch is spent.
-                                Some(hid) if batch_holds.contains(&hid) => Some(Err((
-                                    "hold_invalid",
-                                    format!("hold {hid} was already carried out"),
-                                ))),
-                                Some(hid) => Some(
-                                    check_hold(&mut tx, hid, &req.venue, &intent, store_now)
-                                        .await?
-                                        .map(|h| (hid, h)),
-                                ),
-                                None => None,
-                            };
-                            let held_id = hold
-                                .as_ref()
-                                .and_then(|h| h.as_ref().ok())
-                                .and_then(|(_, h)| h.request_id.clone());
-                            let key = req
-                                .request_id
-                                .as_ref()
-                                // The held request's own id is the one it may use again.
-                                .filter(|r| held_id.as_ref() != Some(*r))
-                                .map(|r| (client.clone(), req.venue.clone(), r.clone()));
-                            let used = match &key {
-                                Some(k) if batch_ids.contains(k) => Some(None),
-                                Some(k) => used_request_id(&mut tx, k).await?.map(Some),
-                                None => None,
-                            };
-                            if let Some(Err((code, reason))) = hold {
-                                let event = format!("request.{code}");
-                                (
-                                    rejected_entry(req, &client, &event, &reason, job.now),
-                                    Pending::Rejected(code, reason),
-                                )
-                            } else if let Some(first) = used {
-                                let reason = match first {
-                                    Some(id) => format!(
-                                        "request id {:?} was already used (audit entry {id}); use a new id for each request",
-                                        req.request_id.as_deref().unwrap_or_default()
-                                    ),
-                                    None => format!(
-                                        "request id {:?} was already used; use a new id for each request",
-                                        req.request_id.as_deref().unwrap_or_default()
-                                    ),
-                                };
-                                (
-                                    rejected_entry(
-                                        req,
-                                        &client,
-                                        "request.replayed",
-                                        &reason,
-                                        job.now,
-                                    ),
-                                    Pending::Rejected("replayed", reason),
-                                )
-                            } else {
-                                let none = match &hold {
-                                    Some(Ok((_, h))) => Extra {
-                                        approvals: h.approvals,
-                                        approved: true,
-                                        ..Extra::default()
-                                    },
-                                    _ => Extra::default(),
-                                };
-                                let w = decide_watched(
-                                    &self.engine,
-                                    &cache.state,
-                                    &intent,
-                                    job.now,
-                                    &extra(&none),
-                                );
-                                contain(
-                                    &mut tx,
-                                    &mut cache.state,
-                                    &self.engine,
-                                    &w,
-                                    &intent,
-                                    &mut freezes,
-                                )
-                                .await?;
-                                let verdict = &w.verdict;
-                                if let Some(Ok((hid, _))) = &hold
-                                    && verdict.outcome == keygate_core::Outcome::Allow
-                                {
-                                    used_holds.push((entries.len(), *hid));
-                                    batch_holds.insert(*hid);
-                                }
-                                if verdict.outcome == keygate_core::Outcome::Hold {
-                                    new_holds.push((
-                                        entries.len(),
-                                        intent.clone(),
-                                        req.request_id.clone(),
-                                    ));
-                                }
-                                // A denied request leaves its id unused: the bot may retry it.
-                                if let Some(k) = key
-                                    && verdict.outcome != keygate_core::Outcome::Deny
-                                {
-                                    batch_ids.insert(k.clone());
-                                    new_ids.push((entries.len(), k));
-                                }
-                                let info = RequestInfo {
-                                    method: &req.method,
-                                    path: &req.path,
-                                    request_id: req.request_id.as_deref(),
-                                    venue_ref: req.request_id.as_deref().filter(|_| req.native_id),
-                                };
-                                (
-                                    decision_entry(&intent, &w, &none, Some(info)),
-                                    Pending::Decided(w.verdict),
-                                )
-                            }
-                        }
-                    }
-                }
-            };
-            entries.push(entry);
-            pending.push(p);
-        }
-        let seqs = audit::append(&mut tx, &mut head, entries, store_now).await?;
+        let (loaded, auths) = load_batch(&mut tx, batch, &cache.tokens, &cache.state).await?;
+        let decided = decide_batch(
+            &mut tx,
+            &self.engine,
+            &mut cache.state,
+            batch,
+            &loaded,
+            auths,
+            store_now,
+        )
+        .await?;
         let hold_ttl = self.opts.hold_ttl.unwrap_or(keygate_core::time::HOUR);
-        for (i, intent, request_id) in new_holds {
-            let id = seqs.get(i).copied().unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO holds (decision_id, client, venue, intent_digest, request_id, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(id)
-            .bind(intent.client.clone())
-            .bind(intent.venue.clone())
-            .bind(hold_digest(&intent))
-            .bind(request_id)
-            .bind(store_now.saturating_add(hold_ttl))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (i, hid) in used_holds {
-            let id = seqs.get(i).copied().unwrap_or_default();
-            let done = sqlx::query(
-                "UPDATE holds SET executed_ms = $1, executed_by = $2 WHERE decision_id = $3 AND executed_by IS NULL",
-            )
-            .bind(store_now)
-            .bind(id)
-            .bind(hid)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() != 1 {
-                // Checked under the same lock a moment ago: this cannot happen; refuse the batch.
-                return Err(StoreError::Corrupt(format!(
-                    "hold {hid} was carried out twice in one batch"
-                )));
-            }
-        }
-        // Freezes the detectors set, after the decisions that set them.
-        if !freezes.is_empty() {
-            audit::append(&mut tx, &mut head, freezes, store_now).await?;
-        }
-        for (i, (client, venue, rid)) in new_ids {
-            let id = seqs.get(i).copied().unwrap_or_default();
-            sqlx::query(
-                "INSERT INTO request_ids (client, venue, request_id, decision_id, at_ms) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(client)
-            .bind(venue)
-            .bind(rid)
-            .bind(id)
-            .bind(store_now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let (seqs, pending) = write_batch(&mut tx, &mut head, decided, store_now, hold_ttl).await?;
         let mut answers: Vec<Option<Answer>> = seqs
             .into_iter()
             .zip(pending)
@@ -658,6 +425,268 @@ impl Writer {
     }
 }
 
+/// Per job: the token's client or why the token was refused (None for an intent).
+type Auths<'t> = Vec<Option<Result<&'t str, AuthError>>>;
+
+/// What a batch's gateway requests need decided, as loaded from the store.
+struct Loaded {
+    /// The hold records the batch's requests name.
+    holds: Vec<HoldRecord>,
+    /// Per job: its request id and that id's first use.
+    facts: Vec<RequestFacts>,
+}
+
+fn request_ref(req: &GatewayRequest) -> RequestRef<'_> {
+    RequestRef {
+        token: &req.token,
+        ip: req.ip,
+        venue: &req.venue,
+        intent: &req.intent,
+        request_id: req.request_id.as_deref(),
+        hold: req.hold,
+    }
+}
+
+/// Step 1, load: authenticates each gateway request against the cached tokens, then reads the
+/// holds they name and the first use of their request ids (each once per batch).
+async fn load_batch<'t>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    batch: &[Job],
+    tokens: &'t HashMap<String, TokenRecord>,
+    state: &State,
+) -> Result<(Loaded, Auths<'t>), StoreError> {
+    let auths: Auths<'t> = batch
+        .iter()
+        .map(|job| match &job.work {
+            Work::Intent { .. } => None,
+            Work::Gateway(req) => {
+                let token = tokens.get(&req.token.id);
+                let client = token.and_then(|t| state.client(&t.client));
+                Some(admit::authenticate(
+                    &request_ref(req),
+                    token,
+                    client,
+                    job.now,
+                ))
+            }
+        })
+        .collect();
+    let mut holds: Vec<HoldRecord> = vec![];
+    for (job, auth) in batch.iter().zip(&auths) {
+        if let Some((req, _)) = admitted(job, auth)
+            && let Some(hid) = req.hold
+            && !holds.iter().any(|h| h.id == hid)
+            && let Some(h) = load_hold(tx, hid).await?
+        {
+            holds.push(h);
+        }
+    }
+    let mut facts: Vec<RequestFacts> = batch
+        .iter()
+        .zip(&auths)
+        .map(|(job, auth)| RequestFacts {
+            key: admitted(job, auth).and_then(|(req, client)| {
+                let hold = req.hold.and_then(|hid| holds.iter().find(|h| h.id == hid));
+                admit::request_key(&request_ref(req), client, hold)
+            }),
+            first_use: None,
+        })
+        .collect();
+    let mut first_uses: Vec<Option<i64>> = Vec::with_capacity(facts.len());
+    let mut seen: HashMap<&RequestKey, Option<i64>> = HashMap::new();
+    for f in &facts {
+        let used = match &f.key {
+            Some(k) => match seen.get(k) {
+                Some(u) => *u,
+                None => {
+                    let u = used_request_id(tx, k).await?;
+                    seen.insert(k, u);
+                    u
+                }
+            },
+            None => None,
+        };
+        first_uses.push(used);
+    }
+    drop(seen);
+    for (f, u) in facts.iter_mut().zip(first_uses) {
+        f.first_use = u;
+    }
+    Ok((Loaded { holds, facts }, auths))
+}
+
+/// A gateway request that got past its token and was classified, with its client.
+fn admitted<'j, 't>(
+    job: &'j Job,
+    auth: &Option<Result<&'t str, AuthError>>,
+) -> Option<(&'j GatewayRequest, &'t str)> {
+    match (&job.work, auth) {
+        (Work::Gateway(req), Some(Ok(client))) if req.intent.is_ok() => Some((req, *client)),
+        _ => None,
+    }
+}
+
+/// What a batch came to, to be written: its entries (in job order) and what they leave behind.
+struct Decided<'a> {
+    entries: Vec<NewEntry>,
+    pending: Vec<Pending>,
+    /// Freezes the detectors set, appended after the decisions that set them.
+    freezes: Vec<NewEntry>,
+    /// (entry index, intent, request id) of each held decision.
+    new_holds: Vec<(usize, Intent, Option<String>)>,
+    /// (entry index, hold id) of each hold an allow carries out.
+    used_holds: Vec<(usize, i64)>,
+    /// (entry index, request id) of each request id a decision uses.
+    new_ids: Vec<(usize, &'a RequestKey)>,
+}
+
+/// Step 2, decide: each job in order, with keygate-core's pure admission and decision. The one
+/// write inside is a freeze a detector asks for: its id is in the reasons of every later
+/// decision it stops, so it is set at once (in this transaction) before the next job.
+async fn decide_batch<'a>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    engine: &Engine,
+    state: &mut State,
+    batch: &[Job],
+    loaded: &'a Loaded,
+    auths: Auths<'a>,
+    store_now: Millis,
+) -> Result<Decided<'a>, StoreError> {
+    let mut memory = admit::Batch::new(&loaded.holds, store_now);
+    let mut d = Decided {
+        entries: Vec::with_capacity(batch.len()),
+        pending: Vec::with_capacity(batch.len()),
+        freezes: vec![],
+        new_holds: vec![],
+        used_holds: vec![],
+        new_ids: vec![],
+    };
+    for ((job, auth), facts) in batch.iter().zip(auths).zip(&loaded.facts) {
+        let i = d.entries.len();
+        let (entry, p) = match (&job.work, auth) {
+            (Work::Intent { intent, extra }, _) => {
+                let with_clock = Extra {
+                    reference_now: Some(store_now),
+                    ..extra.clone()
+                };
+                let w = decide_watched(engine, state, intent, job.now, &with_clock);
+                let entry = decision_entry(intent, &w, extra, None);
+                if w.verdict.outcome == keygate_core::Outcome::Hold {
+                    d.new_holds.push((i, intent.clone(), None));
+                }
+                contain(tx, state, engine, &w, intent, &mut d.freezes).await?;
+                (entry, Pending::Decided(w.verdict))
+            }
+            (Work::Gateway(_), None) => {
+                return Err(StoreError::Internal(
+                    "a gateway request was not authenticated before its decision".into(),
+                ));
+            }
+            (Work::Gateway(req), Some(auth)) => {
+                let r = request_ref(req);
+                match admit::admit(engine, state, &mut memory, &r, auth, facts, job.now) {
+                    Admission::Refused { error, action } => (
+                        refused_entry(req, action, &error, job.now),
+                        Pending::Refused(error),
+                    ),
+                    Admission::Rejected {
+                        client,
+                        rejection,
+                        reason,
+                    } => (
+                        rejected_entry(req, client, rejection.event(), &reason, job.now),
+                        Pending::Rejected(rejection, reason),
+                    ),
+                    Admission::Decided(a) => {
+                        contain(tx, state, engine, &a.watched, &a.intent, &mut d.freezes).await?;
+                        if let Some(hid) = a.carried_out {
+                            d.used_holds.push((i, hid));
+                        }
+                        if let Some(k) = a.uses_id {
+                            d.new_ids.push((i, k));
+                        }
+                        let info = RequestInfo {
+                            method: &req.method,
+                            path: &req.path,
+                            request_id: req.request_id.as_deref(),
+                            venue_ref: req.request_id.as_deref().filter(|_| req.native_id),
+                        };
+                        let entry = decision_entry(&a.intent, &a.watched, &a.extra, Some(info));
+                        let Admitted {
+                            intent, watched, ..
+                        } = *a;
+                        if watched.verdict.outcome == keygate_core::Outcome::Hold {
+                            d.new_holds.push((i, intent, req.request_id.clone()));
+                        }
+                        (entry, Pending::Decided(watched.verdict))
+                    }
+                }
+            }
+        };
+        d.entries.push(entry);
+        d.pending.push(p);
+    }
+    Ok(d)
+}
+
+/// Step 3, write: appends the entries, then records the holds set and carried out, the
+/// freezes and the request ids used, under the entries' ids. Gives the entries' ids.
+async fn write_batch(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    head: &mut Head,
+    d: Decided<'_>,
+    store_now: Millis,
+    hold_ttl: Millis,
+) -> Result<(Vec<i64>, Vec<Pending>), StoreError> {
+    let seqs = audit::append(tx, head, d.entries, store_now).await?;
+    let id_of = |i: usize| seqs.get(i).copied().unwrap_or_default();
+    for (i, intent, request_id) in d.new_holds {
+        sqlx::query(
+            "INSERT INTO holds (decision_id, client, venue, intent_digest, request_id, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id_of(i))
+        .bind(intent.client.clone())
+        .bind(intent.venue.clone())
+        .bind(hold_digest(&intent))
+        .bind(request_id)
+        .bind(store_now.saturating_add(hold_ttl))
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (i, hid) in d.used_holds {
+        let done = sqlx::query(
+            "UPDATE holds SET executed_ms = $1, executed_by = $2 WHERE decision_id = $3 AND executed_by IS NULL",
+        )
+        .bind(store_now)
+        .bind(id_of(i))
+        .bind(hid)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            // Checked under the same lock a moment ago: this cannot happen; refuse the batch.
+            return Err(StoreError::Internal(format!(
+                "hold {hid} was carried out twice in one batch"
+            )));
+        }
+    }
+    if !d.freezes.is_empty() {
+        audit::append(tx, head, d.freezes, store_now).await?;
+    }
+    for (i, k) in d.new_ids {
+        sqlx::query(
+            "INSERT INTO request_ids (client, venue, request_id, decision_id, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(k.client.clone())
+        .bind(k.venue.clone())
+        .bind(k.request_id.clone())
+        .bind(id_of(i))
+        .bind(store_now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok((seqs, d.pending))
+}
+
 /// Whether an answer may go out before its commit: only a gateway answer after which nothing
 /// that moves value is forwarded (a read, a denial, a refusal). An allow or hold of anything
 /// else waits until its decision and debit are durable.
@@ -677,103 +706,17 @@ fn answers_early(work: &Work, answer: &Answer) -> bool {
     }
 }
 
-/// The audit entry of a decision.
-fn decision_entry(
-    intent: &Intent,
-    w: &Watched,
-    extra: &Extra,
-    request: Option<RequestInfo<'_>>,
-) -> NewEntry {
-    let verdict = &w.verdict;
-    NewEntry {
-        kind: "decision",
-        actor: format!("client:{}", intent.client),
-        at_ms: verdict.at,
-        data: NewEntry::data(&DecisionData {
-            intent,
-            outcome: verdict.outcome,
-            stage: verdict.stage,
-            reasons: &verdict.reasons,
-            policies: &verdict.policies,
-            limits: &verdict.limits,
-            usd_value_cents: verdict.usd_value_cents,
-            signals: &extra.signals,
-            approvals: extra.approvals,
-            request,
-            detections: &w.signals,
-        }),
-        debit: verdict.debit.clone(),
-    }
-}
-
-/// The audit entry of a refused token.
-pub fn auth_failure_entry(
-    error: &AuthError,
-    ip: IpAddr,
-    venue: &str,
-    action: Option<keygate_core::Action>,
-    request: Option<(&str, &str)>,
-    now: Millis,
-) -> NewEntry {
-    let (method, path) = request.unzip();
-    NewEntry {
-        kind: "auth",
-        actor: format!("ip:{ip}"),
-        at_ms: now,
-        data: NewEntry::data(&serde_json::json!({
-            "event": "token.refused", "error": error.code(), "detail": error, "message": error.to_string(),
-            "venue": venue, "action": action, "source_ip": ip, "method": method, "path": path,
-        })),
-        debit: None,
-    }
-}
-
-fn refused_entry(
-    req: &GatewayRequest,
-    action: Option<keygate_core::Action>,
-    error: &AuthError,
-    now: Millis,
-) -> NewEntry {
-    auth_failure_entry(
-        error,
-        req.ip,
-        &req.venue,
-        action,
-        Some((&req.method, &req.path)),
-        now,
-    )
-}
-
-fn rejected_entry(
-    req: &GatewayRequest,
-    client: &str,
-    event: &str,
-    reason: &str,
-    now: Millis,
-) -> NewEntry {
-    NewEntry {
-        kind: "request",
-        actor: format!("client:{client}"),
-        at_ms: now,
-        data: NewEntry::data(&serde_json::json!({
-            "event": event, "reason": reason, "venue": req.venue, "method": req.method, "path": req.path,
-            "request_id": req.request_id, "token_id": req.token.id, "source_ip": req.ip,
-        })),
-        debit: None,
-    }
-}
-
 /// The audit entry that first used a request id, if any did.
 async fn used_request_id(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    (client, venue, rid): &(String, String, String),
+    k: &RequestKey,
 ) -> Result<Option<i64>, StoreError> {
     let row = sqlx::query(
         "SELECT decision_id FROM request_ids WHERE client = $1 AND venue = $2 AND request_id = $3",
     )
-    .bind(client.clone())
-    .bind(venue.clone())
-    .bind(rid.clone())
+    .bind(k.client.clone())
+    .bind(k.venue.clone())
+    .bind(k.request_id.clone())
     .fetch_optional(&mut **tx)
     .await?;
     Ok(match row {
@@ -823,83 +766,32 @@ async fn contain(
     Ok(())
 }
 
-/// The digest a hold is known by: the intent without its token and source address (the same
-/// request may come back with another token, from another host of the client's).
-pub fn hold_digest(intent: &Intent) -> String {
-    keygate_core::freeze::intent_digest(&Intent {
-        token_id: None,
-        source_ip: None,
-        ..intent.clone()
-    })
-}
+pub use keygate_core::admit::hold_digest;
 
-/// An approved hold a request may carry out.
-struct UsableHold {
-    approvals: i64,
-    request_id: Option<String>,
-}
-
-/// Checks the hold a request names: the same client, venue and intent, approved by a quorum,
-/// not expired, not used. `Err` is (code, reason) for the refusal.
-async fn check_hold(
+/// The hold `hid` with its number of approvals, if there is one.
+async fn load_hold(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     hid: i64,
-    venue: &str,
-    intent: &Intent,
-    store_now: Millis,
-) -> Result<Result<UsableHold, (&'static str, String)>, StoreError> {
+) -> Result<Option<HoldRecord>, StoreError> {
     let row = sqlx::query(
-        "SELECT client, venue, intent_digest, request_id, expires_ms, approved_ms, executed_by FROM holds WHERE decision_id = $1",
+        "SELECT client, venue, intent_digest, request_id, expires_ms, approved_ms, executed_by, (SELECT COUNT(*) FROM approvals WHERE subject = $2) FROM holds WHERE decision_id = $1",
     )
     .bind(hid)
+    .bind(format!("hold:{hid}"))
     .fetch_optional(&mut **tx)
     .await?;
     let Some(r) = row else {
-        return Ok(Err(("hold_invalid", format!("there is no hold {hid}"))));
+        return Ok(None);
     };
-    let client: String = r.try_get(0)?;
-    let h_venue: String = r.try_get(1)?;
-    let digest: String = r.try_get(2)?;
-    let request_id: Option<String> = r.try_get(3)?;
-    let expires: Millis = r.try_get(4)?;
-    let approved: Option<Millis> = r.try_get(5)?;
-    let executed_by: Option<i64> = r.try_get(6)?;
-    if client != intent.client || h_venue != venue || digest != hold_digest(intent) {
-        return Ok(Err((
-            "hold_invalid",
-            format!("hold {hid} is for another request; send exactly the request that was held"),
-        )));
-    }
-    if let Some(d) = executed_by {
-        return Ok(Err((
-            "hold_invalid",
-            format!("hold {hid} was already carried out (decision {d})"),
-        )));
-    }
-    if expires <= store_now {
-        return Ok(Err((
-            "hold_expired",
-            format!(
-                "hold {hid} expired at {}; send the request without x-keygate-hold for a new decision",
-                keygate_core::time::format_millis(expires)
-            ),
-        )));
-    }
-    if approved.is_none() {
-        return Ok(Err((
-            "hold_pending",
-            format!(
-                "hold {hid} is not approved by a quorum yet: keygate approve hold:{hid} --key FILE"
-            ),
-        )));
-    }
-    let n = sqlx::query("SELECT COUNT(*) FROM approvals WHERE subject = $1")
-        .bind(format!("hold:{hid}"))
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get::<i64, _>(0)?;
-    Ok(Ok(UsableHold {
-        approvals: n,
-        request_id,
+    Ok(Some(HoldRecord {
+        id: hid,
+        client: r.try_get(0)?,
+        venue: r.try_get(1)?,
+        intent_digest: r.try_get(2)?,
+        request_id: r.try_get(3)?,
+        expires_ms: r.try_get(4)?,
+        approved_ms: r.try_get(5)?,
+        executed_by: r.try_get(6)?,
+        approvals: r.try_get(7)?,
     }))
 }

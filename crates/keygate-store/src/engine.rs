@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::{NewEntry, append, lock_head};
-use crate::{Store, StoreError, is_unique_violation};
+use crate::{Conflict, Store, StoreError, is_unique_violation};
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
@@ -186,7 +186,7 @@ impl Store {
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(format!("client {} already exists", c.name))
+                StoreError::Conflict(Conflict::Exists(format!("client {} already exists", c.name)))
             } else {
                 e.into()
             }
@@ -260,10 +260,10 @@ impl Store {
         actor: &str,
     ) -> Result<i64, StoreError> {
         if t.kind != TokenKind::Native || sealed.token_id != t.id || sealed.client != t.client {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Rule(format!(
                 "token {} is not the native key its sealed secret is for",
                 t.id
-            )));
+            ))));
         }
         self.insert_token_with(t, Some(sealed), actor).await
     }
@@ -296,7 +296,7 @@ impl Store {
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(format!("token id {} already exists; issue again", t.id))
+                StoreError::Conflict(Conflict::Exists(format!("token id {} already exists; issue again", t.id)))
             } else {
                 e.into()
             }
@@ -443,7 +443,7 @@ impl Store {
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(format!("{address} is already in the address book for {asset} on {venue}"))
+                StoreError::Conflict(Conflict::Exists(format!("{address} is already in the address book for {asset} on {venue}")))
             } else {
                 e.into()
             }
@@ -493,14 +493,14 @@ impl Store {
                 ))
             })?;
         if d.approved_at.is_some() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::AlreadyDone(format!(
                 "address-book entry {id} is already approved"
-            )));
+            ))));
         }
         if d.added_by == actor {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Rule(format!(
                 "{actor} added address-book entry {id} and so may not approve it; another admin must"
-            )));
+            ))));
         }
         sqlx::query("UPDATE destinations SET approved_ms = $1, approved_by = $2 WHERE id = $3")
             .bind(now)

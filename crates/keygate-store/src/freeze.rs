@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
 use crate::audit::{NewEntry, Verifier, append, lock_head_at};
-use crate::{Store, StoreError};
+use crate::{Conflict, Store, StoreError};
 
 /// A freeze as stored, lifted or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,15 +73,15 @@ where
         .ok_or_else(|| StoreError::NotFound(format!("there is no held decision {id}")))?;
         let expires_at: Millis = r.try_get(2)?;
         if r.try_get::<Option<i64>, _>(3)?.is_some() || r.try_get::<Option<i64>, _>(4)?.is_some() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::AlreadyDone(format!(
                 "held decision {id} is already approved; nothing to approve"
-            )));
+            ))));
         }
         if expires_at <= now {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Rule(format!(
                 "held decision {id} expired at {}; an expired hold is a deny",
                 keygate_core::time::format_millis(expires_at)
-            )));
+            ))));
         }
         return Ok(Subject::Hold {
             decision_id: id,
@@ -106,9 +106,9 @@ where
             ))
         })?;
         if r.try_get::<Option<i64>, _>(4)?.is_some() {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::AlreadyDone(format!(
                 "address-book entry {id} is already approved"
-            )));
+            ))));
         }
         return Ok(Subject::Address {
             entry_id: id,
@@ -235,58 +235,21 @@ impl Store {
     ) -> Result<Approved, StoreError> {
         let approver = approver.to_ascii_lowercase();
         if !policy.is_approver(&approver) {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Conflict(Conflict::Approval(format!(
                 "key {approver} is not one of the approvers in [approvals] of the config"
-            )));
+            ))));
         }
         let mut tx = self.begin_write().await?;
         let (mut head, store_now) = lock_head_at(&mut tx, self).await?;
         let what = approvable(&mut *tx, subject, store_now).await?;
-        if expires_at <= store_now {
-            return Err(StoreError::Conflict(
-                "the approval has expired; sign a new one with `keygate approve`".into(),
-            ));
-        }
-        if expires_at - store_now > policy.max_validity {
-            return Err(StoreError::Conflict(format!(
-                "the approval is valid for longer than approvals.max_validity ({}); sign one that expires sooner",
-                keygate_core::time::format_duration(policy.max_validity)
-            )));
-        }
-        verifier
-            .verify(&approver, &approval_message(&what, expires_at), signature)
-            .map_err(|e| {
-                StoreError::Conflict(format!(
-                    "the approval's signature does not verify for {} with key {approver}: {e}",
-                    what.key()
-                ))
-            })?;
-        sqlx::query(
-            "INSERT INTO approvals (subject, approver, signature, expires_ms, at_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (subject, approver) DO UPDATE SET signature = excluded.signature, \
-             expires_ms = excluded.expires_ms, at_ms = excluded.at_ms",
-        )
-        .bind(what.key())
-        .bind(approver.clone())
-        .bind(signature.to_string())
-        .bind(expires_at)
-        .bind(store_now)
-        .execute(&mut *tx)
-        .await?;
-        let mut valid: Vec<String> = vec![];
-        for r in
-            sqlx::query("SELECT approver FROM approvals WHERE subject = $1 AND expires_ms > $2")
-                .bind(what.key())
-                .bind(store_now)
-                .fetch_all(&mut *tx)
-                .await?
-        {
-            let a: String = r.try_get(0)?;
-            if policy.is_approver(&a) {
-                valid.push(a);
-            }
-        }
-        valid.sort();
+        let signed = Signed {
+            approver: &approver,
+            signature,
+            expires_at,
+        };
+        check_signed(&what, &signed, store_now, policy, verifier)?;
+        record_approval(&mut tx, &what, &signed, store_now).await?;
+        let valid = valid_approvers(&mut tx, &what, store_now, policy).await?;
         let mut entries = vec![NewEntry {
             kind: "approval",
             actor: format!("approver:{approver}"),
@@ -298,89 +261,14 @@ impl Store {
             debit: None,
         }];
         let done = valid.len() >= policy.quorum;
-        if done && let Subject::Hold { decision_id, .. } = &what {
-            sqlx::query("UPDATE holds SET approved_ms = $1 WHERE decision_id = $2")
-                .bind(store_now)
-                .bind(*decision_id)
-                .execute(&mut *tx)
-                .await?;
-            entries.push(NewEntry {
-                kind: "hold",
-                actor: "quorum".into(),
-                at_ms: now,
-                data: NewEntry::data(&json!({
-                    "event": "hold.approved", "decision_id": decision_id, "approvers": valid,
-                })),
-                debit: None,
-            });
-        }
-        if done && let Subject::Address { entry_id, .. } = &what {
-            sqlx::query("UPDATE destinations SET approved_ms = $1, approved_by = $2 WHERE id = $3")
-                .bind(store_now)
-                .bind(format!("quorum:{}", valid.join(",")))
-                .bind(*entry_id)
-                .execute(&mut *tx)
-                .await?;
-            entries.push(NewEntry {
-                kind: "admin",
-                actor: "quorum".into(),
-                at_ms: now,
-                data: NewEntry::data(&json!({
-                    "action": "address.approve", "entry_id": entry_id, "approvers": valid,
-                })),
-                debit: None,
-            });
-        }
-        if done
-            && let Subject::Unfreeze {
-                freeze_id: id,
-                scope,
-                ..
-            } = &what
-        {
-            let id = *id;
-            sqlx::query("UPDATE freezes SET lifted_ms = $1, lifted_by = $2 WHERE id = $3")
-                .bind(store_now)
-                .bind(valid.join(","))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM approvals WHERE subject = $1")
-                .bind(what.key())
-                .execute(&mut *tx)
-                .await?;
-            entries.push(NewEntry {
-                kind: "freeze",
-                actor: "quorum".into(),
-                at_ms: now,
-                data: NewEntry::data(&json!({
-                    "event": "freeze.lifted", "freeze_id": id, "scope": scope,
-                    "approvers": valid,
-                })),
-                debit: None,
-            });
+        if done {
+            entries.push(carry_out(&mut tx, &what, &valid, store_now, now).await?);
         }
         let seqs = append(&mut tx, &mut head, entries, store_now).await?;
         tx.commit().await?;
         let audit_id = seqs.last().copied().unwrap_or_default();
         Ok(if done {
-            match what {
-                Subject::Unfreeze { freeze_id, .. } => Approved::Lifted {
-                    freeze_id,
-                    approvers: valid,
-                    audit_id,
-                },
-                Subject::Hold { decision_id, .. } => Approved::HoldApproved {
-                    decision_id,
-                    approvers: valid,
-                    audit_id,
-                },
-                Subject::Address { entry_id, .. } => Approved::AddressApproved {
-                    entry_id,
-                    approvers: valid,
-                    audit_id,
-                },
-            }
+            approved(what, valid, audit_id)
         } else {
             Approved::Counted {
                 have: valid.len(),
@@ -391,12 +279,183 @@ impl Store {
     }
 }
 
+/// One approver's signed approval, as it was presented.
+struct Signed<'a> {
+    approver: &'a str,
+    signature: &'a str,
+    expires_at: Millis,
+}
+
+/// Checks an approval against the store's clock and the policy: not expired, not valid for
+/// too long, signed by the approver over exactly this subject and expiry.
+fn check_signed(
+    what: &Subject,
+    signed: &Signed<'_>,
+    store_now: Millis,
+    policy: &ApprovalPolicy,
+    verifier: &dyn Verifier,
+) -> Result<(), StoreError> {
+    let (approver, expires_at) = (signed.approver, signed.expires_at);
+    if expires_at <= store_now {
+        return Err(StoreError::Conflict(Conflict::Approval(
+            "the approval has expired; sign a new one with `keygate approve`".into(),
+        )));
+    }
+    if expires_at - store_now > policy.max_validity {
+        return Err(StoreError::Conflict(Conflict::Approval(format!(
+            "the approval is valid for longer than approvals.max_validity ({}); sign one that expires sooner",
+            keygate_core::time::format_duration(policy.max_validity)
+        ))));
+    }
+    verifier
+        .verify(
+            approver,
+            &approval_message(what, expires_at),
+            signed.signature,
+        )
+        .map_err(|e| {
+            StoreError::Conflict(Conflict::Approval(format!(
+                "the approval's signature does not verify for {} with key {approver}: {e}",
+                what.key()
+            )))
+        })
+}
+
+/// Records an approval; a second one by the same key replaces its first.
+async fn record_approval(
+    tx: &mut Transaction<'static, Any>,
+    what: &Subject,
+    signed: &Signed<'_>,
+    store_now: Millis,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO approvals (subject, approver, signature, expires_ms, at_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (subject, approver) DO UPDATE SET signature = excluded.signature, \
+         expires_ms = excluded.expires_ms, at_ms = excluded.at_ms",
+    )
+    .bind(what.key())
+    .bind(signed.approver.to_string())
+    .bind(signed.signature.to_string())
+    .bind(signed.expires_at)
+    .bind(store_now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The approvers of `what` whose approvals count now (unexpired, still approvers), sorted.
+async fn valid_approvers(
+    tx: &mut Transaction<'static, Any>,
+    what: &Subject,
+    store_now: Millis,
+    policy: &ApprovalPolicy,
+) -> Result<Vec<String>, StoreError> {
+    let mut valid: Vec<String> = vec![];
+    for r in sqlx::query("SELECT approver FROM approvals WHERE subject = $1 AND expires_ms > $2")
+        .bind(what.key())
+        .bind(store_now)
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        let a: String = r.try_get(0)?;
+        if policy.is_approver(&a) {
+            valid.push(a);
+        }
+    }
+    valid.sort();
+    Ok(valid)
+}
+
+/// Does what a completed quorum approves (approves the hold or address-book entry, lifts the
+/// freeze); gives its audit entry.
+async fn carry_out(
+    tx: &mut Transaction<'static, Any>,
+    what: &Subject,
+    valid: &[String],
+    store_now: Millis,
+    now: Millis,
+) -> Result<NewEntry, StoreError> {
+    let (kind, data) = match what {
+        Subject::Hold { decision_id, .. } => {
+            sqlx::query("UPDATE holds SET approved_ms = $1 WHERE decision_id = $2")
+                .bind(store_now)
+                .bind(*decision_id)
+                .execute(&mut **tx)
+                .await?;
+            (
+                "hold",
+                json!({"event": "hold.approved", "decision_id": decision_id, "approvers": valid}),
+            )
+        }
+        Subject::Address { entry_id, .. } => {
+            sqlx::query("UPDATE destinations SET approved_ms = $1, approved_by = $2 WHERE id = $3")
+                .bind(store_now)
+                .bind(format!("quorum:{}", valid.join(",")))
+                .bind(*entry_id)
+                .execute(&mut **tx)
+                .await?;
+            (
+                "admin",
+                json!({"action": "address.approve", "entry_id": entry_id, "approvers": valid}),
+            )
+        }
+        Subject::Unfreeze {
+            freeze_id: id,
+            scope,
+            ..
+        } => {
+            sqlx::query("UPDATE freezes SET lifted_ms = $1, lifted_by = $2 WHERE id = $3")
+                .bind(store_now)
+                .bind(valid.join(","))
+                .bind(*id)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("DELETE FROM approvals WHERE subject = $1")
+                .bind(what.key())
+                .execute(&mut **tx)
+                .await?;
+            (
+                "freeze",
+                json!({"event": "freeze.lifted", "freeze_id": id, "scope": scope, "approvers": valid}),
+            )
+        }
+    };
+    Ok(NewEntry {
+        kind,
+        actor: "quorum".into(),
+        at_ms: now,
+        data: NewEntry::data(&data),
+        debit: None,
+    })
+}
+
+/// What a completed quorum did.
+fn approved(what: Subject, approvers: Vec<String>, audit_id: i64) -> Approved {
+    match what {
+        Subject::Unfreeze { freeze_id, .. } => Approved::Lifted {
+            freeze_id,
+            approvers,
+            audit_id,
+        },
+        Subject::Hold { decision_id, .. } => Approved::HoldApproved {
+            decision_id,
+            approvers,
+            audit_id,
+        },
+        Subject::Address { entry_id, .. } => Approved::AddressApproved {
+            entry_id,
+            approvers,
+            audit_id,
+        },
+    }
+}
+
 fn subject_of(row: &FreezeRow) -> Result<Subject, StoreError> {
     if row.lifted_at.is_some() {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::Conflict(Conflict::AlreadyDone(format!(
             "freeze {} was already lifted; nothing to approve",
             row.freeze.id
-        )));
+        ))));
     }
     Ok(Subject::Unfreeze {
         freeze_id: row.freeze.id,

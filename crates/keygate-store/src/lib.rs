@@ -33,8 +33,8 @@ pub use chain::{
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
 pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
 pub use engine::{NativeKeyRow, PriceRow, TokenSummary};
-pub use error::StoreError;
 pub(crate) use error::is_unique_violation;
+pub use error::{Conflict, StoreError};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

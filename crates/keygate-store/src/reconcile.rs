@@ -6,6 +6,7 @@ use keygate_core::outflow::{AllowedOut, MATCH_AFTER, MATCH_BEFORE, Outflow, expl
 use rust_decimal::Decimal;
 use serde_json::json;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::audit::{NewEntry, append, db_now, lock_head};
 use crate::{Store, StoreError};
@@ -37,116 +38,13 @@ impl Store {
     ) -> Result<Reconciled, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut head = lock_head(&mut tx).await?;
-        let known =
-            sqlx::query("SELECT 1 FROM venue_withdrawals WHERE venue = $1 AND venue_id = $2")
-                .bind(o.venue.clone())
-                .bind(o.id.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if known.is_some() {
+        if is_known(&mut tx, o).await? {
             tx.rollback().await?;
             return Ok(Reconciled::Known);
         }
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, mv_amount, entry, mv_action FROM audit_log \
-             WHERE mv_venue = $1 AND mv_asset = $2 \
-             AND ((mv_action = 'withdraw' AND at_ms >= $3 AND at_ms <= $4) \
-               OR (mv_action = 'transfer' AND seq IN (SELECT decision_id FROM evm_tx_hashes WHERE tx_hash = $5))) \
-             AND NOT EXISTS (SELECT 1 FROM venue_withdrawals w WHERE w.decision_id = audit_log.seq) \
-             ORDER BY seq",
-        )
-        .bind(o.venue.clone())
-        .bind(o.asset.clone())
-        .bind(o.at.saturating_sub(MATCH_BEFORE))
-        .bind(o.at.saturating_add(MATCH_AFTER))
-        .bind(o.reference.clone().unwrap_or_default())
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut matched = None;
-        for r in rows {
-            let seq: i64 = r.try_get(0)?;
-            let amount: String = r.try_get(2)?;
-            let entry: String = r.try_get(3)?;
-            let amount: Decimal = amount.parse().map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "audit entry {seq}: its debit amount is not a decimal"
-                ))
-            })?;
-            let entry: serde_json::Value = serde_json::from_str(&entry)
-                .map_err(|e| StoreError::Corrupt(format!("audit entry {seq}: {e}")))?;
-            let destination = entry
-                .pointer("/data/intent/destination")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            let action: String = r.try_get(4)?;
-            // A transfer's reference is the hash of a transaction keygate signed for it (an
-            // outflow on chain carries its transaction hash); a withdrawal's is the bot's
-            // request id, or the one the gateway sets on a withdrawal without one.
-            let reference = if action == "transfer" {
-                let hashes: Vec<String> = sqlx::query(
-                    "SELECT tx_hash FROM evm_tx_hashes WHERE decision_id = $1 ORDER BY tx_hash",
-                )
-                .bind(seq)
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|h| h.try_get::<String, _>(0))
-                .collect::<Result<_, _>>()?;
-                match &o.reference {
-                    Some(r) if hashes.contains(r) => Some(r.clone()),
-                    _ => hashes.into_iter().next(),
-                }
-            } else {
-                entry
-                    .pointer("/data/request/venue_ref")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-                    .or_else(|| {
-                        entry
-                            .pointer("/data/request")
-                            .is_some()
-                            .then(|| keygate_core::outflow::gateway_reference(seq))
-                    })
-            };
-            // A transfer's signed hash binds its decision to this very transaction, however
-            // long it waited in the pool: it is judged as of when it was mined.
-            let at: i64 = if action == "transfer" {
-                o.at
-            } else {
-                r.try_get(1)?
-            };
-            let candidate = AllowedOut {
-                decision_id: seq,
-                at,
-                venue: o.venue.clone(),
-                asset: o.asset.clone(),
-                amount,
-                destination,
-                reference,
-            };
-            if explains(&candidate, o) {
-                matched = Some(seq);
-                break;
-            }
-        }
+        let matched = find_match(&mut tx, o).await?;
         let now = db_now(&mut tx, self).await?;
-        let entry = match matched {
-            Some(id) => json!({"event": "outflow.matched", "outflow": o, "decision_id": id}),
-            None => json!({
-                "event": "outflow.unapproved", "severity": "critical", "outflow": o,
-                "reason": format!(
-                    "{} {} left {} to {} (venue id {}) and no decision of keygate allowed it: a credential is being used outside keygate",
-                    o.amount, o.asset, o.venue, o.destination, o.id
-                ),
-            }),
-        };
-        let mut entries = vec![NewEntry {
-            kind: "reconcile",
-            actor: format!("venue:{}", o.venue),
-            at_ms: now,
-            data: NewEntry::data(&entry),
-            debit: None,
-        }];
+        let mut entries = vec![judgement_entry(o, matched, now)];
         let mut freeze_id = None;
         if matched.is_none()
             && let Some(scope) = contain
@@ -183,5 +81,137 @@ impl Store {
                 freeze_id,
             },
         })
+    }
+}
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Whether this outflow was judged before.
+async fn is_known(tx: &mut Tx, o: &Outflow) -> Result<bool, StoreError> {
+    let known = sqlx::query("SELECT 1 FROM venue_withdrawals WHERE venue = $1 AND venue_id = $2")
+        .bind(o.venue.clone())
+        .bind(o.id.clone())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(known.is_some())
+}
+
+/// The earliest unmatched allowed decision that explains `o`, if any.
+async fn find_match(tx: &mut Tx, o: &Outflow) -> Result<Option<i64>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, at_ms, mv_amount, entry, mv_action FROM audit_log \
+         WHERE mv_venue = $1 AND mv_asset = $2 \
+         AND ((mv_action = 'withdraw' AND at_ms >= $3 AND at_ms <= $4) \
+           OR (mv_action = 'transfer' AND seq IN (SELECT decision_id FROM evm_tx_hashes WHERE tx_hash = $5))) \
+         AND NOT EXISTS (SELECT 1 FROM venue_withdrawals w WHERE w.decision_id = audit_log.seq) \
+         ORDER BY seq",
+    )
+    .bind(o.venue.clone())
+    .bind(o.asset.clone())
+    .bind(o.at.saturating_sub(MATCH_BEFORE))
+    .bind(o.at.saturating_add(MATCH_AFTER))
+    .bind(o.reference.clone().unwrap_or_default())
+    .fetch_all(&mut **tx)
+    .await?;
+    for r in rows {
+        let candidate = candidate(tx, o, &r).await?;
+        if explains(&candidate, o) {
+            return Ok(Some(candidate.decision_id));
+        }
+    }
+    Ok(None)
+}
+
+/// An allowed decision's outflow, as read from its audit row, to be matched against `o`.
+async fn candidate(tx: &mut Tx, o: &Outflow, r: &AnyRow) -> Result<AllowedOut, StoreError> {
+    let seq: i64 = r.try_get(0)?;
+    let amount: String = r.try_get(2)?;
+    let entry: String = r.try_get(3)?;
+    let amount: Decimal = amount.parse().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "audit entry {seq}: its debit amount is not a decimal"
+        ))
+    })?;
+    let entry: serde_json::Value = serde_json::from_str(&entry)
+        .map_err(|e| StoreError::Corrupt(format!("audit entry {seq}: {e}")))?;
+    let destination = entry
+        .pointer("/data/intent/destination")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let action: String = r.try_get(4)?;
+    let transfer = action == "transfer";
+    let reference = if transfer {
+        transfer_reference(tx, o, seq).await?
+    } else {
+        withdrawal_reference(&entry, seq)
+    };
+    // A transfer's signed hash binds its decision to this very transaction, however long it
+    // waited in the pool: it is judged as of when it was mined.
+    let at: i64 = if transfer { o.at } else { r.try_get(1)? };
+    Ok(AllowedOut {
+        decision_id: seq,
+        at,
+        venue: o.venue.clone(),
+        asset: o.asset.clone(),
+        amount,
+        destination,
+        reference,
+    })
+}
+
+/// A transfer's reference: the hash of a transaction keygate signed for it (an outflow on
+/// chain carries its transaction hash), `o`'s own when it is one of them.
+async fn transfer_reference(
+    tx: &mut Tx,
+    o: &Outflow,
+    seq: i64,
+) -> Result<Option<String>, StoreError> {
+    let hashes: Vec<String> =
+        sqlx::query("SELECT tx_hash FROM evm_tx_hashes WHERE decision_id = $1 ORDER BY tx_hash")
+            .bind(seq)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|h| h.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+    Ok(match &o.reference {
+        Some(r) if hashes.contains(r) => Some(r.clone()),
+        _ => hashes.into_iter().next(),
+    })
+}
+
+/// A withdrawal's reference: the bot's request id when the venue reports it, or the one the
+/// gateway sets on a withdrawal without one.
+fn withdrawal_reference(entry: &serde_json::Value, seq: i64) -> Option<String> {
+    entry
+        .pointer("/data/request/venue_ref")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            entry
+                .pointer("/data/request")
+                .is_some()
+                .then(|| keygate_core::outflow::gateway_reference(seq))
+        })
+}
+
+/// The audit entry that records how `o` was judged.
+fn judgement_entry(o: &Outflow, matched: Option<i64>, now: keygate_core::Millis) -> NewEntry {
+    let entry = match matched {
+        Some(id) => json!({"event": "outflow.matched", "outflow": o, "decision_id": id}),
+        None => json!({
+            "event": "outflow.unapproved", "severity": "critical", "outflow": o,
+            "reason": format!(
+                "{} {} left {} to {} (venue id {}) and no decision of keygate allowed it: a credential is being used outside keygate",
+                o.amount, o.asset, o.venue, o.destination, o.id
+            ),
+        }),
+    };
+    NewEntry {
+        kind: "reconcile",
+        actor: format!("venue:{}", o.venue),
+        at_ms: now,
+        data: NewEntry::data(&entry),
+        debit: None,
     }
 }
