@@ -37,7 +37,8 @@ async fn read_page(
         now,
     );
     drop(secret);
-    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
+    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)
+        .map_err(|e| e.to_string())?;
     let resp = req.send().await.map_err(|e| {
         format!(
             "cannot read {}'s withdrawal history: {}",
