@@ -385,3 +385,6 @@ fn venue_names(gw: &Gateway) -> String {
     names.sort();
     names.join(", ")
 }
+
+#[cfg(test)]
+mod tests;
