@@ -28,7 +28,7 @@ pub mod tls;
 pub mod transfers;
 pub mod venue_format;
 
-pub use credentials::{CredentialCache, keys, open_row};
+pub use credentials::{CredentialCache, CredentialError, keys, open_row};
 pub use gateway::{MAX_AUTH_FAILURES_PER_MINUTE, MAX_BODY};
 pub use refusal::{DECISION_HEADER, GatewayError, Refusal};
 

@@ -88,7 +88,7 @@ pub enum GatewayError {
     VenueUnreachable(ForwardError),
     /// An allowed request's venue credential cannot be opened (the reason says why).
     #[error("{0}; the request was allowed and recorded but nothing was forwarded")]
-    CredentialUnavailable(String),
+    CredentialUnavailable(crate::CredentialError),
     #[error(transparent)]
     Internal(Internal),
     /// A native request held for approval (a bearer request's hold is an answer, not this).
@@ -226,9 +226,9 @@ pub enum Unavailable {
 pub enum ForwardError {
     #[error(transparent)]
     Method(#[from] crate::UnsendableMethod),
-    /// The venue's credential is not an API key pair (the reason says which).
-    #[error("{0}")]
-    NotApiKey(String),
+    /// The venue's credential is not an API key pair.
+    #[error(transparent)]
+    NotApiKey(crate::CredentialError),
     #[error(
         "venue {venue} could not be reached ({cause}); the request was allowed and recorded but may not have arrived. Check the venue before retrying"
     )]
@@ -247,9 +247,9 @@ pub enum Internal {
     NoCredentials,
     #[error("an allowed request had no venue or classification; nothing was forwarded")]
     NotForwardable,
-    /// A native key's sealed parts are not an API key pair (the reason says which key).
-    #[error("{0}")]
-    Keys(String),
+    /// A native key's sealed parts are not an API key pair.
+    #[error(transparent)]
+    Keys(crate::CredentialError),
     #[error("keygate could not open the venue's key; nothing was decided or signed")]
     TransferKey,
 }

@@ -233,6 +233,7 @@ async fn open_key(setup: &ChainSetup, gw: &Gateway) -> Result<Key, GatewayError>
     gw.credentials
         .get(credential)
         .await
+        .map_err(|e| e.to_string())
         .and_then(|s| {
             s.parts()
                 .first()
@@ -516,7 +517,11 @@ async fn look_up(
 /// The treasury address of an EVM venue: its credential's key's address.
 pub async fn treasury(gw: &Gateway, setup: &ChainSetup) -> Result<keygate_chain::Address, String> {
     let credential = &setup.transfers.venue.credential;
-    let secret = gw.credentials.get(credential).await?;
+    let secret = gw
+        .credentials
+        .get(credential)
+        .await
+        .map_err(|e| e.to_string())?;
     let key = secret
         .parts()
         .first()
