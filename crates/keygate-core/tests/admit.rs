@@ -1,6 +1,7 @@
 //! Admission of gateway requests in a decider batch, without a database: tokens, request ids
 //! (from the store and earlier in the batch) and holds (unknown, for another request, carried
 //! out, expired, pending, approved).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use keygate_core::admit::{
     self, Admission, Batch, HoldRecord, Rejection, RequestFacts, RequestKey, RequestRef,

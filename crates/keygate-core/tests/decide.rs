@@ -1,5 +1,6 @@
 //! The decide function end to end: each check refuses what it should, policies hold and deny,
 //! and a policy that fails to evaluate is a deny.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use keygate_core::auth::ClientRecord;
 use keygate_core::book::Destination;

@@ -1,5 +1,6 @@
 //! Property: for random interleavings of intents and times (times may even step back), the
 //! value allowed in every rolling window never exceeds its cap, for every limit and bucket.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use keygate_core::auth::ClientRecord;
 use keygate_core::book::Destination;

@@ -8,15 +8,44 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keygate_store::{CredentialRow, Store};
-use keygate_vault::{Binding, CredentialKind, CredentialSecret, KeyId, MasterKey, SealedSecret};
+use keygate_store::{CredentialRow, Store, StoreError};
+use keygate_vault::{
+    Binding, CredentialKind, CredentialSecret, KeyId, MasterKey, SealedSecret, VaultError,
+};
+
+/// Why a venue credential cannot be used. Never carries secret material.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("cannot read credential {id}: {error}")]
+    Read { id: String, error: Box<StoreError> },
+    #[error("credential {0} is not in the vault; add it with `keygate credential add`")]
+    Missing(String),
+    /// The stored kind is not one keygate knows (the reason says why).
+    #[error("stored credential {id} version {version}: {reason}")]
+    Kind {
+        id: String,
+        version: u32,
+        reason: String,
+    },
+    /// The sealed secret does not open, or is not of its kind's shape.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(
+        "credential {0} is not an exchange API key pair; give the venue a binance-hmac or okx-hmac credential"
+    )]
+    NotApiKey(String),
+}
 
 /// Decrypts one stored credential version.
-pub fn open_row(master: &MasterKey, r: &CredentialRow) -> Result<CredentialSecret, String> {
-    let kind: CredentialKind = r
-        .kind
-        .parse()
-        .map_err(|e: String| format!("stored credential {} version {}: {e}", r.id, r.version))?;
+pub fn open_row(
+    master: &MasterKey,
+    r: &CredentialRow,
+) -> Result<CredentialSecret, CredentialError> {
+    let kind: CredentialKind = r.kind.parse().map_err(|reason| CredentialError::Kind {
+        id: r.id.clone(),
+        version: r.version,
+        reason,
+    })?;
     let plain = keygate_vault::open(
         master,
         &Binding {
@@ -30,9 +59,8 @@ pub fn open_row(master: &MasterKey, r: &CredentialRow) -> Result<CredentialSecre
             wrapped_key: r.wrapped_key.clone(),
             ciphertext: r.ciphertext.clone(),
         },
-    )
-    .map_err(|e| e.to_string())?;
-    CredentialSecret::decode(kind, &plain).map_err(|e| e.to_string())
+    )?;
+    Ok(CredentialSecret::decode(kind, &plain)?)
 }
 
 /// A cache of opened credentials by id.
@@ -60,7 +88,7 @@ impl CredentialCache {
 
     /// The active version of credential `id`, opened. The error says what to do, and never
     /// carries secret material.
-    pub async fn get(&self, id: &str) -> Result<Arc<CredentialSecret>, String> {
+    pub async fn get(&self, id: &str) -> Result<Arc<CredentialSecret>, CredentialError> {
         if let Ok(entries) = self.entries.lock()
             && let Some((at, secret)) = entries.get(id)
             && at.elapsed() < self.ttl
@@ -71,10 +99,11 @@ impl CredentialCache {
             .store
             .active_credential(id)
             .await
-            .map_err(|e| format!("cannot read credential {id}: {e}"))?
-            .ok_or_else(|| {
-                format!("credential {id} is not in the vault; add it with `keygate credential add`")
-            })?;
+            .map_err(|error| CredentialError::Read {
+                id: id.to_string(),
+                error: Box::new(error),
+            })?
+            .ok_or_else(|| CredentialError::Missing(id.to_string()))?;
         let secret = Arc::new(open_row(&self.master, &row)?);
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(id.to_string(), (Instant::now(), secret.clone()));
@@ -87,7 +116,7 @@ impl CredentialCache {
 pub fn keys<'a>(
     secret: &'a CredentialSecret,
     id: &str,
-) -> Result<keygate_venues::Keys<'a>, String> {
+) -> Result<keygate_venues::Keys<'a>, CredentialError> {
     let parts = secret.parts();
     let part = |i: usize| parts.get(i).map(|p| p.expose());
     match (part(0), part(1)) {
@@ -98,8 +127,6 @@ pub fn keys<'a>(
                 passphrase: part(2),
             })
         }
-        _ => Err(format!(
-            "credential {id} is not an exchange API key pair; give the venue a binance-hmac or okx-hmac credential"
-        )),
+        _ => Err(CredentialError::NotApiKey(id.to_string())),
     }
 }

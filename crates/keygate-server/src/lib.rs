@@ -23,11 +23,14 @@ mod gateway;
 pub mod metrics;
 pub mod native;
 pub mod reconcile;
+pub mod refusal;
 pub mod tls;
 pub mod transfers;
+pub mod venue_format;
 
-pub use credentials::{CredentialCache, keys, open_row};
+pub use credentials::{CredentialCache, CredentialError, keys, open_row};
 pub use gateway::{MAX_AUTH_FAILURES_PER_MINUTE, MAX_BODY};
+pub use refusal::{DECISION_HEADER, GatewayError, Refusal};
 
 /// The address a connection came from, as the gateway sees it (plain TCP or TLS).
 #[derive(Debug, Clone, Copy)]
@@ -147,15 +150,21 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// A request's method that HTTP cannot carry.
+#[derive(Debug, thiserror::Error)]
+#[error("method {0} cannot be sent")]
+pub struct UnsendableMethod(pub String);
+
 /// A signed request to a venue, ready to send.
 pub fn venue_request(
     http: &reqwest::Client,
     base_url: &str,
     out: keygate_venues::Outgoing,
     timeout: Duration,
-) -> Result<reqwest::RequestBuilder, String> {
-    let method = reqwest::Method::from_bytes(out.method.as_bytes())
-        .map_err(|_| format!("method {} cannot be sent", out.method))?;
+) -> Result<reqwest::RequestBuilder, UnsendableMethod> {
+    let Ok(method) = reqwest::Method::from_bytes(out.method.as_bytes()) else {
+        return Err(UnsendableMethod(out.method));
+    };
     let mut req = http
         .request(method, format!("{base_url}{}", out.path_and_query))
         .timeout(timeout)

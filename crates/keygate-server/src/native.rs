@@ -1,5 +1,5 @@
 //! Exchange-native client keys: sealing a new key's secret, opening it to check a signature,
-//! and the venue-style answers the native path gives.
+//! and remembering the signatures already accepted.
 //!
 //! A native key's secret (and OKX passphrase) is sealed like a venue credential: the vault's
 //! envelope under the master key, bound to the token id and its client, so a sealed secret moved
@@ -8,24 +8,17 @@
 //! expiry are checked in the decider on every request, so caching the secret never lets a
 //! revoked key through.
 //!
-//! Every refusal of a native request is answered as the venue would answer it, so client
-//! libraries raise their usual exceptions: Binance `{"code": -NNNN, "msg": "…"}`, OKX
-//! `{"code": "NNNNN", "msg": "…", "data": []}`, with keygate's reason and decision id in
-//! `msg`. The mapping is in [`venue_error`] and documented in docs/bots.md.
+//! Every refusal of a native request is answered as the venue would answer it: see
+//! [`crate::venue_format`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use keygate_core::Action;
 use keygate_store::{NativeKeyRow, Store};
 use keygate_vault::{
     Binding, CredentialKind, CredentialSecret, KeyId, MasterKey, SealedSecret, SecretString,
 };
-use keygate_venues::VenueKind;
-use serde_json::json;
 
 /// The credential kind a native key's parts are kept as: API key, secret, passphrase.
 const PARTS_KIND: CredentialKind = CredentialKind::OkxHmac;
@@ -214,102 +207,6 @@ impl NativeKeyCache {
     }
 }
 
-/// How a native request's refusal is answered: the venue's dialect and, when the request was
-/// classified, its action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Style {
-    pub kind: VenueKind,
-    pub action: Option<Action>,
-}
-
-/// The venue's HTTP status and error code for one of keygate's refusal codes (`error` of the
-/// Bearer JSON answer) on a request of `action`.
-pub fn venue_error(kind: VenueKind, error: &str, action: Option<Action>) -> (StatusCode, i64) {
-    use StatusCode as S;
-    match kind {
-        VenueKind::Binance => {
-            // What Binance answers when it will not carry a request out, by action.
-            let refused = match action {
-                Some(Action::Trade) => (S::BAD_REQUEST, -2010),
-                Some(Action::Cancel) => (S::BAD_REQUEST, -2011),
-                Some(Action::Withdraw) | Some(Action::Transfer) => (S::BAD_REQUEST, -4015),
-                Some(Action::Read) | None => (S::UNAUTHORIZED, -1002),
-            };
-            match error {
-                "unauthenticated" | "malformed" => (S::UNAUTHORIZED, -2014),
-                "unknown" | "wrong_kind" | "revoked" | "expired" | "client_disabled"
-                | "wrong_address" | "out_of_scope" | "bad_passphrase" | "no_passphrase"
-                | "unsigned" | "simulated" => (S::UNAUTHORIZED, -2015),
-                "no_signature" | "no_timestamp" | "bad_timestamp" => (S::BAD_REQUEST, -1102),
-                "bad_recv_window" => (S::BAD_REQUEST, -1131),
-                "bad_signature" => (S::BAD_REQUEST, -1022),
-                "stale" => (S::BAD_REQUEST, -1021),
-                "too_many_failures" | "too_many_requests" => (S::TOO_MANY_REQUESTS, -1003),
-                "body_too_large" => (S::BAD_REQUEST, -1101),
-                "bad_request" => (S::BAD_REQUEST, -1102),
-                "unknown_endpoint" => (S::BAD_REQUEST, -1020),
-                "unavailable" => (S::SERVICE_UNAVAILABLE, -1001),
-                "venue_unreachable" => (S::BAD_GATEWAY, -1007),
-                "credential_unavailable" | "internal" => (S::INTERNAL_SERVER_ERROR, -1000),
-                // denied, frozen, held, replayed, hold_pending, hold_invalid, hold_expired
-                _ => refused,
-            }
-        }
-        VenueKind::Okx => match error {
-            "unauthenticated" | "malformed" | "unknown" | "wrong_kind" | "revoked" | "expired" => {
-                (S::UNAUTHORIZED, 50111)
-            }
-            "client_disabled" => (S::UNAUTHORIZED, 50100),
-            "wrong_address" => (S::UNAUTHORIZED, 50110),
-            "out_of_scope" | "unsigned" => (S::UNAUTHORIZED, 50114),
-            "no_signature" => (S::UNAUTHORIZED, 50106),
-            "no_timestamp" => (S::UNAUTHORIZED, 50107),
-            "bad_timestamp" => (S::UNAUTHORIZED, 50112),
-            "no_passphrase" => (S::UNAUTHORIZED, 50104),
-            "bad_passphrase" => (S::UNAUTHORIZED, 50105),
-            "bad_signature" => (S::UNAUTHORIZED, 50113),
-            "stale" => (S::UNAUTHORIZED, 50102),
-            "simulated" => (S::UNAUTHORIZED, 50101),
-            "too_many_failures" | "too_many_requests" => (S::TOO_MANY_REQUESTS, 50011),
-            "body_too_large" | "bad_request" | "bad_recv_window" => (S::BAD_REQUEST, 51000),
-            "unknown_endpoint" => (S::BAD_REQUEST, 50062),
-            "unavailable" => (S::SERVICE_UNAVAILABLE, 50013),
-            "venue_unreachable" => (S::BAD_GATEWAY, 50004),
-            "credential_unavailable" | "internal" => (S::INTERNAL_SERVER_ERROR, 50026),
-            "replayed" if action == Some(Action::Trade) => (S::OK, 51016),
-            "frozen" => (S::OK, 50100),
-            // denied, held, replayed, hold_pending, hold_invalid, hold_expired
-            _ => (S::OK, 50027),
-        },
-    }
-}
-
-/// A refusal in the venue's own format, with keygate's code, reason and decision id in `msg`
-/// (and the decision id in the `x-keygate-decision` header too).
-pub fn venue_response(
-    style: Style,
-    error: &str,
-    reason: &str,
-    decision_id: Option<i64>,
-) -> Response {
-    let (status, code) = venue_error(style.kind, error, style.action);
-    let msg = match decision_id {
-        Some(id) => format!("keygate {error}: {reason} (decision {id})"),
-        None => format!("keygate {error}: {reason}"),
-    };
-    let body = match style.kind {
-        VenueKind::Binance => json!({"code": code, "msg": msg}),
-        VenueKind::Okx => json!({"code": code.to_string(), "msg": msg, "data": []}),
-    };
-    let mut r = (status, axum::Json(body)).into_response();
-    if let Some(id) = decision_id
-        && let Ok(v) = HeaderValue::from_str(&id.to_string())
-    {
-        r.headers_mut().insert(crate::gateway::DECISION_HEADER, v);
-    }
-    r
-}
-
 #[cfg(test)]
 mod tests {
 
@@ -354,35 +251,5 @@ mod tests {
         assert!(open(&master, &other_client).is_err());
         let e = open(&MasterKey::generate().unwrap(), &row).unwrap_err();
         assert!(!e.contains("s3cret") && !e.contains("p4ss"), "{e}");
-    }
-
-    #[test]
-    fn refusals_map_to_codes_the_client_libraries_know() {
-        let b = |e, a| venue_error(VenueKind::Binance, e, a);
-        assert_eq!(b("bad_signature", None), (StatusCode::BAD_REQUEST, -1022));
-        assert_eq!(b("stale", None), (StatusCode::BAD_REQUEST, -1021));
-        assert_eq!(
-            b("denied", Some(Action::Withdraw)),
-            (StatusCode::BAD_REQUEST, -4015)
-        );
-        assert_eq!(
-            b("denied", Some(Action::Trade)),
-            (StatusCode::BAD_REQUEST, -2010)
-        );
-        let o = |e, a| venue_error(VenueKind::Okx, e, a);
-        assert_eq!(o("bad_signature", None), (StatusCode::UNAUTHORIZED, 50113));
-        assert_eq!(o("stale", None), (StatusCode::UNAUTHORIZED, 50102));
-        assert_eq!(o("denied", Some(Action::Withdraw)), (StatusCode::OK, 50027));
-        let r = venue_response(
-            Style {
-                kind: VenueKind::Okx,
-                action: Some(Action::Withdraw),
-            },
-            "denied",
-            "over the cap",
-            Some(7),
-        );
-        assert_eq!(r.status(), StatusCode::OK);
-        assert_eq!(r.headers()[crate::gateway::DECISION_HEADER], "7");
     }
 }

@@ -29,15 +29,20 @@ async fn read_page(
     page: Option<&keygate_venues::HistoryPage>,
     now: Millis,
 ) -> Result<Vec<keygate_core::outflow::Outflow>, String> {
-    let secret = gw.credentials.get(&setup.credential).await?;
+    let secret = gw
+        .credentials
+        .get(&setup.credential)
+        .await
+        .map_err(|e| e.to_string())?;
     let out = setup.adapter.withdrawal_history(
         since,
         page,
-        &crate::keys(&secret, &setup.credential)?,
+        &crate::keys(&secret, &setup.credential).map_err(|e| e.to_string())?,
         now,
     );
     drop(secret);
-    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)?;
+    let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)
+        .map_err(|e| e.to_string())?;
     let resp = req.send().await.map_err(|e| {
         format!(
             "cannot read {}'s withdrawal history: {}",

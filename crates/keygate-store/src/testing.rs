@@ -3,6 +3,11 @@
 //! The PostgreSQL server comes from `scripts/test`, which starts one on a loopback port and sets
 //! `KEYGATE_TEST_POSTGRES_URL`. Without it these helpers fail with a message saying so: the
 //! PostgreSQL half of the suite never skips itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test support (feature `testing`, never in a release build): a failure is a failed test"
+)]
 
 use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;

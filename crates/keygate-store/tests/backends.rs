@@ -2,6 +2,7 @@
 //!
 //! The PostgreSQL half needs `KEYGATE_TEST_POSTGRES_URL` (set by `scripts/test`); without it
 //! those tests fail with a message saying how to run them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use keygate_store::{
     Backend, CredentialStatus, MASTER_KEY_ID, NewCredential, OpenMode, Store, StoreError, testing,

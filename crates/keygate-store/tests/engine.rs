@@ -1,6 +1,7 @@
 //! The engine's store: durable decide-and-record, limits under concurrency and restarts, admin
 //! changes seen by every instance, and the audit chain's verification. Every test runs on SQLite
 //! and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use std::sync::Arc;
 
