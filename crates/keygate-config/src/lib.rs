@@ -16,6 +16,7 @@ mod error;
 pub mod input;
 pub mod instance;
 mod load;
+pub mod logging;
 mod model;
 mod scenario;
 mod server;

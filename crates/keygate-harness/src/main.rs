@@ -8,7 +8,6 @@ mod bench;
 mod bench_chain;
 mod bench_gateway;
 mod cli;
-mod logging;
 mod replay;
 mod replay_gateway;
 mod replay_setup;
@@ -19,6 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use clap::Parser;
+use keygate_config::logging;
 
 use crate::cli::{Cli, Command, LogFormat, ReplayArgs};
 

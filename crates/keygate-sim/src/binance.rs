@@ -24,6 +24,9 @@
 //! both is taken from the query, as the docs say. The signature is checked
 //! before the timestamp, so a stale but correctly signed request gets -1021 and a
 //! badly signed one gets -1022 whatever its timestamp.
+//!
+//! Why one file of ~900 lines (plus tests): one file per venue, with every endpoint the simulator
+//! answers for Binance as a short handler, so it can be read against Binance's docs in one place.
 
 use std::collections::HashMap;
 

@@ -12,9 +12,9 @@ pub(crate) mod serve;
 use anyhow::{Result, bail};
 
 use crate::cli::{Cli, Command};
-use crate::logging;
 use keygate_config::Config;
 use keygate_config::instance::{Instance, Paths, StateHandle};
+use keygate_config::logging;
 
 pub async fn run(cli: Cli) -> Result<()> {
     let paths = Paths::new(&cli.data_dir, cli.config.as_deref());

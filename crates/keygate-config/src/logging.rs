@@ -1,11 +1,11 @@
-//! Logs: `tracing` events on stderr, JSON unless stderr is a terminal (or as configured).
+//! Logs of both binaries (keygate, keygate-harness): `tracing` events on stderr, JSON unless stderr is a terminal (or as configured).
 //! Secrets never reach a log line: secret types print `[redacted]`, and no code logs them.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+use crate::LogFormat;
 
 /// Installs the global subscriber. `KEYGATE_LOG` overrides `level` when set.
 pub fn init(format: LogFormat, level: &str) {
