@@ -49,7 +49,7 @@ pub struct Config {
     /// scopes, limits and policies).
     #[serde(default)]
     pub venues: std::collections::BTreeMap<String, VenueConfig>,
-    /// Clients and address-book entries for `keygate replay` and `keygate demo` (which start
+    /// Clients and address-book entries for `keygate-harness replay` and `keygate-harness demo` (which start
     /// from an empty store); `serve` and the admin commands ignore it.
     #[serde(default)]
     pub scenario: ScenarioConfig,

@@ -5,7 +5,7 @@
 //!
 //! A scenario's first line is its header; each further line is one event, in time order.
 //! [`Runner`] decides request events and judges outflow events (matched to an allowed decision,
-//! or an unapproved outflow that sets the configured freeze); the gateway replay in the binary
+//! or an unapproved outflow that sets the configured freeze); the gateway replay in keygate-harness
 //! sends the same events over HTTP and feeds the same [`Tally`].
 
 use std::collections::BTreeMap;

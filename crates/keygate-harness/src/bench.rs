@@ -1,4 +1,4 @@
-//! `keygate bench decide`: prints the latency of pure `decide` (20 policies, 6 limits) next to
+//! `keygate-harness bench decide`: prints the latency of pure `decide` (20 policies, 6 limits) next to
 //! bare Cedar on the same policies in the same run, and durable decisions per second on SQLite
 //! with group commit next to one commit per decision. Figures, not assertions: run it on a quiet
 //! machine, in a release build.
@@ -33,7 +33,7 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
     }
 }
 
-/// `keygate bench replay`: a generated scenario of about `--events` events (the Kronos bots
+/// `keygate-harness bench replay`: a generated scenario of about `--events` events (the Kronos bots
 /// and attack, with a much denser baseline) replayed in-process, next to a pass that only reads
 /// and parses the same file (the floor any replay pays), in the same run.
 fn replay_bench(a: &crate::cli::BenchReplayArgs) -> Result<()> {

@@ -1,4 +1,4 @@
-//! `keygate replay --through-gateway` and `keygate demo`: a scenario sent over HTTP through the
+//! `keygate-harness replay --through-gateway` and `keygate-harness demo`: a scenario sent over HTTP through the
 //! gateway that `keygate serve` runs (the same code, on a loopback port of this process) in
 //! front of the venue simulator, with a fresh SQLite data directory.
 //!
@@ -499,7 +499,7 @@ fn order_terms(asset: &str, amount: Decimal) -> Result<(&'static str, String, &'
     }
 }
 
-/// `keygate demo`: the Kronos scenario through the gateway, in a new directory it keeps.
+/// `keygate-harness demo`: the Kronos scenario through the gateway, in a new directory it keeps.
 pub async fn demo(args: &DemoArgs) -> Result<()> {
     let dir: PathBuf = match &args.out {
         Some(d) => {

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-/// The Kronos config and policies, as committed under scenarios/ (`keygate demo` writes them
+/// The Kronos config and policies, as committed under scenarios/ (`keygate-harness demo` writes them
 /// out next to the scenario).
 pub const KRONOS_CONFIG: &str = include_str!("../../../scenarios/kronos-2023.toml");
 pub const KRONOS_POLICIES: &str = include_str!("../../../scenarios/kronos-2023.cedar");

@@ -18,6 +18,7 @@ use keygate_vault::MasterKey;
 use keygate_venues::Adapter;
 
 pub mod alerts;
+mod bounds;
 mod credentials;
 mod gateway;
 pub mod metrics;

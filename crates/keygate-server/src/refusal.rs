@@ -22,7 +22,7 @@ use keygate_venues::ClassifyError;
 use keygate_venues::native::{Mandatory, NativeError};
 use serde_json::json;
 
-use crate::gateway::{MAX_AUTH_FAILURES_PER_MINUTE, MAX_BODY};
+use crate::bounds::{MAX_AUTH_FAILURES_PER_MINUTE, MAX_BODY};
 
 /// The header that carries the decision id on every answer that has one.
 pub const DECISION_HEADER: &str = "x-keygate-decision";

@@ -81,8 +81,8 @@ pub struct Store {
 
 /// The clock every write is dated by. In production it is the store's own (the database
 /// server's, read in the write's transaction), the one clock all instances share; outside a
-/// transaction, [`Clock::now`] reads this host's clock. A replay (`keygate replay --through-gateway`,
-/// `keygate demo`) runs the very same code on a simulated clock that its driver moves forward;
+/// transaction, [`Clock::now`] reads this host's clock. A replay (`keygate-harness replay --through-gateway`,
+/// `keygate-harness demo`) runs the very same code on a simulated clock that its driver moves forward;
 /// no command-line flag or config field can select it.
 #[derive(Clone, Debug, Default)]
 pub enum Clock {

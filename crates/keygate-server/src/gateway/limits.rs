@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::MAX_AUTH_FAILURES_PER_MINUTE;
+use crate::bounds::MAX_AUTH_FAILURES_PER_MINUTE;
 
 /// Counts events per key over fixed windows (a poisoned lock is read through, never skipped).
 pub struct Windows<K> {

@@ -2,7 +2,9 @@
 //! authenticate (a native signature, [`authenticate::venue`]) → classify
 //! ([`classify`]) → decide ([`decide`], [`judge`]) → sign and forward ([`forward`]) → answer.
 //!
-//! Nothing is forwarded unless the decider has recorded an allow (and its limit debit) first.
+//! Nothing that moves value (an order, a cancel, a withdrawal or transfer) is forwarded unless
+//! the decider has committed its allow and limit debit first; a read is answered once its audit
+//! entry is appended, before the batch commits (the decider's early answer).
 //! Every refusal is a [`GatewayError`], answered once, in [`handle`]: as keygate's JSON
 //! `{error, reason, decision_id}` ([`crate::refusal`]), or in the venue's own error format
 //! ([`crate::venue_format`]) for requests that authenticate as the exchange documents.
@@ -43,12 +45,7 @@ use crate::venue_format::{Style, venue_response};
 use crate::{Gateway, VenueSetup, metrics};
 use authenticate::{Credentials, Presentation, Venue};
 
-/// The largest request body the gateway reads.
-pub const MAX_BODY: usize = 64 * 1024;
-
-/// Refused tokens one source address may send per minute before the gateway stops passing its
-/// requests to the decider (each refusal is an audit write; a flood must not become one).
-pub const MAX_AUTH_FAILURES_PER_MINUTE: u32 = 30;
+pub use crate::bounds::{MAX_AUTH_FAILURES_PER_MINUTE, MAX_BODY};
 
 /// The endpoint label of a request not (yet) classified.
 const UNKNOWN: &str = "unknown";
