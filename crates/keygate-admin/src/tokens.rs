@@ -135,15 +135,21 @@ fn new_native(
     keygate_vault::random_bytes(p.as_mut())?;
     let secret = SecretString::new(hex::encode(s.as_ref()));
     let passphrase = SecretString::new(hex::encode(p.as_ref()));
-    let sealed = keygate_server::native::seal(
+    let sealed = keygate_vault::native_key::seal_native_key(
         master,
         &rec.id,
         &rec.client,
         secret.clone(),
         passphrase.clone(),
-    )
-    .map_err(invalid)?;
-    Ok((sealed, secret, passphrase))
+    )?;
+    let row = NativeKeyRow {
+        token_id: rec.id.clone(),
+        client: rec.client.clone(),
+        key_id: sealed.key_id.as_str().to_string(),
+        wrapped_key: sealed.wrapped_key,
+        ciphertext: sealed.ciphertext,
+    };
+    Ok((row, secret, passphrase))
 }
 
 /// Issues a bearer token, or with `native` (the master key) a native API key whose secret is

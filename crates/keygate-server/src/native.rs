@@ -1,5 +1,5 @@
-//! Exchange-native client keys: sealing a new key's secret, opening it to check a signature,
-//! and remembering the signatures already accepted.
+//! Exchange-native client keys: opening a key's sealed secret to check a signature (the envelope
+//! format is the vault's `native_key`), and remembering the signatures already accepted.
 //!
 //! A native key's secret (and OKX passphrase) is sealed like a venue credential: the vault's
 //! envelope under the master key, bound to the token id and its client, so a sealed secret moved
@@ -16,79 +16,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keygate_store::{NativeKeyRow, Store};
-use keygate_vault::{
-    Binding, CredentialKind, CredentialSecret, KeyId, MasterKey, SealedSecret, SecretString,
-};
+use keygate_vault::{CredentialSecret, KeyId, MasterKey, SealedSecret};
 
-/// The credential kind a native key's parts are kept as: API key, secret, passphrase.
-const PARTS_KIND: CredentialKind = CredentialKind::OkxHmac;
-/// The kind named in a native key's envelope binding.
-const BINDING_KIND: &str = "native-key";
 /// The most opened native keys kept in memory.
 const MAX_CACHED: usize = 10_000;
 
-/// The id a native key's sealed secret is bound to.
-pub fn binding_id(token_id: &str) -> String {
-    format!("native-key:{token_id}")
-}
-
-/// The envelope binding of a native key: its binding id and its client.
-pub fn binding<'a>(id: &'a str, client: &'a str) -> Binding<'a> {
-    Binding {
-        id,
-        venue: client,
-        kind: BINDING_KIND,
-        version: 1,
-    }
-}
-
-/// Seals a new native key's secret and passphrase for `token_id` of `client`.
-pub fn seal(
-    master: &MasterKey,
-    token_id: &str,
-    client: &str,
-    secret: SecretString,
-    passphrase: SecretString,
-) -> Result<NativeKeyRow, String> {
-    let parts = CredentialSecret::new(
-        PARTS_KIND,
-        vec![SecretString::new(token_id.to_string()), secret, passphrase],
-    )
-    .map_err(|e| e.to_string())?;
-    let id = binding_id(token_id);
-    let sealed = keygate_vault::seal(master, &binding(&id, client), &parts.encode())
-        .map_err(|e| e.to_string())?;
-    Ok(NativeKeyRow {
-        token_id: token_id.to_string(),
-        client: client.to_string(),
-        key_id: sealed.key_id.as_str().to_string(),
-        wrapped_key: sealed.wrapped_key,
-        ciphertext: sealed.ciphertext,
-    })
-}
-
-/// Opens a native key's sealed secret. The error names the key, never any secret.
+/// Opens a native key's sealed secret (the vault's native-key envelope, read from its row). The
+/// error names the key, never any secret.
 pub fn open(master: &MasterKey, row: &NativeKeyRow) -> Result<CredentialSecret, String> {
-    let id = binding_id(&row.token_id);
-    let plain = keygate_vault::open(
-        master,
-        &binding(&id, &row.client),
-        &SealedSecret {
-            key_id: KeyId::from_stored(row.key_id.clone()),
-            wrapped_key: row.wrapped_key.clone(),
-            ciphertext: row.ciphertext.clone(),
-        },
-    )
-    .map_err(|e| format!("native key {}: {e}", row.token_id))?;
-    let parts = CredentialSecret::decode(PARTS_KIND, &plain)
-        .map_err(|e| format!("native key {}: {e}", row.token_id))?;
-    if parts.parts().first().map(|p| p.expose()) != Some(row.token_id.as_str()) {
-        return Err(format!(
-            "native key {}: the sealed secret is another key's",
-            row.token_id
-        ));
-    }
-    Ok(parts)
+    let sealed = SealedSecret {
+        key_id: KeyId::from_stored(row.key_id.clone()),
+        wrapped_key: row.wrapped_key.clone(),
+        ciphertext: row.ciphertext.clone(),
+    };
+    keygate_vault::native_key::open_native_key(master, &row.token_id, &row.client, &sealed)
+        .map_err(|e| e.to_string())
 }
 
 /// Opened native keys by token id, each kept for `ttl`.
@@ -224,6 +166,27 @@ mod tests {
     }
 
     use super::*;
+    use keygate_vault::SecretString;
+
+    /// A native key's row as `keygate token issue --native` writes it.
+    fn seal(
+        master: &MasterKey,
+        token_id: &str,
+        client: &str,
+        secret: SecretString,
+        passphrase: SecretString,
+    ) -> Result<NativeKeyRow, keygate_vault::VaultError> {
+        let sealed = keygate_vault::native_key::seal_native_key(
+            master, token_id, client, secret, passphrase,
+        )?;
+        Ok(NativeKeyRow {
+            token_id: token_id.into(),
+            client: client.into(),
+            key_id: sealed.key_id.as_str().to_string(),
+            wrapped_key: sealed.wrapped_key,
+            ciphertext: sealed.ciphertext,
+        })
+    }
 
     #[test]
     fn a_sealed_key_opens_only_for_its_own_row() {

@@ -14,6 +14,7 @@ mod credential;
 mod envelope;
 mod error;
 mod master;
+pub mod native_key;
 mod secret;
 mod signing;
 

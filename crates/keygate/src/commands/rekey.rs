@@ -149,11 +149,11 @@ async fn rewrap_all(inst: &Instance, new_key: &MasterKey) -> Result<(usize, usiz
     let natives = inst.store.all_native_keys().await?;
     let mut native = Vec::with_capacity(natives.len());
     for k in &natives {
-        let id = keygate_server::native::binding_id(&k.token_id);
+        let id = keygate_vault::native_key::binding_id(&k.token_id);
         let w = rewrap(
             &inst.master,
             new_key,
-            &keygate_server::native::binding(&id, &k.client),
+            &keygate_vault::native_key::binding(&id, &k.client),
             &k.wrapped_key,
         )?;
         native.push((k.token_id.clone(), w));
