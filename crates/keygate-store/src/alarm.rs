@@ -24,7 +24,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let (mut head, now) = lock_head_at(&mut tx, self).await?;
         let mut entries = vec![NewEntry {
-            kind: "alarm",
+            kind: "alarm".into(),
             actor: actor.to_string(),
             at_ms: now,
             data: NewEntry::data(&json!({

@@ -130,7 +130,7 @@ const DEST_COLS: &str = "SELECT id, venue, asset, address, label, added_ms, adde
 
 fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
     NewEntry {
-        kind: "admin",
+        kind: "admin".into(),
         actor: actor.to_string(),
         at_ms,
         data: NewEntry::data(&data),

@@ -251,7 +251,7 @@ impl Store {
         record_approval(&mut tx, &what, &signed, store_now).await?;
         let valid = valid_approvers(&mut tx, &what, store_now, policy).await?;
         let mut entries = vec![NewEntry {
-            kind: "approval",
+            kind: "approval".into(),
             actor: format!("approver:{approver}"),
             at_ms: now,
             data: NewEntry::data(&json!({
@@ -421,7 +421,7 @@ async fn carry_out(
         }
     };
     Ok(NewEntry {
-        kind,
+        kind: kind.into(),
         actor: "quorum".into(),
         at_ms: now,
         data: NewEntry::data(&data),
@@ -493,7 +493,7 @@ pub(crate) fn freeze_entry(
     now: Millis,
 ) -> NewEntry {
     NewEntry {
-        kind: "freeze",
+        kind: "freeze".into(),
         actor: actor.to_string(),
         at_ms: now,
         data: NewEntry::data(&json!({

@@ -208,7 +208,7 @@ fn judgement_entry(o: &Outflow, matched: Option<i64>, now: keygate_core::Millis)
         }),
     };
     NewEntry {
-        kind: "reconcile",
+        kind: "reconcile".into(),
         actor: format!("venue:{}", o.venue),
         at_ms: now,
         data: NewEntry::data(&entry),
