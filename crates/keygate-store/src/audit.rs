@@ -20,8 +20,8 @@ use crate::{Store, StoreError};
 mod entry;
 use entry::Canonical;
 pub use entry::{
-    AuditEntry, AuditRow, AuthEvent, DecisionEntry, NewEntry, RequestInfo, RequestRefused,
-    TokenRefused,
+    Alarm, AuditEntry, AuditRow, AuthEvent, DecisionEntry, FreezeEvent, NewEntry, ReconcileEvent,
+    RequestInfo, RequestRefused, TokenRefused,
 };
 
 /// The previous hash of the first entry.

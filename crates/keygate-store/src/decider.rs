@@ -342,7 +342,10 @@ impl Writer {
                         if let Some(m) = &r.debit {
                             c.state.record_move(m);
                             if m.action.moves_funds_out()
-                                && let Some(o) = crate::engine::outgoing_of(r.at_ms, &r.entry)
+                                && let Some(o) = r
+                                    .entry()
+                                    .ok()
+                                    .and_then(|e| crate::engine::outgoing_of(r.at_ms, e))
                             {
                                 c.state.record_outflow(o, self.engine.detectors.window);
                             }

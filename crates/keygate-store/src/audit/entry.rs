@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use keygate_core::auth::AuthError;
 use keygate_core::decide::Stage;
 use keygate_core::detect::Signal;
+use keygate_core::freeze::Scope;
 use keygate_core::limits::Move;
+use keygate_core::outflow::Outflow;
 use keygate_core::{Action, Intent, LimitCheck, Millis, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -31,6 +33,12 @@ pub enum AuditEntry<'a> {
     Auth(AuthEvent<'a>),
     /// `request`: a request refused before a decision.
     Request(RequestRefused<'a>),
+    /// `freeze`: a freeze set or lifted, tagged by `event`.
+    Freeze(FreezeEvent<'a>),
+    /// `alarm`: a watcher that lost track of a chain.
+    Alarm(Alarm<'a>),
+    /// `reconcile`: how an outflow a venue reported was judged, tagged by `event`.
+    Reconcile(ReconcileEvent<'a>),
     /// Any other kind, as stored (kinds not typed yet).
     Other {
         kind: String,
@@ -45,6 +53,9 @@ impl AuditEntry<'_> {
             AuditEntry::Decision(_) => Cow::Borrowed("decision"),
             AuditEntry::Auth(_) => Cow::Borrowed("auth"),
             AuditEntry::Request(_) => Cow::Borrowed("request"),
+            AuditEntry::Freeze(_) => Cow::Borrowed("freeze"),
+            AuditEntry::Alarm(_) => Cow::Borrowed("alarm"),
+            AuditEntry::Reconcile(_) => Cow::Borrowed("reconcile"),
             AuditEntry::Other { kind, .. } => Cow::Owned(kind.clone()),
         }
     }
@@ -55,8 +66,17 @@ impl AuditEntry<'_> {
             AuditEntry::Decision(d) => serde_json::value::to_raw_value(d),
             AuditEntry::Auth(a) => serde_json::value::to_raw_value(a),
             AuditEntry::Request(r) => serde_json::value::to_raw_value(r),
+            AuditEntry::Freeze(f) => serde_json::value::to_raw_value(f),
+            AuditEntry::Alarm(a) => serde_json::value::to_raw_value(a),
+            AuditEntry::Reconcile(r) => serde_json::value::to_raw_value(r),
             AuditEntry::Other { data, .. } => serde_json::value::to_raw_value(data),
         }
+    }
+
+    /// Reads an entry from its canonical JSON (the log's `entry` column).
+    pub fn from_canonical(entry: &str) -> Result<AuditEntry<'static>, serde_json::Error> {
+        let c: Canonical<'_> = serde_json::from_str(entry)?;
+        AuditEntry::parse(c.kind, c.data.get())
     }
 
     /// Reads an entry of `kind` from its stored `data`.
@@ -65,6 +85,9 @@ impl AuditEntry<'_> {
             "decision" => AuditEntry::Decision(serde_json::from_str(data)?),
             "auth" => AuditEntry::Auth(serde_json::from_str(data)?),
             "request" => AuditEntry::Request(serde_json::from_str(data)?),
+            "freeze" => AuditEntry::Freeze(serde_json::from_str(data)?),
+            "alarm" => AuditEntry::Alarm(serde_json::from_str(data)?),
+            "reconcile" => AuditEntry::Reconcile(serde_json::from_str(data)?),
             _ => AuditEntry::Other {
                 kind: kind.to_string(),
                 data: serde_json::from_str(data)?,
@@ -195,6 +218,54 @@ pub(super) struct Canonical<'a> {
     pub debit: Option<Move>,
 }
 
+/// A freeze set or lifted (kind `freeze`), tagged by its `event`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum FreezeEvent<'a> {
+    #[serde(rename = "freeze.set")]
+    Set {
+        freeze_id: i64,
+        scope: Cow<'a, Scope>,
+        reason: Cow<'a, str>,
+    },
+    /// Lifted by a quorum of approvers.
+    #[serde(rename = "freeze.lifted")]
+    Lifted {
+        freeze_id: i64,
+        scope: Cow<'a, Scope>,
+        approvers: Cow<'a, [String]>,
+    },
+}
+
+/// A watcher's alarm (kind `alarm`): `event` names what it lost track of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm<'a> {
+    pub event: Cow<'a, str>,
+    pub severity: Cow<'a, str>,
+    pub reason: Cow<'a, str>,
+    /// What the watcher reports, as it reports it.
+    pub details: serde_json::Value,
+}
+
+/// How an outflow a venue or chain reported was judged (kind `reconcile`), tagged by `event`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum ReconcileEvent<'a> {
+    /// An allowed decision accounts for it.
+    #[serde(rename = "outflow.matched")]
+    Matched {
+        outflow: Cow<'a, Outflow>,
+        decision_id: i64,
+    },
+    /// No decision allowed it.
+    #[serde(rename = "outflow.unapproved")]
+    Unapproved {
+        severity: Cow<'a, str>,
+        outflow: Cow<'a, Outflow>,
+        reason: String,
+    },
+}
+
 /// A stored entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRow {
@@ -219,13 +290,19 @@ impl AuditRow {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    /// The entry's content, typed.
+    /// The entry's content, typed: its `kind` column and the `data` of its canonical JSON.
     pub fn entry(&self) -> Result<AuditEntry<'static>, StoreError> {
-        let corrupt = |e: serde_json::Error| {
-            StoreError::Corrupt(format!("audit entry {} cannot be read: {e}", self.seq))
-        };
-        let c: Canonical<'_> = serde_json::from_str(&self.entry).map_err(corrupt)?;
-        AuditEntry::parse(c.kind, c.data.get()).map_err(corrupt)
+        /// The canonical JSON's `data`, the rest ignored.
+        #[derive(Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow)]
+            data: &'a RawValue,
+        }
+        serde_json::from_str::<Data<'_>>(&self.entry)
+            .and_then(|d| AuditEntry::parse(&self.kind, d.data.get()))
+            .map_err(|e| {
+                StoreError::Corrupt(format!("audit entry {} cannot be read: {e}", self.seq))
+            })
     }
 }
 

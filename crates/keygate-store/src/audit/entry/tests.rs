@@ -3,7 +3,9 @@
 
 use super::*;
 use keygate_core::detect::Response;
+use keygate_core::freeze::Scope;
 use keygate_core::limits::Cap;
+use keygate_core::outflow::Outflow;
 use rust_decimal::Decimal;
 use serde_json::json;
 
@@ -257,4 +259,85 @@ fn an_untyped_kind_reads_back_as_stored() {
     let e = AuditEntry::parse("admin", data).unwrap();
     assert_eq!(e.kind(), "admin");
     assert_eq!(e.data().unwrap().get(), data);
+}
+
+#[test]
+fn freeze_entries_have_the_bytes_they_had() {
+    let approvers = ["alice".to_string(), "bob".to_string()];
+    for scope in [
+        Scope::All,
+        Scope::Client("bot-1".into()),
+        Scope::Venue("okx".into()),
+        Scope::Credential("kgt_1".into()),
+    ] {
+        let (id, reason) = (7_i64, "test then drain");
+        let old = json!({
+            "event": "freeze.set", "freeze_id": id, "scope": &scope, "reason": reason,
+        });
+        let new = AuditEntry::Freeze(FreezeEvent::Set {
+            freeze_id: id,
+            scope: Cow::Borrowed(&scope),
+            reason: Cow::Borrowed(reason),
+        });
+        same_bytes(new, "freeze", &old);
+        let (id, valid) = (&id, &approvers[..]);
+        let old =
+            json!({"event": "freeze.lifted", "freeze_id": id, "scope": &scope, "approvers": valid});
+        let new = AuditEntry::Freeze(FreezeEvent::Lifted {
+            freeze_id: *id,
+            scope: Cow::Borrowed(&scope),
+            approvers: Cow::Borrowed(valid),
+        });
+        same_bytes(new, "freeze", &old);
+    }
+}
+
+#[test]
+fn an_alarm_entry_has_the_bytes_it_had() {
+    let (event, reason) = ("chain.lost", "the node is 40 blocks behind");
+    let details =
+        json!({"chain": "ethereum", "behind": 40, "node": {"url": "http://n", "ok": false}});
+    let old = json!({
+        "event": event, "severity": "critical", "reason": reason, "details": details.clone(),
+    });
+    let new = AuditEntry::Alarm(Alarm {
+        event: Cow::Borrowed(event),
+        severity: Cow::Borrowed("critical"),
+        reason: Cow::Borrowed(reason),
+        details,
+    });
+    same_bytes(new, "alarm", &old);
+}
+
+#[test]
+fn reconcile_entries_have_the_bytes_they_had() {
+    for reference in [Some("kg12".to_string()), None] {
+        let o = Outflow {
+            venue: "binance".into(),
+            id: "w-99".into(),
+            asset: "USDT".into(),
+            amount: Decimal::new(725_000, 4),
+            destination: "0xabc:memo".into(),
+            at: 1_700_000_000_123,
+            reference,
+        };
+        let id = 12_i64;
+        let old = json!({"event": "outflow.matched", "outflow": &o, "decision_id": id});
+        let new = AuditEntry::Reconcile(ReconcileEvent::Matched {
+            outflow: Cow::Borrowed(&o),
+            decision_id: id,
+        });
+        same_bytes(new, "reconcile", &old);
+        let reason = format!("{} {} left {}", o.amount, o.asset, o.venue);
+        let old = json!({
+            "event": "outflow.unapproved", "severity": "critical", "outflow": &o,
+            "reason": reason.clone(),
+        });
+        let new = AuditEntry::Reconcile(ReconcileEvent::Unapproved {
+            severity: Cow::Borrowed("critical"),
+            outflow: Cow::Borrowed(&o),
+            reason,
+        });
+        same_bytes(new, "reconcile", &old);
+    }
 }
