@@ -9,7 +9,7 @@ use keygate_config::StateHandle;
 use keygate_config::engine::{approval_policy, duration};
 use keygate_core::Millis;
 use keygate_core::freeze::{Scope, Subject, approval_message};
-use keygate_store::audit::Verifier;
+use keygate_store::audit::{AuditEntry, Verifier};
 use keygate_store::freeze::{Approved, FreezeRow, HoldRow};
 use keygate_vault::ApproverKey;
 
@@ -166,10 +166,16 @@ async fn describe(h: &StateHandle, subject: &Subject) -> Result<String> {
                     "the held decision {decision_id} is not in the audit log"
                 ))
             })?;
-            let intent: keygate_core::Intent = serde_json::from_value(row.data()["intent"].clone())
-                .map_err(|e| {
-                    AdminError::Invalid(format!("audit entry {decision_id} holds no intent: {e}"))
-                })?;
+            let intent = match row.entry() {
+                Ok(AuditEntry::Decision(d)) => d.intent.into_owned(),
+                Ok(other) => {
+                    bail!(
+                        "audit entry {decision_id} holds no intent: it is a {} entry",
+                        other.kind()
+                    )
+                }
+                Err(e) => bail!("audit entry {decision_id} holds no intent: {e}"),
+            };
             if keygate_store::decider::hold_digest(&intent) != *intent_digest {
                 bail!(
                     "the held decision {decision_id} in the audit log does not match the hold's digest; run `keygate audit verify`"
@@ -212,19 +218,22 @@ pub async fn holds(h: &StateHandle, all: bool, now: Millis) -> Result<Vec<HoldVi
             (false, None, false) => "waiting",
         };
         let what = match h.store.audit_entry(row.decision_id).await? {
-            Some(entry) => {
-                let d = entry.data();
-                let i = &d["intent"];
-                format!(
-                    "{} {} {} {} on {} to {}",
-                    i["client"].as_str().unwrap_or("?"),
-                    i["action"].as_str().unwrap_or("?"),
-                    i["amount"].as_str().unwrap_or(""),
-                    i["asset"].as_str().unwrap_or(""),
-                    i["venue"].as_str().unwrap_or("?"),
-                    i["destination"].as_str().unwrap_or("-")
-                )
-            }
+            Some(entry) => match entry.entry() {
+                Ok(AuditEntry::Decision(d)) => {
+                    let i = &d.intent;
+                    format!(
+                        "{} {} {} {} on {} to {}",
+                        i.client,
+                        i.action,
+                        i.amount.map(|a| a.to_string()).unwrap_or_default(),
+                        i.asset.as_deref().unwrap_or(""),
+                        i.venue,
+                        i.destination.as_deref().unwrap_or("-")
+                    )
+                }
+                // Not a readable decision: as an entry without an intent always read.
+                _ => "? ?   on ? to -".into(),
+            },
             None => "(not in the audit log)".into(),
         };
         out.push(HoldView { row, state, what });

@@ -139,7 +139,7 @@ impl std::fmt::Debug for Presented {
 }
 
 /// Why a token was refused. Each case has its own message saying what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, serde::Deserialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub enum AuthError {
     #[error(

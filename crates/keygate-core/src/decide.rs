@@ -649,7 +649,7 @@ impl Watched {
             .iter()
             .filter(|s| s.response >= crate::detect::Response::FreezeClient)
             .collect();
-        let by: Vec<&str> = freezing.iter().map(|s| s.detector).collect();
+        let by: Vec<&str> = freezing.iter().map(|s| s.detector.as_ref()).collect();
         let reason: Vec<&str> = freezing.iter().map(|s| s.reason.as_str()).collect();
         Some(Containment {
             scope,

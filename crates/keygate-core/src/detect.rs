@@ -52,9 +52,10 @@ impl Response {
 }
 
 /// One detector's finding about one request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
-    pub detector: &'static str,
+    /// The detector's name (borrowed when a detector raises it, owned when read back).
+    pub detector: std::borrow::Cow<'static, str>,
     pub score: i64,
     pub response: Response,
     pub reason: String,
@@ -229,7 +230,7 @@ pub fn examine(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
             && rule.enabled
         {
             out.push(Signal {
-                detector,
+                detector: std::borrow::Cow::Borrowed(detector),
                 score: rule.score,
                 response: rule.response,
                 reason,
@@ -402,8 +403,8 @@ mod tests {
         h
     }
 
-    fn names(s: &[Signal]) -> Vec<&'static str> {
-        s.iter().map(|s| s.detector).collect()
+    fn names(s: &[Signal]) -> Vec<&str> {
+        s.iter().map(|s| s.detector.as_ref()).collect()
     }
 
     #[test]

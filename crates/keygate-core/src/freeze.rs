@@ -64,6 +64,13 @@ impl Serialize for Scope {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// An active freeze.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Freeze {

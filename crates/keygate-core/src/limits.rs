@@ -264,7 +264,7 @@ impl Window {
 }
 
 /// Which cap a move would break.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cap {
     Usd,
@@ -273,7 +273,7 @@ pub enum Cap {
 }
 
 /// One limit's verdict on one move: what was used in the window before it, and the caps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LimitCheck {
     pub limit: String,
     pub bucket: String,

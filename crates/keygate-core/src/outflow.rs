@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::time::{MINUTE, Millis};
 
 /// Value that left a treasury.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Outflow {
     pub venue: String,
     /// The venue's own id for it (a withdrawal id, a transaction hash).

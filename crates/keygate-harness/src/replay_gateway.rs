@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use keygate_core::decide::Stage;
 use keygate_core::replay::{Event, Observed, OutflowEvent, Report, RequestEvent, Tally};
 use keygate_core::time::DAY;
 use keygate_core::{Action, Intent, Outcome};
@@ -206,19 +205,15 @@ impl Driver {
                 None => bail!("audit entry {seq} did not appear within 10 s"),
             }
         };
-        let entry: serde_json::Value = serde_json::from_str(&row.entry)?;
-        let data = &entry["data"];
-        let outcome: Outcome = serde_json::from_value(data["outcome"].clone())
-            .with_context(|| format!("audit entry {seq} is not a decision: {}", entry))?;
-        let stage: Stage = serde_json::from_value(data["stage"].clone())?;
-        let detectors = data["detections"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s["detector"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let keygate_store::audit::AuditEntry::Decision(d) = row.entry()? else {
+            bail!("audit entry {seq} is not a decision: {}", row.entry);
+        };
+        let (outcome, stage) = (d.outcome, d.stage);
+        let detectors = d
+            .detections
+            .iter()
+            .map(|s| s.detector.to_string())
+            .collect();
         let froze = if outcome == Outcome::Deny {
             self.new_freeze().await?
         } else {

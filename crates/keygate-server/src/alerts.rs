@@ -15,8 +15,9 @@
 use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
+use keygate_core::detect::Response;
 use keygate_store::Store;
-use keygate_store::audit::AuditRow;
+use keygate_store::audit::{AuditEntry, AuditRow, DecisionEntry, FreezeEvent, ReconcileEvent};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -50,93 +51,29 @@ impl std::fmt::Debug for Sink {
 
 /// An alert built from an audit entry, if the entry is one.
 pub fn alert_of(row: &AuditRow) -> Option<Value> {
-    let d = row.data();
-    let (kind, severity, summary) = match row.kind.as_str() {
-        "decision" => {
-            let det = d.get("detections")?.as_array()?;
-            if det.is_empty() {
-                return None;
-            }
-            let strongest = det
-                .iter()
-                .filter_map(|s| s.get("response").and_then(Value::as_str))
-                .max_by_key(|r| match *r {
-                    "alert" => 0,
-                    "hold" => 1,
-                    "deny" => 2,
-                    _ => 3,
-                })
-                .unwrap_or("alert");
-            let severity = match strongest {
-                "alert" | "hold" => "warning",
-                "deny" => "high",
-                _ => "critical",
-            };
-            let reasons: Vec<&str> = det
-                .iter()
-                .filter_map(|s| s.get("reason").and_then(Value::as_str))
-                .collect();
-            (
-                "detector",
-                severity,
-                format!(
-                    "{} {} by {}: {} ({})",
-                    d.pointer("/intent/action")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?"),
-                    d.get("outcome").and_then(Value::as_str).unwrap_or("?"),
-                    d.pointer("/intent/client")
-                        .and_then(Value::as_str)
-                        .unwrap_or("?"),
-                    reasons.join("; "),
-                    strongest
-                ),
-            )
-        }
-        "freeze" => match d.get("event").and_then(Value::as_str)? {
-            "freeze.set" => (
-                "freeze",
-                "critical",
-                format!(
-                    "{} frozen (freeze {}): {}",
-                    d.get("scope").and_then(Value::as_str).unwrap_or("?"),
-                    d.get("freeze_id")
-                        .and_then(Value::as_i64)
-                        .unwrap_or_default(),
-                    d.get("reason").and_then(Value::as_str).unwrap_or("?")
-                ),
-            ),
-            "freeze.lifted" => (
-                "unfreeze",
-                "info",
-                format!(
-                    "freeze {} ({}) lifted by a quorum",
-                    d.get("freeze_id")
-                        .and_then(Value::as_i64)
-                        .unwrap_or_default(),
-                    d.get("scope").and_then(Value::as_str).unwrap_or("?")
-                ),
-            ),
-            _ => return None,
-        },
+    let (kind, severity, summary) = match row.entry().ok()? {
+        AuditEntry::Decision(d) => detector_alert(&d)?,
+        AuditEntry::Freeze(FreezeEvent::Set {
+            freeze_id,
+            scope,
+            reason,
+        }) => (
+            "freeze",
+            "critical",
+            format!("{scope} frozen (freeze {freeze_id}): {reason}"),
+        ),
+        AuditEntry::Freeze(FreezeEvent::Lifted {
+            freeze_id, scope, ..
+        }) => (
+            "unfreeze",
+            "info",
+            format!("freeze {freeze_id} ({scope}) lifted by a quorum"),
+        ),
         // A watcher that lost track of a chain (Store::record_alarm).
-        "alarm" => (
-            "alarm",
-            "critical",
-            format!(
-                "{}: {}",
-                d.get("event").and_then(Value::as_str).unwrap_or("?"),
-                d.get("reason").and_then(Value::as_str).unwrap_or("?")
-            ),
-        ),
-        "reconcile" if d.get("event").and_then(Value::as_str) == Some("outflow.unapproved") => (
-            "unapproved_outflow",
-            "critical",
-            d.get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string(),
-        ),
+        AuditEntry::Alarm(a) => ("alarm", "critical", format!("{}: {}", a.event, a.reason)),
+        AuditEntry::Reconcile(ReconcileEvent::Unapproved { reason, .. }) => {
+            ("unapproved_outflow", "critical", reason)
+        }
         _ => return None,
     };
     Some(json!({
@@ -148,8 +85,41 @@ pub fn alert_of(row: &AuditRow) -> Option<Value> {
         "actor": row.actor,
         "summary": summary,
         "decision_id": (row.kind == "decision").then_some(row.seq),
-        "data": d,
+        "data": row.data(),
     }))
+}
+
+/// The alert of a decision with detector signals: its kind, severity and summary.
+fn detector_alert(d: &DecisionEntry<'_>) -> Option<(&'static str, &'static str, String)> {
+    // Every freeze response ranks the same, the last of them named.
+    let strongest = d
+        .detections
+        .iter()
+        .map(|s| s.response)
+        .max_by_key(|r| match r {
+            Response::Alert => 0,
+            Response::Hold => 1,
+            Response::Deny => 2,
+            _ => 3,
+        })?;
+    let severity = match strongest {
+        Response::Alert | Response::Hold => "warning",
+        Response::Deny => "high",
+        _ => "critical",
+    };
+    let reasons: Vec<&str> = d.detections.iter().map(|s| s.reason.as_str()).collect();
+    Some((
+        "detector",
+        severity,
+        format!(
+            "{} {} by {}: {} ({})",
+            d.intent.action,
+            d.outcome.as_str(),
+            d.intent.client,
+            reasons.join("; "),
+            strongest.as_str()
+        ),
+    ))
 }
 
 /// The signature header's value for a body sent at `timestamp` (Unix milliseconds).

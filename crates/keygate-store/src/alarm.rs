@@ -4,9 +4,11 @@
 //! transaction, as an unapproved outflow would set.
 
 use keygate_core::freeze::Scope;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::audit::{NewEntry, append, lock_head_at};
+use std::borrow::Cow;
+
+use crate::audit::{Alarm, AuditEntry, NewEntry, append, lock_head_at};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -23,15 +25,13 @@ impl Store {
     ) -> Result<(i64, Option<i64>), StoreError> {
         let mut tx = self.begin_write().await?;
         let (mut head, now) = lock_head_at(&mut tx, self).await?;
-        let mut entries = vec![NewEntry {
-            kind: "alarm",
-            actor: actor.to_string(),
-            at_ms: now,
-            data: NewEntry::data(&json!({
-                "event": event, "severity": "critical", "reason": reason, "details": details,
-            })),
-            debit: None,
-        }];
+        let alarm = AuditEntry::Alarm(Alarm {
+            event: Cow::Borrowed(event),
+            severity: Cow::Borrowed("critical"),
+            reason: Cow::Borrowed(reason),
+            details,
+        });
+        let mut entries = vec![NewEntry::new(actor.to_string(), now, &alarm, None)];
         let mut freeze_id = None;
         if let Some(scope) = contain {
             let id = crate::freeze::set_in(&mut tx, scope, reason, actor, now).await?;

@@ -11,12 +11,18 @@
 use keygate_core::Millis;
 use keygate_core::limits::Move;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use crate::{Store, StoreError};
+
+mod entry;
+use entry::Canonical;
+pub use entry::{
+    Alarm, AuditEntry, AuditRow, AuthEvent, DecisionEntry, FreezeEvent, NewEntry, ReconcileEvent,
+    RequestInfo, RequestRefused, TokenRefused,
+};
 
 /// The previous hash of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -30,68 +36,6 @@ pub struct Head {
     pub seq: i64,
     pub hash: String,
     pub at_ms: Millis,
-}
-
-/// An entry to append: what happened, who did it, when.
-#[derive(Debug, Clone)]
-pub struct NewEntry {
-    /// `decision`, `admin` or `auth`.
-    pub kind: &'static str,
-    pub actor: String,
-    pub at_ms: Millis,
-    /// The entry's JSON object, already serialised (see [`NewEntry::data`]).
-    pub data: Box<RawValue>,
-    /// An allowed decision's debit, counted by the limits.
-    pub debit: Option<Move>,
-}
-
-impl NewEntry {
-    /// Serialises `data` for an entry; a value that cannot be serialised is recorded as an
-    /// error string rather than lost.
-    pub fn data(data: &impl Serialize) -> Box<RawValue> {
-        serde_json::value::to_raw_value(data).unwrap_or_else(|e| {
-            serde_json::value::to_raw_value(&format!("unserialisable entry: {e}"))
-                .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
-        })
-    }
-}
-
-/// The canonical form that is hashed, and stored as `entry`.
-#[derive(Serialize, Deserialize)]
-struct Canonical<'a> {
-    seq: i64,
-    at_ms: Millis,
-    kind: &'a str,
-    actor: &'a str,
-    #[serde(borrow)]
-    data: &'a RawValue,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    debit: Option<Move>,
-}
-
-/// A stored entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AuditRow {
-    pub seq: i64,
-    pub at_ms: Millis,
-    pub kind: String,
-    pub actor: String,
-    /// The canonical JSON that was hashed.
-    pub entry: String,
-    pub prev_hash: String,
-    pub hash: String,
-    #[serde(skip)]
-    pub debit: Option<Move>,
-}
-
-impl AuditRow {
-    /// The entry's `data`, parsed.
-    pub fn data(&self) -> serde_json::Value {
-        serde_json::from_str::<serde_json::Value>(&self.entry)
-            .ok()
-            .and_then(|v| v.get("data").cloned())
-            .unwrap_or(serde_json::Value::Null)
-    }
 }
 
 /// A signed checkpoint of the chain.
@@ -255,7 +199,7 @@ pub(crate) async fn append(
         let entry = serde_json::to_string(&Canonical {
             seq,
             at_ms,
-            kind: e.kind,
+            kind: e.kind.as_ref(),
             actor: &e.actor,
             data: &e.data,
             debit: e.debit.clone(),
@@ -265,7 +209,7 @@ pub(crate) async fn append(
         rows.push(AuditRow {
             seq,
             at_ms,
-            kind: e.kind.to_string(),
+            kind: e.kind.into_owned(),
             actor: e.actor,
             entry,
             prev_hash: std::mem::replace(&mut head.hash, hash.clone()),
@@ -803,43 +747,6 @@ async fn walk(
         ));
     }
     Ok(Ok(()))
-}
-
-impl Store {
-    /// Takes or renews the lease `name` for `owner` until the store's clock plus `ttl`: true if
-    /// `owner` holds it now. Serialised with every writer by the audit-head lock, so two
-    /// instances never both hold it (for tasks, such as alert delivery, that one instance only
-    /// must run).
-    pub async fn lease(&self, name: &str, owner: &str, ttl: Millis) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let (_, now) = lock_head_at(&mut tx, self).await?;
-        let key = format!("lease.{name}");
-        let current: Option<String> = sqlx::query("SELECT value FROM meta WHERE key = $1")
-            .bind(key.clone())
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        let free = match current.as_deref().and_then(|v| v.split_once(' ')) {
-            None => true,
-            Some((holder, until)) => {
-                holder == owner || until.parse::<Millis>().map_or(true, |u| u < now)
-            }
-        };
-        if !free {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(format!("{owner} {}", now.saturating_add(ttl)))
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,10 @@ use crate::{Store, StoreError};
 
 mod entries;
 pub use entries::auth_failure_entry;
-use entries::{RequestInfo, decision_entry, refused_entry, rejected_entry};
+use entries::{decision_entry, refused_entry, rejected_entry};
+use std::borrow::Cow;
+
+use crate::audit::RequestInfo;
 
 /// The most intents one transaction decides.
 const MAX_BATCH: usize = 512;
@@ -339,7 +342,10 @@ impl Writer {
                         if let Some(m) = &r.debit {
                             c.state.record_move(m);
                             if m.action.moves_funds_out()
-                                && let Some(o) = crate::engine::outgoing_of(r.at_ms, &r.entry)
+                                && let Some(o) = r
+                                    .entry()
+                                    .ok()
+                                    .and_then(|e| crate::engine::outgoing_of(r.at_ms, e))
                             {
                                 c.state.record_outflow(o, self.engine.detectors.window);
                             }
@@ -606,10 +612,14 @@ async fn decide_batch<'a>(
                             d.new_ids.push((i, k));
                         }
                         let info = RequestInfo {
-                            method: &req.method,
-                            path: &req.path,
-                            request_id: req.request_id.as_deref(),
-                            venue_ref: req.request_id.as_deref().filter(|_| req.native_id),
+                            method: Cow::Borrowed(&req.method),
+                            path: Cow::Borrowed(&req.path),
+                            request_id: req.request_id.as_deref().map(Cow::Borrowed),
+                            venue_ref: req
+                                .request_id
+                                .as_deref()
+                                .filter(|_| req.native_id)
+                                .map(Cow::Borrowed),
                         };
                         let entry = decision_entry(&a.intent, &a.watched, &a.extra, Some(info));
                         let Admitted {

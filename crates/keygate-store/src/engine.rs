@@ -130,7 +130,7 @@ const DEST_COLS: &str = "SELECT id, venue, asset, address, label, added_ms, adde
 
 fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
     NewEntry {
-        kind: "admin",
+        kind: "admin".into(),
         actor: actor.to_string(),
         at_ms,
         data: NewEntry::data(&data),
@@ -653,7 +653,10 @@ pub(crate) async fn load_inputs(
     {
         let at: Millis = r.try_get(0)?;
         let entry: String = r.try_get(1)?;
-        if let Some(o) = outgoing_of(at, &entry) {
+        if let Some(o) = crate::audit::AuditEntry::from_canonical(&entry)
+            .ok()
+            .and_then(|e| outgoing_of(at, e))
+        {
             outflows.push(o);
         }
     }
@@ -681,16 +684,21 @@ pub(crate) async fn load_tokens(
 }
 
 /// The outflow an allowed withdrawal's or transfer's audit entry records, for the detectors.
-pub(crate) fn outgoing_of(at: Millis, entry: &str) -> Option<keygate_core::detect::Outgoing> {
-    let v: serde_json::Value = serde_json::from_str(entry).ok()?;
-    let i = v.pointer("/data/intent")?;
-    let s = |k: &str| i.get(k).and_then(|x| x.as_str()).map(str::to_string);
+pub(crate) fn outgoing_of(
+    at: Millis,
+    entry: crate::audit::AuditEntry<'_>,
+) -> Option<keygate_core::detect::Outgoing> {
+    let crate::audit::AuditEntry::Decision(d) = entry else {
+        return None;
+    };
+    let usd_cents = d.usd_value_cents?;
+    let i = d.intent.into_owned();
     Some(keygate_core::detect::Outgoing {
         at,
-        client: s("client")?,
-        venue: s("venue")?,
-        asset: s("asset")?,
-        destination: normalize_address(&s("destination")?),
-        usd_cents: v.pointer("/data/usd_value_cents")?.as_i64()?,
+        client: i.client,
+        venue: i.venue,
+        asset: i.asset?,
+        destination: normalize_address(&i.destination?),
+        usd_cents,
     })
 }

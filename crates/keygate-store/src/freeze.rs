@@ -12,7 +12,9 @@ use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use crate::audit::{NewEntry, Verifier, append, lock_head_at};
+use std::borrow::Cow;
+
+use crate::audit::{AuditEntry, FreezeEvent, NewEntry, Verifier, append, lock_head_at};
 use crate::{Conflict, Store, StoreError};
 
 /// A freeze as stored, lifted or not.
@@ -251,7 +253,7 @@ impl Store {
         record_approval(&mut tx, &what, &signed, store_now).await?;
         let valid = valid_approvers(&mut tx, &what, store_now, policy).await?;
         let mut entries = vec![NewEntry {
-            kind: "approval",
+            kind: "approval".into(),
             actor: format!("approver:{approver}"),
             at_ms: now,
             data: NewEntry::data(&json!({
@@ -375,17 +377,17 @@ async fn carry_out(
     store_now: Millis,
     now: Millis,
 ) -> Result<NewEntry, StoreError> {
-    let (kind, data) = match what {
+    let entry = match what {
         Subject::Hold { decision_id, .. } => {
             sqlx::query("UPDATE holds SET approved_ms = $1 WHERE decision_id = $2")
                 .bind(store_now)
                 .bind(*decision_id)
                 .execute(&mut **tx)
                 .await?;
-            (
-                "hold",
-                json!({"event": "hold.approved", "decision_id": decision_id, "approvers": valid}),
-            )
+            AuditEntry::Other {
+                kind: "hold".into(),
+                data: json!({"event": "hold.approved", "decision_id": decision_id, "approvers": valid}),
+            }
         }
         Subject::Address { entry_id, .. } => {
             sqlx::query("UPDATE destinations SET approved_ms = $1, approved_by = $2 WHERE id = $3")
@@ -394,10 +396,10 @@ async fn carry_out(
                 .bind(*entry_id)
                 .execute(&mut **tx)
                 .await?;
-            (
-                "admin",
-                json!({"action": "address.approve", "entry_id": entry_id, "approvers": valid}),
-            )
+            AuditEntry::Other {
+                kind: "admin".into(),
+                data: json!({"action": "address.approve", "entry_id": entry_id, "approvers": valid}),
+            }
         }
         Subject::Unfreeze {
             freeze_id: id,
@@ -414,19 +416,14 @@ async fn carry_out(
                 .bind(what.key())
                 .execute(&mut **tx)
                 .await?;
-            (
-                "freeze",
-                json!({"event": "freeze.lifted", "freeze_id": id, "scope": scope, "approvers": valid}),
-            )
+            AuditEntry::Freeze(FreezeEvent::Lifted {
+                freeze_id: *id,
+                scope: Cow::Borrowed(scope),
+                approvers: Cow::Borrowed(valid),
+            })
         }
     };
-    Ok(NewEntry {
-        kind,
-        actor: "quorum".into(),
-        at_ms: now,
-        data: NewEntry::data(&data),
-        debit: None,
-    })
+    Ok(NewEntry::new("quorum".into(), now, &entry, None))
 }
 
 /// What a completed quorum did.
@@ -492,15 +489,12 @@ pub(crate) fn freeze_entry(
     actor: &str,
     now: Millis,
 ) -> NewEntry {
-    NewEntry {
-        kind: "freeze",
-        actor: actor.to_string(),
-        at_ms: now,
-        data: NewEntry::data(&json!({
-            "event": "freeze.set", "freeze_id": id, "scope": scope, "reason": reason,
-        })),
-        debit: None,
-    }
+    let entry = AuditEntry::Freeze(FreezeEvent::Set {
+        freeze_id: id,
+        scope: Cow::Borrowed(scope),
+        reason: Cow::Borrowed(reason),
+    });
+    NewEntry::new(actor.to_string(), now, &entry, None)
 }
 
 /// A held decision, as `keygate holds` lists it.

@@ -15,6 +15,7 @@ pub mod decider;
 mod engine;
 mod error;
 pub mod freeze;
+mod lease;
 pub mod reconcile;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -4,11 +4,14 @@
 
 use keygate_core::outflow::{AllowedOut, MATCH_AFTER, MATCH_BEFORE, Outflow, explains};
 use rust_decimal::Decimal;
-use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit::{NewEntry, append, db_now, lock_head};
+use std::borrow::Cow;
+
+use crate::audit::{
+    AuditEntry, DecisionEntry, NewEntry, ReconcileEvent, append, db_now, lock_head,
+};
 use crate::{Store, StoreError};
 
 /// What became of one outflow.
@@ -132,18 +135,19 @@ async fn candidate(tx: &mut Tx, o: &Outflow, r: &AnyRow) -> Result<AllowedOut, S
             "audit entry {seq}: its debit amount is not a decimal"
         ))
     })?;
-    let entry: serde_json::Value = serde_json::from_str(&entry)
+    let entry = AuditEntry::from_canonical(&entry)
         .map_err(|e| StoreError::Corrupt(format!("audit entry {seq}: {e}")))?;
-    let destination = entry
-        .pointer("/data/intent/destination")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
+    let decision = match entry {
+        AuditEntry::Decision(d) => Some(d),
+        _ => None,
+    };
+    let destination = decision.as_ref().and_then(|d| d.intent.destination.clone());
     let action: String = r.try_get(4)?;
     let transfer = action == "transfer";
     let reference = if transfer {
         transfer_reference(tx, o, seq).await?
     } else {
-        withdrawal_reference(&entry, seq)
+        withdrawal_reference(decision.as_ref(), seq)
     };
     // A transfer's signed hash binds its decision to this very transaction, however long it
     // waited in the pool: it is judged as of when it was mined.
@@ -182,36 +186,35 @@ async fn transfer_reference(
 
 /// A withdrawal's reference: the bot's request id when the venue reports it, or the one the
 /// gateway sets on a withdrawal without one.
-fn withdrawal_reference(entry: &serde_json::Value, seq: i64) -> Option<String> {
-    entry
-        .pointer("/data/request/venue_ref")
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .or_else(|| {
-            entry
-                .pointer("/data/request")
-                .is_some()
-                .then(|| keygate_core::outflow::gateway_reference(seq))
-        })
+fn withdrawal_reference(decision: Option<&DecisionEntry<'_>>, seq: i64) -> Option<String> {
+    let request = decision?.request.as_ref()?;
+    Some(match &request.venue_ref {
+        Some(r) => r.to_string(),
+        None => keygate_core::outflow::gateway_reference(seq),
+    })
 }
 
 /// The audit entry that records how `o` was judged.
 fn judgement_entry(o: &Outflow, matched: Option<i64>, now: keygate_core::Millis) -> NewEntry {
-    let entry = match matched {
-        Some(id) => json!({"event": "outflow.matched", "outflow": o, "decision_id": id}),
-        None => json!({
-            "event": "outflow.unapproved", "severity": "critical", "outflow": o,
-            "reason": format!(
+    let outflow = Cow::Borrowed(o);
+    let event = match matched {
+        Some(decision_id) => ReconcileEvent::Matched {
+            outflow,
+            decision_id,
+        },
+        None => ReconcileEvent::Unapproved {
+            severity: Cow::Borrowed("critical"),
+            outflow,
+            reason: format!(
                 "{} {} left {} to {} (venue id {}) and no decision of keygate allowed it: a credential is being used outside keygate",
                 o.amount, o.asset, o.venue, o.destination, o.id
             ),
-        }),
+        },
     };
-    NewEntry {
-        kind: "reconcile",
-        actor: format!("venue:{}", o.venue),
-        at_ms: now,
-        data: NewEntry::data(&entry),
-        debit: None,
-    }
+    NewEntry::new(
+        format!("venue:{}", o.venue),
+        now,
+        &AuditEntry::Reconcile(event),
+        None,
+    )
 }

@@ -5,6 +5,8 @@
 //! transfer anew. Must not know: how a transfer is decided or sent.
 
 use axum::response::Response;
+use keygate_core::Outcome;
+use keygate_store::audit::AuditEntry;
 use rust_decimal::Decimal;
 
 use super::Body;
@@ -40,13 +42,11 @@ pub(super) async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref
         .audit_entry(id)
         .await
         .map_err(unreadable)?
-        .and_then(|e| {
-            e.data()
-                .get("outcome")
-                .and_then(|o| o.as_str())
-                .map(str::to_string)
+        .and_then(|e| match e.entry() {
+            Ok(AuditEntry::Decision(d)) => Some(d.outcome),
+            _ => None,
         });
-    let allowed = outcome.as_deref() == Some("allow");
+    let allowed = outcome == Some(Outcome::Allow);
     // A held transfer carried out later: its transfer is the carrying-out decision's.
     if let Some(r) = carried_out(gw, client, id, None).await? {
         return Ok(Some(r));
@@ -62,7 +62,7 @@ pub(super) async fn existing(gw: &Gateway, client: &str, venue: &str, client_ref
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let client_ref = client_ref.to_string();
-    let error = if outcome.as_deref() == Some("hold") {
+    let error = if outcome == Some(Outcome::Hold) {
         GatewayError::HeldBefore { client_ref, id }
     } else if allowed {
         GatewayError::InProgress { client_ref, id }

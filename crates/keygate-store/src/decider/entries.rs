@@ -1,7 +1,9 @@
 //! The audit entries the decider writes: a decision (with the request it came from), a refused
-//! token, a request refused before a decision. Their serialised form is what the audit chain
-//! hashes: a field's name, order or presence must not change.
+//! token, a request refused before a decision, each built as its typed
+//! [`AuditEntry`](crate::audit::AuditEntry) with borrowed fields (nothing is copied). Their
+//! serialised form is what the audit chain hashes: see `audit::entry`.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use keygate_core::auth::AuthError;
@@ -9,38 +11,9 @@ use keygate_core::decide::{Extra, Watched};
 use keygate_core::{Intent, Millis};
 
 use super::GatewayRequest;
-use crate::audit::NewEntry;
-
-/// What a decision's audit entry records (besides its debit).
-#[derive(serde::Serialize)]
-struct DecisionData<'a> {
-    intent: &'a Intent,
-    outcome: keygate_core::Outcome,
-    stage: keygate_core::decide::Stage,
-    reasons: &'a [String],
-    policies: &'a [String],
-    limits: &'a [keygate_core::LimitCheck],
-    usd_value_cents: Option<i64>,
-    signals: &'a [String],
-    approvals: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request: Option<RequestInfo<'a>>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    detections: &'a [keygate_core::detect::Signal],
-}
-
-/// The HTTP request a gateway decision came from.
-#[derive(serde::Serialize)]
-pub(super) struct RequestInfo<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<&'a str>,
-    /// The client id the venue will report for this request, when it is the request id (else
-    /// a withdrawal carries keygate's own, `kg` and the decision's number).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub venue_ref: Option<&'a str>,
-}
+use crate::audit::{
+    AuditEntry, AuthEvent, DecisionEntry, NewEntry, RequestInfo, RequestRefused, TokenRefused,
+};
 
 /// The audit entry of a decision.
 pub(super) fn decision_entry(
@@ -50,25 +23,25 @@ pub(super) fn decision_entry(
     request: Option<RequestInfo<'_>>,
 ) -> NewEntry {
     let verdict = &w.verdict;
-    NewEntry {
-        kind: "decision",
-        actor: format!("client:{}", intent.client),
-        at_ms: verdict.at,
-        data: NewEntry::data(&DecisionData {
-            intent,
-            outcome: verdict.outcome,
-            stage: verdict.stage,
-            reasons: &verdict.reasons,
-            policies: &verdict.policies,
-            limits: &verdict.limits,
-            usd_value_cents: verdict.usd_value_cents,
-            signals: &extra.signals,
-            approvals: extra.approvals,
-            request,
-            detections: &w.signals,
-        }),
-        debit: verdict.debit.clone(),
-    }
+    let entry = AuditEntry::Decision(DecisionEntry {
+        intent: Cow::Borrowed(intent),
+        outcome: verdict.outcome,
+        stage: verdict.stage,
+        reasons: Cow::Borrowed(&verdict.reasons),
+        policies: Cow::Borrowed(&verdict.policies),
+        limits: Cow::Borrowed(&verdict.limits),
+        usd_value_cents: verdict.usd_value_cents,
+        signals: Cow::Borrowed(&extra.signals),
+        approvals: extra.approvals,
+        request,
+        detections: Cow::Borrowed(&w.signals),
+    });
+    NewEntry::new(
+        format!("client:{}", intent.client),
+        verdict.at,
+        &entry,
+        verdict.debit.clone(),
+    )
 }
 
 /// The audit entry of a refused token.
@@ -81,16 +54,17 @@ pub fn auth_failure_entry(
     now: Millis,
 ) -> NewEntry {
     let (method, path) = request.unzip();
-    NewEntry {
-        kind: "auth",
-        actor: format!("ip:{ip}"),
-        at_ms: now,
-        data: NewEntry::data(&serde_json::json!({
-            "event": "token.refused", "error": error.code(), "detail": error, "message": error.to_string(),
-            "venue": venue, "action": action, "source_ip": ip, "method": method, "path": path,
-        })),
-        debit: None,
-    }
+    let entry = AuditEntry::Auth(AuthEvent::TokenRefused(TokenRefused {
+        error: Cow::Borrowed(error.code()),
+        detail: Cow::Borrowed(error),
+        message: error.to_string(),
+        venue: Cow::Borrowed(venue),
+        action,
+        source_ip: ip,
+        method: method.map(Cow::Borrowed),
+        path: path.map(Cow::Borrowed),
+    }));
+    NewEntry::new(format!("ip:{ip}"), now, &entry, None)
 }
 
 pub(super) fn refused_entry(
@@ -116,14 +90,15 @@ pub(super) fn rejected_entry(
     reason: &str,
     now: Millis,
 ) -> NewEntry {
-    NewEntry {
-        kind: "request",
-        actor: format!("client:{client}"),
-        at_ms: now,
-        data: NewEntry::data(&serde_json::json!({
-            "event": event, "reason": reason, "venue": req.venue, "method": req.method, "path": req.path,
-            "request_id": req.request_id, "token_id": req.token.id, "source_ip": req.ip,
-        })),
-        debit: None,
-    }
+    let entry = AuditEntry::Request(RequestRefused {
+        event: Cow::Borrowed(event),
+        reason: Cow::Borrowed(reason),
+        venue: Cow::Borrowed(&req.venue),
+        method: Cow::Borrowed(&req.method),
+        path: Cow::Borrowed(&req.path),
+        request_id: req.request_id.as_deref().map(Cow::Borrowed),
+        token_id: Cow::Borrowed(&req.token.id),
+        source_ip: req.ip,
+    });
+    NewEntry::new(format!("client:{client}"), now, &entry, None)
 }

@@ -1,0 +1,310 @@
+//! Audit entries as types: what each kind of entry records, written from and read back as the
+//! same type. keygate-store owns them because it owns the log's format and its hash chain: the
+//! bytes these types serialise to are the bytes that are hashed, so a field's name, order or
+//! presence must never change (existing logs must still verify). Fields are declared in the
+//! order today's entries hold them (serde_json keeps insertion order in this workspace, its
+//! `preserve_order` feature being on; a struct serialises in declaration order either way), and
+//! the tests below prove each kind's bytes equal the old `json!` construction's.
+//!
+//! Fields borrow (`Cow`) so writing an entry copies nothing; read back, they are owned. Kinds
+//! not typed yet are read as [`AuditEntry::Other`]. This module knows nothing of SQL.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use keygate_core::auth::AuthError;
+use keygate_core::decide::Stage;
+use keygate_core::detect::Signal;
+use keygate_core::freeze::Scope;
+use keygate_core::limits::Move;
+use keygate_core::outflow::Outflow;
+use keygate_core::{Action, Intent, LimitCheck, Millis, Outcome};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::StoreError;
+
+/// One audit entry's content (its `kind` and `data`), by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditEntry<'a> {
+    /// `decision`: a request decided.
+    Decision(DecisionEntry<'a>),
+    /// `auth`: a token event, tagged by `event`.
+    Auth(AuthEvent<'a>),
+    /// `request`: a request refused before a decision.
+    Request(RequestRefused<'a>),
+    /// `freeze`: a freeze set or lifted, tagged by `event`.
+    Freeze(FreezeEvent<'a>),
+    /// `alarm`: a watcher that lost track of a chain.
+    Alarm(Alarm<'a>),
+    /// `reconcile`: how an outflow a venue reported was judged, tagged by `event`.
+    Reconcile(ReconcileEvent<'a>),
+    /// Any other kind, as stored (kinds not typed yet).
+    Other {
+        kind: String,
+        data: serde_json::Value,
+    },
+}
+
+impl AuditEntry<'_> {
+    /// The entry's `kind`, as the log's `kind` column holds it.
+    pub fn kind(&self) -> Cow<'static, str> {
+        match self {
+            AuditEntry::Decision(_) => Cow::Borrowed("decision"),
+            AuditEntry::Auth(_) => Cow::Borrowed("auth"),
+            AuditEntry::Request(_) => Cow::Borrowed("request"),
+            AuditEntry::Freeze(_) => Cow::Borrowed("freeze"),
+            AuditEntry::Alarm(_) => Cow::Borrowed("alarm"),
+            AuditEntry::Reconcile(_) => Cow::Borrowed("reconcile"),
+            AuditEntry::Other { kind, .. } => Cow::Owned(kind.clone()),
+        }
+    }
+
+    /// The entry's `data`, serialised: the bytes the chain hashes.
+    pub fn data(&self) -> Result<Box<RawValue>, serde_json::Error> {
+        match self {
+            AuditEntry::Decision(d) => serde_json::value::to_raw_value(d),
+            AuditEntry::Auth(a) => serde_json::value::to_raw_value(a),
+            AuditEntry::Request(r) => serde_json::value::to_raw_value(r),
+            AuditEntry::Freeze(f) => serde_json::value::to_raw_value(f),
+            AuditEntry::Alarm(a) => serde_json::value::to_raw_value(a),
+            AuditEntry::Reconcile(r) => serde_json::value::to_raw_value(r),
+            AuditEntry::Other { data, .. } => serde_json::value::to_raw_value(data),
+        }
+    }
+
+    /// Reads an entry from its canonical JSON (the log's `entry` column).
+    pub fn from_canonical(entry: &str) -> Result<AuditEntry<'static>, serde_json::Error> {
+        let c: Canonical<'_> = serde_json::from_str(entry)?;
+        AuditEntry::parse(c.kind, c.data.get())
+    }
+
+    /// Reads an entry of `kind` from its stored `data`.
+    pub fn parse(kind: &str, data: &str) -> Result<AuditEntry<'static>, serde_json::Error> {
+        Ok(match kind {
+            "decision" => AuditEntry::Decision(serde_json::from_str(data)?),
+            "auth" => AuditEntry::Auth(serde_json::from_str(data)?),
+            "request" => AuditEntry::Request(serde_json::from_str(data)?),
+            "freeze" => AuditEntry::Freeze(serde_json::from_str(data)?),
+            "alarm" => AuditEntry::Alarm(serde_json::from_str(data)?),
+            "reconcile" => AuditEntry::Reconcile(serde_json::from_str(data)?),
+            _ => AuditEntry::Other {
+                kind: kind.to_string(),
+                data: serde_json::from_str(data)?,
+            },
+        })
+    }
+}
+
+/// What a decision's entry records (besides its debit, which has columns of its own).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionEntry<'a> {
+    pub intent: Cow<'a, Intent>,
+    pub outcome: Outcome,
+    pub stage: Stage,
+    pub reasons: Cow<'a, [String]>,
+    pub policies: Cow<'a, [String]>,
+    pub limits: Cow<'a, [LimitCheck]>,
+    pub usd_value_cents: Option<i64>,
+    pub signals: Cow<'a, [String]>,
+    pub approvals: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestInfo<'a>>,
+    #[serde(default, skip_serializing_if = "no_detections")]
+    pub detections: Cow<'a, [Signal]>,
+}
+
+fn no_detections(d: &[Signal]) -> bool {
+    d.is_empty()
+}
+
+/// The HTTP request a gateway decision came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestInfo<'a> {
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Cow<'a, str>>,
+    /// The client id the venue will report for this request, when it is the request id (else
+    /// a withdrawal carries keygate's own, `kg` and the decision's number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_ref: Option<Cow<'a, str>>,
+}
+
+/// A token event (kind `auth`), tagged by its `event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum AuthEvent<'a> {
+    #[serde(rename = "token.refused")]
+    TokenRefused(TokenRefused<'a>),
+}
+
+/// A refused token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRefused<'a> {
+    /// The error's code ([`AuthError::code`]).
+    pub error: Cow<'a, str>,
+    pub detail: Cow<'a, AuthError>,
+    pub message: String,
+    pub venue: Cow<'a, str>,
+    pub action: Option<Action>,
+    pub source_ip: IpAddr,
+    pub method: Option<Cow<'a, str>>,
+    pub path: Option<Cow<'a, str>>,
+}
+
+/// A request refused before a decision (kind `request`); `event` says why, as
+/// `keygate_core::admit` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRefused<'a> {
+    pub event: Cow<'a, str>,
+    pub reason: Cow<'a, str>,
+    pub venue: Cow<'a, str>,
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+    pub request_id: Option<Cow<'a, str>>,
+    pub token_id: Cow<'a, str>,
+    pub source_ip: IpAddr,
+}
+
+/// An entry to append: what happened, who did it, when.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// `decision`, `admin`, `auth`, … (see [`AuditEntry::kind`]).
+    pub kind: Cow<'static, str>,
+    pub actor: String,
+    pub at_ms: Millis,
+    /// The entry's JSON object, already serialised (see [`NewEntry::data`]).
+    pub data: Box<RawValue>,
+    /// An allowed decision's debit, counted by the limits.
+    pub debit: Option<Move>,
+}
+
+impl NewEntry {
+    /// The entry that records `entry`: its kind, and its data serialised from the typed value.
+    pub fn new(actor: String, at_ms: Millis, entry: &AuditEntry<'_>, debit: Option<Move>) -> Self {
+        NewEntry {
+            kind: entry.kind(),
+            actor,
+            at_ms,
+            data: entry.data().unwrap_or_else(|e| unserialisable(&e)),
+            debit,
+        }
+    }
+
+    /// Serialises `data` for an entry of a kind not typed yet; a value that cannot be
+    /// serialised is recorded as an error string rather than lost.
+    pub fn data(data: &impl Serialize) -> Box<RawValue> {
+        serde_json::value::to_raw_value(data).unwrap_or_else(|e| unserialisable(&e))
+    }
+}
+
+/// What is recorded for an entry whose data cannot be serialised.
+fn unserialisable(e: &serde_json::Error) -> Box<RawValue> {
+    serde_json::value::to_raw_value(&format!("unserialisable entry: {e}"))
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).unwrap_or_default())
+}
+
+/// The canonical form that is hashed, and stored as `entry`.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Canonical<'a> {
+    pub seq: i64,
+    pub at_ms: Millis,
+    pub kind: &'a str,
+    pub actor: &'a str,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debit: Option<Move>,
+}
+
+/// A freeze set or lifted (kind `freeze`), tagged by its `event`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum FreezeEvent<'a> {
+    #[serde(rename = "freeze.set")]
+    Set {
+        freeze_id: i64,
+        scope: Cow<'a, Scope>,
+        reason: Cow<'a, str>,
+    },
+    /// Lifted by a quorum of approvers.
+    #[serde(rename = "freeze.lifted")]
+    Lifted {
+        freeze_id: i64,
+        scope: Cow<'a, Scope>,
+        approvers: Cow<'a, [String]>,
+    },
+}
+
+/// A watcher's alarm (kind `alarm`): `event` names what it lost track of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm<'a> {
+    pub event: Cow<'a, str>,
+    pub severity: Cow<'a, str>,
+    pub reason: Cow<'a, str>,
+    /// What the watcher reports, as it reports it.
+    pub details: serde_json::Value,
+}
+
+/// How an outflow a venue or chain reported was judged (kind `reconcile`), tagged by `event`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum ReconcileEvent<'a> {
+    /// An allowed decision accounts for it.
+    #[serde(rename = "outflow.matched")]
+    Matched {
+        outflow: Cow<'a, Outflow>,
+        decision_id: i64,
+    },
+    /// No decision allowed it.
+    #[serde(rename = "outflow.unapproved")]
+    Unapproved {
+        severity: Cow<'a, str>,
+        outflow: Cow<'a, Outflow>,
+        reason: String,
+    },
+}
+
+/// A stored entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at_ms: Millis,
+    pub kind: String,
+    pub actor: String,
+    /// The canonical JSON that was hashed.
+    pub entry: String,
+    pub prev_hash: String,
+    pub hash: String,
+    #[serde(skip)]
+    pub debit: Option<Move>,
+}
+
+impl AuditRow {
+    /// The entry's `data`, parsed untyped (for kinds not typed yet).
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&self.entry)
+            .ok()
+            .and_then(|v| v.get("data").cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The entry's content, typed: its `kind` column and the `data` of its canonical JSON.
+    pub fn entry(&self) -> Result<AuditEntry<'static>, StoreError> {
+        /// The canonical JSON's `data`, the rest ignored.
+        #[derive(Deserialize)]
+        struct Data<'a> {
+            #[serde(borrow)]
+            data: &'a RawValue,
+        }
+        serde_json::from_str::<Data<'_>>(&self.entry)
+            .and_then(|d| AuditEntry::parse(&self.kind, d.data.get()))
+            .map_err(|e| {
+                StoreError::Corrupt(format!("audit entry {} cannot be read: {e}", self.seq))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests;
