@@ -277,6 +277,9 @@ pub enum Cap {
 pub struct LimitCheck {
     pub limit: String,
     pub bucket: String,
+    /// `window_ms` and the `asked_*` fields came after the first entries were written: an older
+    /// entry reads back with them 0.
+    #[serde(default)]
     pub window_ms: Millis,
     pub used_usd_cents: i128,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,7 +294,9 @@ pub struct LimitCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exceeded: Option<Cap>,
     /// What this move asks for.
+    #[serde(default)]
     pub asked_usd_cents: i64,
+    #[serde(default)]
     pub asked_amount: Decimal,
 }
 
@@ -440,6 +445,16 @@ impl LimitState {
 mod tests {
     use super::*;
     use crate::time::{HOUR, MINUTE};
+
+    #[test]
+    fn a_limit_check_written_before_window_and_asked_fields_reads_back() {
+        let old = r#"{"limit":"l","bucket":"b","used_usd_cents":5,"max_usd_cents":10,"used_amount":"1","used_count":1}"#;
+        let c: LimitCheck = serde_json::from_str(old).unwrap();
+        assert_eq!((c.window_ms, c.asked_usd_cents), (0, 0));
+        assert_eq!(c.asked_amount, Decimal::ZERO);
+        assert_eq!(c.max_usd_cents, Some(10));
+        assert!(serde_json::from_str::<LimitCheck>(r#"{"limit":"l"}"#).is_err());
+    }
 
     fn spec(name: &str, client: Selector, window: Millis, usd: i64) -> LimitSpec {
         LimitSpec {
