@@ -69,6 +69,21 @@ impl Kg {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// The last `n` audit entries as JSON lines, read again (for up to 10 s) until `done` holds.
+    /// The gateway answers a refusal before its audit entry commits (it forwards nothing), so a
+    /// test that reads the log right after a refusal waits for that commit; the caller's
+    /// assertions then decide, whether `done` came true or time ran out.
+    pub fn audit_tail_until(&mut self, n: &str, done: impl Fn(&str) -> bool) -> String {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let tail = self.ok(&["audit", "tail", "-n", n, "--json"], None);
+            if done(&tail) || std::time::Instant::now() > until {
+                return tail;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Adds `address` as the USDT "cold wallet" of each of `venues` (as the current actor), has
     /// "bob" approve them (entries 1 to N: the data directory's first entries), and waits out
     /// the 1 s cool-down the tests configure. The actor stays "bob".
