@@ -38,6 +38,7 @@ pub async fn add_client(
     actions.sort();
     actions.dedup();
     let client = ClientRecord {
+        instruments: vec![],
         name: c.name,
         venues,
         actions,

@@ -99,6 +99,7 @@ async fn env_on(anvil_args: &[&str], postgres: bool) -> Env {
     store
         .add_client(
             &ClientRecord {
+                instruments: vec![],
                 name: "mm".into(),
                 venues: vec![VENUE.into()],
                 actions: Action::ALL.to_vec(),
@@ -203,6 +204,7 @@ impl Env {
             .decider
             .decide(
                 Intent {
+                    order: None,
                     client: "mm".into(),
                     venue: VENUE.into(),
                     action: Action::Transfer,
@@ -444,6 +446,7 @@ async fn leaked_key_transfers_and_approvals_freeze_on_first_sight() {
         .decider
         .decide(
             Intent {
+                order: None,
                 client: "mm".into(),
                 venue: VENUE.into(),
                 action: Action::Transfer,
@@ -996,6 +999,7 @@ async fn send_with(
         .await
         .unwrap();
     let intent = Intent {
+        order: None,
         client: "mm".into(),
         venue: VENUE.into(),
         action: Action::Transfer,

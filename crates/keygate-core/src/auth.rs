@@ -32,6 +32,9 @@ pub struct ClientRecord {
     #[serde(default)]
     pub tags: Vec<String>,
     pub enabled: bool,
+    /// The instruments (`BASE/QUOTE`) the client may trade. Empty: none (never "any").
+    #[serde(default)]
+    pub instruments: Vec<String>,
 }
 
 impl ClientRecord {
@@ -429,6 +432,7 @@ mod tests {
     fn setup() -> (NewToken, TokenRecord, ClientRecord) {
         let t = new_token([1; 8], [7; 32]);
         let client = ClientRecord {
+            instruments: vec![],
             name: "mm-bot".into(),
             venues: vec!["binance".into(), "okx".into()],
             actions: vec![Action::Read, Action::Trade, Action::Withdraw],

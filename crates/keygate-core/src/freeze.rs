@@ -210,6 +210,7 @@ mod tests {
 
     fn intent(client: &str, venue: &str) -> Intent {
         Intent {
+            order: None,
             client: client.into(),
             venue: venue.into(),
             action: Action::Read,

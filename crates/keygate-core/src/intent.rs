@@ -97,6 +97,11 @@ pub struct Intent {
     /// The token the request came with (its public id, never the secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_id: Option<String>,
+    /// A trade's order: instrument, side, type, price, quantity and the market's reference
+    /// price. Every order endpoint keygate knows fills it; a trade without one (a version-1
+    /// replay file, a hand-written `keygate decide` intent) is valued by its asset and amount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<crate::order::Order>,
 }
 
 /// Why an intent is not well formed.
@@ -206,6 +211,7 @@ mod tests {
 
     fn withdraw() -> Intent {
         Intent {
+            order: None,
             client: "mm-bot".into(),
             venue: "binance".into(),
             action: Action::Withdraw,

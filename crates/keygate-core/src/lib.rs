@@ -13,6 +13,7 @@ pub mod detect;
 pub mod freeze;
 pub mod intent;
 pub mod limits;
+pub mod order;
 pub mod outflow;
 pub mod policy;
 pub mod price;

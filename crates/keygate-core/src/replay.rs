@@ -77,6 +77,7 @@ impl RequestEvent {
     /// The intent the request carries, as the gateway would classify it.
     pub fn intent(&self) -> Intent {
         Intent {
+            order: None,
             client: self.client.clone(),
             venue: self.venue.clone(),
             action: self.action,

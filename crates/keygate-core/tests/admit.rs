@@ -52,6 +52,7 @@ fn state(e: &Engine) -> State {
         e,
         StateInputs {
             clients: vec![ClientRecord {
+                instruments: vec![],
                 name: "mm".into(),
                 venues: vec!["binance".into()],
                 actions: Action::ALL.to_vec(),
@@ -99,6 +100,7 @@ fn token() -> (Presented, TokenRecord) {
 
 fn withdraw(amount: i64) -> Intent {
     Intent {
+        order: None,
         client: String::new(),
         venue: "binance".into(),
         action: Action::Withdraw,

@@ -68,6 +68,7 @@ fn engine(policies: &str) -> Engine {
 
 fn client(name: &str) -> ClientRecord {
     ClientRecord {
+        instruments: vec![],
         name: name.into(),
         venues: vec!["binance".into()],
         actions: Action::ALL.to_vec(),
@@ -113,6 +114,7 @@ fn state(e: &Engine) -> State {
 
 fn withdraw(client: &str, asset: &str, amount: i64) -> Intent {
     Intent {
+        order: None,
         client: client.into(),
         venue: "binance".into(),
         action: Action::Withdraw,

@@ -76,6 +76,7 @@ fn state(e: &Engine) -> State {
     let clients = CLIENTS
         .iter()
         .map(|c| ClientRecord {
+            instruments: vec![],
             name: c.to_string(),
             venues: vec!["v".into()],
             actions: Action::ALL.to_vec(),
@@ -148,6 +149,7 @@ fn run(steps: Vec<(usize, usize, i64, i64, bool)>) -> Result<usize, TestCaseErro
         now = (now + dt).max(latest - 4_000);
         latest = latest.max(now);
         let intent = Intent {
+            order: None,
             client: CLIENTS[c].into(),
             venue: "v".into(),
             action: if transfer {

@@ -191,6 +191,7 @@ fn engine() -> Result<Engine> {
 fn clients() -> Vec<ClientRecord> {
     (0..CLIENTS)
         .map(|c| ClientRecord {
+            instruments: vec![],
             name: format!("c{c}"),
             venues: vec!["binance".into()],
             actions: Action::ALL.to_vec(),
@@ -202,6 +203,7 @@ fn clients() -> Vec<ClientRecord> {
 
 fn intent(c: usize) -> Intent {
     Intent {
+        order: None,
         client: format!("c{c}"),
         venue: "binance".into(),
         action: Action::Withdraw,

@@ -27,6 +27,7 @@ fn row_to_client(r: &AnyRow) -> Result<ClientRecord, StoreError> {
     let name: String = r.try_get("name")?;
     let what = format!("client {name}");
     Ok(ClientRecord {
+        instruments: vec![],
         venues: from_json(&r.try_get::<String, _>("venues")?, &what)?,
         actions: from_json(&r.try_get::<String, _>("actions")?, &what)?,
         tags: from_json(&r.try_get::<String, _>("tags")?, &what)?,

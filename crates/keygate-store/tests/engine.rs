@@ -64,6 +64,7 @@ fn engine() -> Arc<Engine> {
 async fn setup(s: &Store) {
     s.add_client(
         &ClientRecord {
+            instruments: vec![],
             name: "mm".into(),
             venues: vec!["binance".into()],
             actions: Action::ALL.to_vec(),
@@ -94,6 +95,7 @@ async fn setup(s: &Store) {
 
 fn withdraw(amount: i64) -> Intent {
     Intent {
+        order: None,
         client: "mm".into(),
         venue: "binance".into(),
         action: Action::Withdraw,

@@ -246,6 +246,7 @@ fn gateway_request(
 fn intent(venue: &str, classified: &Result<Classified, GatewayError>) -> Result<Intent, String> {
     match classified {
         Ok(c) => Ok(Intent {
+            order: None,
             client: String::new(),
             venue: venue.to_string(),
             action: c.action,

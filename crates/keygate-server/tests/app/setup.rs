@@ -81,6 +81,7 @@ pub async fn env_with(anonymous_public: bool) -> Env {
     store
         .add_client(
             &ClientRecord {
+                instruments: vec![],
                 name: "mm".into(),
                 venues: vec!["binance".into()],
                 actions: Action::ALL.to_vec(),

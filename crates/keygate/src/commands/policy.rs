@@ -91,6 +91,7 @@ fn test(a: &PolicyTestArgs) -> Result<()> {
             .clone()
             .unwrap_or_else(|| format!("line {}", i + 1));
         let client = ClientRecord {
+            instruments: vec![],
             name: case.client.clone(),
             venues: vec![case.venue.clone()],
             actions: vec![case.action],

@@ -11,6 +11,7 @@ use serde_json::json;
 
 fn intent() -> Intent {
     Intent {
+        order: None,
         client: "bot-1".into(),
         venue: "binance".into(),
         action: Action::Withdraw,
