@@ -41,6 +41,7 @@ fn now() -> i64 {
 
 fn engine() -> Arc<Engine> {
     Arc::new(Engine {
+        trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "p.cedar".into(),
             text: "permit(principal, action, resource);".into(),

@@ -118,6 +118,7 @@ pub fn build(config: &Config, base: &Path) -> Result<Engine> {
         })
         .collect::<Result<Vec<_>>>()?;
     let engine = Engine {
+        trading: Default::default(),
         policies,
         limits,
         pinned,

@@ -49,6 +49,8 @@ pub struct Engine {
     pub venue_credentials: Vec<(String, String)>,
     /// The anomaly detectors' settings.
     pub detectors: crate::detect::DetectorConfig,
+    /// How orders are valued.
+    pub trading: crate::order::TradeSettings,
 }
 
 /// Why an engine or state could not be built.
@@ -402,7 +404,25 @@ fn checked(
         approvals: extra.approvals,
         ..PolicyContext::default()
     };
-    let valued = match (asset, intent.amount) {
+    let amount = match &intent.order {
+        Some(order) => {
+            let notional = order_notional(engine, order, at, &mut ctx)?;
+            if intent.amount.is_some_and(|a| a != notional) {
+                return Err(Verdict::deny(
+                    at,
+                    Stage::Intent,
+                    format!(
+                        "the request is not valid: its amount {} is not its order's notional {notional} {}",
+                        intent.amount.unwrap_or_default(),
+                        order.quote
+                    ),
+                ));
+            }
+            Some(notional)
+        }
+        None => intent.amount,
+    };
+    let valued = match (asset, amount) {
         (Some(asset), Some(amount)) => Some(value(state, intent, asset, amount, at, &mut ctx)?),
         _ => None,
     };
@@ -517,8 +537,56 @@ fn check_client(state: &State, intent: &Intent, at: Millis) -> Result<(), Verdic
             "client {} may not {} on {}",
             intent.client, intent.action, intent.venue
         )),
-        Some(_) => Ok(()),
+        Some(c) => match &intent.order {
+            Some(o) if !c.instruments.contains(&o.instrument()) => refuse(format!(
+                "client {} may not trade {} ({} on {}): its scope names {}; add it with `keygate client add {} --instrument {}`",
+                intent.client,
+                o.instrument(),
+                o.symbol,
+                intent.venue,
+                if c.instruments.is_empty() {
+                    "no instruments".to_string()
+                } else {
+                    c.instruments.join(", ")
+                },
+                intent.client,
+                o.instrument()
+            )),
+            _ => Ok(()),
+        },
     }
+}
+
+/// Values an order in its quote asset at a fresh reference price, and fills the policy
+/// context's order fields (all but the USD notional, which [`value`] fills). `Err` is the deny:
+/// no fresh reference (a value check on a stale market is no check), or an order that cannot be
+/// valued, or an amount the adapter stated that the order does not match.
+// The `Err` is the deny itself, the verdict returned: boxing it would allocate per deny.
+#[allow(clippy::result_large_err)]
+fn order_notional(
+    engine: &Engine,
+    order: &crate::order::Order,
+    at: Millis,
+    ctx: &mut PolicyContext,
+) -> Result<Decimal, Verdict> {
+    let trading = &engine.trading;
+    let reference = order
+        .fresh_reference(at, trading.reference_max_age)
+        .map_err(|e| Verdict::deny(at, Stage::Price, format!("cannot value the order: {e}")))?;
+    let notional = order
+        .notional(reference, trading.slippage_bps)
+        .map_err(|e| Verdict::deny(at, Stage::Intent, format!("cannot value the order: {e}")))?;
+    ctx.instrument = order.instrument();
+    ctx.symbol = order.symbol.clone();
+    ctx.base = order.base.clone();
+    ctx.quote = order.quote.clone();
+    ctx.side = order.side.as_str().to_string();
+    ctx.order_type = order.kind.as_str().to_string();
+    ctx.price_micros = order.price.map(micros).unwrap_or(0);
+    ctx.quantity_micros = order.quantity.map(micros).unwrap_or(0);
+    ctx.reference_price_micros = micros(reference);
+    ctx.price_deviation_bps = order.deviation_bps(reference);
+    Ok(notional)
 }
 
 /// What valuing an intent found: its USD value, the limits covering it, and its debit.
@@ -549,6 +617,9 @@ fn value(
     let usd_value_cents = Some(usd);
     ctx.amount_micros = micros(amount);
     ctx.usd_value_cents = usd;
+    if intent.order.is_some() {
+        ctx.notional_usd_cents = usd;
+    }
     if intent.action.moves_funds_out() {
         let to = intent.destination.as_deref().unwrap_or_default();
         let d = state

@@ -119,6 +119,8 @@ pub enum IntentError {
     MissingDestination { action: Action },
     #[error("a {action} carries no {what}; remove it")]
     Unexpected { action: Action, what: &'static str },
+    #[error("the order is not valid: {why}")]
+    BadOrder { why: String },
     #[error("{what} {value:?} is not a valid name (1-64 characters: letters, digits, . _ - :)")]
     BadName { what: &'static str, value: String },
 }
@@ -156,23 +158,32 @@ impl Intent {
             });
         }
         let action = self.action;
+        if let Some(order) = &self.order {
+            self.validate_order(order)?;
+        }
         if action.carries_value() {
             if self.asset.is_none() {
                 return Err(IntentError::MissingAsset { action });
             }
-            let amount = self.amount.ok_or(IntentError::MissingAmount { action })?;
-            if amount <= Decimal::ZERO {
-                return Err(IntentError::NotPositive { amount });
-            }
-            if amount > Decimal::from(MAX_AMOUNT) {
-                return Err(IntentError::TooLarge { amount });
-            }
+            // An order sized in its base asset at the market has no quote amount until the
+            // decider values it at the reference price.
+            let amount = match (self.amount, &self.order) {
+                (Some(a), _) => a,
+                (None, Some(_)) => return self.check_destination(),
+                (None, None) => return Err(IntentError::MissingAmount { action }),
+            };
+            check_amount(amount)?;
         } else if self.amount.is_some() {
             return Err(IntentError::Unexpected {
                 action,
                 what: "amount",
             });
         }
+        self.check_destination()
+    }
+
+    fn check_destination(&self) -> Result<(), IntentError> {
+        let action = self.action;
         if action.moves_funds_out() {
             if self
                 .destination
@@ -189,6 +200,63 @@ impl Intent {
         }
         Ok(())
     }
+}
+
+impl Intent {
+    /// An order belongs to a trade, in the quote asset, with positive sizes and price.
+    fn validate_order(&self, o: &crate::order::Order) -> Result<(), IntentError> {
+        let bad = |why: String| Err(IntentError::BadOrder { why });
+        if self.action != Action::Trade {
+            return Err(IntentError::Unexpected {
+                action: self.action,
+                what: "order",
+            });
+        }
+        for (what, value) in [
+            ("base", &o.base),
+            ("quote", &o.quote),
+            ("symbol", &o.symbol),
+        ] {
+            if !valid_name(value) {
+                return Err(IntentError::BadName {
+                    what,
+                    value: value.clone(),
+                });
+            }
+        }
+        if self.asset.as_deref() != Some(o.quote.as_str()) {
+            return bad(format!(
+                "an order's asset is its quote asset {}, not {}",
+                o.quote,
+                self.asset.as_deref().unwrap_or("none")
+            ));
+        }
+        for (what, v) in [
+            ("price", o.price),
+            ("quantity", o.quantity),
+            ("quote quantity", o.quote_quantity),
+        ] {
+            if let Some(v) = v {
+                if v <= Decimal::ZERO {
+                    return bad(format!("the {what} {v} is not positive"));
+                }
+                if v > Decimal::from(MAX_AMOUNT) {
+                    return bad(format!("the {what} {v} is too large"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_amount(amount: Decimal) -> Result<(), IntentError> {
+    if amount <= Decimal::ZERO {
+        return Err(IntentError::NotPositive { amount });
+    }
+    if amount > Decimal::from(MAX_AMOUNT) {
+        return Err(IntentError::TooLarge { amount });
+    }
+    Ok(())
 }
 
 /// The canonical form of an address for comparison: EVM hex addresses are case-insensitive

@@ -132,6 +132,25 @@ pub enum OrderError {
     Overflow,
 }
 
+/// How keygate values orders: set in `[trading]` of the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeSettings {
+    /// The most a market order sized in base may fill above the reference, in basis points: it
+    /// is valued at reference × (1 + slippage).
+    pub slippage_bps: i64,
+    /// A reference price older than this values nothing: the order is denied.
+    pub reference_max_age: Millis,
+}
+
+impl Default for TradeSettings {
+    fn default() -> Self {
+        Self {
+            slippage_bps: 100,
+            reference_max_age: 30 * crate::time::SECOND,
+        }
+    }
+}
+
 /// Basis points in one.
 const BPS: i64 = 10_000;
 

@@ -101,6 +101,18 @@ pub struct PolicyContext {
     pub signals: Vec<String>,
     pub anomaly_score: i64,
     pub approvals: i64,
+    /// A trade's order, "" and 0 for anything else (and a trade without order details).
+    pub instrument: String,
+    pub symbol: String,
+    pub base: String,
+    pub quote: String,
+    pub side: String,
+    pub order_type: String,
+    pub price_micros: i64,
+    pub quantity_micros: i64,
+    pub notional_usd_cents: i64,
+    pub reference_price_micros: i64,
+    pub price_deviation_bps: i64,
 }
 
 /// The destination of a request as the policy sees it.
@@ -148,7 +160,7 @@ fn applies_to(p: &Policy, action: &EntityUid) -> bool {
 }
 
 /// Every context attribute, in the order of `Uses` indexes.
-const CONTEXT_FIELDS: [&str; 14] = [
+const CONTEXT_FIELDS: [&str; 25] = [
     "amount_micros",
     "usd_value_cents",
     "asset",
@@ -163,6 +175,17 @@ const CONTEXT_FIELDS: [&str; 14] = [
     "signals",
     "anomaly_score",
     "approvals",
+    "instrument",
+    "symbol",
+    "base",
+    "quote",
+    "side",
+    "order_type",
+    "price_micros",
+    "quantity_micros",
+    "notional_usd_cents",
+    "reference_price_micros",
+    "price_deviation_bps",
 ];
 
 fn field_uses(policies: &[Policy]) -> Vec<bool> {
@@ -731,6 +754,35 @@ impl Policies {
             .slice(subject.client, subject.action)
             .map(|s| s.uses.as_slice());
         let used = |i: usize| uses.and_then(|u| u.get(i)).copied().unwrap_or(true);
+        // Every context field must be in the key (a verdict remembered without one would answer
+        // for requests that differ in it): a field added to the context without a line below
+        // does not compile.
+        let PolicyContext {
+            amount_micros: _,
+            usd_value_cents: _,
+            asset: _,
+            destination: _,
+            client_usd_cents_10m: _,
+            client_usd_cents_1h: _,
+            client_usd_cents_24h: _,
+            client_count_1h: _,
+            hour_utc: _,
+            source_ip: _,
+            signals: _,
+            anomaly_score: _,
+            approvals: _,
+            instrument: _,
+            symbol: _,
+            base: _,
+            quote: _,
+            side: _,
+            order_type: _,
+            price_micros: _,
+            quantity_micros: _,
+            notional_usd_cents: _,
+            reference_price_micros: _,
+            price_deviation_bps: _,
+        } = c;
         let mut k = String::with_capacity(96);
         // Names cannot hold the separator (keygate's names are letters, digits, . _ - :).
         let _ = write!(
@@ -756,6 +808,11 @@ impl Policies {
         long(9, c.hour_utc);
         long(12, c.anomaly_score);
         long(13, c.approvals);
+        long(20, c.price_micros);
+        long(21, c.quantity_micros);
+        long(22, c.notional_usd_cents);
+        long(23, c.reference_price_micros);
+        long(24, c.price_deviation_bps);
         if used(2) {
             let _ = write!(k, "\u{1f}2={:?}", c.asset);
         }
@@ -777,6 +834,19 @@ impl Policies {
         }
         if used(11) {
             let _ = write!(k, "\u{1f}11={:?}", c.signals);
+        }
+        let strings = [
+            (14, &c.instrument),
+            (15, &c.symbol),
+            (16, &c.base),
+            (17, &c.quote),
+            (18, &c.side),
+            (19, &c.order_type),
+        ];
+        for (i, v) in strings {
+            if used(i) {
+                let _ = write!(k, "\u{1f}{i}={v:?}");
+            }
         }
         k
     }
@@ -873,6 +943,18 @@ impl Policies {
         });
         push(12, &|| long(c.anomaly_score));
         push(13, &|| long(c.approvals));
+        let string = |v: &String| RestrictedExpression::new_string(v.clone());
+        push(14, &|| string(&c.instrument));
+        push(15, &|| string(&c.symbol));
+        push(16, &|| string(&c.base));
+        push(17, &|| string(&c.quote));
+        push(18, &|| string(&c.side));
+        push(19, &|| string(&c.order_type));
+        push(20, &|| long(c.price_micros));
+        push(21, &|| long(c.quantity_micros));
+        push(22, &|| long(c.notional_usd_cents));
+        push(23, &|| long(c.reference_price_micros));
+        push(24, &|| long(c.price_deviation_bps));
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 }

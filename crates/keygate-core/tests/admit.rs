@@ -32,6 +32,7 @@ unless { context.approvals >= 2 };
 
 fn engine() -> Engine {
     Engine {
+        trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "test.cedar".into(),
             text: POLICIES.into(),

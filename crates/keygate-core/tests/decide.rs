@@ -41,6 +41,7 @@ when { context.amount_micros * 9223372036854775807 > 0 };
 
 fn engine(policies: &str) -> Engine {
     Engine {
+        trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "test.cedar".into(),
             text: policies.into(),

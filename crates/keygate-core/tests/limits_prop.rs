@@ -54,6 +54,7 @@ fn engine() -> Engine {
     );
     count.max_count = Some(5);
     Engine {
+        trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "all.cedar".into(),
             text: "permit(principal, action, resource);".into(),

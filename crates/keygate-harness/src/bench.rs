@@ -172,6 +172,7 @@ fn limits() -> Vec<LimitSpec> {
 
 fn engine() -> Result<Engine> {
     let e = Engine {
+        trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "bench.cedar".into(),
             text: policy_text(),

@@ -36,6 +36,7 @@ keygate_store::both_backends!(
 
 fn engine() -> Arc<Engine> {
     Arc::new(Engine {
+        trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "p.cedar".into(),
             text: "permit(principal, action, resource);".into(),

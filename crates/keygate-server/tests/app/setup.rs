@@ -32,6 +32,7 @@ pub struct Env {
 
 fn engine() -> Arc<Engine> {
     Arc::new(Engine {
+        trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "p.cedar".into(),
             text: "permit(principal, action, resource);".into(),
