@@ -15,6 +15,8 @@ pub struct NewClient {
     pub venues: Vec<String>,
     pub actions: Vec<Action>,
     pub tags: Vec<String>,
+    /// The instruments (`BASE/QUOTE`) it may trade; none if empty.
+    pub instruments: Vec<String>,
 }
 
 /// A client as added, with its audit entry.
@@ -38,7 +40,7 @@ pub async fn add_client(
     actions.sort();
     actions.dedup();
     let client = ClientRecord {
-        instruments: vec![],
+        instruments: instrument_list(c.instruments),
         name: c.name,
         venues,
         actions,
@@ -49,6 +51,39 @@ pub async fn add_client(
     let seq = h.store.add_client(&client, actor, now).await?;
     checkpoint_if_due(h).await;
     Ok(AddedClient { client, seq })
+}
+
+/// Instruments as an operator typed them: upper case, sorted, without repeats.
+fn instrument_list(mut list: Vec<String>) -> Vec<String> {
+    for i in &mut list {
+        *i = i.trim().to_ascii_uppercase();
+    }
+    list.sort();
+    list.dedup();
+    list
+}
+
+/// Replaces the instruments a client may trade (an empty list: it trades nothing); returns
+/// the list as stored and the audit entry.
+pub async fn set_client_instruments(
+    h: &StateHandle,
+    actor: &str,
+    name: &str,
+    instruments: Vec<String>,
+    now: Millis,
+) -> Result<(Vec<String>, i64)> {
+    let list = instrument_list(instruments);
+    if let Some(i) = list.iter().find(|i| !auth::valid_instrument(i)) {
+        return Err(invalid(format!(
+            "instrument {i:?} is not valid: write it BASE/QUOTE, such as BTC/USDT"
+        )));
+    }
+    let seq = h
+        .store
+        .set_client_instruments(name, &list, actor, now)
+        .await?;
+    checkpoint_if_due(h).await;
+    Ok((list, seq))
 }
 
 /// Enables or disables a client (its tokens stop or start working on the next request);

@@ -50,6 +50,15 @@ max_age = "5m"
 USDT = "1"
 USDC = "1"
 
+[trading]
+# Orders are valued at their notional: quantity x limit price, or for a market order sized in its
+# base asset the instrument's reference price (the mid of the venue's book, read every
+# reference_poll) plus slippage_bps. An order whose reference is older than reference_max_age
+# is denied.
+slippage_bps = 100
+reference_max_age = "30s"
+reference_poll = "5s"
+
 [tokens]
 default_ttl = "15m"
 max_ttl = "24h"
@@ -150,6 +159,14 @@ client = "*"
 window = "1h"
 max_usd = "100000"
 max_count = 20
+
+# Trades count by their notional only in limits that say so.
+[[limits]]
+name = "per-client-trades-1h"
+client = "*"
+actions = ["trade"]
+window = "1h"
+max_usd = "500000"
 "#
     )
 }

@@ -118,7 +118,7 @@ pub fn build(config: &Config, base: &Path) -> Result<Engine> {
         })
         .collect::<Result<Vec<_>>>()?;
     let engine = Engine {
-        trading: Default::default(),
+        trading: trading(config)?,
         policies,
         limits,
         pinned,
@@ -157,6 +157,20 @@ permit (
   resource
 );
 
+@id("trades-near-the-market")
+@reason("an order priced more than 5% from the market against the client (a buy above it, a sell below it) is how a leaked key empties an account into a thief's own book (3Commas, 2022)")
+forbid (principal, action == Keygate::Action::"trade", resource)
+when { context.price_deviation_bps > 500 };
+
+// A client trades only the instruments its scope names (`keygate client add … --instrument
+// BTC/USDT`, or `keygate client instruments`). To narrow a bot further, or cap each order:
+//
+// @id("mm-bot-majors")
+// @reason("mm-bot trades BTC/USDT and ETH/USDT, up to $50,000 an order")
+// forbid (principal == Keygate::Client::"mm-bot", action == Keygate::Action::"trade", resource)
+// unless { ["BTC/USDT", "ETH/USDT"].contains(context.instrument) &&
+//          context.notional_usd_cents <= 5000000 };
+
 // Withdrawals and transfers are not permitted until you write a policy for them, for example:
 //
 // @id("mm-rebalance")
@@ -171,6 +185,30 @@ permit (
 // forbid (principal, action in [Keygate::Action::"withdraw", Keygate::Action::"transfer"], resource)
 // when { context.usd_value_cents > 10000000 } unless { context.approvals >= 2 };
 "#;
+
+/// How orders are valued: `[trading]`.
+fn trading(config: &Config) -> Result<keygate_core::order::TradeSettings> {
+    let t = &config.trading;
+    if !(0..=5_000).contains(&t.slippage_bps) {
+        bail!(
+            "trading.slippage_bps = {} must be between 0 and 5000 (50%)",
+            t.slippage_bps
+        );
+    }
+    let reference_max_age = duration("trading.reference_max_age", &t.reference_max_age)?;
+    let poll = duration("trading.reference_poll", &t.reference_poll)?;
+    if poll >= reference_max_age {
+        bail!(
+            "trading.reference_poll ({}) must be shorter than trading.reference_max_age ({}), or every reference price is stale before the next reading",
+            t.reference_poll,
+            t.reference_max_age
+        );
+    }
+    Ok(keygate_core::order::TradeSettings {
+        slippage_bps: t.slippage_bps,
+        reference_max_age,
+    })
+}
 
 /// The detectors' settings: the defaults, with what the config sets.
 fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
@@ -319,10 +357,35 @@ mod tests {
         let text = crate::default_config_text("sqlite://keygate.db", crate::MasterKeySource::File);
         let config = Config::parse(&text, |_| None).unwrap();
         let e = build(&config, dir.path()).unwrap();
-        assert_eq!(e.policies.len(), 1);
-        assert_eq!(e.limits.len(), 2);
+        assert_eq!(e.policies.len(), 2);
+        assert_eq!(e.limits.len(), 3);
         assert_eq!(e.limits[1].client, Selector::Each);
+        // The trade limit counts trades only, per client, by notional.
+        assert_eq!(e.limits[2].actions, vec![keygate_core::Action::Trade]);
+        assert_eq!(e.limits[2].client, Selector::Each);
+        assert_eq!(e.limits[2].max_usd_cents, Some(50_000_000));
         assert_eq!(e.price_max_age, 5 * 60_000);
+        assert_eq!(e.trading.slippage_bps, 100);
+        assert_eq!(e.trading.reference_max_age, 30_000);
+    }
+
+    #[test]
+    fn trading_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        std::fs::write(dir.path().join("policies/default.cedar"), DEFAULT_POLICY).unwrap();
+        for (text, want) in [
+            ("[trading]\nslippage_bps = -1", "between 0 and 5000"),
+            (
+                "[trading]\nreference_poll = \"1m\"\nreference_max_age = \"30s\"",
+                "must be shorter",
+            ),
+            ("[trading]\nreference_max_age = \"soon\"", "reference_max_age"),
+        ] {
+            let config = Config::parse(text, |_| None).unwrap();
+            let e = build(&config, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Config {
     #[serde(default)]
     pub decide: DecideConfig,
     #[serde(default)]
+    pub trading: TradingConfig,
+    #[serde(default)]
     pub limits: Vec<LimitConfig>,
     #[serde(default)]
     pub server: ServerConfig,
@@ -73,6 +75,44 @@ impl Default for DecideConfig {
     fn default() -> Self {
         Self {
             max_clock_skew: default_max_clock_skew(),
+        }
+    }
+}
+
+/// How orders are valued: `[trading]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradingConfig {
+    /// A market order sized in its base asset is valued at the reference price plus this many
+    /// basis points (the most it may fill above the market).
+    #[serde(default = "default_slippage_bps")]
+    pub slippage_bps: i64,
+    /// An order whose instrument's reference price is older than this is denied.
+    #[serde(default = "default_reference_max_age")]
+    pub reference_max_age: String,
+    /// How often `serve` reads each traded instrument's book from its venue.
+    #[serde(default = "default_reference_poll")]
+    pub reference_poll: String,
+}
+
+fn default_slippage_bps() -> i64 {
+    100
+}
+
+fn default_reference_max_age() -> String {
+    "30s".into()
+}
+
+fn default_reference_poll() -> String {
+    "5s".into()
+}
+
+impl Default for TradingConfig {
+    fn default() -> Self {
+        Self {
+            slippage_bps: default_slippage_bps(),
+            reference_max_age: default_reference_max_age(),
+            reference_poll: default_reference_poll(),
         }
     }
 }

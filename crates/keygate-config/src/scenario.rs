@@ -20,6 +20,9 @@ pub struct ScenarioClient {
     pub name: String,
     pub venues: Vec<String>,
     pub actions: Vec<keygate_core::Action>,
+    /// The instruments (`BASE/QUOTE`) it may trade; none if left out.
+    #[serde(default)]
+    pub instruments: Vec<String>,
     /// Where its token may be used from (the gateway replay issues one bound to these).
     pub cidrs: Vec<String>,
 }

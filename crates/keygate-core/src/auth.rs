@@ -422,7 +422,22 @@ pub fn validate_client(c: &ClientRecord) -> Result<(), String> {
     if let Some(t) = c.tags.iter().find(|t| !valid_name(t)) {
         return Err(format!("tag {t:?} is not valid"));
     }
+    if let Some(i) = c.instruments.iter().find(|i| !valid_instrument(i)) {
+        return Err(format!(
+            "instrument {i:?} is not valid: write it BASE/QUOTE in capitals, such as BTC/USDT"
+        ));
+    }
     Ok(())
+}
+
+/// Whether `s` names an instrument as keygate does: `BASE/QUOTE`, both valid upper-case names.
+pub fn valid_instrument(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((base, quote)) => [base, quote]
+            .iter()
+            .all(|p| valid_name(p) && !p.bytes().any(|b| b.is_ascii_lowercase())),
+        None => false,
+    }
 }
 
 #[cfg(test)]

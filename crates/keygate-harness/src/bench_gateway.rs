@@ -245,6 +245,7 @@ async fn data_dir(data: &Path, sim_addr: SocketAddr, secret: &str) -> Result<Arc
                 venues: vec!["bench".into()],
                 actions: vec![keygate_core::Action::Read, keygate_core::Action::Trade],
                 tags: vec![],
+                instruments: vec!["BTC/USDT".into()],
             },
             now,
         )

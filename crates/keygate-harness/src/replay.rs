@@ -125,7 +125,7 @@ pub fn state(config: &Config, engine: &Engine, header: &Header) -> Result<State>
         .clients
         .iter()
         .map(|c| ClientRecord {
-            instruments: vec![],
+            instruments: c.instruments.clone(),
             name: c.name.clone(),
             venues: c.venues.clone(),
             actions: c.actions.clone(),

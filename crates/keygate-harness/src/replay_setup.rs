@@ -183,7 +183,7 @@ pub async fn seed(
         keygate_config::engine::duration("address_book.cooldown", &cfg.address_book.cooldown)?;
     for c in &cfg.scenario.clients {
         let rec = ClientRecord {
-            instruments: vec![],
+            instruments: c.instruments.clone(),
             name: c.name.clone(),
             venues: c.venues.clone(),
             actions: c.actions.clone(),

@@ -27,7 +27,7 @@ fn row_to_client(r: &AnyRow) -> Result<ClientRecord, StoreError> {
     let name: String = r.try_get("name")?;
     let what = format!("client {name}");
     Ok(ClientRecord {
-        instruments: vec![],
+        instruments: from_json(&r.try_get::<String, _>("instruments")?, &what)?,
         venues: from_json(&r.try_get::<String, _>("venues")?, &what)?,
         actions: from_json(&r.try_get::<String, _>("actions")?, &what)?,
         tags: from_json(&r.try_get::<String, _>("tags")?, &what)?,
@@ -125,7 +125,7 @@ pub struct PriceRow {
     pub set_by: String,
 }
 
-const CLIENT_COLS: &str = "SELECT name, venues, actions, tags, enabled FROM clients";
+const CLIENT_COLS: &str = "SELECT name, venues, actions, tags, enabled, instruments FROM clients";
 const TOKEN_COLS: &str = "SELECT id, client, kind, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms FROM tokens";
 const DEST_COLS: &str = "SELECT id, venue, asset, address, label, added_ms, added_by, usable_from_ms, approved_ms, approved_by FROM destinations";
 
@@ -175,7 +175,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut w = Audited::begin(self).await?;
         sqlx::query(
-            "INSERT INTO clients (name, venues, actions, tags, enabled, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO clients (name, venues, actions, tags, enabled, created_ms, updated_ms, instruments) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)",
         )
         .bind(c.name.clone())
         .bind(to_json(&c.venues))
@@ -183,6 +183,7 @@ impl Store {
         .bind(to_json(&c.tags))
         .bind(i64::from(c.enabled))
         .bind(now)
+        .bind(to_json(&c.instruments))
         .execute(&mut *w.tx)
         .await
         .map_err(|e| {
@@ -196,6 +197,35 @@ impl Store {
             actor,
             now,
             json!({"action": "client.add", "client": c}),
+        ))
+        .await
+    }
+
+    /// Sets the instruments (`BASE/QUOTE`) a client may trade, replacing the list it had.
+    pub async fn set_client_instruments(
+        &self,
+        name: &str,
+        instruments: &[String],
+        actor: &str,
+        now: Millis,
+    ) -> Result<i64, StoreError> {
+        let mut w = Audited::begin(self).await?;
+        let done =
+            sqlx::query("UPDATE clients SET instruments = $1, updated_ms = $2 WHERE name = $3")
+                .bind(to_json(&instruments))
+                .bind(now)
+                .bind(name.to_string())
+                .execute(&mut *w.tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "client {name}; see `keygate client list`"
+            )));
+        }
+        w.commit(admin(
+            actor,
+            now,
+            json!({"action": "client.instruments", "client": name, "instruments": instruments}),
         ))
         .await
     }

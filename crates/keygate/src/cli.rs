@@ -158,6 +158,18 @@ pub enum ClientCommand {
     Disable(NameArg),
     /// Enable a disabled client again.
     Enable(NameArg),
+    /// Set the instruments a client may trade, replacing its list (none: it trades nothing).
+    Instruments(ClientInstrumentsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientInstrumentsArgs {
+    /// The client's name.
+    pub name: String,
+    /// An instrument it may trade, BASE/QUOTE such as BTC/USDT (repeat for several; none
+    /// clears the list).
+    #[arg(long = "instrument")]
+    pub instruments: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +185,10 @@ pub struct ClientAddArgs {
     /// A tag policies can test (`principal.tags.contains("…")`); repeat for several.
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// An instrument it may trade, BASE/QUOTE such as BTC/USDT, on any of its venues (repeat
+    /// for several). A client with none trades nothing, whatever its actions.
+    #[arg(long = "instrument")]
+    pub instruments: Vec<String>,
 }
 
 #[derive(Debug, Args)]

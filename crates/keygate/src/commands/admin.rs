@@ -16,6 +16,14 @@ use crate::cli::{
 };
 use crate::commands::{now_ms, time_text};
 
+fn instruments_text(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(",")
+    }
+}
+
 fn actions_text(a: &[Action]) -> String {
     a.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(",")
 }
@@ -31,16 +39,18 @@ pub async fn client(h: &StateHandle, actor: &str, cmd: &ClientCommand) -> Result
                     venues: a.venues.clone(),
                     actions: a.actions.clone(),
                     tags: a.tags.clone(),
+                    instruments: a.instruments.clone(),
                 },
                 now_ms(),
             )
             .await?;
             let c = &added.client;
             println!(
-                "Client {} added: venues {}, actions {} (audit entry {})",
+                "Client {} added: venues {}, actions {}, instruments {} (audit entry {})",
                 c.name,
                 c.venues.join(","),
                 actions_text(&c.actions),
+                instruments_text(&c.instruments),
                 added.seq
             );
             println!("Next: keygate token issue {} --cidr ADDRESS/32", c.name);
@@ -52,6 +62,17 @@ pub async fn client(h: &StateHandle, actor: &str, cmd: &ClientCommand) -> Result
             println!(
                 "Client {} disabled: its tokens stop working on the next request (audit entry {seq})",
                 n.name
+            );
+            Ok(())
+        }
+        ClientCommand::Instruments(a) => {
+            let (list, seq) =
+                clients::set_client_instruments(h, actor, &a.name, a.instruments.clone(), now_ms())
+                    .await?;
+            println!(
+                "Client {} may trade: {} (audit entry {seq})",
+                a.name,
+                instruments_text(&list)
             );
             Ok(())
         }
@@ -76,16 +97,17 @@ async fn client_list(h: &StateHandle, a: &ListArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<8} {:<24} {:<32} TAGS",
-        "NAME", "STATE", "VENUES", "ACTIONS"
+        "{:<20} {:<8} {:<24} {:<32} {:<24} TAGS",
+        "NAME", "STATE", "VENUES", "ACTIONS", "INSTRUMENTS"
     );
     for c in clients {
         println!(
-            "{:<20} {:<8} {:<24} {:<32} {}",
+            "{:<20} {:<8} {:<24} {:<32} {:<24} {}",
             c.name,
             if c.enabled { "enabled" } else { "disabled" },
             c.venues.join(","),
             actions_text(&c.actions),
+            instruments_text(&c.instruments),
             c.tags.join(",")
         );
     }
