@@ -25,6 +25,9 @@ use serde_json::value::RawValue;
 use crate::StoreError;
 
 /// One audit entry's content (its `kind` and `data`), by kind.
+// An entry lives only while it is written or read back, one at a time; a decision (with its
+// order) is most of them, so boxing it would only add an allocation per decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuditEntry<'a> {
     /// `decision`: a request decided.
