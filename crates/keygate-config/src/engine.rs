@@ -380,7 +380,10 @@ mod tests {
                 "[trading]\nreference_poll = \"1m\"\nreference_max_age = \"30s\"",
                 "must be shorter",
             ),
-            ("[trading]\nreference_max_age = \"soon\"", "reference_max_age"),
+            (
+                "[trading]\nreference_max_age = \"soon\"",
+                "reference_max_age",
+            ),
         ] {
             let config = Config::parse(text, |_| None).unwrap();
             let e = build(&config, dir.path()).unwrap_err().to_string();
