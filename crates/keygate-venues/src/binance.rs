@@ -7,13 +7,14 @@
 //! DELETE parameters in the query and POST parameters in a form body.
 
 use keygate_core::Action;
+use keygate_core::order::{Order, OrderKind, Side};
 use keygate_core::outflow::Outflow;
 use rust_decimal::Decimal;
 
 use crate::params::Params;
 use crate::{
     AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request, address,
-    asset, hmac_sha256, positive, request_id,
+    asset, hmac_sha256, positive, request_id, trade_amount,
 };
 
 /// Quote assets that split a symbol when the config names none.
@@ -43,6 +44,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("/api/v3/time", "time"),
     ("/api/v3/exchangeInfo", "exchange_info"),
     ("/api/v3/ticker/price", "ticker"),
+    ("/api/v3/ticker/bookTicker", "book_ticker"),
     ("/api/v3/depth", "depth"),
 ];
 
@@ -69,6 +71,7 @@ pub(crate) fn classify(
         asset: None,
         amount: None,
         destination: None,
+        order: None,
         request_id: None,
         signed,
         forward: Forward::Form(params),
@@ -86,14 +89,16 @@ pub(crate) fn classify(
             }
         }
         ("POST", "/api/v3/order") => {
-            let (asset, amount) = order_value(opts, &params)?;
+            let order = new_order(opts, &params)?;
+            let amount = trade_amount(&order)?;
             let rid = params
                 .get("newClientOrderId")
                 .map(|v| request_id("newClientOrderId", v))
                 .transpose()?;
             let mut c = base("order.new", Action::Trade, true, params);
-            c.asset = Some(asset);
-            c.amount = Some(amount);
+            c.asset = Some(order.quote.clone());
+            c.amount = amount;
+            c.order = Some(order);
             c.request_id = rid;
             return Ok(c);
         }
@@ -181,14 +186,65 @@ fn split_symbol(opts: &AdapterOptions, symbol: &str) -> Result<(String, String),
     })
 }
 
-/// Order types that rest at a limit price, and those that take the market.
-const PRICED_TYPES: &[&str] = &[
-    "LIMIT",
-    "LIMIT_MAKER",
-    "STOP_LOSS_LIMIT",
-    "TAKE_PROFIT_LIMIT",
+/// One order type of `POST /api/v3/order`, from the "additional mandatory parameters based on
+/// order type" table of Binance's New order (TRADE):
+/// <https://developers.binance.com/docs/binance-spot-api-docs/rest-api/trading-endpoints#new-order-trade>
+struct OrderType {
+    name: &'static str,
+    /// `Limit`: `quantity` and `price`. `Market`: `quantity` (or, for `MARKET` only,
+    /// `quoteOrderQty`) and no `price`; `STOP_LOSS` and `TAKE_PROFIT` "execute a MARKET order"
+    /// when triggered.
+    kind: OrderKind,
+    /// Needs `stopPrice` or `trailingDelta`.
+    triggered: bool,
+    /// Takes `quoteOrderQty` instead of `quantity` (only `MARKET`).
+    quote_sized: bool,
+}
+
+const ORDER_TYPES: &[OrderType] = &[
+    OrderType {
+        name: "LIMIT",
+        kind: OrderKind::Limit,
+        triggered: false,
+        quote_sized: false,
+    },
+    OrderType {
+        name: "LIMIT_MAKER",
+        kind: OrderKind::Limit,
+        triggered: false,
+        quote_sized: false,
+    },
+    OrderType {
+        name: "STOP_LOSS_LIMIT",
+        kind: OrderKind::Limit,
+        triggered: true,
+        quote_sized: false,
+    },
+    OrderType {
+        name: "TAKE_PROFIT_LIMIT",
+        kind: OrderKind::Limit,
+        triggered: true,
+        quote_sized: false,
+    },
+    OrderType {
+        name: "MARKET",
+        kind: OrderKind::Market,
+        triggered: false,
+        quote_sized: true,
+    },
+    OrderType {
+        name: "STOP_LOSS",
+        kind: OrderKind::Market,
+        triggered: true,
+        quote_sized: false,
+    },
+    OrderType {
+        name: "TAKE_PROFIT",
+        kind: OrderKind::Market,
+        triggered: true,
+        quote_sized: false,
+    },
 ];
-const MARKET_TYPES: &[&str] = &["MARKET", "STOP_LOSS", "TAKE_PROFIT"];
 
 /// The parameters keygate forwards on each value-moving endpoint; anything else is refused, so
 /// that nothing reaches the venue that was not part of the decision.
@@ -242,71 +298,106 @@ fn only(params: &Params, allowed: &[&str], endpoint: &'static str) -> Result<(),
     }
 }
 
-/// The value an order commits. A buy at a limit price commits `quantity × price` of the quote
-/// asset; a sell commits its `quantity` of the base asset, whatever price it asks (a sell at a
-/// silly price is how stolen funds are dumped); a market order commits the quantity it names,
-/// in the asset it names it in.
-fn order_value(opts: &AdapterOptions, params: &Params) -> Result<(String, Decimal), ClassifyError> {
-    const EP: &str = "POST /api/v3/order";
-    only(params, ORDER_PARAMS, EP)?;
-    let (base, quote) = split_symbol(opts, need(params, "symbol", EP)?)?;
-    let side = need(params, "side", EP)?;
-    if side != "BUY" && side != "SELL" {
-        return Err(ClassifyError::Invalid {
-            name: "side",
-            value: side.chars().take(40).collect(),
-            why: "BUY or SELL".into(),
-        });
-    }
-    let kind = need(params, "type", EP)?;
-    let invalid = |name: &'static str, value: &str, why: &str| ClassifyError::Invalid {
+fn invalid(name: &'static str, value: &str, why: &str) -> ClassifyError {
+    ClassifyError::Invalid {
         name,
         value: value.chars().take(40).collect(),
         why: why.to_string(),
+    }
+}
+
+/// The order a `POST /api/v3/order` places: instrument (the symbol split by the configured quote
+/// assets), side, type, and the price and size its type takes. A parameter its type does not
+/// take, and that would let the venue read a different size or price than keygate
+/// (`quoteOrderQty` on anything but `MARKET`, `price` on a market order), is refused.
+fn new_order(opts: &AdapterOptions, params: &Params) -> Result<Order, ClassifyError> {
+    const EP: &str = "POST /api/v3/order";
+    only(params, ORDER_PARAMS, EP)?;
+    let (base, quote) = split_symbol(opts, need(params, "symbol", EP)?)?;
+    let side = match need(params, "side", EP)? {
+        "BUY" => Side::Buy,
+        "SELL" => Side::Sell,
+        other => return Err(invalid("side", other, "BUY or SELL")),
     };
-    if PRICED_TYPES.contains(&kind) {
-        if params.get("quoteOrderQty").is_some() {
-            return Err(invalid(
-                "quoteOrderQty",
-                kind,
-                "only a MARKET order takes quoteOrderQty",
-            ));
+    let name = need(params, "type", EP)?;
+    let Some(ty) = ORDER_TYPES.iter().find(|t| t.name == name) else {
+        let names: Vec<&str> = ORDER_TYPES.iter().map(|t| t.name).collect();
+        return Err(invalid(
+            "type",
+            name,
+            &format!("the order types keygate knows are {}", names.join(", ")),
+        ));
+    };
+    if ty.triggered && params.get("stopPrice").is_none() && params.get("trailingDelta").is_none() {
+        return Err(ClassifyError::Missing {
+            name: "stopPrice",
+            endpoint: "POST /api/v3/order of a STOP_LOSS or TAKE_PROFIT type (or trailingDelta)",
+        });
+    }
+    let (price, quantity, quote_quantity) = match ty.kind {
+        OrderKind::Limit => {
+            if params.get("quoteOrderQty").is_some() {
+                return Err(invalid(
+                    "quoteOrderQty",
+                    name,
+                    "only a MARKET order takes quoteOrderQty",
+                ));
+            }
+            let qty = positive("quantity", need(params, "quantity", EP)?)?;
+            let price = positive("price", need(params, "price", EP)?)?;
+            (Some(price), Some(qty), None)
         }
-        let qty = positive("quantity", need(params, "quantity", EP)?)?;
-        let price = positive("price", need(params, "price", EP)?)?;
-        if side == "SELL" {
-            return Ok((base, qty));
+        OrderKind::Market => {
+            let (qty, quote_qty) = market_size(params, ty)?;
+            (None, qty, quote_qty)
         }
-        let notional = qty.checked_mul(price).ok_or(ClassifyError::Invalid {
+    };
+    Ok(Order {
+        symbol: format!("{base}{quote}"),
+        base,
+        quote,
+        side,
+        kind: ty.kind,
+        venue_type: ty.name.to_string(),
+        price,
+        quantity,
+        quote_quantity,
+        reference: None,
+    })
+}
+
+/// A market order's size: exactly one of `quantity` (base) and `quoteOrderQty` (quote, `MARKET`
+/// only), and no `price`.
+fn market_size(
+    params: &Params,
+    ty: &OrderType,
+) -> Result<(Option<Decimal>, Option<Decimal>), ClassifyError> {
+    if params.get("price").is_some() {
+        return Err(invalid("price", ty.name, "a market order takes no price"));
+    }
+    match (params.get("quantity"), params.get("quoteOrderQty")) {
+        (Some(q), None) => Ok((Some(positive("quantity", q)?), None)),
+        (None, Some(q)) if ty.quote_sized => Ok((None, Some(positive("quoteOrderQty", q)?))),
+        (None, Some(_)) => Err(invalid(
+            "quoteOrderQty",
+            ty.name,
+            "only a MARKET order takes quoteOrderQty; send quantity",
+        )),
+        (Some(_), Some(_)) | (None, None) if ty.quote_sized => Err(invalid(
+            "quantity",
+            ty.name,
+            "a MARKET order takes exactly one of quantity and quoteOrderQty",
+        )),
+        (Some(_), Some(_)) => Err(invalid(
+            "quoteOrderQty",
+            ty.name,
+            "only a MARKET order takes quoteOrderQty; send quantity alone",
+        )),
+        (None, None) => Err(ClassifyError::Missing {
             name: "quantity",
-            value: qty.to_string(),
-            why: "quantity × price is too large".into(),
-        })?;
-        return Ok((quote, notional));
+            endpoint: "POST /api/v3/order",
+        }),
     }
-    if MARKET_TYPES.contains(&kind) {
-        if params.get("price").is_some() {
-            return Err(invalid("price", kind, "a market order takes no price"));
-        }
-        return match (params.get("quantity"), params.get("quoteOrderQty")) {
-            (Some(q), None) => Ok((base, positive("quantity", q)?)),
-            (None, Some(q)) => Ok((quote, positive("quoteOrderQty", q)?)),
-            _ => Err(invalid(
-                "quantity",
-                kind,
-                "a market order takes exactly one of quantity and quoteOrderQty",
-            )),
-        };
-    }
-    Err(invalid(
-        "type",
-        kind,
-        &format!(
-            "the order types are {} and {}",
-            PRICED_TYPES.join(", "),
-            MARKET_TYPES.join(", ")
-        ),
-    ))
 }
 
 /// The hex signature of a payload: Binance's HMAC scheme.
@@ -368,6 +459,7 @@ fn internal(endpoint: &'static str, path: &str, params: Params) -> Classified {
         asset: None,
         amount: None,
         destination: None,
+        order: None,
         request_id: None,
         signed: true,
         forward: Forward::Form(params),
@@ -546,6 +638,7 @@ mod tests {
             asset: None,
             amount: None,
             destination: None,
+            order: None,
             request_id: None,
             signed: true,
             forward: Forward::Form(p),
@@ -586,33 +679,50 @@ mod tests {
     }
 
     #[test]
-    fn orders_are_valued_by_what_they_commit() {
+    fn orders_are_valued_in_the_quote_asset() {
         let a = adapter();
         let value = |q: &str| {
             let c = a.classify(&req("POST", "/api/v3/order", q, "")).unwrap();
-            (c.asset.unwrap(), c.amount.unwrap().to_string())
+            (c.asset.unwrap(), c.amount.map(|d| d.to_string()))
         };
+        let some = |s: &str| Some(s.to_string());
         assert_eq!(
             value("symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=0.5&price=40000"),
-            ("USDT".into(), "20000.0".into())
+            ("USDT".into(), some("20000.0"))
         );
         assert_eq!(
             value("symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=100"),
-            ("USDT".into(), "100".into())
+            ("USDT".into(), some("100"))
         );
+        assert_eq!(
+            value("symbol=BTCUSDT&side=SELL&type=MARKET&quoteOrderQty=100"),
+            ("USDT".into(), some("100"))
+        );
+        // A market order sized in the base asset has no notional without the market's price.
         assert_eq!(
             value("symbol=ETHBTC&side=SELL&type=MARKET&quantity=3"),
-            ("ETH".into(), "3".into())
+            ("BTC".into(), None)
         );
-        // A sell commits its quantity of the base asset, whatever price it asks.
+        assert_eq!(
+            value("symbol=BTCUSDT&side=SELL&type=STOP_LOSS&quantity=3&stopPrice=30000"),
+            ("USDT".into(), None)
+        );
+        // A sell at a price is worth quantity × price too; how far that price is from the
+        // market is for the decider, which has the reference price.
         assert_eq!(
             value("symbol=BTCUSDT&side=SELL&type=LIMIT&quantity=100&price=0.0001"),
-            ("BTC".into(), "100".into())
+            ("USDT".into(), some("0.0100"))
+        );
+        assert_eq!(
+            value(
+                "symbol=BTCUSDT&side=SELL&type=TAKE_PROFIT_LIMIT&quantity=2&price=50000&stopPrice=49000&timeInForce=GTC"
+            ),
+            ("USDT".into(), some("100000"))
         );
         // FDUSD is longer than USD-anything else: BTCFDUSD is BTC / FDUSD.
         assert_eq!(
-            value("symbol=BTCFDUSD&side=BUY&type=LIMIT&quantity=1&price=2"),
-            ("FDUSD".into(), "2".into())
+            value("symbol=BTCFDUSD&side=BUY&type=LIMIT_MAKER&quantity=1&price=2"),
+            ("FDUSD".into(), some("2"))
         );
         for bad in [
             "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=-1&price=1",
@@ -627,10 +737,109 @@ mod tests {
             "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1&quoteOrderQty=1",
             "symbol=BTCUSDT&side=BUY&type=market&quantity=1",
             "symbol=BTCUSDT&side=BUY&type=LIMIT&Quantity=1000&quantity=1&price=1",
+            // Only MARKET takes quoteOrderQty; the triggered types need their trigger.
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quoteOrderQty=100&stopPrice=1",
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS&quantity=1",
+            "symbol=BTCUSDT&side=BUY&type=STOP_LOSS_LIMIT&quantity=1&price=1",
+            // A pegged order's price is the venue's choice: not a parameter keygate knows.
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=1&pegPriceType=PRIMARY_PEG",
+            "symbol=BTCUSDT&side=BUY&type=LIMIT&quantity=99999999999999999999&price=99999999999999999999",
         ] {
             assert!(
                 a.classify(&req("POST", "/api/v3/order", bad, "")).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn orders_carry_instrument_side_type_price_and_size() {
+        let c = adapter()
+            .classify(&req(
+                "POST",
+                "/api/v3/order",
+                "symbol=SHITUSDT&side=BUY&type=LIMIT&timeInForce=GTC",
+                "quantity=1000000&price=5",
+            ))
+            .unwrap();
+        assert_eq!(c.asset.as_deref(), Some("USDT"));
+        assert_eq!(c.amount, Some(Decimal::from(5_000_000)));
+        let o = c.order.unwrap();
+        assert_eq!(
+            (o.symbol.as_str(), o.base.as_str(), o.quote.as_str()),
+            ("SHITUSDT", "SHIT", "USDT")
+        );
+        assert_eq!((o.side, o.kind), (Side::Buy, OrderKind::Limit));
+        assert_eq!(o.venue_type, "LIMIT");
+        assert_eq!(o.price, Some(Decimal::from(5)));
+        assert_eq!(o.quantity, Some(Decimal::from(1_000_000)));
+        assert_eq!(o.quote_quantity, None);
+        assert_eq!(o.reference, None);
+        assert_eq!(o.instrument(), "SHIT/USDT");
+
+        let m = adapter()
+            .classify(&req(
+                "POST",
+                "/api/v3/order",
+                "symbol=ethbtc&side=SELL&type=MARKET&quoteOrderQty=0.25",
+                "",
+            ))
+            .unwrap()
+            .order
+            .unwrap();
+        assert_eq!((m.symbol.as_str(), m.side), ("ETHBTC", Side::Sell));
+        assert_eq!(
+            (m.kind, m.venue_type.as_str()),
+            (OrderKind::Market, "MARKET")
+        );
+        assert_eq!((m.price, m.quantity), (None, None));
+        assert_eq!(m.quote_quantity, Some(Decimal::new(25, 2)));
+        // Reads, cancels and withdrawals carry no order.
+        for (method, path, q) in [
+            ("GET", "/api/v3/account", ""),
+            ("DELETE", "/api/v3/order", "symbol=BTCUSDT&orderId=1"),
+            (
+                "POST",
+                "/sapi/v1/capital/withdraw/apply",
+                "coin=USDT&address=x&amount=1",
+            ),
+        ] {
+            assert_eq!(
+                adapter().classify(&req(method, path, q, "")).unwrap().order,
+                None
+            );
+        }
+    }
+
+    #[test]
+    fn order_endpoints_keygate_does_not_cover_are_unknown() {
+        let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1";
+        for (m, p) in [
+            ("POST", "/api/v3/order/test"),
+            ("POST", "/api/v3/order/oco"),
+            ("POST", "/api/v3/orderList/oco"),
+            ("POST", "/api/v3/orderList/oto"),
+            ("POST", "/api/v3/orderList/otoco"),
+            ("POST", "/api/v3/orderList/opo"),
+            ("POST", "/api/v3/orderList/opoco"),
+            ("POST", "/api/v3/sor/order"),
+            ("POST", "/api/v3/sor/order/test"),
+            ("POST", "/api/v3/order/cancelReplace"),
+            ("PUT", "/api/v3/order/amend/keepPriority"),
+            ("POST", "/sapi/v1/margin/order"),
+            ("POST", "/sapi/v1/margin/order/oco"),
+            ("POST", "/fapi/v1/order"),
+            ("POST", "/dapi/v1/order"),
+            ("POST", "/eapi/v1/order"),
+            ("POST", "/api/v3/order/"),
+            ("POST", "/API/V3/ORDER"),
+        ] {
+            assert!(
+                matches!(
+                    adapter().classify(&req(m, p, order, "")),
+                    Err(ClassifyError::UnknownEndpoint { .. })
+                ),
+                "{m} {p}"
             );
         }
     }

@@ -14,6 +14,7 @@
 use std::str::FromStr;
 
 use keygate_core::Action;
+use keygate_core::order::{Order, OrderKind};
 use keygate_core::outflow::Outflow;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ pub mod binance;
 pub mod native;
 pub mod okx;
 pub mod params;
+pub mod reference;
 
 pub use params::Params;
 
@@ -122,9 +124,17 @@ pub struct Classified {
     pub method: String,
     pub path: String,
     pub action: Action,
+    /// For a trade, the quote asset of its instrument; for a withdrawal, the asset withdrawn.
     pub asset: Option<String>,
+    /// For a trade, its notional in the quote asset when the request alone says it (a limit
+    /// order's quantity × price, a market order's quote quantity), `None` for a market order
+    /// sized in the base asset (the decider values it at the reference price); for a
+    /// withdrawal, the amount withdrawn.
     pub amount: Option<Decimal>,
     pub destination: Option<String>,
+    /// A trade's order, as the request states it: every classification whose action is
+    /// [`Action::Trade`] carries one. Its reference price is `None`: the gateway attaches it.
+    pub order: Option<Order>,
     /// The client's own id for the request (an order's or a withdrawal's client id), which
     /// must never repeat.
     pub request_id: Option<String>,
@@ -335,6 +345,29 @@ impl Adapter {
             VenueKind::Binance => binance::parse_restrictions(body),
             VenueKind::Okx => okx::parse_restrictions(body),
         }
+    }
+}
+
+/// What a trade intent's amount is, in the order's quote asset: a limit order's quantity × price,
+/// a market order's quote quantity; `None` for a market order sized in the base asset, whose
+/// notional needs the reference price.
+pub(crate) fn trade_amount(order: &Order) -> Result<Option<Decimal>, ClassifyError> {
+    match (
+        order.kind,
+        order.price,
+        order.quantity,
+        order.quote_quantity,
+    ) {
+        (OrderKind::Limit, Some(price), Some(qty), _) => qty
+            .checked_mul(price)
+            .map(Some)
+            .ok_or_else(|| ClassifyError::Invalid {
+                name: "quantity",
+                value: qty.to_string(),
+                why: "quantity × price is too large".into(),
+            }),
+        (OrderKind::Market, _, _, Some(quote_qty)) => Ok(Some(quote_qty)),
+        _ => Ok(None),
     }
 }
 

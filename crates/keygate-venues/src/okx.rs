@@ -8,6 +8,7 @@
 
 use base64::Engine as _;
 use keygate_core::Action;
+use keygate_core::order::{Order, OrderKind, Side};
 use keygate_core::outflow::Outflow;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -15,7 +16,7 @@ use serde_json::{Map, Value};
 use crate::params::Params;
 use crate::{
     AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request, address,
-    asset, hmac_sha256, positive, request_id,
+    asset, hmac_sha256, positive, request_id, trade_amount,
 };
 
 /// Signed GET endpoints that only read.
@@ -55,6 +56,7 @@ pub(crate) fn classify(
         asset: None,
         amount: None,
         destination: None,
+        order: None,
         request_id: None,
         signed,
         forward: Forward::Json { query, body },
@@ -99,13 +101,15 @@ pub(crate) fn classify(
                 return match req.path {
                     "/api/v5/trade/order" => {
                         only(&body, ORDER_FIELDS, "POST /api/v5/trade/order")?;
-                        let (a, amount) = order_value(&body)?;
+                        let order = new_order(&body)?;
+                        let amount = trade_amount(&order)?;
                         let rid = opt(&body, "clOrdId")?
                             .map(|v| request_id("clOrdId", v))
                             .transpose()?;
                         let mut c = base("order.new", Action::Trade, true, query, Some(body));
-                        c.asset = Some(a);
-                        c.amount = Some(amount);
+                        c.asset = Some(order.quote.clone());
+                        c.amount = amount;
+                        c.order = Some(order);
                         c.request_id = rid;
                         Ok(c)
                     }
@@ -193,7 +197,11 @@ const WITHDRAW_FIELDS: &[&str] = &[
     "rcvrInfo",
     "clientId",
 ];
-/// Order types that rest at a price; `market` takes the market.
+/// Spot order types that name a price (`px`); `market` takes the book. From the `ordType` of
+/// OKX's Place order: <https://www.okx.com/docs-v5/en/#order-book-trading-trade-post-place-order>
+/// (`optimal_limit_ioc` is "applicable only to Expiry Futures and Perpetual Futures", `mmp`,
+/// `mmp_and_post_only` and `op_fok` only to options, `elp` is OKX's liquidity programme: none is
+/// a spot order keygate classifies).
 const PRICED_TYPES: &[&str] = &["limit", "post_only", "fok", "ioc"];
 
 fn only(
@@ -253,90 +261,112 @@ fn need<'m>(
     opt(body, name)?.ok_or(ClassifyError::Missing { name, endpoint })
 }
 
-/// The value an order commits. Spot only: `instId` is `BASE-QUOTE`. A market order's `sz` is
-/// in the unit `tgtCcy` names (by default the quote for a buy, the base for a sell); any other
-/// order's value is `sz × px` in the quote asset.
-fn order_value(body: &Map<String, Value>) -> Result<(String, Decimal), ClassifyError> {
+fn invalid(name: &'static str, value: &str, why: &str) -> ClassifyError {
+    ClassifyError::Invalid {
+        name,
+        value: value.chars().take(40).collect(),
+        why: why.to_string(),
+    }
+}
+
+/// The order a `POST /api/v5/trade/order` places. Spot only: `instId` is `BASE-QUOTE` and
+/// `tdMode` is `cash`. A priced type takes `px` and a `sz` in the base asset; `market` takes no
+/// `px`, and its `sz` is in the unit `tgtCcy` names ("Only applicable to SPOT Market Orders.
+/// Default is quote_ccy for buy, base_ccy for sell").
+fn new_order(body: &Map<String, Value>) -> Result<Order, ClassifyError> {
     const EP: &str = "POST /api/v5/trade/order";
     let inst = need(body, "instId", EP)?;
     let parts: Vec<&str> = inst.split('-').collect();
     let [b, q] = parts.as_slice() else {
-        return Err(ClassifyError::Invalid {
-            name: "instId",
-            value: inst.chars().take(40).collect(),
-            why: "keygate classifies spot orders only (BASE-QUOTE, such as BTC-USDT)".into(),
-        });
+        return Err(invalid(
+            "instId",
+            inst,
+            "keygate classifies spot orders only (BASE-QUOTE, such as BTC-USDT)",
+        ));
     };
     let (base, quote) = (asset("instId", b)?, asset("instId", q)?);
-    let side = need(body, "side", EP)?;
-    if side != "buy" && side != "sell" {
-        return Err(ClassifyError::Invalid {
-            name: "side",
-            value: side.chars().take(40).collect(),
-            why: "buy or sell".into(),
-        });
-    }
+    let side = match need(body, "side", EP)? {
+        "buy" => Side::Buy,
+        "sell" => Side::Sell,
+        other => return Err(invalid("side", other, "buy or sell")),
+    };
     let ord_type = need(body, "ordType", EP)?;
     let td_mode = need(body, "tdMode", EP)?;
     if td_mode != "cash" {
-        return Err(ClassifyError::Invalid {
-            name: "tdMode",
-            value: td_mode.chars().take(40).collect(),
-            why: "keygate classifies spot orders only (tdMode cash); margin borrows".into(),
-        });
+        return Err(invalid(
+            "tdMode",
+            td_mode,
+            "keygate classifies spot orders only (tdMode cash); margin borrows",
+        ));
     }
     let sz = positive("sz", need(body, "sz", EP)?)?;
-    if ord_type == "market" {
-        if body.contains_key("px") {
-            return Err(ClassifyError::Invalid {
-                name: "px",
-                value: ord_type.to_string(),
-                why: "a market order takes no px".into(),
-            });
-        }
-        let in_quote = match opt(body, "tgtCcy")? {
-            Some("quote_ccy") => true,
-            Some("base_ccy") => false,
-            Some(other) => {
-                return Err(ClassifyError::Invalid {
-                    name: "tgtCcy",
-                    value: other.chars().take(40).collect(),
-                    why: "base_ccy or quote_ccy".into(),
-                });
-            }
-            None => side == "buy",
+    let (kind, price, quantity, quote_quantity) = if ord_type == "market" {
+        let (qty, quote_qty) = market_size(body, side, sz)?;
+        (OrderKind::Market, None, qty, quote_qty)
+    } else if PRICED_TYPES.contains(&ord_type) {
+        let px = priced_terms(body)?;
+        (OrderKind::Limit, Some(px), Some(sz), None)
+    } else {
+        let why = if ord_type == "optimal_limit_ioc" {
+            "optimal_limit_ioc is for futures and swaps only; keygate classifies spot orders (send market or ioc)".to_string()
+        } else {
+            format!(
+                "the spot order types keygate knows are market, {}",
+                PRICED_TYPES.join(", ")
+            )
         };
-        return Ok(if in_quote { (quote, sz) } else { (base, sz) });
+        return Err(invalid("ordType", ord_type, &why));
+    };
+    Ok(Order {
+        symbol: format!("{base}-{quote}"),
+        base,
+        quote,
+        side,
+        kind,
+        venue_type: ord_type.to_string(),
+        price,
+        quantity,
+        quote_quantity,
+        reference: None,
+    })
+}
+
+/// A spot market order's size: `sz` in the quote asset (`tgtCcy` `quote_ccy`, a buy's default)
+/// or in the base asset (`base_ccy`, a sell's default). It takes no `px`.
+fn market_size(
+    body: &Map<String, Value>,
+    side: Side,
+    sz: Decimal,
+) -> Result<(Option<Decimal>, Option<Decimal>), ClassifyError> {
+    if body.contains_key("px") {
+        return Err(invalid("px", "market", "a market order takes no px"));
     }
-    if !PRICED_TYPES.contains(&ord_type) {
-        return Err(ClassifyError::Invalid {
-            name: "ordType",
-            value: ord_type.chars().take(40).collect(),
-            why: format!("the order types are market, {}", PRICED_TYPES.join(", ")),
-        });
-    }
-    // A priced order's sz is in the base asset; ccxt says so with tgtCcy base_ccy, which is
-    // harmless. quote_ccy would make the venue read sz differently: refused.
+    let in_quote = match opt(body, "tgtCcy")? {
+        Some("quote_ccy") => true,
+        Some("base_ccy") => false,
+        Some(other) => return Err(invalid("tgtCcy", other, "base_ccy or quote_ccy")),
+        None => side == Side::Buy,
+    };
+    Ok(if in_quote {
+        (None, Some(sz))
+    } else {
+        (Some(sz), None)
+    })
+}
+
+/// A priced order's `px`. Its `sz` is in the base asset; ccxt says so with `tgtCcy` `base_ccy`,
+/// which is harmless. `quote_ccy` would make the venue read `sz` differently: refused.
+fn priced_terms(body: &Map<String, Value>) -> Result<Decimal, ClassifyError> {
     if let Some(t) = opt(body, "tgtCcy")?
         && t != "base_ccy"
     {
-        return Err(ClassifyError::Invalid {
-            name: "tgtCcy",
-            value: t.chars().take(40).collect(),
-            why: "only a market order takes tgtCcy quote_ccy; a priced order's sz is in the base asset (base_ccy)".into(),
-        });
+        return Err(invalid(
+            "tgtCcy",
+            t,
+            "only a market order takes tgtCcy quote_ccy; a priced order's sz is in the base asset (base_ccy)",
+        ));
     }
-    let px = positive("px", need(body, "px", EP)?)?;
-    // A sell commits its size in the base asset, whatever price it asks.
-    if side == "sell" {
-        return Ok((base, sz));
-    }
-    let notional = sz.checked_mul(px).ok_or(ClassifyError::Invalid {
-        name: "sz",
-        value: sz.to_string(),
-        why: "sz × px is too large".into(),
-    })?;
-    Ok((quote, notional))
+    positive("px", need(body, "px", "POST /api/v5/trade/order")?)
 }
 
 /// OKX's timestamp format: `2020-12-08T09:08:57.715Z`.
@@ -409,6 +439,7 @@ fn internal(endpoint: &'static str, path: &str) -> Classified {
         asset: None,
         amount: None,
         destination: None,
+        order: None,
         request_id: None,
         signed: true,
         forward: Forward::Json {
@@ -598,52 +629,71 @@ mod tests {
     }
 
     #[test]
-    fn orders_are_valued_by_what_they_commit() {
+    fn orders_are_valued_in_the_quote_asset() {
         let a = adapter();
         let value = |b: &str| {
             let c = a
                 .classify(&req("POST", "/api/v5/trade/order", "", b))
                 .unwrap();
-            (c.asset.unwrap(), c.amount.unwrap().to_string())
+            (c.asset.unwrap(), c.amount.map(|d| d.to_string()))
         };
+        let some = |s: &str| Some(s.to_string());
         assert_eq!(
             value(
                 r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"0.5","px":"40000"}"#
             ),
-            ("USDT".into(), "20000.0".into())
+            ("USDT".into(), some("20000.0"))
         );
+        // A market buy's sz is in the quote asset by default, a market sell's in the base.
         assert_eq!(
             value(
                 r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"100"}"#
             ),
-            ("USDT".into(), "100".into())
+            ("USDT".into(), some("100"))
         );
         assert_eq!(
             value(
                 r#"{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"market","sz":"2"}"#
             ),
-            ("BTC".into(), "2".into())
+            ("USDT".into(), None)
+        );
+        assert_eq!(
+            value(
+                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"market","sz":"2","tgtCcy":"quote_ccy"}"#
+            ),
+            ("USDT".into(), some("2"))
         );
         assert_eq!(
             value(
                 r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"2","tgtCcy":"base_ccy"}"#
             ),
-            ("BTC".into(), "2".into())
+            ("USDT".into(), None)
         );
         assert_eq!(
             value(
-                r#"{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"limit","sz":"100","px":"0.0001"}"#
+                r#"{"instId":"ETH-BTC","tdMode":"cash","side":"sell","ordType":"post_only","sz":"100","px":"0.0001"}"#
             ),
-            ("BTC".into(), "100".into())
+            ("BTC".into(), some("0.0100"))
         );
+        for t in ["fok", "ioc"] {
+            let body = format!(
+                r#"{{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"{t}","sz":"2","px":"3"}}"#
+            );
+            assert_eq!(value(&body), ("USDT".into(), some("6")));
+        }
         for bad in [
             r#"{"instId":"BTC-USDT-SWAP","tdMode":"cross","side":"buy","ordType":"limit","sz":"1","px":"1"}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cross","side":"buy","ordType":"limit","sz":"1","px":"1"}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"optimal_limit_ioc","sz":"1"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"elp","sz":"1","px":"1"}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"1","px":"0.01"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"1","tgtCcy":"usd"}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1","px":"1","attachAlgoOrds":[]}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":1,"px":"1"}"#,
             r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1"}"#,
+            // The quote currency an order trades in is its instId's, nothing else.
+            r#"{"instId":"BTC-USD","tdMode":"cash","side":"buy","ordType":"limit","sz":"1","px":"1","tradeQuoteCcy":"USDT"}"#,
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1","px":"1","pxAmendType":"1"}"#,
             r#"[{"instId":"BTC-USDT"}]"#,
             "not json",
         ] {
@@ -651,6 +701,84 @@ mod tests {
                 a.classify(&req("POST", "/api/v5/trade/order", "", bad))
                     .is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn orders_carry_instrument_side_type_price_and_size() {
+        let a = adapter();
+        let order = |b: &str| {
+            a.classify(&req("POST", "/api/v5/trade/order", "", b))
+                .unwrap()
+                .order
+                .unwrap()
+        };
+        let o = order(
+            r#"{"instId":"eth-usdt","tdMode":"cash","side":"sell","ordType":"limit","sz":"3","px":"2000.5","clOrdId":"x1"}"#,
+        );
+        assert_eq!(
+            (o.symbol.as_str(), o.base.as_str(), o.quote.as_str()),
+            ("ETH-USDT", "ETH", "USDT")
+        );
+        assert_eq!(
+            (o.side, o.kind, o.venue_type.as_str()),
+            (Side::Sell, OrderKind::Limit, "limit")
+        );
+        assert_eq!(o.price, Some(Decimal::new(20005, 1)));
+        assert_eq!(
+            (o.quantity, o.quote_quantity),
+            (Some(Decimal::from(3)), None)
+        );
+        assert_eq!(o.reference, None);
+        let m = order(
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"150"}"#,
+        );
+        assert_eq!(
+            (m.kind, m.price, m.quantity),
+            (OrderKind::Market, None, None)
+        );
+        assert_eq!(m.quote_quantity, Some(Decimal::from(150)));
+        let s = order(
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"sell","ordType":"market","sz":"0.2"}"#,
+        );
+        assert_eq!(
+            (s.quantity, s.quote_quantity),
+            (Some(Decimal::new(2, 1)), None)
+        );
+        let cancel = a
+            .classify(&req(
+                "POST",
+                "/api/v5/trade/cancel-order",
+                "",
+                r#"{"instId":"BTC-USDT","ordId":"1"}"#,
+            ))
+            .unwrap();
+        assert_eq!(cancel.order, None);
+    }
+
+    #[test]
+    fn order_endpoints_keygate_does_not_cover_are_unknown() {
+        let order = r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","sz":"1","px":"1"}"#;
+        for path in [
+            "/api/v5/trade/batch-orders",
+            "/api/v5/trade/amend-order",
+            "/api/v5/trade/amend-batch-orders",
+            "/api/v5/trade/cancel-batch-orders",
+            "/api/v5/trade/close-position",
+            "/api/v5/trade/order-algo",
+            "/api/v5/trade/amend-algos",
+            "/api/v5/trade/order-precheck",
+            "/api/v5/tradingBot/grid/order-algo",
+            "/api/v5/sprd/order",
+            "/api/v5/trade/order/",
+        ] {
+            assert!(
+                matches!(
+                    adapter().classify(&req("POST", path, "", order)),
+                    Err(ClassifyError::UnknownEndpoint { .. })
+                ),
+                "{path}"
             );
         }
     }
