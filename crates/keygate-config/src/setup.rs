@@ -346,9 +346,15 @@ pub async fn gateway(
     let decider = decider(&h, engine)?;
     let gw = Gateway::new(decider, h.store.clone(), master, venues, ttl)
         .map_err(msg)?
-        .with_chains(chains);
+        .with_chains(chains)
+        .with_reference_refresh(reference_poll(&h.config)?);
     check_credentials(&gw).await?;
     Ok((gw, h))
+}
+
+/// How often the instruments' books are read (`trading.reference_poll`).
+pub fn reference_poll(config: &Config) -> Result<std::time::Duration> {
+    std_duration("trading.reference_poll", &config.trading.reference_poll)
 }
 
 /// The TLS server config `server.tls_cert` and `server.tls_key` name, if both are set.

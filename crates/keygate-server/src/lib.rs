@@ -24,6 +24,7 @@ mod gateway;
 pub mod metrics;
 pub mod native;
 pub mod reconcile;
+pub mod references;
 pub mod refusal;
 pub mod tls;
 pub mod transfers;
@@ -84,6 +85,8 @@ pub struct Gateway {
     pub public_limit: gateway::PublicLimit,
     /// The EVM venues, by name (the transfer API and the chain watchers).
     pub chains: HashMap<String, Arc<transfers::ChainSetup>>,
+    /// The instruments' market prices, read from the venues' books.
+    pub references: references::References,
 }
 
 impl Gateway {
@@ -117,7 +120,14 @@ impl Gateway {
             throttle: gateway::Throttle::default(),
             public_limit: gateway::PublicLimit::default(),
             chains: HashMap::new(),
+            references: references::References::default(),
         })
+    }
+
+    /// Reads an instrument's book again once its reading is older than `fresh_for`.
+    pub fn with_reference_refresh(mut self, fresh_for: Duration) -> Self {
+        self.references = references::References::new(fresh_for);
+        self
     }
 
     /// Adds the EVM venues.

@@ -72,7 +72,9 @@ impl References {
         let Ok(mut map) = self.readings.write() else {
             return;
         };
-        let slot = map.entry((venue.to_string(), symbol.to_string())).or_insert(r);
+        let slot = map
+            .entry((venue.to_string(), symbol.to_string()))
+            .or_insert(r);
         if slot.at < r.at {
             *slot = r;
         }
@@ -177,7 +179,7 @@ pub fn spawn(gw: Arc<Gateway>, every: Duration) -> tokio::task::JoinHandle<()> {
             };
             for setup in gw.venues.values() {
                 for symbol in traded_symbols(&clients, setup) {
-                    let now = crate::now_ms();
+                    let now = gw.store.clock().now();
                     if let Err(e) = read(&gw, setup, &symbol, now)
                         .await
                         .map(|r| gw.references.put(&setup.name, &symbol, r))

@@ -152,7 +152,10 @@ async fn run(inc: &Incoming<'_>, seen: &mut Seen, body: Body) -> Result<Done, Re
     let credentials = authenticate::read(presentation, inc.headers)?;
     let body = read_body(body).await?;
     let venue_path = format!("/{}", inc.path);
-    let classified = classify(inc, &venue_path, &body);
+    let mut classified = classify(inc, &venue_path, &body);
+    if let Ok(c) = &mut classified {
+        attach_reference(inc, c).await;
+    }
     if let Ok(c) = &classified {
         seen.endpoint = c.endpoint;
         if let Some(st) = seen.style.as_mut() {
@@ -217,6 +220,20 @@ fn classify(inc: &Incoming<'_>, venue_path: &str, body: &[u8]) -> Result<Classif
         })
 }
 
+/// Gives an order the market price of its instrument, read from the venue's book (cached); an
+/// order without one is denied by the decider as unvalued.
+async fn attach_reference(inc: &Incoming<'_>, c: &mut Classified) {
+    let (Some(setup), Some(order)) = (inc.setup, c.order.as_mut()) else {
+        return;
+    };
+    let now = inc.gw.store.clock().now();
+    order.reference = inc
+        .gw
+        .references
+        .current(inc.gw, setup, &order.symbol, now)
+        .await;
+}
+
 /// What the decider is asked: the token, the request's ids and hold, and its intent (or why
 /// it has none).
 fn gateway_request(
@@ -246,7 +263,7 @@ fn gateway_request(
 fn intent(venue: &str, classified: &Result<Classified, GatewayError>) -> Result<Intent, String> {
     match classified {
         Ok(c) => Ok(Intent {
-            order: None,
+            order: c.order.clone(),
             client: String::new(),
             venue: venue.to_string(),
             action: c.action,

@@ -24,6 +24,10 @@ pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
             .await
             .map_err(anyhow::Error::msg)?,
     );
+    reconcilers.push(keygate_server::references::spawn(
+        gw.clone(),
+        keygate_config::setup::reference_poll(&h.config)?,
+    ));
     reconcilers.extend(keygate_server::alerts::spawn(
         h.store.clone(),
         gw.http.clone(),
