@@ -42,9 +42,9 @@ use sha2::Sha256;
 
 use crate::config::VenueKind;
 use crate::state::{
-    Credentials, NewOrder, Order, OrderRef, OrderStatus, OrderType, Side, Sim, WithdrawError,
-    fake_tx_id,
+    Credentials, Order, OrderStatus, OrderType, Side, Sim, WithdrawError, fake_tx_id,
 };
+use crate::trading::{Execution, NewOrder, OrderRef, PlaceError};
 use crate::{now_ms, parse_amount, read_body};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -151,6 +151,7 @@ enum Endpoint {
     Ping,
     Time,
     ExchangeInfo,
+    BookTicker,
     Coins,
     Account,
     NewOrder,
@@ -175,6 +176,7 @@ impl Endpoint {
             ("GET", "/api/v3/ping") => Endpoint::Ping,
             ("GET", "/api/v3/time") => Endpoint::Time,
             ("GET", "/api/v3/exchangeInfo") => Endpoint::ExchangeInfo,
+            ("GET", "/api/v3/ticker/bookTicker") => Endpoint::BookTicker,
             ("GET", "/sapi/v1/capital/config/getall") => Endpoint::Coins,
             ("GET", "/api/v3/account") => Endpoint::Account,
             ("POST", "/api/v3/order") => Endpoint::NewOrder,
@@ -189,7 +191,7 @@ impl Endpoint {
 
     fn permission(self) -> Option<Permission> {
         match self {
-            Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo => None,
+            Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo | Endpoint::BookTicker => None,
             Endpoint::Coins
             | Endpoint::Account
             | Endpoint::OpenOrders
@@ -210,7 +212,13 @@ pub(crate) async fn handle(sim: &Sim, request: Request) -> Response {
     match endpoint {
         Endpoint::Ping => return Json(json!({})).into_response(),
         Endpoint::Time => return Json(json!({"serverTime": now_ms()})).into_response(),
-        Endpoint::ExchangeInfo => return Json(exchange_info()).into_response(),
+        Endpoint::ExchangeInfo => return Json(exchange_info(sim)).into_response(),
+        Endpoint::BookTicker => {
+            return match book_ticker(sim, parts.uri.query().unwrap_or("")) {
+                Ok(value) => Json(value).into_response(),
+                Err(e) => e.into_response(),
+            };
+        }
         _ => {}
     }
     let body = match read_body(&parts.headers, body).await {
@@ -250,7 +258,9 @@ fn signed(
         return Err(invalid_key());
     }
     match endpoint {
-        Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo => Ok(json!({})),
+        Endpoint::Ping | Endpoint::Time | Endpoint::ExchangeInfo | Endpoint::BookTicker => {
+            Ok(json!({}))
+        }
         Endpoint::Coins => Ok(coins(sim, &caller)),
         Endpoint::Account => Ok(account(sim, &caller)),
         Endpoint::NewOrder => new_order(sim, &caller),
@@ -439,8 +449,11 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
-fn type_name(order_type: OrderType) -> &'static str {
-    match order_type {
+fn type_name(order: &Order) -> &str {
+    if !order.venue_type.is_empty() {
+        return &order.venue_type;
+    }
+    match order.order_type {
         OrderType::Limit => "LIMIT",
         OrderType::Market => "MARKET",
     }
@@ -449,18 +462,15 @@ fn type_name(order_type: OrderType) -> &'static str {
 fn status_name(status: OrderStatus) -> &'static str {
     match status {
         OrderStatus::New => "NEW",
+        OrderStatus::PartiallyFilled => "PARTIALLY_FILLED",
         OrderStatus::Filled => "FILLED",
         OrderStatus::Canceled => "CANCELED",
+        OrderStatus::Expired => "EXPIRED",
     }
 }
 
-/// The fields every order response shares.
+/// The fields every order response shares (Binance's "RESULT" response).
 fn order_fields(order: &Order) -> serde_json::Map<String, Value> {
-    let executed = if order.status == OrderStatus::Filled {
-        order.quantity
-    } else {
-        Decimal::ZERO
-    };
     let value = json!({
         "symbol": order.symbol,
         "orderId": order.id,
@@ -468,13 +478,12 @@ fn order_fields(order: &Order) -> serde_json::Map<String, Value> {
         "clientOrderId": order.client_order_id,
         "price": fixed8(order.price.unwrap_or(Decimal::ZERO)),
         "origQty": fixed8(order.quantity),
-        "executedQty": fixed8(executed),
+        "executedQty": fixed8(order.executed_quantity),
         "origQuoteOrderQty": fixed8(order.quote_quantity.unwrap_or(Decimal::ZERO)),
-        // No market data, so no quote amount is ever filled.
-        "cummulativeQuoteQty": fixed8(Decimal::ZERO),
+        "cummulativeQuoteQty": fixed8(order.executed_quote),
         "status": status_name(order.status),
         "timeInForce": order.time_in_force.as_deref().unwrap_or("GTC"),
-        "type": type_name(order.order_type),
+        "type": type_name(order),
         "side": side_name(order.side),
         "workingTime": order.time_ms,
         "selfTradePreventionMode": "NONE",
@@ -489,11 +498,11 @@ fn account(sim: &Sim, caller: &Caller) -> Value {
     let omit_zero = caller.params.get("omitZeroBalances") == Some("true");
     let balances: Vec<Value> = sim
         .lock()
-        .balances(&caller.api_key)
+        .holdings(&caller.api_key)
         .into_iter()
-        .filter(|(_, free)| !(omit_zero && free.is_zero()))
-        .map(|(asset, free)| {
-            json!({"asset": asset, "free": fixed8(free), "locked": fixed8(Decimal::ZERO)})
+        .filter(|(_, (free, locked))| !(omit_zero && free.is_zero() && locked.is_zero()))
+        .map(|(asset, (free, locked))| {
+            json!({"asset": asset, "free": fixed8(free), "locked": fixed8(locked)})
         })
         .collect();
     let r = &caller.credentials.restrictions;
@@ -516,16 +525,17 @@ fn account(sim: &Sim, caller: &Caller) -> Value {
     })
 }
 
-/// The spot symbols the simulator lists: each against USDT, in the shape of Binance's
-/// `GET /api/v3/exchangeInfo` (filters included, so client libraries can round amounts).
-pub(crate) const SYMBOLS: &[(&str, &str)] = &[("BTC", "USDT"), ("ETH", "USDT")];
-
-fn exchange_info() -> Value {
-    let symbols: Vec<Value> = SYMBOLS
+/// `GET /api/v3/exchangeInfo`: the simulator's Binance markets, in Binance's shape (filters
+/// included, so client libraries can round amounts; the simulator enforces none of them).
+fn exchange_info(sim: &Sim) -> Value {
+    let symbols: Vec<Value> = sim
+        .markets()
         .iter()
-        .map(|(base, quote)| {
+        .filter(|m| m.venue == VenueKind::Binance)
+        .map(|m| {
+            let (base, quote) = (&m.base, &m.quote);
             json!({
-                "symbol": format!("{base}{quote}"),
+                "symbol": m.symbol(),
                 "status": "TRADING",
                 "baseAsset": base,
                 "baseAssetPrecision": 8,
@@ -543,7 +553,7 @@ fn exchange_info() -> Value {
                 "isSpotTradingAllowed": true,
                 "isMarginTradingAllowed": false,
                 "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000", "tickSize": "0.01000000"},
+                    {"filterType": "PRICE_FILTER", "minPrice": "0.00000001", "maxPrice": "1000000.00000000", "tickSize": "0.00000001"},
                     {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
                     {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": true, "maxNotional": "9000000.00000000", "applyMaxToMarket": false, "avgPriceMins": 5},
                 ],
@@ -568,16 +578,16 @@ fn exchange_info() -> Value {
 fn coins(sim: &Sim, caller: &Caller) -> Value {
     let rows: Vec<Value> = sim
         .lock()
-        .balances(&caller.api_key)
+        .holdings(&caller.api_key)
         .into_iter()
-        .map(|(asset, free)| {
+        .map(|(asset, (free, locked))| {
             json!({
                 "coin": asset,
                 "name": asset,
                 "depositAllEnable": true,
                 "withdrawAllEnable": true,
                 "free": fixed8(free),
-                "locked": "0",
+                "locked": fixed8(locked),
                 "freeze": "0",
                 "withdrawing": "0",
                 "ipoing": "0",
@@ -654,6 +664,85 @@ fn positive(amount: Decimal, what: &str) -> Result<Decimal, ApiError> {
     }
 }
 
+/// The order types the simulator fills (a subset of Binance's: the triggered types are not
+/// served).
+fn order_type(name: &str) -> Result<OrderType, ApiError> {
+    match name {
+        "LIMIT" | "LIMIT_MAKER" => Ok(OrderType::Limit),
+        "MARKET" => Ok(OrderType::Market),
+        _ => Err(ApiError::bad_request(-1116, "Invalid orderType.")),
+    }
+}
+
+/// A limit order's size, price and execution. `LIMIT` needs `timeInForce` (`GTC` rests, `IOC`
+/// and `FOK` do not); `LIMIT_MAKER` takes none and is refused if it would take.
+fn limit_terms(
+    p: &Params,
+    name: &str,
+) -> Result<(Decimal, Decimal, Execution, Option<String>), ApiError> {
+    if p.get("quoteOrderQty").is_some() {
+        return Err(not_required("quoteOrderQty"));
+    }
+    let quantity = positive(
+        p.amount("quantity")?.ok_or_else(|| mandatory("quantity"))?,
+        "quantity",
+    )?;
+    let price = positive(
+        p.amount("price")?.ok_or_else(|| mandatory("price"))?,
+        "price",
+    )?;
+    if name == "LIMIT_MAKER" {
+        if p.get("timeInForce").is_some() {
+            return Err(not_required("timeInForce"));
+        }
+        return Ok((quantity, price, Execution::MakerOnly, None));
+    }
+    let tif = p
+        .get("timeInForce")
+        .ok_or_else(|| mandatory("timeInForce"))?;
+    let execution = match tif {
+        "GTC" => Execution::Rest,
+        "IOC" => Execution::ImmediateOrCancel,
+        "FOK" => Execution::FillOrKill,
+        _ => return Err(ApiError::bad_request(-1115, "Invalid timeInForce.")),
+    };
+    Ok((quantity, price, execution, Some(tif.to_string())))
+}
+
+/// A market order's size: exactly one of `quantity` and `quoteOrderQty`.
+fn market_terms(p: &Params) -> Result<(Decimal, Option<Decimal>), ApiError> {
+    if p.get("price").is_some() {
+        return Err(not_required("price"));
+    }
+    if p.get("timeInForce").is_some() {
+        return Err(not_required("timeInForce"));
+    }
+    match (p.amount("quantity")?, p.amount("quoteOrderQty")?) {
+        (Some(q), None) => Ok((positive(q, "quantity")?, None)),
+        (None, Some(q)) => Ok((Decimal::ZERO, Some(positive(q, "quantity")?))),
+        (Some(_), Some(_)) => Err(not_required("quoteOrderQty")),
+        (None, None) => Err(ApiError::bad_request(
+            -1102,
+            "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!",
+        )),
+    }
+}
+
+fn place_error(e: PlaceError) -> ApiError {
+    match e {
+        PlaceError::DuplicateClientOrderId => ApiError::bad_request(-2010, "Duplicate order sent."),
+        PlaceError::UnknownSymbol => ApiError::bad_request(-1121, "Invalid symbol."),
+        PlaceError::InsufficientBalance { .. } => insufficient_balance(),
+        PlaceError::WouldTake => {
+            ApiError::bad_request(-2010, "Order would immediately match and take.")
+        }
+        PlaceError::TooLarge => ApiError::bad_request(-1013, "Invalid quantity."),
+    }
+}
+
+/// `POST /api/v3/order`: fills at the symbol's book at once; answers in the
+/// `newOrderRespType` asked (`ACK`, `RESULT`, `FULL`; `MARKET` and `LIMIT` default to `FULL`,
+/// others to `ACK`, as the docs say).
 fn new_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
     let p = &caller.params;
     let symbol = symbol_param(p)?;
@@ -662,46 +751,27 @@ fn new_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
         "SELL" => Side::Sell,
         _ => return Err(ApiError::bad_request(-1117, "Invalid side.")),
     };
-    let order_type = match p.required("type")? {
-        "LIMIT" => OrderType::Limit,
-        "MARKET" => OrderType::Market,
-        _ => return Err(ApiError::bad_request(-1116, "Invalid orderType.")),
-    };
-    let quantity = p.amount("quantity")?;
-    let quote_quantity = p.amount("quoteOrderQty")?;
-    let price = p.amount("price")?;
-    let time_in_force = p.get("timeInForce");
-    let (quantity, quote_quantity, price, time_in_force) = match order_type {
+    let name = p.required("type")?.to_string();
+    let order_type = order_type(&name)?;
+    let (quantity, quote_quantity, price, execution, time_in_force) = match order_type {
         OrderType::Limit => {
-            let time_in_force = time_in_force.ok_or_else(|| mandatory("timeInForce"))?;
-            if !["GTC", "IOC", "FOK"].contains(&time_in_force) {
-                return Err(ApiError::bad_request(-1115, "Invalid timeInForce."));
-            }
-            if quote_quantity.is_some() {
-                return Err(not_required("quoteOrderQty"));
-            }
-            let quantity = positive(quantity.ok_or_else(|| mandatory("quantity"))?, "quantity")?;
-            let price = positive(price.ok_or_else(|| mandatory("price"))?, "price")?;
-            (quantity, None, Some(price), Some(time_in_force.to_string()))
+            let (q, px, execution, tif) = limit_terms(p, &name)?;
+            (q, None, Some(px), execution, tif)
         }
         OrderType::Market => {
-            if price.is_some() {
-                return Err(not_required("price"));
-            }
-            if time_in_force.is_some() {
-                return Err(not_required("timeInForce"));
-            }
-            match (quantity, quote_quantity) {
-                (Some(q), None) => (positive(q, "quantity")?, None, None, None),
-                (None, Some(q)) => (Decimal::ZERO, Some(positive(q, "quantity")?), None, None),
-                (Some(_), Some(_)) => return Err(not_required("quoteOrderQty")),
-                (None, None) => {
-                    return Err(ApiError::bad_request(
-                        -1102,
-                        "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!",
-                    ));
-                }
-            }
+            let (q, qq) = market_terms(p)?;
+            (q, qq, None, Execution::ImmediateOrCancel, None)
+        }
+    };
+    let response = match p.get("newOrderRespType") {
+        None if name == "LIMIT" || name == "MARKET" => "FULL",
+        None => "ACK",
+        Some(r @ ("ACK" | "RESULT" | "FULL")) => r,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                -1100,
+                "Illegal characters found in parameter 'newOrderRespType'; legal range is 'ACK, RESULT, FULL'.",
+            ));
         }
     };
     let client_order_id = client_order_id_param(p, "newClientOrderId")?;
@@ -712,6 +782,8 @@ fn new_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
         symbol,
         side,
         order_type,
+        venue_type: name,
+        execution,
         quantity,
         quote_quantity,
         price,
@@ -721,10 +793,97 @@ fn new_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
     let placed = sim
         .lock()
         .place_order(order, now_ms())
-        .map_err(|_| ApiError::bad_request(-2010, "Duplicate order sent."))?;
-    let mut fields = order_fields(&placed);
+        .map_err(place_error)?;
+    Ok(order_response(&placed, response, sim))
+}
+
+/// The answer to a new order, in the response type asked.
+fn order_response(placed: &Order, response: &str, sim: &Sim) -> Value {
+    if response == "ACK" {
+        return json!({
+            "symbol": placed.symbol,
+            "orderId": placed.id,
+            "orderListId": -1,
+            "clientOrderId": placed.client_order_id,
+            "transactTime": placed.time_ms,
+        });
+    }
+    let mut fields = order_fields(placed);
     fields.insert("transactTime".into(), json!(placed.time_ms));
-    Ok(Value::Object(fields))
+    if response == "FULL" {
+        // No fees in the simulator: commission 0, in the asset received.
+        let received = {
+            let state = sim.lock();
+            state
+                .market(VenueKind::Binance, &placed.symbol)
+                .map(|m| match placed.side {
+                    Side::Buy => m.base.clone(),
+                    Side::Sell => m.quote.clone(),
+                })
+                .unwrap_or_default()
+        };
+        let fills: Vec<Value> = placed
+            .fills
+            .iter()
+            .map(|f| {
+                json!({
+                    "price": fixed8(f.price),
+                    "qty": fixed8(f.quantity),
+                    "commission": fixed8(Decimal::ZERO),
+                    "commissionAsset": received,
+                    "tradeId": f.trade_id,
+                })
+            })
+            .collect();
+        fields.insert("fills".into(), Value::Array(fills));
+    }
+    Value::Object(fields)
+}
+
+/// `GET /api/v3/ticker/bookTicker`: the best bid and ask of one symbol (`symbol=`), or of every
+/// symbol as an array; an empty side shows zeros. An unlisted symbol is -1121.
+fn book_ticker(sim: &Sim, query: &str) -> Result<Value, ApiError> {
+    let mut symbol = None;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        match name.as_ref() {
+            "symbol" if symbol.is_none() => symbol = Some(value.into_owned()),
+            "symbol" => {
+                return Err(ApiError::bad_request(
+                    -1101,
+                    "Duplicate values for a parameter detected.",
+                ));
+            }
+            "symbols" | "symbolStatus" => return Err(not_required(&name)),
+            _ => {}
+        }
+    }
+    let row = |m: &crate::Market| {
+        let zero = crate::Level::new(Decimal::ZERO, Decimal::ZERO);
+        let bid = m.bids.first().copied().unwrap_or(zero);
+        let ask = m.asks.first().copied().unwrap_or(zero);
+        json!({
+            "symbol": m.symbol(),
+            "bidPrice": fixed8(bid.price),
+            "bidQty": fixed8(bid.quantity),
+            "askPrice": fixed8(ask.price),
+            "askQty": fixed8(ask.quantity),
+        })
+    };
+    let state = sim.lock();
+    match symbol {
+        Some(s) => state
+            .market(VenueKind::Binance, &s)
+            .map(row)
+            .ok_or_else(|| ApiError::bad_request(-1121, "Invalid symbol.")),
+        None => Ok(Value::Array(
+            state
+                .markets
+                .iter()
+                .filter(|m| m.venue == VenueKind::Binance)
+                .map(row)
+                .collect(),
+        )),
+    }
 }
 
 fn cancel_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {

@@ -10,7 +10,8 @@
 //! `GET /_sim/state` returns a [`SimSnapshot`] as JSON, for tests and benchmarks
 //! that run the simulator in another process.
 //!
-//! An account file (the `accounts` of [`SimConfig`]):
+//! An account file (a [`SimFile`]: the `accounts` of [`SimConfig`], and optionally the
+//! [`Market`]s; without them, [`default_markets`]):
 //!
 //! ```json
 //! {"accounts": [
@@ -19,17 +20,30 @@
 //!    "restrictions": {"enable_withdrawals": true}},
 //!   {"venue": "okx", "api_key": "okey", "secret": "osecret", "passphrase": "opass",
 //!    "balances": {"USDT": "500"}}
+//! ],
+//!  "markets": [
+//!   {"venue": "binance", "base": "BTC", "quote": "USDT",
+//!    "bids": [["36490", "0.5"], ["36480", "2"]], "asks": [["36510", "0.5"], ["36520", "2"]]}
 //! ]}
 //! ```
 //!
-//! What it does not model: market data, matching, fees, balances moved by
-//! orders (limit orders rest, market orders are marked filled, neither touches a
-//! balance), rate limits, and IP restrictions (reported, not enforced).
+//! Each market has its own book. An order fills against it at once: a limit order takes the
+//! opposite levels up to its price and what is left rests (or expires: IOC, FOK), a market
+//! order walks the book; the fills move the account's base and quote balances, a resting
+//! order locks what it would pay, and an order the free balance cannot cover is refused with
+//! the venue's error. The public book tickers (Binance `GET /api/v3/ticker/bookTicker`, OKX
+//! `GET /api/v5/market/ticker`) answer from the books.
+//!
+//! What it does not model: the book moving (fills take from the levels but never use them up,
+//! and resting orders never fill later or show in the book), fees, the triggered order types,
+//! exchange filters, rate limits, and IP restrictions (reported, not enforced).
 
 mod binance;
+mod book;
 mod config;
 mod okx;
 mod state;
+mod trading;
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -41,9 +55,11 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rust_decimal::Decimal;
 
-pub use config::{Account, Restrictions, SimConfig, VenueKind};
+pub use config::{
+    Account, Level, Market, Restrictions, SimConfig, SimFile, VenueKind, default_markets,
+};
 pub use state::{
-    AccountView, Order, OrderStatus, OrderType, Side, Sim, SimError, SimSnapshot, Withdrawal,
+    AccountView, Fill, Order, OrderStatus, OrderType, Side, Sim, SimError, SimSnapshot, Withdrawal,
 };
 
 /// The largest request body the simulator reads.

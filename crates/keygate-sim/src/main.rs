@@ -4,6 +4,9 @@
 //! keygate-sim --accounts FILE.json [--listen 127.0.0.1:0] [--allow-non-loopback]
 //! ```
 //!
+//! FILE.json holds `accounts` and, optionally, `markets` (without them, the default markets:
+//! see `keygate_sim::default_markets`).
+//!
 //! After binding it prints exactly one line to stdout, `listening on
 //! http://IP:PORT`, then serves until killed. Errors go to stderr; a bad
 //! command line or account file exits with 2, a failure to bind or serve with 1.
@@ -15,7 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use keygate_sim::{Sim, SimConfig};
+use keygate_sim::{Sim, SimConfig, SimFile};
 
 /// Binance- and OKX-style venue simulator for keygate's tests, benchmarks and
 /// demo. Never a real venue.
@@ -25,7 +28,8 @@ struct Args {
     /// Address to listen on, IP:PORT (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// JSON file with the accounts: {"accounts": [...]}.
+    /// JSON file with the accounts and, optionally, the markets: {"accounts": [...],
+    /// "markets": [...]}.
     #[arg(long)]
     accounts: PathBuf,
     /// Allow listening on an address other than loopback.
@@ -76,9 +80,13 @@ fn load(args: &Args) -> anyhow::Result<Sim> {
     }
     let text = std::fs::read_to_string(&args.accounts)
         .with_context(|| format!("cannot read {}", args.accounts.display()))?;
-    let config = SimConfig::from_json(&text)
+    let file = SimFile::from_json(&text)
         .with_context(|| format!("bad account file {}", args.accounts.display()))?;
-    Sim::new(config).with_context(|| format!("bad account file {}", args.accounts.display()))
+    let config = SimConfig {
+        accounts: file.accounts,
+    };
+    Sim::with_markets(config, file.markets)
+        .with_context(|| format!("bad account file {}", args.accounts.display()))
 }
 
 async fn run(listen: SocketAddr, sim: Sim) -> anyhow::Result<()> {

@@ -37,9 +37,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::VenueKind;
 use crate::state::{
-    Credentials, NewOrder, Order, OrderRef, OrderStatus, OrderType, Side, Sim, WithdrawError,
-    fake_tx_id,
+    Credentials, Order, OrderStatus, OrderType, Side, Sim, WithdrawError, fake_tx_id,
 };
+use crate::trading::{Execution, NewOrder, OrderRef, PlaceError};
 use crate::{constant_time_eq, now_ms, parse_amount, plain, read_body};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -51,12 +51,14 @@ const PASSPHRASE_HEADER: &str = "OK-ACCESS-PASSPHRASE";
 /// How far the request's timestamp may be from the server's clock.
 const MAX_SKEW_MS: i64 = 30_000;
 
-/// An OKX error: HTTP status and `{"code": "<digits>", "msg": .., "data": []}`.
+/// An OKX error: HTTP status and `{"code": "<digits>", "msg": .., "data": [..]}` (`data` is
+/// empty but for a refused order, whose row carries its own `sCode`).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     msg: String,
+    data: Vec<Value>,
 }
 
 impl ApiError {
@@ -65,6 +67,17 @@ impl ApiError {
             status,
             code,
             msg: msg.into(),
+            data: vec![],
+        }
+    }
+
+    /// A failure with rows: HTTP 200.
+    fn rows(code: &'static str, msg: &str, data: Vec<Value>) -> ApiError {
+        ApiError {
+            status: StatusCode::OK,
+            code,
+            msg: msg.to_string(),
+            data,
         }
     }
 }
@@ -73,7 +86,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"code": self.code, "msg": self.msg, "data": []})),
+            Json(json!({"code": self.code, "msg": self.msg, "data": self.data})),
         )
             .into_response()
     }
@@ -142,6 +155,7 @@ fn ok(data: Vec<Value>) -> Value {
 enum Endpoint {
     Time,
     Instruments,
+    Ticker,
     Currencies,
     Balance,
     PlaceOrder,
@@ -164,6 +178,7 @@ impl Endpoint {
         Some(match (method.as_str(), path) {
             ("GET", "/api/v5/public/time") => Endpoint::Time,
             ("GET", "/api/v5/public/instruments") => Endpoint::Instruments,
+            ("GET", "/api/v5/market/ticker") => Endpoint::Ticker,
             ("GET", "/api/v5/asset/currencies") => Endpoint::Currencies,
             ("GET", "/api/v5/account/balance") => Endpoint::Balance,
             ("POST", "/api/v5/trade/order") => Endpoint::PlaceOrder,
@@ -178,7 +193,7 @@ impl Endpoint {
 
     fn permission(self) -> Option<Permission> {
         match self {
-            Endpoint::Time | Endpoint::Instruments => None,
+            Endpoint::Time | Endpoint::Instruments | Endpoint::Ticker => None,
             Endpoint::Currencies
             | Endpoint::Balance
             | Endpoint::OrdersPending
@@ -200,7 +215,13 @@ pub(crate) async fn handle(sim: &Sim, request: Request) -> Response {
         return Json(ok(vec![json!({"ts": now_ms().to_string()})])).into_response();
     }
     if endpoint == Endpoint::Instruments {
-        return Json(instruments(parts.uri.query().unwrap_or(""))).into_response();
+        return Json(instruments(sim, parts.uri.query().unwrap_or(""))).into_response();
+    }
+    if endpoint == Endpoint::Ticker {
+        return match ticker(sim, parts.uri.query().unwrap_or("")) {
+            Ok(value) => Json(value).into_response(),
+            Err(e) => e.into_response(),
+        };
     }
     let body = match read_body(&parts.headers, body).await {
         Ok(body) => body,
@@ -267,7 +288,8 @@ fn private(
     };
     match endpoint {
         Endpoint::Time => Ok(ok(vec![json!({"ts": now_ms().to_string()})])),
-        Endpoint::Instruments => Ok(instruments(query)),
+        Endpoint::Instruments => Ok(instruments(sim, query)),
+        Endpoint::Ticker => ticker(sim, query),
         Endpoint::Currencies => Ok(currencies(sim, &caller)),
         Endpoint::Balance => balance(sim, &caller),
         Endpoint::PlaceOrder => place_order(sim, &caller),
@@ -434,21 +456,23 @@ impl Params {
 /// Assets counted at 1:1 in `totalEq` (the simulator has no prices).
 const USD_ASSETS: [&str; 3] = ["USDT", "USDC", "USD"];
 
-/// `GET /api/v5/public/instruments`: the simulator's spot pairs (`instType=SPOT`; any other
+/// `GET /api/v5/public/instruments`: the simulator's OKX markets (`instType=SPOT`; any other
 /// type lists nothing), in OKX's shape.
-fn instruments(query: &str) -> Value {
+fn instruments(sim: &Sim, query: &str) -> Value {
     let spot = query
         .split('&')
         .any(|p| p == "instType=SPOT" || p.is_empty());
     let rows: Vec<Value> = if spot {
-        crate::binance::SYMBOLS
+        sim.markets()
             .iter()
-            .map(|(base, quote)| {
+            .filter(|m| m.venue == VenueKind::Okx)
+            .map(|m| {
+                let (base, quote) = (&m.base, &m.quote);
                 json!({
-                    "instType": "SPOT", "instId": format!("{base}-{quote}"), "uly": "", "instFamily": "",
+                    "instType": "SPOT", "instId": m.symbol(), "uly": "", "instFamily": "",
                     "baseCcy": base, "quoteCcy": quote, "settleCcy": "", "ctVal": "", "ctMult": "",
                     "ctValCcy": "", "optType": "", "stk": "", "listTime": "1606468572000", "expTime": "",
-                    "lever": "", "tickSz": "0.1", "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "",
+                    "lever": "", "tickSz": "0.00000001", "lotSz": "0.00000001", "minSz": "0.00001", "ctType": "",
                     "alias": "", "state": "live", "maxLmtSz": "9999999999", "maxMktSz": "1000000",
                     "maxTwapSz": "", "maxIcebergSz": "", "maxTriggerSz": "", "maxStopSz": "",
                 })
@@ -458,6 +482,41 @@ fn instruments(query: &str) -> Value {
         vec![]
     };
     ok(rows)
+}
+
+/// `GET /api/v5/market/ticker?instId=`: the best bid and ask of one instrument from its book
+/// (an empty side is ""), in the shape of OKX's Get ticker. An unlisted instrument is 51001,
+/// with HTTP 200 as OKX answers it.
+fn ticker(sim: &Sim, query: &str) -> Result<Value, ApiError> {
+    let params = Params::from_query(query)?;
+    let inst_id = params.required("instId")?;
+    let state = sim.lock();
+    let Some(m) = state.market(VenueKind::Okx, inst_id) else {
+        return Err(failed(
+            "51001",
+            "Instrument ID, Instrument ID code, or Spread ID doesn't exist.",
+        ));
+    };
+    let side = |l: Option<&crate::Level>| match l {
+        Some(l) => (plain(l.price), plain(l.quantity)),
+        None => (String::new(), String::new()),
+    };
+    let (bid_px, bid_sz) = side(m.bids.first());
+    let (ask_px, ask_sz) = side(m.asks.first());
+    let mid = match (m.bids.first(), m.asks.first()) {
+        (Some(b), Some(a)) => plain((b.price + a.price) / Decimal::TWO),
+        _ => String::new(),
+    };
+    let last = state
+        .last_price(VenueKind::Okx, inst_id)
+        .map(plain)
+        .unwrap_or(mid);
+    Ok(ok(vec![json!({
+        "instType": "SPOT", "instId": m.symbol(), "last": last, "lastSz": "0",
+        "askPx": ask_px, "askSz": ask_sz, "bidPx": bid_px, "bidSz": bid_sz,
+        "open24h": last, "high24h": last, "low24h": last, "volCcy24h": "0", "vol24h": "0",
+        "sodUtc0": last, "sodUtc8": last, "ts": now_ms().to_string(),
+    })]))
 }
 
 /// `GET /api/v5/asset/currencies`: each asset the account holds, on one chain.
@@ -484,25 +543,28 @@ fn balance(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
         .params
         .get("ccy")?
         .map(|list| list.split(',').collect());
-    let balances = sim.lock().balances(&caller.api_key);
+    let holdings = sim.lock().holdings(&caller.api_key);
     let now = now_ms().to_string();
-    let total: Decimal = balances
+    let held = |free: Decimal, locked: Decimal| free.checked_add(locked).unwrap_or(Decimal::MAX);
+    let total: Decimal = holdings
         .iter()
         .filter(|(asset, _)| USD_ASSETS.contains(&asset.as_str()))
         // Checked: a `Decimal` sum panics on overflow.
-        .try_fold(Decimal::ZERO, |sum, (_, amount)| sum.checked_add(*amount))
+        .try_fold(Decimal::ZERO, |sum, (_, (free, locked))| {
+            sum.checked_add(held(*free, *locked))
+        })
         .unwrap_or(Decimal::MAX);
-    let details: Vec<Value> = balances
+    let details: Vec<Value> = holdings
         .iter()
         .filter(|(asset, _)| wanted.as_ref().is_none_or(|w| w.contains(asset.as_str())))
-        .map(|(asset, amount)| {
+        .map(|(asset, (free, locked))| {
             json!({
                 "ccy": asset,
-                "availBal": plain(*amount),
-                "cashBal": plain(*amount),
-                "eq": plain(*amount),
-                "frozenBal": "0",
-                "ordFrozen": "0",
+                "availBal": plain(*free),
+                "cashBal": plain(held(*free, *locked)),
+                "eq": plain(held(*free, *locked)),
+                "frozenBal": plain(*locked),
+                "ordFrozen": plain(*locked),
                 "uTime": now,
             })
         })
@@ -522,6 +584,41 @@ fn valid_inst_id(inst_id: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// An order type the simulator fills, and how: `limit` rests, `ioc` and `fok` do not, a
+/// `market` order walks the book.
+fn ord_type(name: &str) -> Result<(OrderType, Execution), ApiError> {
+    Ok(match name {
+        "limit" => (OrderType::Limit, Execution::Rest),
+        "ioc" => (OrderType::Limit, Execution::ImmediateOrCancel),
+        "fok" => (OrderType::Limit, Execution::FillOrKill),
+        "market" => (OrderType::Market, Execution::ImmediateOrCancel),
+        _ => return Err(param_error("ordType")),
+    })
+}
+
+/// A spot market order's `sz` is in the quote asset when `tgtCcy` is `quote_ccy`, the default
+/// for a buy, and in the base asset when `base_ccy`, the default for a sell.
+fn market_in_quote(p: &Params, side: Side) -> Result<bool, ApiError> {
+    match p.get("tgtCcy")? {
+        None => Ok(side == Side::Buy),
+        Some("quote_ccy") => Ok(true),
+        Some("base_ccy") => Ok(false),
+        Some(_) => Err(param_error("tgtCcy")),
+    }
+}
+
+/// A refused order, as OKX answers one: HTTP 200, code "1", the reason in the row's sCode.
+fn order_failed(client_id: &str, s_code: &str, s_msg: &str) -> ApiError {
+    ApiError::rows(
+        "1",
+        "All operations failed",
+        vec![json!({
+            "ordId": "", "clOrdId": client_id, "tag": "", "ts": now_ms().to_string(),
+            "sCode": s_code, "sMsg": s_msg,
+        })],
+    )
+}
+
 fn place_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
     let p = &caller.params;
     let inst_id = p.required("instId")?;
@@ -537,27 +634,27 @@ fn place_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
         "sell" => Side::Sell,
         _ => return Err(param_error("side")),
     };
-    let order_type = match p.required("ordType")? {
-        "limit" => OrderType::Limit,
-        "market" => OrderType::Market,
-        _ => return Err(param_error("ordType")),
-    };
+    let name = p.required("ordType")?.to_string();
+    let (order_type, execution) = ord_type(&name)?;
     let size = p.positive_amount("sz")?;
-    let price = match order_type {
-        OrderType::Limit => Some(p.positive_amount("px")?),
+    let (price, quantity, quote_quantity) = match order_type {
+        OrderType::Limit => (Some(p.positive_amount("px")?), size, None),
         // OKX ignores px for market orders.
-        OrderType::Market => None,
+        OrderType::Market if market_in_quote(p, side)? => (None, Decimal::ZERO, Some(size)),
+        OrderType::Market => (None, size, None),
     };
     let client_id = p.client_id("clOrdId")?.unwrap_or_default().to_string();
     let order = NewOrder {
         venue: VenueKind::Okx,
         api_key: caller.api_key.clone(),
-        client_order_id: Some(client_id),
+        client_order_id: Some(client_id.clone()),
         symbol: inst_id.to_string(),
         side,
         order_type,
-        quantity: size,
-        quote_quantity: None,
+        venue_type: name,
+        execution,
+        quantity,
+        quote_quantity,
         price,
         time_in_force: None,
         td_mode: Some(td_mode.to_string()),
@@ -565,7 +662,19 @@ fn place_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
     let placed = sim
         .lock()
         .place_order(order, now_ms())
-        .map_err(|_| failed("51016", "Duplicated clOrdId"))?;
+        .map_err(|e| match e {
+            PlaceError::DuplicateClientOrderId => failed("51016", "Duplicated clOrdId"),
+            PlaceError::UnknownSymbol => failed(
+                "51001",
+                "Instrument ID, Instrument ID code, or Spread ID doesn't exist.",
+            ),
+            PlaceError::InsufficientBalance { asset } => order_failed(
+                &client_id,
+                "51008",
+                &format!("Order failed. Insufficient {asset} balance in account."),
+            ),
+            PlaceError::WouldTake | PlaceError::TooLarge => param_error("sz"),
+        })?;
     Ok(ok(vec![json!({
         "ordId": placed.id.to_string(),
         "clOrdId": placed.client_order_id,
@@ -608,25 +717,47 @@ fn cancel_order(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
 }
 
 fn order_json(order: &Order) -> Value {
+    let avg = if order.executed_quantity.is_zero() {
+        String::new()
+    } else {
+        order
+            .executed_quote
+            .checked_div(order.executed_quantity)
+            .map(|p| plain(p.round_dp(8)))
+            .unwrap_or_default()
+    };
+    let last = order.fills.last();
     json!({
         "instType": "SPOT",
         "instId": order.symbol,
         "ordId": order.id.to_string(),
         "clOrdId": order.client_order_id,
         "px": order.price.map(plain).unwrap_or_default(),
-        "sz": plain(order.quantity),
+        "sz": plain(order.quote_quantity.unwrap_or(order.quantity)),
+        "tgtCcy": match (order.order_type, order.quote_quantity) {
+            (OrderType::Market, Some(_)) => "quote_ccy",
+            (OrderType::Market, None) => "base_ccy",
+            (OrderType::Limit, _) => "",
+        },
         "side": match order.side { Side::Buy => "buy", Side::Sell => "sell" },
-        "ordType": match order.order_type { OrderType::Limit => "limit", OrderType::Market => "market" },
+        "ordType": if order.venue_type.is_empty() {
+            match order.order_type { OrderType::Limit => "limit", OrderType::Market => "market" }
+        } else {
+            order.venue_type.as_str()
+        },
         "tdMode": order.td_mode.clone().unwrap_or_default(),
         "state": match order.status {
             OrderStatus::New => "live",
+            OrderStatus::PartiallyFilled => "partially_filled",
             OrderStatus::Filled => "filled",
-            OrderStatus::Canceled => "canceled",
+            OrderStatus::Canceled | OrderStatus::Expired => "canceled",
         },
-        "accFillSz": "0",
-        "fillSz": "0",
-        "fillPx": "",
-        "avgPx": "",
+        "accFillSz": plain(order.executed_quantity),
+        "fillSz": last.map(|f| plain(f.quantity)).unwrap_or_else(|| "0".into()),
+        "fillPx": last.map(|f| plain(f.price)).unwrap_or_default(),
+        "tradeId": last.map(|f| f.trade_id.to_string()).unwrap_or_default(),
+        "avgPx": avg,
+        "fee": "0",
         "tag": "",
         "category": "normal",
         "cTime": order.time_ms.to_string(),
@@ -645,12 +776,7 @@ fn orders_pending(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
         .rev()
         .filter(|_| inst_type.is_none_or(|t| t == "SPOT"))
         .filter(|o| inst_id.is_none_or(|i| o.symbol == i))
-        .filter(|o| {
-            ord_type.is_none_or(|t| match o.order_type {
-                OrderType::Limit => t == "limit",
-                OrderType::Market => t == "market",
-            })
-        })
+        .filter(|o| ord_type.is_none_or(|t| o.venue_type == t))
         .map(order_json)
         .collect();
     Ok(ok(data))

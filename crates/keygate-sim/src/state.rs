@@ -1,5 +1,7 @@
-//! The simulator's shared state: accounts and their balances, the orders and
-//! withdrawals made through it, and the request counter.
+//! The simulator's shared state: accounts and their balances (free, and locked in
+//! open orders), the markets and their books, the orders and withdrawals made
+//! through it, and the request counter. Placing and cancelling orders is in
+//! `trading.rs`.
 //!
 //! `Sim` is a cheap handle (an `Arc`) onto one mutex-guarded `State`. The lock is
 //! never held across an `.await`, and a poisoned lock is recovered rather than
@@ -14,7 +16,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Account, Restrictions, SimConfig, VenueKind};
+use crate::config::{Account, Market, Restrictions, SimConfig, VenueKind, default_markets};
 
 /// Why a configuration was refused by [`Sim::new`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,6 +33,10 @@ pub enum SimError {
     UnexpectedPassphrase { api_key: String },
     #[error("account {api_key:?}: balance of {asset:?} is negative")]
     NegativeBalance { api_key: String, asset: String },
+    #[error("market {market}: {why}")]
+    BadMarket { market: String, why: String },
+    #[error("market {market} is configured more than once")]
+    DuplicateMarket { market: String },
 }
 
 /// Buy or sell.
@@ -45,26 +51,50 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderType {
-    /// Rests on the (imaginary) book as `New` until cancelled.
+    /// Fills against the book up to its price; what is left rests (or expires, for an
+    /// immediate-or-cancel or fill-or-kill order) until cancelled.
     Limit,
-    /// Recorded as `Filled` at once.
+    /// Walks the book; what the book cannot fill expires.
     Market,
 }
 
 /// Where an order stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
-    /// Open (Binance `NEW`, OKX `live`).
+    /// Open, nothing filled (Binance `NEW`, OKX `live`).
     New,
+    /// Open, part filled (Binance `PARTIALLY_FILLED`, OKX `partially_filled`).
+    PartiallyFilled,
     Filled,
     Canceled,
+    /// Closed by its own rules with part or nothing filled: a market order the book could not
+    /// fill, an IOC's remainder, a FOK the book could not fill whole (Binance `EXPIRED`; OKX
+    /// says `canceled`).
+    Expired,
 }
 
-/// An order as the simulator recorded it.
-///
-/// Orders never move balances: a limit order only rests, a market order is marked
-/// filled without a price (the simulator has no market data).
+impl OrderStatus {
+    /// Whether the order is still open (rests on the book).
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::New | OrderStatus::PartiallyFilled)
+    }
+}
+
+/// One fill of an order: a trade against one level of the book.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fill {
+    pub trade_id: u64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub price: Decimal,
+    /// Base quantity.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Decimal,
+}
+
+/// An order as the simulator recorded it, with what it filled. Fills move the account's
+/// balances at once; what rests of a limit order is locked (a buy's `remaining × price` of the
+/// quote asset, a sell's remaining base) until it is cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub venue: VenueKind,
@@ -78,10 +108,15 @@ pub struct Order {
     pub side: Side,
     #[serde(rename = "type")]
     pub order_type: OrderType,
-    /// Base quantity; zero for a Binance market order sent with `quoteOrderQty` only.
+    /// The type as the venue names it (`LIMIT`, `LIMIT_MAKER`, `MARKET`; `limit`, `ioc`,
+    /// `fok`, `market`).
+    #[serde(default)]
+    pub venue_type: String,
+    /// Base quantity; zero for a market order sized in the quote asset.
     #[serde(with = "rust_decimal::serde::str")]
     pub quantity: Decimal,
-    /// Binance `quoteOrderQty`, when the order was sized in the quote asset.
+    /// Binance `quoteOrderQty`, or an OKX market order's `sz` with `tgtCcy` `quote_ccy`, when
+    /// the order was sized in the quote asset.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub quote_quantity: Option<Decimal>,
     /// Limit price; `None` for market orders.
@@ -94,6 +129,15 @@ pub struct Order {
     #[serde(default)]
     pub td_mode: Option<String>,
     pub status: OrderStatus,
+    /// Base quantity filled.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub executed_quantity: Decimal,
+    /// Quote amount the fills paid (a buy) or received (a sell).
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub executed_quote: Decimal,
+    /// The fills, in the order they happened (best price first).
+    #[serde(default)]
+    pub fills: Vec<Fill>,
     /// When the order was placed, ms since the Unix epoch.
     pub time_ms: i64,
     /// When the order last changed, ms since the Unix epoch.
@@ -128,8 +172,12 @@ pub struct Withdrawal {
 pub struct AccountView {
     pub venue: VenueKind,
     pub api_key: String,
+    /// What the account holds of each asset, free and locked in open orders together.
     #[serde(default)]
     pub balances: BTreeMap<String, String>,
+    /// The part of `balances` locked in open orders.
+    #[serde(default)]
+    pub locked: BTreeMap<String, String>,
 }
 
 /// Everything a test can inspect, also served as JSON at `GET /_sim/state`.
@@ -169,14 +217,23 @@ struct Inner {
 }
 
 pub(crate) struct State {
-    accounts: Vec<Account>,
-    by_key: HashMap<String, usize>,
-    orders: Vec<Order>,
+    /// Each account's balances in its `balances` are what is free; `locked` (by the same
+    /// index) holds what its open orders lock.
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) locked: Vec<BTreeMap<String, Decimal>>,
+    pub(crate) by_key: HashMap<String, usize>,
+    pub(crate) markets: Vec<Market>,
+    /// (venue, symbol) -> index in `markets`.
+    pub(crate) market_index: HashMap<(VenueKind, String), usize>,
+    /// The price of each market's last fill.
+    pub(crate) last_price: HashMap<(VenueKind, String), Decimal>,
+    pub(crate) orders: Vec<Order>,
     withdrawals: Vec<Withdrawal>,
-    next_order_id: u64,
+    pub(crate) next_order_id: u64,
+    pub(crate) next_trade_id: u64,
     /// The client order ids of open orders, so placing an order costs the same however many
     /// orders came before it.
-    open_ids: std::collections::HashSet<(VenueKind, String, String)>,
+    pub(crate) open_ids: std::collections::HashSet<(VenueKind, String, String)>,
     next_withdrawal: u64,
 }
 
@@ -189,12 +246,21 @@ impl fmt::Debug for Sim {
 }
 
 impl Sim {
-    /// Builds a simulator from its configuration.
+    /// Builds a simulator from its configuration, listing the [`default_markets`].
     ///
     /// Refuses an empty key or secret, an API key used twice (across venues too),
     /// an OKX account without a passphrase, a Binance account with one, and a
     /// negative balance.
     pub fn new(config: SimConfig) -> Result<Sim, SimError> {
+        Sim::with_markets(config, default_markets())
+    }
+
+    /// Builds a simulator listing `markets`. Refuses what [`Sim::new`] refuses, and a market
+    /// listed twice, a base or quote that is not 1-20 upper-case letters and digits, a price or
+    /// quantity that is not positive, bids not strictly descending or asks not strictly
+    /// ascending, and a crossed book (best bid at or above best ask).
+    pub fn with_markets(config: SimConfig, markets: Vec<Market>) -> Result<Sim, SimError> {
+        let market_index = index_markets(&markets)?;
         let mut by_key = HashMap::new();
         for (index, account) in config.accounts.iter().enumerate() {
             if account.api_key.is_empty() {
@@ -226,11 +292,16 @@ impl Sim {
                 requests: AtomicU64::new(0),
                 started_ms: crate::now_ms(),
                 state: Mutex::new(State {
+                    locked: vec![BTreeMap::new(); config.accounts.len()],
                     accounts: config.accounts,
                     by_key,
+                    markets,
+                    market_index,
+                    last_price: HashMap::new(),
                     orders: Vec::new(),
                     withdrawals: Vec::new(),
                     next_order_id: 1,
+                    next_trade_id: 1,
                     open_ids: std::collections::HashSet::new(),
                     next_withdrawal: 1,
                 }),
@@ -255,18 +326,33 @@ impl Sim {
         self.lock().orders.clone()
     }
 
-    /// The balance of `asset` in the account of `api_key`: `None` for an unknown
-    /// key, zero for an asset the account never held.
+    /// What the account of `api_key` holds of `asset`, free and locked in open orders
+    /// together: `None` for an unknown key, zero for an asset the account never held.
     pub fn balance(&self, api_key: &str, asset: &str) -> Option<Decimal> {
         let state = self.lock();
         let index = *state.by_key.get(api_key)?;
-        Some(
-            state.accounts[index]
-                .balances
-                .get(asset)
-                .copied()
-                .unwrap_or(Decimal::ZERO),
-        )
+        let free = state.free_of(index, asset);
+        let locked = state.locked_of(index, asset);
+        Some(free.checked_add(locked).unwrap_or(Decimal::MAX))
+    }
+
+    /// The part of [`Sim::balance`] that is free to trade or withdraw.
+    pub fn free(&self, api_key: &str, asset: &str) -> Option<Decimal> {
+        let state = self.lock();
+        let index = *state.by_key.get(api_key)?;
+        Some(state.free_of(index, asset))
+    }
+
+    /// The part of [`Sim::balance`] locked in open orders.
+    pub fn locked(&self, api_key: &str, asset: &str) -> Option<Decimal> {
+        let state = self.lock();
+        let index = *state.by_key.get(api_key)?;
+        Some(state.locked_of(index, asset))
+    }
+
+    /// The markets listed, in the order configured.
+    pub fn markets(&self) -> Vec<Market> {
+        self.lock().markets.clone()
     }
 
     /// Everything at once, as served by `GET /_sim/state`.
@@ -277,12 +363,18 @@ impl Sim {
             accounts: state
                 .accounts
                 .iter()
-                .map(|a| AccountView {
+                .enumerate()
+                .map(|(i, a)| AccountView {
                     venue: a.venue,
                     api_key: a.api_key.clone(),
-                    balances: a
-                        .balances
+                    balances: state
+                        .totals(i)
+                        .into_iter()
+                        .map(|(asset, amount)| (asset, amount.to_string()))
+                        .collect(),
+                    locked: state.locked[i]
                         .iter()
+                        .filter(|(_, amount)| !amount.is_zero())
                         .map(|(asset, amount)| (asset.clone(), amount.to_string()))
                         .collect(),
                 })
@@ -323,40 +415,11 @@ impl Sim {
     }
 }
 
-/// What a new order needs; the state assigns the id, status and times.
-pub(crate) struct NewOrder {
-    pub venue: VenueKind,
-    pub api_key: String,
-    /// `None`: generate one (Binance); OKX passes `Some("")` for "not sent".
-    pub client_order_id: Option<String>,
-    pub symbol: String,
-    pub side: Side,
-    pub order_type: OrderType,
-    pub quantity: Decimal,
-    pub quote_quantity: Option<Decimal>,
-    pub price: Option<Decimal>,
-    pub time_in_force: Option<String>,
-    pub td_mode: Option<String>,
-}
-
-/// How a cancel names its order.
-pub(crate) enum OrderRef<'a> {
-    Id(u64),
-    ClientId(&'a str),
-    /// Binance may send both; they must name the same order.
-    Both(u64, &'a str),
-}
-
 /// A withdrawal that could not be made.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum WithdrawError {
     InsufficientBalance,
 }
-
-/// Placing an order failed because an open order of the account already has
-/// that client order id.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct DuplicateClientOrderId;
 
 impl State {
     pub fn balances(&self, api_key: &str) -> BTreeMap<String, Decimal> {
@@ -366,87 +429,66 @@ impl State {
             .unwrap_or_default()
     }
 
-    pub fn place_order(
-        &mut self,
-        order: NewOrder,
-        now_ms: i64,
-    ) -> Result<Order, DuplicateClientOrderId> {
-        let id = self.next_order_id;
-        let client_order_id = match order.client_order_id {
-            Some(given) => given,
-            None => format!("sim{id:019}"),
+    /// Every asset `api_key` holds or has held, with what is free and what open orders lock.
+    pub fn holdings(&self, api_key: &str) -> BTreeMap<String, (Decimal, Decimal)> {
+        let Some(&i) = self.by_key.get(api_key) else {
+            return BTreeMap::new();
         };
-        let key = (order.venue, order.api_key.clone(), client_order_id.clone());
-        if !client_order_id.is_empty() && self.open_ids.contains(&key) {
-            return Err(DuplicateClientOrderId);
+        let mut out: BTreeMap<String, (Decimal, Decimal)> = self.accounts[i]
+            .balances
+            .iter()
+            .map(|(asset, free)| (asset.clone(), (*free, Decimal::ZERO)))
+            .collect();
+        for (asset, locked) in &self.locked[i] {
+            out.entry(asset.clone())
+                .or_insert((Decimal::ZERO, Decimal::ZERO))
+                .1 = *locked;
         }
-        self.next_order_id += 1;
-        let status = match order.order_type {
-            OrderType::Limit => OrderStatus::New,
-            OrderType::Market => OrderStatus::Filled,
-        };
-        let placed = Order {
-            venue: order.venue,
-            api_key: order.api_key,
-            id,
-            client_order_id,
-            symbol: order.symbol,
-            side: order.side,
-            order_type: order.order_type,
-            quantity: order.quantity,
-            quote_quantity: order.quote_quantity,
-            price: order.price,
-            time_in_force: order.time_in_force,
-            td_mode: order.td_mode,
-            status,
-            time_ms: now_ms,
-            update_time_ms: now_ms,
-        };
-        if status == OrderStatus::New {
-            self.open_ids.insert(key);
-        }
-        self.orders.push(placed.clone());
-        Ok(placed)
+        out
     }
 
-    /// Cancels an open order of `api_key` on `symbol`; `None` when there is no
-    /// such open order (unknown, of another account or symbol, filled or already
-    /// cancelled).
-    pub fn cancel_order(
-        &mut self,
-        venue: VenueKind,
-        api_key: &str,
-        symbol: &str,
-        by: OrderRef<'_>,
-        now_ms: i64,
-    ) -> Option<Order> {
-        let order = self.orders.iter_mut().find(|o| {
-            o.venue == venue
-                && o.api_key == api_key
-                && o.symbol == symbol
-                && o.status == OrderStatus::New
-                && match by {
-                    OrderRef::Id(id) => o.id == id,
-                    OrderRef::ClientId(client) => o.client_order_id == client,
-                    OrderRef::Both(id, client) => o.id == id && o.client_order_id == client,
-                }
-        })?;
-        order.status = OrderStatus::Canceled;
-        order.update_time_ms = now_ms;
-        let done = order.clone();
-        self.open_ids.remove(&(
-            done.venue,
-            done.api_key.clone(),
-            done.client_order_id.clone(),
-        ));
-        Some(done)
+    pub(crate) fn free_of(&self, index: usize, asset: &str) -> Decimal {
+        self.accounts[index]
+            .balances
+            .get(asset)
+            .copied()
+            .unwrap_or(Decimal::ZERO)
+    }
+
+    pub(crate) fn locked_of(&self, index: usize, asset: &str) -> Decimal {
+        self.locked[index]
+            .get(asset)
+            .copied()
+            .unwrap_or(Decimal::ZERO)
+    }
+
+    /// Free and locked together, by asset.
+    fn totals(&self, index: usize) -> BTreeMap<String, Decimal> {
+        let mut out = self.accounts[index].balances.clone();
+        for (asset, amount) in &self.locked[index] {
+            let entry = out.entry(asset.clone()).or_insert(Decimal::ZERO);
+            *entry = entry.checked_add(*amount).unwrap_or(Decimal::MAX);
+        }
+        out
+    }
+
+    /// The market `symbol` of `venue`, if listed.
+    pub fn market(&self, venue: VenueKind, symbol: &str) -> Option<&Market> {
+        self.market_index
+            .get(&(venue, symbol.to_string()))
+            .map(|&i| &self.markets[i])
+    }
+
+    /// The price of the last fill in a market, if any.
+    pub fn last_price(&self, venue: VenueKind, symbol: &str) -> Option<Decimal> {
+        self.last_price.get(&(venue, symbol.to_string())).copied()
     }
 
     /// Open orders of `api_key`, oldest first.
     pub fn open_orders(&self, venue: VenueKind, api_key: &str) -> Vec<Order> {
         self.orders
             .iter()
-            .filter(|o| o.venue == venue && o.api_key == api_key && o.status == OrderStatus::New)
+            .filter(|o| o.venue == venue && o.api_key == api_key && o.status.is_open())
             .cloned()
             .collect()
     }
@@ -509,6 +551,56 @@ impl State {
         self.withdrawals.push(withdrawal.clone());
         Ok(withdrawal)
     }
+}
+
+/// Checks each market and indexes them by (venue, symbol).
+fn index_markets(markets: &[Market]) -> Result<HashMap<(VenueKind, String), usize>, SimError> {
+    let mut index = HashMap::new();
+    for (i, m) in markets.iter().enumerate() {
+        let name = format!("{} {}", m.venue, m.symbol());
+        check_market(m).map_err(|why| SimError::BadMarket {
+            market: name.clone(),
+            why,
+        })?;
+        if index.insert((m.venue, m.symbol()), i).is_some() {
+            return Err(SimError::DuplicateMarket { market: name });
+        }
+    }
+    Ok(index)
+}
+
+/// What is wrong with a market, if anything.
+fn check_market(m: &Market) -> Result<(), String> {
+    let asset_ok = |a: &str| {
+        (1..=20).contains(&a.len())
+            && a.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    };
+    if !asset_ok(&m.base) || !asset_ok(&m.quote) {
+        return Err("base and quote are 1-20 upper-case letters and digits".into());
+    }
+    let levels = m.bids.iter().chain(&m.asks);
+    if levels
+        .clone()
+        .any(|l| l.price <= Decimal::ZERO || l.quantity <= Decimal::ZERO)
+    {
+        return Err("every level's price and quantity must be more than zero".into());
+    }
+    if m.bids.windows(2).any(|w| w[0].price <= w[1].price) {
+        return Err("bids must be best (highest) first, each price below the one before".into());
+    }
+    if m.asks.windows(2).any(|w| w[0].price >= w[1].price) {
+        return Err("asks must be best (lowest) first, each price above the one before".into());
+    }
+    if let (Some(bid), Some(ask)) = (m.bids.first(), m.asks.first())
+        && bid.price >= ask.price
+    {
+        return Err(format!(
+            "the book is crossed: best bid {} is not below best ask {}",
+            bid.price, ask.price
+        ));
+    }
+    Ok(())
 }
 
 /// A made-up transaction hash for a withdrawal, stable for its id.
@@ -585,6 +677,59 @@ mod tests {
     }
 
     #[test]
+    fn markets_are_checked() {
+        use crate::config::{Level, Market};
+        let market = || Market {
+            venue: VenueKind::Binance,
+            base: "BTC".into(),
+            quote: "USDT".into(),
+            bids: vec![
+                Level::new(dec("99"), dec("1")),
+                Level::new(dec("98"), dec("1")),
+            ],
+            asks: vec![Level::new(dec("101"), dec("1"))],
+        };
+        assert!(Sim::with_markets(config(), vec![market()]).is_ok());
+        // An empty side is an illiquid market, not an error.
+        let mut m = market();
+        m.asks.clear();
+        assert!(Sim::with_markets(config(), vec![m]).is_ok());
+        let bad = |m: Market| match Sim::with_markets(config(), vec![m]) {
+            Err(SimError::BadMarket { why, .. }) => why,
+            other => panic!("{other:?}"),
+        };
+        let mut m = market();
+        m.bids.reverse();
+        assert!(bad(m).contains("bids"));
+        let mut m = market();
+        m.asks.push(Level::new(dec("100"), dec("1")));
+        assert!(bad(m).contains("asks"));
+        let mut m = market();
+        m.asks[0].price = dec("99");
+        assert!(bad(m).contains("crossed"));
+        let mut m = market();
+        m.bids[1].quantity = Decimal::ZERO;
+        assert!(bad(m).contains("more than zero"));
+        let mut m = market();
+        m.base = "btc".into();
+        assert!(bad(m).contains("upper-case"));
+        assert!(matches!(
+            Sim::with_markets(config(), vec![market(), market()]),
+            Err(SimError::DuplicateMarket { .. })
+        ));
+        // The same instrument at the other venue is another market.
+        let mut okx = market();
+        okx.venue = VenueKind::Okx;
+        let sim = Sim::with_markets(config(), vec![market(), okx]).unwrap();
+        assert_eq!(sim.markets().len(), 2);
+        assert_eq!(
+            sim.lock().market(VenueKind::Okx, "BTC-USDT").unwrap().base,
+            "BTC"
+        );
+        assert!(sim.lock().market(VenueKind::Okx, "BTCUSDT").is_none());
+    }
+
+    #[test]
     fn credentials_are_per_venue() {
         let sim = Sim::new(config()).unwrap();
         assert!(sim.credentials(VenueKind::Binance, "b1").is_some());
@@ -641,88 +786,6 @@ mod tests {
         assert_eq!(sim.balance("b1", "ETH"), Some(Decimal::ZERO));
         assert_eq!(sim.balance("nobody", "BTC"), None);
         assert_eq!(sim.withdrawals().len(), 1);
-    }
-
-    fn limit(client: Option<&str>) -> NewOrder {
-        NewOrder {
-            venue: VenueKind::Binance,
-            api_key: "b1".into(),
-            client_order_id: client.map(str::to_string),
-            symbol: "BTCUSDT".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            quantity: dec("1"),
-            quote_quantity: None,
-            price: Some(dec("100")),
-            time_in_force: Some("GTC".into()),
-            td_mode: None,
-        }
-    }
-
-    #[test]
-    fn client_order_ids_are_unique_among_open_orders_only() {
-        let sim = Sim::new(config()).unwrap();
-        let mut state = sim.lock();
-        let first = state.place_order(limit(Some("c1")), 1).unwrap();
-        assert_eq!(first.status, OrderStatus::New);
-        assert_eq!(
-            state.place_order(limit(Some("c1")), 2),
-            Err(DuplicateClientOrderId)
-        );
-        let generated = state.place_order(limit(None), 3).unwrap();
-        assert!(generated.client_order_id.starts_with("sim"));
-        assert_ne!(generated.id, first.id);
-
-        // Wrong symbol: not found.
-        assert!(
-            state
-                .cancel_order(
-                    VenueKind::Binance,
-                    "b1",
-                    "ETHUSDT",
-                    OrderRef::Id(first.id),
-                    4
-                )
-                .is_none()
-        );
-        // Id and client id naming different orders: not found.
-        assert!(
-            state
-                .cancel_order(
-                    VenueKind::Binance,
-                    "b1",
-                    "BTCUSDT",
-                    OrderRef::Both(generated.id, "c1"),
-                    4
-                )
-                .is_none()
-        );
-        let canceled = state
-            .cancel_order(
-                VenueKind::Binance,
-                "b1",
-                "BTCUSDT",
-                OrderRef::ClientId("c1"),
-                4,
-            )
-            .unwrap();
-        assert_eq!(canceled.status, OrderStatus::Canceled);
-        assert_eq!(canceled.update_time_ms, 4);
-        // Cancelling twice fails; the id is free again.
-        assert!(
-            state
-                .cancel_order(
-                    VenueKind::Binance,
-                    "b1",
-                    "BTCUSDT",
-                    OrderRef::Id(first.id),
-                    5
-                )
-                .is_none()
-        );
-        assert!(state.place_order(limit(Some("c1")), 6).is_ok());
-        assert_eq!(state.open_orders(VenueKind::Binance, "b1").len(), 2);
-        assert!(state.open_orders(VenueKind::Okx, "b1").is_empty());
     }
 
     #[test]

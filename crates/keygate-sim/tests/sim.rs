@@ -480,8 +480,8 @@ async fn binance_body_altered_after_signing_is_rejected() {
 #[tokio::test]
 async fn binance_mixed_query_and_body_concatenate_without_ampersand() {
     let (sim, addr) = start().await;
-    let query = "symbol=ETHBTC&side=SELL&type=LIMIT&timeInForce=GTC";
-    let body_params = format!("quantity=2&price=0.05&timestamp={}", now_ms());
+    let query = "symbol=BTCUSDT&side=SELL&type=LIMIT&timeInForce=GTC";
+    let body_params = format!("quantity=0.5&price=45000&timestamp={}", now_ms());
     let send_mixed = |signature: String| {
         let body = format!("{body_params}&signature={signature}");
         async move {
@@ -500,26 +500,30 @@ async fn binance_mixed_query_and_body_concatenate_without_ampersand() {
     assert_binance_error(&wrong, 400, -1022);
     let right = send_mixed(binance_sign(BN_SECRET, &format!("{query}{body_params}"))).await;
     assert_eq!(right.status, 200, "{right:?}");
-    assert_eq!(right.body["symbol"], "ETHBTC");
+    assert_eq!(right.body["symbol"], "BTCUSDT");
     assert_eq!(right.body["side"], "SELL");
-    assert_eq!(right.body["origQty"], "2.00000000");
-    assert_eq!(right.body["price"], "0.05000000");
+    assert_eq!(right.body["origQty"], "0.50000000");
+    assert_eq!(right.body["price"], "45000.00000000");
     let orders = sim.orders();
     assert_eq!(orders.len(), 1);
-    assert_eq!(orders[0].quantity, dec("2"));
+    assert_eq!(orders[0].quantity, dec("0.5"));
 }
 
 #[tokio::test]
 async fn binance_order_place_list_cancel() {
     let (sim, addr) = start().await;
-    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.5&price=25000.1&newClientOrderId=bot-1";
+    // 0.02 BTC at 25,000.1 rests below the book's asks, locking 500.002 of the 1,000.5 USDT.
+    let order = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.02&price=25000.1&newClientOrderId=bot-1";
     let placed = binance_body(addr, "POST", "/api/v3/order", BN_KEY, BN_SECRET, order).await;
     assert_eq!(placed.status, 200, "{placed:?}");
     assert_eq!(placed.body["status"], "NEW");
     assert_eq!(placed.body["clientOrderId"], "bot-1");
     assert_eq!(placed.body["orderListId"], -1);
     assert_eq!(placed.body["executedQty"], "0.00000000");
+    assert_eq!(placed.body["fills"], json!([]));
     let order_id = placed.body["orderId"].as_u64().unwrap();
+    assert_eq!(sim.locked(BN_KEY, "USDT"), Some(dec("500.002")));
+    assert_eq!(sim.balance(BN_KEY, "USDT"), Some(dec("1000.5")));
 
     let duplicate = binance_body(addr, "POST", "/api/v3/order", BN_KEY, BN_SECRET, order).await;
     assert_binance_error(&duplicate, 400, -2010);
@@ -537,6 +541,10 @@ async fn binance_order_place_list_cancel() {
     assert_eq!(market.status, 200, "{market:?}");
     assert_eq!(market.body["status"], "FILLED");
     assert_eq!(market.body["executedQty"], "0.10000000");
+    // Sold at the best bid of the default book.
+    assert_eq!(market.body["cummulativeQuoteQty"], "3690.00000000");
+    assert_eq!(market.body["fills"][0]["price"], "36900.00000000");
+    assert_eq!(market.body["fills"][0]["commissionAsset"], "USDT");
     assert!(
         market.body["clientOrderId"]
             .as_str()
@@ -604,8 +612,10 @@ async fn binance_order_place_list_cancel() {
     assert_eq!(orders[0].status, OrderStatus::Canceled);
     assert_eq!(orders[1].status, OrderStatus::Filled);
     assert!(orders.iter().all(|o| o.venue == VenueKind::Binance));
-    // Orders do not move balances.
-    assert_eq!(sim.balance(BN_KEY, "BTC"), Some(dec("1")));
+    // The market sell moved both balances; the cancel unlocked the limit buy's USDT.
+    assert_eq!(sim.balance(BN_KEY, "BTC"), Some(dec("0.9")));
+    assert_eq!(sim.balance(BN_KEY, "USDT"), Some(dec("4690.5")));
+    assert_eq!(sim.locked(BN_KEY, "USDT"), Some(Decimal::ZERO));
 
     // A key without trading permission cannot place orders.
     let refused = binance_body(
@@ -932,11 +942,14 @@ async fn okx_order_place_list_cancel() {
     let market = okx_post(
         addr,
         "/api/v5/trade/order",
-        &json!({"instId": "ETH-USDT", "tdMode": "cash", "side": "sell", "ordType": "market", "sz": "0.3"}),
+        &json!({"instId": "BTC-USDT", "tdMode": "cash", "side": "sell", "ordType": "market", "sz": "0.3"}),
     )
     .await;
     assert_okx_ok(&market);
     assert_eq!(market.body["data"][0]["clOrdId"], "");
+    // 0.3 BTC sold at the best bid, 36,900.
+    assert_eq!(sim.balance(OKX_KEY, "BTC"), Some(dec("1.7")));
+    assert_eq!(sim.balance(OKX_KEY, "USDT"), Some(dec("11570")));
 
     let pending = okx_get(addr, "/api/v5/trade/orders-pending?instId=BTC-USDT").await;
     assert_okx_ok(&pending);
@@ -1149,4 +1162,306 @@ async fn oversized_bodies_are_refused_in_the_venues_shape() {
     assert_eq!(reply.body["code"], "413");
     assert_eq!(sim.requests(), 2);
     assert!(sim.orders().is_empty());
+}
+
+// ---- Markets: books, fills, balances and the public book tickers ----
+
+#[tokio::test]
+async fn binance_book_ticker_and_exchange_info_answer_from_the_books() {
+    let (_sim, addr) = start().await;
+    let one = send(
+        addr,
+        "GET",
+        "/api/v3/ticker/bookTicker?symbol=BTCUSDT",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(one.status, 200, "{one:?}");
+    assert_eq!(
+        one.body,
+        json!({"symbol": "BTCUSDT", "bidPrice": "36900.00000000", "bidQty": "0.50000000",
+               "askPrice": "40100.00000000", "askQty": "0.50000000"})
+    );
+    let all = send(addr, "GET", "/api/v3/ticker/bookTicker", &[], b"").await;
+    let symbols: Vec<&str> = all
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["symbol"].as_str().unwrap())
+        .collect();
+    assert_eq!(symbols, ["BTCUSDT", "ETHUSDT", "SHITUSDT"]);
+    let unknown = send(
+        addr,
+        "GET",
+        "/api/v3/ticker/bookTicker?symbol=BTC-USDT",
+        &[],
+        b"",
+    )
+    .await;
+    assert_binance_error(&unknown, 400, -1121);
+    let info = send(addr, "GET", "/api/v3/exchangeInfo", &[], b"").await;
+    let listed: Vec<(&str, &str)> = info.body["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["symbol"].as_str().unwrap(),
+                s["baseAsset"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [("BTCUSDT", "BTC"), ("ETHUSDT", "ETH"), ("SHITUSDT", "SHIT")]
+    );
+}
+
+#[tokio::test]
+async fn okx_ticker_and_instruments_answer_from_the_books() {
+    let (_sim, addr) = start().await;
+    let t = send(
+        addr,
+        "GET",
+        "/api/v5/market/ticker?instId=ETH-USDT",
+        &[],
+        b"",
+    )
+    .await;
+    assert_okx_ok(&t);
+    let row = &t.body["data"][0];
+    assert_eq!(
+        (
+            &row["instId"],
+            &row["bidPx"],
+            &row["bidSz"],
+            &row["askPx"],
+            &row["askSz"]
+        ),
+        (
+            &json!("ETH-USDT"),
+            &json!("1999"),
+            &json!("2"),
+            &json!("2001"),
+            &json!("2")
+        )
+    );
+    assert_eq!(row["last"], "2000");
+    // Binance's symbol is no OKX instrument; OKX answers that with HTTP 200.
+    let unknown = send(
+        addr,
+        "GET",
+        "/api/v5/market/ticker?instId=SHIT-USDT",
+        &[],
+        b"",
+    )
+    .await;
+    assert_okx_error(&unknown, 200, "51001");
+    let missing = send(addr, "GET", "/api/v5/market/ticker", &[], b"").await;
+    assert_okx_error(&missing, 400, "51000");
+    let inst = send(
+        addr,
+        "GET",
+        "/api/v5/public/instruments?instType=SPOT",
+        &[],
+        b"",
+    )
+    .await;
+    let ids: Vec<&str> = inst.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["instId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["BTC-USDT", "ETH-USDT"]);
+}
+
+#[tokio::test]
+async fn binance_a_crossing_limit_buy_fills_at_the_book_and_rests_the_rest() {
+    let (sim, addr) = start().await;
+    // SHITUSDT asks: 20,000 at 0.0011, 50,000 at 0.0015, 1,000,000 at 5.
+    let placed = binance_body(
+        addr,
+        "POST",
+        "/api/v3/order",
+        BN_KEY,
+        BN_SECRET,
+        "symbol=SHITUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=30000&price=0.0012",
+    )
+    .await;
+    assert_eq!(placed.status, 200, "{placed:?}");
+    assert_eq!(placed.body["status"], "PARTIALLY_FILLED");
+    assert_eq!(placed.body["executedQty"], "20000.00000000");
+    assert_eq!(placed.body["cummulativeQuoteQty"], "22.00000000");
+    assert_eq!(
+        placed.body["fills"],
+        json!([{"price": "0.00110000", "qty": "20000.00000000", "commission": "0.00000000",
+                "commissionAsset": "SHIT", "tradeId": placed.body["fills"][0]["tradeId"]}])
+    );
+    // 22 USDT paid, 12 locked for the 10,000 resting at 0.0012.
+    assert_eq!(sim.balance(BN_KEY, "SHIT"), Some(dec("20000")));
+    assert_eq!(sim.free(BN_KEY, "USDT"), Some(dec("966.5")));
+    assert_eq!(sim.locked(BN_KEY, "USDT"), Some(dec("12")));
+    let account = binance_query(addr, "GET", "/api/v3/account", BN_KEY, BN_SECRET, "").await;
+    let usdt = account.body["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["asset"] == "USDT")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        usdt,
+        json!({"asset": "USDT", "free": "966.50000000", "locked": "12.00000000"})
+    );
+    let open = binance_query(
+        addr,
+        "GET",
+        "/api/v3/openOrders",
+        BN_KEY,
+        BN_SECRET,
+        "symbol=SHITUSDT",
+    )
+    .await;
+    assert_eq!(open.body[0]["status"], "PARTIALLY_FILLED");
+    assert_eq!(open.body[0]["executedQty"], "20000.00000000");
+
+    // The 3Commas request: a million at 5 USDT, from the thief's own asks. The account cannot
+    // pay it: refused, and nothing moves.
+    let attack = binance_body(
+        addr,
+        "POST",
+        "/api/v3/order",
+        BN_KEY,
+        BN_SECRET,
+        "symbol=SHITUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1000000&price=5",
+    )
+    .await;
+    assert_binance_error(&attack, 400, -2010);
+    assert_eq!(
+        attack.body["msg"],
+        "Account has insufficient balance for requested action."
+    );
+    assert_eq!(sim.free(BN_KEY, "USDT"), Some(dec("966.5")));
+    assert_eq!(sim.orders().len(), 1);
+
+    // An unlisted symbol is Binance's -1121; LIMIT_MAKER that would take is refused.
+    let unlisted = binance_body(
+        addr,
+        "POST",
+        "/api/v3/order",
+        BN_KEY,
+        BN_SECRET,
+        "symbol=ETHBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.05",
+    )
+    .await;
+    assert_binance_error(&unlisted, 400, -1121);
+    let maker = binance_body(
+        addr,
+        "POST",
+        "/api/v3/order",
+        BN_KEY,
+        BN_SECRET,
+        "symbol=SHITUSDT&side=SELL&type=LIMIT_MAKER&quantity=100&price=0.0009",
+    )
+    .await;
+    assert_binance_error(&maker, 400, -2010);
+    assert_eq!(maker.body["msg"], "Order would immediately match and take.");
+    // A market buy sized in USDT walks the asks.
+    let quote = binance_body(
+        addr,
+        "POST",
+        "/api/v3/order",
+        BN_KEY,
+        BN_SECRET,
+        "symbol=SHITUSDT&side=BUY&type=MARKET&quoteOrderQty=50&newOrderRespType=RESULT",
+    )
+    .await;
+    assert_eq!(quote.status, 200, "{quote:?}");
+    assert_eq!(quote.body["status"], "FILLED");
+    // 22 buys the 20,000 at 0.0011, the other 28 buy 18,666.66666666 at 0.0015.
+    assert_eq!(quote.body["executedQty"], "38666.66666666");
+    assert!(quote.body.get("fills").is_none());
+    assert_eq!(sim.balance(BN_KEY, "SHIT"), Some(dec("58666.66666666")));
+}
+
+#[tokio::test]
+async fn okx_orders_fill_at_the_book_and_refuse_what_the_balance_cannot_cover() {
+    let (sim, addr) = start().await;
+    // A market buy's sz is in USDT by default: 100 USDT of ETH at the best ask, 2,001.
+    let placed = okx_post(
+        addr,
+        "/api/v5/trade/order",
+        &json!({"instId": "ETH-USDT", "tdMode": "cash", "side": "buy", "ordType": "market", "sz": "100", "clOrdId": "m1"}),
+    )
+    .await;
+    assert_okx_ok(&placed);
+    let eth = sim.balance(OKX_KEY, "ETH").unwrap();
+    assert_eq!(eth, dec("0.04997501"));
+    let spent = dec("500") - sim.balance(OKX_KEY, "USDT").unwrap();
+    assert_eq!(spent, eth * dec("2001"));
+    assert!(spent <= dec("100"));
+
+    // A limit sell crossing the bids fills down to its price; the rest rests, locking BTC.
+    let sell = okx_post(
+        addr,
+        "/api/v5/trade/order",
+        &json!({"instId": "BTC-USDT", "tdMode": "cash", "side": "sell", "ordType": "limit", "sz": "2", "px": "36800", "clOrdId": "s1"}),
+    )
+    .await;
+    assert_okx_ok(&sell);
+    // 0.5 at 36,900 and 1 at 36,800 fill; 0.5 rests at 36,800.
+    assert_eq!(sim.free(OKX_KEY, "BTC"), Some(Decimal::ZERO));
+    assert_eq!(sim.locked(OKX_KEY, "BTC"), Some(dec("0.5")));
+    let pending = okx_get(addr, "/api/v5/trade/orders-pending?instId=BTC-USDT").await;
+    let row = &pending.body["data"][0];
+    assert_eq!(
+        (&row["state"], &row["accFillSz"], &row["sz"]),
+        (&json!("partially_filled"), &json!("1.5"), &json!("2"))
+    );
+    assert_eq!(row["avgPx"], "36833.33333333");
+
+    // More than the free BTC: refused in OKX's shape, nothing moves.
+    let before = sim.snapshot();
+    let refused = okx_post(
+        addr,
+        "/api/v5/trade/order",
+        &json!({"instId": "BTC-USDT", "tdMode": "cash", "side": "sell", "ordType": "market", "sz": "0.1"}),
+    )
+    .await;
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.body["code"], "1");
+    assert_eq!(refused.body["data"][0]["sCode"], "51008");
+    let after = sim.snapshot();
+    assert_eq!(
+        (after.accounts, after.orders),
+        (before.accounts, before.orders)
+    );
+
+    // Cancelling the rest gives the 0.5 BTC back.
+    let canceled = okx_post(
+        addr,
+        "/api/v5/trade/cancel-order",
+        &json!({"instId": "BTC-USDT", "clOrdId": "s1"}),
+    )
+    .await;
+    assert_okx_ok(&canceled);
+    assert_eq!(sim.free(OKX_KEY, "BTC"), Some(dec("0.5")));
+    assert_eq!(sim.locked(OKX_KEY, "BTC"), Some(Decimal::ZERO));
+    // An FOK the book cannot fill whole fills nothing.
+    let fok = okx_post(
+        addr,
+        "/api/v5/trade/order",
+        &json!({"instId": "ETH-USDT", "tdMode": "cash", "side": "buy", "ordType": "fok", "sz": "3", "px": "2001"}),
+    )
+    .await;
+    assert_okx_ok(&fok);
+    let orders = sim.orders();
+    let last = orders.last().unwrap();
+    assert_eq!(
+        (last.status, last.executed_quantity),
+        (OrderStatus::Expired, Decimal::ZERO)
+    );
 }
