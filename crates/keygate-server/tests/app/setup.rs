@@ -82,7 +82,7 @@ pub async fn env_with(anonymous_public: bool) -> Env {
     store
         .add_client(
             &ClientRecord {
-                instruments: vec![],
+                instruments: vec!["BTC/USDT".into()],
                 name: "mm".into(),
                 venues: vec!["binance".into()],
                 actions: Action::ALL.to_vec(),

@@ -123,6 +123,8 @@ when { context has destination && context.destination.label == "cold wallet" };
             "trade",
             "--action",
             "cancel",
+            "--instrument",
+            "BTC/USDT",
             "--action",
             "withdraw",
         ],

@@ -273,6 +273,8 @@ when { context has destination && context.destination.label == "cold wallet" };
             "trade",
             "--action",
             "cancel",
+            "--instrument",
+            "BTC/USDT",
         ],
         None,
     );
