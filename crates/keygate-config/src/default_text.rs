@@ -140,6 +140,23 @@ response = "hold"
 response = "freeze-client"
 [detectors.off_hours]
 response = "alert"
+# Trade detectors, over each client's allowed trades (docs/detection.md#trade-detectors). An
+# order priced more than `bps` from the market against the client is denied; from `far_bps` on,
+# the client is frozen too.
+[detectors.new_instrument]
+response = "alert"
+[detectors.trade_size_jump]
+response = "hold"
+[detectors.trade_velocity]
+response = "hold"
+[detectors.off_market]
+response = "deny"
+bps = 500
+far_bps = 2000
+far_response = "freeze-client"
+[detectors.dormant_wake]
+response = "hold"
+min_usd = "10000"
 
 [containment]
 # What an unapproved outflow (a withdrawal reconciliation cannot match) freezes: "all",

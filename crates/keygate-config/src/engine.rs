@@ -212,35 +212,9 @@ fn trading(config: &Config) -> Result<keygate_core::order::TradeSettings> {
 
 /// The detectors' settings: the defaults, with what the config sets.
 fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
-    use keygate_core::detect::Rule;
+    use crate::detectors::{apply_rule as rule, positive_decimal as positive};
     let c = &config.detectors;
     let mut d = keygate_core::detect::DetectorConfig::default();
-    let rule = |r: &mut Rule, cfg: Option<&crate::RuleConfig>, name: &str| -> Result<()> {
-        if let Some(cfg) = cfg {
-            if let Some(e) = cfg.enabled {
-                r.enabled = e;
-            }
-            if let Some(s) = cfg.score {
-                if !(0..=1000).contains(&s) {
-                    bail!("detectors.{name}.score must be between 0 and 1000");
-                }
-                r.score = s;
-            }
-            if let Some(resp) = cfg.response {
-                r.response = resp;
-            }
-        }
-        Ok(())
-    };
-    let positive = |field: &str, v: &str| -> Result<Decimal> {
-        let d: Decimal = v
-            .parse()
-            .map_err(|_| invalid!("detectors.{field} {v:?} is not a decimal"))?;
-        if d <= Decimal::ZERO {
-            bail!("detectors.{field} must be positive");
-        }
-        Ok(d)
-    };
     if let Some(w) = &c.window {
         d.window = duration("detectors.window", w)?;
     }
@@ -305,6 +279,7 @@ fn detectors(config: &Config) -> Result<keygate_core::detect::DetectorConfig> {
     if d.velocity_window >= d.window {
         bail!("detectors.velocity.window must be shorter than detectors.window");
     }
+    d.trade = crate::detectors::trade_detectors(c)?;
     Ok(d)
 }
 

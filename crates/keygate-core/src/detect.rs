@@ -13,6 +13,10 @@
 //!   destination (Kronos, WazirX, Orbit, Bybit).
 //! - `off_hours`: more than two hours away from every UTC hour in which the client has moved
 //!   value.
+//!
+//! Trades have their own detectors, over the clients' allowed trades: [`trade`].
+
+pub mod trade;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -99,10 +103,17 @@ pub struct DetectorConfig {
     /// Responses to a request's total score: (at least this score, response). The strongest
     /// that applies joins the signals' own.
     pub score_responses: Vec<(i64, Response)>,
+    /// The trade detectors' settings.
+    pub trade: trade::TradeDetectorConfig,
 }
 
 impl DetectorConfig {
-    /// Whether any detector runs (if none does, nothing is examined or remembered).
+    /// Whether any trade detector runs (if none does, no trade is examined or remembered).
+    pub fn any_trade_enabled(&self) -> bool {
+        self.trade.any_enabled()
+    }
+
+    /// Whether any outflow detector runs (if none does, no outflow is examined or remembered).
     pub fn any_enabled(&self) -> bool {
         [
             &self.new_destination,
@@ -150,6 +161,7 @@ impl Default for DetectorConfig {
             drain_min_usd_cents: 1_000_000,
             off_hours: rule(20, Response::Alert),
             score_responses: vec![],
+            trade: trade::TradeDetectorConfig::default(),
         }
     }
 }
@@ -167,6 +179,7 @@ impl DetectorConfig {
         ] {
             r.enabled = false;
         }
+        c.trade = trade::TradeDetectorConfig::off();
         c
     }
 }

@@ -1,0 +1,629 @@
+//! The trade detectors against the traffic they must catch (3Commas-like off-market buys, a
+//! Binance-2018-like dormant key waking, bursts) and the market making they must leave alone;
+//! the incremental history against a from-scratch computation.
+
+use super::*;
+use crate::order::{Order, OrderKind, Reference};
+use crate::time::HOUR;
+
+const T0: Millis = 1_700_000_000_000 - 1_700_000_000_000 % DAY;
+const PAIRS: [&str; 3] = ["BTC/USDT", "ETH/USDT", "SOL/USDT"];
+
+fn trade(client: &str, at: Millis, instrument: &str, usd_cents: i64, dev: i64) -> TradeDone {
+    TradeDone {
+        at,
+        client: client.into(),
+        venue: "binance".into(),
+        instrument: instrument.into(),
+        side: Side::Buy,
+        usd_cents,
+        deviation_bps: dev,
+    }
+}
+
+/// A small deterministic generator, so the "normal" traffic is varied but reproducible.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, n: u64) -> i64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n) as i64
+    }
+}
+
+/// One day of a market maker's orders on day `day`: every 3 minutes a limit order of USD
+/// 2,000-8,000 priced 30 bps inside to 5 bps through the mid (at or inside the spread), rotating
+/// through three instruments, every 40th of them 3-5 times as large; and at 00:00 UTC the new
+/// day's re-quote burst, 40 orders in 2 minutes.
+fn mm_day(day: i64, rng: &mut Lcg) -> Vec<TradeDone> {
+    let start = T0 + day * DAY;
+    let mut out = vec![];
+    for i in 0..40 {
+        let usd = 200_000 + rng.next(600_000);
+        out.push(trade(
+            "mm",
+            start + i * 3_000,
+            PAIRS[i as usize % 3],
+            usd,
+            -rng.next(30),
+        ));
+    }
+    for i in 0..480 {
+        let mut usd = 200_000 + rng.next(600_000);
+        if i % 40 == 39 {
+            usd *= 3 + rng.next(3);
+        }
+        let dev = rng.next(36) - 30;
+        out.push(trade(
+            "mm",
+            start + i * 3 * MINUTE + 7_000,
+            PAIRS[i as usize % 3],
+            usd,
+            dev,
+        ));
+    }
+    out.sort_by_key(|t| t.at);
+    out
+}
+
+/// Fourteen days of that market maker, recorded; keygate has watched it from the start.
+fn mm_history(cfg: &TradeDetectorConfig) -> (TradeHistory, Lcg) {
+    let mut rng = Lcg(7);
+    let mut h = TradeHistory::default();
+    h.complete_since(T0);
+    for day in 0..14 {
+        for t in mm_day(day, &mut rng) {
+            h.record(t, cfg);
+        }
+    }
+    (h, rng)
+}
+
+fn names(s: &[Signal]) -> Vec<&str> {
+    s.iter().map(|s| s.detector.as_ref()).collect()
+}
+
+fn strongest(s: &[Signal]) -> Option<Response> {
+    s.iter().map(|s| s.response).max()
+}
+
+#[test]
+fn a_market_makers_next_day_raises_nothing() {
+    let cfg = TradeDetectorConfig::default();
+    let (mut h, mut rng) = mm_history(&cfg);
+    // Day 14, its 00:00 burst included: each order examined, then recorded as allowed.
+    let day = mm_day(14, &mut rng);
+    assert_eq!(day.len(), 520);
+    for t in day {
+        let s = examine_trade(&cfg, &h, &t);
+        assert!(s.is_empty(), "{t:?}: {s:?}");
+        h.record(t, &cfg);
+    }
+    // An occasional larger order, within the size factor, and one at the ask of a pair with a
+    // 3% spread (150 bps above the mid): nothing either.
+    let later = T0 + 15 * DAY + 10 * HOUR;
+    assert!(examine_trade(&cfg, &h, &trade("mm", later, "ETH/USDT", 3_500_000, 0)).is_empty());
+    assert!(examine_trade(&cfg, &h, &trade("mm", later, "SOL/USDT", 500_000, 150)).is_empty());
+}
+
+/// The 3Commas pattern: a leaked key buys an illiquid coin from the thief's own asks, far above
+/// the market. Priced with the real order type, as the decider will.
+#[test]
+fn three_commas_buys_far_above_the_market_are_refused_by_the_defaults() {
+    let cfg = crate::detect::DetectorConfig::default().trade;
+    let (h, _) = mm_history(&cfg);
+    let order = Order {
+        symbol: "SHITUSDT".into(),
+        base: "SHIT".into(),
+        quote: "USDT".into(),
+        side: Side::Buy,
+        kind: OrderKind::Limit,
+        venue_type: "LIMIT".into(),
+        price: Some(Decimal::from(5)),
+        quantity: Some(Decimal::from(1_000_000)),
+        quote_quantity: None,
+        reference: Some(Reference {
+            price: Decimal::new(5, 2),
+            at: T0 + 14 * DAY,
+        }),
+    };
+    let dev = order.deviation_bps(Decimal::new(5, 2));
+    assert_eq!(dev, 990_000);
+    let t = trade(
+        "mm",
+        T0 + 14 * DAY + 10 * HOUR,
+        &order.instrument(),
+        500_000_000,
+        dev,
+    );
+    let s = examine_trade(&cfg, &h, &t);
+    assert_eq!(
+        names(&s),
+        vec!["new_instrument", "trade_size_jump", "off_market"]
+    );
+    assert_eq!(strongest(&s), Some(Response::FreezeClient));
+    // Closer to the market, but still 10% above it, and on a pair the client trades: denied.
+    let near = trade("mm", t.at, "SOL/USDT", 500_000, 1_000);
+    let s = examine_trade(&cfg, &h, &near);
+    assert_eq!(names(&s), vec!["off_market"]);
+    assert_eq!(strongest(&s), Some(Response::Deny));
+    assert!(s[0].reason.contains("1000 bps above"), "{}", s[0].reason);
+    // A sell dumped 6% below the market: denied too.
+    let mut dump = trade("mm", t.at, "BTC/USDT", 500_000, 600);
+    dump.side = Side::Sell;
+    let s = examine_trade(&cfg, &h, &dump);
+    assert_eq!(names(&s), vec!["off_market"]);
+    assert!(s[0].reason.contains("600 bps below"), "{}", s[0].reason);
+}
+
+#[test]
+fn off_market_leaves_the_spread_and_resting_orders_alone() {
+    let cfg = TradeDetectorConfig::default();
+    let h = TradeHistory::default();
+    let at = T0;
+    for dev in [0, 3, 150, 500, -500, -9_000, -1_000_000_000] {
+        let s = examine_trade(&cfg, &h, &trade("mm", at, "BTC/USDT", 500_000, dev));
+        assert!(!names(&s).contains(&"off_market"), "{dev}: {s:?}");
+    }
+    let s = examine_trade(&cfg, &h, &trade("mm", at, "BTC/USDT", 500_000, 501));
+    assert_eq!(strongest(&s), Some(Response::Deny));
+    let s = examine_trade(&cfg, &h, &trade("mm", at, "BTC/USDT", 500_000, 2_000));
+    assert_eq!(strongest(&s), Some(Response::FreezeClient));
+    // The far tier never weakens the rule's own response.
+    let mut strict = cfg.clone();
+    strict.off_market.response = Response::FreezeAll;
+    let s = examine_trade(&strict, &h, &trade("mm", at, "BTC/USDT", 500_000, 5_000));
+    assert_eq!(strongest(&s), Some(Response::FreezeAll));
+}
+
+/// The Binance 2018 pattern: a key that has not traded for weeks wakes and trades large.
+#[test]
+fn a_dormant_key_waking_large_is_held() {
+    let cfg = TradeDetectorConfig::default();
+    let mut h = TradeHistory::default();
+    h.complete_since(T0);
+    for day in 0..3 {
+        h.record(
+            trade("quiet", T0 + day * DAY + 9 * HOUR, "BTC/USDT", 150_000, 0),
+            &cfg,
+        );
+    }
+    let wake = T0 + 25 * DAY + 3 * HOUR;
+    let big = trade("quiet", wake, "VIA/BTC", 100_000_000, 0);
+    let s = examine_trade(&cfg, &h, &big);
+    assert_eq!(names(&s), vec!["new_instrument", "dormant_wake"]);
+    assert_eq!(strongest(&s), Some(Response::Hold));
+    // On an instrument it used to trade, too; a small order is not "large".
+    let s = examine_trade(&cfg, &h, &trade("quiet", wake, "BTC/USDT", 1_000_000, 0));
+    assert_eq!(names(&s), vec!["new_instrument", "dormant_wake"]);
+    let s = examine_trade(&cfg, &h, &trade("quiet", wake, "BTC/USDT", 999_999, 0));
+    assert_eq!(names(&s), vec!["new_instrument"]);
+    // A trade inside the window: not dormant.
+    h.record(trade("quiet", wake - 2 * DAY, "BTC/USDT", 150_000, 0), &cfg);
+    assert!(!names(&examine_trade(&cfg, &h, &big)).contains(&"dormant_wake"));
+}
+
+#[test]
+fn no_trades_because_keygate_just_started_or_the_client_is_new_is_not_dormant() {
+    let cfg = TradeDetectorConfig::default();
+    let now = T0 + 30 * DAY;
+    let big = trade("bot", now, "BTC/USDT", 100_000_000, 0);
+    // Nothing known about when the history starts.
+    let h = TradeHistory::default();
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &big)),
+        vec!["new_instrument"]
+    );
+    // keygate has decided for three days only.
+    let mut h = TradeHistory::default();
+    h.complete_since(now - 3 * DAY);
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &big)),
+        vec!["new_instrument"]
+    );
+    // keygate has decided for a month, but the client was created two days ago.
+    let mut h = TradeHistory::default();
+    h.complete_since(T0);
+    h.watch("bot", now - 2 * DAY);
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &big)),
+        vec!["new_instrument"]
+    );
+    // Created sixteen days ago and silent since: dormant.
+    h.watch("bot", now - 16 * DAY);
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &big)),
+        vec!["new_instrument", "dormant_wake"]
+    );
+}
+
+#[test]
+fn a_burst_far_above_the_busiest_spell_is_caught_by_count() {
+    let cfg = TradeDetectorConfig::default();
+    let (mut h, _) = mm_history(&cfg);
+    let start = T0 + 14 * DAY + 14 * HOUR;
+    let busiest = h.by_client["mm"]
+        .spells(start, cfg.velocity_window, start - cfg.window)
+        .busiest_count;
+    // The daily burst and the stream around it.
+    assert!((40..50).contains(&busiest), "{busiest}");
+    let mut first = None;
+    for i in 0..200 {
+        let t = trade("mm", start + i * 1_000, PAIRS[i as usize % 3], 100_000, 0);
+        let s = examine_trade(&cfg, &h, &t);
+        let spell = h.by_client["mm"].spells(t.at, cfg.velocity_window, t.at - cfg.window);
+        let over = spell.recent_count + 1 > 3 * spell.busiest_count;
+        // It fires exactly when the spell, this order included, is more than three times the
+        // busiest earlier one.
+        assert_eq!(!s.is_empty(), over, "{i}: {s:?}");
+        if over && first.is_none() {
+            assert_eq!(names(&s), vec!["trade_velocity"]);
+            assert_eq!(strongest(&s), Some(Response::Hold));
+            first = Some(i);
+        }
+        h.record(t, &cfg);
+    }
+    let first = first.unwrap();
+    assert!(
+        (3 * busiest as i64 - 10..=3 * busiest as i64).contains(&first),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_burst_of_value_is_caught_below_the_minimum_count() {
+    let cfg = TradeDetectorConfig::default();
+    let (mut h, _) = mm_history(&cfg);
+    let start = T0 + 14 * DAY + 14 * HOUR;
+    let c = &h.by_client["mm"];
+    let busiest = c
+        .spells(start, cfg.velocity_window, start - cfg.window)
+        .busiest_cents;
+    let recent = c
+        .spells(start, cfg.velocity_window, start - cfg.window)
+        .recent_cents;
+    let median = c.median_live(0).unwrap();
+    let size = 8 * median;
+    // n orders of eight times the median at once: n - 1 keep the spell within three times the
+    // busiest, the n-th takes it over.
+    let n = ((3 * busiest - recent) / i128::from(size) + 1) as usize;
+    assert!(n < cfg.velocity_min_count, "{n}");
+    for i in 0..n - 1 {
+        let t = trade("mm", start, "BTC/USDT", size, 0);
+        assert!(examine_trade(&cfg, &h, &t).is_empty(), "{i}");
+        h.record(t, &cfg);
+    }
+    let last = trade("mm", start, "BTC/USDT", size, 0);
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &last)),
+        vec!["trade_velocity"]
+    );
+}
+
+#[test]
+fn a_burst_right_after_install_is_not_a_burst_until_keygate_has_watched_a_window() {
+    let cfg = TradeDetectorConfig::default();
+    let start = T0 + 30 * DAY;
+    let burst = |h: &mut TradeHistory| {
+        let mut raised = vec![];
+        for i in 0..100 {
+            let t = trade("mm", start + i * 2_000, "BTC/USDT", 500_000, 0);
+            raised.extend(
+                examine_trade(&cfg, h, &t)
+                    .into_iter()
+                    .map(|s| s.detector.into_owned()),
+            );
+            h.record(t, &cfg);
+        }
+        raised
+    };
+    let mut fresh = TradeHistory::default();
+    fresh.complete_since(start - HOUR);
+    assert_eq!(burst(&mut fresh), vec!["new_instrument".to_string()]);
+    let mut watched = TradeHistory::default();
+    watched.complete_since(start - 15 * DAY);
+    let raised = burst(&mut watched);
+    assert!(raised.contains(&"trade_velocity".to_string()), "{raised:?}");
+}
+
+#[test]
+fn new_instruments_and_size_jumps_stand_alone() {
+    let cfg = TradeDetectorConfig::default();
+    let (h, _) = mm_history(&cfg);
+    let now = T0 + 14 * DAY + 10 * HOUR;
+    let s = examine_trade(&cfg, &h, &trade("mm", now, "AVAX/USDT", 500_000, 0));
+    assert_eq!(names(&s), vec!["new_instrument"]);
+    assert_eq!(strongest(&s), Some(Response::Alert));
+    let mut okx = trade("mm", now, "BTC/USDT", 500_000, 0);
+    okx.venue = "okx".into();
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &okx)),
+        vec!["new_instrument"]
+    );
+    let s = examine_trade(&cfg, &h, &trade("mm", now, "BTC/USDT", 50_000_000, 0));
+    assert_eq!(names(&s), vec!["trade_size_jump"]);
+    let live = h.len_of("mm") - h.by_client["mm"].stale(now - cfg.window);
+    assert!(live > 7_000, "{live}");
+    assert!(
+        s[0].reason.contains(&format!("over {live} trades")),
+        "{}",
+        s[0].reason
+    );
+    // Nine times the median is within the factor.
+    let m = h.by_client["mm"].median_live(0).unwrap();
+    assert!(examine_trade(&cfg, &h, &trade("mm", now, "BTC/USDT", 9 * m, 0)).is_empty());
+    // Fifteen days on, every instrument has left the window.
+    let late = trade("mm", T0 + 29 * DAY, "BTC/USDT", 500_000, 0);
+    let s = examine_trade(&cfg, &h, &late);
+    assert_eq!(names(&s), vec!["new_instrument"]);
+}
+
+#[test]
+fn disabled_detectors_stay_quiet_and_any_enabled_is_about_outflows() {
+    let (h, _) = mm_history(&TradeDetectorConfig::default());
+    let t = trade("mm", T0 + 14 * DAY, "SHIT/USDT", 500_000_000, 990_000);
+    assert!(examine_trade(&TradeDetectorConfig::off(), &h, &t).is_empty());
+    let mut cfg = TradeDetectorConfig::default();
+    cfg.off_market.enabled = false;
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &t)),
+        vec!["new_instrument", "trade_size_jump", "trade_velocity"]
+    );
+    cfg.trade_velocity.enabled = false;
+    assert_eq!(
+        names(&examine_trade(&cfg, &h, &t)),
+        vec!["new_instrument", "trade_size_jump"]
+    );
+    let off = crate::detect::DetectorConfig::off();
+    assert!(!off.any_enabled() && !off.any_trade_enabled());
+    let mut trades_only = off.clone();
+    trades_only.trade = TradeDetectorConfig::default();
+    assert!(!trades_only.any_enabled() && trades_only.any_trade_enabled());
+    assert!(crate::detect::DetectorConfig::default().any_trade_enabled());
+}
+
+#[test]
+fn the_history_forgets_what_leaves_the_window_and_places_late_trades() {
+    let cfg = TradeDetectorConfig::default();
+    let mut h = TradeHistory::default();
+    h.record(trade("mm", T0, "BTC/USDT", 100, 0), &cfg);
+    h.record(trade("mm", T0 + 15 * DAY, "BTC/USDT", 100, 0), &cfg);
+    assert_eq!(h.len_of("mm"), 1);
+    // Late by more than the window: nothing to remember.
+    h.record(trade("mm", T0 + DAY - 1, "BTC/USDT", 100, 0), &cfg);
+    assert_eq!(h.len_of("mm"), 1);
+    // Late, within the window: placed in time order.
+    h.record(trade("mm", T0 + 14 * DAY, "ETH/USDT", 300, 0), &cfg);
+    assert_eq!(h.len_of("mm"), 2);
+    let c = &h.by_client["mm"];
+    assert_eq!(c.kept[0].at, T0 + 14 * DAY);
+    assert_eq!(c.median_live(0), Some(200));
+    assert_eq!(h.len_of("other"), 0);
+}
+
+#[test]
+fn the_median_skips_trades_the_window_has_passed() {
+    let cfg = TradeDetectorConfig::default();
+    let mut h = TradeHistory::default();
+    for (i, usd) in [900, 100, 200, 300, 400].into_iter().enumerate() {
+        h.record(trade("mm", T0 + i as i64 * DAY, "BTC/USDT", usd, 0), &cfg);
+    }
+    let c = &h.by_client["mm"];
+    assert_eq!(c.median_live(0), Some(300));
+    // At T0 + 14d + 1ms the first (900) is out of the window, not yet forgotten.
+    let stale = c.stale(T0 + 1);
+    assert_eq!(stale, 1);
+    assert_eq!(c.median_live(stale), Some(250));
+    assert_eq!(c.mad_live(stale, 250), 100);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A short window and spell, so that random trades overlap, expire and burst.
+    fn small_cfg() -> TradeDetectorConfig {
+        TradeDetectorConfig {
+            window: 2 * HOUR,
+            velocity_window: 10 * MINUTE,
+            min_samples: 3,
+            velocity_min_count: 3,
+            dormant_min_usd_cents: 1_000,
+            ..TradeDetectorConfig::default()
+        }
+    }
+
+    fn trades(max: usize) -> impl Strategy<Value = Vec<TradeDone>> {
+        prop::collection::vec(
+            (
+                0i64..6 * 60,
+                0usize..2,
+                0usize..3,
+                0i64..5_000,
+                -100i64..3_000,
+            ),
+            0..max,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .map(|(minute, client, pair, usd, dev)| TradeDone {
+                    at: T0 + minute * MINUTE,
+                    client: ["a", "b"][client].into(),
+                    venue: "binance".into(),
+                    instrument: PAIRS[pair].into(),
+                    side: Side::Buy,
+                    usd_cents: usd,
+                    deviation_bps: dev,
+                })
+                .collect()
+        })
+    }
+
+    fn sorted(mut v: Vec<TradeDone>) -> Vec<TradeDone> {
+        v.sort_by_key(|t| t.at);
+        v
+    }
+
+    fn median_brute(mut v: Vec<i64>) -> Option<i64> {
+        v.sort_unstable();
+        (!v.is_empty()).then(|| crate::detect::median(&v))
+    }
+
+    proptest! {
+        #[test]
+        fn examine_never_panics(
+            raw in prop::collection::vec(
+                (any::<i64>(), any::<i64>(), any::<i64>(), 0usize..3), 0..40),
+            window in 1i64..=i64::MAX,
+            spell in 1i64..=i64::MAX,
+            factor in any::<i64>(),
+            min in 0usize..5,
+            bps in any::<i64>(),
+            far in any::<i64>(),
+            since in any::<i64>(),
+        ) {
+            let cfg = TradeDetectorConfig {
+                window,
+                velocity_window: spell,
+                velocity_factor: factor,
+                velocity_min_count: min,
+                min_samples: min,
+                off_market_bps: bps,
+                off_market_far_bps: far,
+                size_factor: Decimal::MAX,
+                ..TradeDetectorConfig::default()
+            };
+            let mut h = TradeHistory::default();
+            h.complete_since(since);
+            for (at, usd, dev, pair) in raw {
+                let t = trade("x", at, PAIRS[pair], usd, dev);
+                let _ = examine_trade(&cfg, &h, &t);
+                let _ = examine_trade(&TradeDetectorConfig::default(), &h, &t);
+                h.record(t, &cfg);
+            }
+        }
+
+        /// Whatever order trades are recorded in (another instance's may come late), the
+        /// detectors say the same of the next one.
+        #[test]
+        fn recording_order_does_not_matter(
+            (v, shuffled) in trades(60).prop_flat_map(|v| (Just(v.clone()), Just(v).prop_shuffle())),
+            probes in trades(6),
+        ) {
+            let cfg = small_cfg();
+            let mut a = TradeHistory::default();
+            let mut b = TradeHistory::default();
+            a.complete_since(T0);
+            b.complete_since(T0);
+            for t in sorted(v) {
+                a.record(t, &cfg);
+            }
+            for t in shuffled {
+                b.record(t, &cfg);
+            }
+            for client in ["a", "b"] {
+                prop_assert_eq!(a.len_of(client), b.len_of(client));
+            }
+            for p in probes {
+                prop_assert_eq!(examine_trade(&cfg, &a, &p), examine_trade(&cfg, &b, &p));
+            }
+        }
+
+        /// The running aggregates equal a computation from scratch over the trades in the
+        /// window, at any time after the latest trade.
+        #[test]
+        fn aggregates_match_a_computation_from_scratch(
+            v in trades(80),
+            later in 0i64..4 * 60,
+        ) {
+            let cfg = small_cfg();
+            let mut h = TradeHistory::default();
+            let v: Vec<TradeDone> = sorted(v).into_iter().filter(|t| t.client == "a").collect();
+            for t in &v {
+                h.record(t.clone(), &cfg);
+            }
+            let Some(latest) = v.last().map(|t| t.at) else {
+                return Ok(());
+            };
+            let now = latest + later * MINUTE;
+            let horizon = now - cfg.window;
+            let spell = cfg.velocity_window;
+            let held: Vec<&TradeDone> = v.iter().filter(|t| t.at >= latest - cfg.window).collect();
+            let live: Vec<&TradeDone> = held.iter().copied().filter(|t| t.at >= horizon).collect();
+            let c = &h.by_client["a"];
+            prop_assert_eq!(c.kept.len(), held.len());
+            let stale = c.stale(horizon);
+            prop_assert_eq!(
+                c.median_live(stale),
+                median_brute(live.iter().map(|t| t.usd_cents).collect())
+            );
+            if let Some(m) = c.median_live(stale) {
+                prop_assert_eq!(
+                    c.mad_live(stale, m),
+                    median_brute(live.iter().map(|t| (t.usd_cents - m).abs()).collect()).unwrap()
+                );
+            }
+            let s = c.spells(now, spell, horizon);
+            let in_spell = |end: Millis| live.iter().filter(move |t| t.at > end - spell && t.at <= end);
+            let recent: Vec<_> = in_spell(now).collect();
+            prop_assert_eq!(s.recent_count, recent.len());
+            prop_assert_eq!(s.recent_cents, recent.iter().map(|t| i128::from(t.usd_cents)).sum::<i128>());
+            prop_assert_eq!(s.earlier, live.iter().filter(|t| t.at <= now - spell).count());
+            let ends = live.iter().filter(|t| t.at >= horizon + spell && t.at <= now - spell);
+            prop_assert_eq!(
+                s.busiest_count,
+                ends.clone().map(|t| in_spell(t.at).count()).max().unwrap_or(0)
+            );
+            prop_assert_eq!(
+                s.busiest_cents,
+                ends.map(|t| in_spell(t.at).map(|t| i128::from(t.usd_cents)).sum::<i128>())
+                    .max()
+                    .unwrap_or(0)
+            );
+            for pair in PAIRS {
+                let seen = live.iter().any(|t| t.instrument == pair);
+                let p = trade("a", now, pair, 1, 0);
+                prop_assert_eq!(new_instrument(&cfg, Some(c), &p, horizon).is_none(), seen);
+            }
+        }
+
+        #[test]
+        fn halves_give_the_median_and_ranks_without_removed_values(
+            values in prop::collection::vec(-50i64..50, 1..60),
+            remove in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+        ) {
+            let mut halves = Halves::default();
+            for v in &values {
+                halves.insert(*v);
+            }
+            prop_assert_eq!(halves.median(), median_brute(values.clone()));
+            // Remove a few (with repeats collapsed), then rank what is left.
+            let mut idx: Vec<usize> = remove.iter().map(|i| i.index(values.len())).collect();
+            idx.sort_unstable();
+            idx.dedup();
+            let mut removed: BTreeMap<i64, usize> = BTreeMap::new();
+            for i in &idx {
+                *removed.entry(values[*i]).or_default() += 1;
+            }
+            let mut left: Vec<i64> = values
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| idx.binary_search(i).is_err())
+                .map(|(_, v)| *v)
+                .collect();
+            left.sort_unstable();
+            for (rank, v) in left.iter().enumerate() {
+                prop_assert_eq!(halves.nth_without(rank, &removed), Some(*v));
+            }
+            prop_assert_eq!(halves.nth_without(left.len(), &removed), None);
+            // And removing them for real leaves the same median.
+            for i in &idx {
+                halves.remove(values[*i]);
+            }
+            prop_assert_eq!(halves.median(), median_brute(left));
+        }
+    }
+}
