@@ -162,6 +162,7 @@ fn stat_specs() -> Vec<LimitSpec> {
 pub struct State {
     freezes: Vec<Freeze>,
     history: crate::detect::History,
+    trades: crate::detect::trade::TradeHistory,
     clients: HashMap<String, ClientRecord>,
     book: AddressBook,
     prices: PriceTable,
@@ -195,6 +196,13 @@ pub struct StateInputs {
     pub freezes: Vec<Freeze>,
     /// Allowed outflows within the detectors' window, in time order.
     pub outflows: Vec<crate::detect::Outgoing>,
+    /// Allowed trades within the trade detectors' window, in time order.
+    pub trades: Vec<crate::detect::trade::TradeDone>,
+    /// Since when the trade history holds every allowed trade (the audit log's first entry),
+    /// if known; and since when each client exists. A client is dormant only if keygate has
+    /// watched it for a whole window.
+    pub trades_complete_since: Option<Millis>,
+    pub clients_since: Vec<(String, Millis)>,
 }
 
 impl State {
@@ -238,9 +246,20 @@ impl State {
         for o in inputs.outflows {
             history.record(o, engine.detectors.window);
         }
+        let mut trades = crate::detect::trade::TradeHistory::default();
+        if let Some(since) = inputs.trades_complete_since {
+            trades.complete_since(since);
+        }
+        for (client, since) in &inputs.clients_since {
+            trades.watch(client, *since);
+        }
+        for t in inputs.trades {
+            trades.record(t, &engine.detectors.trade);
+        }
         Ok(Self {
             freezes: inputs.freezes,
             history,
+            trades,
             clients: inputs
                 .clients
                 .into_iter()
@@ -258,6 +277,11 @@ impl State {
     /// Counts an allowed outflow in the detectors' history.
     pub fn record_outflow(&mut self, o: crate::detect::Outgoing, window: Millis) {
         self.history.record(o, window);
+    }
+
+    /// Counts an allowed trade in the trade detectors' history.
+    pub fn record_trade(&mut self, engine: &Engine, t: crate::detect::trade::TradeDone) {
+        self.trades.record(t, &engine.detectors.trade);
     }
 
     /// Adds a freeze set during a batch, so the rest of the batch sees it.
@@ -312,10 +336,14 @@ impl State {
     /// store makes it durable first) with [`State::add_freeze`].
     pub fn apply(&mut self, engine: &Engine, w: &Watched) {
         self.record(&w.verdict);
-        if w.verdict.outcome == Outcome::Allow
-            && let Some(o) = &w.outgoing
-        {
+        if w.verdict.outcome != Outcome::Allow {
+            return;
+        }
+        if let Some(o) = &w.outgoing {
             self.record_outflow(o.clone(), engine.detectors.window);
+        }
+        if let Some(t) = &w.trade {
+            self.record_trade(engine, t.clone());
         }
     }
 
@@ -699,6 +727,8 @@ pub struct Watched {
     pub freeze: Option<crate::freeze::Scope>,
     /// The outflow, for the detectors' history once it is allowed.
     pub outgoing: Option<crate::detect::Outgoing>,
+    /// The trade, for the trade detectors' history once it is allowed.
+    pub trade: Option<crate::detect::trade::TradeDone>,
 }
 
 /// The freeze a watched decision sets, as it is recorded.
@@ -761,6 +791,10 @@ pub fn decide_watched(
         };
         signals = examine(&engine.detectors, &state.history, &o);
         outgoing = Some(o);
+    }
+    let trade = watched_trade(engine, state, intent, at);
+    if let Some(t) = &trade {
+        signals = crate::detect::trade::examine_trade(&engine.detectors.trade, &state.trades, t);
     }
     let mut extra = extra.clone();
     for s in &signals {
@@ -826,5 +860,47 @@ pub fn decide_watched(
         signals,
         freeze,
         outgoing,
+        trade,
     }
+}
+
+/// The trade a trade intent is, as the trade detectors see it, if any runs and the order can be
+/// valued (one that cannot is denied by [`decide`] anyway).
+fn watched_trade(
+    engine: &Engine,
+    state: &State,
+    intent: &Intent,
+    at: Millis,
+) -> Option<crate::detect::trade::TradeDone> {
+    if intent.action != Action::Trade || !engine.detectors.any_trade_enabled() {
+        return None;
+    }
+    let order = intent.order.as_ref()?;
+    let reference = order
+        .fresh_reference(at, engine.trading.reference_max_age)
+        .ok()?;
+    let notional = order
+        .notional(reference, engine.trading.slippage_bps)
+        .ok()?;
+    let usd_cents = state.prices.usd_cents(&order.quote, notional, at).ok()?;
+    trade_done(intent, usd_cents, at)
+}
+
+/// A trade intent valued at `usd_cents`, as the trade detectors remember it (also rebuilt from
+/// an allowed decision's audit entry: its intent and its USD value).
+pub fn trade_done(
+    intent: &Intent,
+    usd_cents: i64,
+    at: Millis,
+) -> Option<crate::detect::trade::TradeDone> {
+    let order = intent.order.as_ref()?;
+    Some(crate::detect::trade::TradeDone {
+        at,
+        client: intent.client.clone(),
+        venue: intent.venue.clone(),
+        instrument: order.instrument(),
+        side: order.side,
+        usd_cents,
+        deviation_bps: order.reference.map_or(0, |r| order.deviation_bps(r.price)),
+    })
 }

@@ -97,6 +97,9 @@ fn state(e: &Engine) -> State {
     State::new(
         e,
         StateInputs {
+            trades: vec![],
+            trades_complete_since: None,
+            clients_since: vec![],
             clients: vec![client("mm"), client("buggy"), client("plain"), {
                 let mut c = client("off");
                 c.enabled = false;
@@ -232,6 +235,9 @@ fn unapproved_destinations_are_refused() {
     let s = State::new(
         &e,
         StateInputs {
+            trades: vec![],
+            trades_complete_since: None,
+            clients_since: vec![],
             clients: vec![client("mm")],
             destinations: vec![dest("USDT", false)],
             prices: vec![],
@@ -354,6 +360,9 @@ fn a_freeze_stops_everything_in_its_scope_and_nothing_else() {
         State::new(
             &e,
             StateInputs {
+                trades: vec![],
+                trades_complete_since: None,
+                clients_since: vec![],
                 clients: vec![client("mm"), client("other")],
                 destinations: vec![dest("USDT", true)],
                 prices: vec![],

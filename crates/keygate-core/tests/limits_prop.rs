@@ -104,6 +104,9 @@ fn state(e: &Engine) -> State {
     State::new(
         e,
         StateInputs {
+            trades: vec![],
+            trades_complete_since: None,
+            clients_since: vec![],
             clients,
             destinations,
             prices: vec![],

@@ -61,6 +61,9 @@ fn state(e: &Engine, instruments: &[&str]) -> State {
     State::new(
         e,
         StateInputs {
+            trades: vec![],
+            trades_complete_since: None,
+            clients_since: vec![],
             clients: vec![ClientRecord {
                 instruments: instruments.iter().map(|s| s.to_string()).collect(),
                 name: "mm".into(),
@@ -266,4 +269,31 @@ fn remembered_verdicts_tell_orders_apart() {
         allowed += usize::from(want.outcome == Outcome::Allow);
     }
     assert!(allowed > 0 && allowed < 2 * orders.len(), "{allowed}");
+}
+
+#[test]
+fn the_trade_detectors_watch_orders_and_remember_allowed_ones() {
+    use keygate_core::decide::{Extra, decide_watched};
+    let mut e = engine();
+    e.detectors = keygate_core::detect::DetectorConfig::default();
+    let mut s = state(&e, &["BTC/USDT", "SHIT/USDT"]);
+    // A normal order: at most an alert (a first instrument), allowed, remembered.
+    let w = decide_watched(&e, &s, &btc_buy(), T0, &Extra::default());
+    assert_eq!(w.verdict.outcome, Outcome::Allow, "{:?}", w.verdict.reasons);
+    assert!(w.freeze.is_none());
+    assert!(w.signals.iter().all(|s| s.detector == "new_instrument"));
+    assert!(w.trade.is_some());
+    s.apply(&e, &w);
+    let again = decide_watched(&e, &s, &btc_buy(), T0 + SECOND, &Extra::default());
+    assert!(again.signals.is_empty(), "{:?}", again.signals);
+    // The SHIT/USDT buy at 5 against a 0.01 market: off the market by far, the client
+    // is frozen, whatever the policies and limits say.
+    let w = decide_watched(&e, &s, &shit_buy(), T0 + 2 * SECOND, &Extra::default());
+    assert_eq!(w.verdict.outcome, Outcome::Deny);
+    assert!(
+        w.signals.iter().any(|s| s.detector == "off_market"),
+        "{:?}",
+        w.signals
+    );
+    assert!(w.freeze.is_some());
 }

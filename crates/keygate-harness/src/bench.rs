@@ -244,6 +244,9 @@ fn micros(d: Duration) -> String {
 /// The benchmark's starting state: its clients and destination, nothing recorded yet.
 fn inputs() -> StateInputs {
     StateInputs {
+        trades: vec![],
+        trades_complete_since: None,
+        clients_since: vec![],
         clients: clients(),
         destinations: vec![destination()],
         prices: vec![],

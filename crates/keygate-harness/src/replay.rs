@@ -136,6 +136,9 @@ pub fn state(config: &Config, engine: &Engine, header: &Header) -> Result<State>
     State::new(
         engine,
         StateInputs {
+            trades: vec![],
+            trades_complete_since: None,
+            clients_since: vec![],
             clients,
             destinations,
             prices: vec![],

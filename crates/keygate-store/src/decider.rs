@@ -242,8 +242,15 @@ async fn load_state(
     head: &Head,
 ) -> Result<State, StoreError> {
     let outflows_since = head.at_ms.saturating_sub(engine.detectors.window);
-    let inputs =
-        crate::engine::load_inputs(tx, rebuild_from(engine, head), outflows_since, head).await?;
+    let trades_since = head.at_ms.saturating_sub(engine.detectors.trade.window);
+    let inputs = crate::engine::load_inputs(
+        tx,
+        rebuild_from(engine, head),
+        outflows_since,
+        trades_since,
+        head,
+    )
+    .await?;
     State::new(engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -348,6 +355,14 @@ impl Writer {
                                     .and_then(|e| crate::engine::outgoing_of(r.at_ms, e))
                             {
                                 c.state.record_outflow(o, self.engine.detectors.window);
+                            }
+                            if m.action == keygate_core::Action::Trade
+                                && let Some(t) = r
+                                    .entry()
+                                    .ok()
+                                    .and_then(|e| crate::engine::trade_of(r.at_ms, e))
+                            {
+                                c.state.record_trade(&self.engine, t);
                             }
                         }
                         c.state.advance(r.at_ms);

@@ -641,6 +641,7 @@ pub(crate) async fn load_inputs(
     tx: &mut Transaction<'static, Any>,
     moves_since: Millis,
     outflows_since: Millis,
+    trades_since: Millis,
     head: &crate::audit::Head,
 ) -> Result<keygate_core::decide::StateInputs, StoreError> {
     let clock = head.at_ms;
@@ -691,7 +692,22 @@ pub(crate) async fn load_inputs(
             outflows.push(o);
         }
     }
+    let trades = load_trades(tx, trades_since, head).await?;
+    let trades_complete_since: Option<Millis> =
+        sqlx::query_scalar("SELECT MIN(at_ms) FROM audit_log")
+            .fetch_one(&mut **tx)
+            .await?;
+    let mut clients_since = vec![];
+    for r in sqlx::query("SELECT name, created_ms FROM clients")
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        clients_since.push((r.try_get(0)?, r.try_get(1)?));
+    }
     Ok(keygate_core::decide::StateInputs {
+        trades,
+        trades_complete_since,
+        clients_since,
         clients,
         destinations,
         prices,
@@ -700,6 +716,45 @@ pub(crate) async fn load_inputs(
         freezes,
         outflows,
     })
+}
+
+/// The allowed trades since `since`, as the trade detectors remember them.
+async fn load_trades(
+    tx: &mut Transaction<'static, Any>,
+    since: Millis,
+    head: &crate::audit::Head,
+) -> Result<Vec<keygate_core::detect::trade::TradeDone>, StoreError> {
+    let mut trades = vec![];
+    for r in sqlx::query(
+        "SELECT at_ms, entry FROM audit_log WHERE mv_action = 'trade' \
+         AND at_ms >= $1 AND seq <= $2 ORDER BY seq",
+    )
+    .bind(since)
+    .bind(head.seq)
+    .fetch_all(&mut **tx)
+    .await?
+    {
+        let at: Millis = r.try_get(0)?;
+        let entry: String = r.try_get(1)?;
+        if let Some(t) = crate::audit::AuditEntry::from_canonical(&entry)
+            .ok()
+            .and_then(|e| trade_of(at, e))
+        {
+            trades.push(t);
+        }
+    }
+    Ok(trades)
+}
+
+/// The trade an allowed order's audit entry records, for the trade detectors.
+pub(crate) fn trade_of(
+    at: Millis,
+    entry: crate::audit::AuditEntry<'_>,
+) -> Option<keygate_core::detect::trade::TradeDone> {
+    let crate::audit::AuditEntry::Decision(d) = entry else {
+        return None;
+    };
+    keygate_core::decide::trade_done(&d.intent, d.usd_value_cents?, at)
 }
 
 /// Every token, by id, for the decider's authentication.
