@@ -170,7 +170,7 @@ fn limits() -> Vec<LimitSpec> {
     ]
 }
 
-fn engine() -> Result<Engine> {
+pub(crate) fn engine() -> Result<Engine> {
     let e = Engine {
         trading: Default::default(),
         policies: Policies::load(&[PolicySource {
@@ -189,10 +189,10 @@ fn engine() -> Result<Engine> {
     Ok(e)
 }
 
-fn clients() -> Vec<ClientRecord> {
+pub(crate) fn clients() -> Vec<ClientRecord> {
     (0..CLIENTS)
         .map(|c| ClientRecord {
-            instruments: vec![],
+            instruments: vec!["BTC/USDT".into(), "ETH/USDT".into()],
             name: format!("c{c}"),
             venues: vec!["binance".into()],
             actions: Action::ALL.to_vec(),
@@ -231,13 +231,13 @@ fn destination() -> Destination {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     // Display only: an index into the sorted samples.
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn micros(d: Duration) -> String {
+pub(crate) fn micros(d: Duration) -> String {
     format!("{:.2} µs", d.as_nanos() as f64 / 1000.0)
 }
 
@@ -539,6 +539,9 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
     let n = a.samples.max(100);
     let samples = sample(&mut setup, &authorizer, &request, n);
     print_latency(&setup.engine, n, &samples);
+    for history in [2_000, 20_000] {
+        crate::bench_order::run(&authorizer, history, n)?;
+    }
     durable(a, setup.engine).await
 }
 

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_chain;
 mod bench_gateway;
+mod bench_order;
 mod cli;
 mod replay;
 mod replay_gateway;
