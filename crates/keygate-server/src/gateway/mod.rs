@@ -217,8 +217,8 @@ fn classify(inc: &Incoming<'_>, venue_path: &str, body: &[u8]) -> Result<Classif
         })
 }
 
-/// What the decider is asked: the token, the request's ids and hold, and its intent (or why
-/// it has none).
+/// What the decider is asked: the token, the request's ids and hold, its intent (or why it has
+/// none), and the request as keygate would forward it (which a hold binds).
 fn gateway_request(
     inc: &Incoming<'_>,
     token: Presented,
@@ -239,6 +239,7 @@ fn gateway_request(
         request_id: native_id.or(header_id),
         hold,
         native_id: native_id_sent,
+        request_text: classified.as_ref().ok().map(Classified::canonical),
     })
 }
 
