@@ -1,7 +1,9 @@
 //! Containment by hand and the signed approvals that lift it: freeze a scope, list freezes,
 //! approve a subject (freeze:ID, hold:ID or address:ID) with an approver key, list held
 //! requests, make an approver key. What an approval would approve is described, and checked
-//! against the audit log, before it is signed.
+//! against the audit log, before it is signed: for a hold, the intent and the full request
+//! keygate will forward if it is carried out (its method, path and every parameter, before
+//! signing: no key or signature is in it).
 
 use std::path::Path;
 
@@ -166,8 +168,13 @@ async fn describe(h: &StateHandle, subject: &Subject) -> Result<String> {
                     "the held decision {decision_id} is not in the audit log"
                 ))
             })?;
-            let intent = match row.entry() {
-                Ok(AuditEntry::Decision(d)) => d.intent.into_owned(),
+            let (intent, recorded) = match row.entry() {
+                Ok(AuditEntry::Decision(d)) => (
+                    d.intent.into_owned(),
+                    d.request
+                        .and_then(|r| r.request_text)
+                        .map(|t| t.into_owned()),
+                ),
                 Ok(other) => {
                     bail!(
                         "audit entry {decision_id} holds no intent: it is a {} entry",
@@ -176,23 +183,62 @@ async fn describe(h: &StateHandle, subject: &Subject) -> Result<String> {
                 }
                 Err(e) => bail!("audit entry {decision_id} holds no intent: {e}"),
             };
-            if keygate_store::decider::hold_digest(&intent) != *intent_digest {
+            let text = held_request(h, *decision_id).await?;
+            if recorded.as_deref() != Some(text.as_str()) {
+                bail!(
+                    "the request of held decision {decision_id} is not the one its audit entry records; run `keygate audit verify`"
+                );
+            }
+            if keygate_store::decider::hold_digest(&intent, &text) != *intent_digest {
                 bail!(
                     "the held decision {decision_id} in the audit log does not match the hold's digest; run `keygate audit verify`"
                 );
             }
             format!(
-                "held decision {decision_id}: {} {} {} {} on {} to {} (hold expires {})",
-                intent.client,
-                intent.action,
-                intent.amount.map(|a| a.to_string()).unwrap_or_default(),
-                intent.asset.as_deref().unwrap_or(""),
-                intent.venue,
-                intent.destination.as_deref().unwrap_or("-"),
-                crate::time_text(*expires_at)
+                "held decision {decision_id}: {} (hold expires {})\n  the request keygate will forward (then signed with the venue's key), exactly:\n{}",
+                summary(&intent),
+                crate::time_text(*expires_at),
+                request_lines(&text)
             )
         }
     })
+}
+
+/// The request held decision `decision_id` binds, as its hold keeps it.
+async fn held_request(h: &StateHandle, decision_id: i64) -> Result<String> {
+    let hold =
+        h.store.hold(decision_id).await?.ok_or_else(|| {
+            AdminError::Invalid(format!("there is no held decision {decision_id}"))
+        })?;
+    match hold.request_text {
+        Some(t) => Ok(t),
+        None => bail!(
+            "held decision {decision_id} binds no request keygate would forward, so it cannot be carried out; the client sends the request again for a new hold"
+        ),
+    }
+}
+
+/// An intent in one line: who, what, how much, where.
+fn summary(i: &keygate_core::Intent) -> String {
+    format!(
+        "{} {} {} {} on {} to {}",
+        i.client,
+        i.action,
+        i.amount.map(|a| a.to_string()).unwrap_or_default(),
+        i.asset.as_deref().unwrap_or(""),
+        i.venue,
+        i.destination.as_deref().unwrap_or("-")
+    )
+}
+
+/// A request text for the terminal: each of its lines (the request line, then the body if it
+/// has one) indented by four spaces.
+pub fn request_lines(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A held request, with what it would do as its audit entry says.
@@ -201,6 +247,16 @@ pub struct HoldView {
     /// done, expired, approved or waiting.
     pub state: &'static str,
     pub what: String,
+}
+
+impl HoldView {
+    /// The request the hold binds, for the terminal ([`request_lines`]), or why there is none.
+    pub fn request(&self) -> String {
+        match &self.row.request_text {
+            Some(t) => request_lines(t),
+            None => "    (binds no request: it cannot be carried out; the client sends the request again for a new hold)".into(),
+        }
+    }
 }
 
 /// Held requests waiting for approvals (with `all`: carried-out and expired ones too).
@@ -219,18 +275,7 @@ pub async fn holds(h: &StateHandle, all: bool, now: Millis) -> Result<Vec<HoldVi
         };
         let what = match h.store.audit_entry(row.decision_id).await? {
             Some(entry) => match entry.entry() {
-                Ok(AuditEntry::Decision(d)) => {
-                    let i = &d.intent;
-                    format!(
-                        "{} {} {} {} on {} to {}",
-                        i.client,
-                        i.action,
-                        i.amount.map(|a| a.to_string()).unwrap_or_default(),
-                        i.asset.as_deref().unwrap_or(""),
-                        i.venue,
-                        i.destination.as_deref().unwrap_or("-")
-                    )
-                }
+                Ok(AuditEntry::Decision(d)) => summary(&d.intent),
                 // Not a readable decision: as an entry without an intent always read.
                 _ => "? ?   on ? to -".into(),
             },

@@ -5,7 +5,11 @@
 //! Pure: the store loads what a batch needs (tokens, hold records with their approval counts,
 //! the first use of each request id) and passes it in; time is an argument. What one request
 //! of a batch changes for the next (a hold carried out, a request id used) is kept in
-//! [`BatchMemory`]. This module must not know SQL, the audit log's format or HTTP.
+//! [`Batch`]. This module must not know SQL, the audit log's format or HTTP.
+//!
+//! A hold is bound to the intent and to the canonical request keygate would forward for it (the
+//! venue adapter's text; an opaque string here): carrying it out with any other request, even
+//! one of the same intent, is refused.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -23,7 +27,8 @@ pub enum Rejection {
     Unclassified,
     /// Its request id was used before for its client and venue.
     Replayed,
-    /// The hold it names does not exist, is for another request, or was carried out.
+    /// The hold it names does not exist, is for another request (or binds none), or was
+    /// carried out.
     HoldInvalid,
     /// The hold it names is not approved by a quorum yet.
     HoldPending,
@@ -73,6 +78,9 @@ pub struct RequestRef<'a> {
     pub request_id: Option<&'a str>,
     /// The approved hold this request carries out.
     pub hold: Option<i64>,
+    /// The request as keygate would forward it, before signing (the venue adapter's canonical
+    /// text), or None if it has none (it could not be classified).
+    pub request_text: Option<&'a str>,
 }
 
 /// A hold as the store holds it, with the number of approvals it has.
@@ -81,7 +89,12 @@ pub struct HoldRecord {
     pub id: i64,
     pub client: String,
     pub venue: String,
-    pub intent_digest: String,
+    /// [`hold_digest`] of the held intent and request.
+    pub digest: String,
+    /// The held request as keygate would forward it; None for a hold that binds no request
+    /// (kept from before holds were bound to requests, or set by a decision without one), which
+    /// cannot be carried out.
+    pub request_text: Option<String>,
     pub request_id: Option<String>,
     pub expires_ms: Millis,
     pub approved_ms: Option<Millis>,
@@ -97,14 +110,36 @@ pub struct RequestKey {
     pub request_id: String,
 }
 
-/// The digest a hold is known by: the intent without its token and source address (the same
-/// request may come back with another token, from another host of the client's).
-pub fn hold_digest(intent: &Intent) -> String {
-    crate::freeze::intent_digest(&Intent {
+/// The digest a hold is known by, and approvers sign: SHA-256 (hex) of the canonical JSON of
+/// the intent without its token and source address (the same request may come back with
+/// another token, from another host of the client's) and the request text keygate would
+/// forward, and without the reference price of an order (it is valued at the market of the
+/// moment it is carried out).
+pub fn hold_digest(intent: &Intent, request_text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    #[derive(serde::Serialize)]
+    struct Held<'a> {
+        intent: &'a Intent,
+        request: &'a str,
+    }
+    // Nor the market price keygate read when it came: the request carried out later is valued
+    // at the market then.
+    let order = intent.order.clone().map(|o| crate::order::Order {
+        reference: None,
+        ..o
+    });
+    let intent = Intent {
         token_id: None,
         source_ip: None,
+        order,
         ..intent.clone()
+    };
+    let json = serde_json::to_vec(&Held {
+        intent: &intent,
+        request: request_text,
     })
+    .unwrap_or_default();
+    hex::encode(Sha256::digest(&json))
 }
 
 /// Checks the token a request presents: for a classified request its scope too, else only
@@ -147,22 +182,52 @@ pub struct UsableHold {
     pub approvals: i64,
 }
 
-/// Checks the hold a request names: the same client, venue and intent, approved by a quorum,
-/// not expired, not used. `record` is what the store holds under `hid` (None if nothing).
+/// A request as [`check_hold`] compares it with the hold: where it goes, its intent, and the
+/// request text keygate would forward (None if it has none).
+#[derive(Debug, Clone, Copy)]
+pub struct HeldRequest<'a> {
+    pub venue: &'a str,
+    pub intent: &'a Intent,
+    pub request_text: Option<&'a str>,
+}
+
+/// Checks the hold a request names: the same client, venue, intent and request text, approved
+/// by a quorum, not expired, not used. `record` is what the store holds under `hid` (None if
+/// nothing).
 pub fn check_hold(
     hid: i64,
     record: Option<&HoldRecord>,
-    venue: &str,
-    intent: &Intent,
+    req: &HeldRequest<'_>,
     store_now: Millis,
 ) -> Result<UsableHold, (Rejection, String)> {
     let Some(h) = record else {
         return Err((Rejection::HoldInvalid, format!("there is no hold {hid}")));
     };
-    if h.client != intent.client || h.venue != venue || h.intent_digest != hold_digest(intent) {
+    let intent = req.intent;
+    if h.client != intent.client || h.venue != req.venue {
         return Err((
             Rejection::HoldInvalid,
             format!("hold {hid} is for another request; send exactly the request that was held"),
+        ));
+    }
+    if h.request_text.is_none() {
+        return Err((
+            Rejection::HoldInvalid,
+            format!(
+                "hold {hid} binds no request keygate would forward (as holds set before keygate bound them to the exact request do not), so it cannot be carried out; send the request again without x-keygate-hold for a new hold"
+            ),
+        ));
+    }
+    let same = req
+        .request_text
+        .is_some_and(|text| h.request_text.as_deref() == Some(text))
+        && h.digest == hold_digest(intent, req.request_text.unwrap_or_default());
+    if !same {
+        return Err((
+            Rejection::HoldInvalid,
+            format!(
+                "hold {hid} is for another request; send exactly the request that was held (every parameter, in the same order)"
+            ),
         ));
     }
     if let Some(d) = h.executed_by {
@@ -359,7 +424,12 @@ fn usable_hold(
         ));
     }
     let record = batch.holds.iter().find(|h| h.id == hid);
-    check_hold(hid, record, req.venue, intent, batch.store_now)
+    let held = HeldRequest {
+        venue: req.venue,
+        intent,
+        request_text: req.request_text,
+    };
+    check_hold(hid, record, &held, batch.store_now)
 }
 
 /// Why a request's id counts as used, if it does: earlier in this batch, or by an audit entry.

@@ -109,8 +109,9 @@ pub enum Subject {
         scope: Scope,
         set_at: Millis,
     },
-    /// Letting held decision `decision_id` through: the intent's digest (SHA-256 of its
-    /// canonical JSON) ties the approval to exactly what was held.
+    /// Letting held decision `decision_id` through: `intent_digest` is the hold's digest
+    /// ([`crate::admit::hold_digest`]: SHA-256 of the held intent and the exact request keygate
+    /// would forward), which ties the approval to exactly what was held.
     Hold {
         decision_id: i64,
         client: String,

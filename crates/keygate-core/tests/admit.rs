@@ -1,6 +1,7 @@
 //! Admission of gateway requests in a decider batch, without a database: tokens, request ids
 //! (from the store and earlier in the batch) and holds (unknown, for another request, carried
-//! out, expired, pending, approved).
+//! out, expired, pending, approved; bound to the exact request, so another request of the same
+//! intent cannot carry one out).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use keygate_core::admit::{
@@ -18,6 +19,10 @@ use rust_decimal::Decimal;
 
 const DEST: &str = "0x00000000000000000000000000000000000000aa";
 const T0: i64 = 1_700_000_000_000;
+/// The canonical request of the held withdrawal, as a venue adapter would give it (opaque here).
+const HELD: &str = "POST /sapi/v1/capital/withdraw/apply\ncoin=USDT&network=ETH&address=0x00000000000000000000000000000000000000aa&amount=200000";
+/// The same intent on another network: another request.
+const SWAPPED: &str = "POST /sapi/v1/capital/withdraw/apply\ncoin=USDT&network=TRX&address=0x00000000000000000000000000000000000000aa&amount=200000";
 
 const POLICIES: &str = r#"
 @id("mm-withdraw")
@@ -129,6 +134,7 @@ fn req<'a>(
         intent,
         request_id: rid,
         hold,
+        request_text: Some(HELD),
     }
 }
 
@@ -158,7 +164,8 @@ fn hold_of(intent: &Intent, approved: bool) -> HoldRecord {
         id: 7,
         client: "mm".into(),
         venue: "binance".into(),
-        intent_digest: admit::hold_digest(&held),
+        digest: admit::hold_digest(&held, HELD),
+        request_text: Some(HELD.into()),
         request_id: Some("r-held".into()),
         expires_ms: T0 + HOUR,
         approved_ms: approved.then_some(T0),
@@ -335,7 +342,12 @@ fn each_unusable_hold_has_its_own_rejection() {
     };
     let ok = hold_of(&intent, true);
     let check = |h: Option<&HoldRecord>, intent: &Intent, now| {
-        admit::check_hold(7, h, "binance", intent, now).map_err(|(r, _)| r)
+        let held = admit::HeldRequest {
+            venue: "binance",
+            intent,
+            request_text: Some(HELD),
+        };
+        admit::check_hold(7, h, &held, now).map_err(|(r, _)| r)
     };
     assert_eq!(
         check(Some(&ok), &intent, T0),
@@ -371,4 +383,148 @@ fn each_unusable_hold_has_its_own_rejection() {
         ..intent.clone()
     };
     assert!(check(Some(&ok), &other_token, T0).is_ok());
+}
+
+#[test]
+fn a_hold_is_bound_to_its_exact_request() {
+    let intent = Intent {
+        client: "mm".into(),
+        ..withdraw(200_000)
+    };
+    let ok = hold_of(&intent, true);
+    let check = |h: &HoldRecord, venue: &str, text: Option<&str>| {
+        let held = admit::HeldRequest {
+            venue,
+            intent: &intent,
+            request_text: text,
+        };
+        admit::check_hold(7, Some(h), &held, T0)
+    };
+    assert!(check(&ok, "binance", Some(HELD)).is_ok());
+    // The same intent in another request (another network here): refused.
+    let (rejection, reason) = check(&ok, "binance", Some(SWAPPED)).unwrap_err();
+    assert_eq!(rejection, Rejection::HoldInvalid);
+    assert!(reason.contains("another request"), "{reason}");
+    assert_eq!(
+        check(&ok, "binance", None).map_err(|(r, _)| r),
+        Err(Rejection::HoldInvalid)
+    );
+    assert_eq!(
+        check(&ok, "okx", Some(HELD)).map_err(|(r, _)| r),
+        Err(Rejection::HoldInvalid)
+    );
+    // A record whose text was changed without its digest (or the reverse) is refused too.
+    let text_changed = HoldRecord {
+        request_text: Some(SWAPPED.into()),
+        ..ok.clone()
+    };
+    assert!(check(&text_changed, "binance", Some(SWAPPED)).is_err());
+    let digest_changed = HoldRecord {
+        digest: admit::hold_digest(&intent, SWAPPED),
+        ..ok.clone()
+    };
+    assert!(check(&digest_changed, "binance", Some(HELD)).is_err());
+    // A hold from before holds were bound to requests binds none: it cannot be carried out,
+    // and the bot is told to send the request again for a new hold.
+    let old = HoldRecord {
+        request_text: None,
+        ..ok.clone()
+    };
+    let (rejection, reason) = check(&old, "binance", Some(HELD)).unwrap_err();
+    assert_eq!(rejection, Rejection::HoldInvalid);
+    assert!(
+        reason.contains("without x-keygate-hold for a new hold"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn the_hold_digest_covers_the_intent_and_the_request_but_not_token_or_address() {
+    let intent = Intent {
+        client: "mm".into(),
+        ..withdraw(200_000)
+    };
+    let d = admit::hold_digest(&intent, HELD);
+    assert_eq!(d.len(), 64);
+    assert_ne!(d, admit::hold_digest(&intent, SWAPPED));
+    assert_ne!(d, admit::hold_digest(&intent, ""));
+    let more = Intent {
+        amount: Some(Decimal::from(200_001)),
+        ..intent.clone()
+    };
+    assert_ne!(d, admit::hold_digest(&more, HELD));
+    let elsewhere = Intent {
+        token_id: Some("t2".into()),
+        source_ip: Some("10.1.1.1".parse().unwrap()),
+        ..intent.clone()
+    };
+    assert_eq!(d, admit::hold_digest(&elsewhere, HELD));
+}
+
+#[test]
+fn carrying_out_a_hold_with_another_request_of_the_same_intent_is_refused_and_spends_nothing() {
+    let (e, s) = (engine(), state(&engine()));
+    let (p, _) = token();
+    let big = Ok(withdraw(200_000));
+    let Ok(intent) = &big else { panic!() };
+    let approved = [hold_of(intent, true)];
+    let none = RequestFacts::default();
+    let mut batch = Batch::new(&approved, T0);
+    let swapped = RequestRef {
+        request_text: Some(SWAPPED),
+        ..req(&p, &big, Some("r-held"), Some(7))
+    };
+    match admit::admit(&e, &s, &mut batch, &swapped, Ok("mm"), &none, T0) {
+        Admission::Rejected {
+            rejection, reason, ..
+        } => {
+            assert_eq!(rejection, Rejection::HoldInvalid);
+            assert!(reason.contains("hold 7 is for another request"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The held request itself still carries it out.
+    let held = req(&p, &big, Some("r-held"), Some(7));
+    let a = admit::admit(&e, &s, &mut batch, &held, Ok("mm"), &none, T0);
+    assert_eq!(what(&a), Ok(Outcome::Allow));
+    let Admission::Decided(d) = a else { panic!() };
+    assert_eq!(d.carried_out, Some(7));
+}
+
+#[test]
+fn a_held_order_is_the_same_hold_at_another_market_price() {
+    use keygate_core::admit::hold_digest;
+    use keygate_core::order::{Order, OrderKind, Reference, Side};
+    let order = |at: i64, price: &str| Order {
+        symbol: "BTCUSDT".into(),
+        base: "BTC".into(),
+        quote: "USDT".into(),
+        side: Side::Buy,
+        kind: OrderKind::Limit,
+        venue_type: "LIMIT".into(),
+        price: Some("40000".parse().unwrap()),
+        quantity: Some("1".parse().unwrap()),
+        quote_quantity: None,
+        reference: Some(Reference {
+            price: price.parse().unwrap(),
+            at,
+        }),
+    };
+    let intent = |o: Order| keygate_core::Intent {
+        client: "mm".into(),
+        venue: "binance".into(),
+        action: keygate_core::Action::Trade,
+        asset: Some("USDT".into()),
+        amount: Some("40000".parse().unwrap()),
+        destination: None,
+        source_ip: None,
+        token_id: None,
+        order: Some(o),
+    };
+    let text = "POST /api/v3/order\nsymbol=BTCUSDT";
+    let held = hold_digest(&intent(order(1, "39990")), text);
+    assert_eq!(held, hold_digest(&intent(order(99, "40010")), text));
+    let mut other = order(1, "39990");
+    other.quantity = Some("2".parse().unwrap());
+    assert_ne!(held, hold_digest(&intent(other), text));
 }

@@ -69,6 +69,10 @@ pub struct GatewayRequest {
     /// Whether `request_id` is a venue parameter (which the venue reports back in its
     /// withdrawal history) rather than keygate's own header.
     pub native_id: bool,
+    /// The request as keygate would forward it, before signing (the venue adapter's canonical
+    /// text, or the transfer API's), or None if it could not be classified. A hold binds it:
+    /// approvers are shown it, and only this request can carry the hold out.
+    pub request_text: Option<String>,
 }
 
 /// What became of a request. Each carries the id of the audit entry that records it.
@@ -465,6 +469,7 @@ fn request_ref(req: &GatewayRequest) -> RequestRef<'_> {
         intent: &req.intent,
         request_id: req.request_id.as_deref(),
         hold: req.hold,
+        request_text: req.request_text.as_deref(),
     }
 }
 
@@ -553,12 +558,42 @@ struct Decided<'a> {
     pending: Vec<Pending>,
     /// Freezes the detectors set, appended after the decisions that set them.
     freezes: Vec<NewEntry>,
-    /// (entry index, intent, request id) of each held decision.
-    new_holds: Vec<(usize, Intent, Option<String>)>,
+    /// Each held decision.
+    new_holds: Vec<NewHold>,
     /// (entry index, hold id) of each hold an allow carries out.
     used_holds: Vec<(usize, i64)>,
     /// (entry index, request id) of each request id a decision uses.
     new_ids: Vec<(usize, &'a RequestKey)>,
+}
+
+/// The HTTP request a gateway decision came from, for its audit entry; a held decision's
+/// records the request its hold binds.
+fn request_info(req: &GatewayRequest, held: bool) -> RequestInfo<'_> {
+    RequestInfo {
+        method: Cow::Borrowed(&req.method),
+        path: Cow::Borrowed(&req.path),
+        request_id: req.request_id.as_deref().map(Cow::Borrowed),
+        venue_ref: req
+            .request_id
+            .as_deref()
+            .filter(|_| req.native_id)
+            .map(Cow::Borrowed),
+        request_text: req
+            .request_text
+            .as_deref()
+            .filter(|_| held)
+            .map(Cow::Borrowed),
+    }
+}
+
+/// A held decision, to be recorded as a hold.
+struct NewHold {
+    /// Its entry's index in the batch.
+    index: usize,
+    intent: Intent,
+    request_id: Option<String>,
+    /// The request it binds (None for a decision made without one: it cannot be carried out).
+    request_text: Option<String>,
 }
 
 /// Step 2, decide: each job in order, with keygate-core's pure admission and decision. The one
@@ -593,7 +628,12 @@ async fn decide_batch<'a>(
                 let w = decide_watched(engine, state, intent, job.now, &with_clock);
                 let entry = decision_entry(intent, &w, extra, None);
                 if w.verdict.outcome == keygate_core::Outcome::Hold {
-                    d.new_holds.push((i, intent.clone(), None));
+                    d.new_holds.push(NewHold {
+                        index: i,
+                        intent: intent.clone(),
+                        request_id: None,
+                        request_text: None,
+                    });
                 }
                 contain(tx, state, engine, &w, intent, &mut d.freezes).await?;
                 (entry, Pending::Decided(w.verdict))
@@ -626,22 +666,19 @@ async fn decide_batch<'a>(
                         if let Some(k) = a.uses_id {
                             d.new_ids.push((i, k));
                         }
-                        let info = RequestInfo {
-                            method: Cow::Borrowed(&req.method),
-                            path: Cow::Borrowed(&req.path),
-                            request_id: req.request_id.as_deref().map(Cow::Borrowed),
-                            venue_ref: req
-                                .request_id
-                                .as_deref()
-                                .filter(|_| req.native_id)
-                                .map(Cow::Borrowed),
-                        };
+                        let held = a.watched.verdict.outcome == keygate_core::Outcome::Hold;
+                        let info = request_info(req, held);
                         let entry = decision_entry(&a.intent, &a.watched, &a.extra, Some(info));
                         let Admitted {
                             intent, watched, ..
                         } = *a;
-                        if watched.verdict.outcome == keygate_core::Outcome::Hold {
-                            d.new_holds.push((i, intent, req.request_id.clone()));
+                        if held {
+                            d.new_holds.push(NewHold {
+                                index: i,
+                                intent,
+                                request_id: req.request_id.clone(),
+                                request_text: req.request_text.clone(),
+                            });
                         }
                         (entry, Pending::Decided(watched.verdict))
                     }
@@ -665,16 +702,18 @@ async fn write_batch(
 ) -> Result<(Vec<i64>, Vec<Pending>), StoreError> {
     let seqs = audit::append(tx, head, d.entries, store_now).await?;
     let id_of = |i: usize| seqs.get(i).copied().unwrap_or_default();
-    for (i, intent, request_id) in d.new_holds {
+    for h in d.new_holds {
+        let digest = hold_digest(&h.intent, h.request_text.as_deref().unwrap_or_default());
         sqlx::query(
-            "INSERT INTO holds (decision_id, client, venue, intent_digest, request_id, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO holds (decision_id, client, venue, intent_digest, request_id, expires_ms, request_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(id_of(i))
-        .bind(intent.client.clone())
-        .bind(intent.venue.clone())
-        .bind(hold_digest(&intent))
-        .bind(request_id)
+        .bind(id_of(h.index))
+        .bind(h.intent.client)
+        .bind(h.intent.venue)
+        .bind(digest)
+        .bind(h.request_id)
         .bind(store_now.saturating_add(hold_ttl))
+        .bind(h.request_text)
         .execute(&mut **tx)
         .await?;
     }
@@ -799,7 +838,7 @@ async fn load_hold(
     hid: i64,
 ) -> Result<Option<HoldRecord>, StoreError> {
     let row = sqlx::query(
-        "SELECT client, venue, intent_digest, request_id, expires_ms, approved_ms, executed_by, (SELECT COUNT(*) FROM approvals WHERE subject = $2) FROM holds WHERE decision_id = $1",
+        "SELECT client, venue, intent_digest, request_id, expires_ms, approved_ms, executed_by, (SELECT COUNT(*) FROM approvals WHERE subject = $2), request_text FROM holds WHERE decision_id = $1",
     )
     .bind(hid)
     .bind(format!("hold:{hid}"))
@@ -812,7 +851,8 @@ async fn load_hold(
         id: hid,
         client: r.try_get(0)?,
         venue: r.try_get(1)?,
-        intent_digest: r.try_get(2)?,
+        digest: r.try_get(2)?,
+        request_text: r.try_get(8)?,
         request_id: r.try_get(3)?,
         expires_ms: r.try_get(4)?,
         approved_ms: r.try_get(5)?,

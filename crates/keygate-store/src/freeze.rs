@@ -67,7 +67,7 @@ where
         .and_then(|n| n.parse::<i64>().ok())
     {
         let r = sqlx::query(
-            "SELECT client, intent_digest, expires_ms, approved_ms, executed_by FROM holds WHERE decision_id = $1",
+            "SELECT client, intent_digest, expires_ms, approved_ms, executed_by, request_text FROM holds WHERE decision_id = $1",
         )
         .bind(id)
         .fetch_optional(exec)
@@ -83,6 +83,11 @@ where
             return Err(StoreError::Conflict(Conflict::Rule(format!(
                 "held decision {id} expired at {}; an expired hold is a deny",
                 keygate_core::time::format_millis(expires_at)
+            ))));
+        }
+        if r.try_get::<Option<String>, _>(5)?.is_none() {
+            return Err(StoreError::Conflict(Conflict::Rule(format!(
+                "held decision {id} binds no request keygate would forward (it was held before holds were bound to the exact request), so it could never be carried out and is not approved; the client sends the request again for a new hold"
             ))));
         }
         return Ok(Subject::Hold {
@@ -509,6 +514,31 @@ pub struct HoldRow {
     pub executed_by: Option<i64>,
     /// Approvals recorded for it so far.
     pub approvals: i64,
+    /// The request it binds, as keygate would forward it (before signing); None for a hold
+    /// that binds none, which cannot be carried out.
+    pub request_text: Option<String>,
+    /// The digest approvers sign (`keygate_core::admit::hold_digest` of the held intent and
+    /// `request_text`).
+    pub digest: String,
+}
+
+const HOLD_COLS: &str = "SELECT h.decision_id, h.client, h.venue, h.request_id, h.expires_ms, h.approved_ms, h.executed_by, \
+     (SELECT COUNT(*) FROM approvals a WHERE a.subject = 'hold:' || CAST(h.decision_id AS TEXT)), \
+     h.request_text, h.intent_digest FROM holds h";
+
+fn row_to_hold(r: &AnyRow) -> Result<HoldRow, StoreError> {
+    Ok(HoldRow {
+        decision_id: r.try_get(0)?,
+        client: r.try_get(1)?,
+        venue: r.try_get(2)?,
+        request_id: r.try_get(3)?,
+        expires_at: r.try_get(4)?,
+        approved_at: r.try_get(5)?,
+        executed_by: r.try_get(6)?,
+        approvals: r.try_get(7)?,
+        request_text: r.try_get(8)?,
+        digest: r.try_get(9)?,
+    })
 }
 
 impl Store {
@@ -520,11 +550,7 @@ impl Store {
         } else {
             " WHERE h.executed_by IS NULL AND h.expires_ms > $1"
         };
-        let sql = format!(
-            "SELECT h.decision_id, h.client, h.venue, h.request_id, h.expires_ms, h.approved_ms, h.executed_by, \
-             (SELECT COUNT(*) FROM approvals a WHERE a.subject = 'hold:' || CAST(h.decision_id AS TEXT)) \
-             FROM holds h{filter} ORDER BY h.decision_id DESC"
-        );
+        let sql = format!("{HOLD_COLS}{filter} ORDER BY h.decision_id DESC");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         if !all {
             q = q.bind(now);
@@ -532,19 +558,21 @@ impl Store {
         q.fetch_all(self.pool())
             .await?
             .iter()
-            .map(|r| {
-                Ok(HoldRow {
-                    decision_id: r.try_get(0)?,
-                    client: r.try_get(1)?,
-                    venue: r.try_get(2)?,
-                    request_id: r.try_get(3)?,
-                    expires_at: r.try_get(4)?,
-                    approved_at: r.try_get(5)?,
-                    executed_by: r.try_get(6)?,
-                    approvals: r.try_get(7)?,
-                })
-            })
+            .map(row_to_hold)
             .collect()
+    }
+
+    /// The hold of held decision `decision_id`, if there is one.
+    pub async fn hold(&self, decision_id: i64) -> Result<Option<HoldRow>, StoreError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{HOLD_COLS} WHERE h.decision_id = $1"
+        )))
+        .bind(decision_id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(row_to_hold)
+        .transpose()
     }
 }
 

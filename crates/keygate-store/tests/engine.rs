@@ -32,6 +32,7 @@ keygate_store::both_backends!(
     a_freeze_holds_across_instances_and_restarts_until_a_quorum_lifts_it,
     detectors_remember_across_a_restart_and_freeze_in_the_decision,
     held_decisions_are_listed_with_their_approvals,
+    a_hold_binds_its_request_and_only_that_request_carries_it_out,
 );
 
 fn engine() -> Arc<Engine> {
@@ -530,6 +531,9 @@ async fn gateway_requests_are_authenticated_and_request_ids_never_repeat(b: Back
             venue: "binance".into(),
             method: "POST".into(),
             path: "/sapi/v1/capital/withdraw/apply".into(),
+            request_text: intent
+                .is_ok()
+                .then(|| "POST /sapi/v1/capital/withdraw/apply\n".into()),
             intent,
             request_id: rid.map(str::to_string),
             hold: None,
@@ -872,7 +876,202 @@ async fn held_decisions_are_listed_with_their_approvals(b: Backend) {
     assert_eq!(holds.len(), 1);
     assert_eq!((holds[0].decision_id, holds[0].approvals), (held.id, 0));
     assert!(holds[0].expires_at > now);
+    // Decided without a request: it binds none, so it is not offered for approval.
+    assert_eq!(holds[0].request_text, None);
+    let refused = s
+        .approval_subject(&format!("hold:{}", held.id), now)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("new hold"), "{refused}");
     // Expired: no longer waiting, still listed with --all.
     assert!(s.holds(false, now + 2 * HOUR).await.unwrap().is_empty());
     assert_eq!(s.holds(true, now + 2 * HOUR).await.unwrap().len(), 1);
+}
+
+/// A hold through the decider's gateway path: it records the request it binds (in its row and
+/// its audit entry), approvers sign a digest covering it, and only that request carries it out;
+/// another request of the same intent is refused, and so is a hold that binds no request (as
+/// holds from before the migration that added `request_text` are).
+async fn a_hold_binds_its_request_and_only_that_request_carries_it_out(b: Backend) {
+    use keygate_core::auth::{TokenRecord, new_token, parse_token};
+    use keygate_core::freeze::{ApprovalPolicy, Subject, approval_message};
+    use keygate_store::audit::AuditEntry;
+    use keygate_store::decider::Rejection;
+    use keygate_store::freeze::Approved;
+    use keygate_store::{Answer, GatewayRequest};
+
+    const HELD: &str = "POST /sapi/v1/capital/withdraw/apply\ncoin=USDT&network=ETH&address=0x00000000000000000000000000000000000000aa&amount=5000";
+    const SWAPPED: &str = "POST /sapi/v1/capital/withdraw/apply\ncoin=USDT&network=BSC&address=0x00000000000000000000000000000000000000aa&amount=5000";
+    // Approvals are checked against the store's clock, so this test runs on the real time.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (url, _dir) = testing::fresh_store_url(b).await;
+    let s = testing::open(&url).await;
+    setup(&s).await;
+    let t = new_token([3; 8], [4; 32]);
+    s.insert_token(
+        &TokenRecord {
+            id: t.id.clone(),
+            client: "mm".into(),
+            kind: keygate_core::auth::TokenKind::Bearer,
+            secret_hash: t.secret_hash,
+            venues: vec!["binance".into()],
+            actions: vec![Action::Withdraw],
+            cidrs: vec!["10.0.0.0/24".parse().unwrap()],
+            issued_at: now - HOUR,
+            expires_at: now + HOUR,
+            revoked_at: None,
+        },
+        "alice",
+    )
+    .await
+    .unwrap();
+    let mut e = Arc::try_unwrap(engine()).unwrap_or_else(|_| unreachable!());
+    e.policies = Policies::load(&[PolicySource {
+        name: "p.cedar".into(),
+        text: "permit(principal, action, resource);\n@hold forbid(principal, action, resource) when { context.usd_value_cents > 100000 } unless { context.approvals >= 2 };".into(),
+    }])
+    .unwrap();
+    let d = Decider::start(s.clone(), Arc::new(e), DeciderOptions::default());
+    let token = t.text.to_string();
+    let mut intent = withdraw(5_000);
+    intent.client = String::new();
+    let send = |text: &str, rid: &str, hold: Option<i64>| {
+        let r = GatewayRequest {
+            token: parse_token(&token).unwrap(),
+            ip: "10.0.0.5".parse().unwrap(),
+            venue: "binance".into(),
+            method: "POST".into(),
+            path: "/sapi/v1/capital/withdraw/apply".into(),
+            intent: Ok(intent.clone()),
+            request_id: Some(rid.to_string()),
+            hold,
+            native_id: false,
+            request_text: Some(text.to_string()),
+        };
+        let d = d.clone();
+        async move { d.gateway(r, now).await.unwrap() }
+    };
+    let decided = |a: Answer| match a {
+        Answer::Decided(d) => d,
+        other => panic!("{other:?}"),
+    };
+    let held = decided(send(HELD, "w-held", None).await);
+    assert_eq!(
+        held.verdict.outcome,
+        Outcome::Hold,
+        "{:?}",
+        held.verdict.reasons
+    );
+
+    // The hold keeps the request, its digest covers intent and request, and the held
+    // decision's audit entry records the same request.
+    let row = s.hold(held.id).await.unwrap().expect("the hold");
+    assert_eq!(row.request_text.as_deref(), Some(HELD));
+    assert_eq!(
+        row.digest,
+        keygate_store::decider::hold_digest(&withdraw(5_000), HELD)
+    );
+    assert_ne!(
+        row.digest,
+        keygate_store::decider::hold_digest(&withdraw(5_000), SWAPPED)
+    );
+    assert_eq!(
+        s.holds(false, now).await.unwrap()[0]
+            .request_text
+            .as_deref(),
+        Some(HELD)
+    );
+    match s
+        .audit_entry(held.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .entry()
+        .unwrap()
+    {
+        AuditEntry::Decision(e) => {
+            assert_eq!(e.request.unwrap().request_text.as_deref(), Some(HELD));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // Approved by a quorum: the approvers sign the digest that covers the request.
+    let sub = format!("hold:{}", held.id);
+    let subject = s.approval_subject(&sub, now).await.unwrap();
+    assert!(
+        matches!(&subject, Subject::Hold { intent_digest, .. } if *intent_digest == row.digest),
+        "{subject:?}"
+    );
+    let policy = ApprovalPolicy {
+        approvers: vec!["k1".into(), "k2".into()],
+        quorum: 2,
+        max_validity: HOUR,
+    };
+    let exp = now + 10 * MINUTE;
+    let mut last = None;
+    for k in ["k1", "k2"] {
+        let sig = TestSigner(k).sign(&approval_message(&subject, exp));
+        last = Some(
+            s.approve(&sub, k, &sig, exp, &policy, &MultiKey, now)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        matches!(last, Some(Approved::HoldApproved { .. })),
+        "{last:?}"
+    );
+
+    // The same intent in another request (another network) is refused, and spends nothing.
+    match send(SWAPPED, "w-held", Some(held.id)).await {
+        Answer::Rejected { code, reason, .. } => {
+            assert_eq!(code, Rejection::HoldInvalid);
+            assert!(reason.contains("another request"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.hold_executed_by(held.id).await.unwrap(), None);
+    // The held request carries it out, once.
+    let done = decided(send(HELD, "w-held", Some(held.id)).await);
+    assert_eq!(
+        done.verdict.outcome,
+        Outcome::Allow,
+        "{:?}",
+        done.verdict.reasons
+    );
+    assert_eq!(s.hold_executed_by(held.id).await.unwrap(), Some(done.id));
+
+    // A hold that binds no request (the shape the migration leaves holds from before it in) is
+    // neither offered for approval nor carried out: the bot is told to ask for a new hold.
+    let old = decided(send(HELD, "w-old", None).await);
+    assert_eq!(old.verdict.outcome, Outcome::Hold);
+    sqlx::query("UPDATE holds SET request_text = NULL WHERE decision_id = $1")
+        .bind(old.id)
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let refused = s
+        .approval_subject(&format!("hold:{}", old.id), now)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("new hold"), "{refused}");
+    sqlx::query("UPDATE holds SET approved_ms = $1 WHERE decision_id = $2")
+        .bind(now)
+        .bind(old.id)
+        .execute(s.pool())
+        .await
+        .unwrap();
+    match send(HELD, "w-old", Some(old.id)).await {
+        Answer::Rejected { code, reason, .. } => {
+            assert_eq!(code, Rejection::HoldInvalid);
+            assert!(
+                reason.contains("without x-keygate-hold for a new hold"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -23,7 +23,13 @@ pub const DEFAULT_QUOTES: &[&str] = &[
 ];
 
 /// Parameters keygate sets itself when it signs; a bot's own values are dropped.
-const SIGNING_PARAMS: [&str; 3] = ["signature", "timestamp", "recvWindow"];
+pub(crate) const SIGNING_PARAMS: [&str; 3] = ["signature", "timestamp", "recvWindow"];
+
+/// Whether keygate sends a request's parameters in a form body (POST and PUT) rather than the
+/// query string.
+pub(crate) fn form_in_body(method: &str) -> bool {
+    method == "POST" || method == "PUT"
+}
 
 /// Signed GET endpoints that only read.
 const READS: &[(&str, &str)] = &[
@@ -426,8 +432,7 @@ pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64, recv_window_ms:
     } else {
         payload = params.encode();
     }
-    let in_body = c.method == "POST" || c.method == "PUT";
-    if in_body {
+    if form_in_body(&c.method) {
         headers.push(("Content-Type", "application/x-www-form-urlencoded".into()));
         Outgoing {
             method: c.method.clone(),

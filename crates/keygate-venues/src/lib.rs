@@ -5,7 +5,8 @@
 //! and destination, plus the exact parameters keygate will forward. Anything an adapter does not
 //! know is an error, and the gateway denies it. [`Adapter::sign`] then signs the classified
 //! request with the venue credential per the venue's documented scheme. Both are pure: the time
-//! is an argument, and nothing here does IO.
+//! is an argument, and nothing here does IO. [`Classified::canonical`] is the request as keygate
+//! would send it before signing: the text a hold is bound to and approvers are shown.
 //!
 //! Written from the exchanges' public API documentation:
 //! - Binance: <https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security>
@@ -20,6 +21,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub mod binance;
+mod canonical;
 pub mod native;
 pub mod okx;
 pub mod params;

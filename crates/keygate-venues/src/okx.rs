@@ -394,6 +394,12 @@ pub fn signature(
     base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret, pre.as_bytes()))
 }
 
+/// A JSON body as keygate sends it: compact, its fields in the order the bot sent them (the
+/// workspace's serde_json keeps insertion order).
+pub(crate) fn json_body(body: &Map<String, Value>) -> String {
+    serde_json::to_string(body).unwrap_or_default()
+}
+
 pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
     let (query, body) = match &c.forward {
         Forward::Json { query, body } => (query.encode(), body.as_ref()),
@@ -404,9 +410,7 @@ pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
     } else {
         format!("{}?{query}", c.path)
     };
-    let body = body
-        .map(|b| serde_json::to_string(b).unwrap_or_default())
-        .unwrap_or_default();
+    let body = body.map(json_body).unwrap_or_default();
     let mut headers = vec![];
     if !body.is_empty() {
         headers.push(("Content-Type", "application/json".to_string()));

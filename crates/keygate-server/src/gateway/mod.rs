@@ -234,8 +234,8 @@ async fn attach_reference(inc: &Incoming<'_>, c: &mut Classified) {
         .await;
 }
 
-/// What the decider is asked: the token, the request's ids and hold, and its intent (or why
-/// it has none).
+/// What the decider is asked: the token, the request's ids and hold, its intent (or why it has
+/// none), and the request as keygate would forward it (which a hold binds).
 fn gateway_request(
     inc: &Incoming<'_>,
     token: Presented,
@@ -256,6 +256,7 @@ fn gateway_request(
         request_id: native_id.or(header_id),
         hold,
         native_id: native_id_sent,
+        request_text: classified.as_ref().ok().map(Classified::canonical),
     })
 }
 

@@ -336,11 +336,26 @@ async fn decide(
         request_id: Some(b.client_ref.clone()),
         hold,
         native_id: false,
+        request_text: Some(request_text(order)),
     };
     gw.decider
         .gateway(request, gw.store.clock().now())
         .await
         .map_err(|e| GatewayError::Unavailable(Unavailable::TransferNotRecorded(e)))
+}
+
+/// The transfer as keygate will carry it out, which a hold binds: the request line and a
+/// compact JSON body of its fields as read (the address and amount as parsed), in a fixed order.
+fn request_text(order: &Order<'_>) -> String {
+    let b = &order.body;
+    let body = json!({
+        "venue": b.venue,
+        "asset": b.asset,
+        "to": keygate_chain::address_text(&order.to),
+        "amount": order.amount.to_string(),
+        "client_ref": b.client_ref,
+    });
+    format!("POST /v1/transfers\n{body}")
 }
 
 /// What a decided transfer goes on to.

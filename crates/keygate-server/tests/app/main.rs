@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 mod gateway;
+mod holds;
 mod setup;
 mod transfers;

@@ -1,5 +1,6 @@
 //! A gateway on a fresh SQLite store: client `mm` (binance, every action), a bearer token, the
-//! venue `binance` forwarding to a keygate-sim on loopback with its sealed credential.
+//! venue `binance` forwarding to a keygate-sim on loopback with its sealed credential; every
+//! request permitted unless a test gives policies of its own.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,12 +31,15 @@ pub struct Env {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn engine() -> Arc<Engine> {
+/// The policy every test runs with unless it gives its own.
+const PERMIT_ALL: &str = "permit(principal, action, resource);";
+
+fn engine(policies: &str) -> Arc<Engine> {
     Arc::new(Engine {
         trading: Default::default(),
         policies: Policies::load(&[PolicySource {
             name: "p.cedar".into(),
-            text: "permit(principal, action, resource);".into(),
+            text: policies.into(),
         }])
         .unwrap(),
         limits: vec![LimitSpec {
@@ -77,6 +81,15 @@ pub async fn env() -> Env {
 
 /// `anonymous_public`: whether binance's public market data goes unsigned without credentials.
 pub async fn env_with(anonymous_public: bool) -> Env {
+    build(anonymous_public, PERMIT_ALL).await
+}
+
+/// A gateway deciding with `policies` (Cedar text).
+pub async fn env_with_policies(policies: &str) -> Env {
+    build(true, policies).await
+}
+
+async fn build(anonymous_public: bool, policies: &str) -> Env {
     let (store, dir) = testing::fresh_store(Backend::Sqlite).await;
     let now = keygate_server::now_ms();
     store
@@ -159,7 +172,7 @@ pub async fn env_with(anonymous_public: bool) -> Env {
         anonymous_public,
         anonymous_rate: 2,
     };
-    let decider = Decider::start(store.clone(), engine(), DeciderOptions::default());
+    let decider = Decider::start(store.clone(), engine(policies), DeciderOptions::default());
     let gw = Gateway::new(
         decider,
         store.clone(),

@@ -25,8 +25,8 @@ use serde_json::value::RawValue;
 use crate::StoreError;
 
 /// One audit entry's content (its `kind` and `data`), by kind.
-// An entry lives only while it is written or read back, one at a time; a decision (with its
-// order) is most of them, so boxing it would only add an allocation per decision.
+// Not boxed: an entry is built, serialised and dropped at once (a decision's carries its intent,
+// order included); a box would be one more allocation per decision.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuditEntry<'a> {
@@ -132,6 +132,10 @@ pub struct RequestInfo<'a> {
     /// a withdrawal carries keygate's own, `kg` and the decision's number).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub venue_ref: Option<Cow<'a, str>>,
+    /// A held decision's request as keygate would forward it (before signing): what its hold
+    /// binds and approvers are shown. Absent for every other decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_text: Option<Cow<'a, str>>,
 }
 
 /// A token event (kind `auth`), tagged by its `event`.

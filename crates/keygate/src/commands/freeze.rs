@@ -102,7 +102,8 @@ pub async fn approve(h: &StateHandle, a: &ApproveArgs) -> Result<()> {
     Ok(())
 }
 
-/// `keygate holds`: held requests, what they would do, and where their approval stands.
+/// `keygate holds`: held requests, what they would do (and, beneath each, the exact request it
+/// binds), and where their approval stands.
 pub async fn holds(h: &StateHandle, all: bool) -> Result<()> {
     let rows = freezes::holds(h, all, now_ms()).await?;
     if rows.is_empty() {
@@ -123,6 +124,7 @@ pub async fn holds(h: &StateHandle, all: bool) -> Result<()> {
             format!("{}/{}", r.approvals, h.config.approvals.quorum),
             v.what
         );
+        println!("{}", v.request());
     }
     Ok(())
 }

@@ -1321,6 +1321,11 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
         !listed.contains(&format!("hold:{h2}")),
         "an expired hold is not waiting: {listed}"
     );
+    // Beneath it, the exact request the hold binds, every parameter.
+    let held_request = format!(
+        "    POST /sapi/v1/capital/withdraw/apply\n    coin=USDT&network=ETH&address={COLD}&amount=60000&withdrawOrderId=big-1"
+    );
+    assert!(listed.contains(&held_request), "{listed}");
     let a = withdraw("60000", "big-1", Some(&h1));
     assert_eq!(
         (a.status, a.json()["error"].as_str()),
@@ -1328,11 +1333,13 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
         "{}",
         a.body
     );
-    // Another request cannot ride on the hold.
+    // Another request cannot ride on the hold. The approver is shown the request in full.
+    let first = approve(&mut s.kg, &format!("hold:{h1}"), &keys[0]);
+    assert!(first.status.success(), "{first:?}");
+    let shown = String::from_utf8_lossy(&first.stdout);
     assert!(
-        approve(&mut s.kg, &format!("hold:{h1}"), &keys[0])
-            .status
-            .success()
+        shown.contains("the request keygate will forward") && shown.contains(&held_request),
+        "{shown}"
     );
     assert!(
         approve(&mut s.kg, &format!("hold:{h1}"), &keys[1])
@@ -1340,6 +1347,26 @@ when { context.usd_value_cents > 5000000 } unless { context.approvals >= 2 };
             .success()
     );
     let a = withdraw("60001", "big-1", Some(&h1));
+    assert_eq!(
+        (a.status, a.json()["error"].as_str()),
+        (409, Some("hold_invalid")),
+        "{}",
+        a.body
+    );
+    // The same intent on another network is another request.
+    let headers = [
+        ("Authorization", treasurer.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("x-keygate-hold", h1.as_str()),
+    ];
+    let a = http(
+        serve.addr,
+        "POST",
+        "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+        &headers,
+        format!("coin=USDT&network=BSC&address={COLD}&amount=60000&withdrawOrderId=big-1")
+            .as_bytes(),
+    );
     assert_eq!(
         (a.status, a.json()["error"].as_str()),
         (409, Some("hold_invalid")),

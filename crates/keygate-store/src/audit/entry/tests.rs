@@ -139,6 +139,7 @@ fn a_decision_entry_has_the_bytes_it_had() {
                     path: Cow::Borrowed("/sapi/v1/capital/withdraw/apply"),
                     request_id: request_id.map(Cow::Borrowed),
                     venue_ref: venue_ref.map(Cow::Borrowed),
+                    request_text: None,
                 }),
                 detections: Cow::Borrowed(detections),
             });
@@ -341,4 +342,44 @@ fn reconcile_entries_have_the_bytes_they_had() {
         });
         same_bytes(new, "reconcile", &old);
     }
+}
+
+#[test]
+fn a_held_decision_records_its_request_text_and_others_read_without_one() {
+    let i = intent();
+    let text =
+        "POST /sapi/v1/capital/withdraw/apply\ncoin=USDT&network=ETH&address=0xabc&amount=72.50";
+    let entry = |request_text: Option<&'static str>| {
+        AuditEntry::Decision(DecisionEntry {
+            intent: Cow::Borrowed(&i),
+            outcome: Outcome::Hold,
+            stage: Stage::Policy,
+            reasons: Cow::Borrowed(&[]),
+            policies: Cow::Borrowed(&[]),
+            limits: Cow::Borrowed(&[]),
+            usd_value_cents: Some(7_250),
+            signals: Cow::Borrowed(&[]),
+            approvals: 0,
+            request: Some(RequestInfo {
+                method: Cow::Borrowed("POST"),
+                path: Cow::Borrowed("/sapi/v1/capital/withdraw/apply"),
+                request_id: None,
+                venue_ref: None,
+                request_text: request_text.map(Cow::Borrowed),
+            }),
+            detections: Cow::Borrowed(&[]),
+        })
+    };
+    let held = NewEntry::new("a".into(), 1, &entry(Some(text)), None);
+    let data: serde_json::Value = serde_json::from_str(held.data.get()).unwrap();
+    assert_eq!(data["request"]["request_text"], text);
+    let back = AuditEntry::parse("decision", held.data.get()).unwrap();
+    assert_eq!(back, entry(Some(text)));
+    // Without one, the entry has no such field (its bytes are as before) and reads back None.
+    let plain = NewEntry::new("a".into(), 1, &entry(None), None);
+    assert!(!plain.data.get().contains("request_text"));
+    assert_eq!(
+        AuditEntry::parse("decision", plain.data.get()).unwrap(),
+        entry(None)
+    );
 }
