@@ -311,7 +311,8 @@ impl Sim {
 
     /// How many HTTP requests reached the simulator, rejected ones and unknown
     /// paths included. `GET /_sim/state` itself is not counted, so a benchmark
-    /// that reads the count over HTTP does not disturb it.
+    /// that reads the count over HTTP does not disturb it, nor are the book
+    /// tickers (keygate reads them for reference prices on its own schedule).
     pub fn requests(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
     }
