@@ -33,7 +33,7 @@ fn order(client: usize, qty: &str, price: i64, at: i64) -> Result<Intent> {
             symbol: "BTCUSDT".into(),
             base: "BTC".into(),
             quote: "USDT".into(),
-            side: if client % 2 == 0 {
+            side: if client.is_multiple_of(2) {
                 Side::Buy
             } else {
                 Side::Sell
