@@ -12,10 +12,11 @@ use keygate_vault::ApproverKey;
 use crate::setup::{Env, call, env_with_policies};
 
 const ORDER: &str = "/venues/binance/api/v3/order";
-const BTC_BUY: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=100000";
+/// A 105,000 USDT buy below the market: it rests on the book (the simulator fills what crosses).
+const BTC_BUY: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=3&price=35000";
 const SHIT_BUY: &str = "symbol=SHITUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=20000&price=5";
 /// The held order as an immediate-or-cancel: the same symbol, side, price and size.
-const BTC_IOC: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=IOC&quantity=1&price=100000";
+const BTC_IOC: &str = "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=IOC&quantity=3&price=35000";
 
 /// Orders over $50,000 wait for two approvals.
 const POLICIES: &str = r#"

@@ -65,7 +65,7 @@ fn engine(policies: &str) -> Arc<Engine> {
 async fn sim() -> String {
     let config = keygate_sim::SimConfig::from_json(&format!(
         r#"{{"accounts": [{{"venue": "binance", "api_key": "{SIM_KEY}", "secret": "{SIM_SECRET}",
-            "balances": {{"USDT": "1000"}}, "restrictions": {{"enable_withdrawals": true}}}}]}}"#
+            "balances": {{"USDT": "1000000"}}, "restrictions": {{"enable_withdrawals": true}}}}]}}"#
     ))
     .unwrap();
     let sim = keygate_sim::Sim::new(config).unwrap();
