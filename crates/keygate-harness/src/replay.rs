@@ -63,7 +63,7 @@ impl Scenario {
             if text.trim().is_empty() {
                 continue;
             }
-            let e = parse_event(&text, self.line)?;
+            let e = parse_event(&self.header, &text, self.line)?;
             self.last = in_order(self.line, self.last, e.t())?;
             return Ok(Some(e));
         }
@@ -362,6 +362,16 @@ pub fn summary(r: &Report) -> String {
         ));
     }
     s.push('\n');
+    if r.attack_trades > 0 {
+        s.push_str(&format!(
+            "  attack trades                 {} of {} allowed ({}), notional USD {} of USD {}\n",
+            r.attack_trades_allowed,
+            r.attack_trades,
+            percent(r.attack_trades_allowed, r.attack_trades),
+            r.attack_trade_notional_allowed_usd,
+            r.attack_trade_notional_usd
+        ));
+    }
     s.push_str(&format!(
         "  attack events                 {} allowed, {} held, {} denied ({} by a freeze or freezing)\n",
         r.attack.allowed, r.attack.held, r.attack.denied, r.attack.frozen
@@ -410,6 +420,12 @@ pub fn summary(r: &Report) -> String {
     s
 }
 
+/// `part` of `whole` as a percentage with two places ("1.25%"), in integers.
+fn percent(part: u64, whole: u64) -> String {
+    let bp = u128::from(part) * 10_000 / u128::from(whole.max(1));
+    format!("{}.{:02}%", bp / 100, bp % 100)
+}
+
 /// Whole dollars of a cents figure, for the chart's axis.
 fn dollars(cents: i64) -> i64 {
     cents / 100
@@ -426,10 +442,42 @@ fn axis_usd(v: &i64) -> String {
     }
 }
 
-/// The chart: cumulative attack value attempted against allowed over time (minutes since the
-/// first attack event), with each freeze marked. SVG, drawn with plotters.
+/// What the chart plots: a caption, and the attempted and allowed figures with their totals.
+struct Plotted {
+    what: &'static str,
+    attempted: fn(&keygate_core::replay::Point) -> i64,
+    allowed: fn(&keygate_core::replay::Point) -> i64,
+    attempted_usd: String,
+    allowed_usd: String,
+}
+
+/// The attack value moved out; or, for an attack of trades only, the attack trades' notional.
+fn plotted(r: &Report) -> Plotted {
+    if r.attack_attempted_usd == "0.00" && r.attack_trades > 0 {
+        Plotted {
+            what: "attack trade notional",
+            attempted: |p| p.trade_attempted_cents,
+            allowed: |p| p.trade_allowed_cents,
+            attempted_usd: r.attack_trade_notional_usd.clone(),
+            allowed_usd: r.attack_trade_notional_allowed_usd.clone(),
+        }
+    } else {
+        Plotted {
+            what: "attack value",
+            attempted: |p| p.attempted_cents,
+            allowed: |p| p.allowed_cents,
+            attempted_usd: r.attack_attempted_usd.clone(),
+            allowed_usd: r.attack_allowed_usd.clone(),
+        }
+    }
+}
+
+/// The chart: cumulative attack value (or, for an attack of trades only, trade notional)
+/// attempted against allowed over time (minutes since the first attack event), with each
+/// freeze marked. SVG, drawn with plotters.
 pub fn chart_svg(r: &Report) -> Result<String> {
     use plotters::prelude::*;
+    let plot = plotted(r);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (960, 540)).into_drawing_area();
@@ -441,14 +489,14 @@ pub fn chart_svg(r: &Report) -> Result<String> {
         let top = r
             .timeline
             .last()
-            .map(|p| dollars(p.attempted_cents))
+            .map(|p| dollars((plot.attempted)(p)))
             .unwrap_or(0)
             .max(1_000);
         let mut chart = ChartBuilder::on(&root)
             .caption(
                 format!(
-                    "{}: attack value attempted vs allowed by keygate",
-                    r.scenario
+                    "{}: {} attempted vs allowed by keygate",
+                    r.scenario, plot.what
                 ),
                 ("sans-serif", 22),
             )
@@ -477,20 +525,14 @@ pub fn chart_svg(r: &Report) -> Result<String> {
             pts
         };
         chart
-            .draw_series(LineSeries::new(
-                series(|p| p.attempted_cents),
-                RED.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(series(plot.attempted), RED.stroke_width(2)))
             .map_err(|e| anyhow::anyhow!("chart: {e}"))?
-            .label(format!("attempted: USD {}", r.attack_attempted_usd))
+            .label(format!("attempted: USD {}", plot.attempted_usd))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
         chart
-            .draw_series(LineSeries::new(
-                series(|p| p.allowed_cents),
-                BLUE.stroke_width(3),
-            ))
+            .draw_series(LineSeries::new(series(plot.allowed), BLUE.stroke_width(3)))
             .map_err(|e| anyhow::anyhow!("chart: {e}"))?
-            .label(format!("allowed: USD {}", r.attack_allowed_usd))
+            .label(format!("allowed: USD {}", plot.allowed_usd))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(3)));
         for f in r.freezes.iter().filter(|f| f.at >= start) {
             let x = minute(f.at);

@@ -64,8 +64,9 @@ struct Driver {
     plain: reqwest::Client,
     /// Freezes seen so far.
     freezes: BTreeSet<i64>,
-    /// The last order each client placed, for its next cancel.
-    last_order: HashMap<String, String>,
+    /// The last order each client placed (its client order id and venue symbol), for its next
+    /// cancel.
+    last_order: HashMap<String, (String, String)>,
     orders: u64,
     contain: keygate_core::replay::Contain,
     engine: Arc<keygate_core::Engine>,
@@ -308,11 +309,7 @@ impl Driver {
     }
 
     /// The venue's REST call for a request event: method, path and query, JSON body.
-    fn rest_call(
-        &mut self,
-        kind: keygate_venues::VenueKind,
-        r: &RequestEvent,
-    ) -> Result<(reqwest::Method, String, Option<serde_json::Value>)> {
+    fn rest_call(&mut self, kind: keygate_venues::VenueKind, r: &RequestEvent) -> Result<RestCall> {
         let amount = r.amount.unwrap_or_default().normalize().to_string();
         let asset = r.asset.clone().unwrap_or_default();
         let to = r.to.clone().unwrap_or_default();
@@ -323,9 +320,17 @@ impl Driver {
         Ok(match (r.action, binance) {
             (Action::Read, true) => (reqwest::Method::GET, "/api/v3/account".into(), None),
             (Action::Read, false) => (reqwest::Method::GET, "/api/v5/account/balance".into(), None),
+            (Action::Trade, _) if r.order.is_some() => {
+                let order = r.order.as_ref().context("a trade with an order")?;
+                self.last_order
+                    .insert(r.client.clone(), (order_id.clone(), order.symbol.clone()));
+                order_call(binance, order, &order_id)?
+            }
             (Action::Trade, _) => {
                 let (side, qty, px) = order_terms(&asset, r.amount.unwrap_or_default())?;
-                self.last_order.insert(r.client.clone(), order_id.clone());
+                let symbol = if binance { "BTCUSDT" } else { "BTC-USDT" };
+                self.last_order
+                    .insert(r.client.clone(), (order_id.clone(), symbol.into()));
                 if binance {
                     (
                         reqwest::Method::POST,
@@ -347,22 +352,21 @@ impl Driver {
                 }
             }
             (Action::Cancel, _) => {
-                let id = self
-                    .last_order
-                    .get(&r.client)
-                    .cloned()
-                    .unwrap_or_else(|| "none".into());
+                let (id, symbol) = self.last_order.get(&r.client).cloned().unwrap_or_else(|| {
+                    let symbol = if binance { "BTCUSDT" } else { "BTC-USDT" };
+                    ("none".into(), symbol.into())
+                });
                 if binance {
                     (
                         reqwest::Method::DELETE,
-                        format!("/api/v3/order?symbol=BTCUSDT&origClientOrderId={id}"),
+                        format!("/api/v3/order?symbol={symbol}&origClientOrderId={id}"),
                         None,
                     )
                 } else {
                     (
                         reqwest::Method::POST,
                         "/api/v5/trade/cancel-order".into(),
-                        Some(serde_json::json!({"instId": "BTC-USDT", "clOrdId": id})),
+                        Some(serde_json::json!({"instId": symbol, "clOrdId": id})),
                     )
                 }
             }
@@ -476,6 +480,64 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// A REST call: method, path and query, JSON body.
+type RestCall = (reqwest::Method, String, Option<serde_json::Value>);
+
+/// A scenario order as the venue's own order request, with the terms the replay decided it
+/// by (so the gateway classifies the same order):
+/// - Binance `POST /api/v3/order` (<https://developers.binance.com/docs/binance-spot-api-docs/rest-api/trading-endpoints#new-order-trade>):
+///   `symbol`, `side`, `type` `LIMIT` with `timeInForce=GTC`, `quantity` and `price`, or
+///   `MARKET` with `quantity` (base) or `quoteOrderQty` (quote);
+/// - OKX `POST /api/v5/trade/order` (<https://www.okx.com/docs-v5/en/#order-book-trading-trade-post-place-order>):
+///   `instId`, `tdMode` `cash`, `side`, `ordType` `limit` with `sz` (base) and `px`, or
+///   `market` with `sz` in the unit `tgtCcy` names (`base_ccy` or `quote_ccy`), said
+///   explicitly since its default depends on the side.
+fn order_call(binance: bool, o: &keygate_core::order::Order, id: &str) -> Result<RestCall> {
+    use keygate_core::order::OrderKind;
+    let text = |d: Option<Decimal>| d.map(|d| d.normalize().to_string());
+    let (qty, quote_qty, px) = (text(o.quantity), text(o.quote_quantity), text(o.price));
+    let side = o.side.as_str();
+    if binance {
+        let terms = match (o.kind, qty, quote_qty, px) {
+            (OrderKind::Limit, Some(q), None, Some(p)) => {
+                format!("type=LIMIT&timeInForce=GTC&quantity={q}&price={p}")
+            }
+            (OrderKind::Market, Some(q), None, None) => format!("type=MARKET&quantity={q}"),
+            (OrderKind::Market, None, Some(q), None) => format!("type=MARKET&quoteOrderQty={q}"),
+            _ => bail!("order on {} has no terms the venue takes", o.symbol),
+        };
+        let path = format!(
+            "/api/v3/order?symbol={}&side={}&{terms}&newClientOrderId={id}",
+            o.symbol,
+            side.to_uppercase()
+        );
+        return Ok((reqwest::Method::POST, path, None));
+    }
+    let mut body = serde_json::json!({
+        "instId": o.symbol, "tdMode": "cash", "side": side, "clOrdId": id,
+    });
+    let terms = match (o.kind, qty, quote_qty, px) {
+        (OrderKind::Limit, Some(q), None, Some(p)) => {
+            serde_json::json!({"ordType": "limit", "sz": q, "px": p})
+        }
+        (OrderKind::Market, Some(q), None, None) => {
+            serde_json::json!({"ordType": "market", "sz": q, "tgtCcy": "base_ccy"})
+        }
+        (OrderKind::Market, None, Some(q), None) => {
+            serde_json::json!({"ordType": "market", "sz": q, "tgtCcy": "quote_ccy"})
+        }
+        _ => bail!("order on {} has no terms the venue takes", o.symbol),
+    };
+    if let (Some(b), Some(t)) = (body.as_object_mut(), terms.as_object()) {
+        b.extend(t.clone());
+    }
+    Ok((
+        reqwest::Method::POST,
+        "/api/v5/trade/order".into(),
+        Some(body),
+    ))
 }
 
 /// A trade event as a resting limit order: a buy committing `amount` USDT at the bid, or a
