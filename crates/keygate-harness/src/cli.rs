@@ -49,7 +49,8 @@ pub enum Command {
     /// Run a benchmark and print its figures.
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Write a scenario keygate ships to stdout (kronos-2023, or a denser one for benchmarks).
+    /// Write a scenario keygate ships to stdout (kronos-2023, a denser one for benchmarks,
+    /// 3commas-2022 or binance-2018).
     Scenario(ScenarioArgs),
 }
 
@@ -78,7 +79,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
-    /// kronos-2023 (scenarios/kronos-2023.jsonl), or kronos-2023-dense with --events.
+    /// kronos-2023, 3commas-2022, binance-2018 (each scenarios/NAME.jsonl), or
+    /// kronos-2023-dense with --events.
     pub name: String,
     /// For kronos-2023-dense: about how many events.
     #[arg(long, default_value_t = 1_000_000)]

@@ -64,8 +64,12 @@ async fn run(cli: Cli) -> Result<()> {
             match args.name.as_str() {
                 "kronos-2023" => scenarios::kronos(&mut out)?,
                 "kronos-2023-dense" => scenarios::dense(&mut out, args.events)?,
+                "3commas-2022" => scenarios::threecommas_2022(&mut out)?,
+                "binance-2018" => scenarios::binance_2018(&mut out)?,
                 other => {
-                    bail!("no scenario {other:?}: keygate ships kronos-2023 and kronos-2023-dense")
+                    bail!(
+                        "no scenario {other:?}: keygate ships kronos-2023, kronos-2023-dense, 3commas-2022 and binance-2018"
+                    )
                 }
             };
             std::io::Write::flush(&mut out)?;

@@ -1,13 +1,22 @@
 //! The scenarios keygate ships: the Kronos Research attack of 2023-11-18 after 14 days of
 //! market-making traffic (scenarios/kronos-2023.jsonl is this generator's output, checked by a
-//! test), and denser variants of the same traffic for the replay benchmark. Deterministic: a
+//! test), and denser variants of the same traffic for the replay benchmark; and two trade-abuse
+//! scenarios, the 3Commas API-key leak of 2022 and the Binance API-key incident of 2018
+//! ([`threecommas`], [`binance2018`], with what they share in [`trading`]). Deterministic: a
 //! fixed-seed generator, no clock. docs/scenarios.md says where each number comes from.
+
+mod binance2018;
+mod threecommas;
+mod trading;
 
 use std::io::Write;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
+
+pub use binance2018::scenario as binance_2018;
+pub use threecommas::scenario as threecommas_2022;
 
 /// The Kronos config and policies, as committed under scenarios/ (`keygate-harness demo` writes them
 /// out next to the scenario).
