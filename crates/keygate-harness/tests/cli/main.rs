@@ -5,3 +5,4 @@
 mod util;
 
 mod replay;
+mod trade_scenarios;
