@@ -1,6 +1,7 @@
 //! The scenario format's orders (version 2): instruments in the header, `symbol`, `side` and
 //! `price` on trade requests, the intent they carry, and the report's trade tally. Version-1
 //! files read as before.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use keygate_core::decide::{Outcome, Stage};
 use keygate_core::order::{OrderKind, Side};

@@ -169,6 +169,9 @@ impl OutflowEvent {
     }
 }
 
+// A request with its order is the large variant, by design: events are read and run one at a
+// time, and boxing the order would allocate for every trade.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Request(RequestEvent),
