@@ -188,6 +188,11 @@ fn client_from(ip: IpAddr) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .local_address(ip)
         .pool_max_idle_per_host(4)
+        // The gateway's server closes a keep-alive connection that waits 30 s for its next
+        // request (hyper's header read timeout); a client that reuses one as it closes gets
+        // "connection closed before message completed". A client whose host sends rarely (on
+        // a loaded machine, 30 s of real time between its events) drops idle ones sooner.
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
         .build()?)
 }
 

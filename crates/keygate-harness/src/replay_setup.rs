@@ -80,11 +80,72 @@ pub async fn start_sim(
         accounts.push(sim_account(&key, header));
         keys.insert(credential, key);
     }
-    let sim = Sim::new(SimConfig { accounts }).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sim = Sim::with_markets(SimConfig { accounts }, sim_markets(config, header)?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let task = tokio::spawn(keygate_sim::serve(listener, sim.clone()));
     Ok(SimVenues { url, task, keys })
+}
+
+/// The simulator's book around a reference price: 10 levels a
+/// side, 10 bps apart, each deep enough that no order of a scenario walks past the first.
+const BOOK_STEP_BPS: u32 = 10;
+const BOOK_LEVELS: usize = 10;
+const BOOK_DEPTH: i64 = 1_000_000_000_000;
+
+/// The simulator's markets: its defaults (the books version-1 trades rest on), and a book
+/// around each of the header's instruments at its first reference price, so the mid keygate
+/// reads from the book ticker is the scenario's. The simulator's books do not move: a reference
+/// series is not followed (an order's reference in the gateway is the first price). Its books are
+/// per kind of venue, so two venues of one kind may not list one symbol at two prices.
+pub fn sim_markets(
+    config: &Config,
+    header: &keygate_core::replay::Header,
+) -> Result<Vec<keygate_sim::Market>> {
+    let mut markets = keygate_sim::default_markets();
+    let mut listed: HashMap<(VenueKind, String), Decimal> = HashMap::new();
+    for (venue, symbols) in &header.instruments {
+        let kind = config
+            .venues
+            .get(venue)
+            .and_then(|v| v.kind.exchange())
+            .map(venue_kind)
+            .with_context(|| {
+                format!(
+                    "the scenario's header lists instruments on {venue}, which has no exchange [venues.{venue}] in the config"
+                )
+            })?;
+        for (symbol, i) in symbols {
+            let m = keygate_sim::Market::around(
+                kind,
+                &i.base,
+                &i.quote,
+                i.reference,
+                BOOK_STEP_BPS,
+                BOOK_LEVELS,
+                Decimal::from(BOOK_DEPTH),
+            );
+            if m.symbol() != *symbol {
+                bail!(
+                    "instrument {symbol} on {venue}: a {kind} venue names {}/{} {}; use that symbol",
+                    i.base,
+                    i.quote,
+                    m.symbol()
+                );
+            }
+            match listed.insert((kind, m.symbol()), i.reference) {
+                Some(p) if p != i.reference => bail!(
+                    "instrument {symbol} is listed at {p} and at {} on two {kind} venues; the simulator has one book per symbol and kind of venue",
+                    i.reference
+                ),
+                _ => {}
+            }
+            markets.retain(|x| !(x.venue == kind && x.symbol() == m.symbol()));
+            markets.push(m);
+        }
+    }
+    Ok(markets)
 }
 
 /// A simulator account for a venue key: every scenario asset in plenty, withdrawals enabled,
