@@ -137,8 +137,16 @@ pub fn state(config: &Config, engine: &Engine, header: &Header) -> Result<State>
         engine,
         StateInputs {
             trades: vec![],
-            trades_complete_since: None,
-            clients_since: vec![],
+            // keygate decides everything from the scenario's start, and every client exists
+            // from then: a client quiet for a whole window after it is dormant, as in the
+            // gateway replay (whose store begins just before the start).
+            trades_complete_since: Some(header.start),
+            clients_since: config
+                .scenario
+                .clients
+                .iter()
+                .map(|c| (c.name.clone(), header.start))
+                .collect(),
             clients,
             destinations,
             prices: vec![],
