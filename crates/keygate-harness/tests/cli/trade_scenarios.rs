@@ -210,11 +210,14 @@ fn without_the_market_order_rule_the_detectors_alone_hold_the_via_buys() {
     assert_eq!(r["detector_hits"]["trade_velocity"]["normal"], 0);
 }
 
+/// Which events of a scenario a part keeps: by position and content.
+type Keep = dyn Fn(usize, &serde_json::Value) -> bool;
+
 #[test]
 fn the_trade_scenarios_through_the_gateway_report_what_in_process_reports() {
     // Parts of each scenario, so the test stays short: the gateway sends every order as the
     // venue's order request to the simulator, whose books are the header's instruments.
-    let parts: [(&str, Box<dyn Fn(usize, &serde_json::Value) -> bool>); 2] = [
+    let parts: [(&str, Box<Keep>); 2] = [
         (
             "3commas-2022",
             Box::new(|i, e| {
