@@ -382,7 +382,8 @@ fn write(out: &mut impl Write, name: &str, density: &Density, seed: u64) -> std:
     let attack_start = at(2023, 11, 18, 16, 47);
     let header = HeaderOut {
         scenario: name,
-        version: keygate_core::replay::VERSION,
+        // Version 1: the Kronos scenario names no instruments or orders.
+        version: 1,
         start: rfc3339(start),
         prices: [
             ("BNB", "240"),
