@@ -1570,3 +1570,53 @@ pub(crate) fn approver_keys(kg: &mut Kg, n: usize, listed: usize) -> Vec<std::pa
     });
     paths
 }
+
+/// Issue 17's attack with a trade-only token: a buy of 1,000,000 SHIT at 5 USDT, a coin the
+/// venue's book quotes near 0.001. `keygate init`'s defaults refuse it whether or not the
+/// client's scope names the instrument; a normal BTC/USDT order from the same token goes through.
+#[test]
+fn init_defaults_refuse_a_buy_into_an_illiquid_book_far_above_the_market() {
+    let s = setup("off");
+    let mut kg = s.kg;
+    let serve = Serve::start(&kg);
+    let trader = bearer(&s.trader);
+    let order = |q: &str| {
+        http(
+            serve.addr,
+            "POST",
+            &format!("/venues/binance-main/api/v3/order?{q}"),
+            &[("Authorization", &trader)],
+            b"",
+        )
+    };
+    let btc = order("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01&price=38000");
+    assert_eq!(btc.status, 200, "{}", btc.body);
+    assert_eq!(s.sim.orders().len(), 1);
+    let shit = "symbol=SHITUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1000000&price=5";
+    // Not in the client's scope.
+    let a = order(shit);
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(a.body.contains("may not trade SHIT/USDT"), "{}", a.body);
+    // In its scope: still refused (over 5% from the market, over the trade limit), never sent.
+    kg.ok(
+        &[
+            "client",
+            "instruments",
+            "trader",
+            "--instrument",
+            "BTC/USDT",
+            "--instrument",
+            "SHIT/USDT",
+        ],
+        None,
+    );
+    let a = order(shit);
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(
+        s.sim.orders().len(),
+        1,
+        "the refused order reached the venue"
+    );
+    let audit = kg.audit_tail_until("50", |t| t.contains("off_market"));
+    assert!(audit.contains("off_market"), "{audit}");
+}
