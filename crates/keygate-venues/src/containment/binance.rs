@@ -368,7 +368,7 @@ pub(super) fn parse_sweep_state(client_id: &str, status: u16, body: &[u8]) -> Ou
 }
 
 fn absent(client_id: &str) -> Outcome {
-    Outcome::Refused {
+    Outcome::Absent {
         reason: format!("the venue has no transfer {client_id}: nothing moved"),
     }
 }
@@ -668,11 +668,11 @@ mod tests {
         );
         assert!(matches!(
             a.parse_sweep_state("other", 200, doc),
-            Outcome::Refused { .. }
+            Outcome::Absent { .. }
         ));
         assert!(matches!(
             a.parse_sweep_state("test", 200, br#"{"totalCount":0}"#),
-            Outcome::Refused { .. }
+            Outcome::Absent { .. }
         ));
         assert!(matches!(
             a.parse_sweep_state("test", 200, br#"{"rows":[]}"#),

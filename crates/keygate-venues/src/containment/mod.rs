@@ -90,6 +90,50 @@ pub enum Outcome {
     },
     /// The answer does not say: the step may or may not have happened.
     Unknown { reason: String },
+    /// A state read found no record of it: it never happened, and may be sent (again).
+    Absent { reason: String },
+}
+
+impl Outcome {
+    /// Its name, as audit entries record it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Confirmed { .. } => "confirmed",
+            Outcome::Pending { .. } => "pending",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Limited { .. } => "limited",
+            Outcome::Unknown { .. } => "unknown",
+            Outcome::Absent { .. } => "absent",
+        }
+    }
+
+    /// What it says, for people.
+    pub fn detail(&self) -> String {
+        match self {
+            Outcome::Confirmed { venue_ref: Some(r) } => {
+                format!("confirmed by the venue (its id {r})")
+            }
+            Outcome::Confirmed { venue_ref: None } => "confirmed by the venue".into(),
+            Outcome::Pending { venue_ref: Some(r) } => {
+                format!("accepted, not final yet (venue id {r})")
+            }
+            Outcome::Pending { venue_ref: None } => "accepted, not final yet".into(),
+            Outcome::Refused { reason }
+            | Outcome::Limited { reason, .. }
+            | Outcome::Unknown { reason }
+            | Outcome::Absent { reason } => reason.clone(),
+        }
+    }
+
+    /// The venue's id for the step, if the answer gave one.
+    pub fn venue_ref(&self) -> Option<&str> {
+        match self {
+            Outcome::Confirmed { venue_ref } | Outcome::Pending { venue_ref } => {
+                venue_ref.as_deref()
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What a request costs against the venue's limits.
@@ -362,8 +406,8 @@ impl Adapter {
     }
 
     /// What the answer to [`Adapter::sweep_state`] says: `Confirmed` if the venue shows the
-    /// transfer done, `Pending` if not final, `Refused` if it failed or the venue has no
-    /// transfer with that id (nothing moved), else `Unknown` or `Limited`.
+    /// transfer done, `Pending` if not final, `Refused` if it failed, `Absent` if the venue has
+    /// no transfer with that id (nothing moved), else `Unknown` or `Limited`.
     pub fn parse_sweep_state(&self, client_id: &str, status: u16, body: &[u8]) -> Outcome {
         match self.kind {
             VenueKind::Binance => binance::parse_sweep_state(client_id, status, body),

@@ -294,7 +294,9 @@ pub(super) fn trading_balances(t: &Target<'_>, keys: &Keys<'_>, now_ms: i64) -> 
 
 fn data_or_error(body: &[u8]) -> Result<Vec<Value>, String> {
     rows(200, body).map_err(|o| match o {
-        Outcome::Refused { reason } | Outcome::Unknown { reason } => reason,
+        Outcome::Refused { reason } | Outcome::Unknown { reason } | Outcome::Absent { reason } => {
+            reason
+        }
         Outcome::Limited { reason, .. } => format!("rate limited: {reason}"),
         other => format!("{other:?}"),
     })
@@ -427,7 +429,7 @@ pub(super) fn parse_sweep_state(client_id: &str, status: u16, body: &[u8]) -> Ou
         .iter()
         .find(|r| field(r, "clientId") == Some(client_id))
     else {
-        return Outcome::Refused {
+        return Outcome::Absent {
             reason: format!("the venue has no transfer {client_id}: nothing moved"),
         };
     };
@@ -741,7 +743,7 @@ mod tests {
         ));
         assert!(matches!(
             a.parse_sweep_state("kgc3s1", 200, br#"{"code":"0","msg":"","data":[]}"#),
-            Outcome::Refused { .. }
+            Outcome::Absent { .. }
         ));
         assert!(matches!(
             a.parse_sweep_state("kgc3s1", 200, state("odd").as_bytes()),
