@@ -46,7 +46,8 @@ fn sim(okx: bool, master_trades: bool) -> Sim {
                "restrictions": {"ip_restrict": true, "ip": ["127.0.0.1"], "enable_internal_transfer": true,
                                 "enable_spot_and_margin_trading": master_trades}}),
         json!({"venue": venue, "api_key": "leaked", "secret": "leaked-secret", "passphrase": pass("lp"),
-               "balances": {"USDT": "200000", "BTC": "2"}}),
+               "balances": {"USDT": "200000", "BTC": "2"},
+               "restrictions": {"enable_withdrawals": true}}),
     ];
     for a in &mut accounts {
         if let Some(m) = a.as_object_mut() {
@@ -209,13 +210,26 @@ async fn until_done(gw: &Gateway) {
 
 /// A signed Binance account read with the leaked key, from `from`: its HTTP status.
 async fn leaked_key_reads_from(addr: SocketAddr, from: &str) -> u16 {
-    let query = format!("timestamp={}", keygate_server::now_ms());
+    leaked_key_sends(addr, from, "GET", "/api/v3/account", "").await
+}
+
+/// A request signed with the leaked key, sent from `from` straight to the venue (around
+/// keygate): its HTTP status.
+async fn leaked_key_sends(
+    addr: SocketAddr,
+    from: &str,
+    method: &str,
+    path: &str,
+    params: &str,
+) -> u16 {
+    let sep = if params.is_empty() { "" } else { "&" };
+    let query = format!("{params}{sep}timestamp={}", keygate_server::now_ms());
     let sig = keygate_venues::binance::signature("leaked-secret", &query);
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
     let req = format!(
-        "GET /api/v3/account?{query}&signature={sig} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: leaked\r\nConnection: close\r\n\r\n"
+        "{method} {path}?{query}&signature={sig} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: leaked\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut raw = String::new();
@@ -436,4 +450,46 @@ async fn okx_locks_the_key_sweeps_the_trading_account_and_stops_transfers_out() 
     // OKX answers a transfer as accepted; keygate confirmed each by its state.
     let sweeps: Vec<_> = c.steps.iter().filter(|s| s.action == "sweep").collect();
     assert!(sweeps.iter().all(|s| s.attempts == 1), "{sweeps:?}");
+}
+
+#[tokio::test]
+async fn a_drain_around_keygate_gets_the_first_withdrawal_only() {
+    let sim = sim(false, true);
+    let addr = serve(&sim).await;
+    let (store, _dir) = store(false).await;
+    let mut gw = gateway(&store, false, addr);
+    // Reconciliation freezes the venue on an unapproved withdrawal.
+    if let Some(v) = gw.venues.get_mut("binance") {
+        v.contain = Some(Scope::Venue("binance".into()));
+    }
+    let setup = gw.venues["binance"].clone();
+    let drain = "coin=USDT&address=0xattacker&amount=10000";
+    let mut got = vec![];
+    for i in 0..20 {
+        // The thief, straight at the venue with the leaked key, from an address of its own.
+        got.push(
+            leaked_key_sends(
+                addr,
+                "127.0.0.2",
+                "POST",
+                "/sapi/v1/capital/withdraw/apply",
+                drain,
+            )
+            .await,
+        );
+        if i == 0 {
+            let p = keygate_server::reconcile::pass(&gw, &setup).await.unwrap();
+            assert_eq!(p.unapproved.len(), 1, "the first withdrawal is caught");
+            until_done(&gw).await;
+        }
+    }
+    assert_eq!(got[0], 200, "{got:?}");
+    assert!(
+        got[1..].iter().all(|s| *s == 401),
+        "every later one is refused: {got:?}"
+    );
+    assert_eq!(sim.withdrawals().len(), 1);
+    assert_eq!(sim.balance("leaked", "USDT"), Some(Decimal::ZERO));
+    assert_eq!(sim.balance("master", "USDT"), Some(Decimal::from(190_000)));
+    assert_eq!(sim.balance("master", "BTC"), Some(Decimal::from(2)));
 }
