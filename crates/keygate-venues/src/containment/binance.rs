@@ -167,9 +167,10 @@ pub(super) fn parse_lock(t: &Target<'_>, lock: &Lock, status: u16, body: &[u8]) 
     } else {
         Outcome::Unknown {
             reason: format!(
-                "the answer does not show the key restricted to {}: {}",
+                "the answer does not show the key restricted to {} (status {:?}, listed {}; the answer itself is not recorded: it names the key)",
                 addresses.join(","),
-                excerpt(body)
+                v.get("status").and_then(Value::as_str),
+                listed.join(",")
             ),
         }
     }

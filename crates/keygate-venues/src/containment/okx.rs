@@ -199,7 +199,10 @@ pub(super) fn parse_lock(t: &Target<'_>, lock: &Lock, status: u16, body: &[u8]) 
         Outcome::Confirmed { venue_ref: None }
     } else {
         Outcome::Unknown {
-            reason: format!("the answer does not show the key locked: {}", excerpt(body)),
+            reason: format!(
+                "the answer does not show the key locked (bound to {:?}; the answer itself is not recorded: it names the key)",
+                row.and_then(|r| field(r, "ip"))
+            ),
         }
     }
 }
