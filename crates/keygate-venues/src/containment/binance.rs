@@ -51,6 +51,7 @@ fn signed(
         amount: None,
         destination: None,
         request_id: None,
+        order: None,
         signed: true,
         forward: Forward::Form(p),
     };

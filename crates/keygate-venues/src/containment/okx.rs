@@ -41,6 +41,7 @@ fn classified(endpoint: &'static str, method: &str, path: &str, forward: Forward
         amount: None,
         destination: None,
         request_id: None,
+        order: None,
         signed: true,
         forward,
     }
