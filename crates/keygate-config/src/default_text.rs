@@ -103,6 +103,8 @@ credential_ttl = "30s"
 # extra_read_paths = []                 # more GET paths to allow as reads
 # anonymous_public = false              # forward public market data without credentials (ccxt)
 # anonymous_rate = 10                   # ... at most this many a second per source address
+# containment_credential = "binance-master"  # the master account's containment key (docs/containment.md)
+# sub_account = "trading1@example.com"  # the sub-account the credential belongs to (OKX: its name)
 #
 # An EVM chain: transfers through POST /v1/transfers, and a watcher that freezes on any outflow
 # keygate did not sign (docs/chain.md).
@@ -162,6 +164,13 @@ min_usd = "10000"
 # What an unapproved outflow (a withdrawal reconciliation cannot match) freezes: "all",
 # "venue", "credential" or "none" (alarm only).
 unapproved_outflow = "all"
+# At a venue with a containment_credential, when a freeze covers it: lock the leaked key
+# ("ip-restrict" to egress_ip, "delete" on OKX only, or "off"), sweep the sub-account's balances
+# to the master account, and stop its transfers out (OKX). See docs/containment.md.
+# lock_key = "ip-restrict"
+# egress_ip = ["203.0.113.7"]           # keygate's own egress addresses; needed by ip-restrict
+# sweep = true
+# stop_transfers = true
 
 # Rolling limits over allowed withdrawals and transfers (see docs/config.md). client, venue and
 # asset narrow a limit; "*" gives each client (venue, asset) its own bucket.

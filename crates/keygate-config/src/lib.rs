@@ -9,6 +9,7 @@
 //! show.
 
 pub mod audit_sign;
+pub mod containment;
 mod default_text;
 mod detectors;
 pub mod engine;

@@ -24,6 +24,7 @@ const ENV_FIELDS: &[(&str, &str)] = &[
     ("server", "listen"),
     ("server", "credential_ttl"),
     ("containment", "unapproved_outflow"),
+    ("containment", "lock_key"),
 ];
 
 /// The environment variable that overrides `section.field`.

@@ -113,23 +113,81 @@ fn default_max_backoff() -> String {
     "60s".into()
 }
 
-/// What keygate freezes by itself.
+/// What keygate freezes by itself, and what it does at a venue a freeze covers (for venues
+/// with a `containment_credential`; see docs/containment.md).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContainmentConfig {
     /// On an unapproved outflow (reconciliation): "all", "venue", "credential" or "none".
     #[serde(default = "default_unapproved_outflow")]
     pub unapproved_outflow: String,
+    /// How the leaked sub-account key is locked: "ip-restrict" (to `egress_ip`), "delete"
+    /// (OKX only) or "off" [default: ip-restrict].
+    #[serde(default = "default_lock_key")]
+    pub lock_key: String,
+    /// Stop transfers out of the sub-account where the venue has a switch (OKX) [default: true].
+    #[serde(default = "yes")]
+    pub stop_transfers: bool,
+    /// Sweep the sub-account's balances to the master account [default: true].
+    #[serde(default = "yes")]
+    pub sweep: bool,
+    /// How many times balances are read and swept [default: 3].
+    #[serde(default = "default_sweep_rounds")]
+    pub sweep_rounds: u32,
+    /// keygate's own egress IP addresses: the only ones a locked key still works from.
+    #[serde(default)]
+    pub egress_ip: Vec<String>,
+    /// The first wait before a step is tried again; it doubles up to `retry_max`.
+    #[serde(default = "default_retry_min")]
+    pub retry_min: String,
+    #[serde(default = "default_retry_max")]
+    pub retry_max: String,
+    /// How often keygate looks for freezes to contain and steps to try [default: 1s].
+    #[serde(default = "default_every")]
+    pub every: String,
+    /// How long one instance holds a venue's containment without renewing it [default: 15s].
+    #[serde(default = "default_lease_ttl")]
+    pub lease_ttl: String,
 }
 
 fn default_unapproved_outflow() -> String {
     "all".into()
+}
+fn default_lock_key() -> String {
+    "ip-restrict".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_sweep_rounds() -> u32 {
+    3
+}
+fn default_retry_min() -> String {
+    "1s".into()
+}
+fn default_retry_max() -> String {
+    "60s".into()
+}
+fn default_every() -> String {
+    "1s".into()
+}
+fn default_lease_ttl() -> String {
+    "15s".into()
 }
 
 impl Default for ContainmentConfig {
     fn default() -> Self {
         Self {
             unapproved_outflow: default_unapproved_outflow(),
+            lock_key: default_lock_key(),
+            stop_transfers: true,
+            sweep: true,
+            sweep_rounds: default_sweep_rounds(),
+            egress_ip: vec![],
+            retry_min: default_retry_min(),
+            retry_max: default_retry_max(),
+            every: default_every(),
+            lease_ttl: default_lease_ttl(),
         }
     }
 }

@@ -250,6 +250,24 @@ async fn check_credentials(gw: &Gateway) -> Result<()> {
         in_vault(gw, &v.name, &v.credential, kind, &venue_kind, true).await?;
         gw.credentials.get(&v.credential).await.map_err(msg)?;
     }
+    if let Some(c) = &gw.containment {
+        for s in &c.venues {
+            let Some(v) = gw.venues.get(&s.venue) else {
+                continue;
+            };
+            let kind = v.adapter.kind.credential_kind();
+            let venue_kind = format!("a {}", v.adapter.kind.as_str());
+            in_vault(gw, &s.venue, &s.credential, kind, &venue_kind, false)
+                .await
+                .with_context(|| {
+                    format!(
+                        "[venues.{}] containment_credential: the master account's containment key",
+                        s.venue
+                    )
+                })?;
+            gw.credentials.get(&s.credential).await.map_err(msg)?;
+        }
+    }
     for c in gw.chains.values() {
         let v = &c.transfers.venue;
         in_vault(gw, &v.name, &v.credential, "evm-key", "an evm", false).await?;
@@ -338,16 +356,20 @@ pub async fn gateway(
         tracing::warn!("no [venues.*] in the config: every venue request will be refused");
     }
     let ttl = std_duration("server.credential_ttl", &config.server.credential_ttl)?;
+    let containment = crate::containment::containment(&config, &engine.pinned)?;
     let h = StateHandle {
         config,
         paths,
         store,
     };
     let decider = decider(&h, engine)?;
-    let gw = Gateway::new(decider, h.store.clone(), master, venues, ttl)
+    let mut gw = Gateway::new(decider, h.store.clone(), master, venues, ttl)
         .map_err(msg)?
         .with_chains(chains)
         .with_reference_refresh(reference_poll(&h.config)?);
+    if let Some(c) = containment {
+        gw = gw.with_containment(c);
+    }
     check_credentials(&gw).await?;
     Ok((gw, h))
 }

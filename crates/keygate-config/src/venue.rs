@@ -64,6 +64,15 @@ pub struct VenueConfig {
     /// The vault credential to sign with [default: the venue's name].
     #[serde(default)]
     pub credential: Option<String>,
+    /// Exchanges: the vault credential of the master account's containment key, which locks
+    /// this venue's key and sweeps its sub-account when a freeze covers the venue (none: no
+    /// containment at this venue). Needs `sub_account`.
+    #[serde(default)]
+    pub containment_credential: Option<String>,
+    /// Exchanges: the sub-account keygate's credential belongs to, as the master account names
+    /// it (Binance: its email; OKX: its name).
+    #[serde(default)]
+    pub sub_account: Option<String>,
     /// How long a forwarded request may take.
     #[serde(default = "default_venue_timeout")]
     pub timeout: String,

@@ -1,7 +1,7 @@
 //! Alert sinks: every alert goes to the log and to each configured webhook, in order, once.
 //!
 //! Alerts are read from the audit log itself (a decision with detector signals, a freeze set or
-//! lifted, an unapproved outflow, a chain watcher's alarm), so they are persisted before they
+//! lifted, an unapproved outflow, a chain watcher's alarm, containment at a venue), so they are persisted before they
 //! exist as alerts: a sink's cursor (the last entry delivered to it) is kept in the store and
 //! moves only after the sink answered 2xx. A sink that is down is retried with exponential backoff, and gets every alert,
 //! once each, in order, when it comes back. A JSON webhook is signed: `X-Keygate-Signature` is
@@ -17,7 +17,9 @@ use std::time::Duration;
 use hmac::{KeyInit, Mac};
 use keygate_core::detect::Response;
 use keygate_store::Store;
-use keygate_store::audit::{AuditEntry, AuditRow, DecisionEntry, FreezeEvent, ReconcileEvent};
+use keygate_store::audit::{
+    AuditEntry, AuditRow, ContainmentEvent, DecisionEntry, FreezeEvent, ReconcileEvent,
+};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -74,6 +76,7 @@ pub fn alert_of(row: &AuditRow) -> Option<Value> {
         AuditEntry::Reconcile(ReconcileEvent::Unapproved { reason, .. }) => {
             ("unapproved_outflow", "critical", reason)
         }
+        AuditEntry::Containment(c) => containment_alert(&c)?,
         _ => return None,
     };
     Some(json!({
@@ -87,6 +90,55 @@ pub fn alert_of(row: &AuditRow) -> Option<Value> {
         "decision_id": (row.kind == "decision").then_some(row.seq),
         "data": row.data(),
     }))
+}
+
+/// The alerts of containment at a venue: its start and end, the first failed attempt at a step
+/// and a step refused for good (not every retry or sweep).
+fn containment_alert(c: &ContainmentEvent<'_>) -> Option<(&'static str, &'static str, String)> {
+    Some(match c {
+        ContainmentEvent::Started {
+            containment_id,
+            venue,
+            freeze_id,
+            steps,
+        } => (
+            "containment",
+            "critical",
+            format!(
+                "containing {venue} at the venue for freeze {freeze_id} (containment {containment_id}, {} steps planned)",
+                steps.len()
+            ),
+        ),
+        ContainmentEvent::Done {
+            containment_id,
+            venue,
+        } => (
+            "containment",
+            "info",
+            format!("containment {containment_id} of {venue} is done"),
+        ),
+        ContainmentEvent::Step(s) if s.state == "refused" => (
+            "containment",
+            "high",
+            format!(
+                "containment {} of {}: step {} ({}) refused: {}",
+                s.containment_id, s.venue, s.seq, s.action, s.detail
+            ),
+        ),
+        ContainmentEvent::Step(s)
+            if s.attempt == 1 && s.outcome != "confirmed" && s.outcome != "pending" =>
+        {
+            (
+                "containment",
+                "high",
+                format!(
+                    "containment {} of {}: step {} ({}) not done, retrying: {}",
+                    s.containment_id, s.venue, s.seq, s.action, s.detail
+                ),
+            )
+        }
+        ContainmentEvent::Step(_) => return None,
+    })
 }
 
 /// The alert of a decision with detector signals: its kind, severity and summary.
@@ -385,6 +437,50 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn containment_alerts_its_start_end_first_failure_and_refusals_only() {
+        use keygate_store::audit::StepAttempt;
+        use std::borrow::Cow;
+        let step = |attempt: i64, outcome: &'static str, state: &'static str| {
+            ContainmentEvent::Step(StepAttempt {
+                containment_id: 1,
+                venue: Cow::Borrowed("bn"),
+                seq: 2,
+                action: Cow::Borrowed("lock-key"),
+                attempt,
+                outcome: Cow::Borrowed(outcome),
+                state: Cow::Borrowed(state),
+                detail: Cow::Borrowed("-2015 no"),
+                venue_ref: None,
+                planned: vec![],
+            })
+        };
+        let started = ContainmentEvent::Started {
+            containment_id: 1,
+            venue: Cow::Borrowed("bn"),
+            freeze_id: 3,
+            steps: vec![],
+        };
+        let (_, severity, text) = containment_alert(&started).unwrap();
+        assert_eq!(severity, "critical");
+        assert!(text.contains("freeze 3"), "{text}");
+        assert!(
+            containment_alert(&step(1, "refused", "retry"))
+                .unwrap()
+                .2
+                .contains("retrying")
+        );
+        assert!(
+            containment_alert(&step(2, "refused", "retry")).is_none(),
+            "not every retry"
+        );
+        assert!(containment_alert(&step(1, "confirmed", "confirmed")).is_none());
+        assert_eq!(
+            containment_alert(&step(3, "refused", "refused")).unwrap().1,
+            "high"
+        );
+    }
 
     #[test]
     fn a_slack_sink_gets_one_line_of_text() {

@@ -1,4 +1,5 @@
-//! keygate's HTTP server: the venue gateway, health and metrics, and the reconciliation task.
+//! keygate's HTTP server: the venue gateway, health and metrics, the reconciliation task, and
+//! containment at the venue.
 //!
 //! [`app`] builds the router from a [`Gateway`] without binding a socket; `keygate serve` binds
 //! it. A bot calls `/venues/{venue}/<the venue's own REST path>` with `Authorization: Bearer
@@ -19,6 +20,7 @@ use keygate_venues::Adapter;
 
 pub mod alerts;
 mod bounds;
+pub mod containment;
 mod credentials;
 mod gateway;
 pub mod metrics;
@@ -87,6 +89,8 @@ pub struct Gateway {
     pub chains: HashMap<String, Arc<transfers::ChainSetup>>,
     /// The instruments' market prices, read from the venues' books.
     pub references: references::References,
+    /// Containment at the venue, for the venues that have a containment credential.
+    pub containment: Option<Arc<containment::Containment>>,
 }
 
 impl Gateway {
@@ -121,12 +125,19 @@ impl Gateway {
             public_limit: gateway::PublicLimit::default(),
             chains: HashMap::new(),
             references: references::References::default(),
+            containment: None,
         })
     }
 
     /// Reads an instrument's book again once its reading is older than `fresh_for`.
     pub fn with_reference_refresh(mut self, fresh_for: Duration) -> Self {
         self.references = references::References::new(fresh_for);
+        self
+    }
+
+    /// Adds containment at the venue (see [`containment`]).
+    pub fn with_containment(mut self, c: containment::Containment) -> Self {
+        self.containment = Some(Arc::new(c));
         self
     }
 

@@ -160,6 +160,8 @@ enum Endpoint {
     Withdraw,
     WithdrawHistory,
     ApiRestrictions,
+    /// A master account's sub-account endpoint (`crate::subaccount::binance`).
+    Sub(crate::subaccount::binance::BinanceSub),
 }
 
 /// What a key must be allowed to do to call an endpoint.
@@ -172,6 +174,9 @@ enum Permission {
 
 impl Endpoint {
     fn route(method: &Method, path: &str) -> Option<Endpoint> {
+        if let Some(sub) = crate::subaccount::binance::BinanceSub::route(method.as_str(), path) {
+            return Some(Endpoint::Sub(sub));
+        }
         Some(match (method.as_str(), path) {
             ("GET", "/api/v3/ping") => Endpoint::Ping,
             ("GET", "/api/v3/time") => Endpoint::Time,
@@ -196,7 +201,8 @@ impl Endpoint {
             | Endpoint::Account
             | Endpoint::OpenOrders
             | Endpoint::WithdrawHistory
-            | Endpoint::ApiRestrictions => Some(Permission::Read),
+            | Endpoint::ApiRestrictions
+            | Endpoint::Sub(_) => Some(Permission::Read),
             Endpoint::NewOrder | Endpoint::CancelOrder => Some(Permission::Trade),
             Endpoint::Withdraw => Some(Permission::Withdraw),
         }
@@ -269,6 +275,14 @@ fn signed(
         Endpoint::Withdraw => withdraw(sim, &caller),
         Endpoint::WithdrawHistory => withdraw_history(sim, &caller),
         Endpoint::ApiRestrictions => Ok(api_restrictions(sim, &caller)),
+        Endpoint::Sub(sub) => crate::subaccount::binance::handle(
+            sim,
+            sub,
+            &caller.api_key,
+            &caller.credentials,
+            &caller.params.values,
+        )
+        .map_err(|(status, code, msg)| ApiError::new(status, code, msg)),
     }
 }
 

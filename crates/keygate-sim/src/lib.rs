@@ -36,13 +36,19 @@
 //!
 //! What it does not model: the book moving (fills take from the levels but never use them up,
 //! and resting orders never fill later or show in the book), fees, the triggered order types,
-//! exchange filters, rate limits, and IP restrictions (reported, not enforced).
+//! exchange filters, and rate limits outside the sub-account endpoints.
+//!
+//! Masters and their sub-accounts ([`Sim::new_with_masters`]) have the master-account
+//! endpoints that contain a sub-account: its key's IP restriction or deletion, a transfer-out
+//! switch, its balances, transfers to the master (module `subaccount`). A key's IP restriction
+//! is enforced against the connection's peer address (as [`serve`] keeps it).
 
 mod binance;
 mod book;
 mod config;
 mod okx;
 mod state;
+mod subaccount;
 mod trading;
 
 use std::future::poll_fn;
@@ -61,6 +67,7 @@ pub use config::{
 pub use state::{
     AccountView, Fill, Order, OrderStatus, OrderType, Side, Sim, SimError, SimSnapshot, Withdrawal,
 };
+pub use subaccount::{Master, SubAccount, SubTransfer};
 
 /// The largest request body the simulator reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -71,8 +78,13 @@ pub fn app(sim: Sim) -> Router {
 }
 
 /// Serves the simulator on `listener` until the process ends or serving fails.
+/// Each connection's peer address is kept, so IP-restricted keys are checked against it.
 pub async fn serve(listener: tokio::net::TcpListener, sim: Sim) -> std::io::Result<()> {
-    axum::serve(listener, app(sim)).await
+    axum::serve(
+        listener,
+        app(sim).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }
 
 /// The one handler: routes by path prefix to a venue, which routes by method and
@@ -87,9 +99,19 @@ async fn dispatch(State(sim): State<Sim>, request: Request) -> Response {
     if !matches!(path, "/api/v3/ticker/bookTicker" | "/api/v5/market/ticker") {
         sim.count_request();
     }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(refused) = subaccount::ip_refusal(&sim, path, request.headers(), peer) {
+        return refused;
+    }
     if path.starts_with("/api/v5/") {
         okx::handle(&sim, request).await
-    } else if path.starts_with("/api/v3/") || path.starts_with("/sapi/v1/") {
+    } else if ["/api/v3/", "/sapi/v1/", "/sapi/v2/", "/sapi/v4/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
         binance::handle(&sim, request).await
     } else {
         binance::unknown_path()

@@ -164,6 +164,8 @@ enum Endpoint {
     Withdrawal,
     WithdrawalHistory,
     Config,
+    /// A master account's sub-account endpoint (`crate::subaccount::okx`).
+    Sub(crate::subaccount::okx::OkxSub),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +177,9 @@ enum Permission {
 
 impl Endpoint {
     fn route(method: &Method, path: &str) -> Option<Endpoint> {
+        if let Some(sub) = crate::subaccount::okx::OkxSub::route(method.as_str(), path) {
+            return Some(Endpoint::Sub(sub));
+        }
         Some(match (method.as_str(), path) {
             ("GET", "/api/v5/public/time") => Endpoint::Time,
             ("GET", "/api/v5/public/instruments") => Endpoint::Instruments,
@@ -198,7 +203,8 @@ impl Endpoint {
             | Endpoint::Balance
             | Endpoint::OrdersPending
             | Endpoint::WithdrawalHistory
-            | Endpoint::Config => Some(Permission::Read),
+            | Endpoint::Config
+            | Endpoint::Sub(_) => Some(Permission::Read),
             Endpoint::PlaceOrder | Endpoint::CancelOrder => Some(Permission::Trade),
             Endpoint::Withdrawal => Some(Permission::Withdraw),
         }
@@ -298,6 +304,14 @@ fn private(
         Endpoint::Withdrawal => withdrawal(sim, &caller),
         Endpoint::WithdrawalHistory => withdrawal_history(sim, &caller),
         Endpoint::Config => Ok(config(&caller)),
+        Endpoint::Sub(sub) => crate::subaccount::okx::handle(
+            sim,
+            sub,
+            &caller.api_key,
+            &caller.credentials,
+            &caller.params.values,
+        )
+        .map_err(|(status, code, msg)| ApiError::new(status, code, msg)),
     }
 }
 

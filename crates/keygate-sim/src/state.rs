@@ -37,6 +37,8 @@ pub enum SimError {
     BadMarket { market: String, why: String },
     #[error("market {market} is configured more than once")]
     DuplicateMarket { market: String },
+    #[error("sub-accounts: {0}")]
+    SubAccount(String),
 }
 
 /// Buy or sell.
@@ -235,6 +237,8 @@ pub(crate) struct State {
     /// orders came before it.
     pub(crate) open_ids: std::collections::HashSet<(VenueKind, String, String)>,
     next_withdrawal: u64,
+    /// Masters, their sub-accounts and transfers (`crate::subaccount`).
+    pub(crate) subs: crate::subaccount::Subs,
 }
 
 impl fmt::Debug for Sim {
@@ -304,6 +308,7 @@ impl Sim {
                     next_trade_id: 1,
                     open_ids: std::collections::HashSet::new(),
                     next_withdrawal: 1,
+                    subs: Default::default(),
                 }),
             }),
         })
@@ -423,6 +428,17 @@ pub(crate) enum WithdrawError {
 }
 
 impl State {
+    /// The account of `api_key`, to change (sub-account endpoints).
+    pub(crate) fn account_mut(&mut self, api_key: &str) -> Option<&mut Account> {
+        let index = *self.by_key.get(api_key)?;
+        self.accounts.get_mut(index)
+    }
+
+    /// Makes `api_key` unknown from now on (a deleted key); its account stays.
+    pub(crate) fn forget_key(&mut self, api_key: &str) -> bool {
+        self.by_key.remove(api_key).is_some()
+    }
+
     pub fn balances(&self, api_key: &str) -> BTreeMap<String, Decimal> {
         self.by_key
             .get(api_key)

@@ -20,8 +20,8 @@ use crate::{Store, StoreError};
 mod entry;
 use entry::Canonical;
 pub use entry::{
-    Alarm, AuditEntry, AuditRow, AuthEvent, DecisionEntry, FreezeEvent, NewEntry, ReconcileEvent,
-    RequestInfo, RequestRefused, TokenRefused,
+    Alarm, AuditEntry, AuditRow, AuthEvent, ContainmentEvent, DecisionEntry, FreezeEvent, NewEntry,
+    PlannedStep, ReconcileEvent, RequestInfo, RequestRefused, StepAttempt, TokenRefused,
 };
 
 /// The previous hash of the first entry.

@@ -10,6 +10,7 @@
 pub mod alarm;
 pub mod audit;
 pub mod chain;
+pub mod containment;
 mod credentials;
 pub mod decider;
 mod engine;

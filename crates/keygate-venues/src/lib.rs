@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod binance;
 mod canonical;
+pub mod containment;
 pub mod native;
 pub mod okx;
 pub mod params;

@@ -96,6 +96,23 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask each venue what keygate's key there may do, and report what is unsafe.
     Doctor,
+    /// Containment at the venue: what was done where a freeze covers a venue, and what is
+    /// pending.
+    #[command(subcommand)]
+    Containment(ContainmentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainmentCommand {
+    /// Each containment and its steps: done, pending, refused.
+    Status(ContainmentStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ContainmentStatusArgs {
+    /// Finished containments too.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 //! requests, the venue's error format.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
+mod containment;
 mod gateway;
 mod holds;
 mod setup;

@@ -42,6 +42,9 @@ pub enum AuditEntry<'a> {
     Alarm(Alarm<'a>),
     /// `reconcile`: how an outflow a venue reported was judged, tagged by `event`.
     Reconcile(ReconcileEvent<'a>),
+    /// `containment`: containment at a venue started, a step's attempt and its outcome, or all
+    /// done, tagged by `event`.
+    Containment(ContainmentEvent<'a>),
     /// Any other kind, as stored (kinds not typed yet).
     Other {
         kind: String,
@@ -59,6 +62,7 @@ impl AuditEntry<'_> {
             AuditEntry::Freeze(_) => Cow::Borrowed("freeze"),
             AuditEntry::Alarm(_) => Cow::Borrowed("alarm"),
             AuditEntry::Reconcile(_) => Cow::Borrowed("reconcile"),
+            AuditEntry::Containment(_) => Cow::Borrowed("containment"),
             AuditEntry::Other { kind, .. } => Cow::Owned(kind.clone()),
         }
     }
@@ -72,6 +76,7 @@ impl AuditEntry<'_> {
             AuditEntry::Freeze(f) => serde_json::value::to_raw_value(f),
             AuditEntry::Alarm(a) => serde_json::value::to_raw_value(a),
             AuditEntry::Reconcile(r) => serde_json::value::to_raw_value(r),
+            AuditEntry::Containment(c) => serde_json::value::to_raw_value(c),
             AuditEntry::Other { data, .. } => serde_json::value::to_raw_value(data),
         }
     }
@@ -91,6 +96,7 @@ impl AuditEntry<'_> {
             "freeze" => AuditEntry::Freeze(serde_json::from_str(data)?),
             "alarm" => AuditEntry::Alarm(serde_json::from_str(data)?),
             "reconcile" => AuditEntry::Reconcile(serde_json::from_str(data)?),
+            "containment" => AuditEntry::Containment(serde_json::from_str(data)?),
             _ => AuditEntry::Other {
                 kind: kind.to_string(),
                 data: serde_json::from_str(data)?,
@@ -271,6 +277,61 @@ pub enum ReconcileEvent<'a> {
         outflow: Cow<'a, Outflow>,
         reason: String,
     },
+}
+
+/// Containment at a venue (kind `containment`), tagged by `event`. Steps are named by their
+/// containment and sequence number; `params` is the step's JSON as stored (addresses, assets and
+/// amounts, never a key or secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum ContainmentEvent<'a> {
+    /// A freeze covers the venue: containment starts with these steps.
+    #[serde(rename = "containment.started")]
+    Started {
+        containment_id: i64,
+        venue: Cow<'a, str>,
+        freeze_id: i64,
+        steps: Vec<PlannedStep<'a>>,
+    },
+    /// One attempt at a step, and what the venue's answer (or its absence) came to.
+    #[serde(rename = "containment.step")]
+    Step(StepAttempt<'a>),
+    /// Every step is final.
+    #[serde(rename = "containment.done")]
+    Done {
+        containment_id: i64,
+        venue: Cow<'a, str>,
+    },
+}
+
+/// A step as planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep<'a> {
+    pub seq: i64,
+    pub action: Cow<'a, str>,
+    pub params: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<Cow<'a, str>>,
+}
+
+/// One attempt at a containment step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepAttempt<'a> {
+    pub containment_id: i64,
+    pub venue: Cow<'a, str>,
+    pub seq: i64,
+    pub action: Cow<'a, str>,
+    pub attempt: i64,
+    /// What the answer said: confirmed, pending, refused, limited, unknown or absent.
+    pub outcome: Cow<'a, str>,
+    /// The step's state after it.
+    pub state: Cow<'a, str>,
+    pub detail: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub venue_ref: Option<Cow<'a, str>>,
+    /// Steps this attempt planned (a sweep round's sweeps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<PlannedStep<'a>>,
 }
 
 /// A stored entry.

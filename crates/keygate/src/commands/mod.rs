@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod containment;
 mod credential;
 mod freeze;
 mod init;
@@ -92,6 +93,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Decide(args) => {
             let (h, _) = state(&cli, paths).await?;
             close(&h, decide(&h, args).await).await
+        }
+        Command::Containment(crate::cli::ContainmentCommand::Status(a)) => {
+            let (h, _) = state(&cli, paths).await?;
+            close(&h, containment::status(&h, a).await).await
         }
         Command::Audit(cmd) => {
             let (h, _) = state(&cli, paths).await?;

@@ -1,5 +1,6 @@
-//! `keygate serve`: the gateway, with reconciliation, until SIGTERM or Ctrl-C; and `keygate
-//! doctor`, which asks each venue what its key may do.
+//! `keygate serve`: the gateway, with reconciliation and containment at the venue, until
+//! SIGTERM or Ctrl-C; and `keygate doctor`, which asks each venue what its key (and its
+//! containment key) may do.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
     keygate_server::metrics::install();
     let gw = Arc::new(gw);
     let mut reconcilers = keygate_server::reconcile::spawn(gw.clone());
+    reconcilers.extend(keygate_server::containment::spawn(gw.clone()));
     reconcilers.extend(
         keygate_server::transfers::spawn_watchers(gw.clone())
             .await
@@ -135,6 +137,9 @@ pub async fn doctor(inst: Instance) -> Result<()> {
             }
         }
     }
+    let (unsafe_c, failed_c) = doctor_containment(&inst.config, &http, &creds, &venues).await?;
+    unsafe_found += unsafe_c;
+    failed += failed_c;
     let listen: Option<SocketAddr> = inst.config.server.listen.parse().ok();
     if listen.is_some_and(|a| !a.ip().is_loopback()) && inst.config.server.tls_cert.is_none() {
         unsafe_found += 1;
@@ -151,13 +156,80 @@ pub async fn doctor(inst: Instance) -> Result<()> {
     Ok(())
 }
 
+/// Each containment credential's permissions: a containment key that can withdraw, or trade
+/// from anywhere, is unsafe, and so is one that lacks what containment needs. Returns the
+/// unsafe findings and the venues that could not be checked.
+async fn doctor_containment(
+    config: &keygate_config::Config,
+    http: &reqwest::Client,
+    creds: &keygate_server::CredentialCache,
+    venues: &[VenueSetup],
+) -> Result<(usize, usize)> {
+    let Some(c) = keygate_config::containment::containment(config, &[])? else {
+        return Ok((0, 0));
+    };
+    let (mut unsafe_found, mut failed) = (0, 0);
+    for s in &c.venues {
+        let Some(v) = venues.iter().find(|v| v.name == s.venue) else {
+            continue;
+        };
+        println!(
+            "containment at {} (credential {}, sub-account {})",
+            s.venue, s.credential, s.sub_account
+        );
+        let needs = keygate_venues::containment::Needs {
+            lock: c.policy.lock.is_some(),
+            stop_transfers: c.policy.stop_transfers && v.adapter.can_stop_transfers(),
+            sweep: c.policy.sweep,
+        };
+        let findings = check_key(http, creds, v, &s.credential)
+            .await
+            .and_then(|body| {
+                v.adapter
+                    .parse_containment_permissions(&needs, &body)
+                    .map_err(anyhow::Error::msg)
+            });
+        match findings {
+            Ok(findings) => {
+                for f in findings {
+                    if f.unsafe_ {
+                        unsafe_found += 1;
+                        println!("  UNSAFE  {}", f.text);
+                    } else {
+                        println!("  ok      {}", f.text);
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("  ERROR   {e}");
+            }
+        }
+    }
+    Ok((unsafe_found, failed))
+}
+
 async fn check_venue(
     http: &reqwest::Client,
     creds: &keygate_server::CredentialCache,
     v: &VenueSetup,
 ) -> Result<Vec<keygate_venues::Finding>> {
-    let secret = creds.get(&v.credential).await.map_err(anyhow::Error::msg)?;
-    let keys = keygate_server::keys(&secret, &v.credential).map_err(anyhow::Error::msg)?;
+    let body = check_key(http, creds, v, &v.credential).await?;
+    v.adapter
+        .parse_restrictions(&body)
+        .map_err(anyhow::Error::msg)
+}
+
+/// The venue's answer to the key-restrictions read signed with `credential`.
+async fn check_key(
+    http: &reqwest::Client,
+    creds: &keygate_server::CredentialCache,
+    v: &VenueSetup,
+    credential: &str,
+) -> Result<Vec<u8>> {
+    let secret = creds.get(credential).await.map_err(anyhow::Error::msg)?;
+    let keys = keygate_server::keys(&secret, credential).map_err(anyhow::Error::msg)?;
+
     let out = v.adapter.restrictions(&keys, keygate_server::now_ms());
     drop(secret);
     let req = keygate_server::venue_request(http, &v.base_url, out, v.timeout)
@@ -187,7 +259,5 @@ async fn check_venue(
                 .collect::<String>()
         );
     }
-    v.adapter
-        .parse_restrictions(&body)
-        .map_err(anyhow::Error::msg)
+    Ok(body.to_vec())
 }

@@ -6,6 +6,7 @@ mod util;
 mod bots;
 mod canary;
 mod chain;
+mod containment;
 mod engine;
 mod gateway;
 mod init;
