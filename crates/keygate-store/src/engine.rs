@@ -673,26 +673,15 @@ pub(crate) async fn load_inputs(
     }
     let moves = crate::audit::moves_since(&mut **tx, moves_since, head.seq).await?;
     let freezes = crate::freeze::active(tx).await?;
-    let mut outflows = vec![];
-    for r in sqlx::query(
-        "SELECT at_ms, entry FROM audit_log WHERE mv_action IN ('withdraw', 'transfer') \
-         AND at_ms >= $1 AND seq <= $2 ORDER BY seq",
+    let outflows = allowed_since(
+        tx,
+        "'withdraw', 'transfer'",
+        outflows_since,
+        head,
+        outgoing_of,
     )
-    .bind(outflows_since)
-    .bind(head.seq)
-    .fetch_all(&mut **tx)
-    .await?
-    {
-        let at: Millis = r.try_get(0)?;
-        let entry: String = r.try_get(1)?;
-        if let Some(o) = crate::audit::AuditEntry::from_canonical(&entry)
-            .ok()
-            .and_then(|e| outgoing_of(at, e))
-        {
-            outflows.push(o);
-        }
-    }
-    let trades = load_trades(tx, trades_since, head).await?;
+    .await?;
+    let trades = allowed_since(tx, "'trade'", trades_since, head, trade_of).await?;
     let trades_complete_since: Option<Millis> =
         sqlx::query_scalar("SELECT MIN(at_ms) FROM audit_log")
             .fetch_one(&mut **tx)
@@ -718,17 +707,20 @@ pub(crate) async fn load_inputs(
     })
 }
 
-/// The allowed trades since `since`, as the trade detectors remember them.
-async fn load_trades(
+/// What the detectors remember of each allowed decision of `actions` (a fixed SQL list of
+/// action names) since `since`, in the log's order: `read` gives it from the audit entry.
+async fn allowed_since<T>(
     tx: &mut Transaction<'static, Any>,
+    actions: &'static str,
     since: Millis,
     head: &crate::audit::Head,
-) -> Result<Vec<keygate_core::detect::trade::TradeDone>, StoreError> {
-    let mut trades = vec![];
-    for r in sqlx::query(
-        "SELECT at_ms, entry FROM audit_log WHERE mv_action = 'trade' \
-         AND at_ms >= $1 AND seq <= $2 ORDER BY seq",
-    )
+    read: fn(Millis, crate::audit::AuditEntry<'_>) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = vec![];
+    for r in sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT at_ms, entry FROM audit_log WHERE mv_action IN ({actions}) \
+         AND at_ms >= $1 AND seq <= $2 ORDER BY seq"
+    )))
     .bind(since)
     .bind(head.seq)
     .fetch_all(&mut **tx)
@@ -736,14 +728,14 @@ async fn load_trades(
     {
         let at: Millis = r.try_get(0)?;
         let entry: String = r.try_get(1)?;
-        if let Some(t) = crate::audit::AuditEntry::from_canonical(&entry)
+        if let Some(v) = crate::audit::AuditEntry::from_canonical(&entry)
             .ok()
-            .and_then(|e| trade_of(at, e))
+            .and_then(|e| read(at, e))
         {
-            trades.push(t);
+            out.push(v);
         }
     }
-    Ok(trades)
+    Ok(out)
 }
 
 /// The trade an allowed order's audit entry records, for the trade detectors.
