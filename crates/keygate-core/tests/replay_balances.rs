@@ -1,0 +1,236 @@
+//! The scenario format's balances and containment (version 3): strict reading, the ledger (an
+//! outflow beyond what is left fails, containment after its latency stops the rest), and the
+//! report's value figures. Older versions read as before.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
+
+use keygate_core::freeze::Scope;
+use keygate_core::replay::{
+    Contained, Effect, Event, Fate, How, Judged, Label, Ledger, OutflowEvent, Tally, parse,
+    parse_event, parse_header,
+};
+use rust_decimal::Decimal;
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+const V3: &str = r#"{"scenario":"t","version":3,"start":"2024-01-02T00:00:00Z","prices":{"USDT":"1","BTC":"40000"},"balances":{"bn":{"USDT":"1000","BTC":"1"},"hot":{"USDT":"500"},"plain":{"USDT":"10"}},"containment":{"bn":{"how":"sweep","detect":"1m","latency":"2s"},"hot":{"how":"rescue","detect":"3s","latency":"3s"}}}"#;
+
+fn outflow(venue: &str, t: &str, amount: &str) -> OutflowEvent {
+    let h = parse_header(V3).unwrap();
+    let line = format!(
+        r#"{{"t":"{t}","kind":"outflow","venue":"{venue}","asset":"USDT","amount":"{amount}","to":"0xabc","tx":"w{t}","label":"attack"}}"#
+    );
+    match parse_event(&h, &line, 2).unwrap() {
+        Event::Outflow(o) => o,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_version_3_header_declares_balances_and_containment() {
+    let h = parse_header(V3).unwrap();
+    assert_eq!(h.version, 3);
+    assert_eq!(h.balances["bn"]["BTC"], d("1"));
+    let c = h.containment["bn"];
+    assert_eq!((c.how, c.detect, c.latency), (How::Sweep, 60_000, 2_000));
+    assert_eq!(h.containment["hot"].how, How::Rescue);
+    assert!(!h.containment.contains_key("plain"));
+}
+
+#[test]
+fn older_headers_read_as_before_and_refuse_the_new_fields() {
+    let v2 = r#"{"scenario":"t","version":2,"start":"2024-01-02T00:00:00Z","prices":{"USDT":"1"}}"#;
+    let h = parse_header(v2).unwrap();
+    assert!(h.balances.is_empty() && h.containment.is_empty());
+    for v in ["1", "2"] {
+        let e =
+            parse_header(&V3.replace(r#""version":3"#, &format!(r#""version":{v}"#))).unwrap_err();
+        assert!(e.message.contains("need a version-3 header"), "{e}");
+    }
+}
+
+#[test]
+fn bad_balances_and_containment_are_refused_with_what_to_write() {
+    for (bad, expect) in [
+        (
+            V3.replace(r#""BTC":"1""#, r#""BTC":"-1""#),
+            "balance of BTC on bn \"-1\" is negative",
+        ),
+        (
+            V3.replace(r#""BTC":"1""#, r#""BTC":1"#),
+            "not a scenario header",
+        ),
+        (
+            V3.replace(r#""BTC":"1""#, r#""BTC":"lots""#),
+            "is not a decimal number",
+        ),
+        (
+            V3.replace(r#""how":"sweep""#, r#""how":"pray""#),
+            "\"sweep\"",
+        ),
+        (
+            V3.replace(r#""detect":"1m""#, r#""detect":"soon""#),
+            "containment of bn: detect",
+        ),
+        (
+            V3.replace(r#""latency":"2s""#, r#""latency":"0s""#),
+            "longer than zero",
+        ),
+        (
+            V3.replace(r#""hot":{"how""#, r#""cold":{"how""#),
+            "containment of cold: declare its opening balances",
+        ),
+        (
+            V3.replace(r#""latency":"2s""#, r#""latency":"2s","speed":"1""#),
+            "unknown field",
+        ),
+        (
+            V3.replace(r#""bn":{"USDT""#, r#""":{"USDT""#),
+            "a venue's name is empty",
+        ),
+    ] {
+        let e = parse_header(&bad).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.message.contains(expect), "{expect}: {e}");
+    }
+}
+
+#[test]
+fn an_outflow_beyond_what_is_left_fails_and_containment_stops_the_rest() {
+    let h = parse_header(V3).unwrap();
+    let mut l = Ledger::new(&h);
+    assert_eq!(l.spend("bn", "USDT", d("400")), Fate::Done);
+    assert_eq!(l.held("bn", "USDT"), Some(d("600")));
+    // More than is left: refused, and nothing moves.
+    assert_eq!(l.spend("bn", "USDT", d("600.01")), Fate::NoFunds);
+    assert_eq!(l.held("bn", "USDT"), Some(d("600")));
+    // A venue the header does not follow lets everything through.
+    assert_eq!(l.spend("elsewhere", "USDT", d("1e9")), Fate::Unfollowed);
+    // A client's freeze plans nothing; a venue's does, its latency later.
+    l.freeze_set(|_| None, &Scope::Client("bot".into()), 1_000);
+    assert_eq!(l.contained_at("bn"), None);
+    l.freeze_set(|_| None, &Scope::Venue("bn".into()), 1_000);
+    assert_eq!(l.contained_at("bn"), Some(3_000));
+    assert_eq!(l.contained_at("hot"), None, "another venue's freeze");
+    // Before the latency has passed, the key still works.
+    assert!(l.due(2_999).is_empty());
+    assert_eq!(l.spend("bn", "USDT", d("100")), Fate::Done);
+    let done = l.due(3_000);
+    assert_eq!(
+        done,
+        vec![Contained {
+            venue: "bn".into(),
+            at: 3_000,
+            how: How::Sweep,
+            moved: vec![("BTC".into(), d("1")), ("USDT".into(), d("500"))],
+        }]
+    );
+    assert_eq!(l.spend("bn", "USDT", d("1")), Fate::Contained(How::Sweep));
+    assert!(l.due(10_000).is_empty(), "carried out once");
+    // A later freeze of everything plans the rest, once.
+    l.freeze_set(|_| None, &Scope::All, 5_000);
+    assert_eq!(l.contained_at("bn"), Some(3_000));
+    assert_eq!(l.contained_at("hot"), Some(8_000));
+    assert_eq!(l.contained_at("plain"), None, "no containment declared");
+}
+
+#[test]
+fn a_credential_freeze_contains_every_venue_signing_with_it() {
+    let h = parse_header(V3).unwrap();
+    let mut l = Ledger::new(&h);
+    let cred = |v: &str| (v == "hot").then(|| "shared".to_string());
+    l.freeze_set(cred, &Scope::Credential("shared".into()), 0);
+    assert_eq!(l.contained_at("hot"), Some(3_000));
+    assert_eq!(l.contained_at("bn"), None);
+    // A venue with no credential of its own signs with one named as the venue.
+    l.freeze_set(|_| None, &Scope::Credential("bn".into()), 0);
+    assert_eq!(l.contained_at("bn"), Some(2_000));
+}
+
+#[test]
+fn the_report_puts_value_saved_and_rescued_next_to_value_lost() {
+    let h = parse_header(V3).unwrap();
+    let mut tally = Tally::new(&h, "in-process", &[]);
+    let got = |fate| Judged {
+        matched: false,
+        froze: None,
+        fate,
+    };
+    tally.outflow(
+        &outflow("bn", "2024-01-02T01:00:00Z", "300"),
+        &got(Fate::Done),
+    );
+    tally.outflow(
+        &outflow("bn", "2024-01-02T01:00:01Z", "5000"),
+        &got(Fate::NoFunds),
+    );
+    tally.effect(&Effect::Froze {
+        at: 1,
+        scope: Scope::All,
+    });
+    tally.effect(&Effect::Contained(Contained {
+        venue: "bn".into(),
+        at: h.start,
+        how: How::Sweep,
+        moved: vec![("BTC".into(), d("1")), ("USDT".into(), d("700"))],
+    }));
+    tally.effect(&Effect::Contained(Contained {
+        venue: "hot".into(),
+        at: h.start,
+        how: How::Rescue,
+        moved: vec![("USDT".into(), d("500"))],
+    }));
+    tally.outflow(
+        &outflow("bn", "2024-01-02T01:02:00Z", "700"),
+        &got(Fate::Contained(How::Sweep)),
+    );
+    let r = tally.report();
+    // Only what left counts as got; all of it as attempted.
+    assert_eq!(r.attack_allowed_usd, "300.00");
+    assert_eq!(r.attack_outflow_usd, "300.00");
+    assert_eq!(r.attack_attempted_usd, "6000.00");
+    assert_eq!((r.outflows_unapproved, r.freezes.len()), (1, 1));
+    let v = r.value.unwrap();
+    assert_eq!(v.outflows_blocked, 2);
+    let bn = &v.venues["bn"];
+    assert_eq!(bn.how, Some(How::Sweep));
+    assert_eq!(bn.opening_usd, "41000.00");
+    assert_eq!(bn.lost_usd, "300.00");
+    assert_eq!(bn.saved_usd, "40700.00");
+    assert_eq!(bn.blocked_for_funds_usd, "5000.00");
+    assert_eq!(bn.blocked_by_containment_usd, "700.00");
+    assert_eq!(v.venues["hot"].rescued_usd, "500.00");
+    assert_eq!(v.venues["plain"].how, None);
+    assert_eq!(v.total.opening_usd, "41510.00");
+    assert_eq!(v.total.saved_usd, "40700.00");
+    assert_eq!(v.total.rescued_usd, "500.00");
+    assert_eq!(v.total.lost_usd, "300.00");
+}
+
+#[test]
+fn an_older_scenarios_report_has_no_value_section() {
+    let (h, events) = parse(
+        "{\"scenario\":\"t\",\"version\":1,\"start\":\"2024-01-02T00:00:00Z\",\"prices\":{\"USDT\":\"1\"}}\n\
+         {\"t\":\"2024-01-02T00:00:01Z\",\"kind\":\"outflow\",\"venue\":\"bn\",\"asset\":\"USDT\",\"amount\":\"5\",\"to\":\"0x1\",\"tx\":\"a\",\"label\":\"attack\"}\n",
+    )
+    .unwrap();
+    let mut tally = Tally::new(&h, "in-process", &[]);
+    let Event::Outflow(o) = &events[0] else {
+        panic!()
+    };
+    assert_eq!(o.label, Label::Attack);
+    tally.outflow(
+        o,
+        &Judged {
+            matched: false,
+            froze: Some(Scope::All),
+            fate: Fate::Unfollowed,
+        },
+    );
+    let r = tally.report();
+    assert_eq!(r.attack_allowed_usd, "5.00");
+    assert!(r.value.is_none());
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(!json.contains("\"value\""), "{json}");
+}
