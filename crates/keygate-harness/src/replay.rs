@@ -14,7 +14,7 @@ use keygate_core::book::Destination;
 use keygate_core::decide::{State, StateInputs};
 use keygate_core::intent::normalize_address;
 use keygate_core::replay::{
-    Event, Header, Report, Runner, Tally, in_order, parse_event, parse_header,
+    Event, Header, Ledger, Report, Runner, Tally, in_order, parse_event, parse_header,
 };
 
 use keygate_config::{Config, ScenarioDestination};
@@ -248,12 +248,16 @@ pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Resu
     let mut scenario = Scenario::open(path)?;
     let engine = engine(config, base, &scenario.header)?;
     let state = state(config, &engine, &scenario.header)?;
-    let mut runner = Runner::new(&engine, state, keygate_config::engine::contain(config)?);
+    let mut runner = Runner::new(&engine, state, keygate_config::engine::contain(config)?)
+        .with_ledger(Ledger::new(&scenario.header));
     let clients = client_nets(config)?;
     let mut tally = Tally::new(&scenario.header, "in-process", &engine.pinned);
     let bar = show.then(|| progress(scenario.size));
     let mut n = 0u64;
     while let Some(event) = scenario.next_event()? {
+        for e in runner.due(event.t()) {
+            tally.effect(&e);
+        }
         match &event {
             Event::Request(r) => {
                 check_client(&clients, r, n)?;
@@ -261,8 +265,8 @@ pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Resu
                 tally.request(r, &seen);
             }
             Event::Outflow(o) => {
-                let (matched, froze) = runner.outflow(o);
-                tally.outflow(o, matched, froze.as_ref());
+                let judged = runner.outflow(o);
+                tally.outflow(o, &judged);
             }
         }
         n += 1;
@@ -416,6 +420,9 @@ pub fn summary(r: &Report) -> String {
             r.outflows_matched, r.outflows_unapproved
         ));
     }
+    if let Some(v) = &r.value {
+        s.push_str(&value_summary(v));
+    }
     if r.detector_hits.is_empty() {
         s.push_str("  detector hits                 none\n");
     }
@@ -423,6 +430,44 @@ pub fn summary(r: &Report) -> String {
         s.push_str(&format!(
             "  detector {:<20} {} on attack events, {} on normal events\n",
             d, h.attack, h.normal
+        ));
+    }
+    s
+}
+
+/// The value lines of a scenario with opening balances: per venue, and in total.
+fn value_summary(v: &keygate_core::replay::ValueReport) -> String {
+    let mut s = String::from(
+        "  value at the venues (USD)     opening, lost, saved (swept), rescued, refused for lack of funds, refused after containment\n",
+    );
+    let line = |name: &str, x: &keygate_core::replay::VenueValue| {
+        let contained = match (&x.how, &x.contained_at) {
+            (Some(h), Some(at)) => format!(
+                " (contained: {} at {at}, {} ms after the freeze)",
+                h.as_str(),
+                x.latency_ms.unwrap_or_default()
+            ),
+            (Some(h), None) => format!(" (containment {}: not triggered)", h.as_str()),
+            (None, _) => String::new(),
+        };
+        format!(
+            "    {name:<27} {}, lost {}, saved {}, rescued {}, refused {} + {}{contained}\n",
+            x.opening_usd,
+            x.lost_usd,
+            x.saved_usd,
+            x.rescued_usd,
+            x.blocked_for_funds_usd,
+            x.blocked_by_containment_usd
+        )
+    };
+    for (name, x) in &v.venues {
+        s.push_str(&line(name, x));
+    }
+    s.push_str(&line("total", &v.total));
+    if v.outflows_blocked > 0 {
+        s.push_str(&format!(
+            "  outflows refused by the venue {}\n",
+            v.outflows_blocked
         ));
     }
     s

@@ -37,6 +37,15 @@ pub enum How {
     Rescue,
 }
 
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Sweep => "sweep",
+            How::Rescue => "rescue",
+        }
+    }
+}
+
 impl FromStr for How {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -169,19 +178,36 @@ impl Ledger {
         at: Millis,
     ) {
         for (venue, plan) in &self.plans {
-            let covers = match scope {
-                Scope::All => true,
-                Scope::Client(_) => false,
-                Scope::Venue(v) => v == venue,
-                Scope::Credential(c) => {
-                    credential_of(venue).as_deref().unwrap_or(venue) == c.as_str()
-                }
-            };
-            if covers && !self.planned.contains_key(venue) {
+            if covers(&credential_of, scope, venue) && !self.planned.contains_key(venue) {
                 self.planned
                     .insert(venue.clone(), at.saturating_add(plan.latency));
             }
         }
+    }
+
+    /// The contained venues a freeze of `scope` would plan a containment for now (covered,
+    /// and not planned yet).
+    pub fn to_plan(
+        &self,
+        credential_of: impl Fn(&str) -> Option<String>,
+        scope: &Scope,
+    ) -> Vec<(String, VenueContainment)> {
+        self.plans
+            .iter()
+            .filter(|(v, _)| covers(&credential_of, scope, v) && !self.planned.contains_key(*v))
+            .map(|(v, p)| (v.clone(), *p))
+            .collect()
+    }
+
+    /// What the venue holds now, each asset with more than zero.
+    pub fn holdings(&self, venue: &str) -> Vec<(String, Decimal)> {
+        self.books.get(venue).map_or_else(Vec::new, |b| {
+            b.held
+                .iter()
+                .filter(|(_, m)| !m.is_zero())
+                .map(|(a, m)| (a.clone(), *m))
+                .collect()
+        })
     }
 
     /// When the venue's containment takes (or took) effect, if one is planned.
@@ -267,14 +293,24 @@ impl Ledger {
         if paid > left {
             return Fate::NoFunds;
         }
-        if let Some(b) = self.books.get_mut(&ev.venue) {
+        // A trade without an order (no price to fill at) is only checked.
+        if let (Some(b), Some((asset, amount))) = (self.books.get_mut(&ev.venue), get.zip(got)) {
             b.held.insert(pay, left - paid);
-            if let Some((asset, amount)) = get.zip(got) {
-                let had = b.held.get(&asset).copied().unwrap_or_default();
-                b.held.insert(asset, had.saturating_add(amount));
-            }
+            let had = b.held.get(&asset).copied().unwrap_or_default();
+            b.held.insert(asset, had.saturating_add(amount));
         }
         Fate::Done
+    }
+}
+
+/// Whether a freeze of `scope` covers `venue`'s key: `all`, the venue, or the credential it
+/// signs with (a venue with none signs with one named as itself); a client's freeze does not.
+fn covers(credential_of: &impl Fn(&str) -> Option<String>, scope: &Scope, venue: &str) -> bool {
+    match scope {
+        Scope::All => true,
+        Scope::Client(_) => false,
+        Scope::Venue(v) => v == venue,
+        Scope::Credential(c) => credential_of(venue).as_deref().unwrap_or(venue) == c.as_str(),
     }
 }
 

@@ -135,6 +135,10 @@ pub struct VenueValue {
     /// `sweep` or `rescue`, if the venue is contained (absent in the total).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub how: Option<How>,
+    /// How long after the freeze containment takes effect: as stated in the header
+    /// (in-process), or as measured at the simulator (gateway), in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
     /// When containment took effect, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contained_at: Option<String>,
@@ -156,6 +160,7 @@ pub struct VenueValue {
 #[derive(Debug, Clone, Default)]
 struct VenueCents {
     how: Option<How>,
+    latency: Option<Millis>,
     contained_at: Option<Millis>,
     opening: i64,
     lost: i64,
@@ -179,6 +184,7 @@ impl VenueCents {
     fn report(&self) -> VenueValue {
         VenueValue {
             how: self.how,
+            latency_ms: self.latency,
             contained_at: self.contained_at.map(format_millis),
             opening_usd: format_usd(self.opening),
             lost_usd: format_usd(self.lost),
@@ -240,6 +246,7 @@ impl Tally {
                 let cents = VenueCents {
                     opening,
                     how,
+                    latency: header.containment.get(v).map(|c| c.latency),
                     ..VenueCents::default()
                 };
                 (v.clone(), cents)
@@ -417,6 +424,13 @@ impl Tally {
                 v.blocked_contained = v.blocked_contained.saturating_add(value);
             }
             (Fate::NoFunds | Fate::Contained(_), Label::Normal) => {}
+        }
+    }
+
+    /// The containment latency measured for `venue`, in place of the stated one.
+    pub fn measured(&mut self, venue: &str, latency: Millis) {
+        if let Some(v) = self.venues.get_mut(venue) {
+            v.latency = Some(latency);
         }
     }
 
