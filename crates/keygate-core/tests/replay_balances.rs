@@ -234,3 +234,35 @@ fn an_older_scenarios_report_has_no_value_section() {
     let json = serde_json::to_string(&r).unwrap();
     assert!(!json.contains("\"value\""), "{json}");
 }
+
+#[test]
+fn a_trade_beyond_what_is_left_fails_and_one_within_it_fills_at_its_price() {
+    let h = parse_header(
+        r#"{"scenario":"t","version":3,"start":"2024-01-02T00:00:00Z","prices":{"USDT":"1","BTC":"40000"},"instruments":{"bn":{"BTCUSDT":{"base":"BTC","quote":"USDT","reference":"40000"}}},"balances":{"bn":{"USDT":"50000"}}}"#,
+    )
+    .unwrap();
+    let mut l = Ledger::new(&h);
+    let trade = |rest: &str| {
+        let line = format!(
+            r#"{{"t":"2024-01-02T00:00:01Z","kind":"request","client":"bot","venue":"bn","action":"trade","symbol":"BTCUSDT","source_ip":"127.0.0.1","label":"normal",{rest}}}"#
+        );
+        match parse_event(&h, &line, 2).unwrap() {
+            Event::Request(r) => r,
+            other => panic!("{other:?}"),
+        }
+    };
+    // A limit buy of 40,000 USDT at 40,000: one BTC, paid in USDT.
+    let buy = trade(r#""side":"buy","price":"40000","asset":"USDT","amount":"40000""#);
+    assert_eq!(l.allowed(&buy), Fate::Done);
+    assert_eq!(l.held("bn", "USDT"), Some(d("10000")));
+    assert_eq!(l.held("bn", "BTC"), Some(d("1")));
+    // The same again spends more than is left: refused, nothing moves.
+    assert_eq!(l.allowed(&buy), Fate::NoFunds);
+    assert_eq!(l.held("bn", "USDT"), Some(d("10000")));
+    // A market sell of 2 BTC with 1 held: refused; of 0.5, filled at the reference.
+    let sell = |q: &str| trade(&format!(r#""side":"sell","asset":"BTC","amount":"{q}""#));
+    assert_eq!(l.allowed(&sell("2")), Fate::NoFunds);
+    assert_eq!(l.allowed(&sell("0.5")), Fate::Done);
+    assert_eq!(l.held("bn", "BTC"), Some(d("0.5")));
+    assert_eq!(l.held("bn", "USDT"), Some(d("30000")));
+}
