@@ -87,7 +87,7 @@ fn bad_balances_and_containment_are_refused_with_what_to_write() {
         ),
         (
             V3.replace(r#""bn":{"USDT""#, r#""":{"USDT""#),
-            "a venue's name is empty",
+            "\"\" is not a venue name",
         ),
     ] {
         let e = parse_header(&bad).unwrap_err();

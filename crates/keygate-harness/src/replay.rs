@@ -81,6 +81,30 @@ pub fn engine(config: &Config, base: &Path, header: &Header) -> Result<Engine> {
     Ok(engine)
 }
 
+/// Refuses a header whose containment does not fit the config's venue: an exchange venue (one
+/// of `[venues]` of kind binance or okx) is contained by `sweep`, any other (an EVM wallet) by
+/// `rescue`. Both modes check it.
+pub fn check_containment(config: &Config, header: &Header) -> Result<()> {
+    use keygate_core::replay::How;
+    for (venue, c) in &header.containment {
+        let exchange = config
+            .venues
+            .get(venue)
+            .and_then(|v| v.kind.exchange())
+            .is_some();
+        match (exchange, c.how) {
+            (true, How::Sweep) | (false, How::Rescue) => {}
+            (true, How::Rescue) => bail!(
+                "the scenario's containment of {venue} is \"rescue\", but [venues.{venue}] is an exchange: write \"how\": \"sweep\" (lock the key, sweep to the master)"
+            ),
+            (false, How::Sweep) => bail!(
+                "the scenario's containment of {venue} is \"sweep\", but {venue} is not an exchange venue of the config: write \"how\": \"rescue\" for an EVM wallet, or declare [venues.{venue}] with kind binance or okx"
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// An address-book entry of the config, as the store would hold it once approved.
 pub fn destination(i: usize, d: &ScenarioDestination, cooldown: i64) -> Result<Destination> {
     let added = chrono::DateTime::parse_from_rfc3339(&d.added)
@@ -246,6 +270,7 @@ pub fn check_client(
 /// Runs a scenario in-process. Returns the report and the number of events.
 pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Result<Report> {
     let mut scenario = Scenario::open(path)?;
+    check_containment(config, &scenario.header)?;
     let engine = engine(config, base, &scenario.header)?;
     let state = state(config, &engine, &scenario.header)?;
     let mut runner = Runner::new(&engine, state, keygate_config::engine::contain(config)?)

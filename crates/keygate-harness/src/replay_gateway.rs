@@ -96,6 +96,7 @@ pub async fn run_in(
 ) -> Result<Report> {
     let mut scenario = Scenario::open(path)?;
     let header = scenario.header.clone();
+    crate::replay::check_containment(config, &header)?;
     let engine = crate::replay::engine(config, base, &header)?;
     // Checked before anything starts.
     crate::replay::state(config, &engine, &header)?;

@@ -339,8 +339,13 @@ fn balances(
     venues
         .into_iter()
         .map(|(venue, assets)| {
-            if venue.is_empty() {
-                return Err(err(1, "balances: a venue's name is empty"));
+            if !crate::intent::valid_name(&venue) {
+                return Err(err(
+                    1,
+                    format!(
+                        "balances: {venue:?} is not a venue name (1-64 letters, digits, . _ - :)"
+                    ),
+                ));
             }
             let assets = assets
                 .into_iter()

@@ -177,3 +177,62 @@ fn through_the_gateway_containment_takes_the_measured_round_trips() {
     assert_eq!(v["binance-main"]["lost_usd"], "72.00");
     assert_eq!(v["bsc-hot"]["rescued_usd"], "2236580.10");
 }
+
+#[test]
+fn a_containment_that_does_not_fit_the_venue_is_refused_and_nothing_is_written() {
+    let mut kg = Kg::new();
+    let dir = kg.tmp.path().to_path_buf();
+    let text = std::fs::read_to_string(scenario("kronos-2023-wallet")).unwrap();
+    let config = scenario("kronos-2023-wallet").with_extension("toml");
+    let cedar = scenario("kronos-2023").with_extension("cedar");
+    std::fs::copy(&config, dir.join("w.toml")).unwrap();
+    std::fs::copy(&cedar, dir.join("kronos-2023.cedar")).unwrap();
+    let report = dir.join("r.json");
+    for (from, to, expect) in [
+        (
+            r#""how":"rescue""#,
+            r#""how":"sweep""#,
+            "bsc-hot is not an exchange venue of the config",
+        ),
+        (
+            r#""balances":{"bsc-hot""#,
+            r#""balances":{"bsc hot":{},"bsc-hot""#,
+            "\"bsc hot\" is not a venue name",
+        ),
+        (
+            r#""balances":{"bsc-hot""#,
+            r#""balances":{"empty":{},"bsc-hot""#,
+            "",
+        ),
+        (
+            r#""version":3"#,
+            r#""version":2"#,
+            "need a version-3 header",
+        ),
+        (
+            r#""detect":"3s""#,
+            r#""detect":"3""#,
+            "containment of bsc-hot: detect",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let bad = dir.join("w.jsonl");
+        std::fs::write(&bad, text.replacen(from, to, 1)).unwrap();
+        let args = [
+            "replay",
+            bad.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        if expect.is_empty() {
+            // A followed venue with nothing in it is fine: it only has nothing to lose.
+            kg.ok(&args, None);
+            std::fs::remove_file(&report).unwrap();
+            continue;
+        }
+        let err = kg.fails(&args, None);
+        assert!(err.contains(expect), "{expect}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!report.exists(), "{expect}: a report was written");
+    }
+}
