@@ -266,3 +266,94 @@ fn a_trade_beyond_what_is_left_fails_and_one_within_it_fills_at_its_price() {
     assert_eq!(l.held("bn", "BTC"), Some(d("0.5")));
     assert_eq!(l.held("bn", "USDT"), Some(d("30000")));
 }
+
+/// An engine that decides nothing of these tests' (no policy, no detector): the runner's
+/// reconciliation and containment are what is tested.
+fn engine() -> keygate_core::Engine {
+    use keygate_core::policy::{Policies, PolicySource};
+    keygate_core::Engine {
+        trading: Default::default(),
+        policies: Policies::load(&[PolicySource {
+            name: "none.cedar".into(),
+            text: String::new(),
+        }])
+        .unwrap(),
+        limits: vec![],
+        pinned: vec![("USDT".into(), Decimal::ONE)],
+        price_max_age: 60_000,
+        max_clock_skew: 5_000,
+        assets: vec![],
+        venue_credentials: vec![],
+        detectors: keygate_core::detect::DetectorConfig::off(),
+    }
+}
+
+fn runner_state(e: &keygate_core::Engine, t: i64) -> keygate_core::State {
+    keygate_core::State::new(
+        e,
+        keygate_core::decide::StateInputs {
+            trades: vec![],
+            trades_complete_since: None,
+            clients_since: vec![],
+            clients: vec![],
+            destinations: vec![],
+            prices: vec![],
+            moves: vec![],
+            clock: t,
+            freezes: vec![],
+            outflows: vec![],
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_runner_freezes_when_reconciliation_sees_the_outflow_and_contains_its_latency_later() {
+    use keygate_core::replay::{Contain, Runner};
+    let h = parse_header(V3).unwrap();
+    let e = engine();
+    let mut r =
+        Runner::new(&e, runner_state(&e, h.start), Contain::Venue).with_ledger(Ledger::new(&h));
+    let first = outflow("bn", "2024-01-02T01:00:00Z", "100");
+    let t0 = first.t;
+    assert!(r.due(t0).is_empty());
+    let j = r.outflow(&first);
+    assert_eq!(
+        (j.matched, j.froze.clone(), j.fate),
+        (false, None, Fate::Done)
+    );
+    // Until reconciliation's minute has passed, nothing is frozen and the key still works.
+    assert!(r.due(t0 + 59_999).is_empty());
+    assert!(r.state().freezes().is_empty());
+    let second = outflow("bn", "2024-01-02T01:00:30Z", "100");
+    assert_eq!(r.outflow(&second).fate, Fate::Done);
+    let froze = r.due(t0 + 60_000);
+    assert_eq!(
+        froze,
+        vec![Effect::Froze {
+            at: t0 + 60_000,
+            scope: Scope::Venue("bn".into()),
+        }]
+    );
+    assert_eq!(r.state().freezes().len(), 1, "one freeze for both outflows");
+    // Containment takes effect its 2 s later: what is left is swept, and the rest refused.
+    assert!(r.due(t0 + 61_999).is_empty());
+    assert_eq!(r.ledger().contained_at("bn"), Some(t0 + 62_000));
+    let contained = r.due(t0 + 62_000);
+    let [Effect::Contained(c)] = contained.as_slice() else {
+        panic!("{contained:?}")
+    };
+    assert_eq!(
+        c.moved,
+        vec![("BTC".into(), d("1")), ("USDT".into(), d("800"))]
+    );
+    let late = outflow("bn", "2024-01-02T01:01:03Z", "1");
+    let j = r.outflow(&late);
+    assert_eq!(j.fate, Fate::Contained(How::Sweep));
+    assert!(!j.matched && j.froze.is_none());
+    // The venue's freeze contains no other venue.
+    assert_eq!(r.ledger().contained_at("hot"), None);
+    // A venue with no containment is reconciled (and frozen) at once, as in versions 1 and 2.
+    let plain = outflow("plain", "2024-01-02T01:02:00Z", "5");
+    assert_eq!(r.outflow(&plain).froze, Some(Scope::Venue("plain".into())));
+}
