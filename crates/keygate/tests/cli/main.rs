@@ -7,6 +7,7 @@ mod bots;
 mod canary;
 mod chain;
 mod containment;
+mod drills;
 mod engine;
 mod gateway;
 mod init;
