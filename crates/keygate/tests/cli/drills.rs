@@ -26,18 +26,18 @@ const KILLS: usize = 20;
 const CAP_USD: i64 = 20_000;
 const WITHDRAW: &str = "/venues/binance-main/sapi/v1/capital/withdraw/apply";
 
-struct Drill {
-    kg: Kg,
-    sim: Sim,
-    trader: String,
-    treasurer: String,
-    idle: String,
+pub(crate) struct Drill {
+    pub(crate) kg: Kg,
+    pub(crate) sim: Sim,
+    pub(crate) trader: String,
+    pub(crate) treasurer: String,
+    pub(crate) idle: String,
 }
 
 /// A data directory (on `store_url`, or SQLite) with a trader, a treasurer capped at
 /// [`CAP_USD`] an hour, and an idle client; the detectors answer with alerts only, so the cap
 /// is what stops the treasurer.
-fn drill(store_url: Option<&str>) -> Drill {
+pub(crate) fn drill(store_url: Option<&str>) -> Drill {
     let secret = canary("DRILLSECRET");
     let (sim, sim_addr) = start_sim(vec![account(VenueKind::Binance, "bkey", &secret, None)]);
     let mut kg = Kg::new();
@@ -109,7 +109,13 @@ when { context has destination && context.destination.label == "cold wallet" };
 }
 
 /// One request over a fresh connection; `None` when keygate is not there or died mid-way.
-fn try_http(addr: SocketAddr, method: &str, target: &str, token: &str, body: &str) -> Option<u16> {
+pub(crate) fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    token: &str,
+    body: &str,
+) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let req = format!(
@@ -135,7 +141,7 @@ impl Rng {
 }
 
 /// Bots sending orders and withdrawals with fresh request ids until `stop`.
-fn load(
+pub(crate) fn load(
     addr: SocketAddr,
     d: &Drill,
     next_id: &Arc<AtomicU64>,
@@ -211,7 +217,7 @@ fn find_amount(v: &serde_json::Value) -> Option<Decimal> {
 }
 
 /// What must hold after every restart.
-fn check(d: &mut Drill, round: usize, frozen_since: Option<usize>) {
+pub(crate) fn check(d: &mut Drill, round: usize, frozen_since: Option<usize>) {
     d.kg.ok(&["audit", "verify"], None);
     let (ids, withdrawn) = allowed(&mut d.kg);
     let cap = Decimal::from(CAP_USD);
