@@ -23,15 +23,18 @@ use crate::util::{Kg, canary};
 
 const KILLS: usize = 20;
 /// The per-client cap the drill's withdrawals press against, in USD.
-const CAP_USD: i64 = 20_000;
+pub(crate) const CAP_USD: i64 = 20_000;
 const WITHDRAW: &str = "/venues/binance-main/sapi/v1/capital/withdraw/apply";
 
 pub(crate) struct Drill {
     pub(crate) kg: Kg,
     pub(crate) sim: Sim,
+    pub(crate) sim_addr: SocketAddr,
     pub(crate) trader: String,
     pub(crate) treasurer: String,
     pub(crate) idle: String,
+    /// The sub-account key's secret (for requests made around keygate).
+    pub(crate) secret: String,
 }
 
 /// A data directory (on `store_url`, or SQLite) with a trader, a treasurer capped at
@@ -40,6 +43,25 @@ pub(crate) struct Drill {
 pub(crate) fn drill(store_url: Option<&str>) -> Drill {
     let secret = canary("DRILLSECRET");
     let (sim, sim_addr) = start_sim(vec![account(VenueKind::Binance, "bkey", &secret, None)]);
+    drill_at(
+        store_url,
+        sim,
+        sim_addr,
+        &secret,
+        "reconcile_every = \"off\"\n",
+    )
+}
+
+/// [`drill`] against a simulator already serving at `sim_addr` whose key `bkey` has `secret`;
+/// `venue_extra` is added to the venue's table (its `reconcile_every`, and more).
+pub(crate) fn drill_at(
+    store_url: Option<&str>,
+    sim: Sim,
+    sim_addr: SocketAddr,
+    secret: &str,
+    venue_extra: &str,
+) -> Drill {
+    let secret = secret.to_string();
     let mut kg = Kg::new();
     kg.env("KEYGATE_ACTOR", "alice");
     match store_url {
@@ -58,7 +80,7 @@ pub(crate) fn drill(store_url: Option<&str>) -> Drill {
         );
     assert!(cfg.contains(&format!("max_usd = \"{CAP_USD}\"")));
     let cfg = format!(
-        "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\n"
+        "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\n{venue_extra}"
     );
     std::fs::write(&cfg_path, cfg).unwrap();
     std::fs::write(
@@ -102,9 +124,11 @@ when { context has destination && context.destination.label == "cold wallet" };
     Drill {
         kg,
         sim,
+        sim_addr,
         trader,
         treasurer,
         idle,
+        secret,
     }
 }
 

@@ -12,5 +12,6 @@ mod drills;
 mod engine;
 mod gateway;
 mod init;
+mod instances;
 mod master_key;
 mod tamper;
