@@ -8,6 +8,7 @@ mod bench;
 mod bench_chain;
 mod bench_gateway;
 mod bench_order;
+mod bench_soak;
 mod cli;
 mod replay;
 mod replay_contain;
