@@ -8,12 +8,13 @@ pub enum StoreError {
     #[error("store configuration: {0}")]
     Config(String),
 
-    #[error("cannot connect to the {backend:?} store at {url}: {source}. {hint}")]
+    // The cause is in the message, not a `source`, so a printed error chain says it once.
+    #[error("cannot connect to the {backend:?} store at {url}: {error}. {hint}")]
     Connect {
         url: String,
         backend: Backend,
         hint: &'static str,
-        source: sqlx::Error,
+        error: sqlx::Error,
     },
 
     #[error("applying store migrations failed: {0}; is this database used by a newer keygate?")]
@@ -119,7 +120,7 @@ impl StoreError {
             url: url.to_string(),
             backend,
             hint,
-            source,
+            error: source,
         }
     }
 }

@@ -269,6 +269,17 @@ impl Store {
                     Ok(())
                 })
             })
+            // A connection whose transaction failed to end is never reused: after a failed
+            // COMMIT (a full disk, say) SQLite has already rolled back, sqlx's ROLLBACK then
+            // fails and sqlx keeps counting the transaction as open, so every later BEGIN on
+            // that connection would fail ("non-zero transaction depth") until a restart. The
+            // ping waits for any rollback still queued on the connection.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Connection::ping(&mut *conn).await?;
+                    Ok(!sqlx::Connection::is_in_transaction(&*conn))
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| StoreError::connect(&shown, backend, e))?;
@@ -385,6 +396,27 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    /// Whether the store takes writes: a write of a metadata row in a transaction that is
+    /// rolled back. SQLite opens a file it may not write (a file system remounted read-only,
+    /// a restore with the wrong mode) read-only without a word, and every decision would then
+    /// fail; `serve` checks this first and refuses to start instead.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let wrote = sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('write_check', '1') \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = wrote {
+            return Err(StoreError::Config(format!(
+                "the store does not take writes ({e}), so keygate could record no decision: make the database file, its directory and its -wal and -shm files writable (or the file system read-write again), then start again"
+            )));
+        }
+        tx.rollback().await?;
+        Ok(())
     }
 
     /// Closes every connection (checkpointing SQLite's WAL).

@@ -15,6 +15,7 @@ use keygate_config::setup::{gateway, sinks, tls_config, venues};
 use crate::cli::ServeArgs;
 
 pub async fn serve(inst: Instance, args: &ServeArgs) -> Result<()> {
+    inst.store.check_writable().await?;
     let engine = keygate_config::engine::build(&inst.config, &inst.paths.base)?;
     let (gw, h) = gateway(inst, engine).await?;
     keygate_server::metrics::install();

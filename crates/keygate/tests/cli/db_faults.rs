@@ -163,3 +163,166 @@ fn postgres_unreachable_or_slow_mid_load_forwards_nothing_and_recovers_without_r
     drop(serve);
     check(&mut d, 0, None);
 }
+
+/// A small tmpfs of its own, for a SQLite file whose disk can really fill up; unmounted on
+/// drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount(8) is missing: install util-linux");
+        assert!(
+            out.status.success(),
+            "this test fills a disk of its own, a tmpfs, and cannot mount one ({}): run the tests as root with CAP_SYS_ADMIN, as scripts/test does in CI",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Self(dir)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Writes `path` until the disk under it is full; returns how much went in.
+fn fill(path: &std::path::Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 16 * 1024];
+    let mut n = 0u64;
+    while f.write_all(&chunk).is_ok() {
+        n += chunk.len() as u64;
+    }
+    let _ = f.sync_all();
+    n
+}
+
+#[test]
+fn sqlite_on_a_full_disk_forwards_nothing_and_recovers_when_space_is_back() {
+    let disk = Tmpfs::mount("16m");
+    let url = format!("sqlite://{}", disk.path().join("keygate.db").display());
+    let mut d = drill(Some(&url));
+    let serve = Serve::start(&d.kg);
+    let addr = serve.addr;
+    assert_eq!(order(&d, addr, "drill-before"), Some(200));
+
+    // The disk fills up under keygate: its writes start failing.
+    let filler = disk.path().join("filler");
+    let filled = fill(&filler);
+    let mut answers = Vec::new();
+    let mut n = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    // Until a refusal for lack of space (the WAL may first absorb some commits in space it
+    // already had, which are as durable as any), then 20 more.
+    while answers.iter().filter(|a| **a == Some(503)).count() < 20 {
+        assert!(
+            Instant::now() < until,
+            "keygate never refused on a full disk: {answers:?}"
+        );
+        n += 1;
+        let a = if n % 2 == 0 {
+            order(&d, addr, &format!("drill-full-o{n}"))
+        } else {
+            withdraw(&d, addr, &format!("drill-full-w{n}"))
+        };
+        answers.push(a);
+    }
+    let allowed = answers.iter().filter(|a| **a == Some(200)).count();
+    assert!(
+        answers.iter().all(|a| matches!(a, Some(200) | Some(503))),
+        "on a full disk a decided request is allowed (it committed) or a 503: {answers:?}"
+    );
+    let (orders, withdrawals) = at_venue(&d);
+    assert_eq!(
+        orders + withdrawals,
+        allowed + 1,
+        "the venue got a request keygate did not answer with an allow: {answers:?}"
+    );
+    let first_refusal = answers.iter().position(|a| *a == Some(503)).unwrap_or(0);
+    assert!(
+        answers[first_refusal..]
+            .iter()
+            .filter(|a| **a == Some(200))
+            .count()
+            <= 1,
+        "once the disk is full keygate stays refusing: {answers:?}"
+    );
+
+    // Space comes back; keygate recovers by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let took = recovers(&d, addr, "space-o", Duration::from_secs(30));
+    eprintln!(
+        "database faults: SQLite on a full disk ({} MiB filler): {} requests allowed from space the WAL had, then {} refused with 503, nothing forwarded; recovered {took:?} after space came back",
+        filled / (1024 * 1024),
+        allowed,
+        answers.len() - allowed
+    );
+    drop(serve);
+    check(&mut d, 0, None);
+}
+
+/// Remounts `disk` read-only (`ro = true`) or read-write.
+fn read_only(disk: &Tmpfs, ro: bool) {
+    let mode = if ro { "remount,ro" } else { "remount,rw" };
+    let out = std::process::Command::new("mount")
+        .args(["-o", mode])
+        .arg(disk.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount -o {mode}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A SQLite file on a file system that went read-only while keygate was down (a kernel's
+/// remount after disk errors, a restore with the wrong mode). Linux refuses to make a file
+/// system read-only under a process that holds a file open for writing, so this is met at
+/// start. SQLite would open the file read-only without a word (and every decision fail); serve
+/// refuses to start, with an error saying what to make writable, and changes nothing; a
+/// read-only command (audit verify) still works; once the file is writable again serve
+/// starts, and nothing was lost.
+#[test]
+fn sqlite_on_a_read_only_file_system_refuses_to_serve_and_loses_nothing() {
+    let disk = Tmpfs::mount("16m");
+    let url = format!("sqlite://{}", disk.path().join("keygate.db").display());
+    let mut d = drill(Some(&url));
+    let serve = Serve::start(&d.kg);
+    for n in 0..5 {
+        assert_eq!(order(&d, serve.addr, &format!("drill-rw-o{n}")), Some(200));
+    }
+    drop(serve);
+    let before = at_venue(&d);
+
+    read_only(&disk, true);
+    let out = d.kg.run(&["serve", "--listen", "127.0.0.1:0"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve started on a read-only store");
+    assert!(
+        err.contains("the store does not take writes") && err.contains("writable"),
+        "{err}"
+    );
+    assert_eq!(at_venue(&d), before);
+    d.kg.ok(&["audit", "verify"], None);
+
+    read_only(&disk, false);
+    let serve = Serve::start(&d.kg);
+    assert_eq!(order(&d, serve.addr, "drill-rw-again"), Some(200));
+    drop(serve);
+    check(&mut d, 0, None);
+}
