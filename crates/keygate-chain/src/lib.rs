@@ -100,4 +100,6 @@ pub fn parse_address(s: &str) -> Option<Address> {
 }
 
 #[cfg(feature = "testing")]
+pub mod race;
+#[cfg(feature = "testing")]
 pub mod testing;

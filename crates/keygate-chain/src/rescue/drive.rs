@@ -188,11 +188,19 @@ impl<P: Rescues> Rescuer<P> {
                 ));
             }
             tracing::warn!(venue = %self.venue.name, rescue = r.id, nonce, "a rescue transaction is at its ladder's ceiling and not mined yet; sending it again");
-        } else if newest.state == RescueTxState::Sent {
+        } else if newest.state == RescueTxState::Sent && self.in_pool(newest).await? {
             return Ok(0);
         }
         self.broadcast(newest).await?;
         Ok(0)
+    }
+
+    /// Whether the node still has `t` (pending or mined); a dropped one is sent again.
+    async fn in_pool(&self, t: &RescueTx) -> Result<bool, RescueError> {
+        let hash: B256 = t.tx_hash.parse().map_err(|_| {
+            RescueError::Corrupt(format!("{} is not a transaction hash", t.tx_hash))
+        })?;
+        Ok(self.rpc().transaction(&hash).await?.is_some())
     }
 
     /// Signs the sweep `s` at `nonce` and `rung` with `fees`, records it, and sends it; false
