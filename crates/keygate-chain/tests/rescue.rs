@@ -198,6 +198,10 @@ async fn with_automine_a_thief_draining_in_a_loop_loses_keygate_nothing_after_th
     );
     let to: Address = RESCUE_TO.parse().unwrap();
     let rescued = rpc.balance(&to).await.unwrap();
+    eprintln!(
+        "thief transfers mined: {} (blocks {thief_blocks:?}), sweep at block {sweep}; lost {lost} wei, rescued {rescued} wei",
+        thief_blocks.len()
+    );
     assert!(
         rescued + lost + U256::from(10u64).pow(U256::from(16u8)) >= funding(),
         "rescued {rescued}, lost {lost}"
