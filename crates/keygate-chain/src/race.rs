@@ -147,7 +147,12 @@ pub struct Race {
 impl Race {
     /// Anvil mining a block every `block_time` seconds; both pollers every `poll`.
     pub async fn start(block_time: u64, poll: Duration) -> Race {
-        let anvil = Anvil::start(&["--block-time", &block_time.to_string()]).await;
+        Self::start_at(crate::testing::anvil_path(), block_time, poll).await
+    }
+
+    /// [`Race::start`] with the anvil binary at `bin`.
+    pub async fn start_at(bin: std::path::PathBuf, block_time: u64, poll: Duration) -> Race {
+        let anvil = Anvil::start_at(bin, &["--block-time", &block_time.to_string()]).await;
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
         let key = Key::from_hex(KEY0).unwrap();
