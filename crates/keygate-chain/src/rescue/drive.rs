@@ -42,7 +42,14 @@ impl<P: Rescues> Rescuer<P> {
         let from = self.treasury();
         let head = self.rpc().block_number().await?;
         let latest = self.rpc().nonce(&from, "latest").await?;
-        self.resolve(&r, latest).await?;
+        let r = if self.resolve(&r, latest).await? {
+            match self.store.rescue_open(&self.venue.name).await? {
+                Some(r) => r,
+                None => return Ok(Progress::Idle),
+            }
+        } else {
+            r
+        };
         let open = open_nonces(&r, latest);
         if open.is_empty() {
             return self.round(&r, latest, head).await;
@@ -63,7 +70,8 @@ impl<P: Rescues> Rescuer<P> {
 
     /// Marks every nonce below `latest` (mined) final: the rung of ours whose receipt the node
     /// has is `mined` and the others `replaced`; without one, every rung is `lost`.
-    async fn resolve(&self, r: &RescueRecord, latest: u64) -> Result<(), RescueError> {
+    /// Whether it marked any.
+    async fn resolve(&self, r: &RescueRecord, latest: u64) -> Result<bool, RescueError> {
         let mut by_nonce: BTreeMap<u64, Vec<&RescueTx>> = BTreeMap::new();
         for t in r
             .txs
@@ -72,6 +80,7 @@ impl<P: Rescues> Rescuer<P> {
         {
             by_nonce.entry(t.nonce).or_default().push(t);
         }
+        let any = !by_nonce.is_empty();
         for (nonce, rungs) in by_nonce {
             let mut mined = None;
             for t in rungs.iter().rev() {
@@ -105,7 +114,7 @@ impl<P: Rescues> Rescuer<P> {
                 }
             }
         }
-        Ok(())
+        Ok(any)
     }
 
     /// A new round at nonce `latest`: the sweep of what is left, or done.

@@ -177,8 +177,8 @@ async fn doctor_rescue(
             Some(r) => keygate_server::transfers::rescue::rescue_to_status(&book, name, r, now)
                 .map(|()| {
                     format!(
-                        "rescue_to {} is an active address-book entry; a leaked key's transactions are answered with a sweep there",
-                        format!("{:#x}", r.to)
+                        "rescue_to {:#x} is an active address-book entry; a leaked key's transactions are answered with a sweep there",
+                        r.to
                     )
                 }),
         };
