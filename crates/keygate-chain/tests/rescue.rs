@@ -1,7 +1,8 @@
 //! Rescue on anvil: with interval mining, keygate sees a thief's drain pending and replaces it
 //! (the drain is never mined, the rescue address holds the funds); with automine, a thief
 //! draining in a loop loses keygate nothing after its first transfer (the sweep lands after
-//! it); a restart between signing the sweep and its inclusion neither loses nor duplicates it.
+//! it); a restart between signing the sweep and its inclusion neither loses nor duplicates it;
+//! an approval or an EIP-7702 delegation the watcher flags starts the same sweep.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
@@ -307,4 +308,128 @@ async fn a_restart_between_signing_the_sweep_and_its_inclusion_neither_loses_nor
         "{left} wei left in {}",
         address_text(&key.address())
     );
+}
+
+/// Funds the treasury (10 ETH, `tokens` USDT) on an automine anvil, lets the watcher take the
+/// head, does `act`, and hands the watcher's judgements whose asset is `asset` (and only those)
+/// to a rescuer, driven until done. Returns the anvil, the token and the rescue's reason.
+async fn sweep_on_flag<F, Fut>(asset: &str, tokens: u64, act: F) -> (Anvil, Token, String)
+where
+    F: FnOnce(keygate_chain::rpc::Rpc, Address, Address) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (anvil, token) = funded(&[], tokens).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = race::store(dir.path()).await;
+    let venue = race::venue(
+        &anvil,
+        BTreeMap::from([("USDT".to_string(), token.clone())]),
+        Duration::from_millis(20),
+    );
+    let treasury = Key::from_hex(KEY0).unwrap().address();
+    let (events_tx, mut events) = unbounded_channel();
+    let mut watcher = Watcher::new(venue.clone(), store.clone(), vec![treasury], None)
+        .unwrap()
+        .with_events(events_tx);
+    watcher.step().await.unwrap();
+    while events.try_recv().is_ok() {}
+    act(anvil.rpc(), treasury, token.contract).await;
+    watcher.step().await.unwrap();
+    let mut flagged = vec![];
+    while let Ok(e) = events.try_recv() {
+        if e.outflow.asset == asset {
+            flagged.push(e);
+        }
+    }
+    assert_eq!(flagged.len(), 1, "the watcher flagged no single {asset}");
+    let trigger = Trigger::of(&flagged[0]).expect("an unapproved outflow is a trigger");
+    let rescuer = Rescuer::new(
+        venue,
+        store.clone(),
+        Key::from_hex(KEY0).unwrap(),
+        &setup(),
+        None,
+    )
+    .unwrap();
+    rescuer.start(&trigger).await.unwrap();
+    let mut steps = 0;
+    while rescuer.drive().await.unwrap() != Progress::Done {
+        steps += 1;
+        assert!(steps < 10, "the rescue did not finish");
+    }
+    let done = store.rescues(Some("eth"), true).await.unwrap();
+    assert_eq!(done.len(), 1);
+    (anvil, token, done[0].reason.clone())
+}
+
+/// What is left at the treasury and what the rescue address holds, after a rescue of
+/// `tokens` USDT and 10 ETH: everything swept but gas.
+async fn assert_swept(anvil: &Anvil, token: &Token, tokens: u64) {
+    let rpc = anvil.rpc();
+    let treasury = Key::from_hex(KEY0).unwrap().address();
+    let to: Address = RESCUE_TO.parse().unwrap();
+    assert_eq!(
+        token_balance(&rpc, token.contract, to).await.unwrap(),
+        U256::from(tokens)
+    );
+    assert!(
+        token_balance(&rpc, token.contract, treasury)
+            .await
+            .unwrap()
+            .is_zero()
+    );
+    let cent = U256::from(10u64).pow(U256::from(16u8));
+    assert!(rpc.balance(&treasury).await.unwrap() < cent);
+    assert!(rpc.balance(&to).await.unwrap() + cent >= funding());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_the_watcher_flags_sweeps_what_the_spender_could_take() {
+    let spender = "0x00000000000000000000000000000000000000ee";
+    let (anvil, token, reason) = sweep_on_flag(
+        "allowance:USDT",
+        500_000_000,
+        |rpc, from, contract| async move {
+            // approve(spender, 5e8): the leaked key lets a spender outside the address book take
+            // the treasury's tokens.
+            let input = format!("0x095ea7b3{:0>64}{:064x}", &spender[2..], 500_000_000u64);
+            let h = call(
+                &rpc,
+                "eth_sendTransaction",
+                json!([{"from": from, "to": contract, "input": input, "gas": "0x30000"}]),
+            )
+            .await;
+            // anvil's automine answers before the block is out.
+            let h = h.as_str().unwrap().parse().unwrap();
+            for _ in 0..500 {
+                if rpc.receipt(&h).await.unwrap().is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the approval was not mined");
+        },
+    )
+    .await;
+    assert!(reason.contains("(allowance:USDT)"), "{reason}");
+    assert_swept(&anvil, &token, 500_000_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eip_7702_delegation_the_watcher_flags_sweeps_the_treasury() {
+    let (anvil, token, reason) = sweep_on_flag("code", 300_000_000, |rpc, from, _| async move {
+        // What an authorization signed by the leaked key leaves at the treasury (anvil's
+        // setCode stands in for the type-4 transaction the delegate's sender would send): no
+        // transaction of the treasury's to replace.
+        call(
+            &rpc,
+            "anvil_setCode",
+            json!([from, "0xef010000000000000000000000000000000000000bad01"]),
+        )
+        .await;
+        call(&rpc, "evm_mine", json!([])).await;
+    })
+    .await;
+    assert!(reason.contains("(code)"), "{reason}");
+    assert_swept(&anvil, &token, 300_000_000).await;
 }
