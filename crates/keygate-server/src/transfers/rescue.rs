@@ -170,3 +170,63 @@ pub async fn spawn(
     }));
     Ok((task, events_tx))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TO: &str = "0x00000000000000000000000000000000000000cc";
+
+    fn entry(venue: &str, approved: bool, usable_from: i64) -> Destination {
+        Destination {
+            id: 1,
+            venue: venue.into(),
+            asset: "ETH".into(),
+            address: TO.into(),
+            label: "rescue".into(),
+            added_at: 0,
+            added_by: "alice".into(),
+            usable_from,
+            approved_at: approved.then_some(1),
+            approved_by: approved.then(|| "bob".to_string()),
+        }
+    }
+
+    fn setup() -> RescueSetup {
+        RescueSetup {
+            to: TO.parse().unwrap_or_default(),
+            endpoints: vec![],
+        }
+    }
+
+    #[test]
+    fn rescue_to_must_be_an_active_entry_of_the_venue_itself() {
+        let s = setup();
+        let missing = rescue_to_status(&[], "eth", &s, 10).unwrap_err();
+        assert!(
+            missing.contains("keygate address add --venue eth --asset ETH --address 0x00000000000000000000000000000000000000cc"),
+            "{missing}"
+        );
+        // The same address approved for another venue does not count.
+        let other = rescue_to_status(&[entry("base", true, 0)], "eth", &s, 10).unwrap_err();
+        assert!(other.contains("is not in the address book"), "{other}");
+        let waiting = rescue_to_status(&[entry("eth", false, 0)], "eth", &s, 10).unwrap_err();
+        assert!(waiting.contains("awaiting-approval"), "{waiting}");
+        let cooling = rescue_to_status(&[entry("eth", true, 20)], "eth", &s, 10).unwrap_err();
+        assert!(cooling.contains("cooling-down"), "{cooling}");
+        assert_eq!(
+            rescue_to_status(&[entry("eth", true, 20)], "eth", &s, 20),
+            Ok(())
+        );
+        // One active entry among others is enough.
+        assert_eq!(
+            rescue_to_status(
+                &[entry("eth", false, 0), entry("eth", true, 0)],
+                "eth",
+                &s,
+                10
+            ),
+            Ok(())
+        );
+    }
+}
