@@ -12,8 +12,8 @@ use keygate_store::{EvmTransferRow, EvmTxRow, Store};
 
 use crate::persist::{
     Alarm, Alarmed, Alarms, Checkpoints, Clock, NewTransfer, NewTx, NonceHolds, Outflows,
-    PersistError, Persisted, Reconciled, Took, TransferRecord, TransferRecords, TransferState,
-    TxOutcome, TxRecord,
+    PersistError, Persisted, Reconciled, RescueRecord, RescueTx, RescueTxState, Rescues, Took,
+    TransferRecord, TransferRecords, TransferState, TxOutcome, TxRecord,
 };
 
 fn err(e: keygate_store::StoreError) -> PersistError {
@@ -39,6 +39,10 @@ impl Checkpoints for Store {
 impl Outflows for Store {
     async fn signed_by_keygate(&self, tx_hash: &str) -> Persisted<bool> {
         Ok(self.evm_tx_decision(tx_hash).await.map_err(err)?.is_some())
+    }
+
+    async fn rescue_tx(&self, tx_hash: &str) -> Persisted<bool> {
+        self.rescue_tx_known(tx_hash).await.map_err(err)
     }
 
     async fn outflow_known(&self, venue: &str, id: &str) -> Persisted<bool> {
@@ -247,6 +251,114 @@ impl TransferRecords for Store {
         self.evm_transfer_abandon(decision_id, seen, error)
             .await
             .map_err(err)
+    }
+}
+
+/// A stored rescue transaction as the chain reads it; a row whose numbers do not read is
+/// corrupt (an error, never a guess).
+fn rescue_tx_of(r: &keygate_store::RescueTxRow) -> Persisted<RescueTx> {
+    let corrupt = |what: &str| {
+        PersistError::new(keygate_store::StoreError::Corrupt(format!(
+            "rescue {} transaction {}: {what}",
+            r.rescue_id, r.tx_hash
+        )))
+    };
+    Ok(RescueTx {
+        nonce: u64::try_from(r.nonce).map_err(|_| corrupt("nonce"))?,
+        rung: u32::try_from(r.rung).map_err(|_| corrupt("rung"))?,
+        asset: r.asset.clone(),
+        units: r.units.clone(),
+        gas: u64::try_from(r.gas).map_err(|_| corrupt("gas"))?,
+        max_fee: r.max_fee.parse().map_err(|_| corrupt("max fee"))?,
+        tip: r.tip.parse().map_err(|_| corrupt("tip"))?,
+        tx_hash: r.tx_hash.clone(),
+        raw: r.raw.clone(),
+        block: u64::try_from(r.block).map_err(|_| corrupt("block"))?,
+        state: RescueTxState::parse(&r.state),
+    })
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Rescues for Store {
+    async fn rescue_start(
+        &self,
+        venue: &str,
+        from: &str,
+        to: &str,
+        reason: &str,
+        actor: &str,
+    ) -> Persisted<(i64, bool)> {
+        Store::rescue_start(self, venue, from, to, reason, actor)
+            .await
+            .map_err(err)
+    }
+
+    async fn rescue_open(&self, venue: &str) -> Persisted<Option<RescueRecord>> {
+        let Some(r) = Store::rescue_open(self, venue).await.map_err(err)? else {
+            return Ok(None);
+        };
+        Ok(Some(RescueRecord {
+            id: r.id,
+            txs: r.txs.iter().map(rescue_tx_of).collect::<Result<_, _>>()?,
+            venue: r.venue,
+            from_address: r.from_address,
+            rescue_to: r.rescue_to,
+            reason: r.reason,
+        }))
+    }
+
+    async fn rescue_signed(&self, rescue_id: i64, t: &RescueTx, actor: &str) -> Persisted<bool> {
+        let (max_fee, tip) = (t.max_fee.to_string(), t.tip.to_string());
+        Store::rescue_signed(
+            self,
+            rescue_id,
+            &keygate_store::NewRescueTx {
+                nonce: to_i64(t.nonce),
+                rung: i64::from(t.rung),
+                asset: &t.asset,
+                units: &t.units,
+                gas: to_i64(t.gas),
+                max_fee: &max_fee,
+                tip: &tip,
+                tx_hash: &t.tx_hash,
+                raw: &t.raw,
+                block: to_i64(t.block),
+            },
+            actor,
+        )
+        .await
+        .map_err(err)
+    }
+
+    async fn rescue_tx_state(
+        &self,
+        tx_hash: &str,
+        state: RescueTxState,
+        detail: &str,
+        actor: &str,
+    ) -> Persisted<bool> {
+        Store::rescue_tx_state(self, tx_hash, state.as_str(), detail, actor)
+            .await
+            .map_err(err)
+    }
+
+    async fn rescue_done(&self, rescue_id: i64, outcome: &str, actor: &str) -> Persisted<bool> {
+        Store::rescue_done(self, rescue_id, outcome, actor)
+            .await
+            .map_err(err)
+    }
+
+    async fn usd_prices(&self) -> Persisted<Vec<(String, rust_decimal::Decimal)>> {
+        Ok(self
+            .prices()
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|p| (p.asset, p.usd))
+            .collect())
     }
 }
 

@@ -3,7 +3,9 @@
 //! secret); [`tx`] builds EIP-1559 transfers (native and ERC-20) and signs them with alloy's
 //! local signer from a vault key; [`nonce`] hands out nonces per signing address and heals
 //! against the node; [`watcher`] follows the chain's blocks and judges every outflow from the
-//! treasury addresses through the store's reconciliation (an unmatched one freezes).
+//! treasury addresses through the store's reconciliation (an unmatched one freezes); [`rescue`]
+//! sweeps a treasury whose key is used elsewhere to its rescue address, replacing the thief's
+//! pending transactions.
 //!
 //! Persistence is reached through the traits of [`persist`], which this crate owns; [`adapter`]
 //! implements them for keygate's store and is the only module here that names `keygate_store`.
@@ -12,6 +14,7 @@ pub mod adapter;
 pub mod amount;
 pub mod nonce;
 pub mod persist;
+pub mod rescue;
 pub mod rpc;
 pub mod transfer;
 pub mod tx;
@@ -96,5 +99,7 @@ pub fn parse_address(s: &str) -> Option<Address> {
     t.parse().ok()
 }
 
+#[cfg(feature = "testing")]
+pub mod race;
 #[cfg(feature = "testing")]
 pub mod testing;

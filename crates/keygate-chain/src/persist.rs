@@ -59,6 +59,9 @@ pub enum Reconciled {
 pub trait Outflows: Clock {
     /// Whether keygate signed the transaction with this hash (`0x` and 64 hex digits).
     fn signed_by_keygate(&self, tx_hash: &str) -> impl Future<Output = Persisted<bool>> + Send;
+    /// Whether keygate signed the transaction with this hash for a rescue (a sweep to the
+    /// venue's rescue address: not an outflow to judge).
+    fn rescue_tx(&self, tx_hash: &str) -> impl Future<Output = Persisted<bool>> + Send;
     /// Whether an outflow with this id was judged already at `venue`.
     fn outflow_known(&self, venue: &str, id: &str) -> impl Future<Output = Persisted<bool>> + Send;
     /// The address book's entries (every venue, not removed).
@@ -275,4 +278,135 @@ pub trait TransferRecords: NonceHolds {
         seen: i64,
         error: &str,
     ) -> impl Future<Output = Persisted<bool>> + Send;
+}
+
+/// A transaction of a rescue, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RescueTx {
+    pub nonce: u64,
+    pub rung: u32,
+    /// ETH or a token symbol.
+    pub asset: String,
+    /// Integer units, decimal text.
+    pub units: String,
+    pub gas: u64,
+    /// Wei.
+    pub max_fee: u128,
+    pub tip: u128,
+    /// `0x` and 64 hex digits.
+    pub tx_hash: String,
+    /// Hex without 0x.
+    pub raw: String,
+    /// The node's newest block when it was signed.
+    pub block: u64,
+    pub state: RescueTxState,
+}
+
+/// Where a rescue transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RescueTxState {
+    /// Recorded; it may or may not have been sent.
+    Signed,
+    /// A node took it.
+    Sent,
+    /// No clear answer: it may be in a pool.
+    Unknown,
+    /// Every node refused it (it may still be sent again: a refusal for its nonce is read from
+    /// the chain, never taken as final).
+    Refused,
+    /// In a block. Final.
+    Mined,
+    /// Another rung of the same nonce is in a block. Final.
+    Replaced,
+    /// Another transaction (the thief's) used its nonce. Final.
+    Lost,
+}
+
+impl RescueTxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signed => "signed",
+            Self::Sent => "sent",
+            Self::Unknown => "unknown",
+            Self::Refused => "refused",
+            Self::Mined => "mined",
+            Self::Replaced => "replaced",
+            Self::Lost => "lost",
+        }
+    }
+
+    /// The state a stored text names; anything else reads as `unknown` (it may be out).
+    pub fn parse(s: &str) -> Self {
+        [
+            Self::Signed,
+            Self::Sent,
+            Self::Refused,
+            Self::Mined,
+            Self::Replaced,
+            Self::Lost,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+        .unwrap_or(Self::Unknown)
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Mined | Self::Replaced | Self::Lost)
+    }
+}
+
+/// An open rescue, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RescueRecord {
+    pub id: i64,
+    pub venue: String,
+    pub from_address: String,
+    pub rescue_to: String,
+    pub reason: String,
+    /// By nonce, then rung.
+    pub txs: Vec<RescueTx>,
+}
+
+/// The rescues' records. See the store's methods of the same job for the rules each keeps.
+pub trait Rescues: Clock + Outflows + Alarms + 'static {
+    /// Starts a rescue, or gives the venue's open one: (id, newly started).
+    fn rescue_start(
+        &self,
+        venue: &str,
+        from: &str,
+        to: &str,
+        reason: &str,
+        actor: &str,
+    ) -> impl Future<Output = Persisted<(i64, bool)>> + Send;
+    /// The venue's open rescue.
+    fn rescue_open(
+        &self,
+        venue: &str,
+    ) -> impl Future<Output = Persisted<Option<RescueRecord>>> + Send;
+    /// Records a rescue transaction before it is sent; false if its nonce and rung are taken.
+    fn rescue_signed(
+        &self,
+        rescue_id: i64,
+        tx: &RescueTx,
+        actor: &str,
+    ) -> impl Future<Output = Persisted<bool>> + Send;
+    /// Records what became of a rescue transaction; false if nothing changed.
+    fn rescue_tx_state(
+        &self,
+        tx_hash: &str,
+        state: RescueTxState,
+        detail: &str,
+        actor: &str,
+    ) -> impl Future<Output = Persisted<bool>> + Send;
+    /// Closes a rescue.
+    fn rescue_done(
+        &self,
+        rescue_id: i64,
+        outcome: &str,
+        actor: &str,
+    ) -> impl Future<Output = Persisted<bool>> + Send;
+    /// USD prices per whole unit, by asset.
+    fn usd_prices(
+        &self,
+    ) -> impl Future<Output = Persisted<Vec<(String, rust_decimal::Decimal)>>> + Send;
 }

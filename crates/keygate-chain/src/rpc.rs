@@ -359,6 +359,12 @@ impl Rpc {
             .await
     }
 
+    /// What a read-only call returns at the newest block.
+    pub async fn view(&self, to: &Address, input: &Bytes) -> Result<Bytes, RpcError> {
+        self.call("eth_call", json!([{"to": to, "input": input}, "latest"]))
+            .await
+    }
+
     /// The gas a call would use.
     pub async fn estimate_gas(
         &self,

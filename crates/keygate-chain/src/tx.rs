@@ -15,6 +15,8 @@ use crate::rpc::{Rpc, RpcError};
 alloy::sol! {
     /// ERC-20's transfer.
     function transfer(address to, uint256 value) external returns (bool);
+    /// ERC-20's balance.
+    function balanceOf(address owner) external view returns (uint256);
     /// ERC-20's Transfer event.
     event Transfer(address indexed from, address indexed to, uint256 value);
     /// ERC-20's Approval event.
@@ -126,6 +128,19 @@ pub async fn prepare(
         max_fee_per_gas: base.saturating_mul(2).saturating_add(tip),
         max_priority_fee_per_gas: tip,
     })
+}
+
+/// The ERC-20 balance of `owner` at `token`, asked of the node at its newest block.
+pub async fn token_balance(rpc: &Rpc, token: Address, owner: Address) -> Result<U256, RpcError> {
+    let input = Bytes::from(balanceOfCall { owner }.abi_encode());
+    let out = rpc.view(&token, &input).await?;
+    if out.len() < 32 {
+        return Err(RpcError::Bad {
+            method: "eth_call",
+            detail: format!("balanceOf answered {} bytes, not a uint256", out.len()),
+        });
+    }
+    Ok(U256::from_be_slice(&out[..32]))
 }
 
 /// Signs `plan` with `nonce`.

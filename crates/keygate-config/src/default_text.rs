@@ -115,6 +115,10 @@ credential_ttl = "30s"
 # credential = "eth"                    # an evm-key credential [default: the venue's name]
 # confirmations = 12                    # depth at which a transfer is reported confirmed
 # poll = "100ms"                        # how often the watcher asks for new blocks
+# rescue_to = "0x…"                     # a cold address (an active address-book entry of this
+#                                       # venue): the treasury is swept there when its key is
+#                                       # used outside keygate; none: no rescue (docs/chain.md)
+# rescue_rpc_urls = []                  # more endpoints a rescue's transactions are sent to
 # [venues.eth.tokens]
 # USDT = {{ contract = "0xdAC17F958D2ee523a2206206994597C13D831ec7", decimals = 6 }}
 

@@ -65,9 +65,14 @@ pub fn venues(config: &Config) -> Result<Vec<VenueSetup>> {
         let Some(kind) = v.kind.exchange() else {
             continue;
         };
-        if v.rpc_url.is_some() || v.chain_id.is_some() || !v.tokens.is_empty() {
+        if v.rpc_url.is_some()
+            || v.chain_id.is_some()
+            || !v.tokens.is_empty()
+            || v.rescue_to.is_some()
+            || !v.rescue_rpc_urls.is_empty()
+        {
             bail!(
-                "[venues.{name}] is a {} venue: rpc_url, chain_id and tokens belong to kind = \"evm\" venues",
+                "[venues.{name}] is a {} venue: rpc_url, chain_id, tokens, rescue_to and rescue_rpc_urls belong to kind = \"evm\" venues",
                 kind.as_str()
             );
         }
@@ -182,11 +187,42 @@ pub fn chains(config: &Config) -> Result<Vec<keygate_server::transfers::ChainSet
             timeout: std_duration(&format!("venues.{name}.timeout"), &v.timeout)?,
         };
         out.push(keygate_server::transfers::ChainSetup {
+            rescue: rescue(name, v)?,
             transfers: keygate_chain::transfer::Transfers::new(venue).map_err(msg)?,
             contain,
         });
     }
     Ok(out)
+}
+
+/// An EVM venue's rescue set-up: `rescue_to` (an address; that it is an active address-book
+/// entry is checked against the store when the rescue starts) and its extra endpoints.
+fn rescue(
+    name: &str,
+    v: &crate::VenueConfig,
+) -> Result<Option<keygate_chain::rescue::RescueSetup>> {
+    let Some(to) = &v.rescue_to else {
+        if !v.rescue_rpc_urls.is_empty() {
+            bail!(
+                "[venues.{name}] rescue_rpc_urls needs rescue_to, the address a rescue sweeps to"
+            );
+        }
+        return Ok(None);
+    };
+    let to = keygate_chain::parse_address(to).with_context(|| {
+        format!("[venues.{name}] rescue_to {to:?} is not an address (0x and 40 hex digits)")
+    })?;
+    if to.is_zero() {
+        bail!(
+            "[venues.{name}] rescue_to is the zero address; give the cold address a rescue sweeps to"
+        );
+    }
+    let endpoints = v
+        .rescue_rpc_urls
+        .iter()
+        .map(|u| check_base_url(&format!("[venues.{name}] rescue_rpc_urls"), u))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(keygate_chain::rescue::RescueSetup { to, endpoints }))
 }
 
 /// The webhook alert sinks of the config, with their secrets from the environment.

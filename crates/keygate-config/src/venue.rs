@@ -61,6 +61,15 @@ pub struct VenueConfig {
     /// EVM: the ERC-20 tokens, by symbol. "ETH" is the native asset.
     #[serde(default)]
     pub tokens: std::collections::BTreeMap<String, TokenConfig>,
+    /// EVM: the cold address a rescue sweeps the treasury to when its key is used outside
+    /// keygate (docs/chain.md). It must be an active address-book entry of this venue (added,
+    /// its cool-down passed, approved like any other); none: no rescue at this venue.
+    #[serde(default)]
+    pub rescue_to: Option<String>,
+    /// EVM: more JSON-RPC endpoints a rescue's transactions are sent to, besides `rpc_url`
+    /// (another provider, a private relay). HTTPS, except to loopback.
+    #[serde(default)]
+    pub rescue_rpc_urls: Vec<String>,
     /// The vault credential to sign with [default: the venue's name].
     #[serde(default)]
     pub credential: Option<String>,

@@ -135,6 +135,12 @@ pub struct BenchChainArgs {
     /// The anvil binary [default: KEYGATE_TEST_ANVIL, or where scripts/anvil-env installs it].
     #[arg(long)]
     pub anvil: Option<std::path::PathBuf>,
+    /// Rescue races to run (a thief's pending drain against keygate's replacement; 0: none).
+    #[arg(long, default_value_t = 50)]
+    pub rescue_trials: usize,
+    /// Seconds between blocks for the rescue races (anvil's interval mining).
+    #[arg(long, default_value_t = 2)]
+    pub block_time: u64,
 }
 
 #[derive(Debug, Args)]

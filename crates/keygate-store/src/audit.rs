@@ -21,7 +21,8 @@ mod entry;
 use entry::Canonical;
 pub use entry::{
     Alarm, AuditEntry, AuditRow, AuthEvent, ContainmentEvent, DecisionEntry, FreezeEvent, NewEntry,
-    PlannedStep, ReconcileEvent, RequestInfo, RequestRefused, StepAttempt, TokenRefused,
+    PlannedStep, ReconcileEvent, RequestInfo, RequestRefused, RescueEvent, StepAttempt,
+    TokenRefused,
 };
 
 /// The previous hash of the first entry.

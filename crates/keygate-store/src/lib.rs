@@ -18,6 +18,7 @@ mod error;
 pub mod freeze;
 mod lease;
 pub mod reconcile;
+pub mod rescue;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -37,6 +38,7 @@ pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
 pub use engine::{NativeKeyRow, PriceRow, TokenSummary};
 pub(crate) use error::is_unique_violation;
 pub use error::{Conflict, StoreError};
+pub use rescue::{NewRescueTx, RescueRow, RescueTxRow};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

@@ -22,7 +22,7 @@ impl<P: WatchStore> Watcher<P> {
     /// Reads what judging `block` needs; `head_n` is the node's newest block (at which no state
     /// fails the step, so no check is put off for good).
     pub(super) async fn fetch(&self, block: &Block, head_n: u64) -> Result<Facts, WatchError> {
-        let ours = self.ours(block).await?;
+        let (ours, rescues) = self.ours(block).await?;
         let codes = self.codes(block, head_n).await?;
         let mut treasuries = Vec::with_capacity(self.treasury.len());
         for (address, code) in self.treasury.iter().copied().zip(codes) {
@@ -43,23 +43,31 @@ impl<P: WatchStore> Watcher<P> {
         };
         Ok(Facts {
             ours,
+            rescues,
             treasuries,
             logs,
             book,
         })
     }
 
-    /// The treasury's transactions in `block` that keygate signed.
-    async fn ours(&self, block: &Block) -> Result<HashSet<B256>, WatchError> {
+    /// The treasury's transactions in `block` that keygate signed, and those of them that are
+    /// a rescue's.
+    async fn ours(&self, block: &Block) -> Result<(HashSet<B256>, HashSet<B256>), WatchError> {
         let mut ours = HashSet::new();
+        let mut rescues = HashSet::new();
         for tx in &block.transactions {
-            if self.treasury.contains(&tx.from)
-                && self.store.signed_by_keygate(&hash_text(&tx.hash)).await?
-            {
+            if !self.treasury.contains(&tx.from) {
+                continue;
+            }
+            let hash = hash_text(&tx.hash);
+            if self.store.rescue_tx(&hash).await? {
+                ours.insert(tx.hash);
+                rescues.insert(tx.hash);
+            } else if self.store.signed_by_keygate(&hash).await? {
                 ours.insert(tx.hash);
             }
         }
-        Ok(ours)
+        Ok((ours, rescues))
     }
 
     /// Each treasury's code at `block`, in treasury order. A node without state for this block

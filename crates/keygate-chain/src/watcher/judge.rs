@@ -70,6 +70,10 @@ impl Book {
 pub struct Facts {
     /// The treasury's transactions in the block that keygate signed.
     pub ours: HashSet<B256>,
+    /// Those of them that are a rescue's sweep to the venue's rescue address (an address-book
+    /// entry keygate itself sends to when the key is being used elsewhere): not outflows, nor
+    /// their token `Transfer` logs.
+    pub rescues: HashSet<B256>,
     /// One per treasury address.
     pub treasuries: Vec<TreasuryState>,
     /// The block's `Transfer` and `Approval` logs naming a treasury first, as the node gave them.
@@ -114,7 +118,7 @@ pub struct Judgement {
 pub fn judge(venue: &EvmVenue, treasury: &[Address], block: &Block, facts: &Facts) -> Judgement {
     let at = millis(block);
     let mut j = Judgement::default();
-    native(venue, treasury, block, &facts.ours, at, &mut j);
+    native(venue, treasury, block, facts, at, &mut j);
     for t in &facts.treasuries {
         if let Some(o) = code(venue, t, at) {
             j.outflows.push(o);
@@ -123,7 +127,7 @@ pub fn judge(venue: &EvmVenue, treasury: &[Address], block: &Block, facts: &Fact
     for t in &facts.treasuries {
         nonce(venue, block, t, at, &mut j);
     }
-    logs(venue, &facts.logs, &facts.book, at, &mut j);
+    logs(venue, facts, at, &mut j);
     j
 }
 
@@ -140,15 +144,15 @@ fn native(
     venue: &EvmVenue,
     treasury: &[Address],
     block: &Block,
-    ours: &HashSet<B256>,
+    facts: &Facts,
     at: i64,
     j: &mut Judgement,
 ) {
     for tx in &block.transactions {
-        if !treasury.contains(&tx.from) {
+        if !treasury.contains(&tx.from) || facts.rescues.contains(&tx.hash) {
             continue;
         }
-        if ours.contains(&tx.hash) && tx.value.is_zero() {
+        if facts.ours.contains(&tx.hash) && tx.value.is_zero() {
             continue;
         }
         let hash = hash_text(&tx.hash);
@@ -309,9 +313,13 @@ pub fn needs_book(venue: &EvmVenue, logs: &[Log]) -> bool {
 /// log of a listed token with `owner` = treasury granting an allowance to a spender that is not
 /// an active address-book entry of the venue for that token. Ids: the transaction hash and the
 /// log's position among the treasury's logs of that transaction, which a reorg does not change.
-fn logs(venue: &EvmVenue, logs: &[Log], book: &Book, at: i64, j: &mut Judgement) {
+fn logs(venue: &EvmVenue, facts: &Facts, at: i64, j: &mut Judgement) {
+    let book = &facts.book;
     let mut ordinal: HashMap<B256, u32> = HashMap::new();
-    for log in relevant(logs) {
+    for log in relevant(&facts.logs) {
+        if facts.rescues.contains(&log.transaction_hash) {
+            continue;
+        }
         let n = ordinal.entry(log.transaction_hash).or_default();
         let id = format!("{}:{}", hash_text(&log.transaction_hash), *n);
         *n += 1;

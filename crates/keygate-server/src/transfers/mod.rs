@@ -20,6 +20,7 @@
 //! crate's).
 
 mod report;
+pub mod rescue;
 mod retry;
 
 use std::net::IpAddr;
@@ -54,6 +55,9 @@ pub struct ChainSetup {
     pub transfers: Transfers,
     /// What an unapproved outflow at this venue freezes (None: nothing, only the alarm).
     pub contain: Option<keygate_core::freeze::Scope>,
+    /// Where a rescue sweeps the treasury when its key is used outside keygate (None: no
+    /// rescue at this venue).
+    pub rescue: Option<keygate_chain::rescue::RescueSetup>,
 }
 
 /// The body of `POST /v1/transfers`.
@@ -530,34 +534,44 @@ async fn look_up(
     }
 }
 
-/// The treasury address of an EVM venue: its credential's key's address.
-pub async fn treasury(gw: &Gateway, setup: &ChainSetup) -> Result<keygate_chain::Address, String> {
+/// The venue's signing key (its credential's `evm-key`), opened.
+pub(crate) async fn key(gw: &Gateway, setup: &ChainSetup) -> Result<Key, String> {
     let credential = &setup.transfers.venue.credential;
     let secret = gw
         .credentials
         .get(credential)
         .await
         .map_err(|e| e.to_string())?;
-    let key = secret
+    secret
         .parts()
         .first()
         .and_then(|k| Key::from_hex(k.expose()).ok())
-        .ok_or_else(|| format!("credential {credential} is not an evm-key"))?;
-    Ok(key.address())
+        .ok_or_else(|| format!("credential {credential} is not an evm-key"))
 }
 
-/// Starts one chain watcher per EVM venue, on its treasury address.
+/// The treasury address of an EVM venue: its credential's key's address.
+pub async fn treasury(gw: &Gateway, setup: &ChainSetup) -> Result<keygate_chain::Address, String> {
+    Ok(key(gw, setup).await?.address())
+}
+
+/// Starts one chain watcher per EVM venue, on its treasury address, and its rescue where the
+/// venue has a `rescue_to` (fed by the watcher's judgements).
 pub async fn spawn_watchers(gw: Arc<Gateway>) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let mut out = vec![];
     for setup in gw.chains.values() {
         let address = treasury(&gw, setup).await?;
-        let w = keygate_chain::watcher::Watcher::new(
+        let mut w = keygate_chain::watcher::Watcher::new(
             setup.transfers.venue.clone(),
             gw.store.clone(),
             vec![address],
             setup.contain.clone(),
         )
         .map_err(|e| e.to_string())?;
+        if let Some(r) = &setup.rescue {
+            let (task, events) = rescue::spawn(gw.clone(), setup.clone(), r).await?;
+            w = w.with_events(events);
+            out.push(task);
+        }
         tracing::info!(venue = %setup.transfers.venue.name, treasury = %keygate_chain::address_text(&address), "chain watcher started");
         out.push(tokio::spawn(w.run()));
     }

@@ -45,6 +45,9 @@ pub enum AuditEntry<'a> {
     /// `containment`: containment at a venue started, a step's attempt and its outcome, or all
     /// done, tagged by `event`.
     Containment(ContainmentEvent<'a>),
+    /// `rescue`: a sweep of an EVM treasury to its rescue address started, a transaction of it
+    /// signed, what became of one, or all done, tagged by `event`.
+    Rescue(RescueEvent<'a>),
     /// Any other kind, as stored (kinds not typed yet).
     Other {
         kind: String,
@@ -63,6 +66,7 @@ impl AuditEntry<'_> {
             AuditEntry::Alarm(_) => Cow::Borrowed("alarm"),
             AuditEntry::Reconcile(_) => Cow::Borrowed("reconcile"),
             AuditEntry::Containment(_) => Cow::Borrowed("containment"),
+            AuditEntry::Rescue(_) => Cow::Borrowed("rescue"),
             AuditEntry::Other { kind, .. } => Cow::Owned(kind.clone()),
         }
     }
@@ -77,6 +81,7 @@ impl AuditEntry<'_> {
             AuditEntry::Alarm(a) => serde_json::value::to_raw_value(a),
             AuditEntry::Reconcile(r) => serde_json::value::to_raw_value(r),
             AuditEntry::Containment(c) => serde_json::value::to_raw_value(c),
+            AuditEntry::Rescue(r) => serde_json::value::to_raw_value(r),
             AuditEntry::Other { data, .. } => serde_json::value::to_raw_value(data),
         }
     }
@@ -97,6 +102,7 @@ impl AuditEntry<'_> {
             "alarm" => AuditEntry::Alarm(serde_json::from_str(data)?),
             "reconcile" => AuditEntry::Reconcile(serde_json::from_str(data)?),
             "containment" => AuditEntry::Containment(serde_json::from_str(data)?),
+            "rescue" => AuditEntry::Rescue(serde_json::from_str(data)?),
             _ => AuditEntry::Other {
                 kind: kind.to_string(),
                 data: serde_json::from_str(data)?,
@@ -332,6 +338,51 @@ pub struct StepAttempt<'a> {
     /// Steps this attempt planned (a sweep round's sweeps).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<PlannedStep<'a>>,
+}
+
+/// A rescue of an EVM treasury (kind `rescue`), tagged by `event`. Amounts are integer units
+/// and fees wei, as decimal text; never a key or signed bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum RescueEvent<'a> {
+    /// The treasury `from` is being swept to `to`, because of `reason`.
+    #[serde(rename = "rescue.started")]
+    Started {
+        rescue_id: i64,
+        venue: Cow<'a, str>,
+        from: Cow<'a, str>,
+        to: Cow<'a, str>,
+        reason: Cow<'a, str>,
+    },
+    /// A transaction of the sweep, recorded before it is sent.
+    #[serde(rename = "rescue.signed")]
+    Signed {
+        rescue_id: i64,
+        venue: Cow<'a, str>,
+        nonce: i64,
+        rung: i64,
+        asset: Cow<'a, str>,
+        units: Cow<'a, str>,
+        max_fee: Cow<'a, str>,
+        tip: Cow<'a, str>,
+        tx_hash: Cow<'a, str>,
+    },
+    /// What became of a transaction of the sweep: sent, unknown, refused, mined, replaced, lost.
+    #[serde(rename = "rescue.tx")]
+    Tx {
+        rescue_id: i64,
+        venue: Cow<'a, str>,
+        tx_hash: Cow<'a, str>,
+        state: Cow<'a, str>,
+        detail: Cow<'a, str>,
+    },
+    /// Every nonce of the sweep is mined and nothing is left to sweep.
+    #[serde(rename = "rescue.done")]
+    Done {
+        rescue_id: i64,
+        venue: Cow<'a, str>,
+        outcome: Cow<'a, str>,
+    },
 }
 
 /// A stored entry.

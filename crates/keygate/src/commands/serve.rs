@@ -99,7 +99,8 @@ async fn shutdown() {
 /// `keygate doctor`: each venue's key restrictions, as the venue reports them.
 pub async fn doctor(inst: Instance) -> Result<()> {
     let venues = venues(&inst.config)?;
-    if venues.is_empty() {
+    let chains = keygate_config::setup::chains(&inst.config)?;
+    if venues.is_empty() && chains.is_empty() {
         bail!("no [venues.*] in the config; nothing to check");
     }
     let http = reqwest::Client::builder()
@@ -139,7 +140,7 @@ pub async fn doctor(inst: Instance) -> Result<()> {
         }
     }
     let (unsafe_c, failed_c) = doctor_containment(&inst.config, &http, &creds, &venues).await?;
-    unsafe_found += unsafe_c;
+    unsafe_found += unsafe_c + doctor_rescue(&inst.store, &chains).await?;
     failed += failed_c;
     let listen: Option<SocketAddr> = inst.config.server.listen.parse().ok();
     if listen.is_some_and(|a| !a.ip().is_loopback()) && inst.config.server.tls_cert.is_none() {
@@ -155,6 +156,42 @@ pub async fn doctor(inst: Instance) -> Result<()> {
     }
     println!("nothing unsafe found");
     Ok(())
+}
+
+/// Each EVM venue's rescue: none without `rescue_to` (unsafe: a leaked key drains the
+/// treasury), or a `rescue_to` that is not an active address-book entry of the venue (unsafe:
+/// keygate will not sweep to it). Returns the unsafe findings.
+async fn doctor_rescue(
+    store: &keygate_store::Store,
+    chains: &[keygate_server::transfers::ChainSetup],
+) -> Result<usize> {
+    let book = store.destinations().await?;
+    let now = store.clock().now();
+    let mut unsafe_found = 0;
+    for c in chains {
+        let name = &c.transfers.venue.name;
+        println!("rescue at {name}");
+        let finding = match &c.rescue {
+            None => Err(format!(
+                "[venues.{name}] has no rescue_to: if its key leaks, keygate only freezes, and the key drains the treasury around it (docs/chain.md)"
+            )),
+            Some(r) => keygate_server::transfers::rescue::rescue_to_status(&book, name, r, now)
+                .map(|()| {
+                    format!(
+                        "rescue_to {:#x} is an active address-book entry; a leaked key's transactions are answered with a sweep there",
+                        r.to
+                    )
+                }),
+        };
+        match finding {
+            Ok(text) => println!("  ok      {text}"),
+            Err(text) => {
+                unsafe_found += 1;
+                println!("  UNSAFE  {text}");
+            }
+        }
+    }
+    Ok(unsafe_found)
 }
 
 /// Each containment credential's permissions: a containment key that can withdraw, or trade

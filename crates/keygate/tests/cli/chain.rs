@@ -5,7 +5,8 @@
 //! signed with the same key outside keygate while keygate was down is caught from the checkpoint
 //! on restart, and freezes everything. Behind a proxy that loses the node's answer, a transfer
 //! is pending (never failed, never signed twice); a held transfer is carried out once after a
-//! quorum; a refused token is audited.
+//! quorum; a refused token is audited. `keygate doctor` says there is no rescue without an
+//! active `rescue_to`, and `keygate serve` refuses one not in the address book.
 
 use std::time::{Duration, Instant};
 
@@ -419,4 +420,97 @@ when { context.usd_value_cents > 10000 } unless { context.approvals >= 2 };
     assert_eq!(get(serve.addr, &bearer, 999_999).status, 404);
     kg.ok(&["audit", "verify"], None);
     assert_no_leak("serve output", &serve.output(), &[KEY0.as_bytes().to_vec()]);
+}
+
+/// A data directory with an EVM venue `eth` whose node is not running (doctor's rescue check
+/// and serve's refusal read only the config and the store), `rescue` added to its table.
+fn rescue_kg(rescue: &str) -> Kg {
+    let mut kg = Kg::new();
+    kg.env("KEYGATE_ACTOR", "alice");
+    kg.ok(&["init"], None);
+    let cfg_path = kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace("cooldown = \"24h\"", "cooldown = \"1s\"");
+    let cfg = format!(
+        "{cfg}\n[venues.eth]\nkind = \"evm\"\nrpc_url = \"http://127.0.0.1:9\"\nchain_id = 31337\n{rescue}\n"
+    );
+    std::fs::write(&cfg_path, cfg).unwrap();
+    kg.ok(
+        &[
+            "credential",
+            "add",
+            "--id",
+            "eth",
+            "--venue",
+            "eth",
+            "--kind",
+            "evm-key",
+        ],
+        Some(&format!("{KEY0}\n")),
+    );
+    kg
+}
+
+fn rescue_lines(stdout: &str) -> String {
+    stdout
+        .split("rescue at eth")
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("  "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn doctor_says_there_is_no_rescue_without_rescue_to_and_serve_refuses_one_not_in_the_book() {
+    // No rescue_to: doctor says there is no rescue, as unsafe.
+    let mut kg = rescue_kg("");
+    let out = kg.run(&["doctor"], None);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!out.status.success(), "{stdout}");
+    let rescue = rescue_lines(&stdout);
+    assert!(
+        rescue.contains("UNSAFE  [venues.eth] has no rescue_to"),
+        "{stdout}"
+    );
+
+    // A rescue_to outside the address book: unsafe in doctor, and serve refuses to start
+    // with the command that adds it.
+    let cold = "0x00000000000000000000000000000000c01d00cc";
+    let mut kg = rescue_kg(&format!("rescue_to = \"{cold}\""));
+    let stdout = String::from_utf8_lossy(&kg.run(&["doctor"], None).stdout).to_string();
+    let rescue = rescue_lines(&stdout);
+    assert!(rescue.contains("is not in the address book"), "{stdout}");
+    assert!(rescue.contains("UNSAFE"), "{stdout}");
+    let err = kg.fails(&["serve", "--listen", "127.0.0.1:0"], None);
+    assert!(
+        err.contains("rescue_to") && err.contains("keygate address add --venue eth"),
+        "{err}"
+    );
+
+    // Added, waiting for its approval: still no rescue.
+    kg.ok(
+        &[
+            "address", "add", cold, "--venue", "eth", "--asset", "ETH", "--label", "rescue",
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&kg.run(&["doctor"], None).stdout).to_string();
+    let rescue = rescue_lines(&stdout);
+    assert!(rescue.contains("UNSAFE"), "{stdout}");
+    assert!(rescue.contains("is in the address book but"), "{stdout}");
+
+    // Approved and past its cool-down: the rescue is armed, nothing unsafe about it.
+    kg.env("KEYGATE_ACTOR", "bob");
+    kg.ok(&["address", "approve", "1"], None);
+    std::thread::sleep(Duration::from_millis(1100));
+    let stdout = String::from_utf8_lossy(&kg.run(&["doctor"], None).stdout).to_string();
+    let rescue = rescue_lines(&stdout);
+    assert!(!rescue.contains("UNSAFE"), "{stdout}");
+    assert!(
+        rescue.contains("ok      rescue_to 0x00000000000000000000000000000000c01d00cc is an active address-book entry"),
+        "{stdout}"
+    );
 }
