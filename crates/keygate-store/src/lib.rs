@@ -20,6 +20,7 @@ mod lease;
 pub mod reconcile;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod venue_orders;
 
 use std::str::FromStr;
 use std::sync::Once;
