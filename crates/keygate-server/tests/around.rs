@@ -1,0 +1,382 @@
+//! A leaked sub-account key used straight at the venue (around keygate), on a simulated clock
+//! shared by keygate's store and keygate-sim, so 40 minutes of attack run in a second or two:
+//! the thief drains in 20 withdrawals (or 20 market orders) spread over 40 simulated minutes;
+//! keygate polls the venue's histories every 30 simulated seconds and runs its containment
+//! every 5, exactly as its background tasks would (`reconcile::pass`,
+//! `reconcile_orders::pass`, `containment::pass`, driven in-process). The first action is
+//! reconciled as unapproved, the venue frozen, the key locked to keygate's egress and the
+//! sub-account swept: every later attempt fails at the venue, and the thief keeps the first
+//! only.
+//!
+//! The simulator's clock is process-wide (`keygate_sim::use_clock`), hence a test binary of
+//! its own; its tests take turns on the one clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test crate: a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use keygate_core::auth::ClientRecord;
+use keygate_core::freeze::Scope;
+use keygate_core::time::{DAY, MINUTE, SECOND};
+use keygate_core::{Action, Engine, Millis};
+use keygate_server::containment::{self, Containment, Policy, Setup};
+use keygate_server::{Gateway, VenueSetup, reconcile, reconcile_orders};
+use keygate_sim::{Master, Sim, SimConfig, SubAccount, VenueKind as SimKind};
+use keygate_store::{Backend, Clock, Decider, DeciderOptions, NewCredential, Store, testing};
+use keygate_vault::{Binding, CredentialKind, CredentialSecret, MasterKey, SecretString};
+use keygate_venues::containment::Lock;
+use keygate_venues::{Adapter, AdapterOptions, VenueKind};
+use rust_decimal::Decimal;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MASTER: [u8; 32] = [7; 32];
+/// How often keygate reads the venue's histories (`reconcile_every`), in simulated time.
+const POLL: Millis = 30 * SECOND;
+/// How often the containment runner works (`[containment]` pace), in simulated time.
+const STEP: Millis = 5 * SECOND;
+/// The attack: 20 actions, the first at the start, the last 40 minutes later.
+const ATTEMPTS: i64 = 20;
+const SPAN: Millis = 40 * MINUTE;
+
+/// The one simulated clock of this process, and the lock that gives each test its turn.
+fn clock() -> &'static (Clock, tokio::sync::Mutex<()>) {
+    static CLOCK: OnceLock<(Clock, tokio::sync::Mutex<()>)> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        // A day ahead, after everything the setup records on the host's clock.
+        let clock = Clock::simulated(keygate_server::now_ms() + DAY);
+        let Clock::Simulated(shared) = &clock else {
+            unreachable!("a simulated clock")
+        };
+        keygate_sim::use_clock(shared.clone()).unwrap();
+        (clock, tokio::sync::Mutex::new(()))
+    })
+}
+
+fn sim() -> Sim {
+    let config = SimConfig::from_json(
+        &json!({ "accounts": [
+            {"venue": "binance", "api_key": "master", "secret": "master-secret",
+             "restrictions": {"ip_restrict": true, "ip": ["127.0.0.1"], "enable_internal_transfer": true,
+                              "enable_spot_and_margin_trading": true}},
+            {"venue": "binance", "api_key": "leaked", "secret": "leaked-secret",
+             "balances": {"USDT": "200000", "BTC": "2"},
+             "restrictions": {"enable_withdrawals": true, "enable_spot_and_margin_trading": true}},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let masters = vec![Master {
+        venue: SimKind::Binance,
+        api_key: "master".into(),
+        sub_accounts: vec![SubAccount {
+            name: "trading1@example.com".into(),
+            api_key: "leaked".into(),
+        }],
+    }];
+    Sim::new_with_masters(config, masters).unwrap()
+}
+
+async fn serve(sim: &Sim) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(keygate_sim::serve(listener, sim.clone()));
+    addr
+}
+
+/// Seals a Binance credential into the store.
+async fn credential(store: &Store, id: &str, key: &str, secret: &str) {
+    let master = MasterKey::from_bytes(MASTER);
+    let secret = CredentialSecret::new(
+        CredentialKind::BinanceHmac,
+        vec![
+            SecretString::new(key.into()),
+            SecretString::new(secret.into()),
+        ],
+    )
+    .unwrap();
+    let binding = Binding {
+        id,
+        venue: "binance",
+        kind: secret.kind().as_str(),
+        version: 1,
+    };
+    let sealed = keygate_vault::seal(&master, &binding, &secret.encode()).unwrap();
+    store
+        .insert_credential(&NewCredential {
+            id: id.into(),
+            version: 1,
+            venue: "binance".into(),
+            kind: secret.kind().as_str().into(),
+            fingerprint: secret.fingerprint(),
+            key_id: sealed.key_id.as_str().into(),
+            wrapped_key: sealed.wrapped_key,
+            ciphertext: sealed.ciphertext,
+            created_ms: keygate_server::now_ms(),
+        })
+        .await
+        .unwrap();
+}
+
+/// A store on the simulated clock with the trading credential (the key that leaks), the
+/// master's containment credential, and a client that trades BTC/USDT on binance.
+async fn store(clock: &Clock) -> (Store, Option<tempfile::TempDir>) {
+    let (store, dir) = testing::fresh_store(Backend::Sqlite).await;
+    let master = MasterKey::from_bytes(MASTER);
+    store
+        .set_meta(keygate_store::MASTER_KEY_ID, master.id().as_str())
+        .await
+        .unwrap();
+    credential(&store, "cr_trading", "leaked", "leaked-secret").await;
+    credential(&store, "cr_master", "master", "master-secret").await;
+    store
+        .add_client(
+            &ClientRecord {
+                name: "mm".into(),
+                venues: vec!["binance".into()],
+                actions: vec![Action::Trade],
+                tags: vec![],
+                enabled: true,
+                instruments: vec!["BTC/USDT".into()],
+            },
+            "alice",
+            keygate_server::now_ms(),
+        )
+        .await
+        .unwrap();
+    (store.with_clock(clock.clone()), dir)
+}
+
+fn policy() -> Policy {
+    Policy {
+        lock: Some(Lock::IpRestrict {
+            addresses: vec!["127.0.0.1".into()],
+        }),
+        stop_transfers: true,
+        sweep: true,
+        sweep_rounds: 2,
+        retry_min: Duration::from_millis(20),
+        retry_max: Duration::from_millis(100),
+        every: Duration::from_millis(STEP as u64),
+        lease_ttl: Duration::from_secs(60),
+        pinned: vec![
+            ("USDT".into(), Decimal::ONE),
+            ("BTC".into(), Decimal::from(60_000)),
+        ],
+    }
+}
+
+/// One keygate instance on `store`: the venue at `addr`, frozen whole on an unapproved
+/// action (`[containment] unapproved_outflow = "venue"`), contained by the master key.
+fn gateway(store: &Store, addr: SocketAddr) -> Gateway {
+    let venue = VenueSetup {
+        name: "binance".into(),
+        adapter: Adapter::new(VenueKind::Binance, AdapterOptions::default()),
+        base_url: format!("http://{addr}"),
+        credential: "cr_trading".into(),
+        timeout: Duration::from_secs(5),
+        reconcile_every: Some(Duration::from_millis(POLL as u64)),
+        reconcile_lookback: Duration::from_secs(10 * 60),
+        contain: Some(Scope::Venue("binance".into())),
+        anonymous_public: false,
+        anonymous_rate: 1,
+    };
+    let engine = Arc::new(Engine {
+        trading: Default::default(),
+        policies: keygate_core::policy::Policies::load(&[]).unwrap(),
+        limits: vec![],
+        pinned: vec![],
+        price_max_age: 60_000,
+        max_clock_skew: 5_000,
+        assets: vec![],
+        venue_credentials: vec![],
+        detectors: keygate_core::detect::DetectorConfig::off(),
+    });
+    let decider = Decider::start(store.clone(), engine, DeciderOptions::default());
+    let setup = Setup {
+        venue: "binance".into(),
+        credential: "cr_master".into(),
+        sub_account: "trading1@example.com".into(),
+    };
+    Gateway::new(
+        decider,
+        store.clone(),
+        MasterKey::from_bytes(MASTER),
+        vec![venue],
+        Duration::from_secs(60),
+    )
+    .unwrap()
+    .with_containment(Containment::new(policy(), vec![setup]))
+}
+
+/// A request signed with the leaked key at `now`, sent from 127.0.0.2 (the thief's address,
+/// not keygate's) straight to the venue: its HTTP status.
+async fn thief_sends(addr: SocketAddr, path: &str, params: &str, now: Millis) -> u16 {
+    let query = format!("{params}&timestamp={now}");
+    let sig = keygate_venues::binance::signature("leaked-secret", &query);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let req = format!(
+        "POST {path}?{query}&signature={sig} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: leaked\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    raw.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// What the simulated attack came to.
+struct Attack {
+    /// (simulated time, HTTP status) of each attempt.
+    attempts: Vec<(Millis, u16)>,
+    /// When keygate first judged an action unapproved, and when containment finished.
+    caught_at: Option<Millis>,
+    contained_at: Option<Millis>,
+}
+
+/// Runs the attack on the simulated clock: the thief's attempts at their times, keygate's
+/// history polls every [`POLL`] and its containment runner every [`STEP`].
+async fn attack(gw: &Gateway, clock: &Clock, addr: SocketAddr, path: &str, params: &str) -> Attack {
+    let setup = gw.venues["binance"].clone();
+    let start = clock.now();
+    let due: Vec<Millis> = (0..ATTEMPTS)
+        .map(|i| start + i * SPAN / (ATTEMPTS - 1))
+        .collect();
+    let mut a = Attack {
+        attempts: vec![],
+        caught_at: None,
+        contained_at: None,
+    };
+    let mut next_poll = start + POLL;
+    let mut t = start;
+    while t <= start + SPAN + MINUTE {
+        clock.advance(t);
+        while a.attempts.len() < due.len() && due[a.attempts.len()] <= t {
+            a.attempts
+                .push((t, thief_sends(addr, path, params, t).await));
+        }
+        if t >= next_poll {
+            next_poll += POLL;
+            let w = reconcile::pass(gw, &setup).await.unwrap();
+            let o = reconcile_orders::pass(gw, &setup).await.unwrap();
+            if a.caught_at.is_none() && !(w.unapproved.is_empty() && o.unapproved.is_empty()) {
+                a.caught_at = Some(t);
+            }
+        }
+        containment::pass(gw).await.unwrap();
+        if a.contained_at.is_none()
+            && a.caught_at.is_some()
+            && gw.store.containments(false).await.unwrap().is_empty()
+        {
+            a.contained_at = Some(t);
+        }
+        t += STEP;
+    }
+    a
+}
+
+/// The thief got its first attempt through and nothing after; keygate caught it at its first
+/// poll, contained the venue before the second attempt, and the attempts span 40 minutes.
+fn assert_first_only(a: &Attack) {
+    let statuses: Vec<u16> = a.attempts.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses.len(), ATTEMPTS as usize);
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert!(
+        statuses[1..].iter().all(|s| *s == 401),
+        "every later attempt is refused at the venue: {statuses:?}"
+    );
+    let (first, last) = (a.attempts[0].0, a.attempts[ATTEMPTS as usize - 1].0);
+    assert!(last - first >= SPAN - STEP, "the attack spans 40 minutes");
+    let caught = a.caught_at.expect("the first action is caught");
+    assert!(caught - first <= POLL, "caught at the first poll after it");
+    let contained = a.contained_at.expect("containment finished");
+    assert!(
+        contained < a.attempts[1].0,
+        "contained before the second attempt"
+    );
+}
+
+/// Everything left in the sub-account is now the master's.
+fn assert_swept(sim: &Sim) {
+    for asset in ["USDT", "BTC"] {
+        assert_eq!(
+            sim.balance("leaked", asset),
+            Some(Decimal::ZERO),
+            "{asset} left"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_by_withdrawals_around_keygate_over_40_minutes_gets_the_first_only() {
+    let (clock, turn) = clock();
+    let _turn = turn.lock().await;
+    let sim = sim();
+    let addr = serve(&sim).await;
+    let (store, _dir) = store(clock).await;
+    let gw = gateway(&store, addr);
+
+    let a = attack(
+        &gw,
+        clock,
+        addr,
+        "/sapi/v1/capital/withdraw/apply",
+        "coin=USDT&address=0xattacker&amount=10000",
+    )
+    .await;
+    assert_first_only(&a);
+    assert_eq!(sim.withdrawals().len(), 1, "one withdrawal left the venue");
+    assert_swept(&sim);
+    assert_eq!(sim.balance("master", "USDT"), Some(Decimal::from(190_000)));
+    assert_eq!(sim.balance("master", "BTC"), Some(Decimal::from(2)));
+    let freezes = store.freezes(false).await.unwrap();
+    assert_eq!(freezes.len(), 1);
+    assert_eq!(freezes[0].freeze.scope, Scope::Venue("binance".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_by_orders_around_keygate_over_40_minutes_gets_the_first_only() {
+    let (clock, turn) = clock();
+    let _turn = turn.lock().await;
+    let sim = sim();
+    let addr = serve(&sim).await;
+    let (store, _dir) = store(clock).await;
+    let gw = gateway(&store, addr);
+
+    // 10,000 USDT of BTC at the venue's asks, each time.
+    let a = attack(
+        &gw,
+        clock,
+        addr,
+        "/api/v3/order",
+        "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=10000",
+    )
+    .await;
+    assert_first_only(&a);
+    let orders: Vec<_> = sim
+        .orders()
+        .into_iter()
+        .filter(|o| o.api_key == "leaked")
+        .collect();
+    assert_eq!(orders.len(), 1, "one order reached the book");
+    assert!(sim.withdrawals().is_empty());
+    assert_swept(&sim);
+    // The master holds what the sub-account had, less what the one order spent, plus what it
+    // bought.
+    let master_usdt = sim.balance("master", "USDT").unwrap();
+    let master_btc = sim.balance("master", "BTC").unwrap();
+    assert!(
+        master_usdt > Decimal::from(189_999) && master_usdt < Decimal::from(190_001),
+        "{master_usdt}"
+    );
+    assert!(master_btc > Decimal::from(2), "{master_btc}");
+    let freezes = store.freezes(false).await.unwrap();
+    assert_eq!(freezes.len(), 1);
+    assert!(
+        freezes[0].freeze.reason.contains("an unapproved order"),
+        "{}",
+        freezes[0].freeze.reason
+    );
+}
