@@ -6,7 +6,7 @@
 //! `reconcile_orders::pass`, `containment::pass`, driven in-process). The first action is
 //! reconciled as unapproved, the venue frozen, the key locked to keygate's egress and the
 //! sub-account swept: every later attempt fails at the venue, and the thief keeps the first
-//! only.
+//! only. The same on Binance and on OKX.
 //!
 //! The simulator's clock is process-wide (`keygate_sim::use_clock`), hence a test binary of
 //! its own; its tests take turns on the one clock.
@@ -54,21 +54,41 @@ fn clock() -> &'static (Clock, tokio::sync::Mutex<()>) {
     })
 }
 
-fn sim() -> Sim {
-    let config = SimConfig::from_json(
-        &json!({ "accounts": [
-            {"venue": "binance", "api_key": "master", "secret": "master-secret",
-             "restrictions": {"ip_restrict": true, "ip": ["127.0.0.1"], "enable_internal_transfer": true,
-                              "enable_spot_and_margin_trading": true}},
-            {"venue": "binance", "api_key": "leaked", "secret": "leaked-secret",
-             "balances": {"USDT": "200000", "BTC": "2"},
-             "restrictions": {"enable_withdrawals": true, "enable_spot_and_margin_trading": true}},
-        ]})
-        .to_string(),
-    )
-    .unwrap();
+/// The venue under attack: Binance, or OKX.
+#[derive(Clone, Copy)]
+enum V {
+    Binance,
+    Okx,
+}
+
+impl V {
+    fn name(self) -> &'static str {
+        match self {
+            V::Binance => "binance",
+            V::Okx => "okx",
+        }
+    }
+}
+
+fn sim(v: V) -> Sim {
+    let mut accounts = json!([
+        {"venue": v.name(), "api_key": "master", "secret": "master-secret",
+         "restrictions": {"ip_restrict": true, "ip": ["127.0.0.1"], "enable_internal_transfer": true,
+                          "enable_spot_and_margin_trading": true}},
+        {"venue": v.name(), "api_key": "leaked", "secret": "leaked-secret",
+         "balances": {"USDT": "200000", "BTC": "2"},
+         "restrictions": {"enable_withdrawals": true, "enable_spot_and_margin_trading": true}},
+    ]);
+    if let V::Okx = v {
+        accounts[0]["passphrase"] = json!("mp");
+        accounts[1]["passphrase"] = json!("lp");
+    }
+    let config = SimConfig::from_json(&json!({ "accounts": accounts }).to_string()).unwrap();
     let masters = vec![Master {
-        venue: SimKind::Binance,
+        venue: match v {
+            V::Binance => SimKind::Binance,
+            V::Okx => SimKind::Okx,
+        },
         api_key: "master".into(),
         sub_accounts: vec![SubAccount {
             name: "trading1@example.com".into(),
@@ -85,20 +105,21 @@ async fn serve(sim: &Sim) -> SocketAddr {
     addr
 }
 
-/// Seals a Binance credential into the store.
-async fn credential(store: &Store, id: &str, key: &str, secret: &str) {
+/// Seals a venue credential into the store.
+async fn credential(store: &Store, v: V, id: &str, key: &str, secret: &str, pass: &str) {
     let master = MasterKey::from_bytes(MASTER);
-    let secret = CredentialSecret::new(
-        CredentialKind::BinanceHmac,
-        vec![
-            SecretString::new(key.into()),
-            SecretString::new(secret.into()),
-        ],
-    )
-    .unwrap();
+    let (kind, parts) = match v {
+        V::Binance => (CredentialKind::BinanceHmac, vec![key, secret]),
+        V::Okx => (CredentialKind::OkxHmac, vec![key, secret, pass]),
+    };
+    let parts = parts
+        .iter()
+        .map(|p| SecretString::new((*p).into()))
+        .collect();
+    let secret = CredentialSecret::new(kind, parts).unwrap();
     let binding = Binding {
         id,
-        venue: "binance",
+        venue: v.name(),
         kind: secret.kind().as_str(),
         version: 1,
     };
@@ -107,7 +128,7 @@ async fn credential(store: &Store, id: &str, key: &str, secret: &str) {
         .insert_credential(&NewCredential {
             id: id.into(),
             version: 1,
-            venue: "binance".into(),
+            venue: v.name().into(),
             kind: secret.kind().as_str().into(),
             fingerprint: secret.fingerprint(),
             key_id: sealed.key_id.as_str().into(),
@@ -120,21 +141,21 @@ async fn credential(store: &Store, id: &str, key: &str, secret: &str) {
 }
 
 /// A store on the simulated clock with the trading credential (the key that leaks), the
-/// master's containment credential, and a client that trades BTC/USDT on binance.
-async fn store(clock: &Clock) -> (Store, Option<tempfile::TempDir>) {
+/// master's containment credential, and a client that trades BTC/USDT on the venue.
+async fn store(v: V, clock: &Clock) -> (Store, Option<tempfile::TempDir>) {
     let (store, dir) = testing::fresh_store(Backend::Sqlite).await;
     let master = MasterKey::from_bytes(MASTER);
     store
         .set_meta(keygate_store::MASTER_KEY_ID, master.id().as_str())
         .await
         .unwrap();
-    credential(&store, "cr_trading", "leaked", "leaked-secret").await;
-    credential(&store, "cr_master", "master", "master-secret").await;
+    credential(&store, v, "cr_trading", "leaked", "leaked-secret", "lp").await;
+    credential(&store, v, "cr_master", "master", "master-secret", "mp").await;
     store
         .add_client(
             &ClientRecord {
                 name: "mm".into(),
-                venues: vec!["binance".into()],
+                venues: vec![v.name().into()],
                 actions: vec![Action::Trade],
                 tags: vec![],
                 enabled: true,
@@ -169,16 +190,20 @@ fn policy() -> Policy {
 
 /// One keygate instance on `store`: the venue at `addr`, frozen whole on an unapproved
 /// action (`[containment] unapproved_outflow = "venue"`), contained by the master key.
-fn gateway(store: &Store, addr: SocketAddr) -> Gateway {
+fn gateway(store: &Store, v: V, addr: SocketAddr) -> Gateway {
+    let kind = match v {
+        V::Binance => VenueKind::Binance,
+        V::Okx => VenueKind::Okx,
+    };
     let venue = VenueSetup {
-        name: "binance".into(),
-        adapter: Adapter::new(VenueKind::Binance, AdapterOptions::default()),
+        name: v.name().into(),
+        adapter: Adapter::new(kind, AdapterOptions::default()),
         base_url: format!("http://{addr}"),
         credential: "cr_trading".into(),
         timeout: Duration::from_secs(5),
         reconcile_every: Some(Duration::from_millis(POLL as u64)),
         reconcile_lookback: Duration::from_secs(10 * 60),
-        contain: Some(Scope::Venue("binance".into())),
+        contain: Some(Scope::Venue(v.name().into())),
         anonymous_public: false,
         anonymous_rate: 1,
     };
@@ -195,7 +220,7 @@ fn gateway(store: &Store, addr: SocketAddr) -> Gateway {
     });
     let decider = Decider::start(store.clone(), engine, DeciderOptions::default());
     let setup = Setup {
-        venue: "binance".into(),
+        venue: v.name().into(),
         credential: "cr_master".into(),
         sub_account: "trading1@example.com".into(),
     };
@@ -210,27 +235,55 @@ fn gateway(store: &Store, addr: SocketAddr) -> Gateway {
     .with_containment(Containment::new(policy(), vec![setup]))
 }
 
-/// A request signed with the leaked key at `now`, sent from 127.0.0.2 (the thief's address,
-/// not keygate's) straight to the venue: its HTTP status.
-async fn thief_sends(addr: SocketAddr, path: &str, params: &str, now: Millis) -> u16 {
-    let query = format!("{params}&timestamp={now}");
-    let sig = keygate_venues::binance::signature("leaked-secret", &query);
+/// The raw HTTP request of `path` with `params` (Binance: the query; OKX: the JSON body),
+/// signed with the leaked key at `now`.
+fn signed(v: V, addr: SocketAddr, path: &str, params: &str, now: Millis) -> String {
+    match v {
+        V::Binance => {
+            let query = format!("{params}&timestamp={now}");
+            let sig = keygate_venues::binance::signature("leaked-secret", &query);
+            format!(
+                "POST {path}?{query}&signature={sig} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: leaked\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+        }
+        V::Okx => {
+            let ts = keygate_venues::okx::timestamp(now);
+            let sig = keygate_venues::okx::signature("leaked-secret", &ts, "POST", path, params);
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOK-ACCESS-KEY: leaked\r\nOK-ACCESS-SIGN: {sig}\r\nOK-ACCESS-TIMESTAMP: {ts}\r\nOK-ACCESS-PASSPHRASE: lp\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{params}",
+                params.len()
+            )
+        }
+    }
+}
+
+/// Sends `path` signed with the leaked key at `now` from 127.0.0.2 (the thief's address, not
+/// keygate's) straight to the venue: its HTTP status, and whether the venue did it (OKX
+/// answers a refusal of its own with HTTP 200 and a non-zero `code`).
+async fn thief_sends(
+    v: V,
+    addr: SocketAddr,
+    (path, params): (&str, &str),
+    now: Millis,
+) -> (u16, bool) {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path}?{query}&signature={sig} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: leaked\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(req.as_bytes()).await.unwrap();
+    stream
+        .write_all(signed(v, addr, path, params, now).as_bytes())
+        .await
+        .unwrap();
     let mut raw = String::new();
     stream.read_to_string(&mut raw).await.unwrap();
-    raw.split(' ').nth(1).unwrap().parse().unwrap()
+    let status: u16 = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let done = status == 200 && (matches!(v, V::Binance) || raw.contains(r#""code":"0""#));
+    (status, done)
 }
 
 /// What the simulated attack came to.
 struct Attack {
-    /// (simulated time, HTTP status) of each attempt.
-    attempts: Vec<(Millis, u16)>,
+    /// (simulated time, HTTP status, done at the venue) of each attempt.
+    attempts: Vec<(Millis, u16, bool)>,
     /// When keygate first judged an action unapproved, and when containment finished.
     caught_at: Option<Millis>,
     contained_at: Option<Millis>,
@@ -238,8 +291,8 @@ struct Attack {
 
 /// Runs the attack on the simulated clock: the thief's attempts at their times, keygate's
 /// history polls every [`POLL`] and its containment runner every [`STEP`].
-async fn attack(gw: &Gateway, clock: &Clock, addr: SocketAddr, path: &str, params: &str) -> Attack {
-    let setup = gw.venues["binance"].clone();
+async fn attack(gw: &Gateway, v: V, clock: &Clock, addr: SocketAddr, what: (&str, &str)) -> Attack {
+    let setup = gw.venues[v.name()].clone();
     let start = clock.now();
     let due: Vec<Millis> = (0..ATTEMPTS)
         .map(|i| start + i * SPAN / (ATTEMPTS - 1))
@@ -254,8 +307,8 @@ async fn attack(gw: &Gateway, clock: &Clock, addr: SocketAddr, path: &str, param
     while t <= start + SPAN + MINUTE {
         clock.advance(t);
         while a.attempts.len() < due.len() && due[a.attempts.len()] <= t {
-            a.attempts
-                .push((t, thief_sends(addr, path, params, t).await));
+            let (status, done) = thief_sends(v, addr, what, t).await;
+            a.attempts.push((t, status, done));
         }
         if t >= next_poll {
             next_poll += POLL;
@@ -280,11 +333,11 @@ async fn attack(gw: &Gateway, clock: &Clock, addr: SocketAddr, path: &str, param
 /// The thief got its first attempt through and nothing after; keygate caught it at its first
 /// poll, contained the venue before the second attempt, and the attempts span 40 minutes.
 fn assert_first_only(a: &Attack) {
-    let statuses: Vec<u16> = a.attempts.iter().map(|(_, s)| *s).collect();
+    let statuses: Vec<(u16, bool)> = a.attempts.iter().map(|(_, s, d)| (*s, *d)).collect();
     assert_eq!(statuses.len(), ATTEMPTS as usize);
-    assert_eq!(statuses[0], 200, "{statuses:?}");
+    assert_eq!(statuses[0], (200, true), "{statuses:?}");
     assert!(
-        statuses[1..].iter().all(|s| *s == 401),
+        statuses[1..].iter().all(|s| *s == (401, false)),
         "every later attempt is refused at the venue: {statuses:?}"
     );
     let (first, last) = (a.attempts[0].0, a.attempts[ATTEMPTS as usize - 1].0);
@@ -309,23 +362,43 @@ fn assert_swept(sim: &Sim) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drain_by_withdrawals_around_keygate_over_40_minutes_gets_the_first_only() {
+/// The thief's withdrawal of 10,000 USDT.
+fn withdrawal(v: V) -> (&'static str, &'static str) {
+    match v {
+        V::Binance => (
+            "/sapi/v1/capital/withdraw/apply",
+            "coin=USDT&address=0xattacker&amount=10000",
+        ),
+        V::Okx => (
+            "/api/v5/asset/withdrawal",
+            r#"{"ccy":"USDT","amt":"10000","dest":"4","toAddr":"0xattacker","chain":"USDT-ERC20"}"#,
+        ),
+    }
+}
+
+/// The thief's market buy of 10,000 USDT of BTC, at the venue's asks.
+fn market_buy(v: V) -> (&'static str, &'static str) {
+    match v {
+        V::Binance => (
+            "/api/v3/order",
+            "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=10000",
+        ),
+        V::Okx => (
+            "/api/v5/trade/order",
+            r#"{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"market","sz":"10000","tgtCcy":"quote_ccy"}"#,
+        ),
+    }
+}
+
+async fn drain_by_withdrawals(v: V) {
     let (clock, turn) = clock();
     let _turn = turn.lock().await;
-    let sim = sim();
+    let sim = sim(v);
     let addr = serve(&sim).await;
-    let (store, _dir) = store(clock).await;
-    let gw = gateway(&store, addr);
+    let (store, _dir) = store(v, clock).await;
+    let gw = gateway(&store, v, addr);
 
-    let a = attack(
-        &gw,
-        clock,
-        addr,
-        "/sapi/v1/capital/withdraw/apply",
-        "coin=USDT&address=0xattacker&amount=10000",
-    )
-    .await;
+    let a = attack(&gw, v, clock, addr, withdrawal(v)).await;
     assert_first_only(&a);
     assert_eq!(sim.withdrawals().len(), 1, "one withdrawal left the venue");
     assert_swept(&sim);
@@ -333,27 +406,18 @@ async fn a_drain_by_withdrawals_around_keygate_over_40_minutes_gets_the_first_on
     assert_eq!(sim.balance("master", "BTC"), Some(Decimal::from(2)));
     let freezes = store.freezes(false).await.unwrap();
     assert_eq!(freezes.len(), 1);
-    assert_eq!(freezes[0].freeze.scope, Scope::Venue("binance".into()));
+    assert_eq!(freezes[0].freeze.scope, Scope::Venue(v.name().into()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_drain_by_orders_around_keygate_over_40_minutes_gets_the_first_only() {
+async fn drain_by_orders(v: V) {
     let (clock, turn) = clock();
     let _turn = turn.lock().await;
-    let sim = sim();
+    let sim = sim(v);
     let addr = serve(&sim).await;
-    let (store, _dir) = store(clock).await;
-    let gw = gateway(&store, addr);
+    let (store, _dir) = store(v, clock).await;
+    let gw = gateway(&store, v, addr);
 
-    // 10,000 USDT of BTC at the venue's asks, each time.
-    let a = attack(
-        &gw,
-        clock,
-        addr,
-        "/api/v3/order",
-        "symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=10000",
-    )
-    .await;
+    let a = attack(&gw, v, clock, addr, market_buy(v)).await;
     assert_first_only(&a);
     let orders: Vec<_> = sim
         .orders()
@@ -379,4 +443,24 @@ async fn a_drain_by_orders_around_keygate_over_40_minutes_gets_the_first_only() 
         "{}",
         freezes[0].freeze.reason
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_by_withdrawals_around_keygate_over_40_minutes_gets_the_first_only() {
+    drain_by_withdrawals(V::Binance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_by_orders_around_keygate_over_40_minutes_gets_the_first_only() {
+    drain_by_orders(V::Binance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_okx_a_drain_by_withdrawals_around_keygate_gets_the_first_only() {
+    drain_by_withdrawals(V::Okx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_okx_a_drain_by_orders_around_keygate_gets_the_first_only() {
+    drain_by_orders(V::Okx).await;
 }
