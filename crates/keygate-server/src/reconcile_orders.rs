@@ -9,7 +9,8 @@
 //! read overlaps the last by [`OVERLAP`], so a restart leaves no gap. Binance needs a symbol per
 //! read: the clients' instruments on the venue, and every pair of an asset the account holds
 //! with a quote asset of those (a wash trade into an unlisted pair leaves the pair's base in
-//! the account). OKX reads every spot instrument at once.
+//! the account); on a venue no client trades on, every pair of two held assets. OKX reads
+//! every spot instrument at once.
 
 use keygate_core::Millis;
 use keygate_core::venue_order::VenueOrder;
@@ -99,8 +100,13 @@ async fn symbols(gw: &Gateway, setup: &VenueSetup) -> Result<Vec<String>, String
 }
 
 /// The clients' instruments' symbols, and each held asset against each of their quote assets.
+/// A venue no client trades on (withdrawals only, say) still has its orders read: each held
+/// asset against each other one.
 fn pairs(instruments: &[(String, String)], held: &[String]) -> Vec<String> {
     let mut quotes: Vec<&String> = instruments.iter().map(|(_, q)| q).collect();
+    if quotes.is_empty() {
+        quotes = held.iter().collect();
+    }
     quotes.sort();
     quotes.dedup();
     let mut out: Vec<String> = instruments.iter().map(|(b, q)| format!("{b}{q}")).collect();
@@ -237,6 +243,12 @@ mod tests {
             vec!["BTCUSDT", "SHITUSDT"],
             "USDTUSDT is not a pair"
         );
-        assert!(pairs(&[], &held).is_empty());
+    }
+
+    #[test]
+    fn with_no_client_instrument_the_held_assets_are_read_against_each_other() {
+        let held = vec!["BTC".to_string(), "USDT".to_string()];
+        assert_eq!(pairs(&[], &held), vec!["BTCUSDT", "USDTBTC"]);
+        assert!(pairs(&[], &[]).is_empty());
     }
 }

@@ -141,8 +141,9 @@ async fn credential(store: &Store, v: V, id: &str, key: &str, secret: &str, pass
 }
 
 /// A store on the simulated clock with the trading credential (the key that leaks), the
-/// master's containment credential, and a client that trades BTC/USDT on the venue.
-async fn store(v: V, clock: &Clock) -> (Store, Option<tempfile::TempDir>) {
+/// master's containment credential, and (`client`) a client that trades BTC/USDT on the venue.
+/// With no client, the order history is read for the pairs of the assets the account holds.
+async fn store(v: V, clock: &Clock, client: bool) -> (Store, Option<tempfile::TempDir>) {
     let (store, dir) = testing::fresh_store(Backend::Sqlite).await;
     let master = MasterKey::from_bytes(MASTER);
     store
@@ -151,21 +152,23 @@ async fn store(v: V, clock: &Clock) -> (Store, Option<tempfile::TempDir>) {
         .unwrap();
     credential(&store, v, "cr_trading", "leaked", "leaked-secret", "lp").await;
     credential(&store, v, "cr_master", "master", "master-secret", "mp").await;
-    store
-        .add_client(
-            &ClientRecord {
-                name: "mm".into(),
-                venues: vec![v.name().into()],
-                actions: vec![Action::Trade],
-                tags: vec![],
-                enabled: true,
-                instruments: vec!["BTC/USDT".into()],
-            },
-            "alice",
-            keygate_server::now_ms(),
-        )
-        .await
-        .unwrap();
+    if client {
+        store
+            .add_client(
+                &ClientRecord {
+                    name: "mm".into(),
+                    venues: vec![v.name().into()],
+                    actions: vec![Action::Trade],
+                    tags: vec![],
+                    enabled: true,
+                    instruments: vec!["BTC/USDT".into()],
+                },
+                "alice",
+                keygate_server::now_ms(),
+            )
+            .await
+            .unwrap();
+    }
     (store.with_clock(clock.clone()), dir)
 }
 
@@ -395,7 +398,7 @@ async fn drain_by_withdrawals(v: V) {
     let _turn = turn.lock().await;
     let sim = sim(v);
     let addr = serve(&sim).await;
-    let (store, _dir) = store(v, clock).await;
+    let (store, _dir) = store(v, clock, false).await;
     let gw = gateway(&store, v, addr);
 
     let a = attack(&gw, v, clock, addr, withdrawal(v)).await;
@@ -414,7 +417,7 @@ async fn drain_by_orders(v: V) {
     let _turn = turn.lock().await;
     let sim = sim(v);
     let addr = serve(&sim).await;
-    let (store, _dir) = store(v, clock).await;
+    let (store, _dir) = store(v, clock, true).await;
     let gw = gateway(&store, v, addr);
 
     let a = attack(&gw, v, clock, addr, market_buy(v)).await;
