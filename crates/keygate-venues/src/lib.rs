@@ -28,6 +28,7 @@ pub mod okx;
 pub mod orders;
 pub mod params;
 pub mod reference;
+pub mod sub_transfers;
 
 pub use params::Params;
 
