@@ -163,6 +163,8 @@ enum Endpoint {
     ApiRestrictions,
     /// A master account's sub-account endpoint (`crate::subaccount::binance`).
     Sub(crate::subaccount::binance::BinanceSub),
+    /// A sub-account key's own sub-account endpoint (`crate::subaccount::binance_sub_key`).
+    SubKey(crate::subaccount::binance_sub_key::BinanceSubKey),
 }
 
 /// What a key must be allowed to do to call an endpoint.
@@ -177,6 +179,11 @@ impl Endpoint {
     fn route(method: &Method, path: &str) -> Option<Endpoint> {
         if let Some(sub) = crate::subaccount::binance::BinanceSub::route(method.as_str(), path) {
             return Some(Endpoint::Sub(sub));
+        }
+        if let Some(sub) =
+            crate::subaccount::binance_sub_key::BinanceSubKey::route(method.as_str(), path)
+        {
+            return Some(Endpoint::SubKey(sub));
         }
         Some(match (method.as_str(), path) {
             ("GET", "/api/v3/ping") => Endpoint::Ping,
@@ -205,7 +212,8 @@ impl Endpoint {
             | Endpoint::AllOrders
             | Endpoint::WithdrawHistory
             | Endpoint::ApiRestrictions
-            | Endpoint::Sub(_) => Some(Permission::Read),
+            | Endpoint::Sub(_)
+            | Endpoint::SubKey(_) => Some(Permission::Read),
             Endpoint::NewOrder | Endpoint::CancelOrder => Some(Permission::Trade),
             Endpoint::Withdraw => Some(Permission::Withdraw),
         }
@@ -280,6 +288,14 @@ fn signed(
         Endpoint::WithdrawHistory => withdraw_history(sim, &caller),
         Endpoint::ApiRestrictions => Ok(api_restrictions(sim, &caller)),
         Endpoint::Sub(sub) => crate::subaccount::binance::handle(
+            sim,
+            sub,
+            &caller.api_key,
+            &caller.credentials,
+            &caller.params.values,
+        )
+        .map_err(|(status, code, msg)| ApiError::new(status, code, msg)),
+        Endpoint::SubKey(sub) => crate::subaccount::binance_sub_key::handle(
             sim,
             sub,
             &caller.api_key,
