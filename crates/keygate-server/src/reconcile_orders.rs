@@ -38,12 +38,13 @@ fn cursor_key(venue: &str) -> String {
     format!("reconcile.{venue}.orders_until_ms")
 }
 
-/// Sends one signed read and returns the answer's body, or `None` for an unlisted symbol.
-async fn send(
+/// Sends one signed read (`build` makes it; `None`: the venue has none) and returns the
+/// answer's body, or `None` for an unlisted symbol.
+pub(crate) async fn send(
     gw: &Gateway,
     setup: &VenueSetup,
     what: &str,
-    build: impl FnOnce(&keygate_venues::Keys<'_>) -> keygate_venues::Outgoing,
+    build: impl FnOnce(&keygate_venues::Keys<'_>) -> Option<keygate_venues::Outgoing>,
 ) -> Result<Option<Vec<u8>>, String> {
     let secret = gw
         .credentials
@@ -52,6 +53,7 @@ async fn send(
         .map_err(|e| e.to_string())?;
     let out = build(&crate::keys(&secret, &setup.credential).map_err(|e| e.to_string())?);
     drop(secret);
+    let out = out.ok_or_else(|| format!("{} has no {what} keygate can read", setup.name))?;
     let req = crate::venue_request(&gw.http, &setup.base_url, out, setup.timeout)
         .map_err(|e| e.to_string())?;
     let resp = req.send().await.map_err(|e| {
@@ -89,7 +91,7 @@ async fn symbols(gw: &Gateway, setup: &VenueSetup) -> Result<Vec<String>, String
     let instruments = crate::references::traded_instruments(&clients, setup);
     let now = gw.store.clock().now();
     let held = match send(gw, setup, "account", |k| {
-        setup.adapter.account_request(k, now)
+        Some(setup.adapter.account_request(k, now))
     })
     .await?
     {
@@ -134,9 +136,11 @@ async fn read_symbol(
     for _ in 0..MAX_PAGES {
         let now = gw.store.clock().now();
         let body = send(gw, setup, "order history", |k| {
-            setup
-                .adapter
-                .order_history(symbol, since, page.as_ref(), k, now)
+            Some(
+                setup
+                    .adapter
+                    .order_history(symbol, since, page.as_ref(), k, now),
+            )
         })
         .await?;
         let Some(body) = body else {

@@ -21,7 +21,7 @@ use keygate_core::freeze::Scope;
 use keygate_core::time::{DAY, MINUTE, SECOND};
 use keygate_core::{Action, Engine, Millis};
 use keygate_server::containment::{self, Containment, Policy, Setup};
-use keygate_server::{Gateway, VenueSetup, reconcile, reconcile_orders};
+use keygate_server::{Gateway, VenueSetup, reconcile, reconcile_orders, reconcile_transfers};
 use keygate_sim::{Master, Sim, SimConfig, SubAccount, VenueKind as SimKind};
 use keygate_store::{Backend, Clock, Decider, DeciderOptions, NewCredential, Store, testing};
 use keygate_vault::{Binding, CredentialKind, CredentialSecret, MasterKey, SecretString};
@@ -78,10 +78,13 @@ fn sim(v: V) -> Sim {
         {"venue": v.name(), "api_key": "leaked", "secret": "leaked-secret",
          "balances": {"USDT": "200000", "BTC": "2"},
          "restrictions": {"enable_withdrawals": true, "enable_spot_and_margin_trading": true}},
+        // Another sub-account of the same master, where the thief moves funds to.
+        {"venue": v.name(), "api_key": "other", "secret": "other-secret"},
     ]);
     if let V::Okx = v {
         accounts[0]["passphrase"] = json!("mp");
         accounts[1]["passphrase"] = json!("lp");
+        accounts[2]["passphrase"] = json!("op");
     }
     let config = SimConfig::from_json(&json!({ "accounts": accounts }).to_string()).unwrap();
     let masters = vec![Master {
@@ -90,10 +93,16 @@ fn sim(v: V) -> Sim {
             V::Okx => SimKind::Okx,
         },
         api_key: "master".into(),
-        sub_accounts: vec![SubAccount {
-            name: "trading1@example.com".into(),
-            api_key: "leaked".into(),
-        }],
+        sub_accounts: vec![
+            SubAccount {
+                name: "trading1@example.com".into(),
+                api_key: "leaked".into(),
+            },
+            SubAccount {
+                name: "thief@example.com".into(),
+                api_key: "other".into(),
+            },
+        ],
     }];
     Sim::new_with_masters(config, masters).unwrap()
 }
@@ -317,7 +326,10 @@ async fn attack(gw: &Gateway, v: V, clock: &Clock, addr: SocketAddr, what: (&str
             next_poll += POLL;
             let w = reconcile::pass(gw, &setup).await.unwrap();
             let o = reconcile_orders::pass(gw, &setup).await.unwrap();
-            if a.caught_at.is_none() && !(w.unapproved.is_empty() && o.unapproved.is_empty()) {
+            let x = reconcile_transfers::pass(gw, &setup).await.unwrap();
+            if a.caught_at.is_none()
+                && !(w.unapproved.is_empty() && o.unapproved.is_empty() && x.is_empty())
+            {
                 a.caught_at = Some(t);
             }
         }
@@ -456,6 +468,50 @@ async fn a_drain_by_withdrawals_around_keygate_over_40_minutes_gets_the_first_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_by_orders_around_keygate_over_40_minutes_gets_the_first_only() {
     drain_by_orders(V::Binance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_by_transfers_to_another_sub_account_around_keygate_gets_the_first_only() {
+    let v = V::Binance;
+    let (clock, turn) = clock();
+    let _turn = turn.lock().await;
+    let sim = sim(v);
+    let addr = serve(&sim).await;
+    let (store, _dir) = store(v, clock, false).await;
+    let gw = gateway(&store, v, addr);
+
+    let a = attack(
+        &gw,
+        v,
+        clock,
+        addr,
+        (
+            "/sapi/v1/sub-account/transfer/subToSub",
+            "toEmail=thief@example.com&asset=USDT&amount=10000",
+        ),
+    )
+    .await;
+    assert_first_only(&a);
+    assert_eq!(
+        sim.sub_to_subs().len(),
+        1,
+        "one transfer to the other sub-account"
+    );
+    assert_eq!(sim.balance("other", "USDT"), Some(Decimal::from(10_000)));
+    assert!(sim.withdrawals().is_empty());
+    assert_swept(&sim);
+    assert_eq!(sim.balance("master", "USDT"), Some(Decimal::from(190_000)));
+    // Containment's own sweeps to the master are in the history too, and raise nothing.
+    let freezes = store.freezes(false).await.unwrap();
+    assert_eq!(freezes.len(), 1, "{freezes:?}");
+    assert!(
+        freezes[0]
+            .freeze
+            .reason
+            .contains("sub-account:thief@example.com"),
+        "{}",
+        freezes[0].freeze.reason
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

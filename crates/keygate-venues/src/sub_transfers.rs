@@ -24,6 +24,11 @@ use crate::{Adapter, Keys, Outgoing, Params, VenueKind, binance};
 pub const BINANCE_PAGE: usize = 500;
 
 impl Adapter {
+    /// Whether the venue has a sub-account transfer history keygate reads (Binance).
+    pub fn reads_sub_transfers(&self) -> bool {
+        self.kind == VenueKind::Binance
+    }
+
     /// The signed read of the transfers out of the sub-account since `since_ms`; `None` where
     /// the venue has no such history (OKX).
     pub fn sub_transfer_history(
@@ -32,7 +37,7 @@ impl Adapter {
         keys: &Keys<'_>,
         now_ms: i64,
     ) -> Option<Outgoing> {
-        if self.kind != VenueKind::Binance {
+        if !self.reads_sub_transfers() {
             return None;
         }
         let mut p = Params::new();
