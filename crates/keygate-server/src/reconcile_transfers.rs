@@ -5,7 +5,8 @@
 //! withdrawal: nothing explains it, and it raises the unapproved-outflow alarm and the freeze
 //! `[containment] unapproved_outflow` names. Judged once (by `subtransfer:<tranId>`).
 //!
-//! The cursor is kept in the store (`reconcile.{venue}.transfers_until_ms`), each read
+//! Read only for a venue with containment (its key is a sub-account's). The cursor is kept in
+//! the store (`reconcile.{venue}.transfers_until_ms`), each read
 //! overlapping the last by [`OVERLAP`].
 
 use keygate_core::Millis;
@@ -25,13 +26,21 @@ fn cursor_key(venue: &str) -> String {
     format!("reconcile.{venue}.transfers_until_ms")
 }
 
+/// Whether the venue's key is a sub-account's: the venue has containment (`sub_account` in
+/// `[venues.NAME]`). Any other key has no sub-account transfer history to read.
+fn is_sub_account(gw: &Gateway, setup: &VenueSetup) -> bool {
+    gw.containment
+        .as_ref()
+        .is_some_and(|c| c.venues.iter().any(|v| v.venue == setup.name))
+}
+
 /// The transfers out since `since`, page by page; `None` where the venue has no such history.
 async fn read(
     gw: &Gateway,
     setup: &VenueSetup,
     since: Millis,
 ) -> Result<Option<Vec<Outflow>>, String> {
-    if !setup.adapter.reads_sub_transfers() {
+    if !setup.adapter.reads_sub_transfers() || !is_sub_account(gw, setup) {
         return Ok(None);
     }
     let mut from = since;
