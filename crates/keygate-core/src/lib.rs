@@ -19,6 +19,7 @@ pub mod policy;
 pub mod price;
 pub mod replay;
 pub mod time;
+pub mod venue_order;
 
 pub use decide::{Debit, Engine, EngineError, LimitCheck, Outcome, State, Verdict, decide};
 pub use intent::{Action, Intent, IntentError};

@@ -76,6 +76,9 @@ pub fn alert_of(row: &AuditRow) -> Option<Value> {
         AuditEntry::Reconcile(ReconcileEvent::Unapproved { reason, .. }) => {
             ("unapproved_outflow", "critical", reason)
         }
+        AuditEntry::Reconcile(ReconcileEvent::OrderUnapproved { reason, .. }) => {
+            ("unapproved_order", "critical", reason)
+        }
         AuditEntry::Containment(c) => containment_alert(&c)?,
         _ => return None,
     };

@@ -26,6 +26,8 @@ mod gateway;
 pub mod metrics;
 pub mod native;
 pub mod reconcile;
+pub mod reconcile_orders;
+pub mod reconcile_transfers;
 pub mod references;
 pub mod refusal;
 pub mod tls;

@@ -190,6 +190,16 @@ pub fn spawn(gw: Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
                         .increment(1);
                     tracing::error!(venue = %setup.name, error = %e, "reconciliation failed; withdrawals at this venue are not being checked");
                 }
+                if let Err(e) = crate::reconcile_orders::pass(&gw, &setup).await {
+                    metrics::counter!("keygate_reconcile_errors_total", "venue" => setup.name.clone())
+                        .increment(1);
+                    tracing::error!(venue = %setup.name, error = %e, "order reconciliation failed; orders at this venue are not being checked");
+                }
+                if let Err(e) = crate::reconcile_transfers::pass(&gw, &setup).await {
+                    metrics::counter!("keygate_reconcile_errors_total", "venue" => setup.name.clone())
+                        .increment(1);
+                    tracing::error!(venue = %setup.name, error = %e, "transfer reconciliation failed; transfers out of this sub-account are not being checked");
+                }
             }
         }));
     }

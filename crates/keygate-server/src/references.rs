@@ -147,13 +147,27 @@ async fn read(
     Ok(Reference { price, at: now })
 }
 
-/// The venue symbols of the instruments that clients allowed on `venue` may trade.
-fn traded_symbols(clients: &[keygate_core::auth::ClientRecord], setup: &VenueSetup) -> Vec<String> {
-    let mut symbols: Vec<String> = clients
+/// The (base, quote) instruments that clients allowed on `venue` may trade.
+pub(crate) fn traded_instruments(
+    clients: &[keygate_core::auth::ClientRecord],
+    setup: &VenueSetup,
+) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = clients
         .iter()
         .filter(|c| c.enabled && c.venues.iter().any(|v| v == &setup.name))
         .flat_map(|c| c.instruments.iter())
         .filter_map(|i| i.split_once('/'))
+        .map(|(base, quote)| (base.to_string(), quote.to_string()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    pairs
+}
+
+/// The venue symbols of the instruments that clients allowed on `venue` may trade.
+fn traded_symbols(clients: &[keygate_core::auth::ClientRecord], setup: &VenueSetup) -> Vec<String> {
+    let mut symbols: Vec<String> = traded_instruments(clients, setup)
+        .iter()
         .map(|(base, quote)| venue_symbol(setup.adapter.kind, base, quote))
         .collect();
     symbols.sort();

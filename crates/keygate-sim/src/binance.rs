@@ -157,11 +157,14 @@ enum Endpoint {
     NewOrder,
     CancelOrder,
     OpenOrders,
+    AllOrders,
     Withdraw,
     WithdrawHistory,
     ApiRestrictions,
     /// A master account's sub-account endpoint (`crate::subaccount::binance`).
     Sub(crate::subaccount::binance::BinanceSub),
+    /// A sub-account key's own sub-account endpoint (`crate::subaccount::binance_sub_key`).
+    SubKey(crate::subaccount::binance_sub_key::BinanceSubKey),
 }
 
 /// What a key must be allowed to do to call an endpoint.
@@ -177,6 +180,11 @@ impl Endpoint {
         if let Some(sub) = crate::subaccount::binance::BinanceSub::route(method.as_str(), path) {
             return Some(Endpoint::Sub(sub));
         }
+        if let Some(sub) =
+            crate::subaccount::binance_sub_key::BinanceSubKey::route(method.as_str(), path)
+        {
+            return Some(Endpoint::SubKey(sub));
+        }
         Some(match (method.as_str(), path) {
             ("GET", "/api/v3/ping") => Endpoint::Ping,
             ("GET", "/api/v3/time") => Endpoint::Time,
@@ -187,6 +195,7 @@ impl Endpoint {
             ("POST", "/api/v3/order") => Endpoint::NewOrder,
             ("DELETE", "/api/v3/order") => Endpoint::CancelOrder,
             ("GET", "/api/v3/openOrders") => Endpoint::OpenOrders,
+            ("GET", "/api/v3/allOrders") => Endpoint::AllOrders,
             ("POST", "/sapi/v1/capital/withdraw/apply") => Endpoint::Withdraw,
             ("GET", "/sapi/v1/capital/withdraw/history") => Endpoint::WithdrawHistory,
             ("GET", "/sapi/v1/account/apiRestrictions") => Endpoint::ApiRestrictions,
@@ -200,9 +209,11 @@ impl Endpoint {
             Endpoint::Coins
             | Endpoint::Account
             | Endpoint::OpenOrders
+            | Endpoint::AllOrders
             | Endpoint::WithdrawHistory
             | Endpoint::ApiRestrictions
-            | Endpoint::Sub(_) => Some(Permission::Read),
+            | Endpoint::Sub(_)
+            | Endpoint::SubKey(_) => Some(Permission::Read),
             Endpoint::NewOrder | Endpoint::CancelOrder => Some(Permission::Trade),
             Endpoint::Withdraw => Some(Permission::Withdraw),
         }
@@ -272,10 +283,19 @@ fn signed(
         Endpoint::NewOrder => new_order(sim, &caller),
         Endpoint::CancelOrder => cancel_order(sim, &caller),
         Endpoint::OpenOrders => Ok(open_orders(sim, &caller)),
+        Endpoint::AllOrders => all_orders(sim, &caller),
         Endpoint::Withdraw => withdraw(sim, &caller),
         Endpoint::WithdrawHistory => withdraw_history(sim, &caller),
         Endpoint::ApiRestrictions => Ok(api_restrictions(sim, &caller)),
         Endpoint::Sub(sub) => crate::subaccount::binance::handle(
+            sim,
+            sub,
+            &caller.api_key,
+            &caller.credentials,
+            &caller.params.values,
+        )
+        .map_err(|(status, code, msg)| ApiError::new(status, code, msg)),
+        Endpoint::SubKey(sub) => crate::subaccount::binance_sub_key::handle(
             sim,
             sub,
             &caller.api_key,
@@ -950,6 +970,51 @@ fn open_orders(sim: &Sim, caller: &Caller) -> Value {
         })
         .collect();
     Value::Array(orders)
+}
+
+/// `GET /api/v3/allOrders` (weight 20): a symbol's orders, every state, ascending by id; from
+/// `orderId` on, or placed in `startTime`..`endTime` (at most 24 h apart), at most `limit`
+/// (default 500, at most 1000). An unlisted symbol is -1121.
+fn all_orders(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
+    let p = &caller.params;
+    let symbol = p.required("symbol")?;
+    let from_id = p.number("orderId")?;
+    let start = p.number("startTime")?;
+    let end = p.number("endTime")?;
+    if let (Some(s), Some(e)) = (start, end)
+        && e.saturating_sub(s) > 24 * 60 * 60 * 1000
+    {
+        return Err(ApiError::bad_request(
+            -1127,
+            "More than 24 hours between startTime and endTime.",
+        ));
+    }
+    let limit = p.number("limit")?.unwrap_or(500).clamp(1, 1000);
+    let state = sim.lock();
+    if state.market(VenueKind::Binance, symbol).is_none() {
+        return Err(ApiError::bad_request(-1121, "Invalid symbol."));
+    }
+    let mut orders: Vec<Order> = state
+        .orders_of(VenueKind::Binance, &caller.api_key)
+        .into_iter()
+        .filter(|o| o.symbol == symbol)
+        .filter(|o| from_id.is_none_or(|id| i64::try_from(o.id).is_ok_and(|oid| oid >= id)))
+        .filter(|o| start.is_none_or(|s| o.time_ms >= s))
+        .filter(|o| end.is_none_or(|e| o.time_ms <= e))
+        .collect();
+    orders.sort_by_key(|o| o.id);
+    let rows = orders
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(1000))
+        .map(|o| {
+            let mut fields = order_fields(o);
+            fields.insert("time".into(), json!(o.time_ms));
+            fields.insert("updateTime".into(), json!(o.update_time_ms));
+            fields.insert("isWorking".into(), json!(o.status.is_open()));
+            Value::Object(fields)
+        })
+        .collect();
+    Ok(Value::Array(rows))
 }
 
 fn withdraw(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {

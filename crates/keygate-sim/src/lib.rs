@@ -67,6 +67,7 @@ pub use config::{
 pub use state::{
     AccountView, Fill, Order, OrderStatus, OrderType, Side, Sim, SimError, SimSnapshot, Withdrawal,
 };
+pub use subaccount::binance_sub_key::SubToSub;
 pub use subaccount::{Master, SubAccount, SubTransfer};
 
 /// The largest request body the simulator reads.

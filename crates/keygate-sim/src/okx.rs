@@ -161,6 +161,7 @@ enum Endpoint {
     PlaceOrder,
     CancelOrder,
     OrdersPending,
+    OrdersHistory,
     Withdrawal,
     WithdrawalHistory,
     Config,
@@ -189,6 +190,7 @@ impl Endpoint {
             ("POST", "/api/v5/trade/order") => Endpoint::PlaceOrder,
             ("POST", "/api/v5/trade/cancel-order") => Endpoint::CancelOrder,
             ("GET", "/api/v5/trade/orders-pending") => Endpoint::OrdersPending,
+            ("GET", "/api/v5/trade/orders-history") => Endpoint::OrdersHistory,
             ("POST", "/api/v5/asset/withdrawal") => Endpoint::Withdrawal,
             ("GET", "/api/v5/asset/withdrawal-history") => Endpoint::WithdrawalHistory,
             ("GET", "/api/v5/account/config") => Endpoint::Config,
@@ -202,6 +204,7 @@ impl Endpoint {
             Endpoint::Currencies
             | Endpoint::Balance
             | Endpoint::OrdersPending
+            | Endpoint::OrdersHistory
             | Endpoint::WithdrawalHistory
             | Endpoint::Config
             | Endpoint::Sub(_) => Some(Permission::Read),
@@ -301,6 +304,7 @@ fn private(
         Endpoint::PlaceOrder => place_order(sim, &caller),
         Endpoint::CancelOrder => cancel_order(sim, &caller),
         Endpoint::OrdersPending => orders_pending(sim, &caller),
+        Endpoint::OrdersHistory => orders_history(sim, &caller),
         Endpoint::Withdrawal => withdrawal(sim, &caller),
         Endpoint::WithdrawalHistory => withdrawal_history(sim, &caller),
         Endpoint::Config => Ok(config(&caller)),
@@ -791,6 +795,37 @@ fn orders_pending(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
         .filter(|_| inst_type.is_none_or(|t| t == "SPOT"))
         .filter(|o| inst_id.is_none_or(|i| o.symbol == i))
         .filter(|o| ord_type.is_none_or(|t| o.venue_type == t))
+        .map(order_json)
+        .collect();
+    Ok(ok(data))
+}
+
+/// `GET /api/v5/trade/orders-history`: every order of `instType` (only `SPOT` here), newest
+/// first, older than the `after` ordId, placed at or after `begin` and at or before `end`, at
+/// most `limit` (default and most 100). The simulator keeps every order, not only 7 days.
+fn orders_history(sim: &Sim, caller: &Caller) -> Result<Value, ApiError> {
+    let p = &caller.params;
+    if p.required("instType")? != "SPOT" {
+        return Ok(ok(vec![]));
+    }
+    let num = |name: &str| -> Result<Option<i64>, ApiError> {
+        p.get(name)?
+            .map(|t| t.parse::<i64>().map_err(|_| param_error(name)))
+            .transpose()
+    };
+    let (after, begin, end) = (num("after")?, num("begin")?, num("end")?);
+    let limit = num("limit")?.unwrap_or(100).clamp(1, 100);
+    let inst_id = p.get("instId")?;
+    let data = sim
+        .lock()
+        .orders_of(VenueKind::Okx, &caller.api_key)
+        .iter()
+        .rev()
+        .filter(|o| inst_id.is_none_or(|i| o.symbol == i))
+        .filter(|o| after.is_none_or(|a| i64::try_from(o.id).is_ok_and(|id| id < a)))
+        .filter(|o| begin.is_none_or(|b| o.time_ms >= b))
+        .filter(|o| end.is_none_or(|e| o.time_ms <= e))
+        .take(usize::try_from(limit).unwrap_or(100))
         .map(order_json)
         .collect();
     Ok(ok(data))

@@ -510,6 +510,15 @@ impl State {
             .collect()
     }
 
+    /// Every order of `api_key` (open, filled, cancelled), oldest first: the order history.
+    pub fn orders_of(&self, venue: VenueKind, api_key: &str) -> Vec<Order> {
+        self.orders
+            .iter()
+            .filter(|o| o.venue == venue && o.api_key == api_key)
+            .cloned()
+            .collect()
+    }
+
     /// Withdrawals of `api_key`, oldest first.
     pub fn withdrawals_of(&self, venue: VenueKind, api_key: &str) -> Vec<Withdrawal> {
         self.withdrawals

@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod rescue;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod venue_orders;
 
 use std::str::FromStr;
 use std::sync::Once;

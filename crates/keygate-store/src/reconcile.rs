@@ -56,10 +56,8 @@ impl Store {
                 "an unapproved outflow of {} {} from {} to {} (venue id {})",
                 o.amount, o.asset, o.venue, o.destination, o.id
             );
-            let actor = format!("reconcile:{}", o.venue);
-            let id = crate::freeze::set_in(&mut tx, scope, &reason, &actor, now).await?;
-            entries.push(crate::freeze::freeze_entry(id, scope, &reason, &actor, now));
-            freeze_id = Some(id);
+            freeze_id =
+                Some(freeze_in(&mut tx, scope, &reason, &o.venue, now, &mut entries).await?);
         }
         let seqs = append(&mut tx, &mut head, entries, now).await?;
         let audit_id = seqs.first().copied().unwrap_or_default();
@@ -87,7 +85,23 @@ impl Store {
     }
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Sets, in `tx`, the freeze of `scope` that an unapproved action at `venue` calls for (as
+/// `[containment] unapproved_outflow` names it), and adds its audit entry to `entries`.
+pub(crate) async fn freeze_in(
+    tx: &mut Tx,
+    scope: &keygate_core::freeze::Scope,
+    reason: &str,
+    venue: &str,
+    now: keygate_core::Millis,
+    entries: &mut Vec<NewEntry>,
+) -> Result<i64, StoreError> {
+    let actor = format!("reconcile:{venue}");
+    let id = crate::freeze::set_in(tx, scope, reason, &actor, now).await?;
+    entries.push(crate::freeze::freeze_entry(id, scope, reason, &actor, now));
+    Ok(id)
+}
 
 /// Whether this outflow was judged before.
 async fn is_known(tx: &mut Tx, o: &Outflow) -> Result<bool, StoreError> {
@@ -186,7 +200,10 @@ async fn transfer_reference(
 
 /// A withdrawal's reference: the bot's request id when the venue reports it, or the one the
 /// gateway sets on a withdrawal without one.
-fn withdrawal_reference(decision: Option<&DecisionEntry<'_>>, seq: i64) -> Option<String> {
+pub(crate) fn withdrawal_reference(
+    decision: Option<&DecisionEntry<'_>>,
+    seq: i64,
+) -> Option<String> {
     let request = decision?.request.as_ref()?;
     Some(match &request.venue_ref {
         Some(r) => r.to_string(),

@@ -55,12 +55,12 @@ async fn migrations_apply_once_and_are_idempotent(b: Backend) {
     assert_eq!(s.backend(), b);
     assert_eq!(
         s.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     );
     s.migrate().await.unwrap();
     assert_eq!(
         s.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
     );
     match b {
         Backend::Sqlite => assert_eq!(

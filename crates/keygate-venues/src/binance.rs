@@ -455,7 +455,7 @@ pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64, recv_window_ms:
     }
 }
 
-fn internal(endpoint: &'static str, path: &str, params: Params) -> Classified {
+pub(crate) fn internal(endpoint: &'static str, path: &str, params: Params) -> Classified {
     Classified {
         endpoint,
         method: "GET".into(),

@@ -17,7 +17,7 @@
 //! and the destination type too, since they are parameters. Left out is only what keygate adds
 //! when it signs, which is not the bot's request: Binance's `recvWindow`, `timestamp` and
 //! `signature`, OKX's `OK-ACCESS-*` headers, the API key, and the client id keygate gives a
-//! withdrawal the bot sent without one (`Adapter::tag_withdrawal`, after the decision). The text
+//! withdrawal or new order the bot sent without one (`Adapter::tag`, after the decision). The text
 //! holds no key, secret or signature: it is built before signing, from the classified request
 //! alone.
 //!

@@ -25,8 +25,10 @@ mod canonical;
 pub mod containment;
 pub mod native;
 pub mod okx;
+pub mod orders;
 pub mod params;
 pub mod reference;
+pub mod sub_transfers;
 
 pub use params::Params;
 
@@ -299,28 +301,6 @@ impl Adapter {
         }
     }
 
-    /// Makes a withdrawal carry `reference` as its client id (Binance `withdrawOrderId`, OKX
-    /// `clientId`) when the bot gave none, so reconciliation can tell keygate's withdrawals
-    /// from any other by the id the venue reports back.
-    pub fn tag_withdrawal(&self, c: &mut Classified, reference: &str) {
-        if c.action != Action::Withdraw || c.request_id.is_some() {
-            return;
-        }
-        match &mut c.forward {
-            Forward::Form(p) => {
-                let _ = p.push("withdrawOrderId".into(), reference.into(), "");
-            }
-            Forward::Json { body: Some(b), .. } => {
-                b.insert(
-                    "clientId".into(),
-                    serde_json::Value::String(reference.into()),
-                );
-            }
-            Forward::Json { body: None, .. } => return,
-        }
-        c.request_id = Some(reference.to_string());
-    }
-
     /// Parses a withdrawal-history answer into the outflows of `venue`.
     pub fn parse_withdrawal_history(
         &self,
@@ -541,7 +521,7 @@ mod tests {
                     body: body.as_bytes(),
                 })
                 .unwrap();
-            a.tag_withdrawal(&mut c, "kg42");
+            a.tag(&mut c, "kg42");
             assert_eq!(c.request_id.as_deref(), Some("kg42"));
             let out = a.sign(
                 &c,
@@ -555,7 +535,7 @@ mod tests {
             let sent = String::from_utf8(out.body).unwrap();
             assert!(sent.contains("kg42"), "{sent}");
             // A bot's own id stays.
-            a.tag_withdrawal(&mut c, "kg43");
+            a.tag(&mut c, "kg43");
             assert_eq!(c.request_id.as_deref(), Some("kg42"));
         }
     }

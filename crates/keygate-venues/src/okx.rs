@@ -434,7 +434,7 @@ pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
     }
 }
 
-fn internal(endpoint: &'static str, path: &str) -> Classified {
+pub(crate) fn internal(endpoint: &'static str, path: &str) -> Classified {
     Classified {
         endpoint,
         method: "GET".into(),
@@ -476,7 +476,7 @@ pub(crate) fn restrictions_request() -> Classified {
 }
 
 /// The `data` array of an OKX answer whose `code` is "0".
-fn data(body: &[u8]) -> Result<Vec<Value>, String> {
+pub(crate) fn data(body: &[u8]) -> Result<Vec<Value>, String> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
     match v.get("code").and_then(Value::as_str) {

@@ -47,7 +47,7 @@ pub(super) async fn allowed(
     let Some(setup) = inc.setup else {
         return Err(GatewayError::Internal(Internal::NotForwardable).with_decision(id));
     };
-    setup.adapter.tag_withdrawal(
+    setup.adapter.tag(
         &mut classified,
         &keygate_core::outflow::gateway_reference(id),
     );

@@ -7,5 +7,6 @@
 mod containment;
 mod gateway;
 mod holds;
+mod orders;
 mod setup;
 mod transfers;

@@ -26,6 +26,10 @@ pub const SIM_SECRET: &str = "bsecret";
 
 pub struct Env {
     pub app: axum::Router,
+    /// The gateway behind `app`, for driving its background tasks in-process.
+    pub gw: Arc<Gateway>,
+    /// The simulator's address, for requests straight at the venue (around keygate).
+    pub venue_url: String,
     pub token: String,
     pub store: Store,
     _dir: Option<tempfile::TempDir>,
@@ -160,10 +164,11 @@ async fn build(anonymous_public: bool, policies: &str) -> Env {
         })
         .await
         .unwrap();
+    let venue_url = sim().await;
     let venue = VenueSetup {
         name: "binance".into(),
         adapter: Adapter::new(VenueKind::Binance, AdapterOptions::default()),
-        base_url: sim().await,
+        base_url: venue_url.clone(),
         credential: "cr_binance".into(),
         timeout: Duration::from_secs(5),
         reconcile_every: None,
@@ -181,8 +186,11 @@ async fn build(anonymous_public: bool, policies: &str) -> Env {
         Duration::from_secs(60),
     )
     .unwrap();
+    let gw = Arc::new(gw);
     Env {
-        app: keygate_server::app(Arc::new(gw)),
+        app: keygate_server::app(gw.clone()),
+        gw,
+        venue_url,
         token: t.text.to_string(),
         store,
         _dir: dir,

@@ -70,7 +70,7 @@ fn fail(status: StatusCode, code: i64, msg: impl Into<String>) -> Fail {
     (status, code, msg.into())
 }
 
-fn no_permission() -> Fail {
+pub(crate) fn no_permission() -> Fail {
     fail(
         StatusCode::UNAUTHORIZED,
         -2015,
@@ -86,7 +86,7 @@ fn mandatory(name: &str) -> Fail {
     )
 }
 
-fn invalid(name: &str) -> Fail {
+pub(crate) fn invalid(name: &str) -> Fail {
     fail(
         StatusCode::BAD_REQUEST,
         -1130,
@@ -94,14 +94,17 @@ fn invalid(name: &str) -> Fail {
     )
 }
 
-fn get<'p>(params: &'p HashMap<String, String>, name: &str) -> Option<&'p str> {
+pub(crate) fn get<'p>(params: &'p HashMap<String, String>, name: &str) -> Option<&'p str> {
     params
         .get(name)
         .map(String::as_str)
         .filter(|v| !v.is_empty())
 }
 
-fn required<'p>(params: &'p HashMap<String, String>, name: &str) -> Result<&'p str, Fail> {
+pub(crate) fn required<'p>(
+    params: &'p HashMap<String, String>,
+    name: &str,
+) -> Result<&'p str, Fail> {
     get(params, name).ok_or_else(|| mandatory(name))
 }
 

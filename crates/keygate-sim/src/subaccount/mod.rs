@@ -19,6 +19,7 @@
 //! answer HTTP 500, as a lost answer would look; [`Sim::sub_calls`] counts the calls.
 
 pub(crate) mod binance;
+pub mod binance_sub_key;
 pub(crate) mod okx;
 
 use std::collections::{BTreeMap, HashMap};
@@ -92,6 +93,8 @@ pub(crate) struct Subs {
     calls: BTreeMap<String, u64>,
     /// Endpoint path -> how many of its next calls take effect and then answer HTTP 500.
     drop: HashMap<String, u32>,
+    /// Binance transfers between sub-accounts, made with a sub-account's own key.
+    sub_to_sub: Vec<binance_sub_key::SubToSub>,
 }
 
 /// Binance's per-minute UID weight limit for `/sapi` endpoints.
@@ -111,6 +114,34 @@ impl Subs {
             .iter()
             .find(|s| s.name == name)
             .map(|s| s.api_key.clone())
+    }
+
+    /// The master key and the name of the sub-account whose key is `api_key`.
+    pub(crate) fn sub_named(&self, venue: VenueKind, api_key: &str) -> Option<(String, String)> {
+        self.masters
+            .iter()
+            .filter(|m| m.venue == venue)
+            .find_map(|m| {
+                let s = m.sub_accounts.iter().find(|s| s.api_key == api_key)?;
+                Some((m.api_key.clone(), s.name.clone()))
+            })
+    }
+
+    /// Records a transfer between two sub-accounts; returns its id.
+    pub(crate) fn record_sub_to_sub(&mut self, mut t: binance_sub_key::SubToSub) -> u64 {
+        self.next_transfer += 1;
+        t.id = self.next_transfer;
+        self.sub_to_sub.push(t);
+        self.next_transfer
+    }
+
+    pub(crate) fn sub_to_subs_of(
+        &self,
+        master_key: &str,
+    ) -> impl Iterator<Item = &binance_sub_key::SubToSub> {
+        self.sub_to_sub
+            .iter()
+            .filter(move |t| t.master_key == master_key)
     }
 
     /// Counts `weight` against the master's minute; false (and nothing counted) if it would go
@@ -330,6 +361,11 @@ impl Sim {
     /// Transfers from sub-accounts to their masters, oldest first.
     pub fn sub_transfers(&self) -> Vec<SubTransfer> {
         self.lock().subs.transfers.clone()
+    }
+
+    /// Binance transfers between sub-accounts (made with a sub-account's key), oldest first.
+    pub fn sub_to_subs(&self) -> Vec<binance_sub_key::SubToSub> {
+        self.lock().subs.sub_to_sub.clone()
     }
 
     /// How many authenticated calls reached the sub-account endpoint at `path`.

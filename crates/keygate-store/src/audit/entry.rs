@@ -18,6 +18,7 @@ use keygate_core::detect::Signal;
 use keygate_core::freeze::Scope;
 use keygate_core::limits::Move;
 use keygate_core::outflow::Outflow;
+use keygate_core::venue_order::VenueOrder;
 use keygate_core::{Action, Intent, LimitCheck, Millis, Outcome};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -281,6 +282,20 @@ pub enum ReconcileEvent<'a> {
     Unapproved {
         severity: Cow<'a, str>,
         outflow: Cow<'a, Outflow>,
+        reason: String,
+    },
+    /// An order in the venue's history that an allowed trade decision accounts for.
+    #[serde(rename = "order.matched")]
+    OrderMatched {
+        order: Cow<'a, VenueOrder>,
+        decision_id: i64,
+    },
+    /// An order in the venue's history that no decision of keygate's forwarded: the key was
+    /// used around keygate.
+    #[serde(rename = "order.unapproved")]
+    OrderUnapproved {
+        severity: Cow<'a, str>,
+        order: Cow<'a, VenueOrder>,
         reason: String,
     },
 }

@@ -1,7 +1,9 @@
 //! Containment at the venue through the real binary: `keygate doctor` reports a containment key
 //! that can withdraw or trade from anywhere; `keygate serve`, killed with SIGKILL between the
 //! lock and the sweep, finishes the sweep on its next start without locking again, and
-//! `keygate containment status` says what was done.
+//! `keygate containment status` says what was done; `keygate serve` sees an order placed with
+//! its key straight at the venue in the order history, freezes and contains the venue, and the
+//! venue refuses the thief's next order.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -18,10 +20,16 @@ const IP_RESTRICT: &str = "/sapi/v2/sub-account/subAccountApi/ipRestriction";
 /// The simulator with a master account (`master`, restricted as `master`) over the sub-account
 /// of keygate's key `bkey`, serving from a thread of its own.
 pub(crate) fn start(master: Restrictions, secrets: (&str, &str)) -> (Sim, SocketAddr) {
+    start_with(master, secrets, false)
+}
+
+/// [`start`], with `bkey` allowed to trade when `trades`.
+fn start_with(master: Restrictions, secrets: (&str, &str), trades: bool) -> (Sim, SocketAddr) {
     let mut m = account(VenueKind::Binance, "master", secrets.1, None);
     m.balances.clear();
     m.restrictions = master;
-    let sub = account(VenueKind::Binance, "bkey", secrets.0, None);
+    let mut sub = account(VenueKind::Binance, "bkey", secrets.0, None);
+    sub.restrictions.enable_spot_and_margin_trading = trades;
     let masters = vec![Master {
         venue: VenueKind::Binance,
         api_key: "master".into(),
@@ -219,4 +227,93 @@ fn a_kill_between_the_lock_and_the_sweep_is_finished_by_the_next_start_without_l
         status.as_bytes(),
         &[secrets.0.as_bytes().to_vec(), secrets.1.as_bytes().to_vec()],
     );
+}
+
+/// A market buy of 1,000 USDT of BTC signed with keygate's key `bkey` and sent from 127.0.0.2
+/// straight to the venue (around keygate): its HTTP status.
+fn order_around_keygate(addr: SocketAddr, secret: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let query =
+            format!("symbol=BTCUSDT&side=BUY&type=MARKET&quoteOrderQty=1000&timestamp={now}");
+        let sig = keygate_venues::binance::signature(secret, &query);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        let req = format!(
+            "POST /api/v3/order?{query}&signature={sig} HTTP/1.1\r\nHost: {addr}\r\nX-MBX-APIKEY: bkey\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.unwrap();
+        raw.split(' ').nth(1).unwrap().parse().unwrap()
+    })
+}
+
+#[test]
+fn an_order_placed_around_keygate_is_seen_in_the_order_history_and_the_venue_contained() {
+    let secrets = (canary("BSUB"), canary("BMASTER"));
+    let secrets = (secrets.0.as_str(), secrets.1.as_str());
+    let (sim, addr) = start_with(safe_master(), secrets, true);
+    let mut kg = data_dir(addr, secrets);
+    let path = kg.data.join("keygate.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("reconcile_every = \"off\"", "reconcile_every = \"200ms\"");
+    std::fs::write(&path, cfg).unwrap();
+    // A client trades BTC/USDT there: the order history of BTCUSDT is read.
+    kg.ok(
+        &[
+            "client",
+            "add",
+            "bot",
+            "--venue",
+            "binance-main",
+            "--action",
+            "trade",
+            "--instrument",
+            "BTC/USDT",
+        ],
+        None,
+    );
+    let serve = Serve::start(&kg);
+    assert_eq!(
+        order_around_keygate(addr, secrets.0),
+        200,
+        "the first order"
+    );
+    wait_for("the lock and the sweep", || {
+        sim.key_restrictions("bkey").is_some_and(|r| r.ip_restrict)
+            && sim.balance("bkey", "USDT") == Some(Decimal::ZERO)
+            && sim.balance("bkey", "BTC") == Some(Decimal::ZERO)
+    });
+    assert_eq!(
+        order_around_keygate(addr, secrets.0),
+        401,
+        "the next order is refused at the venue"
+    );
+    let placed: Vec<_> = sim
+        .orders()
+        .into_iter()
+        .filter(|o| o.api_key == "bkey")
+        .collect();
+    assert_eq!(placed.len(), 1);
+    let tail = kg.ok(&["audit", "tail", "-n", "100", "--json"], None);
+    assert!(tail.contains("\"order.unapproved\""), "{tail}");
+    assert!(
+        tail.contains(&format!("\"id\":\"{}\"", placed[0].id)),
+        "{tail}"
+    );
+    let freezes = kg.ok(&["freeze", "list"], None);
+    assert!(freezes.contains("an unapproved order"), "{freezes}");
+    drop(serve);
+    kg.ok(&["audit", "verify"], None);
 }
