@@ -1454,35 +1454,8 @@ fn an_address_book_entry_can_be_approved_by_a_quorum_of_signatures() {
 
 #[test]
 fn two_instances_deliver_each_alert_once_between_them_and_take_over_from_each_other() {
-    use axum::body::Bytes;
-
     let s = setup("off");
-    let got: Arc<Mutex<Vec<i64>>> = Arc::default();
-    let g = got.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(move |b: Bytes| {
-                    let g = g.clone();
-                    async move {
-                        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-                        g.lock().unwrap().push(v["id"].as_i64().unwrap());
-                        "ok"
-                    }
-                }),
-            );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    let hook = rx.recv().unwrap();
+    let (hook, got) = webhook();
     let cfg_path = s.kg.data.join("keygate.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
     std::fs::write(
@@ -1519,7 +1492,7 @@ fn two_instances_deliver_each_alert_once_between_them_and_take_over_from_each_ot
     }
     wait_for(4, 30);
     std::thread::sleep(Duration::from_millis(1500));
-    let ids = got.lock().unwrap().clone();
+    let ids: Vec<i64> = got.lock().unwrap().iter().map(|(id, _)| *id).collect();
     let mut sorted = ids.clone();
     sorted.sort();
     sorted.dedup();
@@ -1539,6 +1512,41 @@ fn two_instances_deliver_each_alert_once_between_them_and_take_over_from_each_ot
     );
     assert!(ids.windows(2).all(|w| w[0] <= w[1]), "in order: {ids:?}");
     drop(b);
+}
+
+/// The alerts a webhook was sent: id and kind, in order of arrival.
+pub(crate) type Received = Arc<Mutex<Vec<(i64, String)>>>;
+
+/// A webhook on loopback that records the id and kind of every alert it is sent.
+pub(crate) fn webhook() -> (SocketAddr, Received) {
+    use axum::body::Bytes;
+    let got: Received = Arc::default();
+    let g = got.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |b: Bytes| {
+                    let g = g.clone();
+                    async move {
+                        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+                        let kind = v["kind"].as_str().unwrap_or_default().to_string();
+                        g.lock().unwrap().push((v["id"].as_i64().unwrap(), kind));
+                        "ok"
+                    }
+                }),
+            );
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), got)
 }
 
 /// Rewrites the test's config file through `f`.

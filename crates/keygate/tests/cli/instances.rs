@@ -8,7 +8,6 @@
 //!   sweeps the sub-account once, a transaction signed around keygate with the wallet key is
 //!   judged once by the watchers, and both alarms reach the webhook.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keygate_chain::testing::{Anvil, KEY0, call};
@@ -18,7 +17,7 @@ use serde_json::json;
 
 use crate::containment::{safe_master, start};
 use crate::drills::{CAP_USD, Drill, drill_at, try_http};
-use crate::gateway::{COLD, Serve, edit_config};
+use crate::gateway::{COLD, Serve, edit_config, webhook};
 use crate::util::{Kg, assert_no_leak, canary};
 
 const INSTANCES: usize = 3;
@@ -27,41 +26,6 @@ const IP_RESTRICT: &str = "/sapi/v2/sub-account/subAccountApi/ipRestriction";
 /// Each withdrawal at the cap boundary, in USDT (USD one for one).
 const EACH: i64 = 900;
 const THIEF: &str = "0xa77ac6e700000000000000000000000000000bad";
-
-/// The alerts a webhook was sent: id and kind, in order of arrival.
-type Received = Arc<Mutex<Vec<(i64, String)>>>;
-
-/// A webhook on loopback that records the id and kind of every alert it is sent.
-fn webhook() -> (std::net::SocketAddr, Received) {
-    use axum::body::Bytes;
-    let got: Received = Arc::default();
-    let g = got.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(move |b: Bytes| {
-                    let g = g.clone();
-                    async move {
-                        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-                        let kind = v["kind"].as_str().unwrap_or_default().to_string();
-                        g.lock().unwrap().push((v["id"].as_i64().unwrap(), kind));
-                        "ok"
-                    }
-                }),
-            );
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), got)
-}
 
 /// Polls until `done`, at most 40 s (an alert lease of a killed instance runs out in 10 s).
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
