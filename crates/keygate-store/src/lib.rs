@@ -275,10 +275,15 @@ impl Store {
             // A connection whose transaction failed to end is never reused: after a failed
             // COMMIT (a full disk, say) SQLite has already rolled back, sqlx's ROLLBACK then
             // fails and sqlx keeps counting the transaction as open, so every later BEGIN on
-            // that connection would fail ("non-zero transaction depth") until a restart. The
-            // ping waits for any rollback still queued on the connection.
+            // that connection would fail ("non-zero transaction depth") until a restart. A
+            // connection still counted in a transaction may only have its rollback queued: the
+            // ping waits for it, then it is asked again (sqlx pings every released connection
+            // right after this anyway, so the common case costs no extra round trip).
             .after_release(|conn, _| {
                 Box::pin(async move {
+                    if !sqlx::Connection::is_in_transaction(&*conn) {
+                        return Ok(true);
+                    }
                     sqlx::Connection::ping(&mut *conn).await?;
                     Ok(!sqlx::Connection::is_in_transaction(&*conn))
                 })
