@@ -601,7 +601,8 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
     for history in [2_000, 20_000] {
         crate::bench_order::run(&authorizer, history, n)?;
     }
-    durable(a, setup.engine).await
+    durable(a, setup.engine).await?;
+    crate::bench_clients::run(a.durable.clamp(1_000, 20_000), a.concurrency.max(1)).await
 }
 
 /// Decisions per second through the decider with `concurrency` submitters.
