@@ -235,7 +235,13 @@ async fn data_dir(data: &Path, sim_addr: SocketAddr, secret: &str) -> Result<Arc
         format!(
             "{cfg}\n[venues.bench]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\n"
         )
-        .replace("level = \"info\"", "level = \"warn\""),
+        .replace("level = \"info\"", "level = \"warn\"")
+        // The default per-client trade limit (USD 500,000 an hour) would stop the bench's
+        // thousands of orders partway: the bench measures the path, not that limit.
+        .replace(
+            "actions = [\"trade\"]\nwindow = \"1h\"\nmax_usd = \"500000\"",
+            "actions = [\"trade\"]\nwindow = \"1h\"\nmax_usd = \"1000000000000\"",
+        ),
     )?;
     let config = keygate_config::Config::load_as_written(&cfg_path)?;
     let inst = keygate_config::Instance::open(config, made.paths).await?;
