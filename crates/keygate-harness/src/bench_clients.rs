@@ -150,14 +150,19 @@ async fn set_up(dir: &std::path::Path, n: usize) -> Result<(Store, Vec<String>)>
 
 /// Answers by kind: allowed, held, denied, refused or rejected.
 #[derive(Default)]
-struct Tally([usize; 5]);
+struct Tally([usize; 5], Option<String>);
 
 impl Tally {
     fn add(&mut self, a: &Answer) {
         let i = match a {
             Answer::Decided(d) => match d.verdict.outcome {
                 Outcome::Allow => 0,
-                Outcome::Hold => 1,
+                Outcome::Hold => {
+                    if self.1.is_none() {
+                        self.1 = d.verdict.reasons.first().cloned();
+                    }
+                    1
+                }
                 Outcome::Deny => 2,
             },
             Answer::Refused { .. } => 3,
@@ -212,8 +217,10 @@ async fn run_one(
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             for i in 0..per_task {
-                // Clients in a scattered order, so that consecutive requests rarely share one.
-                let k = (t.wrapping_mul(7_919) + i.wrapping_mul(104_729)) % tokens.len();
+                // Clients in a scattered order (a multiplicative hash, uncorrelated with the
+                // kind of request), so that consecutive requests rarely share one.
+                let h = ((t as u64) << 32 | i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let k = (h >> 33) as usize % tokens.len();
                 let at = T0 + 1 + i as i64;
                 let a = d.gateway(request(&tokens[k], i + t, at)?, at).await?;
                 tally.add(&a);
@@ -226,6 +233,9 @@ async fn run_one(
         let t = task.await??;
         for (a, b) in tally.0.iter_mut().zip(t.0) {
             *a += b;
+        }
+        if tally.1.is_none() {
+            tally.1 = t.1;
         }
     }
     let rate = (per_task * concurrency.max(1)) as f64 / start.elapsed().as_secs_f64();
@@ -262,6 +272,9 @@ pub(crate) async fn run(total: usize, concurrency: usize) -> Result<()> {
             t.0[2],
             t.0[3] + t.0[4]
         );
+        if let Some(r) = &t.1 {
+            println!("  a hold: {r}");
+        }
         rates.push(rate);
     }
     if let [few, many] = rates[..] {
