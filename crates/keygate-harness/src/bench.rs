@@ -30,6 +30,7 @@ pub async fn run(cmd: &BenchCommand) -> Result<()> {
         BenchCommand::Gateway(a) => crate::bench_gateway::run(a).await,
         BenchCommand::Replay(a) => replay_bench(a),
         BenchCommand::Chain(a) => crate::bench_chain::run(a).await,
+        BenchCommand::Soak(a) => crate::bench_soak::run(a).await,
     }
 }
 

@@ -736,3 +736,57 @@ fn wrk_runs(sim: SocketAddr, kg: SocketAddr, token: &str, conns: usize, secs: u6
         _ => println!("\n(wrk is not installed: apt-get install wrk for the cross-check)"),
     }
 }
+
+/// `keygate serve` in front of the simulator, set up as this bench sets it up, for the soak.
+pub(crate) struct Gateway {
+    serve: Serve,
+    pub(crate) kg_addr: SocketAddr,
+    token: Arc<String>,
+    /// The data directory (and the temporary directory that holds it).
+    pub(crate) _tmp: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// The process id of `keygate serve`.
+    pub(crate) fn pid(&self) -> u32 {
+        self.serve.0.id()
+    }
+
+    /// The simulator, a data directory with the bench venue and client (no limit that a long
+    /// run of orders would reach), and `keygate serve` on a loopback port.
+    pub(crate) async fn start() -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let data = tmp.path().join("data");
+        let (sim_addr, secret) = start_sim().await?;
+        let token = data_dir(&data, sim_addr, &secret).await?;
+        let cfg_path = data.join("keygate.toml");
+        let cfg = std::fs::read_to_string(&cfg_path)?.replace(
+            "actions = [\"trade\"]\nwindow = \"1h\"\nmax_usd = \"500000\"",
+            "actions = [\"trade\"]\nwindow = \"1h\"\nmax_usd = \"1000000000000\"",
+        );
+        std::fs::write(&cfg_path, cfg)?;
+        let (serve, kg_addr) = spawn_serve(&data)?;
+        Ok(Self {
+            serve,
+            kg_addr,
+            token,
+            _tmp: tmp,
+        })
+    }
+
+    /// One request through keygate: a read (GET /api/v3/account) or a new order.
+    pub(crate) async fn send(&self, http: &reqwest::Client, order: bool) -> Result<(), String> {
+        let (method, path, body) = if order {
+            (reqwest::Method::POST, "/api/v3/order", ORDER)
+        } else {
+            (reqwest::Method::GET, "/api/v3/account", "")
+        };
+        let t = Target {
+            url: format!("http://{}/venues/bench{path}", self.kg_addr),
+            method,
+            auth: Auth::Token(self.token.clone()),
+            body,
+        };
+        once(http, &t).await
+    }
+}

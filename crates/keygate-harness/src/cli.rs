@@ -79,7 +79,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
-    /// kronos-2023, 3commas-2022, binance-2018 (each scenarios/NAME.jsonl), or
+    /// kronos-2023, kronos-2023-around, kronos-2023-wallet, 3commas-2022, binance-2018 (each
+    /// scenarios/NAME.jsonl), or
     /// kronos-2023-dense with --events.
     pub name: String,
     /// For kronos-2023-dense: about how many events.
@@ -98,6 +99,29 @@ pub enum BenchCommand {
     /// Leaked-key detection on an EVM chain: from a block's appearance on a local anvil node
     /// to the freeze, against a bare poller's view of the same blocks.
     Chain(BenchChainArgs),
+    /// A long steady run of reads and orders through `keygate serve`: p99, resident memory and
+    /// open file descriptors per window; fails if memory grows, a descriptor leaks or p99
+    /// drifts (docs/reliability.md).
+    Soak(BenchSoakArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSoakArgs {
+    /// How long the run lasts, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub secs: u64,
+    /// Requests per second, open loop.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u64,
+    /// Seconds per window (one line of figures each).
+    #[arg(long, default_value_t = 60)]
+    pub every: u64,
+    /// One request in this many is a new order; the others read the account.
+    #[arg(long, default_value_t = 10)]
+    pub orders: u64,
+    /// Keep-alive connections the load is spread over (one request at a time on each).
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
 }
 
 #[derive(Debug, Args)]

@@ -17,7 +17,7 @@ const IP_RESTRICT: &str = "/sapi/v2/sub-account/subAccountApi/ipRestriction";
 
 /// The simulator with a master account (`master`, restricted as `master`) over the sub-account
 /// of keygate's key `bkey`, serving from a thread of its own.
-fn start(master: Restrictions, secrets: (&str, &str)) -> (Sim, SocketAddr) {
+pub(crate) fn start(master: Restrictions, secrets: (&str, &str)) -> (Sim, SocketAddr) {
     let mut m = account(VenueKind::Binance, "master", secrets.1, None);
     m.balances.clear();
     m.restrictions = master;
@@ -54,7 +54,7 @@ fn start(master: Restrictions, secrets: (&str, &str)) -> (Sim, SocketAddr) {
     (sim, rx.recv().unwrap())
 }
 
-fn safe_master() -> Restrictions {
+pub(crate) fn safe_master() -> Restrictions {
     Restrictions {
         ip_restrict: true,
         ip: vec!["127.0.0.1".into()],
