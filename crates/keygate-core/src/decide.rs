@@ -242,7 +242,7 @@ impl State {
                 destinations: &dests,
             })
             .map_err(EngineError::Entities)?;
-        let mut history = crate::detect::History::default();
+        let mut history = crate::detect::History::for_config(&engine.detectors);
         for o in inputs.outflows {
             history.record(o, engine.detectors.window);
         }

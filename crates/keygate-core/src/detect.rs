@@ -16,9 +16,11 @@
 //!
 //! Trades have their own detectors, over the clients' allowed trades: [`trade`].
 
+mod agg;
+mod flows;
 pub mod trade;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -195,21 +197,43 @@ pub struct Outgoing {
     pub usd_cents: i64,
 }
 
-/// The clients' recent outflows.
-#[derive(Debug, Clone, Default)]
+/// The clients' recent outflows, with running aggregates per client (see [`flows`]): a check
+/// costs a few lookups whatever the number of outflows in the window.
+#[derive(Debug, Clone)]
 pub struct History {
-    by_client: HashMap<String, VecDeque<Outgoing>>,
+    by_client: HashMap<String, flows::ClientFlows>,
+    /// The velocity window the aggregates are built for (a check with another one takes the
+    /// plain pass).
+    spell: Millis,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self::for_config(&DetectorConfig::default())
+    }
 }
 
 impl History {
+    /// An empty history whose aggregates fit `cfg` (its velocity window).
+    pub fn for_config(cfg: &DetectorConfig) -> Self {
+        Self {
+            by_client: HashMap::new(),
+            spell: cfg.velocity_window.max(1),
+        }
+    }
+
     /// Remembers an allowed outflow (in time order), forgetting what fell out of `window`.
     pub fn record(&mut self, o: Outgoing, window: Millis) {
-        let q = self.by_client.entry(o.client.clone()).or_default();
-        let horizon = o.at.saturating_sub(window);
-        while q.front().is_some_and(|f| f.at < horizon) {
-            q.pop_front();
+        let spell = self.spell;
+        match self.by_client.get_mut(o.client.as_str()) {
+            Some(c) => c.record(o, window, spell),
+            None => {
+                let mut c = flows::ClientFlows::default();
+                let client = o.client.clone();
+                c.record(o, window, spell);
+                self.by_client.insert(client, c);
+            }
         }
-        q.push_back(o);
     }
 
     fn of(&self, client: &str, now: Millis, window: Millis) -> impl Iterator<Item = &Outgoing> {
@@ -217,7 +241,7 @@ impl History {
         self.by_client
             .get(client)
             .into_iter()
-            .flatten()
+            .flat_map(|c| c.kept.iter())
             .filter(move |o| o.at >= horizon && o.at <= now)
     }
 }
@@ -236,6 +260,16 @@ fn usd(cents: i64) -> String {
 
 /// What the detectors say of one outflow about to be decided: `usd_cents` is its value.
 pub fn examine(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
+    let Some(c) = h.by_client.get(o.client.as_str()) else {
+        return examine_plain(cfg, h, o);
+    };
+    c.examine(cfg, o)
+        .unwrap_or_else(|| examine_plain(cfg, h, o))
+}
+
+/// The same, by a pass over the client's outflows in the window (the aggregates' reference,
+/// and the answer when they cannot give it exactly).
+fn examine_plain(cfg: &DetectorConfig, h: &History, o: &Outgoing) -> Vec<Signal> {
     let past: Vec<&Outgoing> = h.of(&o.client, o.at, cfg.window).collect();
     let mut out = vec![];
     let mut raise = |rule: &Rule, detector: &'static str, reason: Option<String>| {
@@ -276,12 +310,7 @@ fn new_destination(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Op
     {
         return None;
     }
-    Some(format!(
-        "first outflow to {} on {} in {} (new destination)",
-        o.destination,
-        o.venue,
-        crate::time::format_duration(cfg.window)
-    ))
+    Some(reason::new_destination(cfg, o))
 }
 
 /// A value far above the client's usual one: above `size_factor` times the median and above
@@ -302,14 +331,7 @@ fn size_jump(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Option<S
         .checked_mul(cfg.size_mads)
         .and_then(|x| x.checked_add(Decimal::from(m)))
         .unwrap_or(Decimal::MAX);
-    (v > times && v > spread).then(|| {
-        format!(
-            "USD {} is far above this client's usual outflow (median USD {} over {} outflows)",
-            usd(o.usd_cents),
-            usd(m),
-            past.len()
-        )
-    })
+    (v > times && v > spread).then(|| reason::size_jump(o, m, past.len()))
 }
 
 /// An hour of the day the client has not moved value in (within two hours of one it has
@@ -320,10 +342,7 @@ fn off_hours(past: &[&Outgoing], o: &Outgoing) -> Option<String> {
     if past.iter().any(|p| near(hour_utc(p.at))) {
         return None;
     }
-    Some(format!(
-        "{hour:02}:00 UTC is outside the hours this client has moved value in ({} outflows)",
-        past.len()
-    ))
+    Some(reason::off_hours(o, past.len()))
 }
 
 /// Velocity: this short window against the busiest such window of the client's history
@@ -349,15 +368,8 @@ fn velocity(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Option<St
     let burst_count = count >= cfg.velocity_min_count
         && count as i64 > factor.saturating_mul(busiest_count.max(1) as i64);
     let burst_value = baseline && count >= 2 && value > factor.saturating_mul(busiest_value.max(1));
-    (burst_count || burst_value).then(|| {
-        format!(
-            "{count} outflows worth USD {} in {} (this client's busiest such spell: {} worth USD {})",
-            usd(value),
-            crate::time::format_duration(vw),
-            busiest_count,
-            usd(busiest_value)
-        )
-    })
+    (burst_count || burst_value)
+        .then(|| reason::velocity(vw, count, value, busiest_count, busiest_value))
 }
 
 /// A large outflow soon after a small test to the same address.
@@ -371,13 +383,63 @@ fn test_then_drain(cfg: &DetectorConfig, past: &[&Outgoing], o: &Outgoing) -> Op
             && p.usd_cents <= cfg.test_max_usd_cents
             && o.usd_cents >= p.usd_cents.max(1).saturating_mul(cfg.drain_ratio)
     })?;
-    Some(format!(
-        "USD {} to {} {} after a test of USD {} to the same address (test, then drain)",
-        usd(o.usd_cents),
-        o.destination,
-        crate::time::format_duration(o.at - test.at),
-        usd(test.usd_cents)
-    ))
+    Some(reason::test_then_drain(o, test))
+}
+
+/// The outflow detectors' reasons, shared by the plain pass and the aggregates.
+mod reason {
+    use super::{DetectorConfig, Outgoing, usd};
+    use crate::time::{Millis, format_duration, hour_utc};
+
+    pub(super) fn new_destination(cfg: &DetectorConfig, o: &Outgoing) -> String {
+        format!(
+            "first outflow to {} on {} in {} (new destination)",
+            o.destination,
+            o.venue,
+            format_duration(cfg.window)
+        )
+    }
+
+    pub(super) fn size_jump(o: &Outgoing, median: i64, n: usize) -> String {
+        format!(
+            "USD {} is far above this client's usual outflow (median USD {} over {n} outflows)",
+            usd(o.usd_cents),
+            usd(median),
+        )
+    }
+
+    pub(super) fn off_hours(o: &Outgoing, n: usize) -> String {
+        let hour = hour_utc(o.at);
+        format!(
+            "{hour:02}:00 UTC is outside the hours this client has moved value in ({n} outflows)"
+        )
+    }
+
+    pub(super) fn velocity(
+        vw: Millis,
+        count: usize,
+        value: i64,
+        busiest_count: usize,
+        busiest_value: i64,
+    ) -> String {
+        format!(
+            "{count} outflows worth USD {} in {} (this client's busiest such spell: {} worth USD {})",
+            usd(value),
+            format_duration(vw),
+            busiest_count,
+            usd(busiest_value)
+        )
+    }
+
+    pub(super) fn test_then_drain(o: &Outgoing, test: &Outgoing) -> String {
+        format!(
+            "USD {} to {} {} after a test of USD {} to the same address (test, then drain)",
+            usd(o.usd_cents),
+            o.destination,
+            format_duration(o.at - test.at),
+            usd(test.usd_cents)
+        )
+    }
 }
 
 #[cfg(test)]

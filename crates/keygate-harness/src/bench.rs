@@ -258,15 +258,54 @@ fn inputs() -> StateInputs {
     }
 }
 
+/// The client histories (allowed outflows of the probe's client in the detectors' window) the
+/// detectors are timed over.
+const HISTORIES: [usize; 2] = [2_000, 20_000];
+
 /// The engines and states the latency figures are taken on: plain, and with the anomaly
-/// detectors on, each with the same history; the probe intent and the time it is asked at.
+/// detectors on over each of [`HISTORIES`]; the probe intent and the time it is asked at.
 struct Setup {
     engine: Engine,
     state: State,
     watched_engine: Engine,
-    watched_state: State,
+    watched: Vec<(usize, State)>,
     probe: keygate_core::Intent,
     now: i64,
+}
+
+/// A state with the detectors on in which client c0 has made `n` allowed withdrawals, one a
+/// second, ending a second before `now`: a steady history (its first minutes would be a burst
+/// to the detectors, so each is recorded as the policies and limits alone decide it).
+fn watched_state(engine: &Engine, n: usize, now: i64) -> Result<State> {
+    let start = now - n as i64 * 1_000;
+    let mut state = State::new(
+        engine,
+        StateInputs {
+            clock: start,
+            ..inputs()
+        },
+    )?;
+    for i in 0..n {
+        let at = start + i as i64 * 1_000;
+        let v = decide(engine, &state, &intent(0), at);
+        anyhow::ensure!(
+            v.outcome == Outcome::Allow,
+            "history withdrawal {i} is not allowed: {v:?}"
+        );
+        let w = keygate_core::decide::decide_watched(
+            engine,
+            &state,
+            &intent(0),
+            at,
+            &Default::default(),
+        );
+        state.record(&v);
+        let o = w
+            .outgoing
+            .context("a watched withdrawal has no outflow for the detectors")?;
+        state.record_outflow(o, engine.detectors.window);
+    }
+    Ok(state)
 }
 
 fn set_up() -> Result<Setup> {
@@ -275,23 +314,11 @@ fn set_up() -> Result<Setup> {
     // The same engine with the anomaly detectors on, and the same history.
     let mut watched_engine = self::engine()?;
     watched_engine.detectors = keygate_core::detect::DetectorConfig::default();
-    let mut watched_state = State::new(&watched_engine, inputs())?;
     // Some history in the windows, as a running instance would have.
     for i in 0..2_000 {
         let at = T0 + i as i64 * 1_000;
         let v = decide(&engine, &state, &intent(i % CLIENTS), at);
         state.record(&v);
-        let w = keygate_core::decide::decide_watched(
-            &watched_engine,
-            &watched_state,
-            &intent(i % CLIENTS),
-            at,
-            &Default::default(),
-        );
-        watched_state.record(&w.verdict);
-        if let Some(o) = w.outgoing {
-            watched_state.record_outflow(o, watched_engine.detectors.window);
-        }
     }
     let now = T0 + 2_000 * 1_000;
     let probe = intent(0);
@@ -300,12 +327,29 @@ fn set_up() -> Result<Setup> {
         v.outcome == Outcome::Allow,
         "benchmark intent is not allowed: {v:?}"
     );
+    let mut watched = vec![];
+    for n in HISTORIES {
+        let w = watched_state(&watched_engine, n, now)?;
+        let v = keygate_core::decide::decide_watched(
+            &watched_engine,
+            &w,
+            &probe,
+            now,
+            &Default::default(),
+        );
+        anyhow::ensure!(
+            v.verdict.outcome == Outcome::Allow && v.signals.is_empty(),
+            "benchmark intent is not allowed without signals over {n} outflows: {:?}",
+            v.verdict
+        );
+        watched.push((n, w));
+    }
 
     Ok(Setup {
         engine,
         state,
         watched_engine,
-        watched_state,
+        watched,
         probe,
         now,
     })
@@ -350,12 +394,12 @@ fn cedar_request(s: &Setup, authorizer: &Authorizer) -> Result<cedar_policy::Req
     Ok(request)
 }
 
-/// Latency samples, sorted: bare Cedar, decide, decide with the detectors, and decide with the
-/// verdict remembered.
+/// Latency samples, sorted: bare Cedar, decide, decide with the detectors (one per history),
+/// and decide with the verdict remembered.
 struct Samples {
     cedar: Vec<Duration>,
     ours: Vec<Duration>,
-    watched: Vec<Duration>,
+    watched: Vec<(usize, Vec<Duration>)>,
     warm: Vec<Duration>,
 }
 
@@ -369,7 +413,7 @@ fn sample(
         engine,
         state,
         watched_engine,
-        watched_state,
+        watched: watched_states,
         probe,
         now,
     } = s;
@@ -377,7 +421,10 @@ fn sample(
     let whole = engine.policies.whole();
     let mut cedar = Vec::with_capacity(n);
     let mut ours = Vec::with_capacity(n);
-    let mut watched = Vec::with_capacity(n);
+    let mut watched: Vec<(usize, Vec<Duration>)> = watched_states
+        .iter()
+        .map(|(h, _)| (*h, Vec::with_capacity(n)))
+        .collect();
     let mut warm = Vec::with_capacity(n);
     // Interleave them so that machine noise hits all alike. `decide` and the watched decide
     // start with no remembered verdict each time (Cedar runs); `warm` asks again a question
@@ -396,21 +443,25 @@ fn sample(
         let v = decide(engine, state, probe, now);
         warm.push(t.elapsed());
         std::hint::black_box(v);
-        watched_state.forget_verdicts();
-        let t = Instant::now();
-        let w = keygate_core::decide::decide_watched(
-            watched_engine,
-            watched_state,
-            probe,
-            now,
-            &Default::default(),
-        );
-        watched.push(t.elapsed());
-        std::hint::black_box(w);
+        for ((_, st), (_, out)) in watched_states.iter_mut().zip(watched.iter_mut()) {
+            st.forget_verdicts();
+            let t = Instant::now();
+            let w = keygate_core::decide::decide_watched(
+                watched_engine,
+                st,
+                probe,
+                now,
+                &Default::default(),
+            );
+            out.push(t.elapsed());
+            std::hint::black_box(w);
+        }
     }
     cedar.sort();
     ours.sort();
-    watched.sort();
+    for (_, w) in &mut watched {
+        w.sort();
+    }
     warm.sort();
     Samples {
         cedar,
@@ -455,19 +506,27 @@ fn print_latency(engine: &Engine, n: usize, s: &Samples) {
         micros(d50),
         micros(d99)
     );
-    let (w50, w99) = (percentile(watched, 0.5), percentile(watched, 0.99));
-    println!(
-        "{:<44} {:>12} {:>12}",
-        "decide with the detectors (2,000 outflows)",
-        micros(w50),
-        micros(w99)
-    );
-    println!(
-        "{:<44} {:>11.2}x {:>11.2}x",
-        "ratio with detectors / decide",
-        w50.as_secs_f64() / d50.as_secs_f64(),
-        w99.as_secs_f64() / d99.as_secs_f64()
-    );
+    for (history, w) in watched {
+        let (w50, w99) = (percentile(w, 0.5), percentile(w, 0.99));
+        println!(
+            "{:<44} {:>12} {:>12}",
+            format!("decide with every detector ({history} outflows)"),
+            micros(w50),
+            micros(w99)
+        );
+        println!(
+            "{:<44} {:>11.2}x {:>11.2}x",
+            "  ratio with detectors / decide",
+            w50.as_secs_f64() / d50.as_secs_f64(),
+            w99.as_secs_f64() / d99.as_secs_f64()
+        );
+        println!(
+            "{:<44} {:>11.2}x {:>11.2}x",
+            "  ratio with detectors / bare Cedar",
+            w50.as_secs_f64() / c50.as_secs_f64(),
+            w99.as_secs_f64() / c99.as_secs_f64()
+        );
+    }
     println!(
         "{:<44} {:>11.2}x {:>11.2}x",
         "ratio decide / bare Cedar",
@@ -543,7 +602,8 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
     for history in [2_000, 20_000] {
         crate::bench_order::run(&authorizer, history, n)?;
     }
-    durable(a, setup.engine).await
+    durable(a, setup.engine).await?;
+    crate::bench_clients::run(a.durable.clamp(1_000, 20_000), a.concurrency.max(1)).await
 }
 
 /// Decisions per second through the decider with `concurrency` submitters.

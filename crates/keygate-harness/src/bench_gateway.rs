@@ -6,6 +6,10 @@
 //! read (GET /api/v3/account) and a new order (POST /api/v3/order). Latency is measured
 //! open-loop at a fixed rate (each request timed from when it was due, so a stall is counted,
 //! not hidden); throughput closed-loop with a fixed number of connections.
+//!
+//! The floor beside every figure: nginx (Debian's, installed by `scripts/bench-env`) as a plain
+//! reverse proxy to the same simulator in the same run (1 worker, upstream keep-alive), so
+//! keygate's added latency is printed next to what any proxy hop adds on this machine.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -97,8 +101,30 @@ struct Latency {
     errors: u64,
 }
 
-/// `rate` requests a second for `secs`, open loop.
-async fn fixed_rate(http: &reqwest::Client, t: &Target, rate: u64, secs: u64) -> Latency {
+/// One keep-alive connection of the open-loop load: a client of its own, used by one request at
+/// a time (a request due while its lane is busy waits for it, and the wait is in its latency).
+#[derive(Clone)]
+struct Lane {
+    http: reqwest::Client,
+    busy: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn lanes(n: usize) -> Result<Vec<Lane>> {
+    (0..n.max(1))
+        .map(|_| {
+            Ok(Lane {
+                http: reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .tcp_nodelay(true)
+                    .build()?,
+                busy: Arc::new(tokio::sync::Mutex::new(())),
+            })
+        })
+        .collect()
+}
+
+/// `rate` requests a second for `secs`, open loop, spread over `lanes` in turn.
+async fn fixed_rate(lanes: &[Lane], t: &Target, rate: u64, secs: u64) -> Latency {
     let n = rate * secs;
     let gap = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -107,9 +133,11 @@ async fn fixed_rate(http: &reqwest::Client, t: &Target, rate: u64, secs: u64) ->
     for i in 0..n {
         let due = start + gap * (i as u32);
         tokio::time::sleep_until(due).await;
-        let (http, t, errors) = (http.clone(), t.clone(), errors.clone());
+        let lane = lanes[i as usize % lanes.len().max(1)].clone();
+        let (t, errors) = (t.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
-            let r = once(&http, &t).await;
+            let _busy = lane.busy.lock().await;
+            let r = once(&lane.http, &t).await;
             if r.is_err() {
                 errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -207,7 +235,13 @@ async fn data_dir(data: &Path, sim_addr: SocketAddr, secret: &str) -> Result<Arc
         format!(
             "{cfg}\n[venues.bench]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\n"
         )
-        .replace("level = \"info\"", "level = \"warn\""),
+        .replace("level = \"info\"", "level = \"warn\"")
+        // The default per-client trade limit (USD 500,000 an hour) would stop the bench's
+        // thousands of orders partway: the bench measures the path, not that limit.
+        .replace(
+            "actions = [\"trade\"]\nwindow = \"1h\"\nmax_usd = \"500000\"",
+            "actions = [\"trade\"]\nwindow = \"1h\"\nmax_usd = \"1000000000000\"",
+        ),
     )?;
     let config = keygate_config::Config::load_as_written(&cfg_path)?;
     let inst = keygate_config::Instance::open(config, made.paths).await?;
@@ -303,10 +337,115 @@ fn spawn_serve(data: &Path) -> Result<(Serve, SocketAddr)> {
     Ok((serve, kg_addr))
 }
 
-/// The two ends of the bench: the simulator directly, and keygate in front of it.
+/// The Debian package the floor is measured with, pinned (what `scripts/bench-env` installs).
+const NGINX_PACKAGE: &str = "nginx-light=1.22.1-9+deb12u7";
+
+/// nginx as a plain reverse proxy to the simulator, as a process of its own.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nginx binary, if installed.
+fn nginx_binary() -> Option<std::path::PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// The configuration of a plain proxy: one worker, no access log, HTTP/1.1 with keep-alive to
+/// the upstream, everything under `dir`.
+fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 1;
+daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    upstream venue {{
+        server {upstream};
+        keepalive 64;
+    }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://venue;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"
+    )
+}
+
+/// Starts nginx in front of the simulator, or says why not (then the bench runs without it).
+async fn start_nginx(dir: &Path, upstream: SocketAddr) -> Result<Option<Nginx>> {
+    let Some(bin) = nginx_binary() else {
+        println!(
+            "nginx is not installed, so there is no plain-proxy floor in this run: install it with `bash scripts/bench-env` (apt-get install -y {NGINX_PACKAGE})"
+        );
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir)?;
+    // A free loopback port (taken back at once; nginx binds it a moment later).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(dir, addr, upstream))?;
+    let child = Command::new(&bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let nginx = Nginx { child, addr };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            let version = Command::new(&bin)
+                .arg("-v")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+                .unwrap_or_default();
+            println!("nginx as a plain proxy on {addr} ({version}, 1 worker, upstream keep-alive)");
+            return Ok(Some(nginx));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!(
+        "nginx did not start listening on {addr}; see {}/error.log",
+        dir.display()
+    )
+}
+
+/// The ends of the bench: the simulator directly, nginx in front of it (if installed), and
+/// keygate in front of it.
 struct Ends {
     http: reqwest::Client,
+    /// The open-loop load's connections.
+    lanes: Vec<Lane>,
     sim_addr: SocketAddr,
+    nginx_addr: Option<SocketAddr>,
     kg_addr: SocketAddr,
     secret: Arc<String>,
     token: Arc<String>,
@@ -322,6 +461,14 @@ impl Ends {
             },
             body,
         }
+    }
+    /// The same signed request as `direct`, through nginx.
+    fn nginx(&self, method: reqwest::Method, path: &str, body: &'static str) -> Option<Target> {
+        let addr = self.nginx_addr?;
+        Some(Target {
+            url: format!("http://{addr}{path}"),
+            ..self.direct(method, path, body)
+        })
     }
     fn via(&self, method: reqwest::Method, path: &str, body: &'static str) -> Target {
         Target {
@@ -366,50 +513,106 @@ async fn warm_up(e: &Ends, kinds: &[Kind]) -> Result<()> {
                 .await
                 .map_err(anyhow::Error::msg)
                 .context("keygate refused a request")?;
+            if let Some(t) = e.nginx(m.clone(), p, b) {
+                once(http, &t)
+                    .await
+                    .map_err(anyhow::Error::msg)
+                    .context("the simulator refused a request through nginx")?;
+            }
+        }
+        // Each lane's connection to each end, opened before anything is timed.
+        for lane in &e.lanes {
+            let mut ts = vec![e.direct(m.clone(), p, b), e.via(m.clone(), p, b)];
+            ts.extend(e.nginx(m.clone(), p, b));
+            for t in ts {
+                once(&lane.http, &t)
+                    .await
+                    .map_err(anyhow::Error::msg)
+                    .context("a warm-up request failed")?;
+            }
         }
     }
     Ok(())
 }
 
-/// Latency and throughput of each kind, direct and via keygate, as a table.
+/// One kind's figures on one path.
+struct PathFigures {
+    latency: Latency,
+    per_second: f64,
+    errors: u64,
+}
+
+async fn path_figures(
+    http: &reqwest::Client,
+    lanes: &[Lane],
+    t: &Target,
+    a: &BenchGatewayArgs,
+) -> PathFigures {
+    let latency = fixed_rate(lanes, t, a.rate, a.secs).await;
+    let (per_second, errors) = throughput(http, t, a.connections, a.secs).await;
+    PathFigures {
+        errors: errors + latency.errors,
+        latency,
+        per_second,
+    }
+}
+
+/// Latency and throughput of each kind, direct, through nginx and through keygate, as a table:
+/// each proxy's added latency is its p50 (p99) minus the direct one of the same run.
 async fn measure(e: &Ends, kinds: &[Kind], a: &BenchGatewayArgs) {
     let http = &e.http;
     println!(
-        "\nkeep-alive HTTP/1.1 on loopback; latency at {} req/s for {} s (open loop), throughput with {} connections for {} s",
-        a.rate, a.secs, a.connections, a.secs
+        "\nkeep-alive HTTP/1.1 on loopback; latency at {} req/s over {} connections for {} s (open loop), throughput with {} connections for {} s (closed loop)",
+        a.rate, a.connections, a.secs, a.connections, a.secs
     );
     println!(
-        "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>10} {:>10} {:>6}",
-        "request",
-        "direct p50",
-        "direct p99",
-        "via p50",
-        "via p99",
-        "added p50",
-        "added p99",
-        "direct/s",
-        "via/s",
-        "via %"
+        "{:<28} {:<8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>7}",
+        "request", "path", "p50", "p99", "added p50", "added p99", "req/s", "% dir."
     );
     for (name, m, p, b) in kinds {
-        let d = fixed_rate(http, &e.direct(m.clone(), p, b), a.rate, a.secs).await;
-        let v = fixed_rate(http, &e.via(m.clone(), p, b), a.rate, a.secs).await;
-        let (dt, de) = throughput(http, &e.direct(m.clone(), p, b), a.connections, a.secs).await;
-        let (vt, ve) = throughput(http, &e.via(m.clone(), p, b), a.connections, a.secs).await;
-        println!(
-            "{:<28} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>10.0} {:>10.0} {:>5.0}%",
-            name,
-            ms(d.p50),
-            ms(d.p99),
-            ms(v.p50),
-            ms(v.p99),
-            ms(v.p50.saturating_sub(d.p50)),
-            ms(v.p99.saturating_sub(d.p99)),
-            dt,
-            vt,
-            100.0 * vt / dt.max(1.0)
-        );
-        let errors = d.errors + v.errors + de + ve;
+        let direct = path_figures(http, &e.lanes, &e.direct(m.clone(), p, b), a).await;
+        let nginx = match e.nginx(m.clone(), p, b) {
+            Some(t) => Some(path_figures(http, &e.lanes, &t, a).await),
+            None => None,
+        };
+        let via = path_figures(http, &e.lanes, &e.via(m.clone(), p, b), a).await;
+        let row = |path: &str, f: &PathFigures| {
+            let added = |x: Duration, d: Duration| ms(x.saturating_sub(d));
+            println!(
+                "{:<28} {:<8} {:>10} {:>10} {:>10} {:>10} {:>9.0} {:>6.0}%",
+                name,
+                path,
+                ms(f.latency.p50),
+                ms(f.latency.p99),
+                added(f.latency.p50, direct.latency.p50),
+                added(f.latency.p99, direct.latency.p99),
+                f.per_second,
+                100.0 * f.per_second / direct.per_second.max(1.0)
+            );
+        };
+        row("direct", &direct);
+        if let Some(n) = &nginx {
+            row("nginx", n);
+        }
+        row("keygate", &via);
+        if let Some(n) = &nginx {
+            let k = via.latency.p99.saturating_sub(direct.latency.p99);
+            let n = n.latency.p99.saturating_sub(direct.latency.p99);
+            // Below 10 µs nginx's added p99 is noise, and a ratio to it means nothing.
+            if n >= Duration::from_micros(10) {
+                println!(
+                    "{:<28} keygate's added p99 / nginx's: {:.1}x",
+                    "",
+                    k.as_secs_f64() / n.as_secs_f64()
+                );
+            } else {
+                println!(
+                    "{:<28} nginx added no measurable p99 in this run (direct p99 is as high): no ratio",
+                    ""
+                );
+            }
+        }
+        let errors = direct.errors + via.errors + nginx.as_ref().map_or(0, |n| n.errors);
         if errors > 0 {
             println!("  ({errors} requests failed; the figures above include them)");
         }
@@ -453,7 +656,10 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
     println!("setting up a data directory and starting `keygate serve` (SQLite) …");
     let token = data_dir(&data, sim_addr, &secret).await?;
     let (serve, kg_addr) = spawn_serve(&data)?;
+    let nginx = start_nginx(&tmp.path().join("nginx"), sim_addr).await?;
     let ends = Ends {
+        nginx_addr: nginx.as_ref().map(|n| n.addr),
+        lanes: lanes(a.connections)?,
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(a.connections.max(64))
             .tcp_nodelay(true)
@@ -477,6 +683,7 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
             .unwrap_or(1)
     );
     drop(serve);
+    drop(nginx);
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 mod bench;
 mod bench_chain;
+mod bench_clients;
 mod bench_gateway;
 mod bench_order;
 mod bench_soak;

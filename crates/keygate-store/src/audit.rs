@@ -96,7 +96,7 @@ pub(crate) async fn db_now(
 }
 
 /// The store's clock as SQL, in milliseconds since the Unix epoch.
-fn now_sql(backend: crate::Backend) -> &'static str {
+pub(crate) fn now_sql(backend: crate::Backend) -> &'static str {
     match backend {
         crate::Backend::Sqlite => {
             "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
@@ -188,38 +188,7 @@ pub(crate) async fn append(
     entries: Vec<NewEntry>,
     store_now: Millis,
 ) -> Result<Vec<i64>, StoreError> {
-    let mut rows = Vec::with_capacity(entries.len());
-    for e in entries {
-        let seq = head.seq + 1;
-        let dated = if e.kind == "decision" {
-            e.at_ms
-        } else {
-            e.at_ms.min(store_now)
-        };
-        let at_ms = dated.max(head.at_ms);
-        let entry = serde_json::to_string(&Canonical {
-            seq,
-            at_ms,
-            kind: e.kind.as_ref(),
-            actor: &e.actor,
-            data: &e.data,
-            debit: e.debit.clone(),
-        })
-        .map_err(|err| StoreError::Corrupt(format!("cannot encode audit entry: {err}")))?;
-        let hash = chain_hash(&head.hash, &entry);
-        rows.push(AuditRow {
-            seq,
-            at_ms,
-            kind: e.kind.into_owned(),
-            actor: e.actor,
-            entry,
-            prev_hash: std::mem::replace(&mut head.hash, hash.clone()),
-            hash,
-            debit: e.debit,
-        });
-        head.seq = seq;
-        head.at_ms = at_ms;
-    }
+    let rows = chain_rows(head, entries, store_now)?;
     let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
     let mut rest = rows.into_iter().peekable();
     let mut left = seqs.len();
@@ -258,6 +227,48 @@ pub(crate) async fn append(
     Ok(seqs)
 }
 
+/// The rows `entries` become after `head` (dated, chained and hashed; see [`append`]), and
+/// `head` moved to the last of them. Nothing is written.
+pub(crate) fn chain_rows(
+    head: &mut Head,
+    entries: Vec<NewEntry>,
+    store_now: Millis,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let mut rows = Vec::with_capacity(entries.len());
+    for e in entries {
+        let seq = head.seq + 1;
+        let dated = if e.kind == "decision" {
+            e.at_ms
+        } else {
+            e.at_ms.min(store_now)
+        };
+        let at_ms = dated.max(head.at_ms);
+        let entry = serde_json::to_string(&Canonical {
+            seq,
+            at_ms,
+            kind: e.kind.as_ref(),
+            actor: &e.actor,
+            data: &e.data,
+            debit: e.debit.clone(),
+        })
+        .map_err(|err| StoreError::Corrupt(format!("cannot encode audit entry: {err}")))?;
+        let hash = chain_hash(&head.hash, &entry);
+        rows.push(AuditRow {
+            seq,
+            at_ms,
+            kind: e.kind.into_owned(),
+            actor: e.actor,
+            entry,
+            prev_hash: std::mem::replace(&mut head.hash, hash.clone()),
+            hash,
+            debit: e.debit,
+        });
+        head.seq = seq;
+        head.at_ms = at_ms;
+    }
+    Ok(rows)
+}
+
 /// The latest checkpoint's (seq, at_ms), or (0, 0).
 pub(crate) async fn last_checkpoint<'e, E>(exec: E) -> Result<(i64, Millis), StoreError>
 where
@@ -278,13 +289,7 @@ pub(crate) async fn write_checkpoint(
     head: &Head,
     signer: &dyn Signer,
 ) -> Result<Checkpoint, StoreError> {
-    let cp = Checkpoint {
-        seq: head.seq,
-        hash: head.hash.clone(),
-        at_ms: head.at_ms,
-        public_key: signer.public_key(),
-        signature: signer.sign(&checkpoint_message(head.seq, &head.hash, head.at_ms)),
-    };
+    let cp = sign_checkpoint(head, signer);
     sqlx::query(
         "INSERT INTO audit_checkpoints (seq, hash, at_ms, public_key, signature) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (seq) DO NOTHING",
@@ -297,6 +302,17 @@ pub(crate) async fn write_checkpoint(
     .execute(&mut **tx)
     .await?;
     Ok(cp)
+}
+
+/// A checkpoint of `head`, signed (not stored).
+pub(crate) fn sign_checkpoint(head: &Head, signer: &dyn Signer) -> Checkpoint {
+    Checkpoint {
+        seq: head.seq,
+        hash: head.hash.clone(),
+        at_ms: head.at_ms,
+        public_key: signer.public_key(),
+        signature: signer.sign(&checkpoint_message(head.seq, &head.hash, head.at_ms)),
+    }
 }
 
 /// When to write a checkpoint.

@@ -26,16 +26,18 @@ use keygate_core::admit::{
 use keygate_core::auth::{AuthError, Presented, TokenRecord};
 use keygate_core::decide::{Extra, State, Watched, decide_watched};
 use keygate_core::{Engine, Intent, Millis, Verdict};
-use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{self, CheckpointPolicy, Head, NewEntry, Signer};
 use crate::{Store, StoreError};
 
 mod entries;
+mod lite;
+mod tx;
 pub use entries::auth_failure_entry;
 use entries::{decision_entry, refused_entry, rejected_entry};
 use std::borrow::Cow;
+use tx::{NewHoldRow, WriteTx};
 
 use crate::audit::RequestInfo;
 
@@ -156,13 +158,19 @@ impl Decider {
     /// Starts the writer task for `store` with `engine`.
     pub fn start(store: Store, engine: Arc<Engine>, opts: DeciderOptions) -> Self {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 8);
+        let path = crate::sqlite_path_of(&store);
         let writer = Writer {
             store,
             engine,
             cache: None,
             opts,
         };
-        tokio::spawn(writer.run(rx));
+        match path {
+            Some(path) => writer.spawn_on_thread(rx, path),
+            None => {
+                tokio::spawn(writer.run(rx, None));
+            }
+        }
         Self { tx }
     }
 
@@ -258,8 +266,60 @@ async fn load_state(
     State::new(engine, inputs).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The SQLite decider's own connection, opened on its thread (again after a failure).
+struct Lite {
+    path: String,
+    conn: Option<std::sync::Mutex<rusqlite::Connection>>,
+}
+
+impl Lite {
+    fn conn(&mut self) -> Result<&std::sync::Mutex<rusqlite::Connection>, StoreError> {
+        if self.conn.is_none() {
+            self.conn = Some(std::sync::Mutex::new(lite::open(&self.path)?));
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| StoreError::Internal("the decider's connection was not kept".into()))
+    }
+}
+
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    /// Runs the writer on a thread of its own, which owns its SQLite connection: every
+    /// statement of a batch runs there, with no hand-off to another thread. sqlx reads only
+    /// what a rebuild of the state needs (under this connection's write lock, so what it reads
+    /// is what this transaction sees).
+    fn spawn_on_thread(self, rx: mpsc::Receiver<Msg>, path: String) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(error = %e, "no runtime for the decider's own thread; deciding through the pool");
+                tokio::spawn(self.run(rx, None));
+                return;
+            }
+        };
+        let (rx, lite) = (rx, Lite { path, conn: None });
+        let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((self, rx, lite))));
+        let moved = cell.clone();
+        let spawned = std::thread::Builder::new()
+            .name("keygate-decider".into())
+            .spawn(move || {
+                let taken = moved.lock().ok().and_then(|mut g| g.take());
+                if let Some((writer, rx, lite)) = taken {
+                    rt.block_on(writer.run(rx, Some(lite)));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the decider's thread; deciding through the pool");
+            if let Some((writer, rx, _)) = cell.lock().ok().and_then(|mut g| g.take()) {
+                tokio::spawn(writer.run(rx, None));
+            }
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>, mut lite: Option<Lite>) {
         let mut pending: Option<Msg> = None;
         loop {
             let first = match pending.take() {
@@ -288,12 +348,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.process(batch).await;
+            self.process(lite.as_mut(), batch).await;
         }
     }
 
-    async fn process(&mut self, mut batch: Vec<Job>) {
-        match self.try_process(&mut batch).await {
+    async fn process(&mut self, mut lite: Option<&mut Lite>, mut batch: Vec<Job>) {
+        match self.try_process(lite.as_deref_mut(), &mut batch).await {
             Ok(results) => {
                 for (job, answer) in batch.into_iter().zip(results) {
                     if let (Some(reply), Some(answer)) = (job.reply, answer) {
@@ -303,6 +363,10 @@ impl Writer {
             }
             Err(e) => {
                 self.cache = None;
+                // The connection is opened afresh for the next batch.
+                if let Some(l) = lite {
+                    l.conn = None;
+                }
                 let early = batch.iter().filter(|j| j.reply.is_none()).count();
                 tracing::error!(error = %e, intents = batch.len(), answered_early = early, "decisions could not be recorded; answering deny");
                 let cause = e.to_string();
@@ -321,15 +385,22 @@ impl Writer {
 
     /// Brings the cache up to `head`: incrementally when only decisions were appended since,
     /// from scratch otherwise (an admin change, another engine, a first run).
-    async fn refresh(
-        &mut self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        head: &Head,
-    ) -> Result<(), StoreError> {
-        if let Some(c) = &mut self.cache {
-            if c.head == *head {
-                return Ok(());
+    async fn refresh(&mut self, tx: &mut WriteTx<'_>, head: &Head) -> Result<(), StoreError> {
+        if self.cache.as_ref().is_some_and(|c| c.head == *head) {
+            return Ok(());
+        }
+        // On the decider's own SQLite connection, through a read transaction of the pool: this
+        // connection holds the write lock and has written nothing yet, so the pool reads what
+        // it would.
+        let mut reader;
+        let tx = match tx {
+            WriteTx::Sqlx(tx) => tx,
+            WriteTx::Lite(_) => {
+                reader = self.store.pool().begin().await?;
+                &mut reader
             }
+        };
+        if let Some(c) = &mut self.cache {
             let gap = head.seq - c.head.seq;
             if gap > 0 && gap <= 10_000 {
                 let rows = audit::rows_after(&mut **tx, c.head.seq, gap).await?;
@@ -392,9 +463,16 @@ impl Writer {
     /// with the pure admission and decision of keygate-core, write the outcome. Answers that let
     /// nothing move value (reads, denials, refusals) are sent as soon as their entries are
     /// appended, before the commit; the rest are returned to be sent after it.
-    async fn try_process(&mut self, batch: &mut [Job]) -> Result<Vec<Option<Answer>>, StoreError> {
-        let mut tx = self.store.begin_write().await?;
-        let (mut head, store_now) = audit::lock_head_at(&mut tx, &self.store).await?;
+    async fn try_process(
+        &mut self,
+        lite: Option<&mut Lite>,
+        batch: &mut [Job],
+    ) -> Result<Vec<Option<Answer>>, StoreError> {
+        let mut tx = match lite {
+            Some(l) => WriteTx::Lite(lite::Tx::begin(l.conn()?)?),
+            None => WriteTx::Sqlx(self.store.begin_write().await?),
+        };
+        let (mut head, store_now) = tx.lock_head_at(&self.store).await?;
         self.refresh(&mut tx, &head).await?;
         let Some(cache) = self.cache.as_mut() else {
             return Err(StoreError::Internal(
@@ -436,7 +514,7 @@ impl Writer {
         if let Some(signer) = &self.opts.signer
             && self.opts.checkpoints.due(&head, cache.last_checkpoint)
         {
-            checkpoint = Some(audit::write_checkpoint(&mut tx, &head, signer.as_ref()).await?);
+            checkpoint = Some(tx.write_checkpoint(&head, signer.as_ref()).await?);
         }
         tx.commit().await?;
         cache.head = head;
@@ -476,7 +554,7 @@ fn request_ref(req: &GatewayRequest) -> RequestRef<'_> {
 /// Step 1, load: authenticates each gateway request against the cached tokens, then reads the
 /// holds they name and the first use of their request ids (each once per batch).
 async fn load_batch<'t>(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut WriteTx<'_>,
     batch: &[Job],
     tokens: &'t HashMap<String, TokenRecord>,
     state: &State,
@@ -502,7 +580,7 @@ async fn load_batch<'t>(
         if let Some((req, _)) = admitted(job, auth)
             && let Some(hid) = req.hold
             && !holds.iter().any(|h| h.id == hid)
-            && let Some(h) = load_hold(tx, hid).await?
+            && let Some(h) = tx.load_hold(hid).await?
         {
             holds.push(h);
         }
@@ -525,7 +603,7 @@ async fn load_batch<'t>(
             Some(k) => match seen.get(k) {
                 Some(u) => *u,
                 None => {
-                    let u = used_request_id(tx, k).await?;
+                    let u = tx.used_request_id(k).await?;
                     seen.insert(k, u);
                     u
                 }
@@ -600,7 +678,7 @@ struct NewHold {
 /// write inside is a freeze a detector asks for: its id is in the reasons of every later
 /// decision it stops, so it is set at once (in this transaction) before the next job.
 async fn decide_batch<'a>(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut WriteTx<'_>,
     engine: &Engine,
     state: &mut State,
     batch: &[Job],
@@ -694,39 +772,29 @@ async fn decide_batch<'a>(
 /// Step 3, write: appends the entries, then records the holds set and carried out, the
 /// freezes and the request ids used, under the entries' ids. Gives the entries' ids.
 async fn write_batch(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut WriteTx<'_>,
     head: &mut Head,
     d: Decided<'_>,
     store_now: Millis,
     hold_ttl: Millis,
 ) -> Result<(Vec<i64>, Vec<Pending>), StoreError> {
-    let seqs = audit::append(tx, head, d.entries, store_now).await?;
+    let seqs = tx.append(head, d.entries, store_now).await?;
     let id_of = |i: usize| seqs.get(i).copied().unwrap_or_default();
     for h in d.new_holds {
         let digest = hold_digest(&h.intent, h.request_text.as_deref().unwrap_or_default());
-        sqlx::query(
-            "INSERT INTO holds (decision_id, client, venue, intent_digest, request_id, expires_ms, request_text) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id_of(h.index))
-        .bind(h.intent.client)
-        .bind(h.intent.venue)
-        .bind(digest)
-        .bind(h.request_id)
-        .bind(store_now.saturating_add(hold_ttl))
-        .bind(h.request_text)
-        .execute(&mut **tx)
+        tx.insert_hold(&NewHoldRow {
+            decision_id: id_of(h.index),
+            client: &h.intent.client,
+            venue: &h.intent.venue,
+            digest,
+            request_id: h.request_id.as_deref(),
+            expires_ms: store_now.saturating_add(hold_ttl),
+            request_text: h.request_text.as_deref(),
+        })
         .await?;
     }
     for (i, hid) in d.used_holds {
-        let done = sqlx::query(
-            "UPDATE holds SET executed_ms = $1, executed_by = $2 WHERE decision_id = $3 AND executed_by IS NULL",
-        )
-        .bind(store_now)
-        .bind(id_of(i))
-        .bind(hid)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        if tx.execute_hold(hid, id_of(i), store_now).await? != 1 {
             // Checked under the same lock a moment ago: this cannot happen; refuse the batch.
             return Err(StoreError::Internal(format!(
                 "hold {hid} was carried out twice in one batch"
@@ -734,19 +802,10 @@ async fn write_batch(
         }
     }
     if !d.freezes.is_empty() {
-        audit::append(tx, head, d.freezes, store_now).await?;
+        tx.append(head, d.freezes, store_now).await?;
     }
     for (i, k) in d.new_ids {
-        sqlx::query(
-            "INSERT INTO request_ids (client, venue, request_id, decision_id, at_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(k.client.clone())
-        .bind(k.venue.clone())
-        .bind(k.request_id.clone())
-        .bind(id_of(i))
-        .bind(store_now)
-        .execute(&mut **tx)
-        .await?;
+        tx.insert_request_id(k, id_of(i), store_now).await?;
     }
     Ok((seqs, d.pending))
 }
@@ -770,30 +829,11 @@ fn answers_early(work: &Work, answer: &Answer) -> bool {
     }
 }
 
-/// The audit entry that first used a request id, if any did.
-async fn used_request_id(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    k: &RequestKey,
-) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query(
-        "SELECT decision_id FROM request_ids WHERE client = $1 AND venue = $2 AND request_id = $3",
-    )
-    .bind(k.client.clone())
-    .bind(k.venue.clone())
-    .bind(k.request_id.clone())
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(match row {
-        Some(r) => Some(r.try_get(0)?),
-        None => None,
-    })
-}
-
 /// After a watched decision: applies it to the state ([`State::apply`], as a replay does), and
 /// sets the freeze its strongest signal asks for (in this transaction, and in the state at once so the
 /// rest of the batch is frozen too).
 async fn contain(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut WriteTx<'_>,
     state: &mut State,
     engine: &Engine,
     w: &Watched,
@@ -810,7 +850,7 @@ async fn contain(
         return Ok(());
     };
     let at = w.verdict.at;
-    let id = crate::freeze::set_in(tx, &scope, &reason, &actor, at).await?;
+    let id = tx.set_freeze(&scope, &reason, &actor, at).await?;
     entries.push(crate::freeze::freeze_entry(id, &scope, &reason, &actor, at));
     state.add_freeze(keygate_core::freeze::Freeze {
         id,
@@ -831,32 +871,3 @@ async fn contain(
 }
 
 pub use keygate_core::admit::hold_digest;
-
-/// The hold `hid` with its number of approvals, if there is one.
-async fn load_hold(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    hid: i64,
-) -> Result<Option<HoldRecord>, StoreError> {
-    let row = sqlx::query(
-        "SELECT client, venue, intent_digest, request_id, expires_ms, approved_ms, executed_by, (SELECT COUNT(*) FROM approvals WHERE subject = $2), request_text FROM holds WHERE decision_id = $1",
-    )
-    .bind(hid)
-    .bind(format!("hold:{hid}"))
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(r) = row else {
-        return Ok(None);
-    };
-    Ok(Some(HoldRecord {
-        id: hid,
-        client: r.try_get(0)?,
-        venue: r.try_get(1)?,
-        digest: r.try_get(2)?,
-        request_text: r.try_get(8)?,
-        request_id: r.try_get(3)?,
-        expires_ms: r.try_get(4)?,
-        approved_ms: r.try_get(5)?,
-        executed_by: r.try_get(6)?,
-        approvals: r.try_get(7)?,
-    }))
-}

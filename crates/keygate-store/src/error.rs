@@ -30,6 +30,10 @@ pub enum StoreError {
     #[error("store query failed: {0}")]
     Query(sqlx::Error),
 
+    /// A statement on the SQLite decider's own connection failed.
+    #[error("store query failed: {0}")]
+    Sqlite(rusqlite::Error),
+
     #[error("conflict: {0}")]
     Conflict(Conflict),
 
@@ -93,6 +97,12 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed => Self::Unavailable(e),
             e => Self::Query(e),
         }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sqlite(e)
     }
 }
 

@@ -82,6 +82,13 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     clock: Clock,
+    /// The SQLite file, for the decider's own connection (None on PostgreSQL).
+    sqlite_file: Option<String>,
+}
+
+/// The SQLite file a store is in, if it is on SQLite.
+pub(crate) fn sqlite_path_of(store: &Store) -> Option<String> {
+    store.sqlite_file.clone()
 }
 
 /// The clock every write is dated by. In production it is the store's own (the database
@@ -243,6 +250,7 @@ impl Store {
     pub async fn connect(url: &str, mode: OpenMode) -> Result<Self, StoreError> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let backend = Backend::of_url(url)?;
+        let raw_url = url.to_string();
         let shown = redact_url(url);
         let url = match backend {
             Backend::Sqlite => sqlite_url(url, mode)?,
@@ -291,10 +299,15 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::connect(&shown, backend, e))?;
+        let sqlite_file = match backend {
+            Backend::Sqlite => sqlite_path(&raw_url).map(str::to_string),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             backend,
             clock: Clock::Store,
+            sqlite_file,
         })
     }
 
