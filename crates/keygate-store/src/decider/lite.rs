@@ -60,8 +60,15 @@ impl Drop for Tx<'_> {
 
 impl<'c> Tx<'c> {
     /// Begins a transaction holding the write lock.
+    /// A transaction left open (a COMMIT and the ROLLBACK after it both failed) is rolled back
+    /// first, so one failure never stops every later batch (the bug sqlx's path had on a full
+    /// disk; rusqlite's rollback on drop has not shown it, this makes sure).
     pub(crate) fn begin(conn: &'c Mutex<Connection>) -> Result<Self, StoreError> {
-        lock(conn)?.execute_batch("BEGIN IMMEDIATE")?;
+        let c = lock(conn)?;
+        if !c.is_autocommit() {
+            c.execute_batch("ROLLBACK")?;
+        }
+        c.execute_batch("BEGIN IMMEDIATE")?;
         Ok(Self { conn, open: true })
     }
 
@@ -235,5 +242,45 @@ impl<'c> Tx<'c> {
             )?
             .execute(params![cp.seq, cp.hash, cp.at_ms, cp.public_key, cp.signature])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_left_open_is_rolled_back_before_the_next_begins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER);")
+            .unwrap();
+        let conn = Mutex::new(conn);
+        // Left open, as a COMMIT and a ROLLBACK that both failed would leave it.
+        conn.lock()
+            .unwrap()
+            .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let tx = Tx::begin(&conn).unwrap();
+        tx.c()
+            .unwrap()
+            .execute_batch("INSERT INTO t VALUES (2);")
+            .unwrap();
+        tx.commit().unwrap();
+        let rows: Vec<i64> = conn
+            .lock()
+            .unwrap()
+            .prepare("SELECT x FROM t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![2],
+            "the abandoned insert is gone, the new one committed"
+        );
     }
 }
