@@ -33,6 +33,9 @@ use crate::{Store, StoreError};
 
 mod entries;
 mod lite;
+mod pipe;
+#[cfg(test)]
+mod tests;
 mod tx;
 pub use entries::auth_failure_entry;
 use entries::{decision_entry, refused_entry, rejected_entry};
@@ -269,13 +272,16 @@ async fn load_state(
 /// The SQLite decider's own connection, opened on its thread (again after a failure).
 struct Lite {
     path: String,
-    conn: Option<std::sync::Mutex<rusqlite::Connection>>,
+    conn: Option<Arc<std::sync::Mutex<rusqlite::Connection>>>,
+    /// A second connection that only reads, for deciding the next batch while this one's
+    /// COMMIT is in flight ([`pipe`]).
+    reader: Option<std::sync::Mutex<rusqlite::Connection>>,
 }
 
 impl Lite {
-    fn conn(&mut self) -> Result<&std::sync::Mutex<rusqlite::Connection>, StoreError> {
+    fn conn(&mut self) -> Result<&Arc<std::sync::Mutex<rusqlite::Connection>>, StoreError> {
         if self.conn.is_none() {
-            self.conn = Some(std::sync::Mutex::new(lite::open(&self.path)?));
+            self.conn = Some(Arc::new(std::sync::Mutex::new(lite::open(&self.path)?)));
         }
         self.conn
             .as_ref()
@@ -300,7 +306,11 @@ impl Writer {
                 return;
             }
         };
-        let (rx, lite) = (rx, Lite { path, conn: None });
+        let lite = Lite {
+            path,
+            conn: None,
+            reader: None,
+        };
         let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((self, rx, lite))));
         let moved = cell.clone();
         let spawned = std::thread::Builder::new()
@@ -321,16 +331,24 @@ impl Writer {
 
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>, mut lite: Option<Lite>) {
         let mut pending: Option<Msg> = None;
+        // The batch whose COMMIT is running on a blocking thread (SQLite only).
+        let mut inflight: Option<pipe::InFlight> = None;
         loop {
-            let first = match pending.take() {
-                Some(m) => m,
-                None => match rx.recv().await {
-                    Some(m) => m,
-                    None => return,
-                },
+            let next = match pending.take() {
+                Some(m) => Some(m),
+                None => self.next(&mut rx, &mut inflight, lite.as_mut()).await,
+            };
+            let Some(first) = next else {
+                if let Some(f) = inflight.take() {
+                    self.settle(f, lite.as_mut()).await;
+                }
+                return;
             };
             let mut batch = match first {
                 Msg::Reload(engine, done) => {
+                    if let Some(f) = inflight.take() {
+                        self.settle(f, lite.as_mut()).await;
+                    }
                     self.engine = engine;
                     self.cache = None;
                     let _ = done.send(());
@@ -348,18 +366,39 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.process(lite.as_mut(), batch).await;
+            // Decided (not written, not answered) while the batch before commits; used only if
+            // that commit succeeds and nobody else has written since.
+            let mut spec = None;
+            if let Some(f) = inflight.take() {
+                if let Some(l) = lite.as_mut() {
+                    spec = self.speculate(l, &batch, &f.used_ids).await;
+                }
+                if !self.settle(f, lite.as_mut()).await {
+                    spec = None;
+                }
+            }
+            inflight = self.process(lite.as_mut(), batch, spec).await;
         }
     }
 
-    async fn process(&mut self, mut lite: Option<&mut Lite>, mut batch: Vec<Job>) {
-        match self.try_process(lite.as_deref_mut(), &mut batch).await {
-            Ok(results) => {
+    async fn process(
+        &mut self,
+        mut lite: Option<&mut Lite>,
+        mut batch: Vec<Job>,
+        spec: Option<pipe::Speculated>,
+    ) -> Option<pipe::InFlight> {
+        match self
+            .try_process(lite.as_deref_mut(), &mut batch, spec)
+            .await
+        {
+            Ok(Step::Committing(f)) => Some(f),
+            Ok(Step::Committed(results)) => {
                 for (job, answer) in batch.into_iter().zip(results) {
                     if let (Some(reply), Some(answer)) = (job.reply, answer) {
                         let _ = reply.send(Ok(answer));
                     }
                 }
+                None
             }
             Err(e) => {
                 self.cache = None;
@@ -379,6 +418,7 @@ impl Writer {
                         }));
                     }
                 }
+                None
             }
         }
     }
@@ -398,6 +438,11 @@ impl Writer {
             WriteTx::Lite(_) => {
                 reader = self.store.pool().begin().await?;
                 &mut reader
+            }
+            WriteTx::Dry(_) => {
+                return Err(StoreError::Internal(
+                    "a refresh needs the batch's write transaction".into(),
+                ));
             }
         };
         if let Some(c) = &mut self.cache {
@@ -462,47 +507,46 @@ impl Writer {
     /// Decides and records a batch in three steps: load what its requests need, decide them
     /// with the pure admission and decision of keygate-core, write the outcome. Answers that let
     /// nothing move value (reads, denials, refusals) are sent as soon as their entries are
-    /// appended, before the commit; the rest are returned to be sent after it.
+    /// appended, before the commit. On PostgreSQL the batch commits here and the rest of its
+    /// answers are returned; on SQLite its COMMIT is handed to a blocking thread, which sends
+    /// them the moment it returns ([`pipe`]).
+    ///
+    /// `spec` is the batch decided while the one before committed: it is written as it is only
+    /// if the head is still the one it was decided after (nobody else wrote in between);
+    /// otherwise its effects on the state are thrown away with the state, and the batch is
+    /// decided again against the state rebuilt from the store.
     async fn try_process(
         &mut self,
         lite: Option<&mut Lite>,
         batch: &mut [Job],
-    ) -> Result<Vec<Option<Answer>>, StoreError> {
-        let mut tx = match lite {
-            Some(l) => WriteTx::Lite(lite::Tx::begin(l.conn()?)?),
+        spec: Option<pipe::Speculated>,
+    ) -> Result<Step, StoreError> {
+        let conn = match lite {
+            Some(l) => Some((l.conn()?.clone(), l.path.clone())),
+            None => None,
+        };
+        let mut tx = match &conn {
+            Some((c, _)) => WriteTx::Lite(lite::Tx::begin(c)?),
             None => WriteTx::Sqlx(self.store.begin_write().await?),
         };
-        let (mut head, store_now) = tx.lock_head_at(&self.store).await?;
-        self.refresh(&mut tx, &head).await?;
-        let Some(cache) = self.cache.as_mut() else {
-            return Err(StoreError::Internal(
-                "decider state missing after refresh".into(),
-            ));
+        let (mut head, mut store_now) = tx.lock_head_at(&self.store).await?;
+        let decided = match spec {
+            Some(sp) if self.cache.as_ref().is_some_and(|c| c.head == head) => {
+                store_now = sp.store_now;
+                sp.decided
+            }
+            spec => {
+                if spec.is_some() {
+                    // Another writer got in between: the state holds the speculation's effects.
+                    self.cache = None;
+                }
+                self.decide_fresh(&mut tx, &head, batch, store_now).await?
+            }
         };
-        let (loaded, auths) = load_batch(&mut tx, batch, &cache.tokens, &cache.state).await?;
-        let decided = decide_batch(
-            &mut tx,
-            &self.engine,
-            &mut cache.state,
-            batch,
-            &loaded,
-            auths,
-            store_now,
-        )
-        .await?;
         let hold_ttl = self.opts.hold_ttl.unwrap_or(keygate_core::time::HOUR);
-        let (seqs, pending) = write_batch(&mut tx, &mut head, decided, store_now, hold_ttl).await?;
-        let mut answers: Vec<Option<Answer>> = seqs
-            .into_iter()
-            .zip(pending)
-            .map(|(id, p)| {
-                Some(match p {
-                    Pending::Decided(verdict) => Answer::Decided(Decision { id, verdict }),
-                    Pending::Refused(error) => Answer::Refused { id, error },
-                    Pending::Rejected(code, reason) => Answer::Rejected { id, code, reason },
-                })
-            })
-            .collect();
+        let (seqs, pending, used_ids) =
+            write_batch(&mut tx, &mut head, decided, store_now, hold_ttl).await?;
+        let mut answers = answers_of(seqs, pending);
         for (job, answer) in batch.iter_mut().zip(answers.iter_mut()) {
             if answer.as_ref().is_some_and(|a| answers_early(&job.work, a))
                 && let (Some(reply), Some(a)) = (job.reply.take(), answer.take())
@@ -510,13 +554,77 @@ impl Writer {
                 let _ = reply.send(Ok(a));
             }
         }
+        let Some(cache) = self.cache.as_mut() else {
+            return Err(StoreError::Internal(
+                "decider state missing after the batch".into(),
+            ));
+        };
         let mut checkpoint = None;
         if let Some(signer) = &self.opts.signer
             && self.opts.checkpoints.due(&head, cache.last_checkpoint)
         {
             checkpoint = Some(tx.write_checkpoint(&head, signer.as_ref()).await?);
         }
-        tx.commit().await?;
+        let t = match tx {
+            WriteTx::Sqlx(t) => t,
+            WriteTx::Dry(_) => return Err(StoreError::Internal("a dry batch was written".into())),
+            WriteTx::Lite(t) => {
+                t.detach();
+                let Some((conn, path)) = conn.as_ref().map(|(c, p)| (c.clone(), p.clone())) else {
+                    return Err(StoreError::Internal(
+                        "a SQLite transaction without its connection".into(),
+                    ));
+                };
+                let waiting = batch
+                    .iter_mut()
+                    .zip(answers)
+                    .filter_map(|(job, a)| Some((job.reply.take()?, a?)))
+                    .collect();
+                return Ok(Step::Committing(pipe::InFlight {
+                    commit: pipe::spawn_commit(conn, path, waiting),
+                    head,
+                    checkpoint,
+                    used_ids,
+                }));
+            }
+        };
+        t.commit().await?;
+        self.committed(head, checkpoint);
+        Ok(Step::Committed(answers))
+    }
+
+    /// Refreshes the state to `head`, loads what the batch needs and decides it.
+    async fn decide_fresh(
+        &mut self,
+        tx: &mut WriteTx<'_>,
+        head: &Head,
+        batch: &[Job],
+        store_now: Millis,
+    ) -> Result<Decided, StoreError> {
+        self.refresh(tx, head).await?;
+        let Some(cache) = self.cache.as_mut() else {
+            return Err(StoreError::Internal(
+                "decider state missing after refresh".into(),
+            ));
+        };
+        let (loaded, auths) = load_batch(tx, batch, &cache.tokens, &cache.state).await?;
+        decide_batch(
+            tx,
+            &self.engine,
+            &mut cache.state,
+            batch,
+            &loaded,
+            auths,
+            store_now,
+        )
+        .await
+    }
+
+    /// After a batch's commit: the cache is at its head, its checkpoint exported.
+    fn committed(&mut self, head: Head, checkpoint: Option<audit::Checkpoint>) {
+        let Some(cache) = self.cache.as_mut() else {
+            return;
+        };
         cache.head = head;
         if let Some(cp) = checkpoint {
             cache.last_checkpoint = (cp.seq, cp.at_ms);
@@ -524,8 +632,28 @@ impl Writer {
                 f(&cp);
             }
         }
-        Ok(answers)
     }
+}
+
+/// How a batch left [`Writer::try_process`].
+enum Step {
+    /// Committed (PostgreSQL): the answers still to send.
+    Committed(Vec<Option<Answer>>),
+    /// Its COMMIT is running; the answers go out when it returns.
+    Committing(pipe::InFlight),
+}
+
+fn answers_of(seqs: Vec<i64>, pending: Vec<Pending>) -> Vec<Option<Answer>> {
+    seqs.into_iter()
+        .zip(pending)
+        .map(|(id, p)| {
+            Some(match p {
+                Pending::Decided(verdict) => Answer::Decided(Decision { id, verdict }),
+                Pending::Refused(error) => Answer::Refused { id, error },
+                Pending::Rejected(code, reason) => Answer::Rejected { id, code, reason },
+            })
+        })
+        .collect()
 }
 
 /// Per job: the token's client or why the token was refused (None for an intent).
@@ -631,7 +759,7 @@ fn admitted<'j, 't>(
 }
 
 /// What a batch came to, to be written: its entries (in job order) and what they leave behind.
-struct Decided<'a> {
+struct Decided {
     entries: Vec<NewEntry>,
     pending: Vec<Pending>,
     /// Freezes the detectors set, appended after the decisions that set them.
@@ -641,7 +769,7 @@ struct Decided<'a> {
     /// (entry index, hold id) of each hold an allow carries out.
     used_holds: Vec<(usize, i64)>,
     /// (entry index, request id) of each request id a decision uses.
-    new_ids: Vec<(usize, &'a RequestKey)>,
+    new_ids: Vec<(usize, RequestKey)>,
 }
 
 /// The HTTP request a gateway decision came from, for its audit entry; a held decision's
@@ -677,15 +805,15 @@ struct NewHold {
 /// Step 2, decide: each job in order, with keygate-core's pure admission and decision. The one
 /// write inside is a freeze a detector asks for: its id is in the reasons of every later
 /// decision it stops, so it is set at once (in this transaction) before the next job.
-async fn decide_batch<'a>(
+async fn decide_batch(
     tx: &mut WriteTx<'_>,
     engine: &Engine,
     state: &mut State,
     batch: &[Job],
-    loaded: &'a Loaded,
-    auths: Auths<'a>,
+    loaded: &Loaded,
+    auths: Auths<'_>,
     store_now: Millis,
-) -> Result<Decided<'a>, StoreError> {
+) -> Result<Decided, StoreError> {
     let mut memory = admit::Batch::new(&loaded.holds, store_now);
     let mut d = Decided {
         entries: Vec::with_capacity(batch.len()),
@@ -742,7 +870,7 @@ async fn decide_batch<'a>(
                             d.used_holds.push((i, hid));
                         }
                         if let Some(k) = a.uses_id {
-                            d.new_ids.push((i, k));
+                            d.new_ids.push((i, k.clone()));
                         }
                         let held = a.watched.verdict.outcome == keygate_core::Outcome::Hold;
                         let info = request_info(req, held);
@@ -770,14 +898,15 @@ async fn decide_batch<'a>(
 }
 
 /// Step 3, write: appends the entries, then records the holds set and carried out, the
-/// freezes and the request ids used, under the entries' ids. Gives the entries' ids.
+/// freezes and the request ids used, under the entries' ids. Gives the entries' ids and the
+/// request ids used with their decisions'.
 async fn write_batch(
     tx: &mut WriteTx<'_>,
     head: &mut Head,
-    d: Decided<'_>,
+    d: Decided,
     store_now: Millis,
     hold_ttl: Millis,
-) -> Result<(Vec<i64>, Vec<Pending>), StoreError> {
+) -> Result<(Vec<i64>, Vec<Pending>, HashMap<RequestKey, i64>), StoreError> {
     let seqs = tx.append(head, d.entries, store_now).await?;
     let id_of = |i: usize| seqs.get(i).copied().unwrap_or_default();
     for h in d.new_holds {
@@ -804,10 +933,12 @@ async fn write_batch(
     if !d.freezes.is_empty() {
         tx.append(head, d.freezes, store_now).await?;
     }
+    let mut used = HashMap::with_capacity(d.new_ids.len());
     for (i, k) in d.new_ids {
-        tx.insert_request_id(k, id_of(i), store_now).await?;
+        tx.insert_request_id(&k, id_of(i), store_now).await?;
+        used.insert(k, id_of(i));
     }
-    Ok((seqs, d.pending))
+    Ok((seqs, d.pending, used))
 }
 
 /// Whether an answer may go out before its commit: only a gateway answer after which nothing

@@ -34,6 +34,100 @@ pub(crate) fn open(path: &str) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Commits the transaction a detached [`Tx`] left open on `conn`; rolls it back if the COMMIT
+/// fails (so nothing of it stays, and the connection can begin again).
+pub(crate) fn commit_on(conn: &Mutex<Connection>, path: &str) -> Result<(), StoreError> {
+    let c = lock(conn)?;
+    #[cfg(test)]
+    if let Some(e) = faults::commit(path) {
+        let _ = c.execute_batch("ROLLBACK");
+        return Err(e);
+    }
+    let _ = path;
+    match c.execute_batch("COMMIT") {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e.into())
+        }
+    }
+}
+
+/// The audit entry that first used a request id, if any did, read on `c`.
+pub(crate) fn used_request_id_on(
+    c: &Connection,
+    k: &RequestKey,
+) -> Result<Option<i64>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT decision_id FROM request_ids WHERE client = ?1 AND venue = ?2 AND request_id = ?3",
+    )?
+    .query_row(params![k.client, k.venue, k.request_id], |r| r.get(0))
+    .optional()?)
+}
+
+/// The store's clock, read on `c` as the head lock reads it (or the simulated time).
+pub(crate) fn clock_on(c: &Connection, simulated: Option<Millis>) -> Result<Millis, StoreError> {
+    if let Some(t) = simulated {
+        return Ok(t);
+    }
+    let sql = format!("SELECT {}", crate::audit::now_sql(crate::Backend::Sqlite));
+    Ok(c.prepare_cached(&sql)?.query_row([], |r| r.get(0))?)
+}
+
+/// Faults for the decider's tests: a commit that stalls, then fails (rolled back), for a store
+/// file; and how many batches were decided while one committed.
+#[cfg(test)]
+pub(crate) mod faults {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Plan {
+        stalls: usize,
+        fail: bool,
+        stall: Duration,
+        speculated: usize,
+    }
+
+    static PLANS: Mutex<Option<HashMap<String, Plan>>> = Mutex::new(None);
+
+    fn with<T>(path: &str, f: impl FnOnce(&mut Plan) -> T) -> T {
+        let mut g = PLANS.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.get_or_insert_with(HashMap::new)
+            .entry(path.to_string())
+            .or_default())
+    }
+
+    /// The next commit on `path` stalls for `stall`, then fails (rolled back) if `fail`.
+    pub(crate) fn stall_next_commit(path: &str, stall: Duration, fail: bool) {
+        with(path, |p| {
+            p.stalls = 1;
+            p.fail = fail;
+            p.stall = stall;
+        });
+    }
+
+    pub(crate) fn speculated_batches(path: &str) -> usize {
+        with(path, |p| p.speculated)
+    }
+
+    pub(crate) fn speculated(path: &str) {
+        with(path, |p| p.speculated += 1);
+    }
+
+    pub(super) fn commit(path: &str) -> Option<crate::StoreError> {
+        let (stall, fail) = with(path, |p| {
+            (p.stalls > 0).then(|| {
+                p.stalls -= 1;
+                (p.stall, p.fail)
+            })
+        })?;
+        std::thread::sleep(stall);
+        fail.then(|| crate::StoreError::Internal("injected commit failure".into()))
+    }
+}
+
 /// A write transaction on the decider's connection. (The mutex is never contended: only the
 /// decider's thread uses the connection. It makes the transaction `Send`, as the writer's
 /// future must be for PostgreSQL's path.)
@@ -72,10 +166,16 @@ impl<'c> Tx<'c> {
         Ok(Self { conn, open: true })
     }
 
+    #[cfg(test)]
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
         lock(self.conn)?.execute_batch("COMMIT")?;
         self.open = false;
         Ok(())
+    }
+
+    /// Leaves the transaction open for [`commit_on`] (on another thread) to end.
+    pub(crate) fn detach(mut self) {
+        self.open = false;
     }
 
     fn c(&self) -> Result<MutexGuard<'c, Connection>, StoreError> {
@@ -144,13 +244,8 @@ impl<'c> Tx<'c> {
 
     /// The audit entry that first used a request id, if any did.
     pub(crate) fn used_request_id(&self, k: &RequestKey) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .c()?
-            .prepare_cached(
-                "SELECT decision_id FROM request_ids WHERE client = ?1 AND venue = ?2 AND request_id = ?3",
-            )?
-            .query_row(params![k.client, k.venue, k.request_id], |r| r.get(0))
-            .optional()?)
+        let c = self.c()?;
+        used_request_id_on(&c, k)
     }
 
     pub(crate) fn insert_request_id(

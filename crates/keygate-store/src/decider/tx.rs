@@ -5,6 +5,7 @@
 use keygate_core::Millis;
 use keygate_core::admit::{HoldRecord, RequestKey};
 use sqlx::Row;
+use std::collections::HashMap;
 
 use super::lite;
 use crate::StoreError;
@@ -24,6 +25,29 @@ pub(super) struct NewHoldRow<'a> {
 pub(super) enum WriteTx<'c> {
     Sqlx(sqlx::Transaction<'static, sqlx::Any>),
     Lite(lite::Tx<'c>),
+    /// No transaction: deciding the next batch while one commits ([`super::pipe`]). It reads
+    /// request ids (those of the batch in flight first) and refuses every write.
+    Dry(Dry<'c>),
+}
+
+/// Reads for a batch decided ahead of its transaction.
+pub(super) struct Dry<'c> {
+    reader: &'c std::sync::Mutex<rusqlite::Connection>,
+    in_flight: &'c HashMap<RequestKey, i64>,
+}
+
+impl<'c> Dry<'c> {
+    pub(super) fn new(
+        reader: &'c std::sync::Mutex<rusqlite::Connection>,
+        in_flight: &'c HashMap<RequestKey, i64>,
+    ) -> Self {
+        Self { reader, in_flight }
+    }
+}
+
+/// What a dry transaction answers to a write or a read it cannot make.
+fn needs_tx() -> StoreError {
+    StoreError::Internal("this step needs the batch's write transaction".into())
 }
 
 impl WriteTx<'_> {
@@ -35,6 +59,7 @@ impl WriteTx<'_> {
         match self {
             Self::Sqlx(tx) => audit::lock_head_at(tx, store).await,
             Self::Lite(tx) => tx.lock_head_at(store.clock().simulated_now()),
+            Self::Dry(_) => Err(needs_tx()),
         }
     }
 
@@ -52,6 +77,7 @@ impl WriteTx<'_> {
                 tx.insert_audit(&rows, head)?;
                 Ok(rows.iter().map(|r| r.seq).collect())
             }
+            Self::Dry(_) => Err(needs_tx()),
         }
     }
 
@@ -62,6 +88,15 @@ impl WriteTx<'_> {
     ) -> Result<Option<i64>, StoreError> {
         let tx = match self {
             Self::Lite(tx) => return tx.used_request_id(k),
+            Self::Dry(d) => {
+                if let Some(id) = d.in_flight.get(k) {
+                    return Ok(Some(*id));
+                }
+                let c = d.reader.lock().map_err(|_| {
+                    StoreError::Internal("the decider's reader was poisoned".into())
+                })?;
+                return lite::used_request_id_on(&c, k);
+            }
             Self::Sqlx(tx) => tx,
         };
         let row = sqlx::query(
@@ -86,6 +121,7 @@ impl WriteTx<'_> {
     ) -> Result<(), StoreError> {
         let tx = match self {
             Self::Lite(tx) => return tx.insert_request_id(k, decision_id, at),
+            Self::Dry(_) => return Err(needs_tx()),
             Self::Sqlx(tx) => tx,
         };
         sqlx::query(
@@ -105,6 +141,7 @@ impl WriteTx<'_> {
     pub(super) async fn load_hold(&mut self, hid: i64) -> Result<Option<HoldRecord>, StoreError> {
         let tx = match self {
             Self::Lite(tx) => return tx.load_hold(hid),
+            Self::Dry(_) => return Err(needs_tx()),
             Self::Sqlx(tx) => tx,
         };
         let row = sqlx::query(
@@ -134,6 +171,7 @@ impl WriteTx<'_> {
     pub(super) async fn insert_hold(&mut self, h: &NewHoldRow<'_>) -> Result<(), StoreError> {
         let tx = match self {
             Self::Lite(tx) => return tx.insert_hold(h),
+            Self::Dry(_) => return Err(needs_tx()),
             Self::Sqlx(tx) => tx,
         };
         sqlx::query(
@@ -161,6 +199,7 @@ impl WriteTx<'_> {
     ) -> Result<u64, StoreError> {
         let tx = match self {
             Self::Lite(tx) => return tx.execute_hold(hid, by, at).map(|n| n as u64),
+            Self::Dry(_) => return Err(needs_tx()),
             Self::Sqlx(tx) => tx,
         };
         let done = sqlx::query(
@@ -185,6 +224,7 @@ impl WriteTx<'_> {
         match self {
             Self::Sqlx(tx) => crate::freeze::set_in(tx, scope, reason, actor, at).await,
             Self::Lite(tx) => tx.set_freeze(&scope.to_string(), reason, actor, at),
+            Self::Dry(_) => Err(needs_tx()),
         }
     }
 
@@ -201,13 +241,7 @@ impl WriteTx<'_> {
                 tx.insert_checkpoint(&cp)?;
                 Ok(cp)
             }
-        }
-    }
-
-    pub(super) async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            Self::Sqlx(tx) => Ok(tx.commit().await?),
-            Self::Lite(tx) => tx.commit(),
+            Self::Dry(_) => Err(needs_tx()),
         }
     }
 }
