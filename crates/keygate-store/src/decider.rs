@@ -276,12 +276,23 @@ struct Lite {
     /// A second connection that only reads, for deciding the next batch while this one's
     /// COMMIT is in flight ([`pipe`]).
     reader: Option<std::sync::Mutex<rusqlite::Connection>>,
+    /// Wakes the thread that checkpoints the WAL, off the commit path ([`lite::checkpointer`]);
+    /// None if it could not start (the decider's connection then checkpoints as SQLite does by
+    /// default, inside a COMMIT now and then).
+    checkpoints: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 impl Lite {
     fn conn(&mut self) -> Result<&Arc<std::sync::Mutex<rusqlite::Connection>>, StoreError> {
         if self.conn.is_none() {
-            self.conn = Some(Arc::new(std::sync::Mutex::new(lite::open(&self.path)?)));
+            let conn = lite::open(&self.path)?;
+            if self.checkpoints.is_none() {
+                self.checkpoints = lite::checkpointer(&self.path);
+            }
+            if self.checkpoints.is_some() {
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+            }
+            self.conn = Some(Arc::new(std::sync::Mutex::new(conn)));
         }
         self.conn
             .as_ref()
@@ -310,6 +321,7 @@ impl Writer {
             path,
             conn: None,
             reader: None,
+            checkpoints: None,
         };
         let cell = std::sync::Arc::new(std::sync::Mutex::new(Some((self, rx, lite))));
         let moved = cell.clone();

@@ -34,6 +34,44 @@ pub(crate) fn open(path: &str) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// The least time between two checkpoints of the WAL.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Starts a thread with a connection of its own that checkpoints the WAL (`PASSIVE`: it
+/// never waits for, nor blocks, the writer) at most every [`CHECKPOINT_EVERY`], when woken
+/// after a commit; it ends when the sender is dropped. SQLite's automatic checkpoint would
+/// otherwise run inside the COMMIT that crosses 1,000 pages, copying the WAL into the database
+/// and syncing it while that batch's callers (and everyone queued behind it) wait. Durability
+/// is the same: each COMMIT syncs the WAL (`synchronous = FULL`), and a checkpoint syncs the
+/// database before the WAL is reused.
+pub(crate) fn checkpointer(path: &str) -> Option<std::sync::mpsc::SyncSender<()>> {
+    let conn = match open(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no connection for the WAL checkpointer; checkpointing in commits");
+            return None;
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let spawned = std::thread::Builder::new()
+        .name("keygate-checkpoint".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "a WAL checkpoint failed; the next commit tries again");
+                }
+                std::thread::sleep(CHECKPOINT_EVERY);
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the WAL checkpointer; checkpointing in commits");
+            None
+        }
+    }
+}
+
 /// Commits the transaction a detached [`Tx`] left open on `conn`; rolls it back if the COMMIT
 /// fails (so nothing of it stays, and the connection can begin again).
 pub(crate) fn commit_on(conn: &Mutex<Connection>, path: &str) -> Result<(), StoreError> {

@@ -115,6 +115,10 @@ impl Writer {
         let err = match done {
             Ok(Ok(())) => {
                 self.committed(f.head, f.checkpoint);
+                if let Some(tx) = lite.and_then(|l| l.checkpoints.as_ref()) {
+                    // Full: a wake-up is pending already.
+                    let _ = tx.try_send(());
+                }
                 return true;
             }
             Ok(Err(e)) => e.to_string(),

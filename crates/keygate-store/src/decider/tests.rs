@@ -171,3 +171,29 @@ impl crate::audit::Verifier for NoKeys {
         Err("no keys".into())
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_off_the_commit_path() {
+    let (_s, dec, path, _first, _dir) = started().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let before = std::fs::metadata(&path).unwrap().len();
+    for i in 0..200 {
+        dec.decide(withdraw(0), T0 + 10_000 + i).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // 200 entries are far fewer than the 1,000 pages at which SQLite's own checkpoint runs:
+    // only the checkpointer copies them into the database file.
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        after > before,
+        "the database file grew from {before} bytes to {after}"
+    );
+    let conn = super::lite::open(&path).unwrap();
+    let auto: i64 = conn
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        auto, 1000,
+        "only the decider's own connection stops checkpointing itself"
+    );
+}
