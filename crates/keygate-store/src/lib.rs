@@ -18,6 +18,7 @@ mod error;
 pub mod freeze;
 mod lease;
 pub mod reconcile;
+mod signatures;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -7,5 +7,6 @@
 mod containment;
 mod gateway;
 mod holds;
+mod native;
 mod setup;
 mod transfers;
