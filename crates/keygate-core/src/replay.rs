@@ -7,11 +7,18 @@
 //! [`Runner`] decides request events and judges outflow events (matched to an allowed decision,
 //! or an unapproved outflow that sets the configured freeze); the gateway replay in keygate-harness
 //! sends the same events over HTTP and feeds the same [`Tally`].
+//!
+//! With a version-3 header the runner also follows each venue's balances and keygate's
+//! containment of it ([`Ledger`]): an unapproved outflow freezes once reconciliation has seen
+//! it (the venue's stated `detect` later), and the containment the freeze starts takes effect
+//! its stated `latency` after that; [`Runner::due`] carries out what is due before each event.
 
 mod format;
+mod ledger;
 mod tally;
 
 pub use format::*;
+pub use ledger::*;
 pub use tally::*;
 
 use crate::decide::{Engine, Extra, Outcome, Stage, State, decide_watched};
@@ -29,6 +36,30 @@ pub struct Observed {
     pub froze: Option<(Scope, String)>,
     /// The detectors that raised a signal.
     pub detectors: Vec<String>,
+    /// What the venue did with it, if keygate allowed it ([`Fate::Unfollowed`] otherwise).
+    pub fate: Fate,
+}
+
+/// How an outflow event was judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    /// Matched to a withdrawal keygate allowed.
+    pub matched: bool,
+    /// The freeze it set at once (none when reconciliation sees it later: [`Runner::due`]).
+    pub froze: Option<Scope>,
+    /// Whether the venue let it out: one it refused moved nothing, and no watcher sees it.
+    pub fate: Fate,
+}
+
+/// Something that took effect between events: a freeze set by reconciliation (`detect` after
+/// the outflow it saw), or a containment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Froze {
+        at: crate::time::Millis,
+        scope: Scope,
+    },
+    Contained(Contained),
 }
 
 /// Runs events through the decision code in-process, on the events' clock.
@@ -39,6 +70,9 @@ pub struct Runner<'e> {
     allowed: Vec<AllowedOut>,
     next_id: i64,
     contain: Contain,
+    ledger: Ledger,
+    /// Freezes reconciliation will set: (when, scope, reason).
+    pending: Vec<(crate::time::Millis, Scope, String)>,
 }
 
 /// What an unapproved outflow freezes (the config's `[containment] unapproved_outflow`).
@@ -76,7 +110,63 @@ impl<'e> Runner<'e> {
             allowed: vec![],
             next_id: 1,
             contain,
+            ledger: Ledger::default(),
+            pending: vec![],
         }
+    }
+
+    /// Follows the header's balances and containment (version 3).
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Sets the freezes reconciliation has set by `t` and carries out the containments due by
+    /// then, in time order. Call it before each event, with the event's time.
+    pub fn due(&mut self, t: crate::time::Millis) -> Vec<Effect> {
+        let mut effects = vec![];
+        self.pending.sort_by_key(|(at, ..)| *at);
+        while self.pending.first().is_some_and(|(at, ..)| *at <= t) {
+            let (at, scope, reason) = self.pending.remove(0);
+            if self.freeze_covered(&scope) {
+                continue;
+            }
+            self.set_freeze(scope.clone(), reason, "reconcile".into(), at);
+            effects.push(Effect::Froze { at, scope });
+        }
+        effects.extend(self.ledger.due(t).into_iter().map(Effect::Contained));
+        effects
+    }
+
+    fn freeze_covered(&self, scope: &Scope) -> bool {
+        self.state
+            .freezes()
+            .iter()
+            .any(|f| f.scope == *scope || f.scope == Scope::All)
+    }
+
+    fn set_freeze(
+        &mut self,
+        scope: Scope,
+        reason: String,
+        set_by: String,
+        at: crate::time::Millis,
+    ) {
+        let id = self.id();
+        let engine = self.engine;
+        self.ledger
+            .freeze_set(|v| engine.credential_of(v).map(str::to_string), &scope, at);
+        self.state.add_freeze(Freeze {
+            id,
+            scope,
+            reason,
+            set_by,
+            set_at: at,
+        });
     }
 
     fn id(&mut self) -> i64 {
@@ -113,58 +203,77 @@ impl<'e> Runner<'e> {
             });
         }
         let froze = w.containment().map(|c| {
-            let id = self.id();
-            self.state.add_freeze(Freeze {
-                id,
-                scope: c.scope.clone(),
-                reason: c.reason,
-                set_by: c.actor.clone(),
-                set_at: w.verdict.at,
-            });
+            self.set_freeze(c.scope.clone(), c.reason, c.actor.clone(), w.verdict.at);
             (c.scope, c.actor)
         });
+        let fate = if w.verdict.outcome == Outcome::Allow {
+            self.ledger.allowed(ev)
+        } else {
+            Fate::Unfollowed
+        };
         Observed {
             outcome: w.verdict.outcome,
             stage: w.verdict.stage,
             froze,
             detectors: w.signals.iter().map(|s| s.detector.to_string()).collect(),
+            fate,
         }
     }
 
     /// Judges an outflow as reconciliation does: matched once to an allowed withdrawal that
-    /// explains it, or unapproved, which sets the containment freeze. Returns whether it was
-    /// matched, and the freeze it set.
-    pub fn outflow(&mut self, ev: &OutflowEvent) -> (bool, Option<Scope>) {
+    /// explains it, or unapproved, which sets the containment freeze: at once, or when
+    /// reconciliation sees it (the venue's `detect` later, set by [`Runner::due`]). An outflow
+    /// the venue refuses (for lack of funds, or after containment) moves nothing and is not
+    /// judged.
+    pub fn outflow(&mut self, ev: &OutflowEvent) -> Judged {
+        let fate = self.ledger.spend(&ev.venue, &ev.asset, ev.amount);
+        if !fate.got() {
+            self.state.advance(ev.t);
+            return Judged {
+                matched: false,
+                froze: None,
+                fate,
+            };
+        }
         let o = ev.outflow();
         self.allowed
             .retain(|d| d.at >= o.at.saturating_sub(crate::outflow::MATCH_BEFORE));
         if let Some(i) = self.allowed.iter().position(|d| explains(d, &o)) {
             self.allowed.remove(i);
-            return (true, None);
+            return Judged {
+                matched: true,
+                froze: None,
+                fate,
+            };
         }
-        let scope = self.contain.scope(self.engine, &ev.venue);
-        let scope = scope.filter(|s| {
-            !self
-                .state
-                .freezes()
-                .iter()
-                .any(|f| f.scope == *s || f.scope == Scope::All)
-        });
-        if let Some(s) = &scope {
-            let id = self.id();
-            self.state.add_freeze(Freeze {
-                id,
-                scope: s.clone(),
-                reason: format!(
-                    "an outflow keygate never allowed: {} {} to {} ({})",
-                    ev.amount, ev.asset, ev.to, ev.tx
-                ),
-                set_by: "reconcile".into(),
-                set_at: ev.t,
-            });
-        }
+        let reason = format!(
+            "an outflow keygate never allowed: {} {} to {} ({})",
+            ev.amount, ev.asset, ev.to, ev.tx
+        );
+        let scope = self
+            .contain
+            .scope(self.engine, &ev.venue)
+            .filter(|s| !self.freeze_covered(s));
+        let detect = self.ledger.detect(&ev.venue);
+        let froze = match scope {
+            Some(s) if detect > 0 => {
+                if !self.pending.iter().any(|(_, p, _)| *p == s) {
+                    self.pending.push((ev.t.saturating_add(detect), s, reason));
+                }
+                None
+            }
+            Some(s) => {
+                self.set_freeze(s.clone(), reason, "reconcile".into(), ev.t);
+                Some(s)
+            }
+            None => None,
+        };
         self.state.advance(ev.t);
-        (false, scope)
+        Judged {
+            matched: false,
+            froze,
+            fate,
+        }
     }
 
     pub fn state(&self) -> &State {

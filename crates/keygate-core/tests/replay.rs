@@ -231,10 +231,10 @@ fn bad_orders_and_instruments_are_refused_with_their_line() {
         assert!(e.message.contains(expect), "{expect}: {e}");
     }
     assert!(
-        parse_header(&V2.replace(r#""version":2"#, r#""version":3"#))
+        parse_header(&V2.replace(r#""version":2"#, r#""version":4"#))
             .unwrap_err()
             .message
-            .contains("version 3")
+            .contains("version 4")
     );
 }
 
@@ -244,6 +244,7 @@ fn seen(outcome: Outcome) -> Observed {
         stage: Stage::Policy,
         froze: None,
         detectors: vec![],
+        fate: keygate_core::replay::Fate::Unfollowed,
     }
 }
 

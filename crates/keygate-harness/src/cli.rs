@@ -79,7 +79,8 @@ pub struct DemoArgs {
 
 #[derive(Debug, Args)]
 pub struct ScenarioArgs {
-    /// kronos-2023, 3commas-2022, binance-2018 (each scenarios/NAME.jsonl), or
+    /// kronos-2023, kronos-2023-around, kronos-2023-wallet, 3commas-2022, binance-2018 (each
+    /// scenarios/NAME.jsonl), or
     /// kronos-2023-dense with --events.
     pub name: String,
     /// For kronos-2023-dense: about how many events.

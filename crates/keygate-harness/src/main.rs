@@ -10,6 +10,7 @@ mod bench_gateway;
 mod bench_order;
 mod cli;
 mod replay;
+mod replay_contain;
 mod replay_gateway;
 mod replay_setup;
 mod scenarios;
@@ -66,9 +67,15 @@ async fn run(cli: Cli) -> Result<()> {
                 "kronos-2023-dense" => scenarios::dense(&mut out, args.events)?,
                 "3commas-2022" => scenarios::threecommas_2022(&mut out)?,
                 "binance-2018" => scenarios::binance_2018(&mut out)?,
+                "kronos-2023-around" => {
+                    scenarios::kronos_around(&mut out, scenarios::Leak::Around)?
+                }
+                "kronos-2023-wallet" => {
+                    scenarios::kronos_around(&mut out, scenarios::Leak::Wallet)?
+                }
                 other => {
                     bail!(
-                        "no scenario {other:?}: keygate ships kronos-2023, kronos-2023-dense, 3commas-2022 and binance-2018"
+                        "no scenario {other:?}: keygate ships kronos-2023, kronos-2023-dense, kronos-2023-around, kronos-2023-wallet, 3commas-2022 and binance-2018"
                     )
                 }
             };

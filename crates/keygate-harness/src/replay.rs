@@ -14,7 +14,7 @@ use keygate_core::book::Destination;
 use keygate_core::decide::{State, StateInputs};
 use keygate_core::intent::normalize_address;
 use keygate_core::replay::{
-    Event, Header, Report, Runner, Tally, in_order, parse_event, parse_header,
+    Event, Header, Ledger, Report, Runner, Tally, in_order, parse_event, parse_header,
 };
 
 use keygate_config::{Config, ScenarioDestination};
@@ -79,6 +79,30 @@ pub fn engine(config: &Config, base: &Path, header: &Header) -> Result<Engine> {
         engine.pinned.push((asset.clone(), *usd));
     }
     Ok(engine)
+}
+
+/// Refuses a header whose containment does not fit the config's venue: an exchange venue (one
+/// of `[venues]` of kind binance or okx) is contained by `sweep`, any other (an EVM wallet) by
+/// `rescue`. Both modes check it.
+pub fn check_containment(config: &Config, header: &Header) -> Result<()> {
+    use keygate_core::replay::How;
+    for (venue, c) in &header.containment {
+        let exchange = config
+            .venues
+            .get(venue)
+            .and_then(|v| v.kind.exchange())
+            .is_some();
+        match (exchange, c.how) {
+            (true, How::Sweep) | (false, How::Rescue) => {}
+            (true, How::Rescue) => bail!(
+                "the scenario's containment of {venue} is \"rescue\", but [venues.{venue}] is an exchange: write \"how\": \"sweep\" (lock the key, sweep to the master)"
+            ),
+            (false, How::Sweep) => bail!(
+                "the scenario's containment of {venue} is \"sweep\", but {venue} is not an exchange venue of the config: write \"how\": \"rescue\" for an EVM wallet, or declare [venues.{venue}] with kind binance or okx"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// An address-book entry of the config, as the store would hold it once approved.
@@ -246,14 +270,19 @@ pub fn check_client(
 /// Runs a scenario in-process. Returns the report and the number of events.
 pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Result<Report> {
     let mut scenario = Scenario::open(path)?;
+    check_containment(config, &scenario.header)?;
     let engine = engine(config, base, &scenario.header)?;
     let state = state(config, &engine, &scenario.header)?;
-    let mut runner = Runner::new(&engine, state, keygate_config::engine::contain(config)?);
+    let mut runner = Runner::new(&engine, state, keygate_config::engine::contain(config)?)
+        .with_ledger(Ledger::new(&scenario.header));
     let clients = client_nets(config)?;
     let mut tally = Tally::new(&scenario.header, "in-process", &engine.pinned);
     let bar = show.then(|| progress(scenario.size));
     let mut n = 0u64;
     while let Some(event) = scenario.next_event()? {
+        for e in runner.due(event.t()) {
+            tally.effect(&e);
+        }
         match &event {
             Event::Request(r) => {
                 check_client(&clients, r, n)?;
@@ -261,8 +290,8 @@ pub fn in_process(config: &Config, base: &Path, path: &Path, show: bool) -> Resu
                 tally.request(r, &seen);
             }
             Event::Outflow(o) => {
-                let (matched, froze) = runner.outflow(o);
-                tally.outflow(o, matched, froze.as_ref());
+                let judged = runner.outflow(o);
+                tally.outflow(o, &judged);
             }
         }
         n += 1;
@@ -416,6 +445,9 @@ pub fn summary(r: &Report) -> String {
             r.outflows_matched, r.outflows_unapproved
         ));
     }
+    if let Some(v) = &r.value {
+        s.push_str(&value_summary(v));
+    }
     if r.detector_hits.is_empty() {
         s.push_str("  detector hits                 none\n");
     }
@@ -423,6 +455,44 @@ pub fn summary(r: &Report) -> String {
         s.push_str(&format!(
             "  detector {:<20} {} on attack events, {} on normal events\n",
             d, h.attack, h.normal
+        ));
+    }
+    s
+}
+
+/// The value lines of a scenario with opening balances: per venue, and in total.
+fn value_summary(v: &keygate_core::replay::ValueReport) -> String {
+    let mut s = String::from(
+        "  value at the venues (USD)     opening, lost, saved (swept), rescued, refused for lack of funds, refused after containment\n",
+    );
+    let line = |name: &str, x: &keygate_core::replay::VenueValue| {
+        let contained = match (&x.how, &x.contained_at) {
+            (Some(h), Some(at)) => format!(
+                " (contained: {} at {at}, {} ms after the freeze)",
+                h.as_str(),
+                x.latency_ms.unwrap_or_default()
+            ),
+            (Some(h), None) => format!(" (containment {}: not triggered)", h.as_str()),
+            (None, _) => String::new(),
+        };
+        format!(
+            "    {name:<27} {}, lost {}, saved {}, rescued {}, refused {} + {}{contained}\n",
+            x.opening_usd,
+            x.lost_usd,
+            x.saved_usd,
+            x.rescued_usd,
+            x.blocked_for_funds_usd,
+            x.blocked_by_containment_usd
+        )
+    };
+    for (name, x) in &v.venues {
+        s.push_str(&line(name, x));
+    }
+    s.push_str(&line("total", &v.total));
+    if v.outflows_blocked > 0 {
+        s.push_str(&format!(
+            "  outflows refused by the venue {}\n",
+            v.outflows_blocked
         ));
     }
     s

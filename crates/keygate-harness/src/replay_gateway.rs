@@ -16,6 +16,12 @@
 //! straight at the simulator with the venue key, around keygate; reconciliation then reads the
 //! venue's history, as its background task would. After each allowed withdrawal the venue's
 //! history is reconciled too, so a false alarm would show.
+//!
+//! With a version-3 header the driver follows the venues' balances with the same
+//! [`Ledger`] as the in-process replay: an outflow the venue would refuse is not sent; a
+//! venue's stated `detect` defers its reconciliation (and the freeze) by that long; and the
+//! containment a freeze starts takes effect after the round trips of its requests, measured
+//! at a simulator with a master account ([`crate::replay_contain`]) when the freeze is seen.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
@@ -24,7 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use keygate_core::replay::{Event, Observed, OutflowEvent, Report, RequestEvent, Tally};
+use keygate_core::replay::{
+    Effect, Event, Fate, How, Judged, Ledger, Observed, OutflowEvent, Report, RequestEvent, Tally,
+};
 use keygate_core::time::DAY;
 use keygate_core::{Action, Intent, Outcome};
 use keygate_server::{Gateway, VenueSetup};
@@ -70,6 +78,12 @@ struct Driver {
     orders: u64,
     contain: keygate_core::replay::Contain,
     engine: Arc<keygate_core::Engine>,
+    /// The venues' balances and containments (version 3).
+    ledger: Ledger,
+    /// Outflows reconciliation has yet to see: (when, the outflow).
+    pending: Vec<(i64, OutflowEvent)>,
+    /// Measures containment's round trips (only for a scenario that contains an exchange).
+    probe: Option<crate::replay_contain::Probe>,
 }
 
 /// Sets up the data directory, the simulator and the gateway, then runs every event.
@@ -82,6 +96,7 @@ pub async fn run_in(
 ) -> Result<Report> {
     let mut scenario = Scenario::open(path)?;
     let header = scenario.header.clone();
+    crate::replay::check_containment(config, &header)?;
     let engine = crate::replay::engine(config, base, &header)?;
     // Checked before anything starts.
     crate::replay::state(config, &engine, &header)?;
@@ -104,6 +119,7 @@ pub async fn run_in(
     let served = serve(inst, engine).await?;
     // The same engine again, for the containment scope of outflows on venues with no adapter.
     let engine = Arc::new(crate::replay::engine(config, base, &header)?);
+    let probe = probe(&served.gw, &header).await?;
     let mut driver = Driver {
         gw: served.gw.clone(),
         clock,
@@ -119,6 +135,9 @@ pub async fn run_in(
         orders: 0,
         contain,
         engine,
+        ledger: Ledger::new(&header),
+        pending: vec![],
+        probe,
     };
     let clients = crate::replay::client_nets(config)?;
     let result = driver.run(&mut scenario, &clients, show).await;
@@ -142,22 +161,25 @@ impl Driver {
         let mut n = 0u64;
         let result: Result<()> = async {
             while let Some(event) = scenario.next_event()? {
+                self.due(event.t(), &mut tally)
+                    .await
+                    .with_context(|| format!("before event {}", n + 1))?;
                 self.clock.advance(event.t() + self.offset);
                 match &event {
                     Event::Request(r) => {
                         crate::replay::check_client(clients, r, n)?;
                         let seen = self
-                            .request(r)
+                            .request(r, &mut tally)
                             .await
                             .with_context(|| format!("event {}", n + 1))?;
                         tally.request(r, &seen);
                     }
                     Event::Outflow(o) => {
-                        let (matched, froze) = self
-                            .outflow(o)
+                        let judged = self
+                            .outflow(o, &mut tally)
                             .await
                             .with_context(|| format!("event {}", n + 1))?;
-                        tally.outflow(o, matched, froze.as_ref());
+                        tally.outflow(o, &judged);
                     }
                 }
                 n += 1;
@@ -230,6 +252,7 @@ impl Driver {
             stage,
             froze,
             detectors,
+            fate: Fate::Unfollowed,
         })
     }
 
@@ -249,12 +272,14 @@ impl Driver {
         Ok(())
     }
 
-    async fn request(&mut self, r: &RequestEvent) -> Result<Observed> {
-        let seen = match self.gw.venues.get(&r.venue).cloned() {
+    async fn request(&mut self, r: &RequestEvent, tally: &mut Tally) -> Result<Observed> {
+        let mut seen = match self.gw.venues.get(&r.venue).cloned() {
             Some(setup) => {
                 let seq = self.send(setup.adapter.kind, r).await?;
                 let mut seen = self.observed(seq).await?;
-                if seen.outcome == Outcome::Allow && r.action == Action::Withdraw {
+                // A venue with an outflow reconciliation has yet to see is reconciled then.
+                let waiting = self.pending.iter().any(|(_, o)| o.venue == r.venue);
+                if seen.outcome == Outcome::Allow && r.action == Action::Withdraw && !waiting {
                     let pass = self.reconcile(&setup).await?;
                     // keygate's own withdrawal taken for an unapproved one: a false alarm,
                     // and the freeze it set, counted against this event.
@@ -276,7 +301,65 @@ impl Driver {
             }
         };
         self.remember_freezes().await?;
+        if seen.outcome == Outcome::Allow {
+            seen.fate = self.ledger.allowed(r);
+        }
+        if let Some((scope, _)) = &seen.froze {
+            self.freeze_set(scope, r.t, tally).await?;
+        }
         Ok(seen)
+    }
+
+    /// What is due by `t` (scenario time): the reconciliations of outflows seen `detect` after
+    /// them, each on the clock at its time, with the freezes they set; then the containments
+    /// due.
+    async fn due(&mut self, t: i64, tally: &mut Tally) -> Result<()> {
+        self.pending.sort_by_key(|(at, _)| *at);
+        while self.pending.first().is_some_and(|(at, _)| *at <= t) {
+            let (at, o) = self.pending.remove(0);
+            self.clock.advance(at + self.offset);
+            self.judge(&o).await?;
+            if let Some(scope) = self.new_freeze().await?.map(|(s, _)| s) {
+                self.remember_freezes().await?;
+                tally.effect(&Effect::Froze {
+                    at,
+                    scope: scope.clone(),
+                });
+                self.freeze_set(&scope, at, tally).await?;
+            }
+        }
+        for c in self.ledger.due(t) {
+            tally.effect(&Effect::Contained(c));
+        }
+        Ok(())
+    }
+
+    /// A freeze of `scope` seen at `at`: each exchange venue it starts a containment of has
+    /// its containment's round trips measured now, and takes effect that long after `at`.
+    async fn freeze_set(
+        &mut self,
+        scope: &keygate_core::freeze::Scope,
+        at: i64,
+        tally: &mut Tally,
+    ) -> Result<()> {
+        let engine = self.engine.clone();
+        let credential_of = |v: &str| engine.credential_of(v).map(str::to_string);
+        for (venue, plan) in self.ledger.to_plan(credential_of, scope) {
+            let (Some(setup), Some(probe), How::Sweep) =
+                (self.gw.venues.get(&venue), self.probe.as_mut(), plan.how)
+            else {
+                continue;
+            };
+            let held = self.ledger.holdings(&venue);
+            let ms = probe
+                .measure(&setup.adapter, &held, self.clock.now())
+                .await
+                .with_context(|| format!("measuring the containment of {venue}"))?;
+            self.ledger.set_latency(&venue, ms);
+            tally.measured(&venue, ms);
+        }
+        self.ledger.freeze_set(credential_of, scope, at);
+        Ok(())
     }
 
     /// Sends a request event as the venue's REST call; returns keygate's decision id.
@@ -403,15 +486,50 @@ impl Driver {
             .map_err(|e| anyhow::anyhow!("reconciling {}: {e}", setup.name))
     }
 
-    /// An outflow keygate did not make: a withdrawal straight at the venue with its key, then
-    /// reconciliation; on a venue with no REST adapter, the outflow as a watcher reports it.
-    async fn outflow(
-        &mut self,
-        o: &OutflowEvent,
-    ) -> Result<(bool, Option<keygate_core::freeze::Scope>)> {
-        let judged = match self.gw.venues.get(&o.venue).cloned() {
+    /// An outflow keygate did not make: a withdrawal straight at the venue with its key (if the
+    /// venue would let it out: one it refuses is not sent), then reconciliation, at once or
+    /// the venue's `detect` later; on a venue with no REST adapter, the outflow as a watcher
+    /// reports it.
+    async fn outflow(&mut self, o: &OutflowEvent, tally: &mut Tally) -> Result<Judged> {
+        let fate = self.ledger.spend(&o.venue, &o.asset, o.amount);
+        if !fate.got() {
+            return Ok(Judged {
+                matched: false,
+                froze: None,
+                fate,
+            });
+        }
+        if let Some(setup) = self.gw.venues.get(&o.venue).cloned() {
+            self.leaked_withdrawal(&setup, o).await?;
+        }
+        let detect = self.ledger.detect(&o.venue);
+        if detect > 0 {
+            self.pending.push((o.t.saturating_add(detect), o.clone()));
+            // Judged then: an outflow keygate never allowed, whatever else it matches.
+            return Ok(Judged {
+                matched: false,
+                froze: None,
+                fate,
+            });
+        }
+        let matched = self.judge(o).await?;
+        let froze = self.new_freeze().await?.map(|(s, _)| s);
+        self.remember_freezes().await?;
+        if let Some(scope) = &froze {
+            self.freeze_set(scope, o.t, tally).await?;
+        }
+        Ok(Judged {
+            matched,
+            froze,
+            fate,
+        })
+    }
+
+    /// Reconciliation of an outflow: the venue's history read and judged, or, on a venue with
+    /// no REST adapter, the outflow judged as the watcher reports it. Whether it matched.
+    async fn judge(&mut self, o: &OutflowEvent) -> Result<bool> {
+        Ok(match self.gw.venues.get(&o.venue).cloned() {
             Some(setup) => {
-                self.leaked_withdrawal(&setup, o).await?;
                 let pass = self.reconcile(&setup).await?;
                 pass.unapproved.is_empty()
             }
@@ -424,10 +542,7 @@ impl Driver {
                     .await?;
                 matches!(r, keygate_store::reconcile::Reconciled::Matched { .. })
             }
-        };
-        let froze = self.new_freeze().await?.map(|(s, _)| s);
-        self.remember_freezes().await?;
-        Ok((judged, froze))
+        })
     }
 
     /// A withdrawal signed with the venue's own key, sent straight to the simulator.
@@ -485,6 +600,30 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// The containment probe, for a scenario that contains an exchange venue (none otherwise):
+/// a master and sub-account of each kind such venues are, holding the header's assets.
+async fn probe(
+    gw: &Gateway,
+    header: &keygate_core::replay::Header,
+) -> Result<Option<crate::replay_contain::Probe>> {
+    let kinds: Vec<VenueKind> = header
+        .containment
+        .iter()
+        .filter(|(_, c)| c.how == How::Sweep)
+        .filter_map(|(v, _)| gw.venues.get(v))
+        .map(|s| crate::replay_setup::venue_kind(s.adapter.kind))
+        .collect();
+    if kinds.is_empty() {
+        return Ok(None);
+    }
+    let assets: Vec<String> = header
+        .balances
+        .values()
+        .flat_map(|b| b.keys().cloned())
+        .collect();
+    Ok(Some(crate::replay_contain::start(&kinds, &assets).await?))
 }
 
 /// A REST call: method, path and query, JSON body.

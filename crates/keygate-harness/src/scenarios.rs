@@ -2,9 +2,12 @@
 //! market-making traffic (scenarios/kronos-2023.jsonl is this generator's output, checked by a
 //! test), and denser variants of the same traffic for the replay benchmark; and two trade-abuse
 //! scenarios, the 3Commas API-key leak of 2022 and the Binance API-key incident of 2018
-//! ([`threecommas`], [`binance2018`], with what they share in [`trading`]). Deterministic: a
+//! ([`threecommas`], [`binance2018`], with what they share in [`trading`]); and the Kronos theft
+//! with the keys used around keygate, with opening balances and containment ([`around`]:
+//! `kronos-2023-around`, `kronos-2023-wallet`). Deterministic: a
 //! fixed-seed generator, no clock. docs/scenarios.md says where each number comes from.
 
+mod around;
 mod binance2018;
 mod threecommas;
 mod trading;
@@ -15,6 +18,7 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+pub use around::{Leak, write as kronos_around};
 pub use binance2018::scenario as binance_2018;
 pub use threecommas::scenario as threecommas_2022;
 

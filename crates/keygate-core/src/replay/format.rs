@@ -1,7 +1,9 @@
 //! The scenario format (docs/scenarios.md): the header, request and outflow events, read one
 //! line at a time, each error naming its line. Version 2 adds instruments to the header and
-//! orders (`symbol`, `side`, `price`) to trade requests; a version-1 file reads as it always
-//! did, and a version-1 header with any of them is refused.
+//! orders (`symbol`, `side`, `price`) to trade requests; version 3 adds each venue's opening
+//! `balances` and the `containment` that takes a venue's key and funds out of an attacker's
+//! reach, with its stated latency ([`super::ledger`]). An older file reads as it always did,
+//! and an older header with a newer field is refused, naming the version that takes it.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -13,12 +15,14 @@ use serde::{Deserialize, Serialize};
 use crate::intent::{Action, Intent, normalize_address};
 use crate::order::{Order, OrderKind, Reference, Side};
 use crate::outflow::Outflow;
-use crate::time::{Millis, format_millis};
+use crate::time::{Millis, format_millis, parse_duration};
+
+use super::ledger::{How, VenueContainment};
 
 /// The scenario format's newest version, which this code writes and reads.
-pub const VERSION: u32 = 2;
-/// The versions this code reads: 1 (no instruments or orders) and 2.
-pub const VERSIONS: [u32; 2] = [1, 2];
+pub const VERSION: u32 = 3;
+/// The versions this code reads: 1 (no instruments or orders), 2 (no balances) and 3.
+pub const VERSIONS: [u32; 3] = [1, 2, 3];
 /// The decimal places a limit order's quantity (its quote amount over its price) is rounded
 /// down to.
 pub const QUANTITY_DP: u32 = 8;
@@ -70,6 +74,12 @@ pub struct Header {
     pub prices: BTreeMap<String, Decimal>,
     /// Per venue, the instruments its trade requests name, by the venue's own symbol.
     pub instruments: BTreeMap<String, BTreeMap<String, Instrument>>,
+    /// Version 3: per venue, what it holds when the scenario starts (asset → amount). A venue
+    /// named here has its balances followed: what would spend more than is left fails.
+    pub balances: BTreeMap<String, BTreeMap<String, Decimal>>,
+    /// Version 3: per venue (each one of `balances`), how keygate contains it and how long that
+    /// takes.
+    pub containment: BTreeMap<String, VenueContainment>,
     pub notes: String,
 }
 
@@ -233,7 +243,19 @@ struct HeaderLine {
     #[serde(default)]
     instruments: Option<BTreeMap<String, BTreeMap<String, InstrumentLine>>>,
     #[serde(default)]
+    balances: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    #[serde(default)]
+    containment: Option<BTreeMap<String, ContainmentLine>>,
+    #[serde(default)]
     notes: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainmentLine {
+    how: String,
+    detect: String,
+    latency: String,
 }
 
 #[derive(Deserialize)]
@@ -259,7 +281,7 @@ pub fn parse_header(text: &str) -> Result<Header, ScenarioError> {
         err(
             1,
             format!(
-                "not a scenario header ({{\"scenario\": NAME, \"version\": 2, \"start\": TIME, \"prices\": {{ASSET: \"USD\"}}, \"instruments\": {{VENUE: {{SYMBOL: {{\"base\": …, \"quote\": …, \"reference\": PRICE}}}}}}}}, prices as decimal strings): {e}"
+                "not a scenario header ({{\"scenario\": NAME, \"version\": 3, \"start\": TIME, \"prices\": {{ASSET: \"USD\"}}, \"instruments\": {{VENUE: {{SYMBOL: {{\"base\": …, \"quote\": …, \"reference\": PRICE}}}}}}, \"balances\": {{VENUE: {{ASSET: \"AMOUNT\"}}}}, \"containment\": {{VENUE: {{\"how\": \"sweep\" or \"rescue\", \"detect\": DURATION, \"latency\": DURATION}}}}}}, prices and amounts as decimal strings): {e}"
             ),
         )
     })?;
@@ -267,7 +289,7 @@ pub fn parse_header(text: &str) -> Result<Header, ScenarioError> {
         return Err(err(
             1,
             format!(
-                "version {} is not one this keygate reads (it reads versions 1 and {VERSION})",
+                "version {} is not one this keygate reads (it reads versions 1 to {VERSION})",
                 h.version
             ),
         ));
@@ -290,14 +312,89 @@ pub fn parse_header(text: &str) -> Result<Header, ScenarioError> {
         Some(venues) => instruments(venues, start)?,
         None => BTreeMap::new(),
     };
+    if h.version < 3 && (h.balances.is_some() || h.containment.is_some()) {
+        return Err(err(
+            1,
+            "balances and containment need a version-3 header (\"version\": 3)",
+        ));
+    }
+    let balances = balances(h.balances.unwrap_or_default())?;
+    let containment = containment(h.containment.unwrap_or_default(), &balances)?;
     Ok(Header {
         start,
         scenario: h.scenario,
         version: h.version,
         prices,
         instruments,
+        balances,
+        containment,
         notes: h.notes,
     })
+}
+
+/// Each venue's opening balances: amounts of zero or more, as decimal strings.
+fn balances(
+    venues: BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, BTreeMap<String, Decimal>>, ScenarioError> {
+    venues
+        .into_iter()
+        .map(|(venue, assets)| {
+            if !crate::intent::valid_name(&venue) {
+                return Err(err(
+                    1,
+                    format!(
+                        "balances: {venue:?} is not a venue name (1-64 letters, digits, . _ - :)"
+                    ),
+                ));
+            }
+            let assets = assets
+                .into_iter()
+                .map(|(asset, text)| {
+                    if asset.is_empty() {
+                        return Err(err(
+                            1,
+                            format!("balances of {venue}: an asset's name is empty"),
+                        ));
+                    }
+                    let what = format!("balance of {asset} on {venue}");
+                    Ok((asset, decimal(1, &what, &text)?))
+                })
+                .collect::<Result<_, ScenarioError>>()?;
+            Ok((venue, assets))
+        })
+        .collect()
+}
+
+/// Each contained venue's containment, for a venue whose balances the header declares.
+fn containment(
+    venues: BTreeMap<String, ContainmentLine>,
+    balances: &BTreeMap<String, BTreeMap<String, Decimal>>,
+) -> Result<BTreeMap<String, VenueContainment>, ScenarioError> {
+    venues
+        .into_iter()
+        .map(|(venue, c)| {
+            if !balances.contains_key(&venue) {
+                return Err(err(
+                    1,
+                    format!(
+                        "containment of {venue}: declare its opening balances in \"balances\" (containment moves them)"
+                    ),
+                ));
+            }
+            let how = How::from_str(&c.how)
+                .map_err(|m| err(1, format!("containment of {venue}: {m}")))?;
+            let d = |field: &str, text: &str| {
+                parse_duration(text)
+                    .map_err(|m| err(1, format!("containment of {venue}: {field}: {m}")))
+            };
+            let plan = VenueContainment {
+                how,
+                detect: d("detect", &c.detect)?,
+                latency: d("latency", &c.latency)?,
+            };
+            Ok((venue, plan))
+        })
+        .collect()
 }
 
 fn instruments(

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use super::Observed;
 use super::format::{Header, Label, OutflowEvent, RequestEvent, known_notional};
+use super::ledger::{Contained, Fate, How};
+use super::{Effect, Judged, Observed};
 use crate::decide::{Outcome, Stage};
 use crate::freeze::Scope;
 use crate::intent::Action;
@@ -111,6 +112,88 @@ pub struct Report {
     pub freezes: Vec<FreezeSet>,
     /// Cumulative attack value at each attack event, for the chart.
     pub timeline: Vec<Point>,
+    /// Version 3, with opening balances: per venue and in total, what the attack got, what the
+    /// venue refused it, and what containment saved (absent otherwise, so an older scenario's
+    /// report is as it was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<ValueReport>,
+}
+
+/// Value at the followed venues (USD, decimal strings with two places).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValueReport {
+    pub venues: BTreeMap<String, VenueValue>,
+    pub total: VenueValue,
+    /// Attack outflows the venue refused (for lack of funds, or after containment): they
+    /// moved nothing, and no watcher saw them.
+    pub outflows_blocked: u64,
+}
+
+/// One venue's value (or the total of all): the attack's got, refused and contained.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VenueValue {
+    /// `sweep` or `rescue`, if the venue is contained (absent in the total).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how: Option<How>,
+    /// How long after the freeze containment takes effect: as stated in the header
+    /// (in-process), or as measured at the simulator (gateway), in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
+    /// When containment took effect, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contained_at: Option<String>,
+    pub opening_usd: String,
+    /// What the attack got out: attack outflows, withdrawals and transfers the venue carried
+    /// out.
+    pub lost_usd: String,
+    /// Saved by containment at an exchange: swept to the master account, the key locked.
+    pub saved_usd: String,
+    /// Rescued by containment on chain: moved to `rescue_to`.
+    pub rescued_usd: String,
+    /// Attack value the venue refused for lack of funds.
+    pub blocked_for_funds_usd: String,
+    /// Attack value the venue refused after containment (the key locked, the funds gone).
+    pub blocked_by_containment_usd: String,
+}
+
+/// One followed venue's figures, in USD cents.
+#[derive(Debug, Clone, Default)]
+struct VenueCents {
+    how: Option<How>,
+    latency: Option<Millis>,
+    contained_at: Option<Millis>,
+    opening: i64,
+    lost: i64,
+    saved: i64,
+    rescued: i64,
+    blocked_funds: i64,
+    blocked_contained: i64,
+}
+
+impl VenueCents {
+    fn add(&mut self, o: &VenueCents) {
+        let s = |a: &mut i64, b: i64| *a = a.saturating_add(b);
+        s(&mut self.opening, o.opening);
+        s(&mut self.lost, o.lost);
+        s(&mut self.saved, o.saved);
+        s(&mut self.rescued, o.rescued);
+        s(&mut self.blocked_funds, o.blocked_funds);
+        s(&mut self.blocked_contained, o.blocked_contained);
+    }
+
+    fn report(&self) -> VenueValue {
+        VenueValue {
+            how: self.how,
+            latency_ms: self.latency,
+            contained_at: self.contained_at.map(format_millis),
+            opening_usd: format_usd(self.opening),
+            lost_usd: format_usd(self.lost),
+            saved_usd: format_usd(self.saved),
+            rescued_usd: format_usd(self.rescued),
+            blocked_for_funds_usd: format_usd(self.blocked_funds),
+            blocked_by_containment_usd: format_usd(self.blocked_contained),
+        }
+    }
 }
 
 /// Builds a [`Report`] from what keygate did with each event, whichever way the events ran.
@@ -138,6 +221,9 @@ pub struct Tally {
     unapproved: u64,
     freezes: Vec<FreezeSet>,
     timeline: Vec<Point>,
+    /// Per followed venue (none: no balances in the header).
+    venues: BTreeMap<String, VenueCents>,
+    outflows_blocked: u64,
 }
 
 impl Tally {
@@ -148,7 +234,27 @@ impl Tally {
         for (a, p) in pinned.iter().map(|(a, p)| (a, p)).chain(&header.prices) {
             prices.pin(a, *p);
         }
+        let venues = header
+            .balances
+            .iter()
+            .map(|(v, held)| {
+                let opening = held
+                    .iter()
+                    .map(|(a, m)| prices.usd_cents(a, *m, 0).unwrap_or(0))
+                    .fold(0i64, i64::saturating_add);
+                let how = header.containment.get(v).map(|c| c.how);
+                let cents = VenueCents {
+                    opening,
+                    how,
+                    latency: header.containment.get(v).map(|c| c.latency),
+                    ..VenueCents::default()
+                };
+                (v.clone(), cents)
+            })
+            .collect();
         Self {
+            venues,
+            outflows_blocked: 0,
             scenario: header.scenario.clone(),
             mode: mode.to_string(),
             prices,
@@ -286,40 +392,121 @@ impl Tally {
         if let Some((scope, by)) = &seen.froze {
             self.froze(ev.t, scope, by);
         }
+        let got = seen.outcome == Outcome::Allow && seen.fate.got();
+        if seen.outcome == Outcome::Allow {
+            self.venue_spend(&ev.venue, value, ev.label, seen.fate);
+        }
         if ev.label == Label::Attack {
             self.attempted = self.attempted.saturating_add(value);
-            if seen.outcome == Outcome::Allow {
+            if got {
                 self.allowed = self.allowed.saturating_add(value);
             }
             if ev.action == Action::Trade {
-                self.trade(ev, seen.outcome);
+                let outcome = if got { seen.outcome } else { Outcome::Deny };
+                self.trade(ev, outcome);
             }
             self.point(ev.t);
         }
     }
 
-    /// Counts an outflow event: whether it matched an allowed decision, and the freeze it set.
-    pub fn outflow(&mut self, ev: &OutflowEvent, matched: bool, froze: Option<&Scope>) {
+    /// A spend of `value` cents at a followed venue, as the venue took it.
+    fn venue_spend(&mut self, venue: &str, value: i64, label: Label, fate: Fate) {
+        let Some(v) = self.venues.get_mut(venue) else {
+            return;
+        };
+        match (fate, label) {
+            (Fate::Done | Fate::Unfollowed, Label::Attack) => v.lost = v.lost.saturating_add(value),
+            (Fate::Done | Fate::Unfollowed, Label::Normal) => {}
+            (Fate::NoFunds, Label::Attack) => {
+                v.blocked_funds = v.blocked_funds.saturating_add(value)
+            }
+            (Fate::Contained(_), Label::Attack) => {
+                v.blocked_contained = v.blocked_contained.saturating_add(value);
+            }
+            (Fate::NoFunds | Fate::Contained(_), Label::Normal) => {}
+        }
+    }
+
+    /// The containment latency measured for `venue`, in place of the stated one.
+    pub fn measured(&mut self, venue: &str, latency: Millis) {
+        if let Some(v) = self.venues.get_mut(venue) {
+            v.latency = Some(latency);
+        }
+    }
+
+    /// Counts what took effect between events: a freeze reconciliation set, a containment.
+    pub fn effect(&mut self, e: &Effect) {
+        match e {
+            Effect::Froze { at, scope } => self.froze(*at, scope, "reconciliation"),
+            Effect::Contained(c) => self.contained(c),
+        }
+    }
+
+    fn contained(&mut self, c: &Contained) {
+        let value = c
+            .moved
+            .iter()
+            .map(|(a, m)| self.usd_cents(a, *m))
+            .fold(0i64, i64::saturating_add);
+        let Some(v) = self.venues.get_mut(&c.venue) else {
+            return;
+        };
+        v.contained_at = Some(c.at);
+        match c.how {
+            How::Sweep => v.saved = v.saved.saturating_add(value),
+            How::Rescue => v.rescued = v.rescued.saturating_add(value),
+        }
+    }
+
+    /// Counts an outflow event: whether it matched an allowed decision, the freeze it set, and
+    /// whether the venue let it out (one refused moved nothing: it is counted as attempted and
+    /// as blocked, never as got).
+    pub fn outflow(&mut self, ev: &OutflowEvent, judged: &Judged) {
         self.start(ev.t, ev.label);
-        if matched {
+        let value = self.usd_cents(&ev.asset, ev.amount);
+        self.venue_spend(&ev.venue, value, ev.label, judged.fate);
+        if !judged.fate.got() {
+            self.outflows_blocked += 1;
+        } else if judged.matched {
             self.matched += 1;
         } else {
             self.unapproved += 1;
         }
-        if let Some(scope) = froze {
+        if let Some(scope) = &judged.froze {
             self.froze(ev.t, scope, "reconciliation");
         }
         if ev.label == Label::Attack {
-            // It left whatever keygate does: counted as attempted and as got.
-            let value = self.usd_cents(&ev.asset, ev.amount);
+            // What left, left whatever keygate does: counted as attempted and as got.
             self.attempted = self.attempted.saturating_add(value);
-            self.allowed = self.allowed.saturating_add(value);
-            self.outflow = self.outflow.saturating_add(value);
+            if judged.fate.got() {
+                self.allowed = self.allowed.saturating_add(value);
+                self.outflow = self.outflow.saturating_add(value);
+            }
             self.point(ev.t);
         }
     }
 
+    fn value(&self) -> Option<ValueReport> {
+        if self.venues.is_empty() {
+            return None;
+        }
+        let mut total = VenueCents::default();
+        for v in self.venues.values() {
+            total.add(v);
+        }
+        Some(ValueReport {
+            venues: self
+                .venues
+                .iter()
+                .map(|(n, v)| (n.clone(), v.report()))
+                .collect(),
+            total: total.report(),
+            outflows_blocked: self.outflows_blocked,
+        })
+    }
+
     pub fn report(self) -> Report {
+        let value = self.value();
         let t = |f: &Option<First>| f.as_ref().map(|f| f.t.clone());
         Report {
             scenario: self.scenario,
@@ -348,6 +535,7 @@ impl Tally {
             outflows_unapproved: self.unapproved,
             freezes: self.freezes,
             timeline: self.timeline,
+            value,
         }
     }
 }

@@ -183,7 +183,8 @@ pub fn write(out: &mut impl Write, mut s: Scenario<'_>) -> std::io::Result<u64> 
     }
     let header = HeaderOut {
         scenario: s.name,
-        version: keygate_core::replay::VERSION,
+        // Version 2: instruments and orders, no balances (a later version reads it as written).
+        version: 2,
         start: rfc3339(s.start),
         prices: s
             .prices

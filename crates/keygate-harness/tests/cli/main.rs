@@ -4,5 +4,6 @@
 
 mod util;
 
+mod around;
 mod replay;
 mod trade_scenarios;

@@ -374,11 +374,11 @@ fn a_bad_scenario_is_refused_with_its_line_and_nothing_is_written() {
     let (scenario, _) = setup(&kg, &[]);
     std::fs::write(
         &scenario,
-        HEADER.replace(r#""version":1"#, r#""version":3"#),
+        HEADER.replace(r#""version":1"#, r#""version":4"#),
     )
     .unwrap();
     let err = kg.fails(&["replay", scenario.to_str().unwrap()], None);
-    assert!(err.contains("version 3"), "{err}");
+    assert!(err.contains("version 4"), "{err}");
     // A price as a JSON number may have passed through a float: refused.
     std::fs::write(&scenario, HEADER.replace(r#""USDT":"1""#, r#""USDT":1"#)).unwrap();
     let err = kg.fails(&["replay", scenario.to_str().unwrap()], None);

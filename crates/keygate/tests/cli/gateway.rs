@@ -122,6 +122,12 @@ impl Serve {
         }
     }
 
+    /// SIGKILL, as a crash or `kill -9` would: nothing runs on the way out.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub(crate) fn output(&self) -> Vec<u8> {
         self.output.lock().unwrap().clone()
     }

@@ -7,6 +7,8 @@ mod bots;
 mod canary;
 mod chain;
 mod containment;
+mod db_faults;
+mod drills;
 mod engine;
 mod gateway;
 mod init;
