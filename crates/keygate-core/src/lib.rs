@@ -18,6 +18,7 @@ pub mod outflow;
 pub mod policy;
 pub mod price;
 pub mod replay;
+pub mod route;
 pub mod time;
 
 pub use decide::{Debit, Engine, EngineError, LimitCheck, Outcome, State, Verdict, decide};

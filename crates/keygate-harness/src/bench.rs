@@ -204,6 +204,7 @@ pub(crate) fn clients() -> Vec<ClientRecord> {
 
 fn intent(c: usize) -> Intent {
     Intent {
+        route: Default::default(),
         order: None,
         client: format!("c{c}"),
         venue: "binance".into(),
@@ -218,6 +219,7 @@ fn intent(c: usize) -> Intent {
 
 fn destination() -> Destination {
     Destination {
+        route: Default::default(),
         id: 1,
         venue: "binance".into(),
         asset: "USDT".into(),

@@ -35,7 +35,7 @@ pub use chain::{
 };
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
 pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
-pub use engine::{NativeKeyRow, PriceRow, TokenSummary};
+pub use engine::{NativeKeyRow, NewEntryRow, PriceRow, TokenSummary};
 pub(crate) use error::is_unique_violation;
 pub use error::{Conflict, StoreError};
 

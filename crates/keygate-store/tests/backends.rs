@@ -57,12 +57,12 @@ async fn migrations_apply_once_and_are_idempotent(b: Backend) {
     assert_eq!(s.backend(), b);
     assert_eq!(
         s.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 16]
     );
     s.migrate().await.unwrap();
     assert_eq!(
         s.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 16]
     );
     match b {
         Backend::Sqlite => assert_eq!(
