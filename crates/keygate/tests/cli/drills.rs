@@ -118,7 +118,7 @@ when { context has destination && context.destination.label == "cold wallet" };
         }
         kg.ok(&args, None);
     }
-    kg.cold_wallet(COLD, &["binance-main"]);
+    kg.cold_wallet_on(COLD, &[("binance-main", Some("ETH"))]);
     let mut token = |c: &str| kg.ok(&["token", "issue", c], None).trim().to_string();
     let (trader, treasurer, idle) = (token("trader"), token("treasurer"), token("idle"));
     Drill {

@@ -298,7 +298,7 @@ when { context has destination && context.destination.label == "cold wallet" };
         ],
         None,
     );
-    kg.cold_wallet(COLD, &["binance-main"]);
+    kg.cold_wallet_on(COLD, &[("binance-main", Some("ETH"))]);
     let trader = kg
         .ok(&["token", "issue", "trader"], None)
         .trim()
@@ -388,6 +388,31 @@ fn a_bot_trades_and_withdraws_only_within_scope_policy_and_limits() {
         Some(Decimal::from(10_000_000 - 100))
     );
 
+    let before = s.sim.requests();
+    // The cold wallet's entry is for ETH: the same address on BSC, or on the coin's default
+    // network (no network named), is another destination, refused by the address book.
+    for other in [
+        "coin=USDT&network=BSC&address=0x00000000000000000000000000000000c01d0001&amount=10",
+        "coin=USDT&address=0x00000000000000000000000000000000c01d0001&amount=10",
+    ] {
+        let a = http(
+            serve.addr,
+            "POST",
+            "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+            &[
+                ("Authorization", &treasurer),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            other.as_bytes(),
+        );
+        assert_eq!(a.status, 403, "{other}: {}", a.body);
+        let reason = a.json()["reason"].as_str().unwrap_or_default().to_string();
+        assert!(reason.contains("does not approve another"), "{reason}");
+        assert!(reason.contains("on network ETH"), "{reason}");
+    }
+    assert_eq!(s.sim.requests(), before);
+    assert_eq!(s.sim.withdrawals().len(), 1);
+
     // Over the per-client cap (100,000 USD an hour): denied by the limit, never forwarded.
     let before = s.sim.requests();
     let big =
@@ -426,6 +451,8 @@ fn a_bot_trades_and_withdraws_only_within_scope_policy_and_limits() {
         stranger.as_bytes(),
     );
     assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(s.sim.requests(), before);
+    assert_eq!(s.sim.withdrawals().len(), 1);
     assert_eq!(s.sim.requests(), before);
     assert_eq!(s.sim.withdrawals().len(), 1);
 

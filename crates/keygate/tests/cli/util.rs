@@ -86,23 +86,31 @@ impl Kg {
 
     /// Adds `address` as the USDT "cold wallet" of each of `venues` (as the current actor), has
     /// "bob" approve them (entries 1 to N: the data directory's first entries), and waits out
-    /// the 1 s cool-down the tests configure. The actor stays "bob".
+    /// the 1 s cool-down the tests configure. The actor stays "bob". The entries are for
+    /// withdrawals naming no network (the venue's default).
     pub fn cold_wallet(&mut self, address: &str, venues: &[&str]) {
-        for venue in venues {
-            self.ok(
-                &[
-                    "address",
-                    "add",
-                    address,
-                    "--venue",
-                    venue,
-                    "--asset",
-                    "USDT",
-                    "--label",
-                    "cold wallet",
-                ],
-                None,
-            );
+        let plain: Vec<(&str, Option<&str>)> = venues.iter().map(|v| (*v, None)).collect();
+        self.cold_wallet_on(address, &plain);
+    }
+
+    /// [`Kg::cold_wallet`], each entry for the network named beside its venue.
+    pub fn cold_wallet_on(&mut self, address: &str, venues: &[(&str, Option<&str>)]) {
+        for (venue, network) in venues {
+            let mut args = vec![
+                "address",
+                "add",
+                address,
+                "--venue",
+                venue,
+                "--asset",
+                "USDT",
+                "--label",
+                "cold wallet",
+            ];
+            if let Some(n) = network {
+                args.extend(["--network", n]);
+            }
+            self.ok(&args, None);
         }
         self.env("KEYGATE_ACTOR", "bob");
         for id in 1..=venues.len() {
