@@ -5,19 +5,18 @@
 #![no_main]
 
 use keygate_venues::containment::{Lock, Needs, Outcome, Target};
-use keygate_venues::{Adapter, AdapterOptions, VenueKind};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let [pick, status, body @ ..] = data else {
+    let Some(keygate_fuzz::Answer {
+        kind: _,
+        adapter: a,
+        pick,
+        status,
+        body,
+    }) = keygate_fuzz::answer(data, &[200, 201, 400, 401, 403, 404, 429, 500])
+    else {
         return;
     };
-    let kind = if pick & 1 == 0 {
-        VenueKind::Binance
-    } else {
-        VenueKind::Okx
-    };
-    let status = [200u16, 201, 400, 401, 403, 404, 429, 500][usize::from(*status) % 8];
-    let a = Adapter::new(kind, AdapterOptions::default());
     let t = Target {
         sub_account: "desk-7",
         api_key: "leakedkey",

@@ -4,19 +4,18 @@
 #![no_main]
 
 use keygate_venues::containment::Wallet;
-use keygate_venues::{Adapter, AdapterOptions, VenueKind};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let [pick, status, body @ ..] = data else {
+    let Some(keygate_fuzz::Answer {
+        kind,
+        adapter: a,
+        pick,
+        status,
+        body,
+    }) = keygate_fuzz::answer(data, &[200, 400, 429, 500])
+    else {
         return;
     };
-    let kind = if pick & 1 == 0 {
-        VenueKind::Binance
-    } else {
-        VenueKind::Okx
-    };
-    let status = [200u16, 400, 429, 500][usize::from(*status) % 4];
-    let a = Adapter::new(kind, AdapterOptions::default());
     match (pick >> 1) % 7 {
         0 => {
             if let Ok(rows) = a.parse_withdrawal_history("v", body) {

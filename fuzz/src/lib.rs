@@ -97,3 +97,31 @@ pub fn classify(kind: VenueKind, data: &[u8]) {
     );
     let _ = adapter.sign(&classified, &keys(), NOW);
 }
+
+/// A venue's answer cut from fuzz bytes: byte 0 picks the venue (bit 0) and, in its other bits,
+/// what the target parses; byte 1 picks the HTTP status from `statuses`; the rest is the body.
+pub struct Answer<'a> {
+    pub kind: VenueKind,
+    pub adapter: Adapter,
+    pub pick: u8,
+    pub status: u16,
+    pub body: &'a [u8],
+}
+
+pub fn answer<'a>(data: &'a [u8], statuses: &[u16]) -> Option<Answer<'a>> {
+    let [pick, status, body @ ..] = data else {
+        return None;
+    };
+    let kind = if pick & 1 == 0 {
+        VenueKind::Binance
+    } else {
+        VenueKind::Okx
+    };
+    Some(Answer {
+        kind,
+        adapter: Adapter::new(kind, AdapterOptions::default()),
+        pick: *pick,
+        status: *statuses.get(usize::from(*status) % statuses.len().max(1))?,
+        body,
+    })
+}

@@ -140,8 +140,20 @@ pub(crate) fn try_http(
     token: &str,
     body: &str,
 ) -> Option<u16> {
+    try_http_within(addr, method, target, token, body, Duration::from_secs(10))
+}
+
+/// [`try_http`], waiting up to `wait` for the answer.
+pub(crate) fn try_http_within(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    token: &str,
+    body: &str,
+    wait: Duration,
+) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
     let req = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
