@@ -68,56 +68,35 @@ pub(crate) fn drill_at(
         Some(url) => kg.ok(&["init", "--store-url", url], None),
         None => kg.ok(&["init"], None),
     };
-    let cfg_path = kg.data.join("keygate.toml");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace("cooldown = \"24h\"", "cooldown = \"1s\"")
-        .replace("response = \"hold\"", "response = \"alert\"")
-        .replace("\"freeze-client\"", "\"alert\"")
-        .replace(
-            "max_usd = \"100000\"\nmax_count = 20",
-            &format!("max_usd = \"{CAP_USD}\"\nmax_count = 100000"),
-        );
-    assert!(cfg.contains(&format!("max_usd = \"{CAP_USD}\"")));
-    let cfg = format!(
-        "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\n{venue_extra}"
+    kg.edit_config(|cfg| {
+        let cfg = cfg
+            .replace("cooldown = \"24h\"", "cooldown = \"1s\"")
+            .replace("response = \"hold\"", "response = \"alert\"")
+            .replace("\"freeze-client\"", "\"alert\"")
+            .replace(
+                "max_usd = \"100000\"\nmax_count = 20",
+                &format!("max_usd = \"{CAP_USD}\"\nmax_count = 100000"),
+            );
+        assert!(cfg.contains(&format!("max_usd = \"{CAP_USD}\"")));
+        format!(
+            "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\n{venue_extra}"
+        )
+    });
+    kg.withdraw_to_cold("treasury-to-cold", "treasurer");
+    kg.credential(
+        "binance-main",
+        "binance-main",
+        "binance-hmac",
+        &format!("bkey\n{secret}\n"),
     );
-    std::fs::write(&cfg_path, cfg).unwrap();
-    std::fs::write(
-        kg.data.join("policies/withdraw.cedar"),
-        r#"@id("treasury-to-cold")
-permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"withdraw", resource)
-when { context has destination && context.destination.label == "cold wallet" };
-"#,
-    )
-    .unwrap();
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "binance-main",
-            "--venue",
-            "binance-main",
-            "--kind",
-            "binance-hmac",
-        ],
-        Some(&format!("bkey\n{secret}\n")),
+    kg.client(
+        "trader",
+        &["binance-main"],
+        &["read", "trade"],
+        &["BTC/USDT"],
     );
-    for (name, actions) in [
-        ("trader", &["read", "trade"][..]),
-        ("treasurer", &["read", "withdraw"][..]),
-        ("idle", &["read"][..]),
-    ] {
-        let mut args = vec!["client", "add", name, "--venue", "binance-main"];
-        for a in actions {
-            args.extend(["--action", a]);
-        }
-        if name == "trader" {
-            args.extend(["--instrument", "BTC/USDT"]);
-        }
-        kg.ok(&args, None);
-    }
+    kg.client("treasurer", &["binance-main"], &["read", "withdraw"], &[]);
+    kg.client("idle", &["binance-main"], &["read"], &[]);
     kg.cold_wallet_on(COLD, &[("binance-main", Some("ETH"))]);
     let mut token = |c: &str| kg.ok(&["token", "issue", c], None).trim().to_string();
     let (trader, treasurer, idle) = (token("trader"), token("treasurer"), token("idle"));

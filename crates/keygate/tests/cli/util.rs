@@ -135,6 +135,56 @@ impl Kg {
         format!("sqlite://{}", self.data.join("keygate.db").display())
     }
 
+    /// `credential add --id ID --venue VENUE --kind KIND`, the key's lines on stdin.
+    pub fn credential(&mut self, id: &str, venue: &str, kind: &str, stdin: &str) {
+        let args = [
+            "credential",
+            "add",
+            "--id",
+            id,
+            "--venue",
+            venue,
+            "--kind",
+            kind,
+        ];
+        self.ok(&args, Some(stdin));
+    }
+
+    /// `client add NAME` on `venues`, allowed `actions`, trading `instruments` (none: the
+    /// command's default).
+    pub fn client(&mut self, name: &str, venues: &[&str], actions: &[&str], instruments: &[&str]) {
+        let mut args = vec!["client", "add", name];
+        for v in venues {
+            args.extend(["--venue", v]);
+        }
+        for a in actions {
+            args.extend(["--action", a]);
+        }
+        for i in instruments {
+            args.extend(["--instrument", i]);
+        }
+        self.ok(&args, None);
+    }
+
+    /// Rewrites keygate.toml with `edit`.
+    pub fn edit_config(&mut self, edit: impl FnOnce(String) -> String) {
+        let path = self.data.join("keygate.toml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(cfg)).unwrap();
+    }
+
+    /// policies/withdraw.cedar: `client` may withdraw to the address labelled "cold wallet"
+    /// only (policy `id`).
+    pub fn withdraw_to_cold(&mut self, id: &str, client: &str) {
+        std::fs::write(
+            self.data.join("policies/withdraw.cedar"),
+            format!(
+                "@id(\"{id}\")\npermit (principal == Keygate::Client::\"{client}\", action == Keygate::Action::\"withdraw\", resource)\nwhen {{ context has destination && context.destination.label == \"cold wallet\" }};\n"
+            ),
+        )
+        .unwrap();
+    }
+
     /// The id printed by `credential add`.
     pub fn add(&mut self, venue: &str, kind: &str, stdin: &str) -> String {
         let out = self.ok(
