@@ -558,6 +558,12 @@ pub(crate) fn parse_history(venue: &str, body: &[u8]) -> Result<Vec<Outflow>, St
         .map(|r| {
             let t = chrono::NaiveDateTime::parse_from_str(&r.apply_time, "%Y-%m-%d %H:%M:%S")
                 .map_err(|_| format!("applyTime {:?} is not YYYY-MM-DD HH:MM:SS", r.apply_time))?;
+            if r.amount <= Decimal::ZERO {
+                return Err(format!(
+                    "withdrawal {:?} has amount {}, not a positive amount",
+                    r.id, r.amount
+                ));
+            }
             let mut address = keygate_core::intent::normalize_address(&r.address);
             if let Some(tag) = r.address_tag.filter(|t| !t.is_empty()) {
                 address = format!("{address}:{tag}");
@@ -1041,6 +1047,14 @@ mod tests {
         );
         assert_eq!(rows[0].reference.as_deref(), Some("kg-1"));
         assert!(adapter().parse_withdrawal_history("v", b"{}").is_err());
+        for amount in ["0", "-72"] {
+            let bad = String::from_utf8_lossy(h)
+                .replace(r#""amount":"72""#, &format!(r#""amount":"{amount}""#));
+            let e = adapter()
+                .parse_withdrawal_history("v", bad.as_bytes())
+                .unwrap_err();
+            assert!(e.to_string().contains("not a positive amount"), "{e}");
+        }
 
         let unsafe_key = br#"{"ipRestrict":false,"enableWithdrawals":true,"enableReading":true,"enableInternalTransfer":true}"#;
         let f = adapter().parse_restrictions(unsafe_key).unwrap();

@@ -611,6 +611,11 @@ pub(crate) fn parse_history(venue: &str, body: &[u8]) -> Result<Vec<Outflow>, St
             let amount: Decimal = field(row, "amt")?
                 .parse()
                 .map_err(|_| "a withdrawal's amt is not a decimal".to_string())?;
+            if amount <= Decimal::ZERO {
+                return Err(format!(
+                    "a withdrawal's amt is {amount}, not a positive amount"
+                ));
+            }
             let time_ms: i64 = field(row, "ts")?
                 .parse()
                 .map_err(|_| "a withdrawal's ts is not milliseconds".to_string())?;
@@ -1081,6 +1086,15 @@ mod tests {
         let rows = adapter().parse_withdrawal_history("v", h).unwrap();
         assert_eq!(rows[0].id, "123");
         assert_eq!(rows[0].reference, None);
+        // A zero (or negative) amount is no withdrawal (found by the fuzz target venue_answers).
+        for amt in ["00", "-1"] {
+            let bad =
+                String::from_utf8_lossy(h).replace(r#""amt":"72""#, &format!(r#""amt":"{amt}""#));
+            let e = adapter()
+                .parse_withdrawal_history("v", bad.as_bytes())
+                .unwrap_err();
+            assert!(e.to_string().contains("not a positive amount"), "{e}");
+        }
         assert!(
             adapter()
                 .parse_withdrawal_history(
