@@ -220,8 +220,14 @@ async fn start_sim() -> Result<(SocketAddr, Arc<String>)> {
 }
 
 /// The data directory, through keygate-admin: `init`, the bench venue at the simulator, its
-/// credential, the client `bot` (read, trade) and an hour's token for it, which is returned.
-async fn data_dir(data: &Path, sim_addr: SocketAddr, secret: &str) -> Result<Arc<String>> {
+/// credential, the client `bot` (read, trade) and a token for it valid for `ttl_secs`, which is
+/// returned.
+async fn data_dir(
+    data: &Path,
+    sim_addr: SocketAddr,
+    secret: &str,
+    ttl_secs: u64,
+) -> Result<Arc<String>> {
     let made = keygate_admin::init::init(&keygate_admin::init::InitRequest {
         data_dir: data.to_path_buf(),
         passphrase: false,
@@ -286,7 +292,7 @@ async fn data_dir(data: &Path, sim_addr: SocketAddr, secret: &str) -> Result<Arc
         .await?;
         let req = keygate_admin::tokens::TokenRequest {
             client: "bot".into(),
-            ttl: Some("1h".into()),
+            ttl: Some(format!("{ttl_secs}s")),
             ..Default::default()
         };
         keygate_admin::tokens::issue_token(&h, "admin:bench", &req, None, now).await
@@ -654,7 +660,7 @@ pub async fn run(a: &BenchGatewayArgs) -> Result<()> {
     let data = tmp.path().join("data");
     let (sim_addr, secret) = start_sim().await?;
     println!("setting up a data directory and starting `keygate serve` (SQLite) …");
-    let token = data_dir(&data, sim_addr, &secret).await?;
+    let token = data_dir(&data, sim_addr, &secret, 3_600).await?;
     let (serve, kg_addr) = spawn_serve(&data)?;
     let nginx = start_nginx(&tmp.path().join("nginx"), sim_addr).await?;
     let ends = Ends {
@@ -753,12 +759,13 @@ impl Gateway {
     }
 
     /// The simulator, a data directory with the bench venue and client (no limit that a long
-    /// run of orders would reach), and `keygate serve` on a loopback port.
-    pub(crate) async fn start() -> Result<Self> {
+    /// run of orders would reach), a token valid for `ttl_secs`, and `keygate serve` on a
+    /// loopback port.
+    pub(crate) async fn start(ttl_secs: u64) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
         let data = tmp.path().join("data");
         let (sim_addr, secret) = start_sim().await?;
-        let token = data_dir(&data, sim_addr, &secret).await?;
+        let token = data_dir(&data, sim_addr, &secret, ttl_secs).await?;
         let cfg_path = data.join("keygate.toml");
         let cfg = std::fs::read_to_string(&cfg_path)?.replace(
             "actions = [\"trade\"]\nwindow = \"1h\"\nmax_usd = \"500000\"",

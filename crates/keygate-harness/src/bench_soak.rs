@@ -27,18 +27,20 @@ struct Row {
     p50_ms: f64,
     p99_ms: f64,
     rss_kib: u64,
+    anon_kib: u64,
     fds: usize,
 }
 
-/// `VmRSS` of a process, in KiB, from /proc.
-fn rss_kib(pid: u32) -> Result<u64> {
+/// A field of a process's /proc status in KiB (`VmRSS`: resident memory; `RssAnon`: the part
+/// that is heap and stacks, not mapped files such as SQLite's shared WAL index).
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))
 }
 
 /// Open file descriptors of a process, from /proc.
@@ -55,7 +57,7 @@ fn quantile_ms(sorted: &[u64], p: f64) -> f64 {
     sorted.get(i).copied().unwrap_or_default() as f64 / 1000.0
 }
 
-fn row(w: &mut Window, rss_kib: u64, fds: usize) -> Row {
+fn row(w: &mut Window, (rss_kib, anon_kib): (u64, u64), fds: usize) -> Row {
     w.micros.sort_unstable();
     Row {
         requests: w.micros.len(),
@@ -63,6 +65,7 @@ fn row(w: &mut Window, rss_kib: u64, fds: usize) -> Row {
         p50_ms: quantile_ms(&w.micros, 0.50),
         p99_ms: quantile_ms(&w.micros, 0.99),
         rss_kib,
+        anon_kib,
         fds,
     }
 }
@@ -121,7 +124,9 @@ pub async fn run(a: &BenchSoakArgs) -> Result<()> {
         );
     }
     println!("setting up a data directory and starting `keygate serve` (SQLite) …");
-    let gw = Arc::new(Gateway::start().await?);
+    // The token outlives the run (with an hour's margin for setup and the last window's
+    // stragglers): a soak measures keygate, not its own token expiring.
+    let gw = Arc::new(Gateway::start(a.secs.saturating_add(3_600)).await?);
     let pid = gw.pid();
     // A fixed set of keep-alive connections, one request at a time on each, so the number of
     // sockets is the same in every window and a growing count is a leak, not load.
@@ -146,8 +151,8 @@ pub async fn run(a: &BenchSoakArgs) -> Result<()> {
         a.every
     );
     println!(
-        "{:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>5}",
-        "window", "requests", "errors", "p50 ms", "p99 ms", "RSS MiB", "fds"
+        "{:>6} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>5}",
+        "window", "requests", "errors", "p50 ms", "p99 ms", "RSS MiB", "anon MiB", "fds"
     );
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
     let mut rows = vec![];
@@ -175,19 +180,21 @@ pub async fn run(a: &BenchSoakArgs) -> Result<()> {
             });
         }
         while tasks.join_next().await.is_some() {}
-        let (rss, fd) = (rss_kib(pid)?, fds(pid)?);
+        let rss = (status_kib(pid, "VmRSS")?, status_kib(pid, "RssAnon")?);
+        let fd = fds(pid)?;
         let mut seen = window
             .lock()
             .map_err(|_| anyhow::anyhow!("a load task panicked"))?;
         let r = row(&mut seen, rss, fd);
         println!(
-            "{:>6} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.1} {:>5}",
+            "{:>6} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.1} {:>9.1} {:>5}",
             w + 1,
             r.requests,
             r.errors,
             r.p50_ms,
             r.p99_ms,
             r.rss_kib as f64 / 1024.0,
+            r.anon_kib as f64 / 1024.0,
             r.fds
         );
         rows.push(r);
@@ -228,6 +235,7 @@ mod tests {
             p50_ms: p99_ms / 2.0,
             p99_ms,
             rss_kib: rss_mib * 1024,
+            anon_kib: rss_mib * 1024,
             fds,
         }
     }

@@ -58,6 +58,7 @@ fn withdraw(amount: i64) -> Intent {
         asset: Some("USDT".into()),
         amount: Some(Decimal::from(amount)),
         destination: Some(DEST.into()),
+        route: Default::default(),
         source_ip: None,
         token_id: None,
     }
