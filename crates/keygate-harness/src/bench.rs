@@ -551,30 +551,61 @@ fn print_latency(engine: &Engine, n: usize, s: &Samples) {
     println!();
 }
 
-/// Durable decisions per second on SQLite, one at a time and with group commit.
+/// Durable decisions per second on SQLite, one at a time and with group commit; then the same
+/// on PostgreSQL when `--postgres` names a server.
 async fn durable(a: &BenchDecideArgs, engine: Engine) -> Result<()> {
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
     let engine = Arc::new(engine);
+    let sqlite = |file: &str| format!("sqlite://{}", dir.path().join(file).display());
+    let (one, many) = durable_pair(a, &engine, &sqlite("one.db"), &sqlite("many.db")).await?;
+    print_durable(
+        "durable decisions on SQLite (synchronous=FULL)",
+        a,
+        one,
+        many,
+    );
+    if let Some(admin) = &a.postgres {
+        let server = crate::bench_pg::Server::connect(admin).await?;
+        let (one_url, many_url) = (server.create("one").await?, server.create("many").await?);
+        let run = durable_pair(a, &engine, &one_url, &many_url).await;
+        server.drop_all().await?;
+        let (one, many) = run?;
+        print_durable(
+            &format!("durable decisions on PostgreSQL ({})", server.durability),
+            a,
+            one,
+            many,
+        );
+    }
+    Ok(())
+}
+
+/// One at a time, then `a.concurrency` submitters, each on a fresh store at its URL.
+async fn durable_pair(
+    a: &BenchDecideArgs,
+    engine: &Arc<Engine>,
+    one_url: &str,
+    many_url: &str,
+) -> Result<(f64, f64)> {
     let one = durable_run(
-        dir.path(),
-        "one.db",
+        one_url,
         engine.clone(),
         (a.durable / 50).clamp(50, 1_000),
         1,
     )
     .await?;
     let many = durable_run(
-        dir.path(),
-        "many.db",
-        engine,
+        many_url,
+        engine.clone(),
         a.durable.max(1_000),
         a.concurrency.max(1),
     )
     .await?;
-    println!(
-        "{:<44} {:>12}",
-        "durable decisions on SQLite (synchronous=FULL)", "per second"
-    );
+    Ok((one, many))
+}
+
+fn print_durable(title: &str, a: &BenchDecideArgs, one: f64, many: f64) {
+    println!("{title:<44} {:>12}", "per second");
     println!("{:<44} {:>12.0}", "one at a time (a commit each)", one);
     println!(
         "{:<44} {:>12.0}",
@@ -586,7 +617,6 @@ async fn durable(a: &BenchDecideArgs, engine: Engine) -> Result<()> {
         "ratio group commit / one at a time",
         many / one
     );
-    Ok(())
 }
 
 async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
@@ -610,14 +640,12 @@ async fn decide_bench(a: &BenchDecideArgs) -> Result<()> {
 
 /// Decisions per second through the decider with `concurrency` submitters.
 async fn durable_run(
-    dir: &std::path::Path,
-    file: &str,
+    url: &str,
     engine: Arc<Engine>,
     total: usize,
     concurrency: usize,
 ) -> Result<f64> {
-    let url = format!("sqlite://{}", dir.join(file).display());
-    let store = Store::open(&url, OpenMode::Create).await?;
+    let store = Store::open(url, OpenMode::Create).await?;
     for c in clients() {
         store.add_client(&c, "bench", T0 - 72 * HOUR).await?;
     }

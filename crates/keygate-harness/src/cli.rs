@@ -177,6 +177,12 @@ pub struct BenchDecideArgs {
     /// Concurrent submitters for the durable run.
     #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
+    /// Also time durable decisions on PostgreSQL: the URL of a server's `postgres` database as a
+    /// role that may create databases (the bench creates two, `kg_bench_*`, and drops them).
+    /// E.g. `KEYGATE_PG_FSYNC=on scripts/with-postgres sh -c 'cargo run --release -p
+    /// keygate-harness -- bench decide --postgres "$KEYGATE_TEST_POSTGRES_URL"'`.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
 }
 
 #[cfg(test)]

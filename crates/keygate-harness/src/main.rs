@@ -9,6 +9,7 @@ mod bench_chain;
 mod bench_clients;
 mod bench_gateway;
 mod bench_order;
+mod bench_pg;
 mod bench_soak;
 mod cli;
 mod replay;
