@@ -28,6 +28,12 @@ impl<T: Ord + Copy> Peaks<T> {
         }
     }
 
+    #[cfg(test)]
+    /// How many values are kept.
+    pub(super) fn len(&self) -> usize {
+        self.q.len()
+    }
+
     pub(super) fn max_since(&self, horizon: Millis) -> Option<T> {
         let i = self.q.partition_point(|p| p.0 < horizon);
         self.q.get(i).map(|p| p.1)
