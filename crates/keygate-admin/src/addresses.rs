@@ -1,10 +1,14 @@
 //! The address book of withdrawal and transfer destinations: add (usable after the cool-down
-//! and another admin's approval), approve, remove, list. Every change is audited.
+//! and another admin's approval), approve, remove, list. Every change is audited. An entry names
+//! its route (network, or internal transfer by e-mail, phone, UID or account name) and any
+//! memo/tag: it approves that destination only.
 
 use keygate_config::StateHandle;
 use keygate_config::engine::duration;
 use keygate_core::Millis;
 use keygate_core::book::Destination;
+use keygate_core::route::{Route, Via};
+use keygate_store::NewEntryRow;
 
 use crate::checkpoint::checkpoint_if_due;
 use crate::error::{Result, bail};
@@ -18,6 +22,30 @@ pub struct NewDestination {
     pub label: String,
     /// Longer than address_book.cooldown, never shorter [default: that].
     pub cooldown: Option<String>,
+    /// The network as the venue names it (Binance `network`, OKX `chain`); none: the venue's
+    /// default network.
+    pub network: Option<String>,
+    /// On chain, or an internal transfer to an account named by e-mail, phone, UID or name.
+    pub via: Via,
+    /// A phone number's area code (with `via` phone).
+    pub area_code: Option<String>,
+    /// A memo or tag; the entry's address becomes `address:memo`, as venues route it.
+    pub memo: Option<String>,
+}
+
+impl NewDestination {
+    /// The entry's route, checked.
+    pub fn route(&self) -> Result<Route> {
+        let route = Route {
+            via: self.via,
+            network: self.network.clone(),
+            area_code: self.area_code.clone(),
+        };
+        if let Err(e) = route.check() {
+            bail!("{e} (see `keygate address add --help`)");
+        }
+        Ok(route)
+    }
 }
 
 /// The cool-down an entry gets: address_book.cooldown, or a longer one asked for.
@@ -37,8 +65,8 @@ fn cooldown(h: &StateHandle, asked: Option<&str>) -> Result<Millis> {
     Ok(cooldown)
 }
 
-/// Checks the fields of a new entry; returns the address trimmed.
-fn checked(d: &NewDestination) -> Result<&str> {
+/// Checks the fields of a new entry; returns the address trimmed, with its memo if any.
+fn checked(d: &NewDestination) -> Result<String> {
     for (what, v) in [("venue", &d.venue), ("asset", &d.asset)] {
         if !keygate_core::intent::valid_name(v) {
             bail!("{what} {v:?} is not a valid name");
@@ -57,7 +85,28 @@ fn checked(d: &NewDestination) -> Result<&str> {
     if d.label.trim().is_empty() || d.label.len() > 64 {
         bail!("--label must be 1-64 characters");
     }
-    Ok(address)
+    match d.memo.as_deref().map(str::trim) {
+        None => Ok(address.to_string()),
+        Some(_) if d.via.is_internal() => {
+            bail!(
+                "an internal transfer ({}) has no memo; remove --memo",
+                d.via
+            )
+        }
+        Some(_) if address.contains(':') => bail!(
+            "address {address:?} already carries a tag after ':'; give the tag once, in the address or with --memo"
+        ),
+        Some(m)
+            if m.is_empty()
+                || m.len() > 64
+                || !m
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\') =>
+        {
+            bail!("--memo {m:?} is not valid: 1-64 printable characters without spaces or slashes")
+        }
+        Some(m) => Ok(format!("{address}:{m}")),
+    }
 }
 
 /// Adds a destination; it is usable after the cool-down and another admin's approval.
@@ -68,18 +117,18 @@ pub async fn add_destination(
     now: Millis,
 ) -> Result<Destination> {
     let address = checked(d)?;
+    let route = d.route()?;
     let cooldown = cooldown(h, d.cooldown.as_deref())?;
+    let new = NewEntryRow {
+        venue: &d.venue,
+        asset: &d.asset,
+        address: &address,
+        route: &route,
+        label: d.label.trim(),
+    };
     let added = h
         .store
-        .add_destination(
-            &d.venue,
-            &d.asset,
-            address,
-            d.label.trim(),
-            cooldown,
-            actor,
-            now,
-        )
+        .add_routed_destination(&new, cooldown, actor, now)
         .await?;
     checkpoint_if_due(h).await;
     Ok(added)

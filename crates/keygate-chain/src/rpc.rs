@@ -56,6 +56,54 @@ impl RpcError {
     }
 }
 
+/// A node's answer to `method` (HTTP `status`, body `bytes`): its result as a `T`, or the error
+/// it carries, or why it is not a JSON-RPC answer keygate takes. Pure: the fuzz target
+/// `rpc_answers` calls it with arbitrary bytes.
+pub fn parse_answer<T: DeserializeOwned>(
+    method: &'static str,
+    status: impl std::fmt::Display,
+    bytes: &[u8],
+) -> Result<T, RpcError> {
+    // Parsed straight into the envelope: the result stays raw text until it is parsed
+    // into its type, never a tree of values many times the answer's size.
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow, default)]
+        result: Option<&'a serde_json::value::RawValue>,
+        #[serde(default)]
+        error: Option<NodeError>,
+    }
+    #[derive(Deserialize)]
+    struct NodeError {
+        #[serde(default)]
+        code: Option<i64>,
+        #[serde(default)]
+        message: Option<String>,
+    }
+    let v: Envelope = serde_json::from_slice(bytes).map_err(|_| RpcError::Bad {
+        method,
+        detail: format!("HTTP {status}, not a JSON-RPC answer"),
+    })?;
+    if let Some(err) = v.error {
+        return Err(RpcError::Node {
+            method,
+            code: err.code.unwrap_or(0),
+            message: err
+                .message
+                .as_deref()
+                .unwrap_or("(no message)")
+                .chars()
+                .take(300)
+                .collect(),
+        });
+    }
+    let raw = v.result.map_or("null", |r| r.get());
+    serde_json::from_str(raw).map_err(|e| RpcError::Bad {
+        method,
+        detail: e.to_string(),
+    })
+}
+
 /// Why a JSON-RPC client could not be built (no node was asked).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the JSON-RPC client: {0}")]
@@ -236,44 +284,7 @@ impl Rpc {
             }
             bytes.extend_from_slice(&chunk);
         }
-        // Parsed straight into the envelope: the result stays raw text until it is parsed
-        // into its type, never a tree of values many times the answer's size.
-        #[derive(Deserialize)]
-        struct Envelope<'a> {
-            #[serde(borrow, default)]
-            result: Option<&'a serde_json::value::RawValue>,
-            #[serde(default)]
-            error: Option<NodeError>,
-        }
-        #[derive(Deserialize)]
-        struct NodeError {
-            #[serde(default)]
-            code: Option<i64>,
-            #[serde(default)]
-            message: Option<String>,
-        }
-        let v: Envelope = serde_json::from_slice(&bytes).map_err(|_| RpcError::Bad {
-            method,
-            detail: format!("HTTP {status}, not a JSON-RPC answer"),
-        })?;
-        if let Some(err) = v.error {
-            return Err(RpcError::Node {
-                method,
-                code: err.code.unwrap_or(0),
-                message: err
-                    .message
-                    .as_deref()
-                    .unwrap_or("(no message)")
-                    .chars()
-                    .take(300)
-                    .collect(),
-            });
-        }
-        let raw = v.result.map_or("null", |r| r.get());
-        serde_json::from_str(raw).map_err(|e| RpcError::Bad {
-            method,
-            detail: e.to_string(),
-        })
+        parse_answer(method, status, &bytes)
     }
 
     pub async fn chain_id(&self) -> Result<u64, RpcError> {
@@ -428,6 +439,40 @@ impl Rpc {
 mod tests {
     use super::*;
     use crate::testing::{Answer, fake_node};
+
+    #[test]
+    fn an_answer_is_its_result_the_nodes_error_or_refused() {
+        let ok: U64 =
+            parse_answer("m", 200, br#"{"jsonrpc":"2.0","id":1,"result":"0x10"}"#).unwrap();
+        assert_eq!(ok.to::<u64>(), 16);
+        let e = parse_answer::<U64>(
+            "m",
+            200,
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"nonce too low"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.node_message().as_deref(), Some("nonce too low"));
+        for bad in [
+            &b"<html>"[..],
+            br#"{"result":"not hex"}"#,
+            br#"{"result":null}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_answer::<U64>("m", 502, bad),
+                    Err(RpcError::Bad { .. })
+                ),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // A missing result is null: an optional answer is absent, not an error.
+        assert!(
+            parse_answer::<Option<Header>>("m", 200, b"{}")
+                .unwrap()
+                .is_none()
+        );
+    }
 
     /// A JSON-RPC answer of `len` bytes or more, valid JSON, as raw HTTP (with or without a
     /// content-length: without, it ends when the connection closes).

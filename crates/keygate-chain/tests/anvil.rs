@@ -205,6 +205,7 @@ impl Env {
             .decider
             .decide(
                 Intent {
+                    route: Default::default(),
                     order: None,
                     client: "mm".into(),
                     venue: VENUE.into(),
@@ -447,6 +448,7 @@ async fn leaked_key_transfers_and_approvals_freeze_on_first_sight() {
         .decider
         .decide(
             Intent {
+                route: Default::default(),
                 order: None,
                 client: "mm".into(),
                 venue: VENUE.into(),
@@ -1000,6 +1002,7 @@ async fn send_with(
         .await
         .unwrap();
     let intent = Intent {
+        route: Default::default(),
         order: None,
         client: "mm".into(),
         venue: VENUE.into(),

@@ -98,11 +98,18 @@ fn limit(l: &LimitConfig) -> Result<LimitSpec> {
 pub fn build(config: &Config, base: &Path) -> Result<Engine> {
     let files = policy_files(&config.policy.files, base)?;
     let policies = Policies::load(&read_policies(&files)?)?;
-    let limits = config
-        .limits
-        .iter()
-        .map(limit)
-        .collect::<Result<Vec<_>>>()?;
+    with_policies(config, policies)
+}
+
+/// The limits the config declares (`[[limits]]`), each checked.
+pub fn limits(config: &Config) -> Result<Vec<LimitSpec>> {
+    config.limits.iter().map(limit).collect()
+}
+
+/// The engine the config describes, with `policies` (read no file): limits, pinned prices,
+/// trading settings and detectors, each checked as [`build`] checks them.
+pub fn with_policies(config: &Config, policies: Policies) -> Result<Engine> {
+    let limits = limits(config)?;
     let pinned = config
         .prices
         .pinned
@@ -364,6 +371,18 @@ mod tests {
             let e = build(&config, dir.path()).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn the_limit_loader_reads_limits_without_any_file() {
+        let text = "[[limits]]\nname = \"a\"\nwindow = \"1h\"\nmax_usd = \"100\"\n";
+        let config = Config::parse(text, |_| None).unwrap();
+        let read = limits(&config).unwrap();
+        assert_eq!((read.len(), read[0].max_usd_cents), (1, Some(10_000)));
+        let policies = Policies::load(&[]).unwrap();
+        assert_eq!(with_policies(&config, policies).unwrap().limits.len(), 1);
+        let bad = Config::parse(&text.replace("1h", "soon"), |_| None).unwrap();
+        assert!(limits(&bad).is_err());
     }
 
     #[test]

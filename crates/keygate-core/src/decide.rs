@@ -652,7 +652,7 @@ fn value(
         let to = intent.destination.as_deref().unwrap_or_default();
         let d = state
             .book
-            .usable(&intent.venue, asset, to, at)
+            .usable(&intent.venue, asset, to, &intent.route, at)
             .map_err(|e| Verdict::deny(at, Stage::AddressBook, e.to_string()))?;
         ctx.destination = Some(DestinationRef {
             address: d.address.clone(),

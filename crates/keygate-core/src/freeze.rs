@@ -211,6 +211,7 @@ mod tests {
 
     fn intent(client: &str, venue: &str) -> Intent {
         Intent {
+            route: Default::default(),
             order: None,
             client: client.into(),
             venue: venue.into(),

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::route::{Route, RouteError};
+
 /// What a client asks a venue to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,6 +94,11 @@ pub struct Intent {
     /// The destination address of a withdrawal or transfer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
+    /// How a withdrawal reaches its destination: on chain (on which network) or as an internal
+    /// transfer. Not written when it is the default (on chain, the venue's default network), so
+    /// intents recorded before routes existed read and hash as they did.
+    #[serde(default, skip_serializing_if = "Route::is_plain")]
+    pub route: Route,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<IpAddr>,
     /// The token the request came with (its public id, never the secret).
@@ -123,6 +130,8 @@ pub enum IntentError {
     BadOrder { why: String },
     #[error("{what} {value:?} is not a valid name (1-64 characters: letters, digits, . _ - :)")]
     BadName { what: &'static str, value: String },
+    #[error("the destination's route is not valid: {0}")]
+    BadRoute(#[from] RouteError),
 }
 
 /// The largest amount an intent may carry: far beyond any real transfer, and small enough that
@@ -192,10 +201,16 @@ impl Intent {
             {
                 return Err(IntentError::MissingDestination { action });
             }
+            self.route.check()?;
         } else if self.destination.is_some() {
             return Err(IntentError::Unexpected {
                 action,
                 what: "destination",
+            });
+        } else if !self.route.is_plain() {
+            return Err(IntentError::Unexpected {
+                action,
+                what: "route",
             });
         }
         Ok(())
@@ -286,6 +301,7 @@ mod tests {
             asset: Some("USDT".into()),
             amount: Some(Decimal::new(72, 0)),
             destination: Some("0xAbC0000000000000000000000000000000000001".into()),
+            route: Route::default(),
             source_ip: None,
             token_id: None,
         }
@@ -306,6 +322,19 @@ mod tests {
         let mut i = withdraw();
         i.action = Action::Read;
         assert!(matches!(i.validate(), Err(IntentError::Unexpected { .. })));
+        let mut i = withdraw();
+        i.route = Route::chain(Some("ETH"));
+        assert_eq!(i.validate(), Ok(()));
+        i.route.area_code = Some("86".into());
+        assert!(matches!(i.validate(), Err(IntentError::BadRoute(_))));
+        let mut i = withdraw();
+        i.action = Action::Trade;
+        i.destination = None;
+        i.route = Route::chain(Some("ETH"));
+        assert!(matches!(
+            i.validate(),
+            Err(IntentError::Unexpected { what: "route", .. })
+        ));
         let mut i = withdraw();
         i.client = "bad name".into();
         assert!(matches!(i.validate(), Err(IntentError::BadName { .. })));

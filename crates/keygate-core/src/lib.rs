@@ -18,6 +18,7 @@ pub mod outflow;
 pub mod policy;
 pub mod price;
 pub mod replay;
+pub mod route;
 pub mod time;
 pub mod venue_order;
 

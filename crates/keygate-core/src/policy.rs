@@ -554,9 +554,15 @@ impl Policies {
             venues.insert(v);
             assets.insert((*v, *a));
         }
+        // One entity per address: entries for the same address on other routes (networks,
+        // destination types) share it, the first one's label naming it.
+        let mut seen = HashSet::new();
         for d in world.destinations {
             venues.insert(&d.venue);
             assets.insert((&d.venue, &d.asset));
+            if !seen.insert((&d.venue, &d.asset, &d.address)) {
+                continue;
+            }
             out.push(
                 Entity::new(
                     self.destination_uid(&d.venue, &d.asset, &d.address),

@@ -69,6 +69,7 @@ fn state(e: &Engine) -> State {
                 enabled: true,
             }],
             destinations: vec![Destination {
+                route: Default::default(),
                 id: 1,
                 venue: "binance".into(),
                 asset: "USDT".into(),
@@ -109,6 +110,7 @@ fn token() -> (Presented, TokenRecord) {
 
 fn withdraw(amount: i64) -> Intent {
     Intent {
+        route: Default::default(),
         order: None,
         client: String::new(),
         venue: "binance".into(),
@@ -511,6 +513,7 @@ fn a_held_order_is_the_same_hold_at_another_market_price() {
         }),
     };
     let intent = |o: Order| keygate_core::Intent {
+        route: Default::default(),
         client: "mm".into(),
         venue: "binance".into(),
         action: keygate_core::Action::Trade,

@@ -80,6 +80,7 @@ fn client(name: &str) -> ClientRecord {
 
 fn dest(asset: &str, approved: bool) -> Destination {
     Destination {
+        route: Default::default(),
         id: 1,
         venue: "binance".into(),
         asset: asset.into(),
@@ -118,6 +119,7 @@ fn state(e: &Engine) -> State {
 
 fn withdraw(client: &str, asset: &str, amount: i64) -> Intent {
     Intent {
+        route: Default::default(),
         order: None,
         client: client.into(),
         venue: "binance".into(),
@@ -251,6 +253,57 @@ fn unapproved_destinations_are_refused() {
     let v = decide(&e, &s, &withdraw("mm", "USDT", 1), T0);
     assert_eq!(v.stage, Stage::AddressBook);
     assert!(v.reasons[0].contains("approve"), "{v:?}");
+}
+
+#[test]
+fn a_destination_is_approved_only_on_its_own_network_and_type() {
+    use keygate_core::route::{Route, Via};
+    let e = engine(POLICIES);
+    let on = |network: &str, id: i64| {
+        let mut d = dest("USDT", true);
+        d.id = id;
+        d.route = Route::chain(Some(network));
+        d
+    };
+    // Two entries for one address (ETH and BSC): the policies still see one destination.
+    let s = State::new(
+        &e,
+        StateInputs {
+            trades: vec![],
+            trades_complete_since: None,
+            clients_since: vec![],
+            clients: vec![client("mm")],
+            destinations: vec![on("ETH", 1), on("BSC", 2)],
+            prices: vec![],
+            moves: vec![],
+            clock: T0,
+            freezes: vec![],
+            outflows: vec![],
+        },
+    )
+    .unwrap();
+    let mut w = withdraw("mm", "USDT", 72);
+    for network in ["ETH", "BSC"] {
+        w.route = Route::chain(Some(network));
+        let v = decide(&e, &s, &w, T0);
+        assert_eq!(v.outcome, Outcome::Allow, "{network}: {v:?}");
+    }
+    // Another network, the venue's default, or an internal transfer: refused by the book.
+    for route in [
+        Route::chain(Some("TRX")),
+        Route::default(),
+        Route {
+            via: Via::Uid,
+            network: None,
+            area_code: None,
+        },
+    ] {
+        w.route = route.clone();
+        let v = decide(&e, &s, &w, T0);
+        assert_eq!(v.outcome, Outcome::Deny, "{route:?}: {v:?}");
+        assert_eq!(v.stage, Stage::AddressBook, "{route:?}");
+        assert!(v.reasons[0].contains("does not approve another"), "{v:?}");
+    }
 }
 
 #[test]

@@ -89,6 +89,7 @@ fn state(e: &Engine) -> State {
         .iter()
         .enumerate()
         .map(|(i, a)| Destination {
+            route: Default::default(),
             id: i as i64,
             venue: "v".into(),
             asset: a.to_string(),
@@ -153,6 +154,7 @@ fn run(steps: Vec<(usize, usize, i64, i64, bool)>) -> Result<usize, TestCaseErro
         now = (now + dt).max(latest - 4_000);
         latest = latest.max(now);
         let intent = Intent {
+            route: Default::default(),
             order: None,
             client: CLIENTS[c].into(),
             venue: "v".into(),

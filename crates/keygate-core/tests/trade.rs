@@ -112,6 +112,7 @@ fn order(
         }),
     };
     Intent {
+        route: Default::default(),
         amount: price.map(|p| d(p) * d(qty)),
         order: Some(o),
         client: "mm".into(),

@@ -205,6 +205,7 @@ pub(crate) fn clients() -> Vec<ClientRecord> {
 
 fn intent(c: usize) -> Intent {
     Intent {
+        route: Default::default(),
         order: None,
         client: format!("c{c}"),
         venue: "binance".into(),
@@ -219,6 +220,7 @@ fn intent(c: usize) -> Intent {
 
 fn destination() -> Destination {
     Destination {
+        route: Default::default(),
         id: 1,
         venue: "binance".into(),
         asset: "USDT".into(),

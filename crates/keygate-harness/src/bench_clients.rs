@@ -61,6 +61,7 @@ fn intent(i: usize, at: i64) -> Intent {
         asset: None,
         amount: None,
         destination: None,
+        route: Default::default(),
         source_ip: None,
         token_id: None,
     };

@@ -21,6 +21,7 @@ fn order(client: usize, qty: &str, price: i64, at: i64) -> Result<Intent> {
     let qty: Decimal = qty.parse()?;
     let price = Decimal::from(price);
     Ok(Intent {
+        route: Default::default(),
         client: format!("c{client}"),
         venue: "binance".into(),
         action: Action::Trade,

@@ -116,6 +116,7 @@ pub fn destination(i: usize, d: &ScenarioDestination, cooldown: i64) -> Result<D
         })?
         .timestamp_millis();
     Ok(Destination {
+        route: Default::default(),
         id: i as i64 + 1,
         venue: d.venue.clone(),
         asset: d.asset.clone(),

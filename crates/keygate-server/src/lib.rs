@@ -82,7 +82,7 @@ pub struct Gateway {
     pub venues: HashMap<String, VenueSetup>,
     pub credentials: CredentialCache,
     pub native_keys: native::NativeKeyCache,
-    /// Native signatures already accepted (each is good for one request).
+    /// Native signatures already accepted (each is good for one request), in the store.
     pub used_signatures: native::UsedSignatures,
     pub http: reqwest::Client,
     pub throttle: gateway::Throttle,
@@ -114,6 +114,7 @@ impl Gateway {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let native_keys = native::NativeKeyCache::new(store.clone(), credential_ttl);
+        let used_signatures = native::UsedSignatures::new(store.clone());
         let credentials = CredentialCache::new(store.clone(), master, credential_ttl);
         Ok(Self {
             decider,
@@ -121,7 +122,7 @@ impl Gateway {
             venues: venues.into_iter().map(|v| (v.name.clone(), v)).collect(),
             credentials,
             native_keys,
-            used_signatures: native::UsedSignatures::default(),
+            used_signatures,
             http,
             throttle: gateway::Throttle::default(),
             public_limit: gateway::PublicLimit::default(),

@@ -12,10 +12,11 @@
 //! [`crate::venue_format`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use keygate_store::{NativeKeyRow, Store};
+use keygate_store::{NativeKeyRow, Store, StoreError};
 use keygate_vault::{CredentialSecret, KeyId, MasterKey, SealedSecret};
 
 /// The most opened native keys kept in memory.
@@ -33,71 +34,84 @@ pub fn open(master: &MasterKey, row: &NativeKeyRow) -> Result<CredentialSecret, 
         .map_err(|e| e.to_string())
 }
 
-/// Opened native keys by token id, each kept for `ttl`.
-/// Signatures of native requests already accepted, remembered while their time window is open:
-/// a signature is good for one request (Binance's covers only the parameters, so a captured
-/// request could otherwise be sent again, within `recvWindow`, even to another endpoint).
-/// Per instance: instances sharing a store do not share it (docs/bots.md says so).
-#[derive(Default)]
+/// Signatures of native requests already accepted, remembered in the store while their time
+/// window is open: a signature is good for one request (Binance's covers only the parameters,
+/// so a captured request could otherwise be sent again, within `recvWindow`, even to another
+/// endpoint). Every instance on the store shares the memory, and it outlives a restart
+/// (`Store::first_signature_use`, migration 0014).
 pub struct UsedSignatures {
-    inner: Mutex<Used>,
-}
-
-#[derive(Default)]
-struct Used {
-    until: HashMap<[u8; 32], i64>,
-    order: std::collections::VecDeque<([u8; 32], i64)>,
+    store: Store,
+    /// When expired signatures were last deleted (ms).
+    pruned: AtomicI64,
 }
 
 /// Why a signature cannot be used.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Refused {
-    /// It was used before, within its window.
+    /// It was used before, within its window, on this instance or another.
     Again,
-    /// More signatures are open than this instance remembers: refused rather than unchecked.
-    Full,
+    /// The store could not say (or record) whether it was: refused rather than unchecked.
+    Unavailable(StoreError),
 }
 
 impl UsedSignatures {
     /// How long a signature is remembered: the longest window a venue allows (Binance's
     /// 60 s `recvWindow` plus 1 s ahead; OKX's 30 s either side), with room to spare.
     pub const KEEP_MS: i64 = 65_000;
-    /// At most this many at once (about 100 MB at the most).
-    pub const CAPACITY: usize = 1_000_000;
 
-    /// Records the first use of `mac` by `key` at `now`, or says why it is refused.
-    pub fn first_use(&self, key: &str, mac: &[u8], now: i64) -> Result<(), Refused> {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            pruned: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The digest a signed request is remembered by: SHA-256 of the key id and its decoded MAC
+    /// (which covers the request), hex.
+    pub fn digest(key: &str, mac: &[u8]) -> String {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
         h.update(key.as_bytes());
         h.update([0u8]);
         h.update(mac);
-        let id: [u8; 32] = h.finalize().into();
-        let Ok(mut used) = self.inner.lock() else {
-            return Err(Refused::Full);
-        };
-        while let Some(&(old, until)) = used.order.front() {
-            if until > now {
-                break;
-            }
-            used.order.pop_front();
-            if used.until.get(&old) == Some(&until) {
-                used.until.remove(&old);
-            }
-        }
-        if used.until.contains_key(&id) {
-            return Err(Refused::Again);
-        }
-        if used.until.len() >= Self::CAPACITY {
-            return Err(Refused::Full);
-        }
+        hex::encode(h.finalize())
+    }
+
+    /// Records the first use of `mac` by `key` at `now`, or says why it is refused. Deletes
+    /// the expired ones first, at most once per `KEEP_MS` per instance.
+    pub async fn first_use(&self, key: &str, mac: &[u8], now: i64) -> Result<(), Refused> {
+        self.prune(now).await;
         let until = now.saturating_add(Self::KEEP_MS);
-        used.until.insert(id, until);
-        used.order.push_back((id, until));
-        Ok(())
+        match self
+            .store
+            .first_signature_use(&Self::digest(key, mac), now, until)
+            .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refused::Again),
+            Err(e) => Err(Refused::Unavailable(e)),
+        }
+    }
+
+    async fn prune(&self, now: i64) {
+        let last = self.pruned.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < Self::KEEP_MS
+            || self
+                .pruned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.store.prune_signatures(now).await {
+            // Not fatal: an expired row is replaced by its next use anyway; tried again later.
+            tracing::warn!(error = %e, "expired native signatures could not be deleted");
+            self.pruned.store(last, Ordering::Relaxed);
+        }
     }
 }
 
+/// Opened native keys by token id, each kept for `ttl`.
 pub struct NativeKeyCache {
     store: Store,
     ttl: Duration,
@@ -152,21 +166,43 @@ impl NativeKeyCache {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn a_signature_is_accepted_once_per_window_and_per_key() {
-        let used = UsedSignatures::default();
-        assert_eq!(used.first_use("k1", b"mac", 1_000), Ok(()));
-        assert_eq!(used.first_use("k1", b"mac", 2_000), Err(Refused::Again));
-        // Another key's identical MAC is another signature.
-        assert_eq!(used.first_use("k2", b"mac", 2_000), Ok(()));
-        // Once the window is over it is forgotten (the venue's window refuses it by then).
-        let later = 1_000 + UsedSignatures::KEEP_MS;
-        assert_eq!(used.first_use("k1", b"mac", later), Ok(()));
-        assert_eq!(used.first_use("k1", b"mac", later + 1), Err(Refused::Again));
-    }
-
     use super::*;
     use keygate_vault::SecretString;
+
+    #[tokio::test]
+    async fn a_signature_is_accepted_once_per_window_per_key_and_across_instances() {
+        let (store, _dir) =
+            keygate_store::testing::fresh_store(keygate_store::Backend::Sqlite).await;
+        let used = UsedSignatures::new(store.clone());
+        assert!(used.first_use("k1", b"mac", 1_000).await.is_ok());
+        assert!(matches!(
+            used.first_use("k1", b"mac", 2_000).await,
+            Err(Refused::Again)
+        ));
+        // Another instance on the same store (or this one restarted) remembers it.
+        let other = UsedSignatures::new(store.clone());
+        assert!(matches!(
+            other.first_use("k1", b"mac", 2_500).await,
+            Err(Refused::Again)
+        ));
+        // Another key's identical MAC is another signature.
+        assert!(used.first_use("k2", b"mac", 2_000).await.is_ok());
+        // Once the window is over it is forgotten (the venue's window refuses it by then),
+        // and the expired rows are deleted.
+        let later = 2_000 + UsedSignatures::KEEP_MS;
+        assert!(used.first_use("k1", b"mac", later).await.is_ok());
+        assert!(matches!(
+            other.first_use("k1", b"mac", later + 1).await,
+            Err(Refused::Again)
+        ));
+        assert_eq!(store.remembered_signatures().await.unwrap(), 1);
+        // A store that cannot answer refuses the signature.
+        store.close().await;
+        assert!(matches!(
+            used.first_use("k3", b"mac", later).await,
+            Err(Refused::Unavailable(_))
+        ));
+    }
 
     /// A native key's row as `keygate token issue --native` writes it.
     fn seal(

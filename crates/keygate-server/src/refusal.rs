@@ -63,11 +63,6 @@ pub enum GatewayError {
     /// A native request lacks (or garbles) a part of its signing scheme.
     #[error("{detail}")]
     Missing { what: Mandatory, detail: String },
-    /// Too many native signatures are open to remember another.
-    #[error(
-        "keygate remembers no more signatures in this minute; nothing was forwarded. Retry later"
-    )]
-    TooManySignatures,
     #[error("the request body is larger than {MAX_BODY} bytes; nothing was forwarded")]
     BodyTooLarge,
     #[error(transparent)]
@@ -204,6 +199,10 @@ pub enum BadRequest {
 pub enum Unavailable {
     #[error("keygate could not read the API key; nothing was forwarded. Retry later")]
     NativeKey,
+    #[error(
+        "keygate could not check that this signature is used once ({0}); nothing was forwarded. Retry later, signed anew"
+    )]
+    Signatures(StoreError),
     #[error("keygate could not record the decision ({0}); nothing was forwarded. Retry later")]
     NotRecorded(StoreError),
     #[error("keygate could not record the decision ({0}); nothing was signed. Retry later")]
@@ -327,7 +326,6 @@ impl GatewayError {
                 Mandatory::RecvWindow => "bad_recv_window",
                 Mandatory::Passphrase => "no_passphrase",
             },
-            G::TooManySignatures => "too_many_signatures",
             G::BodyTooLarge => "body_too_large",
             G::UnknownVenue(_) => "unknown_venue",
             G::UnknownEndpoint(_) => "unknown_endpoint",
@@ -359,9 +357,7 @@ impl GatewayError {
         use GatewayError as G;
         use StatusCode as S;
         match self {
-            G::TooManyFailures(_) | G::TooManyRequests { .. } | G::TooManySignatures => {
-                S::TOO_MANY_REQUESTS
-            }
+            G::TooManyFailures(_) | G::TooManyRequests { .. } => S::TOO_MANY_REQUESTS,
             G::Unauthenticated(_)
             | G::TokenAfterCheck(_)
             | G::NotNativeKey
@@ -415,7 +411,6 @@ impl GatewayError {
             | G::Simulated
             | G::Missing { .. } => true,
             G::TooManyFailures(_)
-            | G::TooManySignatures
             | G::BodyTooLarge
             | G::UnknownVenue(_)
             | G::UnknownEndpoint(_)

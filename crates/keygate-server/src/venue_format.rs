@@ -90,7 +90,6 @@ fn binance(error: &GatewayError, action: Option<Action>) -> (StatusCode, i64) {
         | G::HoldExpired(_)
         | G::Unclassified(_)
         | G::UnknownVenue(_)
-        | G::TooManySignatures
         | G::InProgress { .. }
         | G::NodeUnavailable(_)
         | G::NodeRefused(_)
@@ -148,7 +147,6 @@ fn okx(error: &GatewayError, action: Option<Action>) -> (StatusCode, i64) {
         | G::HoldExpired(_)
         | G::Unclassified(_)
         | G::UnknownVenue(_)
-        | G::TooManySignatures
         | G::InProgress { .. }
         | G::NodeUnavailable(_)
         | G::NodeRefused(_)
@@ -325,7 +323,6 @@ mod tests {
                 (401, -1002),
                 (200, 50027),
             ),
-            (G::TooManySignatures, None, (401, -1002), (200, 50027)),
         ];
         for (e, action, binance, okx) in cases {
             let got = |k| {

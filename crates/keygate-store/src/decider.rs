@@ -152,7 +152,14 @@ struct Writer {
     engine: Arc<Engine>,
     cache: Option<Cache>,
     opts: DeciderOptions,
+    /// The last batch found the database unreachable: the next waits at most [`RETRY_WAIT`]
+    /// for a connection, so while the database is down requests are refused at once instead
+    /// of each batch waiting the pool's whole acquire timeout.
+    unreachable: bool,
 }
+
+/// How long a batch waits for a connection while the database is known to be unreachable.
+const RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Decider {
     /// Starts the writer task for `store` with `engine`.
@@ -163,6 +170,7 @@ impl Decider {
             store,
             engine,
             cache: None,
+            unreachable: false,
             opts,
         };
         match path {
@@ -355,6 +363,7 @@ impl Writer {
     async fn process(&mut self, mut lite: Option<&mut Lite>, mut batch: Vec<Job>) {
         match self.try_process(lite.as_deref_mut(), &mut batch).await {
             Ok(results) => {
+                self.unreachable = false;
                 for (job, answer) in batch.into_iter().zip(results) {
                     if let (Some(reply), Some(answer)) = (job.reply, answer) {
                         let _ = reply.send(Ok(answer));
@@ -371,6 +380,7 @@ impl Writer {
                 tracing::error!(error = %e, intents = batch.len(), answered_early = early, "decisions could not be recorded; answering deny");
                 let cause = e.to_string();
                 let unavailable = e.is_unavailable();
+                self.unreachable = unavailable;
                 for job in batch {
                     if let Some(reply) = job.reply {
                         let _ = reply.send(Err(StoreError::NotRecorded {
@@ -385,19 +395,24 @@ impl Writer {
 
     /// Brings the cache up to `head`: incrementally when only decisions were appended since,
     /// from scratch otherwise (an admin change, another engine, a first run).
-    async fn refresh(&mut self, tx: &mut WriteTx<'_>, head: &Head) -> Result<(), StoreError> {
-        if self.cache.as_ref().is_some_and(|c| c.head == *head) {
+    /// On SQLite the reads go through `reader`, a read transaction of the pool begun before the
+    /// decider's own connection took the write lock (see [`Writer::begin`]).
+    async fn refresh(
+        &mut self,
+        tx: &mut WriteTx<'_>,
+        reader: Option<&mut sqlx::Transaction<'static, sqlx::Any>>,
+        head: &Head,
+    ) -> Result<(), StoreError> {
+        if self.is_current(head) {
             return Ok(());
         }
-        // On the decider's own SQLite connection, through a read transaction of the pool: this
-        // connection holds the write lock and has written nothing yet, so the pool reads what
-        // it would.
-        let mut reader;
-        let tx = match tx {
-            WriteTx::Sqlx(tx) => tx,
-            WriteTx::Lite(_) => {
-                reader = self.store.pool().begin().await?;
-                &mut reader
+        let tx = match (tx, reader) {
+            (WriteTx::Sqlx(tx), _) => tx,
+            (WriteTx::Lite(_), Some(reader)) => reader,
+            (WriteTx::Lite(_), None) => {
+                return Err(StoreError::Internal(
+                    "the SQLite decider refreshed its state without a reader".into(),
+                ));
             }
         };
         if let Some(c) = &mut self.cache {
@@ -459,6 +474,58 @@ impl Writer {
         Ok(())
     }
 
+    /// Whether the cache is at `head` (nothing to read).
+    fn is_current(&self, head: &Head) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.head == *head)
+    }
+
+    /// Opens the batch's write transaction and locks the head. On SQLite, when the state must
+    /// be read again (another writer moved the head), the reads go through the pool: its
+    /// connection is taken *before* the write lock, never while holding it, since the pool's
+    /// connections may all be waiting for that lock (other writers through the pool: native
+    /// signatures, reconciliation, another instance) and the two would wait on each other until
+    /// a timeout. If the head moved between, the lock is let go and taken again with a reader.
+    async fn begin<'l>(
+        &self,
+        mut lite: Option<&'l mut Lite>,
+    ) -> Result<
+        (
+            WriteTx<'l>,
+            Option<sqlx::Transaction<'static, sqlx::Any>>,
+            Head,
+            Millis,
+        ),
+        StoreError,
+    > {
+        let Some(l) = lite.take() else {
+            let begin = self.store.begin_write();
+            let tx = if self.unreachable {
+                tokio::time::timeout(RETRY_WAIT, begin)
+                    .await
+                    .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))??
+            } else {
+                begin.await?
+            };
+            let mut tx = WriteTx::Sqlx(tx);
+            let (head, now) = tx.lock_head_at(&self.store).await?;
+            return Ok((tx, None, head, now));
+        };
+        let conn = l.conn()?;
+        let mut reader = None;
+        loop {
+            let mut tx = WriteTx::Lite(lite::Tx::begin(conn)?);
+            let (head, now) = tx.lock_head_at(&self.store).await?;
+            if reader.is_some() || self.is_current(&head) {
+                return Ok((tx, reader, head, now));
+            }
+            // Rolled back: nothing is written yet, and the lock is let go while the pool is
+            // waited for. (A deferred BEGIN reads nothing until its first query, which comes
+            // after the lock is held again, so it reads what the lock holder would.)
+            drop(tx);
+            reader = Some(self.store.pool().begin().await?);
+        }
+    }
+
     /// Decides and records a batch in three steps: load what its requests need, decide them
     /// with the pure admission and decision of keygate-core, write the outcome. Answers that let
     /// nothing move value (reads, denials, refusals) are sent as soon as their entries are
@@ -468,12 +535,9 @@ impl Writer {
         lite: Option<&mut Lite>,
         batch: &mut [Job],
     ) -> Result<Vec<Option<Answer>>, StoreError> {
-        let mut tx = match lite {
-            Some(l) => WriteTx::Lite(lite::Tx::begin(l.conn()?)?),
-            None => WriteTx::Sqlx(self.store.begin_write().await?),
-        };
-        let (mut head, store_now) = tx.lock_head_at(&self.store).await?;
-        self.refresh(&mut tx, &head).await?;
+        let (mut tx, mut reader, mut head, store_now) = self.begin(lite).await?;
+        self.refresh(&mut tx, reader.as_mut(), &head).await?;
+        drop(reader);
         let Some(cache) = self.cache.as_mut() else {
             return Err(StoreError::Internal(
                 "decider state missing after refresh".into(),

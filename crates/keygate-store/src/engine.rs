@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use keygate_core::auth::{ClientRecord, TokenKind, TokenRecord};
 use keygate_core::book::Destination;
 use keygate_core::intent::normalize_address;
+use keygate_core::route::{Route, Via};
 use keygate_core::{Action, Millis};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -66,9 +67,46 @@ fn row_to_token(r: &AnyRow) -> Result<TokenRecord, StoreError> {
     })
 }
 
+/// A new address-book entry: a destination and its route, with a label.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntryRow<'a> {
+    pub venue: &'a str,
+    pub asset: &'a str,
+    pub address: &'a str,
+    pub route: &'a Route,
+    pub label: &'a str,
+}
+
+/// A route's columns: `via`, and '' for no network or area code.
+fn route_columns(route: &Route) -> (String, String, String) {
+    (
+        route.via.as_str().to_string(),
+        route.network.clone().unwrap_or_default(),
+        route.area_code.clone().unwrap_or_default(),
+    )
+}
+
+fn row_to_route(r: &AnyRow, id: i64) -> Result<Route, StoreError> {
+    let via: String = r.try_get("via")?;
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    let route = Route {
+        via: via
+            .parse::<Via>()
+            .map_err(|e| StoreError::Corrupt(format!("address-book entry {id}: {e}")))?,
+        network: some(r.try_get("network")?),
+        area_code: some(r.try_get("area_code")?),
+    };
+    route
+        .check()
+        .map_err(|e| StoreError::Corrupt(format!("address-book entry {id}: {e}")))?;
+    Ok(route)
+}
+
 fn row_to_destination(r: &AnyRow) -> Result<Destination, StoreError> {
+    let id: i64 = r.try_get("id")?;
     Ok(Destination {
-        id: r.try_get("id")?,
+        route: row_to_route(r, id)?,
+        id,
         venue: r.try_get("venue")?,
         asset: r.try_get("asset")?,
         address: r.try_get("address")?,
@@ -127,7 +165,7 @@ pub struct PriceRow {
 
 const CLIENT_COLS: &str = "SELECT name, venues, actions, tags, enabled, instruments FROM clients";
 const TOKEN_COLS: &str = "SELECT id, client, kind, secret_hash, venues, actions, cidrs, issued_ms, expires_ms, revoked_ms FROM tokens";
-const DEST_COLS: &str = "SELECT id, venue, asset, address, label, added_ms, added_by, usable_from_ms, approved_ms, approved_by FROM destinations";
+const DEST_COLS: &str = "SELECT id, venue, asset, address, via, network, area_code, label, added_ms, added_by, usable_from_ms, approved_ms, approved_by FROM destinations";
 
 fn admin(actor: &str, at_ms: Millis, data: serde_json::Value) -> NewEntry {
     NewEntry {
@@ -445,7 +483,8 @@ impl Store {
             .collect()
     }
 
-    /// Adds an address-book entry, usable after `cooldown` and an admin's approval.
+    /// Adds an address-book entry on the default route (on chain, the venue's default
+    /// network), usable after `cooldown` and an admin's approval.
     #[allow(clippy::too_many_arguments)]
     pub async fn add_destination(
         &self,
@@ -457,11 +496,42 @@ impl Store {
         actor: &str,
         now: Millis,
     ) -> Result<Destination, StoreError> {
+        let new = NewEntryRow {
+            venue,
+            asset,
+            address,
+            route: &Route::default(),
+            label,
+        };
+        self.add_routed_destination(&new, cooldown, actor, now)
+            .await
+    }
+
+    /// Adds an address-book entry for `new.route`, usable after `cooldown` and an admin's
+    /// approval. The route must be well formed ([`Route::check`]).
+    pub async fn add_routed_destination(
+        &self,
+        new: &NewEntryRow<'_>,
+        cooldown: Millis,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Destination, StoreError> {
+        let NewEntryRow {
+            venue,
+            asset,
+            address,
+            route,
+            label,
+        } = *new;
+        route
+            .check()
+            .map_err(|e| StoreError::Internal(format!("an address-book route not checked: {e}")))?;
         let mut w = Audited::begin(self).await?;
         let address = normalize_address(address);
+        let (via, network, area_code) = route_columns(route);
         let row = sqlx::query(
-            "INSERT INTO destinations (venue, asset, address, label, added_ms, added_by, usable_from_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO destinations (venue, asset, address, label, added_ms, added_by, usable_from_ms, via, network, area_code) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(venue.to_string())
         .bind(asset.to_string())
@@ -470,16 +540,20 @@ impl Store {
         .bind(now)
         .bind(actor.to_string())
         .bind(now.saturating_add(cooldown))
+        .bind(via)
+        .bind(network)
+        .bind(area_code)
         .fetch_one(&mut *w.tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                StoreError::Conflict(Conflict::Exists(format!("{address} is already in the address book for {asset} on {venue}")))
+                StoreError::Conflict(Conflict::Exists(format!("{address} is already in the address book for {asset} on {venue}, {route}")))
             } else {
                 e.into()
             }
         })?;
         let d = Destination {
+            route: route.clone(),
             id: row.try_get(0)?,
             venue: venue.into(),
             asset: asset.into(),

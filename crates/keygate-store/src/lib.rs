@@ -19,6 +19,7 @@ pub mod freeze;
 mod lease;
 pub mod reconcile;
 pub mod rescue;
+mod signatures;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod venue_orders;
@@ -36,7 +37,7 @@ pub use chain::{
 };
 pub use credentials::{CredentialRow, CredentialStatus, CredentialSummary, NewCredential};
 pub use decider::{Answer, Decider, DeciderOptions, Decision, GatewayRequest};
-pub use engine::{NativeKeyRow, PriceRow, TokenSummary};
+pub use engine::{NativeKeyRow, NewEntryRow, PriceRow, TokenSummary};
 pub(crate) use error::is_unique_violation;
 pub use error::{Conflict, StoreError};
 pub use rescue::{NewRescueTx, RescueRow, RescueTxRow};

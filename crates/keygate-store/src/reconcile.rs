@@ -41,47 +41,33 @@ impl Store {
     ) -> Result<Reconciled, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut head = lock_head(&mut tx).await?;
-        if is_known(&mut tx, o).await? {
+        if Judged::Withdrawals
+            .is_known(&mut tx, &o.venue, &o.id)
+            .await?
+        {
             tx.rollback().await?;
             return Ok(Reconciled::Known);
         }
         let matched = find_match(&mut tx, o).await?;
         let now = db_now(&mut tx, self).await?;
-        let mut entries = vec![judgement_entry(o, matched, now)];
-        let mut freeze_id = None;
-        if matched.is_none()
-            && let Some(scope) = contain
-        {
-            let reason = format!(
-                "an unapproved outflow of {} {} from {} to {} (venue id {})",
-                o.amount, o.asset, o.venue, o.destination, o.id
-            );
-            freeze_id =
-                Some(freeze_in(&mut tx, scope, &reason, &o.venue, now, &mut entries).await?);
-        }
-        let seqs = append(&mut tx, &mut head, entries, now).await?;
-        let audit_id = seqs.first().copied().unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO venue_withdrawals (venue, venue_id, decision_id, audit_id, seen_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(o.venue.clone())
-        .bind(o.id.clone())
-        .bind(matched)
-        .bind(audit_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match matched {
-            Some(decision_id) => Reconciled::Matched {
-                decision_id,
-                audit_id,
-            },
-            None => Reconciled::Unapproved {
-                audit_id,
-                freeze_id,
-            },
-        })
+        let entries = vec![judgement_entry(o, matched, now)];
+        Judged::Withdrawals
+            .record(
+                tx,
+                &mut head,
+                (&o.venue, &o.id),
+                matched,
+                entries,
+                contain,
+                now,
+                || {
+                    format!(
+                        "an unapproved outflow of {} {} from {} to {} (venue id {})",
+                        o.amount, o.asset, o.venue, o.destination, o.id
+                    )
+                },
+            )
+            .await
     }
 }
 
@@ -103,14 +89,88 @@ pub(crate) async fn freeze_in(
     Ok(id)
 }
 
-/// Whether this outflow was judged before.
-async fn is_known(tx: &mut Tx, o: &Outflow) -> Result<bool, StoreError> {
-    let known = sqlx::query("SELECT 1 FROM venue_withdrawals WHERE venue = $1 AND venue_id = $2")
-        .bind(o.venue.clone())
-        .bind(o.id.clone())
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(known.is_some())
+/// Where the items of a venue's history judged so far are remembered, so each is judged once.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Judged {
+    /// Outflows (`venue_withdrawals`).
+    Withdrawals,
+    /// Orders (`venue_orders`).
+    Orders,
+}
+
+impl Judged {
+    /// Whether item `id` of `venue` was judged before.
+    pub(crate) async fn is_known(
+        self,
+        tx: &mut Tx,
+        venue: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = match self {
+            Self::Withdrawals => {
+                "SELECT 1 FROM venue_withdrawals WHERE venue = $1 AND venue_id = $2"
+            }
+            Self::Orders => "SELECT 1 FROM venue_orders WHERE venue = $1 AND venue_id = $2",
+        };
+        let known = sqlx::query(sql)
+            .bind(venue.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        Ok(known.is_some())
+    }
+
+    /// Ends the judgement of item `(venue, id)` in `tx`: when nothing `matched`, the freeze
+    /// `contain` asks for (its reason from `reason`) joins `entries`; then the entries are
+    /// appended, the item remembered as judged, and the transaction committed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record(
+        self,
+        mut tx: Tx,
+        head: &mut crate::audit::Head,
+        (venue, id): (&str, &str),
+        matched: Option<i64>,
+        mut entries: Vec<NewEntry>,
+        contain: Option<&keygate_core::freeze::Scope>,
+        now: keygate_core::Millis,
+        reason: impl FnOnce() -> String,
+    ) -> Result<Reconciled, StoreError> {
+        let mut freeze_id = None;
+        if matched.is_none()
+            && let Some(scope) = contain
+        {
+            freeze_id = Some(freeze_in(&mut tx, scope, &reason(), venue, now, &mut entries).await?);
+        }
+        let seqs = append(&mut tx, head, entries, now).await?;
+        let audit_id = seqs.first().copied().unwrap_or_default();
+        let sql = match self {
+            Self::Withdrawals => {
+                "INSERT INTO venue_withdrawals (venue, venue_id, decision_id, audit_id, seen_ms) VALUES ($1, $2, $3, $4, $5)"
+            }
+            Self::Orders => {
+                "INSERT INTO venue_orders (venue, venue_id, decision_id, audit_id, seen_ms) VALUES ($1, $2, $3, $4, $5)"
+            }
+        };
+        sqlx::query(sql)
+            .bind(venue.to_string())
+            .bind(id.to_string())
+            .bind(matched)
+            .bind(audit_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(match matched {
+            Some(decision_id) => Reconciled::Matched {
+                decision_id,
+                audit_id,
+            },
+            None => Reconciled::Unapproved {
+                audit_id,
+                freeze_id,
+            },
+        })
+    }
 }
 
 /// The earliest unmatched allowed decision that explains `o`, if any.

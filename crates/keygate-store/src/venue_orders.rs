@@ -11,8 +11,8 @@ use keygate_core::outflow::{MATCH_AFTER, MATCH_BEFORE};
 use keygate_core::venue_order::{AllowedOrder, VenueOrder, explains};
 use sqlx::Row;
 
-use crate::audit::{AuditEntry, NewEntry, ReconcileEvent, append, db_now, lock_head};
-use crate::reconcile::{Reconciled, Tx, freeze_in, withdrawal_reference};
+use crate::audit::{AuditEntry, NewEntry, ReconcileEvent, db_now, lock_head};
+use crate::reconcile::{Judged, Reconciled, Tx, withdrawal_reference};
 use crate::{Store, StoreError};
 
 impl Store {
@@ -24,61 +24,35 @@ impl Store {
     ) -> Result<Reconciled, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut head = lock_head(&mut tx).await?;
-        if is_known(&mut tx, o).await? {
+        if Judged::Orders.is_known(&mut tx, &o.venue, &o.id).await? {
             tx.rollback().await?;
             return Ok(Reconciled::Known);
         }
         let matched = find_match(&mut tx, o).await?;
         let now = db_now(&mut tx, self).await?;
-        let mut entries = vec![judgement_entry(o, matched, now)];
-        let mut freeze_id = None;
-        if matched.is_none()
-            && let Some(scope) = contain
-        {
-            let reason = format!(
-                "an unapproved order at {}: {} {} (venue order {}, client id {})",
-                o.venue,
-                o.side.as_str(),
-                o.symbol,
-                o.id,
-                o.client_id.as_deref().unwrap_or("none")
-            );
-            freeze_id =
-                Some(freeze_in(&mut tx, scope, &reason, &o.venue, now, &mut entries).await?);
-        }
-        let seqs = append(&mut tx, &mut head, entries, now).await?;
-        let audit_id = seqs.first().copied().unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO venue_orders (venue, venue_id, decision_id, audit_id, seen_ms) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(o.venue.clone())
-        .bind(o.id.clone())
-        .bind(matched)
-        .bind(audit_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match matched {
-            Some(decision_id) => Reconciled::Matched {
-                decision_id,
-                audit_id,
-            },
-            None => Reconciled::Unapproved {
-                audit_id,
-                freeze_id,
-            },
-        })
+        let entries = vec![judgement_entry(o, matched, now)];
+        Judged::Orders
+            .record(
+                tx,
+                &mut head,
+                (&o.venue, &o.id),
+                matched,
+                entries,
+                contain,
+                now,
+                || {
+                    format!(
+                        "an unapproved order at {}: {} {} (venue order {}, client id {})",
+                        o.venue,
+                        o.side.as_str(),
+                        o.symbol,
+                        o.id,
+                        o.client_id.as_deref().unwrap_or("none")
+                    )
+                },
+            )
+            .await
     }
-}
-
-async fn is_known(tx: &mut Tx, o: &VenueOrder) -> Result<bool, StoreError> {
-    let known = sqlx::query("SELECT 1 FROM venue_orders WHERE venue = $1 AND venue_id = $2")
-        .bind(o.venue.clone())
-        .bind(o.id.clone())
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(known.is_some())
 }
 
 /// The earliest unmatched allowed trade decision that explains `o`, if any.

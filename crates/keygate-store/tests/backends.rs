@@ -48,6 +48,8 @@ keygate_store::both_backends!(
     writes_under_a_stale_master_key_are_refused,
     concurrent_adds_and_rekey_never_strand_a_row,
     concurrent_duplicate_adds_are_conflicts,
+    a_signature_is_used_once_until_it_expires,
+    concurrent_uses_of_one_signature_let_one_through,
 );
 
 async fn migrations_apply_once_and_are_idempotent(b: Backend) {
@@ -55,12 +57,12 @@ async fn migrations_apply_once_and_are_idempotent(b: Backend) {
     assert_eq!(s.backend(), b);
     assert_eq!(
         s.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16]
     );
     s.migrate().await.unwrap();
     assert_eq!(
         s.applied_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16]
     );
     match b {
         Backend::Sqlite => assert_eq!(
@@ -380,4 +382,48 @@ async fn postgres_connect_error_hides_password() {
         .to_string();
     assert!(!e.contains("hunter2pw"), "{e}");
     assert!(e.contains("PostgreSQL is running"), "{e}");
+}
+
+async fn a_signature_is_used_once_until_it_expires(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    assert!(s.first_signature_use("aa", 1_000, 66_000).await.unwrap());
+    assert!(!s.first_signature_use("aa", 2_000, 67_000).await.unwrap());
+    // Another digest is another request.
+    assert!(s.first_signature_use("bb", 2_000, 67_000).await.unwrap());
+    // A second handle on the same database (another instance, or this one restarted) sees it.
+    let other = s.clone();
+    assert!(
+        !other
+            .first_signature_use("aa", 3_000, 68_000)
+            .await
+            .unwrap()
+    );
+    // Once its time is over it may be used again (the venue's window refuses it by then),
+    // and it is remembered anew.
+    assert!(s.first_signature_use("aa", 66_000, 131_000).await.unwrap());
+    assert!(!s.first_signature_use("aa", 66_001, 131_001).await.unwrap());
+    // Pruning forgets only what has expired.
+    assert_eq!(s.remembered_signatures().await.unwrap(), 2);
+    assert_eq!(s.prune_signatures(67_000).await.unwrap(), 1);
+    assert_eq!(s.remembered_signatures().await.unwrap(), 1);
+    assert!(!s.first_signature_use("aa", 67_000, 132_000).await.unwrap());
+}
+
+async fn concurrent_uses_of_one_signature_let_one_through(b: Backend) {
+    let (s, _d) = fresh(b).await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.first_signature_use("cafe", 1_000 + i, 66_000 + i).await
+        }));
+    }
+    let mut firsts = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() {
+            firsts += 1;
+        }
+    }
+    assert_eq!(firsts, 1, "exactly one of 32 concurrent uses is the first");
+    assert_eq!(s.remembered_signatures().await.unwrap(), 1);
 }

@@ -25,6 +25,7 @@ keygate_store::both_backends!(
     admin_changes_reach_every_instance_on_the_next_decision,
     tokens_are_stored_as_hashes_and_revocable,
     address_book_needs_another_admin_and_a_cool_down,
+    address_book_entries_keep_their_routes,
     edited_deleted_or_reordered_entries_are_named,
     signed_checkpoints_catch_a_rewritten_chain,
     clocks_ahead_of_the_store_cannot_reopen_windows,
@@ -97,6 +98,7 @@ async fn setup(s: &Store) {
 
 fn withdraw(amount: i64) -> Intent {
     Intent {
+        route: Default::default(),
         order: None,
         client: "mm".into(),
         venue: "binance".into(),
@@ -293,6 +295,72 @@ async fn address_book_needs_another_admin_and_a_cool_down(b: Backend) {
     assert!(v.reasons[0].contains("cool-down"), "{v:?}");
     let v = dec.decide(i, T0 + 24 * HOUR).await.unwrap().verdict;
     assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+}
+
+async fn address_book_entries_keep_their_routes(b: Backend) {
+    use keygate_core::route::{Route, Via};
+    use keygate_store::NewEntryRow;
+    let (s, _dir) = testing::fresh_store(b).await;
+    setup(&s).await;
+    let addr = "0x00000000000000000000000000000000000000cc";
+    let eth = Route::chain(Some("ETH"));
+    let phone = Route {
+        via: Via::Phone,
+        network: None,
+        area_code: Some("86".into()),
+    };
+    let new = |address, route| NewEntryRow {
+        venue: "binance",
+        asset: "USDT",
+        address,
+        route,
+        label: "cold",
+    };
+    let on_eth = s
+        .add_routed_destination(&new(addr, &eth), 0, "alice", T0)
+        .await
+        .unwrap();
+    // The same address on the default network, or on ETH again: one new entry, one conflict.
+    let plain = s
+        .add_destination("binance", "USDT", addr, "cold", 0, "alice", T0)
+        .await
+        .unwrap();
+    let e = s
+        .add_routed_destination(&new(addr, &eth), 0, "alice", T0)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("on network ETH"), "{e}");
+    let by_phone = s
+        .add_routed_destination(&new("13800000000", &phone), 0, "alice", T0)
+        .await
+        .unwrap();
+    let listed = s.destinations().await.unwrap();
+    // (setup's own entry comes first.)
+    let routes: Vec<(i64, Route)> = listed
+        .iter()
+        .filter(|d| d.id >= on_eth.id)
+        .map(|d| (d.id, d.route.clone()))
+        .collect();
+    assert_eq!(
+        routes,
+        vec![
+            (on_eth.id, eth.clone()),
+            (plain.id, Route::default()),
+            (by_phone.id, phone)
+        ]
+    );
+    // Only the ETH entry is approved: a withdrawal on ETH goes, one on BSC does not.
+    s.approve_destination(on_eth.id, "bob", T0).await.unwrap();
+    let dec = Decider::start(s.clone(), engine(), DeciderOptions::default());
+    let mut i = withdraw(5);
+    i.destination = Some(addr.into());
+    i.route = eth;
+    let v = dec.decide(i.clone(), T0 + HOUR).await.unwrap().verdict;
+    assert_eq!(v.outcome, Outcome::Allow, "{v:?}");
+    i.route = Route::chain(Some("BSC"));
+    let v = dec.decide(i, T0 + HOUR).await.unwrap().verdict;
+    assert_eq!(v.outcome, Outcome::Deny, "{v:?}");
+    assert!(v.reasons[0].contains("does not approve another"), "{v:?}");
 }
 
 /// A verifier that trusts nothing: for chains without checkpoints.

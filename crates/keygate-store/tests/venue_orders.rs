@@ -32,6 +32,7 @@ async fn allow_trade(store: &Store, at: i64, request_id: Option<&str>) -> i64 {
         asset: Some("USDT".into()),
         amount: Some(Decimal::from(100)),
         destination: None,
+        route: Default::default(),
         source_ip: None,
         token_id: None,
         order: Some(Order {

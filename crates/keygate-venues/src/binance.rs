@@ -9,12 +9,13 @@
 use keygate_core::Action;
 use keygate_core::order::{Order, OrderKind, Side};
 use keygate_core::outflow::Outflow;
+use keygate_core::route::Route;
 use rust_decimal::Decimal;
 
 use crate::params::Params;
 use crate::{
     AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request, address,
-    asset, hmac_sha256, positive, request_id, trade_amount,
+    asset, hmac_sha256, network, positive, request_id, trade_amount,
 };
 
 /// Quote assets that split a symbol when the config names none.
@@ -70,6 +71,7 @@ pub(crate) fn classify(
         params.remove(p);
     }
     let base = |endpoint, action, signed, params| Classified {
+        route: Default::default(),
         endpoint,
         method: req.method.to_string(),
         path: req.path.to_string(),
@@ -125,31 +127,11 @@ pub(crate) fn classify(
             return Ok(base("orders.cancel_all", Action::Cancel, true, params));
         }
         ("POST", "/sapi/v1/capital/withdraw/apply") => {
-            const EP: &str = "POST /sapi/v1/capital/withdraw/apply";
-            only(&params, WITHDRAW_PARAMS, EP)?;
-            let coin = asset("coin", need(&params, "coin", EP)?)?;
-            let amount = positive("amount", need(&params, "amount", EP)?)?;
-            let raw = need(&params, "address", EP)?;
-            if raw.contains(':') {
-                return Err(ClassifyError::Invalid {
-                    name: "address",
-                    value: raw.chars().take(40).collect(),
-                    why: "an address has no ':'; send a tag or memo as addressTag".into(),
-                });
-            }
-            let mut to = address("address", raw)?;
-            if let Some(tag) = params.get("addressTag").filter(|t| !t.is_empty()) {
-                to = format!("{to}:{}", address("addressTag", tag)?);
-            }
-            let rid = params
-                .get("withdrawOrderId")
-                .map(|v| request_id("withdrawOrderId", v))
-                .transpose()?;
+            let w = withdrawal(&params)?;
             let mut c = base("withdraw", Action::Withdraw, true, params);
-            c.asset = Some(coin);
-            c.amount = Some(amount);
-            c.destination = Some(to);
-            c.request_id = rid;
+            (c.asset, c.amount, c.destination) = (Some(w.asset), Some(w.amount), Some(w.to));
+            c.route = w.route;
+            c.request_id = w.request_id;
             return Ok(c);
         }
         _ => {}
@@ -158,6 +140,68 @@ pub(crate) fn classify(
         venue: "binance",
         method: req.method.to_string(),
         path: req.path.to_string(),
+    })
+}
+
+/// What a withdrawal request says: asset, amount, destination and its route, client id.
+struct Withdrawal {
+    asset: String,
+    amount: Decimal,
+    to: String,
+    route: Route,
+    request_id: Option<String>,
+}
+
+/// `POST /sapi/v1/capital/withdraw/apply`, from Binance's Withdraw (USER_DATA):
+/// <https://developers.binance.com/docs/wallet/capital/withdraw>. `network` is optional ("if
+/// network not send, return with default network of the coin"): without it the route is the
+/// venue's default network, which only an address-book entry without a network approves.
+/// `addressTag` ("secondary address identifier for coins like XRP, XMR") becomes part of the
+/// destination as `address:tag`. `walletType` names the wallet the funds leave (0 spot,
+/// 1 funding), not where they go. Binance has no destination-type parameter: a withdrawal to
+/// another Binance user's address is settled internally by Binance itself, to that same address.
+fn withdrawal(params: &Params) -> Result<Withdrawal, ClassifyError> {
+    const EP: &str = "POST /sapi/v1/capital/withdraw/apply";
+    only(params, WITHDRAW_PARAMS, EP)?;
+    let asset = asset("coin", need(params, "coin", EP)?)?;
+    let amount = positive("amount", need(params, "amount", EP)?)?;
+    let raw = need(params, "address", EP)?;
+    if raw.contains(':') {
+        return Err(ClassifyError::Invalid {
+            name: "address",
+            value: raw.chars().take(40).collect(),
+            why: "an address has no ':'; send a tag or memo as addressTag".into(),
+        });
+    }
+    let mut to = address("address", raw)?;
+    if let Some(tag) = params.get("addressTag").filter(|t| !t.is_empty()) {
+        to = format!("{to}:{}", address("addressTag", tag)?);
+    }
+    let network = params
+        .get("network")
+        .filter(|n| !n.is_empty())
+        .map(|n| network("network", n))
+        .transpose()?;
+    if let Some(w) = params.get("walletType")
+        && w != "0"
+        && w != "1"
+    {
+        return Err(ClassifyError::Invalid {
+            name: "walletType",
+            value: w.chars().take(40).collect(),
+            why: "0 (spot wallet) or 1 (funding wallet)".into(),
+        });
+    }
+    let request_id = params
+        .get("withdrawOrderId")
+        .map(|v| request_id("withdrawOrderId", v))
+        .transpose()?;
+    Ok(Withdrawal {
+        asset,
+        amount,
+        to,
+        route: Route::chain(network.as_deref()),
+        request_id,
     })
 }
 
@@ -457,6 +501,7 @@ pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64, recv_window_ms:
 
 pub(crate) fn internal(endpoint: &'static str, path: &str, params: Params) -> Classified {
     Classified {
+        route: Default::default(),
         endpoint,
         method: "GET".into(),
         path: path.into(),
@@ -513,6 +558,12 @@ pub(crate) fn parse_history(venue: &str, body: &[u8]) -> Result<Vec<Outflow>, St
         .map(|r| {
             let t = chrono::NaiveDateTime::parse_from_str(&r.apply_time, "%Y-%m-%d %H:%M:%S")
                 .map_err(|_| format!("applyTime {:?} is not YYYY-MM-DD HH:MM:SS", r.apply_time))?;
+            if r.amount <= Decimal::ZERO {
+                return Err(format!(
+                    "withdrawal {:?} has amount {}, not a positive amount",
+                    r.id, r.amount
+                ));
+            }
             let mut address = keygate_core::intent::normalize_address(&r.address);
             if let Some(tag) = r.address_tag.filter(|t| !t.is_empty()) {
                 address = format!("{address}:{tag}");
@@ -636,6 +687,7 @@ mod tests {
             p.push(n.into(), v.into(), "").unwrap();
         }
         let c = Classified {
+            route: Default::default(),
             endpoint: "order.new",
             method: "POST".into(),
             path: "/api/v3/order".into(),
@@ -891,6 +943,36 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawal_names_its_network_and_source_wallet_is_checked() {
+        use keygate_core::route::Route;
+        let w =
+            |q: &str| adapter().classify(&req("POST", "/sapi/v1/capital/withdraw/apply", q, ""));
+        let eth = w("coin=USDT&network=ETH&address=0xab&amount=5").unwrap();
+        assert_eq!(eth.route, Route::chain(Some("ETH")));
+        // No network: the coin's default network, a route of its own.
+        let default = w("coin=USDT&address=0xab&amount=5").unwrap();
+        assert_eq!(default.route, Route::default());
+        let tagged = w("coin=XRP&network=XRP&address=rAddr&addressTag=7&amount=5").unwrap();
+        assert_eq!(
+            (tagged.destination.as_deref(), &tagged.route),
+            (Some("rAddr:7"), &Route::chain(Some("XRP")))
+        );
+        for (q, name) in [
+            (
+                "coin=USDT&network=ETH%2FBSC&address=0xab&amount=5",
+                "network",
+            ),
+            ("coin=USDT&address=0xab&amount=5&walletType=2", "walletType"),
+        ] {
+            match w(q) {
+                Err(ClassifyError::Invalid { name: n, .. }) => assert_eq!(n, name, "{q}"),
+                other => panic!("{q}: {other:?}"),
+            }
+        }
+        assert!(w("coin=USDT&address=0xab&amount=5&walletType=1").is_ok());
+    }
+
+    #[test]
     fn unknown_endpoints_and_methods_are_refused() {
         let a = adapter();
         for (m, p) in [
@@ -965,6 +1047,14 @@ mod tests {
         );
         assert_eq!(rows[0].reference.as_deref(), Some("kg-1"));
         assert!(adapter().parse_withdrawal_history("v", b"{}").is_err());
+        for amount in ["0", "-72"] {
+            let bad = String::from_utf8_lossy(h)
+                .replace(r#""amount":"72""#, &format!(r#""amount":"{amount}""#));
+            let e = adapter()
+                .parse_withdrawal_history("v", bad.as_bytes())
+                .unwrap_err();
+            assert!(e.to_string().contains("not a positive amount"), "{e}");
+        }
 
         let unsafe_key = br#"{"ipRestrict":false,"enableWithdrawals":true,"enableReading":true,"enableInternalTransfer":true}"#;
         let f = adapter().parse_restrictions(unsafe_key).unwrap();

@@ -280,11 +280,12 @@ mod tests {
         for other in [&tron, &tagged, &spot] {
             assert_ne!(other.canonical(), eth.canonical());
         }
-        // The network is not in the intent: only the canonical text tells them apart.
+        // The network is in the route as well as in the canonical text.
         assert_eq!(
             (&tron.asset, tron.amount, &tron.destination),
             (&eth.asset, eth.amount, &eth.destination)
         );
+        assert_ne!(tron.route, eth.route);
         assert!(tagged.canonical().contains("addressTag=7"));
 
         let o = |body: &str| classify(VenueKind::Okx, "POST", "/api/v5/asset/withdrawal", "", body);
@@ -296,10 +297,10 @@ mod tests {
         );
         let other_chain =
             o(r#"{"ccy":"USDT","amt":"500","dest":"4","toAddr":"0xab","chain":"USDT-TRC20"}"#);
-        let internal =
-            o(r#"{"ccy":"USDT","amt":"500","dest":"3","toAddr":"0xab","chain":"USDT-ERC20"}"#);
+        let internal = o(r#"{"ccy":"USDT","amt":"500","dest":"3","toAddr":"0xab"}"#);
         for other in [&other_chain, &internal] {
             assert_ne!(other.canonical(), on_chain.canonical());
+            assert_ne!(other.route, on_chain.route);
             assert_eq!(
                 (&other.asset, other.amount, &other.destination),
                 (&on_chain.asset, on_chain.amount, &on_chain.destination)

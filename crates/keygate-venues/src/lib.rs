@@ -17,6 +17,7 @@ use std::str::FromStr;
 use keygate_core::Action;
 use keygate_core::order::{Order, OrderKind};
 use keygate_core::outflow::Outflow;
+use keygate_core::route::Route;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +138,9 @@ pub struct Classified {
     /// withdrawal, the amount withdrawn.
     pub amount: Option<Decimal>,
     pub destination: Option<String>,
+    /// A withdrawal's route: on chain (on the network the request names) or internal, and to
+    /// what kind of account. The default for everything else.
+    pub route: Route,
     /// A trade's order, as the request states it: every classification whose action is
     /// [`Action::Trade`] carries one. Its reference price is `None`: the gateway attaches it.
     pub order: Option<Order>,
@@ -399,6 +403,21 @@ pub(crate) fn address(name: &'static str, value: &str) -> Result<String, Classif
             name,
             value: value.chars().take(40).collect(),
             why: "an address is 1-200 printable ASCII characters without spaces or slashes".into(),
+        })
+    }
+}
+
+/// A network or chain name as the venue writes it ("ETH", "USDT-ERC20").
+pub(crate) fn network(name: &'static str, value: &str) -> Result<String, ClassifyError> {
+    if keygate_core::route::valid_network(value) {
+        Ok(value.to_string())
+    } else {
+        Err(ClassifyError::Invalid {
+            name,
+            value: value.chars().take(40).collect(),
+            why:
+                "a network is 1-64 letters, digits, spaces and - _ . ( ), such as ETH or USDT-ERC20"
+                    .into(),
         })
     }
 }

@@ -10,13 +10,14 @@ use base64::Engine as _;
 use keygate_core::Action;
 use keygate_core::order::{Order, OrderKind, Side};
 use keygate_core::outflow::Outflow;
+use keygate_core::route::{Route, Via};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use crate::params::Params;
 use crate::{
     AdapterOptions, Classified, ClassifyError, Finding, Forward, Keys, Outgoing, Request, address,
-    asset, hmac_sha256, positive, request_id, trade_amount,
+    asset, hmac_sha256, network, positive, request_id, trade_amount,
 };
 
 /// Signed GET endpoints that only read.
@@ -49,6 +50,7 @@ pub(crate) fn classify(
 ) -> Result<Classified, ClassifyError> {
     let query = Params::parse(req.query, "query string")?;
     let base = |endpoint, action, signed, query, body| Classified {
+        route: Default::default(),
         endpoint,
         method: req.method.to_string(),
         path: req.path.to_string(),
@@ -132,27 +134,11 @@ pub(crate) fn classify(
                         ))
                     }
                     _ => {
-                        const EP: &str = "POST /api/v5/asset/withdrawal";
-                        only(&body, WITHDRAW_FIELDS, EP)?;
-                        let ccy = asset("ccy", need(&body, "ccy", EP)?)?;
-                        let amount = positive("amt", need(&body, "amt", EP)?)?;
-                        let dest = need(&body, "dest", EP)?;
-                        if dest != "3" && dest != "4" {
-                            return Err(ClassifyError::Invalid {
-                                name: "dest",
-                                value: dest.chars().take(40).collect(),
-                                why: "3 (internal) or 4 (on-chain)".into(),
-                            });
-                        }
-                        let to = address("toAddr", need(&body, "toAddr", EP)?)?;
-                        let rid = opt(&body, "clientId")?
-                            .map(|v| request_id("clientId", v))
-                            .transpose()?;
+                        let w = withdrawal(&body)?;
                         let mut c = base("withdraw", Action::Withdraw, true, query, Some(body));
-                        c.asset = Some(ccy);
-                        c.amount = Some(amount);
-                        c.destination = Some(to);
-                        c.request_id = rid;
+                        (c.asset, c.amount) = (Some(w.asset), Some(w.amount));
+                        (c.destination, c.route) = (Some(w.to), w.route);
+                        c.request_id = w.request_id;
                         Ok(c)
                     }
                 };
@@ -237,6 +223,124 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, ClassifyError> {
 }
 
 /// A string field; OKX sends every value as a string, and so must the bot.
+/// What a withdrawal request says: asset, amount, destination and its route, client id.
+struct Withdrawal {
+    asset: String,
+    amount: Decimal,
+    to: String,
+    route: Route,
+    request_id: Option<String>,
+}
+
+/// `POST /api/v5/asset/withdrawal`, from OKX's Withdrawal:
+/// <https://www.okx.com/docs-v5/en/#funding-account-rest-api-withdrawal>. `dest` 4 is an
+/// on-chain withdrawal to `toAddr` ("some crypto currency addresses are formatted as
+/// 'address:tag'") on `chain` (optional: "if the parameter is not filled in, the default will
+/// be the main chain"; "apply to on-chain withdrawal"). `dest` 3 is an internal transfer to the
+/// OKX account `toAddr` names: a UID when `toAddrType` is 2 ("only applicable for dest=3"), else
+/// an e-mail address, a phone number (with `areaCode`: "if toAddr is a phone number, this
+/// parameter is required. Apply to internal transfer") or a sub-account's login name.
+fn withdrawal(body: &Map<String, Value>) -> Result<Withdrawal, ClassifyError> {
+    const EP: &str = "POST /api/v5/asset/withdrawal";
+    only(body, WITHDRAW_FIELDS, EP)?;
+    let asset = asset("ccy", need(body, "ccy", EP)?)?;
+    let amount = positive("amt", need(body, "amt", EP)?)?;
+    let dest = need(body, "dest", EP)?;
+    let to = address("toAddr", need(body, "toAddr", EP)?)?;
+    let route = match dest {
+        "4" => on_chain(body)?,
+        "3" => internal_transfer(body, &to)?,
+        _ => return Err(invalid("dest", dest, "3 (internal) or 4 (on-chain)")),
+    };
+    let request_id = opt(body, "clientId")?
+        .map(|v| request_id("clientId", v))
+        .transpose()?;
+    Ok(Withdrawal {
+        asset,
+        amount,
+        to,
+        route,
+        request_id,
+    })
+}
+
+/// The route of an on-chain withdrawal (`dest` 4): its chain, if named.
+fn on_chain(body: &Map<String, Value>) -> Result<Route, ClassifyError> {
+    if let Some(t) = opt(body, "toAddrType")?.filter(|t| *t != "1") {
+        return Err(invalid(
+            "toAddrType",
+            t,
+            "an on-chain withdrawal (dest 4) goes to a wallet address (toAddrType 1); a UID (2) is for internal transfers (dest 3)",
+        ));
+    }
+    if let Some(a) = opt(body, "areaCode")? {
+        return Err(invalid(
+            "areaCode",
+            a,
+            "an area code goes with a phone number, in an internal transfer (dest 3); remove it",
+        ));
+    }
+    let chain = opt(body, "chain")?
+        .map(|c| network("chain", c))
+        .transpose()?;
+    Ok(Route::chain(chain.as_deref()))
+}
+
+/// The route of an internal transfer (`dest` 3): which kind of account `to` names.
+fn internal_transfer(body: &Map<String, Value>, to: &str) -> Result<Route, ClassifyError> {
+    if let Some(c) = opt(body, "chain")? {
+        return Err(invalid(
+            "chain",
+            c,
+            "an internal transfer (dest 3) has no chain; the chain applies to on-chain withdrawals (dest 4)",
+        ));
+    }
+    let area = opt(body, "areaCode")?;
+    let digits = !to.is_empty() && to.bytes().all(|b| b.is_ascii_digit());
+    let via = match (opt(body, "toAddrType")?, area) {
+        (Some("2"), None) if digits => Via::Uid,
+        (Some("2"), _) => {
+            return Err(invalid(
+                "toAddr",
+                to,
+                "with toAddrType 2, toAddr is an OKX UID: digits only, without areaCode",
+            ));
+        }
+        (Some(t), _) if t != "1" => {
+            return Err(invalid(
+                "toAddrType",
+                t,
+                "1 (address, e-mail, phone or login name) or 2 (UID)",
+            ));
+        }
+        (_, Some(_)) if digits => Via::Phone,
+        (_, Some(a)) => {
+            return Err(invalid(
+                "areaCode",
+                a,
+                "an area code goes with a phone number (digits only in toAddr); remove it for an e-mail address or login name",
+            ));
+        }
+        (_, None) if to.contains('@') => Via::Email,
+        (_, None) if digits => {
+            return Err(ClassifyError::Missing {
+                name: "areaCode",
+                endpoint: "POST /api/v5/asset/withdrawal to a phone number (for a UID, send toAddrType 2)",
+            });
+        }
+        (_, None) => Via::Account,
+    };
+    let route = Route {
+        via,
+        network: None,
+        area_code: area.map(str::to_string),
+    };
+    route
+        .check()
+        .map_err(|e| invalid("areaCode", area.unwrap_or_default(), &e.to_string()))?;
+    Ok(route)
+}
+
 fn opt<'m>(
     body: &'m Map<String, Value>,
     name: &'static str,
@@ -436,6 +540,7 @@ pub(crate) fn sign(c: &Classified, keys: &Keys<'_>, now_ms: i64) -> Outgoing {
 
 pub(crate) fn internal(endpoint: &'static str, path: &str) -> Classified {
     Classified {
+        route: Default::default(),
         endpoint,
         method: "GET".into(),
         path: path.into(),
@@ -506,6 +611,11 @@ pub(crate) fn parse_history(venue: &str, body: &[u8]) -> Result<Vec<Outflow>, St
             let amount: Decimal = field(row, "amt")?
                 .parse()
                 .map_err(|_| "a withdrawal's amt is not a decimal".to_string())?;
+            if amount <= Decimal::ZERO {
+                return Err(format!(
+                    "a withdrawal's amt is {amount}, not a positive amount"
+                ));
+            }
             let time_ms: i64 = field(row, "ts")?
                 .parse()
                 .map_err(|_| "a withdrawal's ts is not milliseconds".to_string())?;
@@ -788,6 +898,95 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawal_is_on_chain_on_its_chain_or_internal_to_one_kind_of_account() {
+        use keygate_core::route::{Route, Via};
+        let w = |body: &str| adapter().classify(&req("POST", "/api/v5/asset/withdrawal", "", body));
+        let route = |body: &str| w(body).map(|c| c.route);
+        assert_eq!(
+            route(r#"{"ccy":"USDT","amt":"1","dest":"4","toAddr":"0xab","chain":"USDT-TRC20"}"#),
+            Ok(Route::chain(Some("USDT-TRC20")))
+        );
+        assert_eq!(
+            route(r#"{"ccy":"USDT","amt":"1","dest":"4","toAddr":"0xab"}"#),
+            Ok(Route::default())
+        );
+        let tagged =
+            w(r#"{"ccy":"XRP","amt":"1","dest":"4","toAddr":"rAddr:42","chain":"XRP-Ripple"}"#)
+                .unwrap();
+        assert_eq!(tagged.destination.as_deref(), Some("rAddr:42"));
+        let internal = |via, area: Option<&str>| Route {
+            via,
+            network: None,
+            area_code: area.map(str::to_string),
+        };
+        for (body, want) in [
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"a@example.com"}"#,
+                internal(Via::Email, None),
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"13800000000","areaCode":"86"}"#,
+                internal(Via::Phone, Some("86")),
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"46137452","toAddrType":"2"}"#,
+                internal(Via::Uid, None),
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"desk-7"}"#,
+                internal(Via::Account, None),
+            ),
+        ] {
+            assert_eq!(route(body), Ok(want), "{body}");
+        }
+        for (body, name) in [
+            // A chain on an internal transfer, an area code or UID on an on-chain one.
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"a@example.com","chain":"USDT-ERC20"}"#,
+                "chain",
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"4","toAddr":"0xab","areaCode":"86"}"#,
+                "areaCode",
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"4","toAddr":"46137452","toAddrType":"2"}"#,
+                "toAddrType",
+            ),
+            // A phone number without its area code, an area code without a phone number.
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"13800000000"}"#,
+                "areaCode",
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"a@example.com","areaCode":"86"}"#,
+                "areaCode",
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"13800000000","areaCode":"+86"}"#,
+                "areaCode",
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"a@example.com","toAddrType":"2"}"#,
+                "toAddr",
+            ),
+            (
+                r#"{"ccy":"USDT","amt":"1","dest":"3","toAddr":"x","toAddrType":"9"}"#,
+                "toAddrType",
+            ),
+        ] {
+            match w(body) {
+                Err(
+                    ClassifyError::Invalid { name: n, .. } | ClassifyError::Missing { name: n, .. },
+                ) => {
+                    assert_eq!(n, name, "{body}")
+                }
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn withdrawals_and_the_forwarded_body() {
         let a = adapter();
         let c = a
@@ -887,6 +1086,15 @@ mod tests {
         let rows = adapter().parse_withdrawal_history("v", h).unwrap();
         assert_eq!(rows[0].id, "123");
         assert_eq!(rows[0].reference, None);
+        // A zero (or negative) amount is no withdrawal (found by the fuzz target venue_answers).
+        for amt in ["00", "-1"] {
+            let bad =
+                String::from_utf8_lossy(h).replace(r#""amt":"72""#, &format!(r#""amt":"{amt}""#));
+            let e = adapter()
+                .parse_withdrawal_history("v", bad.as_bytes())
+                .unwrap_err();
+            assert!(e.to_string().contains("not a positive amount"), "{e}");
+        }
         assert!(
             adapter()
                 .parse_withdrawal_history(

@@ -318,6 +318,21 @@ pub struct AddressAddArgs {
     /// Cool-down before it is usable [default: address_book.cooldown].
     #[arg(long)]
     pub cooldown: Option<String>,
+    /// The network, as the venue names it in a withdrawal (Binance `network` such as ETH, OKX
+    /// `chain` such as USDT-ERC20). Without it the entry approves only withdrawals that name
+    /// no network (the venue's default); an entry for one network approves no other.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// How the funds arrive: chain (an on-chain withdrawal), or an internal transfer to the
+    /// venue account named by email, phone, uid or account (a login name).
+    #[arg(long, default_value = "chain")]
+    pub via: keygate_core::route::Via,
+    /// The area code of a phone number (with --via phone), e.g. 86.
+    #[arg(long)]
+    pub area_code: Option<String>,
+    /// A memo or tag (XRP, XLM, EOS...): the entry is `ADDRESS:MEMO`, and approves only that tag.
+    #[arg(long)]
+    pub memo: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -126,6 +126,7 @@ impl RequestEvent {
             None => (self.asset.clone(), self.amount),
         };
         Intent {
+            route: Default::default(),
             order: self.order.clone(),
             client: self.client.clone(),
             venue: self.venue.clone(),

@@ -184,11 +184,16 @@ pub(super) async fn venue<'c>(
                     tracing::error!(error = %e, venue = inc.venue, "a native key could not be read");
                     GatewayError::Unavailable(Unavailable::NativeKey)
                 })?;
-            let outcome = match &opened {
+            let now = inc.gw.store.clock().now();
+            let verified = match &opened {
                 None => Err(NativeFailure::NoKey),
-                Some(secret) => check_signature(inc, creds.kind, key, secret, &req, &header)?,
+                Some(secret) => check_signature(creds.kind, key, secret, &req, &header, now)?,
             };
             drop(opened);
+            let outcome = match verified {
+                Ok(mac) => first_use(inc.gw.used_signatures.first_use(key, &mac, now).await)?,
+                Err(f) => Err(f),
+            };
             Ok(Venue::Presented(Presented::native(
                 key.to_string(),
                 outcome,
@@ -201,36 +206,38 @@ pub(super) async fn venue<'c>(
 /// records (and answers); `Err(_)` a refusal of the request's own fault, answered at once.
 type Checked = Result<Result<(), NativeFailure>, GatewayError>;
 
-/// Checks a native request's signature under the key's opened secret, and that it is the
-/// signature's first use.
+/// Checks a native request's signature under the key's opened secret at `now`: its decoded
+/// MAC if good (for [`first_use`], on any instance), else what failed.
 fn check_signature<'a>(
-    inc: &Incoming<'_>,
     kind: VenueKind,
     key: &str,
     secret: &CredentialSecret,
     req: &Request<'a>,
     header: &dyn Fn(&str) -> Option<&'a str>,
-) -> Checked {
+    now: i64,
+) -> Result<Result<Vec<u8>, NativeFailure>, GatewayError> {
     let keys = crate::keys(secret, key).map_err(|e| GatewayError::Internal(Internal::Keys(e)))?;
-    let now = inc.gw.store.clock().now();
     match signing::verify(kind, req, header, &keys, now) {
-        Ok(()) => {
-            let mac = signing::presented_mac(kind, req, header);
-            first_use(mac.map(|m| inc.gw.used_signatures.first_use(key, &m, now)))
-        }
-        Err(e) => signature_failure(e),
+        // Verified yet unreadable cannot happen; if it did, it is no good signature.
+        Ok(()) => Ok(signing::presented_mac(kind, req, header).ok_or(NativeFailure::BadSignature)),
+        Err(e) => Ok(Err(signature_failure(e)?
+            .err()
+            .unwrap_or(NativeFailure::BadSignature))),
     }
 }
 
-/// A verified signature's use: the first (Ok), a repeat (stale), or not remembered (refused).
-fn first_use(used: Option<Result<(), Refused>>) -> Checked {
+/// A verified signature's use: the first (Ok), a repeat (stale), or not known (refused).
+fn first_use(used: Result<(), Refused>) -> Checked {
     match used {
-        Some(Ok(())) => Ok(Ok(())),
-        Some(Err(Refused::Again)) => Ok(Err(NativeFailure::Stale(
+        Ok(()) => Ok(Ok(())),
+        Err(Refused::Again) => Ok(Err(NativeFailure::Stale(
             "this signature was used before: sign every request anew, with its own timestamp"
                 .into(),
         ))),
-        Some(Err(Refused::Full)) | None => Err(GatewayError::TooManySignatures),
+        Err(Refused::Unavailable(e)) => {
+            tracing::error!(error = %e, "a native signature's use could not be recorded");
+            Err(GatewayError::Unavailable(Unavailable::Signatures(e)))
+        }
     }
 }
 
@@ -309,15 +316,14 @@ mod tests {
             signature_failure(missing).unwrap_err().code(),
             "no_timestamp"
         );
-        assert_eq!(first_use(Some(Ok(()))).unwrap(), Ok(()));
+        assert_eq!(first_use(Ok(())).unwrap(), Ok(()));
         assert!(matches!(
-            first_use(Some(Err(Refused::Again))),
+            first_use(Err(Refused::Again)),
             Ok(Err(NativeFailure::Stale(_)))
         ));
-        assert_eq!(
-            first_use(Some(Err(Refused::Full))).unwrap_err().code(),
-            "too_many_signatures"
-        );
-        assert_eq!(first_use(None).unwrap_err().code(), "too_many_signatures");
+        let down = Refused::Unavailable(keygate_store::StoreError::Config("down".into()));
+        let e = first_use(Err(down)).unwrap_err();
+        assert_eq!(e.code(), "unavailable");
+        assert_eq!(e.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -264,6 +264,7 @@ fn gateway_request(
 fn intent(venue: &str, classified: &Result<Classified, GatewayError>) -> Result<Intent, String> {
     match classified {
         Ok(c) => Ok(Intent {
+            route: c.route.clone(),
             order: c.order.clone(),
             client: String::new(),
             venue: venue.to_string(),

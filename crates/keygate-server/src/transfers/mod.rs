@@ -320,6 +320,7 @@ async fn decide(
 ) -> Result<Answer, GatewayError> {
     let b = &order.body;
     let intent = Intent {
+        route: Default::default(),
         order: None,
         client: String::new(),
         venue: b.venue.clone(),

@@ -183,6 +183,7 @@ mod tests {
             venue: venue.into(),
             asset: "ETH".into(),
             address: TO.into(),
+            route: Default::default(),
             label: "rescue".into(),
             added_at: 0,
             added_by: "alice".into(),

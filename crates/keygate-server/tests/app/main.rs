@@ -7,6 +7,7 @@
 mod containment;
 mod gateway;
 mod holds;
+mod native;
 mod orders;
 mod setup;
 mod transfers;

@@ -32,7 +32,37 @@ pub struct Env {
     pub venue_url: String,
     pub token: String,
     pub store: Store,
+    /// The master key, the venue and the engine, to start another instance on the same store.
+    pub master: [u8; 32],
+    pub venue: VenueSetup,
+    pub engine: Arc<Engine>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Env {
+    /// The master key every credential and native key is sealed under.
+    pub fn master(&self) -> MasterKey {
+        MasterKey::from_bytes(self.master)
+    }
+
+    /// Another gateway instance on the same store (its own decider and in-memory caches), as
+    /// a second `keygate serve` or this one restarted.
+    pub fn another_instance(&self) -> axum::Router {
+        let decider = Decider::start(
+            self.store.clone(),
+            self.engine.clone(),
+            DeciderOptions::default(),
+        );
+        let gw = Gateway::new(
+            decider,
+            self.store.clone(),
+            self.master(),
+            vec![self.venue.clone()],
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        keygate_server::app(Arc::new(gw))
+    }
 }
 
 /// The policy every test runs with unless it gives its own.
@@ -130,7 +160,8 @@ async fn build(anonymous_public: bool, policies: &str) -> Env {
         )
         .await
         .unwrap();
-    let master = MasterKey::generate().unwrap();
+    let master_bytes = [42u8; 32];
+    let master = MasterKey::from_bytes(master_bytes);
     store
         .set_meta(keygate_store::MASTER_KEY_ID, master.id().as_str())
         .await
@@ -177,12 +208,13 @@ async fn build(anonymous_public: bool, policies: &str) -> Env {
         anonymous_public,
         anonymous_rate: 2,
     };
-    let decider = Decider::start(store.clone(), engine(policies), DeciderOptions::default());
+    let engine = engine(policies);
+    let decider = Decider::start(store.clone(), engine.clone(), DeciderOptions::default());
     let gw = Gateway::new(
         decider,
         store.clone(),
         master,
-        vec![venue],
+        vec![venue.clone()],
         Duration::from_secs(60),
     )
     .unwrap();
@@ -193,6 +225,9 @@ async fn build(anonymous_public: bool, policies: &str) -> Env {
         venue_url,
         token: t.text.to_string(),
         store,
+        master: master_bytes,
+        venue,
+        engine,
         _dir: dir,
     }
 }

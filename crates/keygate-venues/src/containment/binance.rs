@@ -43,6 +43,7 @@ fn signed(
         let _ = p.push((*n).to_string(), v.clone(), "");
     }
     let c = Classified {
+        route: Default::default(),
         endpoint,
         method: method.into(),
         path: path.into(),

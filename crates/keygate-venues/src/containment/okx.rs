@@ -33,6 +33,7 @@ use crate::{Classified, Finding, Forward, Keys};
 
 fn classified(endpoint: &'static str, method: &str, path: &str, forward: Forward) -> Classified {
     Classified {
+        route: Default::default(),
         endpoint,
         method: method.into(),
         path: path.into(),

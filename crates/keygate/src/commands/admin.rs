@@ -305,14 +305,15 @@ pub async fn address(h: &StateHandle, actor: &str, cmd: &AddressCommand) -> Resu
                     println!("{v}");
                 } else {
                     println!(
-                        "{:<5} {:<12} {:<8} {:<44} {:<18} {:<17} {}",
+                        "{:<5} {:<12} {:<8} {:<44} {:<18} {:<17} {}  {}",
                         d.id,
                         d.venue,
                         d.asset,
                         d.address,
                         d.status(now),
                         d.label,
-                        time_text(d.usable_from)
+                        time_text(d.usable_from),
+                        d.route
                     );
                 }
             }
@@ -328,15 +329,20 @@ async fn address_add(h: &StateHandle, actor: &str, a: &AddressAddArgs) -> Result
         asset: a.asset.clone(),
         label: a.label.clone(),
         cooldown: a.cooldown.clone(),
+        network: a.network.clone(),
+        via: a.via,
+        area_code: a.area_code.clone(),
+        memo: a.memo.clone(),
     };
     let d = addresses::add_destination(h, actor, &new, now_ms()).await?;
     println!(
-        "Entry {} added: {} {} {} ({}). Usable from {} once another admin runs: keygate address approve {}",
+        "Entry {} added: {} {} {} ({}), {}. Usable from {} once another admin runs: keygate address approve {}",
         d.id,
         d.venue,
         d.asset,
         d.address,
         d.label,
+        d.route,
         time_text(d.usable_from),
         d.id
     );

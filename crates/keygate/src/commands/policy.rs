@@ -99,6 +99,7 @@ fn test(a: &PolicyTestArgs) -> Result<()> {
             enabled: true,
         };
         let dest = case.context.destination.as_ref().map(|d| Destination {
+            route: Default::default(),
             id: 0,
             venue: case.venue.clone(),
             asset: case.asset.clone().unwrap_or_default(),

@@ -62,73 +62,35 @@ pub(crate) fn setup() -> Bots {
     let mut kg = Kg::new();
     kg.env("KEYGATE_ACTOR", "alice");
     kg.ok(&["init"], None);
-    let cfg_path = kg.data.join("keygate.toml");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace("cooldown = \"24h\"", "cooldown = \"1s\"")
-        // The detectors only alert here: these tests are about the limits' answer (a small
-        // withdrawal then a big one to the same address would otherwise freeze the bot).
-        .replace("response = \"hold\"", "response = \"alert\"")
-        .replace("response = \"freeze-client\"", "response = \"alert\"");
-    let cfg = format!(
-        "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\nanonymous_public = true\n\n[venues.okx-main]\nkind = \"okx\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\nanonymous_public = true\n"
+    kg.edit_config(|cfg| {
+        let cfg = cfg
+            .replace("cooldown = \"24h\"", "cooldown = \"1s\"")
+            // The detectors only alert here: these tests are about the limits' answer (a small
+            // withdrawal then a big one to the same address would otherwise freeze the bot).
+            .replace("response = \"hold\"", "response = \"alert\"")
+            .replace("response = \"freeze-client\"", "response = \"alert\"");
+        format!(
+            "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\nanonymous_public = true\n\n[venues.okx-main]\nkind = \"okx\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"off\"\nanonymous_public = true\n"
+        )
+    });
+    kg.withdraw_to_cold("bot-to-cold", "bot");
+    kg.credential(
+        "binance-main",
+        "binance-main",
+        "binance-hmac",
+        &format!("bkey\n{b_secret}\n"),
     );
-    std::fs::write(&cfg_path, cfg).unwrap();
-    std::fs::write(
-        kg.data.join("policies/withdraw.cedar"),
-        r#"@id("bot-to-cold")
-permit (principal == Keygate::Client::"bot", action == Keygate::Action::"withdraw", resource)
-when { context has destination && context.destination.label == "cold wallet" };
-"#,
-    )
-    .unwrap();
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "binance-main",
-            "--venue",
-            "binance-main",
-            "--kind",
-            "binance-hmac",
-        ],
-        Some(&format!("bkey\n{b_secret}\n")),
+    kg.credential(
+        "okx-main",
+        "okx-main",
+        "okx-hmac",
+        &format!("okey\n{o_secret}\n{o_pass}\n"),
     );
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "okx-main",
-            "--venue",
-            "okx-main",
-            "--kind",
-            "okx-hmac",
-        ],
-        Some(&format!("okey\n{o_secret}\n{o_pass}\n")),
-    );
-    kg.ok(
-        &[
-            "client",
-            "add",
-            "bot",
-            "--venue",
-            "binance-main",
-            "--venue",
-            "okx-main",
-            "--action",
-            "read",
-            "--action",
-            "trade",
-            "--action",
-            "cancel",
-            "--instrument",
-            "BTC/USDT",
-            "--action",
-            "withdraw",
-        ],
-        None,
+    kg.client(
+        "bot",
+        &["binance-main", "okx-main"],
+        &["read", "trade", "cancel", "withdraw"],
+        &["BTC/USDT"],
     );
     kg.cold_wallet(COLD, &["binance-main", "okx-main"]);
     let native = parse_native(&kg.ok(

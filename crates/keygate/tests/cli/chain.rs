@@ -71,31 +71,8 @@ permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"t
 "#,
     )
     .unwrap();
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "eth",
-            "--venue",
-            "eth",
-            "--kind",
-            "evm-key",
-        ],
-        Some(&format!("{KEY0}\n")),
-    );
-    kg.ok(
-        &[
-            "client",
-            "add",
-            "treasurer",
-            "--venue",
-            "eth",
-            "--action",
-            "transfer",
-        ],
-        None,
-    );
+    kg.credential("eth", "eth", "evm-key", &format!("{KEY0}\n"));
+    kg.client("treasurer", &["eth"], &["transfer"], &[]);
     kg.cold_wallet(DEST, &["eth"]);
     let token_text = kg
         .ok(&["token", "issue", "treasurer"], None)
@@ -436,19 +413,7 @@ fn rescue_kg(rescue: &str) -> Kg {
         "{cfg}\n[venues.eth]\nkind = \"evm\"\nrpc_url = \"http://127.0.0.1:9\"\nchain_id = 31337\n{rescue}\n"
     );
     std::fs::write(&cfg_path, cfg).unwrap();
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "eth",
-            "--venue",
-            "eth",
-            "--kind",
-            "evm-key",
-        ],
-        Some(&format!("{KEY0}\n")),
-    );
+    kg.credential("eth", "eth", "evm-key", &format!("{KEY0}\n"));
     kg
 }
 

@@ -90,18 +90,11 @@ fn data_dir(sim: SocketAddr, secrets: (&str, &str)) -> Kg {
         ("binance-main", "bkey", secrets.0),
         ("binance-master", "master", secrets.1),
     ] {
-        kg.ok(
-            &[
-                "credential",
-                "add",
-                "--id",
-                id,
-                "--venue",
-                "binance-main",
-                "--kind",
-                "binance-hmac",
-            ],
-            Some(&format!("{key}\n{secret}\n")),
+        kg.credential(
+            id,
+            "binance-main",
+            "binance-hmac",
+            &format!("{key}\n{secret}\n"),
         );
     }
     kg
@@ -270,20 +263,7 @@ fn an_order_placed_around_keygate_is_seen_in_the_order_history_and_the_venue_con
         .replace("reconcile_every = \"off\"", "reconcile_every = \"200ms\"");
     std::fs::write(&path, cfg).unwrap();
     // A client trades BTC/USDT there: the order history of BTCUSDT is read.
-    kg.ok(
-        &[
-            "client",
-            "add",
-            "bot",
-            "--venue",
-            "binance-main",
-            "--action",
-            "trade",
-            "--instrument",
-            "BTC/USDT",
-        ],
-        None,
-    );
+    kg.client("bot", &["binance-main"], &["trade"], &["BTC/USDT"]);
     let serve = Serve::start(&kg);
     assert_eq!(
         order_around_keygate(addr, secrets.0),

@@ -68,57 +68,36 @@ pub(crate) fn drill_at(
         Some(url) => kg.ok(&["init", "--store-url", url], None),
         None => kg.ok(&["init"], None),
     };
-    let cfg_path = kg.data.join("keygate.toml");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace("cooldown = \"24h\"", "cooldown = \"1s\"")
-        .replace("response = \"hold\"", "response = \"alert\"")
-        .replace("\"freeze-client\"", "\"alert\"")
-        .replace(
-            "max_usd = \"100000\"\nmax_count = 20",
-            &format!("max_usd = \"{CAP_USD}\"\nmax_count = 100000"),
-        );
-    assert!(cfg.contains(&format!("max_usd = \"{CAP_USD}\"")));
-    let cfg = format!(
-        "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\n{venue_extra}"
+    kg.edit_config(|cfg| {
+        let cfg = cfg
+            .replace("cooldown = \"24h\"", "cooldown = \"1s\"")
+            .replace("response = \"hold\"", "response = \"alert\"")
+            .replace("\"freeze-client\"", "\"alert\"")
+            .replace(
+                "max_usd = \"100000\"\nmax_count = 20",
+                &format!("max_usd = \"{CAP_USD}\"\nmax_count = 100000"),
+            );
+        assert!(cfg.contains(&format!("max_usd = \"{CAP_USD}\"")));
+        format!(
+            "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\n{venue_extra}"
+        )
+    });
+    kg.withdraw_to_cold("treasury-to-cold", "treasurer");
+    kg.credential(
+        "binance-main",
+        "binance-main",
+        "binance-hmac",
+        &format!("bkey\n{secret}\n"),
     );
-    std::fs::write(&cfg_path, cfg).unwrap();
-    std::fs::write(
-        kg.data.join("policies/withdraw.cedar"),
-        r#"@id("treasury-to-cold")
-permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"withdraw", resource)
-when { context has destination && context.destination.label == "cold wallet" };
-"#,
-    )
-    .unwrap();
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "binance-main",
-            "--venue",
-            "binance-main",
-            "--kind",
-            "binance-hmac",
-        ],
-        Some(&format!("bkey\n{secret}\n")),
+    kg.client(
+        "trader",
+        &["binance-main"],
+        &["read", "trade"],
+        &["BTC/USDT"],
     );
-    for (name, actions) in [
-        ("trader", &["read", "trade"][..]),
-        ("treasurer", &["read", "withdraw"][..]),
-        ("idle", &["read"][..]),
-    ] {
-        let mut args = vec!["client", "add", name, "--venue", "binance-main"];
-        for a in actions {
-            args.extend(["--action", a]);
-        }
-        if name == "trader" {
-            args.extend(["--instrument", "BTC/USDT"]);
-        }
-        kg.ok(&args, None);
-    }
-    kg.cold_wallet(COLD, &["binance-main"]);
+    kg.client("treasurer", &["binance-main"], &["read", "withdraw"], &[]);
+    kg.client("idle", &["binance-main"], &["read"], &[]);
+    kg.cold_wallet_on(COLD, &[("binance-main", Some("ETH"))]);
     let mut token = |c: &str| kg.ok(&["token", "issue", c], None).trim().to_string();
     let (trader, treasurer, idle) = (token("trader"), token("treasurer"), token("idle"));
     Drill {
@@ -140,8 +119,20 @@ pub(crate) fn try_http(
     token: &str,
     body: &str,
 ) -> Option<u16> {
+    try_http_within(addr, method, target, token, body, Duration::from_secs(10))
+}
+
+/// [`try_http`], waiting up to `wait` for the answer.
+pub(crate) fn try_http_within(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    token: &str,
+    body: &str,
+    wait: Duration,
+) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.set_read_timeout(Some(wait)).ok()?;
     let req = format!(
         "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

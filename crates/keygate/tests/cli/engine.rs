@@ -8,13 +8,7 @@ fn setup() -> Kg {
     let mut kg = Kg::new();
     kg.env("KEYGATE_ACTOR", "alice");
     kg.ok(&["init"], None);
-    kg.ok(
-        &[
-            "client", "add", "mm-bot", "--venue", "binance", "--action", "read", "--action",
-            "withdraw",
-        ],
-        None,
-    );
+    kg.client("mm-bot", &["binance"], &["read", "withdraw"], &[]);
     kg
 }
 

@@ -222,83 +222,34 @@ fn setup(reconcile: &str) -> Setup {
     let mut kg = Kg::new();
     kg.env("KEYGATE_ACTOR", "alice");
     kg.ok(&["init"], None);
-    let cfg_path = kg.data.join("keygate.toml");
-    let cfg = std::fs::read_to_string(&cfg_path)
-        .unwrap()
-        .replace("cooldown = \"24h\"", "cooldown = \"1s\"");
-    let cfg = format!(
-        "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"{reconcile}\"\n\n[venues.okx-main]\nkind = \"okx\"\nbase_url = \"http://{sim_addr}/\"\nreconcile_every = \"off\"\n"
+    kg.edit_config(|cfg| {
+        let cfg = cfg
+            .replace("cooldown = \"24h\"", "cooldown = \"1s\"");
+        format!(
+            "{cfg}\n[venues.binance-main]\nkind = \"binance\"\nbase_url = \"http://{sim_addr}\"\nreconcile_every = \"{reconcile}\"\n\n[venues.okx-main]\nkind = \"okx\"\nbase_url = \"http://{sim_addr}/\"\nreconcile_every = \"off\"\n"
+        )
+    });
+    kg.withdraw_to_cold("treasury-to-cold", "treasurer");
+    kg.credential(
+        "binance-main",
+        "binance-main",
+        "binance-hmac",
+        &format!("bkey\n{b_secret}\n"),
     );
-    std::fs::write(&cfg_path, cfg).unwrap();
-    std::fs::write(
-        kg.data.join("policies/withdraw.cedar"),
-        r#"@id("treasury-to-cold")
-permit (principal == Keygate::Client::"treasurer", action == Keygate::Action::"withdraw", resource)
-when { context has destination && context.destination.label == "cold wallet" };
-"#,
-    )
-    .unwrap();
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "binance-main",
-            "--venue",
-            "binance-main",
-            "--kind",
-            "binance-hmac",
-        ],
-        Some(&format!("bkey\n{b_secret}\n")),
+    kg.credential(
+        "okx-main",
+        "okx-main",
+        "okx-hmac",
+        &format!("okey\n{o_secret}\n{o_pass}\n"),
     );
-    kg.ok(
-        &[
-            "credential",
-            "add",
-            "--id",
-            "okx-main",
-            "--venue",
-            "okx-main",
-            "--kind",
-            "okx-hmac",
-        ],
-        Some(&format!("okey\n{o_secret}\n{o_pass}\n")),
+    kg.client(
+        "trader",
+        &["binance-main", "okx-main"],
+        &["read", "trade", "cancel"],
+        &["BTC/USDT"],
     );
-    kg.ok(
-        &[
-            "client",
-            "add",
-            "trader",
-            "--venue",
-            "binance-main",
-            "--venue",
-            "okx-main",
-            "--action",
-            "read",
-            "--action",
-            "trade",
-            "--action",
-            "cancel",
-            "--instrument",
-            "BTC/USDT",
-        ],
-        None,
-    );
-    kg.ok(
-        &[
-            "client",
-            "add",
-            "treasurer",
-            "--venue",
-            "binance-main",
-            "--action",
-            "read",
-            "--action",
-            "withdraw",
-        ],
-        None,
-    );
-    kg.cold_wallet(COLD, &["binance-main"]);
+    kg.client("treasurer", &["binance-main"], &["read", "withdraw"], &[]);
+    kg.cold_wallet_on(COLD, &[("binance-main", Some("ETH"))]);
     let trader = kg
         .ok(&["token", "issue", "trader"], None)
         .trim()
@@ -388,6 +339,31 @@ fn a_bot_trades_and_withdraws_only_within_scope_policy_and_limits() {
         Some(Decimal::from(10_000_000 - 100))
     );
 
+    let before = s.sim.requests();
+    // The cold wallet's entry is for ETH: the same address on BSC, or on the coin's default
+    // network (no network named), is another destination, refused by the address book.
+    for other in [
+        "coin=USDT&network=BSC&address=0x00000000000000000000000000000000c01d0001&amount=10",
+        "coin=USDT&address=0x00000000000000000000000000000000c01d0001&amount=10",
+    ] {
+        let a = http(
+            serve.addr,
+            "POST",
+            "/venues/binance-main/sapi/v1/capital/withdraw/apply",
+            &[
+                ("Authorization", &treasurer),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            other.as_bytes(),
+        );
+        assert_eq!(a.status, 403, "{other}: {}", a.body);
+        let reason = a.json()["reason"].as_str().unwrap_or_default().to_string();
+        assert!(reason.contains("does not approve another"), "{reason}");
+        assert!(reason.contains("on network ETH"), "{reason}");
+    }
+    assert_eq!(s.sim.requests(), before);
+    assert_eq!(s.sim.withdrawals().len(), 1);
+
     // Over the per-client cap (100,000 USD an hour): denied by the limit, never forwarded.
     let before = s.sim.requests();
     let big =
@@ -426,6 +402,8 @@ fn a_bot_trades_and_withdraws_only_within_scope_policy_and_limits() {
         stranger.as_bytes(),
     );
     assert_eq!(a.status, 403, "{}", a.body);
+    assert_eq!(s.sim.requests(), before);
+    assert_eq!(s.sim.withdrawals().len(), 1);
     assert_eq!(s.sim.requests(), before);
     assert_eq!(s.sim.withdrawals().len(), 1);
 

@@ -31,7 +31,7 @@ fn creates_dir_key_config_and_migrated_database() {
             .unwrap();
         assert_eq!(
             s.applied_migrations().await.unwrap(),
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16]
         );
         assert_eq!(
             s.sqlite_journal_mode().await.unwrap().as_deref(),

@@ -77,19 +77,7 @@ fn setup(url: &str, anvil: &Anvil, hook: std::net::SocketAddr) -> Drill {
         ),
         ("eth", "eth", "evm-key", format!("{KEY0}\n")),
     ] {
-        d.kg.ok(
-            &[
-                "credential",
-                "add",
-                "--id",
-                id,
-                "--venue",
-                venue,
-                "--kind",
-                kind,
-            ],
-            Some(&stdin),
-        );
+        d.kg.credential(id, venue, kind, &stdin);
     }
     d
 }

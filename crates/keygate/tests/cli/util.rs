@@ -86,23 +86,31 @@ impl Kg {
 
     /// Adds `address` as the USDT "cold wallet" of each of `venues` (as the current actor), has
     /// "bob" approve them (entries 1 to N: the data directory's first entries), and waits out
-    /// the 1 s cool-down the tests configure. The actor stays "bob".
+    /// the 1 s cool-down the tests configure. The actor stays "bob". The entries are for
+    /// withdrawals naming no network (the venue's default).
     pub fn cold_wallet(&mut self, address: &str, venues: &[&str]) {
-        for venue in venues {
-            self.ok(
-                &[
-                    "address",
-                    "add",
-                    address,
-                    "--venue",
-                    venue,
-                    "--asset",
-                    "USDT",
-                    "--label",
-                    "cold wallet",
-                ],
-                None,
-            );
+        let plain: Vec<(&str, Option<&str>)> = venues.iter().map(|v| (*v, None)).collect();
+        self.cold_wallet_on(address, &plain);
+    }
+
+    /// [`Kg::cold_wallet`], each entry for the network named beside its venue.
+    pub fn cold_wallet_on(&mut self, address: &str, venues: &[(&str, Option<&str>)]) {
+        for (venue, network) in venues {
+            let mut args = vec![
+                "address",
+                "add",
+                address,
+                "--venue",
+                venue,
+                "--asset",
+                "USDT",
+                "--label",
+                "cold wallet",
+            ];
+            if let Some(n) = network {
+                args.extend(["--network", n]);
+            }
+            self.ok(&args, None);
         }
         self.env("KEYGATE_ACTOR", "bob");
         for id in 1..=venues.len() {
@@ -125,6 +133,56 @@ impl Kg {
 
     pub fn db_url(&self) -> String {
         format!("sqlite://{}", self.data.join("keygate.db").display())
+    }
+
+    /// `credential add --id ID --venue VENUE --kind KIND`, the key's lines on stdin.
+    pub fn credential(&mut self, id: &str, venue: &str, kind: &str, stdin: &str) {
+        let args = [
+            "credential",
+            "add",
+            "--id",
+            id,
+            "--venue",
+            venue,
+            "--kind",
+            kind,
+        ];
+        self.ok(&args, Some(stdin));
+    }
+
+    /// `client add NAME` on `venues`, allowed `actions`, trading `instruments` (none: the
+    /// command's default).
+    pub fn client(&mut self, name: &str, venues: &[&str], actions: &[&str], instruments: &[&str]) {
+        let mut args = vec!["client", "add", name];
+        for v in venues {
+            args.extend(["--venue", v]);
+        }
+        for a in actions {
+            args.extend(["--action", a]);
+        }
+        for i in instruments {
+            args.extend(["--instrument", i]);
+        }
+        self.ok(&args, None);
+    }
+
+    /// Rewrites keygate.toml with `edit`.
+    pub fn edit_config(&mut self, edit: impl FnOnce(String) -> String) {
+        let path = self.data.join("keygate.toml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(cfg)).unwrap();
+    }
+
+    /// policies/withdraw.cedar: `client` may withdraw to the address labelled "cold wallet"
+    /// only (policy `id`).
+    pub fn withdraw_to_cold(&mut self, id: &str, client: &str) {
+        std::fs::write(
+            self.data.join("policies/withdraw.cedar"),
+            format!(
+                "@id(\"{id}\")\npermit (principal == Keygate::Client::\"{client}\", action == Keygate::Action::\"withdraw\", resource)\nwhen {{ context has destination && context.destination.label == \"cold wallet\" }};\n"
+            ),
+        )
+        .unwrap();
     }
 
     /// The id printed by `credential add`.

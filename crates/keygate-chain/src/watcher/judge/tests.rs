@@ -199,6 +199,7 @@ fn an_approval_is_an_outflow_unless_the_spender_is_an_active_book_entry_for_the_
     // An active entry of this venue for this very token vouches for the spender; one for
     // another asset or venue, or not yet active, does not.
     let entry = |venue: &str, asset: &str, usable_from: i64| Destination {
+        route: Default::default(),
         id: 1,
         venue: venue.into(),
         asset: asset.into(),

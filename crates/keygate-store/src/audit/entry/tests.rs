@@ -11,6 +11,7 @@ use serde_json::json;
 
 fn intent() -> Intent {
     Intent {
+        route: Default::default(),
         order: None,
         client: "bot-1".into(),
         venue: "binance".into(),
