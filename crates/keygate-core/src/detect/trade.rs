@@ -227,24 +227,29 @@ impl ClientTrades {
         }
     }
 
-    /// Counts a trade (in any order), unless the window has already passed it.
+    /// Counts a trade (in any order), unless the window has already passed it. What each
+    /// aggregate keeps depends only on which trades were recorded, not on their order: a late
+    /// trade is counted when its slot or epoch is still held, as it would have been in time.
     fn add(&mut self, t: &TradeDone, window: Millis) {
         let latest = self.latest.map_or(t.at, |l| l.max(t.at));
         let horizon = latest.saturating_sub(window);
-        if t.at < horizon {
-            return;
-        }
         self.latest = Some(latest);
         let usd_cents = t.usd_cents.max(0);
-        self.sizes.add(t.at, usd_cents);
-        self.slots.add(t.at, usd_cents);
-        let last = self
-            .markets
-            .entry(t.venue.clone())
-            .or_default()
-            .entry(t.instrument.clone())
-            .or_insert(t.at);
-        *last = (*last).max(t.at);
+        if self.sizes.covers(t.at, horizon) {
+            self.sizes.add(t.at, usd_cents);
+        }
+        if self.slots.covers(t.at, horizon) {
+            self.slots.add(t.at, usd_cents);
+        }
+        if t.at >= horizon {
+            let last = self
+                .markets
+                .entry(t.venue.clone())
+                .or_default()
+                .entry(t.instrument.clone())
+                .or_insert(t.at);
+            *last = (*last).max(t.at);
+        }
         self.expire(horizon);
     }
 
@@ -253,6 +258,8 @@ impl ClientTrades {
         let held = self.sizes.held();
         self.sizes.expire(horizon);
         self.slots.expire(horizon);
+        // Instruments last traded before the horizon are never "seen" again; they go when an
+        // epoch does, so that this pass runs about `EPOCHS` times a window, not every trade.
         if self.sizes.held() != held {
             for inner in self.markets.values_mut() {
                 inner.retain(|_, last| *last >= horizon);
@@ -261,21 +268,17 @@ impl ClientTrades {
         }
     }
 
-    /// How many trades are in the window at `horizon`.
+    #[cfg(test)]
+    /// How many trades are in the window at `horizon` (and up to one epoch before it).
     fn live_len(&self, horizon: Millis) -> u64 {
         self.sizes.live(horizon).1
     }
 
-    /// The median notional of the trades in the window at `horizon`.
-    fn median_live(&self, horizon: Millis) -> Option<i64> {
+    #[cfg(test)]
+    /// The median and MAD lower bound of the trades in the window at `horizon`.
+    fn spread_live(&self, horizon: Millis) -> Option<sizes::Spread> {
         let (bins, len) = self.sizes.live(horizon);
-        sizes::median(&bins, len)
-    }
-
-    /// The median absolute deviation from `m` of the trades in the window at `horizon`.
-    fn mad_live(&self, horizon: Millis, m: i64) -> i64 {
-        let (bins, len) = self.sizes.live(horizon);
-        sizes::mad(&bins, len, m)
+        sizes::spread(&bins, len)
     }
 
     fn spells(&self, now: Millis, horizon: Millis) -> Spells {
@@ -367,11 +370,11 @@ fn size_jump(
     horizon: Millis,
     t: &TradeDone,
 ) -> Option<String> {
-    let live = c.live_len(horizon);
+    let (bins, live) = c.sizes.live(horizon);
     if live < u64::try_from(cfg.min_samples.max(1)).unwrap_or(u64::MAX) {
         return None;
     }
-    let m = c.median_live(horizon)?;
+    let m = sizes::median(&bins, live)?;
     let v = Decimal::from(t.usd_cents);
     // Saturating: a huge factor from the config means "never", not a panic.
     let times = Decimal::from(m)
@@ -380,7 +383,7 @@ fn size_jump(
     if v <= times {
         return None;
     }
-    let mad = c.mad_live(horizon, m);
+    let mad = sizes::spread(&bins, live)?.mad;
     let spread = Decimal::from(mad)
         .checked_mul(cfg.size_mads)
         .and_then(|x| x.checked_add(Decimal::from(m)))
@@ -409,8 +412,10 @@ fn velocity(
     let spell = cfg.velocity_window.max(1);
     let horizon = now.saturating_sub(cfg.window);
     let s = c.map_or(Spells::default(), |c| c.spells(now, horizon));
-    let count = s.recent_count + 1;
-    let value = s.recent_cents + i128::from(t.usd_cents.max(0));
+    let count = s.recent_count.saturating_add(1);
+    let value = s
+        .recent_cents
+        .saturating_add(i128::from(t.usd_cents.max(0)));
     let factor = i128::from(cfg.velocity_factor.max(1));
     let at_least = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     let baseline = s.earlier >= at_least(cfg.min_samples.max(1));

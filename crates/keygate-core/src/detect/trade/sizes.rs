@@ -1,14 +1,20 @@
 //! A client's trade notionals as a bounded histogram, for `trade_size_jump`'s median and median
 //! absolute deviation: log-spaced bins of integer cents, counted per epoch of the window so that
 //! an epoch's trades leave together. Memory is one entry per (epoch, bin) that saw a trade, at
-//! most `(EPOCHS + 2) x` the bins the client's sizes span (128 a doubling), however many trades.
+//! most `(EPOCHS + 2) x` the bins the client's sizes span (128 a doubling, 7,296 from 1 cent to
+//! the largest i64), however many trades.
 //!
-//! The approximation (docs/detection.md#trade-detectors): a notional below USD 2.56 (256 cents)
-//! is its own bin; above, a notional is rounded down to its top 8 significant bits, so a bin's
-//! value is at most 1/128 (0.78%) below the notionals in it and the median and MAD are at most
-//! that much low (a size jump is found up to 0.78% earlier, never later). An epoch is
-//! `window / 64` (5 h 15 min of the default 14 days) and stays until all of it has left the
-//! window: a trade counts in the median up to one epoch after it left the window.
+//! The approximation (docs/detection.md#trade-detectors) only ever lowers `trade_size_jump`'s
+//! threshold. A notional below USD 2.56 (256 cents) is its own bin; above, a notional is known
+//! only to lie in its bin, `[lower edge, lower edge + width)`, the width being its top 8
+//! significant bits' last unit (at most 1/128 of it). The median is taken of the lower edges (at
+//! most 0.78% below the exact median, never above it), and the median absolute deviation of the
+//! least deviation each bin allows from any median between that and the median of the upper
+//! edges (never above the exact one). So the threshold `max(factor x median, median + mads x
+//! MAD)` is never above the exact one, and at most `(1 + 3 x mads / factor) / 128` of it below
+//! (3.1% with the defaults). An epoch is `window / 64` (5 h 15 min of the default 14 days) and
+//! stays until all of it has left the window: the median and MAD are of the trades of the
+//! window and up to one epoch before it.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
@@ -29,6 +35,17 @@ pub(super) fn bin_of(cents: i64) -> i64 {
     }
     let shift = bits - SIGNIFICANT;
     (v >> shift) << shift
+}
+
+/// The largest notional in the bin whose lower edge is `lo`.
+pub(super) fn bin_top(lo: i64) -> i64 {
+    let v = lo.max(0);
+    let bits = 64 - v.leading_zeros();
+    if bits <= SIGNIFICANT {
+        return v;
+    }
+    let shift = bits - SIGNIFICANT;
+    v.saturating_add((1i64 << shift) - 1)
 }
 
 /// Bins and their counts.
@@ -72,6 +89,12 @@ impl Sizes {
         self.epochs.iter().map(|e| e.bins.len()).sum::<usize>() + self.total.len()
     }
 
+    /// Whether a trade at `at` still counts when the window starts at `horizon`: its epoch is
+    /// still held (the epoch holding the horizon stays).
+    pub(super) fn covers(&self, at: Millis, horizon: Millis) -> bool {
+        self.epoch_of(at) >= self.epoch_of(horizon)
+    }
+
     /// Counts a notional traded at `at` (in any order).
     pub(super) fn add(&mut self, at: Millis, cents: i64) {
         let (e, b) = (self.epoch_of(at), bin_of(cents));
@@ -86,10 +109,12 @@ impl Sizes {
             );
         }
         if let Some(x) = self.epochs.get_mut(i) {
-            *x.bins.entry(b).or_default() += 1;
+            let n = x.bins.entry(b).or_default();
+            *n = n.saturating_add(1);
         }
-        *self.total.entry(b).or_default() += 1;
-        self.len += 1;
+        let n = self.total.entry(b).or_default();
+        *n = n.saturating_add(1);
+        self.len = self.len.saturating_add(1);
     }
 
     /// Forgets the epochs wholly before `horizon`.
@@ -123,7 +148,7 @@ impl Sizes {
 
 /// Takes `gone` out of `from`; returns how many counts went.
 fn subtract(from: &mut Bins, gone: &Bins) -> u64 {
-    let mut n = 0;
+    let mut n: u64 = 0;
     for (b, c) in gone {
         if let Some(have) = from.get_mut(b) {
             *have = have.saturating_sub(*c);
@@ -131,7 +156,7 @@ fn subtract(from: &mut Bins, gone: &Bins) -> u64 {
                 from.remove(b);
             }
         }
-        n += c;
+        n = n.saturating_add(*c);
     }
     n
 }
@@ -161,18 +186,45 @@ fn median_sorted<I: Iterator<Item = (i64, u64)> + Clone>(sorted: I, len: u64) ->
     Some((lo / 2).saturating_add(hi / 2))
 }
 
-/// The median of the binned notionals.
+/// The median and median absolute deviation a size jump is judged by, never above the exact
+/// ones (see the module comment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Spread {
+    /// The median of the bins' lower edges.
+    pub(super) median: i64,
+    /// The median of the least deviation each bin allows from a median in
+    /// `[median, median of the upper edges]`.
+    pub(super) mad: i64,
+}
+
+/// The median of the binned notionals (their lower edges).
 pub(super) fn median(bins: &Bins, len: u64) -> Option<i64> {
     median_sorted(bins.iter().map(|(v, c)| (*v, *c)), len)
 }
 
-/// The median absolute deviation of the binned notionals from `m` (O(bins): asked only of a
+/// The median of the binned notionals' upper edges (at least the exact median).
+fn median_high(bins: &Bins, len: u64) -> Option<i64> {
+    median_sorted(bins.iter().map(|(v, c)| (bin_top(*v), *c)), len)
+}
+
+/// The median and a lower bound of the median absolute deviation (O(bins): asked only of a
 /// notional already far above the median).
-pub(super) fn mad(bins: &Bins, len: u64, m: i64) -> i64 {
+pub(super) fn spread(bins: &Bins, len: u64) -> Option<Spread> {
+    let lo = median(bins, len)?;
+    let hi = median_high(bins, len)?.max(lo);
     let mut d: Vec<(i64, u64)> = bins
         .iter()
-        .map(|(v, c)| (v.saturating_sub(m).saturating_abs(), *c))
+        .map(|(v, c)| {
+            let least = v
+                .saturating_sub(hi)
+                .max(lo.saturating_sub(bin_top(*v)))
+                .max(0);
+            (least, *c)
+        })
         .collect();
     d.sort_unstable();
-    median_sorted(d.into_iter(), len).unwrap_or(0)
+    Some(Spread {
+        median: lo,
+        mad: median_sorted(d.into_iter(), len).unwrap_or(0),
+    })
 }
