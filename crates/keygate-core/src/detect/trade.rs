@@ -18,11 +18,14 @@
 //!
 //! The history is bounded for any trade rate: a client keeps no trades, only aggregates whose
 //! size depends on the window and the spread of its sizes, not on how often it trades: when
-//! each instrument was last traded, its notionals as a log-spaced histogram per epoch of the
-//! window ([`sizes`]: median and MAD within 0.78%), and counts and sums per slot of the spell
-//! ([`slots`]: spells in whole slots of `velocity_window / 20`). A check costs about the same
-//! with 20 trades in the window as with 20 million. The approximations are in
-//! docs/detection.md#trade-detectors.
+//! each instrument was last traded and the latest trade (exact), its notionals as a log-spaced
+//! histogram per epoch of `window / 64` ([`sizes`]), and counts and sums per slot of
+//! `velocity_window / 20` ([`slots`]). A check costs about the same with 20 trades in the window
+//! as with 20 million. The approximations only make a detector more suspicious than the exact
+//! counts (the median and MAD never above the exact ones, the size-jump threshold at most
+//! `(1 + 3 x mads / factor) / 128` below; the recent spell never shorter, the busiest spell
+//! never larger), except that a trade counts in the median until its whole epoch has left the
+//! window. docs/detection.md#trade-detectors has the bounds and the memory per client.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -152,8 +155,8 @@ pub struct TradeDone {
 /// The clients' recent allowed trades, with running aggregates per client.
 ///
 /// Record trades in time order as they are allowed (a late one, from another instance, is
-/// placed where it belongs and the client's aggregates rebuilt: the result does not depend on
-/// the order of recording). Pass the same config to every `record`.
+/// placed where it belongs: the aggregates do not depend on the order of recording). Pass the
+/// same config to every `record` (a client's slot and epoch lengths are set by its first).
 ///
 /// Whether a client without trades is dormant or merely new to keygate depends on how long
 /// keygate has watched it: [`TradeHistory::complete_since`] says from when the history holds
@@ -183,15 +186,16 @@ impl TradeHistory {
     /// Remembers an allowed trade, forgetting what fell out of `cfg.window`.
     pub fn record(&mut self, t: TradeDone, cfg: &TradeDetectorConfig) {
         if let Some(c) = self.by_client.get_mut(&t.client) {
-            c.add(&t, cfg.window);
+            c.add(&t, cfg);
         } else {
-            let mut c = ClientTrades::new(cfg);
-            c.add(&t, cfg.window);
+            let mut c = ClientTrades::default();
+            c.add(&t, cfg);
             self.by_client.insert(t.client, c);
         }
     }
 
-    /// How many trades of `client` the history holds.
+    /// How many trades of `client` the histogram holds (the window's, and up to an epoch's
+    /// before it).
     pub fn len_of(&self, client: &str) -> u64 {
         self.by_client.get(client).map_or(0, |c| c.sizes.held())
     }
@@ -219,18 +223,17 @@ struct ClientTrades {
 }
 
 impl ClientTrades {
-    fn new(cfg: &TradeDetectorConfig) -> Self {
-        Self {
-            sizes: sizes::Sizes::new(cfg.window),
-            slots: slots::Slots::new(cfg.velocity_window),
-            ..Self::default()
-        }
-    }
-
     /// Counts a trade (in any order), unless the window has already passed it. What each
     /// aggregate keeps depends only on which trades were recorded, not on their order: a late
     /// trade is counted when its slot or epoch is still held, as it would have been in time.
-    fn add(&mut self, t: &TradeDone, window: Millis) {
+    fn add(&mut self, t: &TradeDone, cfg: &TradeDetectorConfig) {
+        if self.latest.is_none() {
+            // The first trade sets the slot and epoch lengths (a client [`TradeHistory::watch`]
+            // made has none yet).
+            self.sizes = sizes::Sizes::new(cfg.window);
+            self.slots = slots::Slots::new(cfg.velocity_window);
+        }
+        let window = cfg.window;
         let latest = self.latest.map_or(t.at, |l| l.max(t.at));
         let horizon = latest.saturating_sub(window);
         self.latest = Some(latest);

@@ -456,6 +456,8 @@ fn held(h: &TradeHistory, client: &str) -> (usize, usize, usize, usize) {
 fn steady(cfg: &TradeDetectorConfig, every: Millis) -> TradeHistory {
     let mut h = TradeHistory::default();
     h.complete_since(T0);
+    // As the decider does: every client watched before its trades are recorded.
+    h.watch("bot", T0 - DAY);
     let (mut at, mut i) = (T0, 0i64);
     while at < T0 + 15 * DAY {
         let usd_cents = 2_000 * (1 + (i * 37) % 100) * (1 + (i * 13) % 10);
@@ -497,6 +499,33 @@ fn memory_depends_on_the_window_and_the_sizes_not_on_the_count_of_trades() {
     assert!(entries <= bound, "{entries} > {bound}");
     assert!(entries < n_slow as usize / 4, "{entries}");
     assert_eq!(markets, 3);
+}
+
+/// The decider watches every client before recording its trades: the slot and epoch lengths
+/// are still the config's (the first trade sets them), not those of an empty default.
+#[test]
+fn a_watched_client_keeps_the_configured_slots_and_epochs() {
+    let cfg = TradeDetectorConfig::default();
+    let (plain, _) = mm_history(&cfg);
+    let mut rng = Lcg(7);
+    let mut watched = TradeHistory::default();
+    watched.complete_since(T0);
+    watched.watch("mm", T0 - DAY);
+    for t in (0..14).flat_map(|d| mm_day(d, &mut rng)) {
+        watched.record(t, &cfg);
+    }
+    assert_eq!(held(&plain, "mm"), held(&watched, "mm"));
+    let c = &watched.by_client["mm"];
+    assert_eq!(
+        c.slots.grain_len(),
+        cfg.velocity_window / slots::SPELL_SLOTS
+    );
+    let now = T0 + 14 * DAY;
+    let p = &plain.by_client["mm"];
+    assert_eq!(
+        c.spells(now, now - cfg.window),
+        p.spells(now, now - cfg.window)
+    );
 }
 
 /// A Kronos-style size test on a tight book (factor 1): the exact median and MAD say jump, so
