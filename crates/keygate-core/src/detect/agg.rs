@@ -28,6 +28,21 @@ impl<T: Ord + Copy> Peaks<T> {
         }
     }
 
+    /// Forgets the values pushed at or after `at`, so that they can be pushed again (changed, or
+    /// larger): the values kept before `at` are those pushing every value from the start would
+    /// keep, when no value before `at` changed and none after it became smaller.
+    pub(super) fn truncate_from(&mut self, at: Millis) {
+        while self.q.back().is_some_and(|b| b.0 >= at) {
+            self.q.pop_back();
+        }
+    }
+
+    #[cfg(test)]
+    /// How many values are kept.
+    pub(super) fn len(&self) -> usize {
+        self.q.len()
+    }
+
     pub(super) fn max_since(&self, horizon: Millis) -> Option<T> {
         let i = self.q.partition_point(|p| p.0 < horizon);
         self.q.get(i).map(|p| p.1)

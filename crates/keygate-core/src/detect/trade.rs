@@ -16,21 +16,26 @@
 //! - `dormant_wake`: a large order from a client keygate has watched for a whole window without
 //!   a trade.
 //!
-//! The history is incremental, so that a check costs about the same with 20 trades in the
-//! window as with 20,000: each client keeps its instruments (with the last time each was
-//! traded), its notionals as a two-halves multiset (the median in O(1)), running totals of
-//! notional (any spell's sum in O(log n)), and the busiest spells so far as monotonic queues.
+//! The history is bounded for any trade rate: a client keeps no trades, only aggregates whose
+//! size depends on the window and the spread of its sizes, not on how often it trades: when
+//! each instrument was last traded and the latest trade (exact), its notionals as a log-spaced
+//! histogram per epoch of `window / 64` ([`sizes`]), and counts and sums per slot of
+//! `velocity_window / 20` ([`slots`]). A check costs about the same with 20 trades in the window
+//! as with 20 million. The approximations only make a detector more suspicious than the exact
+//! counts (the median and MAD never above the exact ones, the size-jump threshold at most
+//! `(1 + 3 x mads / factor) / 128` below; the recent spell never shorter, the busiest spell
+//! never larger), except that a trade counts in the median until its whole epoch has left the
+//! window. docs/detection.md#trade-detectors has the bounds and the memory per client.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use rust_decimal::Decimal;
 
-use super::agg::{Halves, Peaks, median_of};
 use super::{Response, Rule, Signal, usd};
 use crate::order::Side;
 use crate::time::{DAY, MINUTE, Millis, format_duration, format_millis};
+use slots::Spells;
 
 /// The trade detectors' settings. See docs/detection.md#trade-detectors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,8 +155,8 @@ pub struct TradeDone {
 /// The clients' recent allowed trades, with running aggregates per client.
 ///
 /// Record trades in time order as they are allowed (a late one, from another instance, is
-/// placed where it belongs and the client's aggregates rebuilt: the result does not depend on
-/// the order of recording). Pass the same config to every `record`.
+/// placed where it belongs: the aggregates do not depend on the order of recording). Pass the
+/// same config to every `record` (a client's slot and epoch lengths are set by its first).
 ///
 /// Whether a client without trades is dormant or merely new to keygate depends on how long
 /// keygate has watched it: [`TradeHistory::complete_since`] says from when the history holds
@@ -180,19 +185,19 @@ impl TradeHistory {
 
     /// Remembers an allowed trade, forgetting what fell out of `cfg.window`.
     pub fn record(&mut self, t: TradeDone, cfg: &TradeDetectorConfig) {
-        let spell = cfg.velocity_window.max(1);
         if let Some(c) = self.by_client.get_mut(&t.client) {
-            c.add(&t, cfg.window, spell);
+            c.add(&t, cfg);
         } else {
             let mut c = ClientTrades::default();
-            c.add(&t, cfg.window, spell);
+            c.add(&t, cfg);
             self.by_client.insert(t.client, c);
         }
     }
 
-    /// How many trades of `client` the history holds.
-    pub fn len_of(&self, client: &str) -> usize {
-        self.by_client.get(client).map_or(0, |c| c.kept.len())
+    /// How many trades of `client` the histogram holds (the window's, and up to an epoch's
+    /// before it).
+    pub fn len_of(&self, client: &str) -> u64 {
+        self.by_client.get(client).map_or(0, |c| c.sizes.held())
     }
 
     /// From when keygate has seen every allowed trade of this client, if it knows.
@@ -204,253 +209,84 @@ impl TradeHistory {
     }
 }
 
-/// One remembered trade.
-#[derive(Debug, Clone)]
-struct Kept {
-    at: Millis,
-    venue: Arc<str>,
-    instrument: Arc<str>,
-    usd_cents: i64,
-    /// The client's running total of notional before this trade.
-    total_before: i128,
-    /// The spell of `velocity_window` ending at this trade (this one included).
-    spell_count: usize,
-    spell_cents: i128,
-}
-
-/// How often an instrument was traded in the history, and when last.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    count: usize,
-    last: Millis,
-}
-
-/// One client's trades and their aggregates.
+/// One client's trades, as bounded aggregates (the trades themselves are not kept): the
+/// latest trade's time, when each instrument was last traded, the notionals as a histogram
+/// ([`sizes::Sizes`]) and the counts and sums per time slot ([`slots::Slots`]).
 #[derive(Debug, Clone, Default)]
 struct ClientTrades {
     watched_since: Option<Millis>,
-    kept: VecDeque<Kept>,
-    /// How many of `kept`, from the front, are in the peaks: their spell ended before the
-    /// latest trade's spell began.
-    closed: usize,
-    peak_count: Peaks<usize>,
-    peak_cents: Peaks<i128>,
-    /// venue → instrument → seen.
-    markets: HashMap<Arc<str>, HashMap<Arc<str>, Seen>>,
-    sizes: Halves,
-    total: i128,
+    latest: Option<Millis>,
+    /// venue → instrument → when last traded.
+    markets: HashMap<String, HashMap<String, Millis>>,
+    sizes: sizes::Sizes,
+    slots: slots::Slots,
 }
 
 impl ClientTrades {
-    /// Remembers a trade: appended when it is no older than the latest, else placed where it
-    /// belongs (unless the window has already passed it).
-    fn add(&mut self, t: &TradeDone, window: Millis, spell: Millis) {
-        match self.kept.back().map(|k| k.at) {
-            Some(latest) if t.at < latest => {
-                if t.at >= latest.saturating_sub(window) {
-                    self.rebuild_with(t, window, spell);
-                }
-            }
-            _ => self.push(&t.venue, &t.instrument, t.at, t.usd_cents, window, spell),
+    /// Counts a trade (in any order), unless the window has already passed it. What each
+    /// aggregate keeps depends only on which trades were recorded, not on their order: a late
+    /// trade is counted when its slot or epoch is still held, as it would have been in time.
+    fn add(&mut self, t: &TradeDone, cfg: &TradeDetectorConfig) {
+        if self.latest.is_none() {
+            // The first trade sets the slot and epoch lengths (a client [`TradeHistory::watch`]
+            // made has none yet).
+            self.sizes = sizes::Sizes::new(cfg.window);
+            self.slots = slots::Slots::new(cfg.velocity_window);
         }
-    }
-
-    /// Appends a trade no older than the latest one.
-    fn push(
-        &mut self,
-        venue: &str,
-        instrument: &str,
-        at: Millis,
-        usd_cents: i64,
-        window: Millis,
-        spell: Millis,
-    ) {
-        let usd_cents = usd_cents.max(0);
-        self.expire(at.saturating_sub(window));
-        let spell_from = at.saturating_sub(spell);
-        self.close(spell_from);
-        let from = self.kept.partition_point(|k| k.at <= spell_from);
-        let spell_count = self.kept.len() - from + 1;
-        let spell_cents = self.sum(from, self.kept.len()) + i128::from(usd_cents);
-        let (venue, instrument) = self.intern(venue, instrument, at);
-        self.sizes.insert(usd_cents);
-        self.kept.push_back(Kept {
-            at,
-            venue,
-            instrument,
-            usd_cents,
-            total_before: self.total,
-            spell_count,
-            spell_cents,
-        });
-        self.total += i128::from(usd_cents);
-    }
-
-    /// Places a late trade where it belongs and rebuilds the aggregates from scratch.
-    fn rebuild_with(&mut self, t: &TradeDone, window: Millis, spell: Millis) {
-        let mut all: Vec<(Millis, Arc<str>, Arc<str>, i64)> = self
-            .kept
-            .drain(..)
-            .map(|k| (k.at, k.venue, k.instrument, k.usd_cents))
-            .collect();
-        all.push((
-            t.at,
-            Arc::from(t.venue.as_str()),
-            Arc::from(t.instrument.as_str()),
-            t.usd_cents,
-        ));
-        // Stable: trades at the same time keep the order they were recorded in.
-        all.sort_by_key(|k| k.0);
-        let mut fresh = ClientTrades {
-            watched_since: self.watched_since,
-            ..ClientTrades::default()
-        };
-        for (at, venue, instrument, usd_cents) in all {
-            fresh.push(&venue, &instrument, at, usd_cents, window, spell);
+        let window = cfg.window;
+        let latest = self.latest.map_or(t.at, |l| l.max(t.at));
+        let horizon = latest.saturating_sub(window);
+        self.latest = Some(latest);
+        let usd_cents = t.usd_cents.max(0);
+        if self.sizes.covers(t.at, horizon) {
+            self.sizes.add(t.at, usd_cents);
         }
-        *self = fresh;
+        if self.slots.covers(t.at, horizon) {
+            self.slots.add(t.at, usd_cents);
+        }
+        if t.at >= horizon {
+            let last = self
+                .markets
+                .entry(t.venue.clone())
+                .or_default()
+                .entry(t.instrument.clone())
+                .or_insert(t.at);
+            *last = (*last).max(t.at);
+        }
+        self.expire(horizon);
     }
 
-    fn intern(&mut self, venue: &str, instrument: &str, at: Millis) -> (Arc<str>, Arc<str>) {
-        let v: Arc<str> = match self.markets.get_key_value(venue) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(venue),
-        };
-        let inner = self.markets.entry(v.clone()).or_default();
-        let i: Arc<str> = match inner.get_key_value(instrument) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(instrument),
-        };
-        let seen = inner
-            .entry(i.clone())
-            .or_insert(Seen { count: 0, last: at });
-        seen.count += 1;
-        seen.last = seen.last.max(at);
-        (v, i)
-    }
-
-    /// Forgets the trades before `horizon`.
+    /// Forgets what lies wholly before `horizon`.
     fn expire(&mut self, horizon: Millis) {
-        while self.kept.front().is_some_and(|k| k.at < horizon) {
-            let Some(k) = self.kept.pop_front() else {
-                break;
-            };
-            self.sizes.remove(k.usd_cents);
-            if let Some(inner) = self.markets.get_mut(&k.venue) {
-                if let Some(s) = inner.get_mut(&k.instrument) {
-                    s.count = s.count.saturating_sub(1);
-                    if s.count == 0 {
-                        inner.remove(&k.instrument);
-                    }
-                }
-                if inner.is_empty() {
-                    self.markets.remove(&k.venue);
-                }
+        let held = self.sizes.held();
+        self.sizes.expire(horizon);
+        self.slots.expire(horizon);
+        // Instruments last traded before the horizon are never "seen" again; they go when an
+        // epoch does, so that this pass runs about `EPOCHS` times a window, not every trade.
+        if self.sizes.held() != held {
+            for inner in self.markets.values_mut() {
+                inner.retain(|_, last| *last >= horizon);
             }
-            self.closed = self.closed.saturating_sub(1);
-        }
-        self.peak_count.expire(horizon);
-        self.peak_cents.expire(horizon);
-    }
-
-    /// Moves the trades at or before `upto` into the peaks.
-    fn close(&mut self, upto: Millis) {
-        while let Some(k) = self.kept.get(self.closed)
-            && k.at <= upto
-        {
-            self.peak_count.push(k.at, k.spell_count);
-            self.peak_cents.push(k.at, k.spell_cents);
-            self.closed += 1;
+            self.markets.retain(|_, inner| !inner.is_empty());
         }
     }
 
-    /// The notional of `kept[from..to]`.
-    fn sum(&self, from: usize, to: usize) -> i128 {
-        let before = |i: usize| self.kept.get(i).map_or(self.total, |k| k.total_before);
-        before(to) - before(from)
+    #[cfg(test)]
+    /// How many trades are in the window at `horizon` (and up to one epoch before it).
+    fn live_len(&self, horizon: Millis) -> u64 {
+        self.sizes.live(horizon).1
     }
 
-    /// How many trades are older than `horizon` (held until the next record forgets them).
-    fn stale(&self, horizon: Millis) -> usize {
-        self.kept.partition_point(|k| k.at < horizon)
+    #[cfg(test)]
+    /// The median and MAD lower bound of the trades in the window at `horizon`.
+    fn spread_live(&self, horizon: Millis) -> Option<sizes::Spread> {
+        let (bins, len) = self.sizes.live(horizon);
+        sizes::spread(&bins, len)
     }
 
-    /// The median notional of the trades from `kept[stale..]`.
-    fn median_live(&self, stale: usize) -> Option<i64> {
-        let live = self.kept.len().saturating_sub(stale);
-        if live == 0 {
-            return None;
-        }
-        if stale == 0 {
-            return self.sizes.median();
-        }
-        if live <= stale {
-            return Some(median_of(
-                self.kept.range(stale..).map(|k| k.usd_cents).collect(),
-            ));
-        }
-        let mut removed: BTreeMap<i64, usize> = BTreeMap::new();
-        for k in self.kept.range(..stale) {
-            *removed.entry(k.usd_cents).or_default() += 1;
-        }
-        let hi = self.sizes.nth_without(live / 2, &removed)?;
-        if live % 2 == 1 {
-            return Some(hi);
-        }
-        let lo = self.sizes.nth_without(live / 2 - 1, &removed)?;
-        Some((lo / 2).saturating_add(hi / 2))
+    fn spells(&self, now: Millis, horizon: Millis) -> Spells {
+        self.slots.spells(now, horizon)
     }
-
-    /// The median absolute deviation from `m` of the trades from `kept[stale..]` (O(n): asked
-    /// only of a notional already far above the median).
-    fn mad_live(&self, stale: usize, m: i64) -> i64 {
-        median_of(
-            self.kept
-                .range(stale..)
-                .map(|k| k.usd_cents.saturating_sub(m).saturating_abs())
-                .collect(),
-        )
-    }
-
-    /// The spell ending `now`, and the busiest spell that lies wholly within the window and
-    /// ended before it began (wholly within: so that it is made of trades the history holds,
-    /// whatever the order they were recorded in).
-    fn spells(&self, now: Millis, spell: Millis, horizon: Millis) -> Spells {
-        let recent_from = now.saturating_sub(spell);
-        let end = self.kept.partition_point(|k| k.at <= now);
-        let from = self.kept.partition_point(|k| k.at <= recent_from);
-        let stale = self.stale(horizon);
-        let first_end = horizon.saturating_add(spell);
-        let mut busiest_count = self.peak_count.max_since(first_end).unwrap_or(0);
-        let mut busiest_cents = self.peak_cents.max_since(first_end).unwrap_or(0);
-        // Trades whose spell has ended since the latest record: not in the peaks yet.
-        for k in self
-            .kept
-            .range(self.closed.max(stale)..)
-            .take_while(|k| k.at <= recent_from)
-            .filter(|k| k.at >= first_end)
-        {
-            busiest_count = busiest_count.max(k.spell_count);
-            busiest_cents = busiest_cents.max(k.spell_cents);
-        }
-        Spells {
-            recent_count: end.saturating_sub(from),
-            recent_cents: self.sum(from.min(end), end),
-            earlier: from.saturating_sub(stale),
-            busiest_count,
-            busiest_cents,
-        }
-    }
-}
-
-/// What `trade_velocity` compares.
-struct Spells {
-    recent_count: usize,
-    recent_cents: i128,
-    /// Trades in the window before the recent spell.
-    earlier: usize,
-    busiest_count: usize,
-    busiest_cents: i128,
 }
 
 /// What the trade detectors say of one order about to be decided. A trade dated before the
@@ -462,11 +298,8 @@ pub fn examine_trade(cfg: &TradeDetectorConfig, h: &TradeHistory, t: &TradeDone)
         return out;
     }
     let c = h.by_client.get(&t.client);
-    let now = c
-        .and_then(|c| c.kept.back())
-        .map_or(t.at, |k| k.at.max(t.at));
+    let now = c.and_then(|c| c.latest).map_or(t.at, |l| l.max(t.at));
     let horizon = now.saturating_sub(cfg.window);
-    let stale = c.map_or(0, |c| c.stale(horizon));
     let mut raise = |rule: &Rule, detector: &'static str, find: &dyn Fn() -> Option<Finding>| {
         if !rule.enabled {
             return;
@@ -484,7 +317,7 @@ pub fn examine_trade(cfg: &TradeDetectorConfig, h: &TradeHistory, t: &TradeDone)
         new_instrument(cfg, c, t, horizon).map(Finding::from)
     });
     raise(&cfg.trade_size_jump, "trade_size_jump", &|| {
-        size_jump(cfg, c?, stale, t).map(Finding::from)
+        size_jump(cfg, c?, horizon, t).map(Finding::from)
     });
     raise(&cfg.trade_velocity, "trade_velocity", &|| {
         velocity(cfg, h, c, now, t).map(Finding::from)
@@ -521,7 +354,7 @@ fn new_instrument(
     let seen = c
         .and_then(|c| c.markets.get(t.venue.as_str()))
         .and_then(|m| m.get(t.instrument.as_str()))
-        .is_some_and(|s| s.last >= horizon);
+        .is_some_and(|last| *last >= horizon);
     (!seen).then(|| {
         format!(
             "first trade of {} on {} in {} (new instrument)",
@@ -537,14 +370,14 @@ fn new_instrument(
 fn size_jump(
     cfg: &TradeDetectorConfig,
     c: &ClientTrades,
-    stale: usize,
+    horizon: Millis,
     t: &TradeDone,
 ) -> Option<String> {
-    let live = c.kept.len().saturating_sub(stale);
-    if live < cfg.min_samples.max(1) {
+    let (bins, live) = c.sizes.live(horizon);
+    if live < u64::try_from(cfg.min_samples.max(1)).unwrap_or(u64::MAX) {
         return None;
     }
-    let m = c.median_live(stale)?;
+    let m = sizes::median(&bins, live)?;
     let v = Decimal::from(t.usd_cents);
     // Saturating: a huge factor from the config means "never", not a panic.
     let times = Decimal::from(m)
@@ -553,7 +386,7 @@ fn size_jump(
     if v <= times {
         return None;
     }
-    let mad = c.mad_live(stale, m);
+    let mad = sizes::spread(&bins, live)?.mad;
     let spread = Decimal::from(mad)
         .checked_mul(cfg.size_mads)
         .and_then(|x| x.checked_add(Decimal::from(m)))
@@ -581,27 +414,20 @@ fn velocity(
 ) -> Option<String> {
     let spell = cfg.velocity_window.max(1);
     let horizon = now.saturating_sub(cfg.window);
-    let s = c.map_or(
-        Spells {
-            recent_count: 0,
-            recent_cents: 0,
-            earlier: 0,
-            busiest_count: 0,
-            busiest_cents: 0,
-        },
-        |c| c.spells(now, spell, horizon),
-    );
-    let count = s.recent_count + 1;
-    let value = s.recent_cents + i128::from(t.usd_cents.max(0));
+    let s = c.map_or(Spells::default(), |c| c.spells(now, horizon));
+    let count = s.recent_count.saturating_add(1);
+    let value = s
+        .recent_cents
+        .saturating_add(i128::from(t.usd_cents.max(0)));
     let factor = i128::from(cfg.velocity_factor.max(1));
-    let baseline = s.earlier >= cfg.min_samples.max(1);
+    let at_least = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let baseline = s.earlier >= at_least(cfg.min_samples.max(1));
     let watched = h
         .watched_from(c)
         .is_some_and(|since| now.saturating_sub(since) >= cfg.window);
-    let as_count = |n: usize| i128::try_from(n).unwrap_or(i128::MAX);
     let burst_count = (baseline || watched)
-        && count >= cfg.velocity_min_count
-        && as_count(count) > factor.saturating_mul(as_count(s.busiest_count.max(1)));
+        && count >= at_least(cfg.velocity_min_count)
+        && i128::from(count) > factor.saturating_mul(i128::from(s.busiest_count.max(1)));
     let burst_value =
         baseline && count >= 2 && value > factor.saturating_mul(s.busiest_cents.max(1));
     (burst_count || burst_value).then(|| {
@@ -660,8 +486,7 @@ fn dormant_wake(
     let since = h.watched_from(c)?;
     let horizon = now.saturating_sub(cfg.window);
     if now.saturating_sub(since) < cfg.window
-        || c.and_then(|c| c.kept.back())
-            .is_some_and(|k| k.at >= horizon)
+        || c.and_then(|c| c.latest).is_some_and(|l| l >= horizon)
     {
         return None;
     }
@@ -673,5 +498,7 @@ fn dormant_wake(
     ))
 }
 
+mod sizes;
+mod slots;
 #[cfg(test)]
 mod tests;
