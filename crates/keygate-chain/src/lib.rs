@@ -23,7 +23,7 @@ pub mod watcher;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use alloy::primitives::{Address, B256, U256};
+pub use alloy::primitives::{Address, B256, Bytes, U64, U256};
 
 /// An ERC-20 token a venue knows by symbol.
 #[derive(Debug, Clone, PartialEq, Eq)]

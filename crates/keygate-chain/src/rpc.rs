@@ -191,6 +191,24 @@ pub struct TxInfo {
     pub block_number: Option<U64>,
 }
 
+/// What keygate reads of `eth_feeHistory(1, "latest", [])`: the base fees, the last of which is
+/// the next block's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeeHistory {
+    pub base_fee_per_gas: Vec<U256>,
+}
+
+impl FeeHistory {
+    /// The next block's base fee in wei (0 when the node gives none, or one beyond u128).
+    pub fn next_base_fee(&self) -> u128 {
+        self.base_fee_per_gas
+            .last()
+            .and_then(|b| u128::try_from(*b).ok())
+            .unwrap_or(0)
+    }
+}
+
 fn shown_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => match (u.host_str(), u.port()) {
@@ -395,19 +413,10 @@ impl Rpc {
 
     /// (base fee of the next block, suggested priority fee), in wei.
     pub async fn fees(&self) -> Result<(u128, u128), RpcError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct History {
-            base_fee_per_gas: Vec<U256>,
-        }
-        let h: History = self
-            .call("eth_feeHistory", json!([quantity(1), "latest", []]))
-            .await?;
-        let base = h
-            .base_fee_per_gas
-            .last()
-            .and_then(|b| u128::try_from(*b).ok())
-            .unwrap_or(0);
+        let base = self
+            .call::<FeeHistory>("eth_feeHistory", json!([quantity(1), "latest", []]))
+            .await?
+            .next_base_fee();
         let tip = self
             .call::<U256>("eth_maxPriorityFeePerGas", json!([]))
             .await

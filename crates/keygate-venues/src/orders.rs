@@ -243,14 +243,19 @@ fn text<'v>(row: &'v Value, name: &str) -> Result<&'v str, String> {
         .ok_or_else(|| format!("an order has no {name}"))
 }
 
-/// An OKX decimal field, where "" means nothing yet (an order without fills has no `avgPx`).
+/// An OKX size or price field, where "" means nothing yet (an order without fills has no
+/// `avgPx`); a negative one is an error (a filled quote is never negative).
 fn decimal_or_zero(row: &Value, name: &str) -> Result<Decimal, String> {
-    match text(row, name)? {
-        "" => Ok(Decimal::ZERO),
+    let d: Decimal = match text(row, name)? {
+        "" => return Ok(Decimal::ZERO),
         t => t
             .parse()
-            .map_err(|_| format!("an order's {name} is not a decimal")),
+            .map_err(|_| format!("an order's {name} is not a decimal"))?,
+    };
+    if d < Decimal::ZERO {
+        return Err(format!("an order's {name} is {d}, a negative amount"));
     }
+    Ok(d)
 }
 
 fn parse_okx_orders(venue: &str, body: &[u8]) -> Result<Vec<VenueOrder>, String> {
@@ -440,6 +445,9 @@ mod tests {
             &br#"{"code":"50011","msg":"Rate limit reached","data":[]}"#[..],
             br#"{"code":"0","data":[{"instId":"X","ordId":"1","clOrdId":"","side":"buy","state":"filled","accFillSz":"x","avgPx":"","cTime":"1"}]}"#,
             br#"{"code":"0","data":[{"instId":"X","ordId":"1","side":"buy","state":"filled","accFillSz":"1","avgPx":"","cTime":"1"}]}"#,
+            // A negative fill (against the fuzz target venue_histories' invariant; its seed
+            // okx-orders-negative-fill).
+            br#"{"code":"0","data":[{"instId":"X","ordId":"1","clOrdId":"","side":"buy","state":"filled","accFillSz":"-2","avgPx":"3","cTime":"1"}]}"#,
         ] {
             assert!(o.parse_order_history("o", bad).is_err(), "{bad:?}");
         }

@@ -54,24 +54,32 @@ impl Adapter {
 
     /// The transfers out of the sub-account in an answer, as outflows of `venue`: each to
     /// another sub-account, not failed. Their ids are `subtransfer:<tranId>` (never a
-    /// withdrawal's) and their destination `sub-account:<email>`.
+    /// withdrawal's) and their destination `sub-account:<email>`. Such a transfer whose `qty`
+    /// is not positive makes the answer an error, naming it (an outflow never lowers a sum).
     pub fn parse_sub_transfers(&self, venue: &str, body: &[u8]) -> Result<Vec<Outflow>, String> {
         let rows: Vec<BinanceSubTransfer> = serde_json::from_slice(body).map_err(|e| {
             format!("the sub-account transfer history is not the list Binance documents: {e}")
         })?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .filter(|r| r.kind == 2 && r.counter_party != "master" && r.status != "FAILURE")
-            .map(|r| Outflow {
-                venue: venue.to_string(),
-                id: format!("subtransfer:{}", r.tran_id),
-                asset: r.asset,
-                amount: r.qty,
-                destination: format!("sub-account:{}", r.email),
-                at: r.time,
-                reference: None,
+            .map(|r| {
+                if r.qty <= Decimal::ZERO {
+                    return Err(format!(
+                        "sub-account transfer {} has qty {}, not a positive amount",
+                        r.tran_id, r.qty
+                    ));
+                }
+                Ok(Outflow {
+                    venue: venue.to_string(),
+                    id: format!("subtransfer:{}", r.tran_id),
+                    asset: r.asset,
+                    amount: r.qty,
+                    destination: format!("sub-account:{}", r.email),
+                    at: r.time,
+                    reference: None,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The time the next read starts from, when a read came back full (rows sharing the last
@@ -125,6 +133,10 @@ mod tests {
             &b"{}"[..],
             br#"[{"counterParty":"subAccount","email":"a","type":2,"asset":"ETH","qty":2,"status":"SUCCESS","tranId":1,"time":1}]"#,
             br#"[{"email":"a","type":2,"asset":"ETH","qty":"2","status":"SUCCESS","tranId":1,"time":1}]"#,
+            // A transfer out of nothing, or of less (against the fuzz target venue_histories'
+            // invariant; the first is its seed sub-transfer-zero-qty).
+            br#"[{"counterParty":"subAccount","email":"a","type":2,"asset":"ETH","qty":"0","status":"SUCCESS","tranId":1,"time":1}]"#,
+            br#"[{"counterParty":"subAccount","email":"a","type":2,"asset":"ETH","qty":"-2","status":"PROCESS","tranId":1,"time":1}]"#,
         ] {
             assert!(a.parse_sub_transfers("binance", bad).is_err());
         }

@@ -71,26 +71,66 @@ pub struct Pool {
     method: AtomicU8,
 }
 
-/// A pool's answer: nonce (as text) to transaction, per section.
+/// The answer to `txpool_contentFrom(address)`: nonce (as text) to transaction, per section.
 #[derive(Debug, Default, Deserialize)]
-struct Sections {
+pub struct Sections {
     #[serde(default)]
     pending: BTreeMap<String, PoolTx>,
     #[serde(default)]
     queued: BTreeMap<String, PoolTx>,
 }
 
+/// The answer to `txpool_content`: sender to nonce to transaction, per section.
 #[derive(Debug, Default, Deserialize)]
-struct AllSections {
+pub struct AllSections {
     #[serde(default)]
     pending: BTreeMap<Address, BTreeMap<String, PoolTx>>,
     #[serde(default)]
     queued: BTreeMap<Address, BTreeMap<String, PoolTx>>,
 }
 
+/// The answer to `eth_getBlockByNumber("pending", true)`, as far as its transactions go.
 #[derive(Debug, Deserialize)]
-struct PendingBlock {
+pub struct PendingBlock {
     transactions: Vec<PoolTx>,
+}
+
+impl Sections {
+    /// The transactions from `from` in this answer, lowest nonce first.
+    pub fn sent_by(self, from: &Address) -> Vec<PoolTx> {
+        mine(
+            self.pending.into_values().chain(self.queued.into_values()),
+            from,
+        )
+    }
+}
+
+impl AllSections {
+    /// The transactions from `from` in this answer, lowest nonce first.
+    pub fn sent_by(mut self, from: &Address) -> Vec<PoolTx> {
+        let mut out: Vec<PoolTx> = vec![];
+        for section in [&mut self.pending, &mut self.queued] {
+            if let Some(txs) = section.remove(from) {
+                out.extend(txs.into_values());
+            }
+        }
+        mine(out, from)
+    }
+}
+
+impl PendingBlock {
+    /// The transactions from `from` in this block, lowest nonce first.
+    pub fn sent_by(self, from: &Address) -> Vec<PoolTx> {
+        mine(self.transactions, from)
+    }
+}
+
+/// Those of `txs` sent by `from` (a node's answer may name others under its address), lowest
+/// nonce first.
+fn mine(txs: impl IntoIterator<Item = PoolTx>, from: &Address) -> Vec<PoolTx> {
+    let mut txs: Vec<PoolTx> = txs.into_iter().filter(|t| t.from == *from).collect();
+    txs.sort_by_key(|t| t.nonce);
+    txs
 }
 
 /// Whether the node says it has no such method.
@@ -119,36 +159,21 @@ impl Pool {
                 0 | 1 => rpc
                     .call::<Sections>("txpool_contentFrom", json!([from]))
                     .await
-                    .map(|s| {
-                        s.pending
-                            .into_values()
-                            .chain(s.queued.into_values())
-                            .collect()
-                    }),
+                    .map(|s| s.sent_by(from)),
                 2 => rpc
                     .call::<AllSections>("txpool_content", json!([]))
                     .await
-                    .map(|mut s| {
-                        let mut out: Vec<PoolTx> = vec![];
-                        for section in [&mut s.pending, &mut s.queued] {
-                            if let Some(txs) = section.remove(from) {
-                                out.extend(txs.into_values());
-                            }
-                        }
-                        out
-                    }),
+                    .map(|s| s.sent_by(from)),
                 _ => rpc
                     .call::<Option<PendingBlock>>("eth_getBlockByNumber", json!(["pending", true]))
                     .await
-                    .map(|b| b.map(|b| b.transactions).unwrap_or_default()),
+                    .map(|b| b.map(|b| b.sent_by(from)).unwrap_or_default()),
             };
             match answer {
-                Ok(mut txs) => {
+                Ok(txs) => {
                     if m == 0 {
                         self.method.store(1, Ordering::Relaxed);
                     }
-                    txs.retain(|t| t.from == *from);
-                    txs.sort_by_key(|t| t.nonce);
                     return Ok(txs);
                 }
                 Err(e) if m < 3 && missing(&e) => {
