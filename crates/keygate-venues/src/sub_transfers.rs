@@ -72,7 +72,8 @@ impl Adapter {
                 Ok(Outflow {
                     venue: venue.to_string(),
                     id: format!("subtransfer:{}", r.tran_id),
-                    asset: r.asset,
+                    // As withdrawal histories: intents carry upper-case assets.
+                    asset: r.asset.to_ascii_uppercase(),
                     amount: r.qty,
                     destination: format!("sub-account:{}", r.email),
                     at: r.time,
@@ -129,6 +130,13 @@ mod tests {
         assert_eq!(out[0].destination, "sub-account:sub2@test.com");
         assert_eq!(out[0].amount, Decimal::from(2));
         assert_eq!(out[0].at, 1544433326000);
+        assert_eq!(out[0].asset, "ETH");
+        let lower = br#"[{"counterParty":"subAccount","email":"a","type":2,"asset":"eth","qty":"2","status":"SUCCESS","tranId":1,"time":1}]"#;
+        let out = a.parse_sub_transfers("binance", lower).unwrap();
+        assert_eq!(
+            out[0].asset, "ETH",
+            "matched against intents, which carry upper case"
+        );
         for bad in [
             &b"{}"[..],
             br#"[{"counterParty":"subAccount","email":"a","type":2,"asset":"ETH","qty":2,"status":"SUCCESS","tranId":1,"time":1}]"#,
