@@ -142,13 +142,6 @@ impl Subject {
 
 const APPROVAL_DOMAIN: &str = "keygate/approval/v1";
 
-/// The digest an approval of a held intent signs: SHA-256 of the intent's canonical JSON, hex.
-pub fn intent_digest(intent: &Intent) -> String {
-    use sha2::{Digest, Sha256};
-    let json = serde_json::to_vec(intent).unwrap_or_default();
-    hex::encode(Sha256::digest(&json))
-}
-
 /// The exact bytes an approver signs: a domain tag, then canonical JSON of the subject and the
 /// approval's expiry. Anything else signed with the key (a checkpoint, another subject, another
 /// expiry) is a different message.
